@@ -1,0 +1,14 @@
+//! One module per verb.
+
+pub mod assets;
+pub mod gguf;
+pub mod tour;
+
+/// `1 file`, `5 files`.
+pub fn count_files(n: usize) -> String {
+    if n == 1 {
+        "1 file".into()
+    } else {
+        format!("{n} files")
+    }
+}

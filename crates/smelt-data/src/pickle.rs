@@ -1,0 +1,818 @@
+//! A small, safe reader for Python pickles (protocols 0–5, the binary opcodes), enough to load
+//! numpy arrays (MNIST's `mnist.pkl.gz`) and PyTorch `state_dict` pickles without Python.
+//!
+//! The reader never executes anything: `GLOBAL` + `REDUCE` become [`Value::Call`] nodes that the
+//! caller interprets (see [`NdArray::from_value`]). Every length read from the stream is checked
+//! against the bytes that remain, so a hostile or truncated file gives an error, never a panic or
+//! an allocation larger than the input.
+//!
+//! Python mutates objects in place (`BUILD`, `APPEND`, `SETITEMS`) after they were memoized;
+//! values here are immutable trees, so a mutation of the value on top of the stack is copied
+//! back into its memo slot. A mutation that happens after the value left the stack is not seen
+//! by later memo reads (pickle writers do not produce that).
+
+use std::rc::Rc;
+
+/// A decoded pickle object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `None`.
+    None,
+    /// `True` / `False`.
+    Bool(bool),
+    /// An integer that fits in 64 bits (larger `LONG1` values are an error).
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// Python 2 `str` or Python 3 `bytes`; shared so memo copies of large buffers are free.
+    Bytes(Rc<Vec<u8>>),
+    /// Python 3 `str` (Python 2 `unicode`).
+    Str(String),
+    /// A tuple.
+    Tuple(Vec<Value>),
+    /// A list.
+    List(Vec<Value>),
+    /// A dict, in insertion order.
+    Dict(Vec<(Value, Value)>),
+    /// A reference to `module.name`, not resolved.
+    Global {
+        /// Module path, e.g. `numpy.core.multiarray`.
+        module: String,
+        /// Attribute name, e.g. `_reconstruct`.
+        name: String,
+    },
+    /// `callable(*args)` (`REDUCE`, `NEWOBJ`), not evaluated.
+    Call {
+        /// What would be called, usually a [`Value::Global`].
+        callable: Box<Value>,
+        /// The argument tuple.
+        args: Box<Value>,
+    },
+    /// `obj.__setstate__(state)` (`BUILD`), not evaluated.
+    Build {
+        /// The object being built.
+        obj: Box<Value>,
+        /// Its state.
+        state: Box<Value>,
+    },
+    /// A persistent id (`BINPERSID`), used by PyTorch for tensor storages.
+    PersistentId(Box<Value>),
+}
+
+impl Value {
+    /// Whether this is a `Global` naming `module.name`.
+    pub fn is_global(&self, module: &str, name: &str) -> bool {
+        matches!(self, Value::Global { module: m, name: n } if m == module && n == name)
+    }
+
+    /// The elements of a tuple or list.
+    pub fn as_seq(&self) -> Option<&[Value]> {
+        match self {
+            Value::Tuple(v) | Value::List(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Integer value, if this is an int.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+
+    /// Text of a `str`, or of a Python 2 `str` (bytes) that is valid UTF-8.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            Value::Bytes(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+}
+
+/// Why a pickle could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PickleError {
+    /// The stream ended in the middle of an opcode or its argument.
+    #[error("pickle truncated at byte {0}")]
+    Truncated(usize),
+    /// An opcode this reader does not implement.
+    #[error("unsupported pickle opcode 0x{op:02x} at byte {at}")]
+    Unsupported {
+        /// The opcode byte.
+        op: u8,
+        /// Its offset.
+        at: usize,
+    },
+    /// The opcodes do not form a valid program (stack underflow, missing mark, bad memo key).
+    #[error("malformed pickle at byte {at}: {what}")]
+    Malformed {
+        /// Offset of the offending opcode.
+        at: usize,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+/// Parses a whole pickle and returns the object `STOP` leaves on the stack.
+pub fn parse(data: &[u8]) -> Result<Value, PickleError> {
+    Machine::new(data).run()
+}
+
+/// A stack entry. `key` is the memo key the value was last stored under: Python mutates
+/// objects in place (BUILD, APPEND, SETITEMS), so a mutation must reach the memo copy too.
+enum Slot {
+    Value(Value, Option<u64>),
+    Mark,
+}
+
+struct Machine<'a> {
+    data: &'a [u8],
+    pos: usize,
+    op_at: usize,
+    stack: Vec<Slot>,
+    memo: std::collections::HashMap<u64, Value>,
+}
+
+impl<'a> Machine<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Self {
+            data,
+            pos: 0,
+            op_at: 0,
+            stack: Vec::new(),
+            memo: Default::default(),
+        }
+    }
+
+    fn bad(&self, what: impl Into<String>) -> PickleError {
+        PickleError::Malformed {
+            at: self.op_at,
+            what: what.into(),
+        }
+    }
+
+    fn take(&mut self, n: u64) -> Result<&'a [u8], PickleError> {
+        let remaining = (self.data.len() - self.pos) as u64;
+        if n > remaining {
+            return Err(PickleError::Truncated(self.pos));
+        }
+        let s = &self.data[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, PickleError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, PickleError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().unwrap()))
+    }
+    fn u32(&mut self) -> Result<u32, PickleError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    fn u64(&mut self) -> Result<u64, PickleError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
+    }
+    fn line(&mut self) -> Result<&'a str, PickleError> {
+        let rest = &self.data[self.pos..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(PickleError::Truncated(self.data.len()))?;
+        self.pos += end + 1;
+        std::str::from_utf8(&rest[..end]).map_err(|_| self.bad("non-UTF-8 text line"))
+    }
+
+    fn push(&mut self, v: Value) {
+        self.stack.push(Slot::Value(v, None));
+    }
+
+    fn pop(&mut self) -> Result<Value, PickleError> {
+        self.pop_keyed().map(|(v, _)| v)
+    }
+
+    fn pop_keyed(&mut self) -> Result<(Value, Option<u64>), PickleError> {
+        match self.stack.pop() {
+            Some(Slot::Value(v, k)) => Ok((v, k)),
+            Some(Slot::Mark) => Err(self.bad("found a mark where a value was expected")),
+            None => Err(self.bad("stack underflow")),
+        }
+    }
+
+    fn top(&mut self) -> Result<&mut Value, PickleError> {
+        let at = self.op_at;
+        match self.stack.last_mut() {
+            Some(Slot::Value(v, _)) => Ok(v),
+            _ => Err(PickleError::Malformed {
+                at,
+                what: "expected a value on top of the stack".into(),
+            }),
+        }
+    }
+
+    /// Pops everything above the topmost mark, and the mark.
+    fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
+        let mark = self
+            .stack
+            .iter()
+            .rposition(|s| matches!(s, Slot::Mark))
+            .ok_or_else(|| self.bad("no mark on the stack"))?;
+        let items = self.stack.split_off(mark + 1);
+        self.stack.pop();
+        Ok(items
+            .into_iter()
+            .map(|s| match s {
+                Slot::Value(v, _) => v,
+                Slot::Mark => unreachable!("rposition found the topmost mark"),
+            })
+            .collect())
+    }
+
+    fn bytes(&mut self, n: u64) -> Result<Value, PickleError> {
+        Ok(Value::Bytes(Rc::new(self.take(n)?.to_vec())))
+    }
+
+    fn text(&mut self, n: u64) -> Result<Value, PickleError> {
+        let raw = self.take(n)?;
+        let s = std::str::from_utf8(raw).map_err(|_| self.bad("invalid UTF-8 in a str"))?;
+        Ok(Value::Str(s.to_string()))
+    }
+
+    fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
+        let v = self.top()?.clone();
+        if let Some(Slot::Value(_, k)) = self.stack.last_mut() {
+            *k = Some(key);
+        }
+        self.memo.insert(key, v);
+        Ok(())
+    }
+
+    /// After an in-place mutation of the top value, refreshes its memo copy.
+    fn memo_refresh(&mut self) {
+        if let Some(Slot::Value(v, Some(k))) = self.stack.last() {
+            self.memo.insert(*k, v.clone());
+        }
+    }
+
+    fn memo_get(&mut self, key: u64) -> Result<(), PickleError> {
+        let v = self
+            .memo
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| self.bad(format!("memo key {key} was never stored")))?;
+        self.push(v);
+        Ok(())
+    }
+
+    fn run(mut self) -> Result<Value, PickleError> {
+        loop {
+            self.op_at = self.pos;
+            let op = self.u8()?;
+            match op {
+                0x80 => {
+                    let proto = self.u8()?;
+                    if proto > 5 {
+                        return Err(self.bad(format!("pickle protocol {proto} is newer than 5")));
+                    }
+                }
+                0x95 => {
+                    self.u64()?; // FRAME: a size hint only
+                }
+                b'.' => return self.pop(),
+                b'(' => self.stack.push(Slot::Mark),
+                b'0' => {
+                    self.pop()?;
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let v = self.top()?.clone();
+                    self.push(v);
+                }
+                b'N' => self.push(Value::None),
+                0x88 => self.push(Value::Bool(true)),
+                0x89 => self.push(Value::Bool(false)),
+                b'J' => {
+                    let v = self.u32()? as i32;
+                    self.push(Value::Int(v as i64));
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.push(Value::Int(v as i64));
+                }
+                b'M' => {
+                    let v = self.u16()?;
+                    self.push(Value::Int(v as i64));
+                }
+                0x8a => {
+                    let n = self.u8()? as usize;
+                    let raw = self.take(n as u64)?;
+                    if n > 8 {
+                        return Err(self.bad("LONG1 integer wider than 64 bits"));
+                    }
+                    let fill = if n > 0 && raw[n - 1] & 0x80 != 0 {
+                        0xff
+                    } else {
+                        0
+                    };
+                    let mut le = [fill; 8];
+                    le[..n].copy_from_slice(raw);
+                    self.push(Value::Int(i64::from_le_bytes(le)));
+                }
+                b'G' => {
+                    let v = f64::from_be_bytes(self.take(8)?.try_into().unwrap());
+                    self.push(Value::Float(v));
+                }
+                b'I' => {
+                    let line = self.line()?;
+                    let v = match line {
+                        "01" => Value::Bool(true),
+                        "00" => Value::Bool(false),
+                        s => Value::Int(s.parse().map_err(|_| self.bad("bad INT literal"))?),
+                    };
+                    self.push(v);
+                }
+                b'U' => {
+                    let n = self.u8()? as u64;
+                    let v = self.bytes(n)?;
+                    self.push(v);
+                }
+                b'T' => {
+                    let n = self.u32()? as u64;
+                    let v = self.bytes(n)?;
+                    self.push(v);
+                }
+                b'C' => {
+                    let n = self.u8()? as u64;
+                    let v = self.bytes(n)?;
+                    self.push(v);
+                }
+                b'B' => {
+                    let n = self.u32()? as u64;
+                    let v = self.bytes(n)?;
+                    self.push(v);
+                }
+                0x8e => {
+                    let n = self.u64()?;
+                    let v = self.bytes(n)?;
+                    self.push(v);
+                }
+                0x8c => {
+                    let n = self.u8()? as u64;
+                    let v = self.text(n)?;
+                    self.push(v);
+                }
+                b'X' => {
+                    let n = self.u32()? as u64;
+                    let v = self.text(n)?;
+                    self.push(v);
+                }
+                0x8d => {
+                    let n = self.u64()?;
+                    let v = self.text(n)?;
+                    self.push(v);
+                }
+                b')' => self.push(Value::Tuple(Vec::new())),
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::Tuple(items));
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    if self.stack.len() < n {
+                        return Err(self.bad("stack underflow building a tuple"));
+                    }
+                    let mut items = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        items.push(self.pop()?);
+                    }
+                    items.reverse();
+                    self.push(Value::Tuple(items));
+                }
+                b']' => self.push(Value::List(Vec::new())),
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::List(items));
+                }
+                b'a' => {
+                    let v = self.pop()?;
+                    match self.top()? {
+                        Value::List(l) => l.push(v),
+                        _ => return Err(self.bad("APPEND to a non-list")),
+                    }
+                    self.memo_refresh();
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    match self.top()? {
+                        Value::List(l) => l.extend(items),
+                        _ => return Err(self.bad("APPENDS to a non-list")),
+                    }
+                    self.memo_refresh();
+                }
+                b'}' => self.push(Value::Dict(Vec::new())),
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    let d = pairs(items).ok_or_else(|| self.bad("odd number of dict items"))?;
+                    self.push(Value::Dict(d));
+                }
+                b's' => {
+                    let v = self.pop()?;
+                    let k = self.pop()?;
+                    self.set_items(vec![(k, v)])?;
+                    self.memo_refresh();
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let d = pairs(items).ok_or_else(|| self.bad("odd number of dict items"))?;
+                    self.set_items(d)?;
+                    self.memo_refresh();
+                }
+                0x8f => self.push(Value::List(Vec::new())), // EMPTY_SET, kept as a list
+                0x90 => {
+                    let items = self.pop_mark()?;
+                    match self.top()? {
+                        Value::List(l) => l.extend(items),
+                        _ => return Err(self.bad("ADDITEMS to a non-set")),
+                    }
+                    self.memo_refresh();
+                }
+                0x91 => {
+                    let items = self.pop_mark()?;
+                    self.push(Value::List(items));
+                }
+                b'c' => {
+                    let module = self.line()?.to_string();
+                    let name = self.line()?.to_string();
+                    self.push(Value::Global { module, name });
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    match (module, name) {
+                        (Value::Str(module), Value::Str(name)) => {
+                            self.push(Value::Global { module, name })
+                        }
+                        _ => return Err(self.bad("STACK_GLOBAL needs two strings")),
+                    }
+                }
+                b'R' | 0x81 => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    self.push(Value::Call {
+                        callable: Box::new(callable),
+                        args: Box::new(args),
+                    });
+                }
+                0x92 => {
+                    let _kwargs = self.pop()?;
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    self.push(Value::Call {
+                        callable: Box::new(callable),
+                        args: Box::new(args),
+                    });
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let (obj, key) = self.pop_keyed()?;
+                    let built = Value::Build {
+                        obj: Box::new(obj),
+                        state: Box::new(state),
+                    };
+                    self.stack.push(Slot::Value(built, key));
+                    self.memo_refresh();
+                }
+                b'Q' => {
+                    let pid = self.pop()?;
+                    self.push(Value::PersistentId(Box::new(pid)));
+                }
+                b'q' => {
+                    let k = self.u8()? as u64;
+                    self.memo_put(k)?;
+                }
+                b'r' => {
+                    let k = self.u32()? as u64;
+                    self.memo_put(k)?;
+                }
+                0x94 => {
+                    let k = self.memo.len() as u64;
+                    self.memo_put(k)?;
+                }
+                b'h' => {
+                    let k = self.u8()? as u64;
+                    self.memo_get(k)?;
+                }
+                b'j' => {
+                    let k = self.u32()? as u64;
+                    self.memo_get(k)?;
+                }
+                _ => return Err(PickleError::Unsupported { op, at: self.op_at }),
+            }
+        }
+    }
+
+    fn set_items(&mut self, items: Vec<(Value, Value)>) -> Result<(), PickleError> {
+        match self.top()? {
+            Value::Dict(d) => {
+                d.extend(items);
+                Ok(())
+            }
+            // An OrderedDict (or other mapping) built by REDUCE: keep its items as the state.
+            Value::Call { .. } | Value::Build { .. } => {
+                let obj = std::mem::replace(self.top()?, Value::None);
+                *self.top()? = Value::Build {
+                    obj: Box::new(obj),
+                    state: Box::new(Value::Dict(items)),
+                };
+                Ok(())
+            }
+            _ => Err(self.bad("SETITEM on a non-dict")),
+        }
+    }
+}
+
+fn pairs(items: Vec<Value>) -> Option<Vec<(Value, Value)>> {
+    if !items.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.push((k, v));
+    }
+    Some(out)
+}
+
+/// A numpy array recovered from its pickled form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NdArray {
+    /// Dimensions, outermost first.
+    pub shape: Vec<usize>,
+    /// numpy type string with byte order, e.g. `<f4`, `<i8`, `|u1`.
+    pub dtype: String,
+    /// Raw element bytes in C order; `len == product(shape) * itemsize`.
+    pub data: Rc<Vec<u8>>,
+}
+
+impl NdArray {
+    /// Interprets `numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')` + `__setstate__`
+    /// (the form numpy has pickled arrays in since 2006).
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let Value::Build { obj, state } = v else {
+            return Err("not a pickled numpy array (no BUILD)".into());
+        };
+        let Value::Call { callable, .. } = obj.as_ref() else {
+            return Err("not a pickled numpy array (no _reconstruct call)".into());
+        };
+        if !(callable.is_global("numpy.core.multiarray", "_reconstruct")
+            || callable.is_global("numpy._core.multiarray", "_reconstruct"))
+        {
+            return Err(format!("expected numpy _reconstruct, found {callable:?}"));
+        }
+        let st = state.as_seq().ok_or("array state is not a tuple")?;
+        if st.len() != 5 {
+            return Err(format!("array state has {} fields, expected 5", st.len()));
+        }
+        let shape = st[1]
+            .as_seq()
+            .ok_or("array shape is not a tuple")?
+            .iter()
+            .map(|d| {
+                d.as_int()
+                    .and_then(|i| usize::try_from(i).ok())
+                    .ok_or("bad dimension")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let dtype = dtype_string(&st[2])?;
+        if st[3] == Value::Bool(true) {
+            return Err("Fortran-ordered arrays are not supported".into());
+        }
+        let data = match &st[4] {
+            Value::Bytes(b) => b.clone(),
+            // Python 3 writing protocol 2: `_codecs.encode(text, 'latin1')`.
+            Value::Call { callable, args } if callable.is_global("_codecs", "encode") => {
+                let text = args
+                    .as_seq()
+                    .and_then(|a| a.first())
+                    .and_then(|t| t.as_text())
+                    .ok_or("bad _codecs.encode payload")?;
+                Rc::new(
+                    text.chars()
+                        .map(|c| u8::try_from(c as u32).map_err(|_| "non-latin1 char"))
+                        .collect::<Result<Vec<u8>, _>>()?,
+                )
+            }
+            other => return Err(format!("array data is not bytes: {:?}", kind(other))),
+        };
+        let itemsize: usize = dtype[2..].parse().map_err(|_| "bad dtype size")?;
+        let count = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or("shape overflows")?;
+        if count.checked_mul(itemsize) != Some(data.len()) {
+            return Err(format!(
+                "array data has {} bytes, shape {shape:?} × {itemsize} needs {}",
+                data.len(),
+                count.saturating_mul(itemsize)
+            ));
+        }
+        Ok(Self { shape, dtype, data })
+    }
+
+    /// Elements as f32 (dtype must be `<f4`).
+    pub fn to_f32(&self) -> Result<Vec<f32>, String> {
+        self.expect_dtype("<f4")?;
+        Ok(self
+            .data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect())
+    }
+
+    /// Elements as i64 (dtype must be `<i8`).
+    pub fn to_i64(&self) -> Result<Vec<i64>, String> {
+        self.expect_dtype("<i8")?;
+        Ok(self
+            .data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+            .collect())
+    }
+
+    fn expect_dtype(&self, want: &str) -> Result<(), String> {
+        if self.dtype == want {
+            Ok(())
+        } else {
+            Err(format!("expected dtype {want}, found {}", self.dtype))
+        }
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::None => "None",
+        Value::Bool(_) => "bool",
+        Value::Int(_) => "int",
+        Value::Float(_) => "float",
+        Value::Bytes(_) => "bytes",
+        Value::Str(_) => "str",
+        Value::Tuple(_) => "tuple",
+        Value::List(_) => "list",
+        Value::Dict(_) => "dict",
+        Value::Global { .. } => "global",
+        Value::Call { .. } => "call",
+        Value::Build { .. } => "build",
+        Value::PersistentId(_) => "persistent id",
+    }
+}
+
+/// `numpy.dtype('f4', 0, 1)` + state `(3, '<', ...)` → `"<f4"`.
+fn dtype_string(v: &Value) -> Result<String, String> {
+    let Value::Build { obj, state } = v else {
+        return Err("dtype is not a BUILD".into());
+    };
+    let Value::Call { callable, args } = obj.as_ref() else {
+        return Err("dtype is not a numpy.dtype call".into());
+    };
+    if !callable.is_global("numpy", "dtype") {
+        return Err(format!("expected numpy.dtype, found {callable:?}"));
+    }
+    let code = args
+        .as_seq()
+        .and_then(|a| a.first())
+        .and_then(|c| c.as_text())
+        .ok_or("dtype code missing")?;
+    let order = state
+        .as_seq()
+        .and_then(|s| s.get(1))
+        .and_then(|o| o.as_text())
+        .ok_or("dtype byte order missing")?;
+    if order == ">" {
+        return Err(format!("big-endian dtype >{code} is not supported"));
+    }
+    if code.len() < 2 || !code[1..].chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("unsupported dtype code {code:?}"));
+    }
+    let order = if order == "|" { "|" } else { "<" };
+    Ok(format!("{order}{code}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pickle.dumps(numpy.arange(6, dtype='<f4').reshape(2, 3), protocol=2)` from Python 2.7 /
+    /// numpy 1.x, written out by hand from `pickletools.dis` of the MNIST file's header (same opcodes).
+    fn array_pickle(data: &[u8], shape: &[u16], code: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, 2];
+        p.extend(b"cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85U\x01b\x87Rq\x03(K\x01");
+        for &d in shape {
+            p.push(b'M');
+            p.extend(d.to_le_bytes());
+        }
+        p.push(0x84 + shape.len() as u8);
+        p.extend(b"cnumpy\ndtype\nq\x04U");
+        p.push(code.len() as u8);
+        p.extend(code);
+        p.extend(
+            b"K\x00K\x01\x87Rq\x05(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T",
+        );
+        p.extend((data.len() as u32).to_le_bytes());
+        p.extend(data);
+        p.extend(b"tb.");
+        p
+    }
+
+    #[test]
+    fn decodes_a_protocol2_numpy_array() {
+        let vals: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        let v = parse(&array_pickle(&vals, &[2, 3], b"f4")).unwrap();
+        let a = NdArray::from_value(&v).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+        assert_eq!(a.dtype, "<f4");
+        assert_eq!(a.to_f32().unwrap(), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn wrong_data_length_is_an_error() {
+        let v = parse(&array_pickle(&[0u8; 20], &[2, 3], b"f4")).unwrap();
+        assert!(NdArray::from_value(&v).unwrap_err().contains("needs 24"));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let vals = vec![7u8; 48];
+        let full = array_pickle(&vals, &[2, 3], b"i8");
+        for cut in 0..full.len() {
+            assert!(parse(&full[..cut]).is_err(), "prefix of {cut} bytes parsed");
+        }
+        assert!(parse(&full).is_ok());
+    }
+
+    #[test]
+    fn huge_declared_length_is_rejected_without_allocating() {
+        let p = [0x80, 2, b'T', 0xff, 0xff, 0xff, 0x7f, b'.'];
+        assert!(matches!(parse(&p), Err(PickleError::Truncated(_))));
+        let p8 = [
+            0x80, 4, 0x8e, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        assert!(matches!(parse(&p8), Err(PickleError::Truncated(_))));
+    }
+
+    #[test]
+    fn containers_memo_and_long1() {
+        // {'a': [1, -2, 300], 'b': (None, True)} with a memo round trip and a LONG1 of -2.
+        let p = b"\x80\x02}q\x00(U\x01a]q\x01(K\x01\x8a\x01\xfeM,\x01eU\x01b(N\x88tq\x02u0h\x02.";
+        let v = parse(p).unwrap();
+        assert_eq!(v, Value::Tuple(vec![Value::None, Value::Bool(true)]));
+        let whole = parse(
+            &p[..p.len() - 4]
+                .iter()
+                .chain(b".")
+                .copied()
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        let b = |s: &str| Value::Bytes(Rc::new(s.as_bytes().to_vec()));
+        assert_eq!(
+            whole,
+            Value::Dict(vec![
+                (
+                    b("a"),
+                    Value::List(vec![Value::Int(1), Value::Int(-2), Value::Int(300)])
+                ),
+                (b("b"), Value::Tuple(vec![Value::None, Value::Bool(true)])),
+            ])
+        );
+    }
+
+    #[test]
+    fn memo_sees_in_place_build() {
+        // numpy memoizes a dtype *before* BUILD sets its byte order, then refers back to it
+        // with BINGET for the next array (MNIST's valid/test splits do exactly this).
+        let mut p = b"\x80\x02cnumpy\ndtype\nq\x04U\x02f4K\x00K\x01\x87Rq\x05".to_vec();
+        p.extend(b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tbh\x05\x86.");
+        let v = parse(&p).unwrap();
+        let pair = v.as_seq().unwrap();
+        assert!(matches!(pair[1], Value::Build { .. }), "{:?}", pair[1]);
+        assert_eq!(pair[0], pair[1]);
+        assert_eq!(dtype_string(&pair[1]).unwrap(), "<f4");
+    }
+
+    #[test]
+    fn stack_underflow_is_malformed() {
+        assert!(matches!(
+            parse(b"\x80\x02R."),
+            Err(PickleError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse(b"\x80\x02t."),
+            Err(PickleError::Malformed { .. })
+        ));
+    }
+}
