@@ -1,0 +1,125 @@
+//! NF4, the 4-bit NormalFloat of QLoRA (Dettmers et al., 2023, arXiv:2305.14314): 16 values at
+//! quantiles of a standard normal, rescaled to [-1, 1] with an exact zero, applied per block of
+//! `block` weights after dividing by the block's absolute maximum.
+//!
+//! The table is bitsandbytes' (`csrc/kernels.cu`, the `nf4_dequantization_lut`); codes are packed
+//! two per byte in smelt's order (see [`crate::int::pack_nibbles`]).
+
+/// The 16 NF4 values, code = index.
+pub const NF4_TABLE: [f32; 16] = [
+    -1.0,
+    -0.696_192_8,
+    -0.525_073_05,
+    -0.394_917_5,
+    -0.284_441_38,
+    -0.184_773_43,
+    -0.091_050_036,
+    0.0,
+    0.079_580_3,
+    0.160_930_2,
+    0.246_112_3,
+    0.337_915_24,
+    0.440_709_83,
+    0.562_617,
+    0.722_956_84,
+    1.0,
+];
+
+/// Block size QLoRA uses for weights.
+pub const DEFAULT_BLOCK: usize = 64;
+
+/// NF4-quantized data: packed codes and one absmax per block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nf4 {
+    /// Number of values.
+    pub len: usize,
+    /// Values per block.
+    pub block: usize,
+    /// Per-block absolute maximum, `(len.div_ceil(block),)`.
+    pub absmax: Vec<f32>,
+    /// Codes, two per byte, `(len.div_ceil(2),)`.
+    pub packed: Vec<u8>,
+}
+
+/// Index of the table value nearest to `x` (x in [-1, 1]); ties go to the lower code.
+#[inline]
+pub fn nearest_code(x: f32) -> u8 {
+    // Decision boundaries are the midpoints between neighbours; the table is sorted.
+    let mut code = 0u8;
+    for i in 1..16 {
+        let mid = 0.5 * (NF4_TABLE[i - 1] + NF4_TABLE[i]);
+        if x > mid {
+            code = i as u8;
+        }
+    }
+    code
+}
+
+/// Quantizes `x` in blocks of `block` values.
+pub fn quantize(x: &[f32], block: usize) -> Nf4 {
+    assert!(block > 0, "NF4 block size must be positive");
+    let mut absmax = Vec::with_capacity(x.len().div_ceil(block));
+    let mut codes = Vec::with_capacity(x.len());
+    for chunk in x.chunks(block) {
+        let m = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+        absmax.push(m);
+        let inv = if m > 0.0 { 1.0 / m } else { 0.0 };
+        codes.extend(chunk.iter().map(|&v| nearest_code(v * inv) as i8));
+    }
+    Nf4 {
+        len: x.len(),
+        block,
+        absmax,
+        packed: crate::int::pack_nibbles(&codes),
+    }
+}
+
+/// Back to f32: `NF4_TABLE[code] * absmax[block]`.
+pub fn dequantize(q: &Nf4) -> Vec<f32> {
+    let mut out = Vec::with_capacity(q.len);
+    for (i, &b) in q.packed.iter().enumerate() {
+        for (k, code) in [b & 0x0f, b >> 4].into_iter().enumerate() {
+            let idx = 2 * i + k;
+            if idx < q.len {
+                out.push(NF4_TABLE[code as usize] * q.absmax[idx / q.block]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sorted_with_exact_ends_and_zero() {
+        assert!(NF4_TABLE.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(
+            (NF4_TABLE[0], NF4_TABLE[7], NF4_TABLE[15]),
+            (-1.0, 0.0, 1.0)
+        );
+    }
+
+    #[test]
+    fn nearest_code_is_nearest() {
+        for i in 0..=2000 {
+            let x = -1.0 + i as f32 / 1000.0;
+            let c = nearest_code(x) as usize;
+            let best = NF4_TABLE
+                .iter()
+                .map(|t| (t - x).abs())
+                .fold(f32::INFINITY, f32::min);
+            assert!(((NF4_TABLE[c] - x).abs() - best).abs() < 1e-7, "x={x}");
+        }
+    }
+
+    #[test]
+    fn block_max_is_exact_and_odd_lengths_work() {
+        let x = [0.5, -2.0, 1.0, 0.0, 3.0];
+        let q = quantize(&x, 4);
+        let y = dequantize(&q);
+        assert_eq!(y.len(), 5);
+        assert_eq!((y[1], y[3], y[4]), (-2.0, 0.0, 3.0));
+    }
+}
