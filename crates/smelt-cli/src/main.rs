@@ -38,7 +38,7 @@ fn long_version() -> &'static str {
     version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("SMELT_GIT_COMMIT"), ")"),
     long_version = long_version(),
     about = "Make neural networks smaller and serve them fast.",
-    after_help = "Examples:\n  smelt tour                      run the end-to-end demo on the bundled defaults\n  smelt assets                    list datasets and models, and whether they are cached\n  smelt fetch mnist smollm2-135m  fetch two assets into the cache\n  smelt gguf inspect smollm2-135m show a GGUF file's metadata and tensors"
+    after_help = "Examples:\n  smelt tour                      run the end-to-end demo on the bundled defaults\n  smelt assets                    list datasets and models, and whether they are cached\n  smelt fetch mnist smollm2-135m  fetch two assets into the cache\n  smelt gguf inspect smollm2-135m show a GGUF file's metadata and tensors\n  smelt quant granularity         per-tensor vs per-channel vs group-wise INT8/INT4, with a chart\n  smelt bench quant               quantize/dequantize GB/s next to memory bandwidth"
 )]
 struct Cli {
     /// More log output (-v debug, -vv trace).
@@ -77,6 +77,20 @@ enum Command {
     Gguf {
         #[command(subcommand)]
         command: cmd::gguf::GgufCommand,
+    },
+    /// Quantization exercises: schemes and granularity, with tables, charts and run records.
+    ///
+    /// Example: smelt quant schemes   |   smelt quant granularity
+    Quant {
+        #[command(subcommand)]
+        command: cmd::quant::QuantCommand,
+    },
+    /// Benchmarks measured next to an anchor from the same run.
+    ///
+    /// Example: smelt bench quant
+    Bench {
+        #[command(subcommand)]
+        command: cmd::bench::BenchCommand,
     },
 }
 
@@ -133,6 +147,8 @@ fn main() -> ExitCode {
         Command::Fetch(args) => cmd::assets::fetch(&ctx, &args),
         Command::Assets => cmd::assets::list(&ctx),
         Command::Gguf { command } => cmd::gguf::run(&ctx, command),
+        Command::Quant { command } => cmd::quant::run(&ctx, command),
+        Command::Bench { command } => cmd::bench::run(&ctx, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

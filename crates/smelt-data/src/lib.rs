@@ -14,6 +14,7 @@ pub mod fetch;
 pub mod idx;
 pub mod mnist;
 pub mod movie_reviews;
+pub mod numpy;
 pub mod pickle;
 pub mod shakespeare;
 

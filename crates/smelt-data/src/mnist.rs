@@ -9,7 +9,8 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::idx::IdxU8;
-use crate::pickle::{self, NdArray, Value};
+use crate::numpy::NdArray;
+use crate::pickle::{self, Value};
 
 /// Image side length in pixels.
 pub const SIDE: usize = 28;

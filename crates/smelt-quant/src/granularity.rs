@@ -187,6 +187,18 @@ fn runs(shape: &[usize], g: Granularity) -> Result<(usize, Vec<Run>), QuantError
     Ok((groups, out))
 }
 
+/// Elements handled per step of the fused 4-bit paths (a stack buffer).
+const FUSE_CHUNK: usize = 256;
+
+/// Whether every run starts on a byte boundary of the nibble stream and, except the last run
+/// of the tensor, covers whole bytes: then runs can be packed and unpacked independently.
+fn nibble_aligned(runs: &[Run]) -> bool {
+    let last_end = runs.iter().map(|r| r.start + r.len).max().unwrap_or(0);
+    runs.iter().all(|r| {
+        r.start.is_multiple_of(2) && (r.len.is_multiple_of(2) || r.start + r.len == last_end)
+    })
+}
+
 /// Per-group `(min, max)` of `x`; groups with no elements get `(0, 0)`.
 pub fn group_ranges(
     x: &[f32],
@@ -197,11 +209,7 @@ pub fn group_ranges(
     let (groups, runs) = runs(shape, g)?;
     let mut r = vec![(f32::INFINITY, f32::NEG_INFINITY); groups];
     for run in runs {
-        let (lo, hi) = &mut r[run.group];
-        for &v in &x[run.start..run.start + run.len] {
-            *lo = lo.min(v);
-            *hi = hi.max(v);
-        }
+        crate::simd::min_max(&x[run.start..run.start + run.len], &mut r[run.group]);
     }
     for (lo, hi) in &mut r {
         if lo > hi {
@@ -240,8 +248,16 @@ pub struct QuantizedTensor {
 impl QuantizedTensor {
     /// Quantizes with min-max ranges per group.
     pub fn quantize(x: &[f32], shape: &[usize], spec: QuantSpec) -> Result<Self, QuantError> {
-        let ranges = group_ranges(x, shape, spec.granularity)?;
-        Self::quantize_with_ranges(x, shape, spec, &ranges)
+        check_len(x, shape)?;
+        let (groups, runs) = runs(shape, spec.granularity)?;
+        if runs.len() == groups {
+            // Every group is one contiguous run (per-tensor, per-row, groups along the last
+            // axis): take each run's range right before quantizing it, while it is in cache.
+            Self::quantize_runs(x, shape, spec, groups, runs, None)
+        } else {
+            let ranges = group_ranges(x, shape, spec.granularity)?;
+            Self::quantize_runs(x, shape, spec, groups, runs, Some(&ranges))
+        }
     }
 
     /// Quantizes with given per-group ranges (from an observer or a search).
@@ -259,22 +275,75 @@ impl QuantizedTensor {
                 ranges.len()
             )));
         }
-        let params = ranges
-            .iter()
-            .map(|&(lo, hi)| QParams::from_range(lo, hi, spec.format, spec.scheme))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut codes = vec![0i8; x.len()];
-        for run in runs {
-            let p = &params[run.group];
-            for i in run.start..run.start + run.len {
-                // Unsigned 8-bit codes (0..=255) are kept as their byte pattern.
-                codes[i] = p.quantize(x[i]) as u8 as i8;
+        Self::quantize_runs(x, shape, spec, groups, runs, Some(ranges))
+    }
+
+    /// The quantization loop. `ranges` per group, or `None` when each group is exactly one run
+    /// and its min-max range is taken from the run itself.
+    fn quantize_runs(
+        x: &[f32],
+        shape: &[usize],
+        spec: QuantSpec,
+        groups: usize,
+        runs: Vec<Run>,
+        ranges: Option<&[(f32, f32)]>,
+    ) -> Result<Self, QuantError> {
+        let from = |(lo, hi): (f32, f32)| QParams::from_range(lo, hi, spec.format, spec.scheme);
+        let mut params = match ranges {
+            Some(r) => r.iter().map(|&g| from(g)).collect::<Result<Vec<_>, _>>()?,
+            None => vec![from((0.0, 0.0))?; groups],
+        };
+        // The parameters of a run: given, or made from the run's own range just before use.
+        let mut param = |run: &Run| -> Result<QParams, QuantError> {
+            if ranges.is_none() {
+                let mut mm = (f32::INFINITY, f32::NEG_INFINITY);
+                crate::simd::min_max(&x[run.start..run.start + run.len], &mut mm);
+                if mm.0 > mm.1 {
+                    mm = (0.0, 0.0);
+                }
+                params[run.group] = from(mm)?;
             }
-        }
-        let data = if spec.format.bits == 4 {
-            pack_nibbles(&codes)
+            Ok(params[run.group])
+        };
+        let data = if spec.format.bits == 4 && nibble_aligned(&runs) {
+            // Fused: quantize a run piece into a stack buffer and pack it straight into place,
+            // so no (n,) code array is ever allocated.
+            let mut data = vec![0u8; x.len().div_ceil(2)];
+            // One spare slot: an odd final piece is padded with a 0 nibble.
+            let mut buf = [0i8; FUSE_CHUNK + 1];
+            for run in &runs {
+                let p = param(run)?;
+                for off in (0..run.len).step_by(FUSE_CHUNK) {
+                    let len = FUSE_CHUNK.min(run.len - off);
+                    let s = run.start + off;
+                    crate::simd::quantize(&p, &x[s..s + len], &mut buf[..len]);
+                    buf[len] = 0;
+                    let even = len.next_multiple_of(2);
+                    crate::simd::pack_nibbles(&buf[..even], &mut data[s / 2..s / 2 + even / 2]);
+                }
+            }
+            data
         } else {
-            codes.into_iter().map(|c| c as u8).collect()
+            // (n,) codes as bytes: two's complement when signed, the plain byte when unsigned.
+            let mut data = vec![0u8; x.len()];
+            {
+                // SAFETY: u8 and i8 have the same size and alignment; every bit pattern is valid.
+                let codes: &mut [i8] = unsafe {
+                    std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut i8, data.len())
+                };
+                for run in &runs {
+                    let p = param(run)?;
+                    let r = run.start..run.start + run.len;
+                    crate::simd::quantize(&p, &x[r.clone()], &mut codes[r]);
+                }
+            }
+            if spec.format.bits == 4 {
+                // Runs that split bytes (rare shapes): pack the whole code array at the end.
+                let codes: Vec<i8> = data.iter().map(|&b| b as i8).collect();
+                pack_nibbles(&codes)
+            } else {
+                data
+            }
         };
         Ok(Self {
             shape: shape.to_vec(),
@@ -303,16 +372,58 @@ impl QuantizedTensor {
 
     /// Back to f32.
     pub fn dequantize(&self) -> Vec<f32> {
-        let (_, runs) = runs(&self.shape, self.spec.granularity).expect("validated at quantize");
-        let codes = self.codes();
-        let mut out = vec![0f32; codes.len()];
-        for run in runs {
-            let p = &self.params[run.group];
-            for i in run.start..run.start + run.len {
-                out[i] = p.dequantize(codes[i]);
-            }
-        }
+        let mut out = vec![0f32; self.shape.iter().product()];
+        self.dequantize_into(&mut out);
         out
+    }
+
+    /// Back to f32 into a caller's buffer of the tensor's length (reused across calls by
+    /// inference code, so no page faults on a fresh allocation).
+    pub fn dequantize_into(&self, out: &mut [f32]) {
+        let n: usize = self.shape.iter().product();
+        assert_eq!(
+            out.len(),
+            n,
+            "dequantize_into needs a buffer of the tensor's length"
+        );
+        let (_, runs) = runs(&self.shape, self.spec.granularity).expect("validated at quantize");
+        let signed = self.spec.format.signed;
+        if self.spec.format.bits == 4 {
+            if nibble_aligned(&runs) {
+                let mut buf = [0i8; FUSE_CHUNK];
+                for run in runs {
+                    for off in (0..run.len).step_by(FUSE_CHUNK) {
+                        let len = FUSE_CHUNK.min(run.len - off);
+                        let s = run.start + off;
+                        let bytes = &self.data[s / 2..(s + len).div_ceil(2)];
+                        let codes = &mut buf[..bytes.len() * 2];
+                        crate::simd::unpack_nibbles(bytes, signed, codes);
+                        let p = &self.params[run.group];
+                        crate::simd::dequantize(p, &codes[..len], signed, &mut out[s..s + len]);
+                    }
+                }
+            } else {
+                let codes = unpack_nibbles(&self.data, n, signed);
+                for run in runs {
+                    let r = run.start..run.start + run.len;
+                    let p = &self.params[run.group];
+                    crate::simd::dequantize(p, &codes[r.clone()], signed, &mut out[r]);
+                }
+            }
+            return;
+        }
+        // SAFETY: u8 and i8 have the same size and alignment; every bit pattern is valid.
+        let codes: &[i8] =
+            unsafe { std::slice::from_raw_parts(self.data.as_ptr() as *const i8, self.data.len()) };
+        for run in runs {
+            let r = run.start..run.start + run.len;
+            crate::simd::dequantize(
+                &self.params[run.group],
+                &codes[r.clone()],
+                signed,
+                &mut out[r],
+            );
+        }
     }
 
     /// Bytes of codes plus parameters (f32 scale + i32 zero-point each; 4 bytes when symmetric).

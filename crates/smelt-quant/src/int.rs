@@ -15,7 +15,7 @@
 //!   `zero_point = clamp(round(qmin - lo' / scale), qmin, qmax)` — an integer, so the real 0.0 maps
 //!   to the code `zero_point` and back to exactly 0.0 (padding and ReLU zeros stay exact).
 //!
-//! Then `q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)` and
+//! Then `q = clamp(round_half_even(x · (1/scale)) + zero_point, qmin, qmax)` and
 //! `x̂ = (q - zero_point) · scale`. For `x` inside the range, `|x - x̂| ≤ scale / 2`.
 //!
 //! A range of zero width (an all-zero tensor) gets `scale = 1`, so everything maps to the
@@ -189,9 +189,17 @@ impl QParams {
     /// The integer code of `x`.
     #[inline]
     pub fn quantize(&self, x: f32) -> i32 {
-        let q = (x / self.scale).round_ties_even() + self.zero_point as f32;
-        // `as i32` saturates and maps NaN to 0; clamp then bounds it to the format.
-        (q as i32).clamp(self.qmin, self.qmax)
+        let q = (x * self.inv_scale()).round_ties_even() + self.zero_point as f32;
+        // Clamped in float (`max` ignores NaN, so NaN maps to qmin), exactly as the slice
+        // kernels in `simd` do.
+        q.max(self.qmin as f32).min(self.qmax as f32) as i32
+    }
+
+    /// `1 / scale`, the factor codes are computed with (a multiply, as in PyTorch's
+    /// fake-quantize and ggml's quantizers, instead of a division per value).
+    #[inline]
+    pub fn inv_scale(&self) -> f32 {
+        1.0 / self.scale
     }
 
     /// The real value of code `q`.

@@ -12,6 +12,7 @@
 //!   MSE search, TensorRT's KL entropy).
 //! - [`metrics`]: MSE, SQNR, max/mean abs error, cosine similarity.
 //! - [`rng`]: the seeded generator experiments draw from.
+//! - [`simd`]: the hot slice kernels, reference and run-time-selected fast variants.
 
 #![deny(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod minifloat;
 pub mod nf4;
 pub mod observer;
 pub mod rng;
+pub mod simd;
 
 pub use granularity::{Granularity, QuantSpec, QuantizedTensor, fake_quant};
 pub use int::{INT4, INT8, IntFormat, QParams, Scheme, UINT4, UINT8};

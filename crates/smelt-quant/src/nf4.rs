@@ -41,51 +41,96 @@ pub struct Nf4 {
     pub packed: Vec<u8>,
 }
 
+/// The 15 decision boundaries: midpoints between neighbouring table values, ascending.
+pub fn midpoints() -> [f32; 15] {
+    static MIDS: std::sync::OnceLock<[f32; 15]> = std::sync::OnceLock::new();
+    *MIDS.get_or_init(|| std::array::from_fn(|i| 0.5 * (NF4_TABLE[i] + NF4_TABLE[i + 1])))
+}
+
 /// Index of the table value nearest to `x` (x in [-1, 1]); ties go to the lower code.
 #[inline]
 pub fn nearest_code(x: f32) -> u8 {
-    // Decision boundaries are the midpoints between neighbours; the table is sorted.
-    let mut code = 0u8;
-    for i in 1..16 {
-        let mid = 0.5 * (NF4_TABLE[i - 1] + NF4_TABLE[i]);
-        if x > mid {
-            code = i as u8;
-        }
-    }
-    code
+    midpoints().iter().filter(|&&m| x > m).count() as u8
 }
 
 /// Quantizes `x` in blocks of `block` values.
 pub fn quantize(x: &[f32], block: usize) -> Nf4 {
     assert!(block > 0, "NF4 block size must be positive");
     let mut absmax = Vec::with_capacity(x.len().div_ceil(block));
-    let mut codes = Vec::with_capacity(x.len());
-    for chunk in x.chunks(block) {
-        let m = chunk.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mut packed = vec![0u8; x.len().div_ceil(2)];
+    // Codes of one block; blocks of even size pack straight into place.
+    let mut buf = vec![0i8; block + 1];
+    let mut all_codes = Vec::new();
+    for (b, chunk) in x.chunks(block).enumerate() {
+        let mut mm = (f32::INFINITY, f32::NEG_INFINITY);
+        crate::simd::min_max(chunk, &mut mm);
+        let m = if mm.0 <= mm.1 {
+            mm.0.abs().max(mm.1.abs())
+        } else {
+            0.0
+        };
         absmax.push(m);
         let inv = if m > 0.0 { 1.0 / m } else { 0.0 };
-        codes.extend(chunk.iter().map(|&v| nearest_code(v * inv) as i8));
+        let codes = &mut buf[..chunk.len()];
+        crate::simd::nf4_codes(chunk, inv, codes);
+        if block.is_multiple_of(2) {
+            let start = b * block / 2;
+            buf[chunk.len()] = 0;
+            let even = chunk.len().next_multiple_of(2);
+            crate::simd::pack_nibbles(&buf[..even], &mut packed[start..start + even / 2]);
+        } else {
+            all_codes.extend_from_slice(codes);
+        }
+    }
+    if !block.is_multiple_of(2) {
+        packed = crate::int::pack_nibbles(&all_codes);
     }
     Nf4 {
         len: x.len(),
         block,
         absmax,
-        packed: crate::int::pack_nibbles(&codes),
+        packed,
     }
 }
 
 /// Back to f32: `NF4_TABLE[code] * absmax[block]`.
 pub fn dequantize(q: &Nf4) -> Vec<f32> {
-    let mut out = Vec::with_capacity(q.len);
-    for (i, &b) in q.packed.iter().enumerate() {
-        for (k, code) in [b & 0x0f, b >> 4].into_iter().enumerate() {
-            let idx = 2 * i + k;
-            if idx < q.len {
-                out.push(NF4_TABLE[code as usize] * q.absmax[idx / q.block]);
+    let mut out = vec![0f32; q.len];
+    dequantize_into(q, &mut out);
+    out
+}
+
+/// Back to f32 into a caller's buffer of length `q.len`.
+pub fn dequantize_into(q: &Nf4, out: &mut [f32]) {
+    assert_eq!(
+        out.len(),
+        q.len,
+        "NF4 dequantize_into needs a buffer of q.len values"
+    );
+    for (b, (chunk, &m)) in out.chunks_mut(q.block).zip(&q.absmax).enumerate() {
+        // Scaled table for this block: one multiply per block instead of per value.
+        let lut: [f32; 16] = std::array::from_fn(|i| NF4_TABLE[i] * m);
+        let first = b * q.block;
+        if first.is_multiple_of(2) {
+            let bytes = &q.packed[first / 2..];
+            for (pair, &byte) in chunk.chunks_mut(2).zip(bytes) {
+                pair[0] = lut[(byte & 0x0f) as usize];
+                if let Some(second) = pair.get_mut(1) {
+                    *second = lut[(byte >> 4) as usize];
+                }
+            }
+        } else {
+            for (k, o) in chunk.iter_mut().enumerate() {
+                let i = first + k;
+                let byte = q.packed[i / 2];
+                *o = lut[if i.is_multiple_of(2) {
+                    byte & 0x0f
+                } else {
+                    byte >> 4
+                } as usize];
             }
         }
     }
-    out
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! One module per verb.
 
 pub mod assets;
+pub mod bench;
 pub mod gguf;
+pub mod quant;
 pub mod tour;
 
 /// `1 file`, `5 files`.

