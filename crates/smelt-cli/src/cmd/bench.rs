@@ -99,6 +99,29 @@ fn read_sum(x: &[f32], threads: usize) -> f32 {
     })
 }
 
+/// Best time of dequantizing every part in parallel into one (sum of lengths,) output buffer,
+/// reused across repetitions as an inference engine would; returns the time and the output.
+fn time_dequantize<P: Sync>(
+    parts: &[P],
+    repeat: usize,
+    len: impl Fn(&P) -> usize,
+    dequantize_into: impl Fn(&P, &mut [f32]) + Sync,
+) -> (Duration, Vec<f32>) {
+    let mut out = vec![0f32; parts.iter().map(&len).sum()];
+    let (t, ()) = best_of(repeat, || {
+        std::thread::scope(|s| {
+            let mut rest: &mut [f32] = &mut out;
+            for p in parts {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(len(p));
+                rest = tail;
+                let f = &dequantize_into;
+                s.spawn(move || f(p, mine));
+            }
+        })
+    });
+    (t, out)
+}
+
 /// The plain (allocating) dequantization of every part, concatenated: the check value.
 fn plain_dequantize(parts: &[QuantizedTensor]) -> Vec<f32> {
     parts.iter().flat_map(QuantizedTensor::dequantize).collect()
@@ -191,18 +214,12 @@ fn quant(ctx: &Context, elements: usize, repeat: usize, threads: Option<usize>) 
             })
         });
         let parts = parts.into_iter().collect::<Result<Vec<_>, _>>()?;
-        // (rows, cols) output, reused across repetitions as an inference engine would.
-        let mut out = vec![0f32; elements];
-        let (td, ()) = best_of(repeat, || {
-            std::thread::scope(|s| {
-                for (p, o) in parts
-                    .iter()
-                    .zip(out.chunks_mut(elements.div_ceil(parts.len())))
-                {
-                    s.spawn(move || p.dequantize_into(o));
-                }
-            })
-        });
+        let (td, out) = time_dequantize(
+            &parts,
+            repeat,
+            |p| p.shape.iter().product(),
+            |p, o| p.dequantize_into(o),
+        );
         ensure!(
             out == plain_dequantize(&parts),
             "dequantized output differs from the tensors' dequantize()"
@@ -215,17 +232,7 @@ fn quant(ctx: &Context, elements: usize, repeat: usize, threads: Option<usize>) 
             nf4::quantize(&x[r.start * cols..r.end * cols], block)
         })
     });
-    let mut out = vec![0f32; elements];
-    let (td, ()) = best_of(repeat, || {
-        std::thread::scope(|s| {
-            for (p, o) in parts
-                .iter()
-                .zip(out.chunks_mut(elements.div_ceil(parts.len())))
-            {
-                s.spawn(move || nf4::dequantize_into(p, o));
-            }
-        })
-    });
+    let (td, out) = time_dequantize(&parts, repeat, |p| p.len, nf4::dequantize_into);
     let direct: Vec<f32> = parts.iter().flat_map(nf4::dequantize).collect();
     ensure!(
         out == direct,

@@ -69,6 +69,22 @@ pub fn run(ctx: &Context, cmd: QuantCommand) -> Result<()> {
     }
 }
 
+/// Writes the chart and the run record (with `results` and the chart as an output).
+fn finish(
+    ctx: &Context,
+    mut record: smelt_runs::RunRecord,
+    results: Vec<serde_json::Value>,
+    chart: &GroupedBars,
+    path: &std::path::Path,
+) -> Result<()> {
+    chart.write_png(path)?;
+    println!("chart: {}", path.display());
+    record.metric("results", results).output(path);
+    let rec = record.write(&ctx.runs_dir)?;
+    println!("run record: {}", rec.display());
+    Ok(())
+}
+
 /// The distributions of exercise 1, drawn with one seed.
 fn distributions(n: usize, seed: u64) -> Vec<(&'static str, Vec<f32>)> {
     let mut r = Rng::new(seed);
@@ -148,21 +164,16 @@ fn schemes(ctx: &Context, samples: usize, seed: u64, plot: Option<PathBuf>) -> R
         "A symmetric grid spends half its codes on negative values that one-sided (ReLU) data never has;\n\
          an asymmetric grid spends them all on the observed range. Heavy tails stretch the range for every scheme."
     );
-    let path = plot.unwrap_or_else(|| ctx.runs_dir.join("quant-schemes.png"));
     let series: Vec<String> = schemes.iter().map(|s| s.name().to_string()).collect();
-    GroupedBars {
+    let chart = GroupedBars {
         title: "INT8 per-tensor: SQNR by scheme and distribution (higher is better)",
         y_label: "SQNR (dB)",
         series: &series,
         groups: &groups,
         log_y: false,
-    }
-    .write_png(&path)?;
-    println!("chart: {}", path.display());
-    record.metric("results", rows).output(&path);
-    let rec = record.write(&ctx.runs_dir)?;
-    println!("run record: {}", rec.display());
-    Ok(())
+    };
+    let path = plot.unwrap_or_else(|| ctx.runs_dir.join("quant-schemes.png"));
+    finish(ctx, record, rows, &chart, &path)
 }
 
 /// A `(rows, cols)` N(0, 0.02²) matrix with a fraction of entries replaced by outliers of
@@ -293,19 +304,14 @@ fn granularity(
         per_tensor.scale,
         per_tensor.scale / 0.02
     );
-    let path = plot.unwrap_or_else(|| ctx.runs_dir.join("quant-granularity.png"));
     let series: Vec<String> = formats.iter().map(|f| f.name()).collect();
-    GroupedBars {
+    let chart = GroupedBars {
         title: "Weight MSE by granularity, 1 % outliers (lower is better, log scale)",
         y_label: "MSE",
         series: &series,
         groups: &groups,
         log_y: true,
-    }
-    .write_png(&path)?;
-    println!("chart: {}", path.display());
-    record.metric("results", rows_json).output(&path);
-    let rec = record.write(&ctx.runs_dir)?;
-    println!("run record: {}", rec.display());
-    Ok(())
+    };
+    let path = plot.unwrap_or_else(|| ctx.runs_dir.join("quant-granularity.png"));
+    finish(ctx, record, rows_json, &chart, &path)
 }
