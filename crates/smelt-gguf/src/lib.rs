@@ -1,4 +1,5 @@
-//! GGUF, the model container of llama.cpp/ggml: a hardened reader and the ggml block-type table.
+//! GGUF, the model container of llama.cpp/ggml: a hardened reader, a writer, the ggml block-type
+//! table and bit-exact quantizers for the simple block types.
 //!
 //! GGUF parsers have a long record of heap overflows from trusting counts and offsets in the
 //! file. This one checks every count against the bytes that remain before allocating, every
@@ -7,8 +8,10 @@
 
 #![deny(missing_docs)]
 
+pub mod blocks;
 mod reader;
 mod types;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +20,7 @@ pub use reader::{
     TensorInfo,
 };
 pub use types::{ALL_TYPES, GgmlType};
+pub use writer::{GgufWriter, WriteError};
 
 /// A GGUF file mapped into memory with its parsed header.
 pub struct GgufFile {

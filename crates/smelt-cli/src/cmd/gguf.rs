@@ -24,6 +24,17 @@ pub enum GgufCommand {
         /// Print long arrays in full instead of their length.
         #[arg(long)]
         full: bool,
+        /// Machine-readable output (metadata, tensor table, totals) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a GGUF file: header, every count, length and offset, and that every tensor of a
+    /// type smelt can decode holds only finite values. Exits non-zero on the first problem.
+    ///
+    /// Example: smelt gguf validate model.gguf
+    Validate {
+        /// A .gguf path, or the name of a model asset.
+        model: String,
     },
 }
 
@@ -34,16 +45,110 @@ pub fn run(ctx: &Context, cmd: GgufCommand) -> Result<()> {
             model,
             tensors,
             full,
+            json,
         } => {
             let path = resolve_model(ctx, &model)?;
             let file = GgufFile::open(&path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&to_json(&file, full))?);
+                return Ok(());
+            }
             print!("{}", describe(&file, full));
             if tensors {
                 print!("{}", tensor_table(&file));
             }
             Ok(())
         }
+        GgufCommand::Validate { model } => validate(ctx, &model),
     }
+}
+
+/// `smelt gguf validate`.
+fn validate(ctx: &Context, model: &str) -> Result<()> {
+    let path = resolve_model(ctx, model)?;
+    let file = GgufFile::open(&path)?;
+    let h = &file.header;
+    let (mut checked, mut skipped) = (0usize, Vec::new());
+    for t in &h.tensors {
+        if !smelt_gguf::blocks::DEQUANTIZE_TYPES.contains(&t.ggml_type) {
+            skipped.push(t.ggml_type.name());
+            continue;
+        }
+        let values =
+            smelt_gguf::blocks::dequantize(t.ggml_type, file.tensor_data(t), t.elements() as usize)
+                .with_context(|| format!("tensor {}", t.name))?;
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "tensor {} ({}) holds a non-finite value at index {i}: {}",
+                t.name,
+                t.ggml_type.name(),
+                values[i]
+            );
+        }
+        checked += 1;
+    }
+    skipped.sort();
+    skipped.dedup();
+    println!(
+        "{}: valid GGUF v{} ({} metadata keys, {} tensors, data at byte {}, alignment {}); values of {checked} tensors decoded and finite{}",
+        path.display(),
+        h.version,
+        h.metadata.len(),
+        h.tensors.len(),
+        h.data_offset,
+        h.alignment,
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; types not decoded yet: {}", skipped.join(", "))
+        }
+    );
+    Ok(())
+}
+
+fn value_json(v: &MetaValue, full: bool) -> serde_json::Value {
+    use serde_json::json;
+    match v {
+        MetaValue::Array(t, items) if !full && items.len() > 16 => json!({
+            "array_of": t.name(), "len": items.len(),
+            "head": items.iter().take(8).map(|i| value_json(i, false)).collect::<Vec<_>>()
+        }),
+        MetaValue::Array(_, items) => json!(
+            items
+                .iter()
+                .map(|i| value_json(i, full))
+                .collect::<Vec<_>>()
+        ),
+        MetaValue::String(s) => json!(s),
+        MetaValue::Bool(b) => json!(b),
+        MetaValue::F32(f) => json!(f),
+        MetaValue::F64(f) => json!(f),
+        MetaValue::I8(_) | MetaValue::I16(_) | MetaValue::I32(_) | MetaValue::I64(_) => {
+            json!(v.as_f64().map(|f| f as i64))
+        }
+        other => json!(other.as_u64()),
+    }
+}
+
+/// The `--json` form of `smelt gguf inspect`.
+pub fn to_json(file: &GgufFile, full: bool) -> serde_json::Value {
+    let h = &file.header;
+    let params = file.parameter_count();
+    let bytes: u64 = h.tensors.iter().map(|t| t.size).sum();
+    serde_json::json!({
+        "path": file.path.display().to_string(),
+        "version": h.version,
+        "alignment": h.alignment,
+        "data_offset": h.data_offset,
+        "file_bytes": h.file_len,
+        "metadata": h.metadata.iter().map(|(k, v)| serde_json::json!({
+            "key": k, "type": v.meta_type().name(), "value": value_json(v, full)})).collect::<Vec<_>>(),
+        "tensors": h.tensors.iter().map(|t| serde_json::json!({
+            "name": t.name, "type": t.ggml_type.name(), "dims": t.dims,
+            "offset": t.offset, "bytes": t.size})).collect::<Vec<_>>(),
+        "totals": {"tensors": h.tensors.len(), "parameters": params, "bytes": bytes,
+                   "bits_per_weight": bytes as f64 * 8.0 / params.max(1) as f64},
+    })
 }
 
 /// A path if `model` names an existing file, else the single `.gguf` of the asset `model`
