@@ -16,8 +16,8 @@ mod writer;
 use std::path::{Path, PathBuf};
 
 pub use reader::{
-    DEFAULT_ALIGNMENT, GgufError, Header, MAX_ARRAY_DEPTH, MAX_DIMS, MetaType, MetaValue,
-    TensorInfo,
+    DEFAULT_ALIGNMENT, GgufError, Header, MAX_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS, MetaType,
+    MetaValue, TensorInfo,
 };
 pub use types::{ALL_TYPES, GgmlType};
 pub use writer::{GgufWriter, WriteError};

@@ -14,6 +14,9 @@ pub const MAX_DIMS: u32 = 4;
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// How deeply arrays may nest inside arrays; real files use 1.
 pub const MAX_ARRAY_DEPTH: u32 = 4;
+/// Largest accepted `general.alignment` (1 MiB); real files use 32. A huge alignment is the
+/// classic route to padding arithmetic that wraps around.
+pub const MAX_ALIGNMENT: u32 = 1 << 20;
 
 /// A metadata value.
 #[allow(missing_docs)]
@@ -259,6 +262,9 @@ impl Header {
         for _ in 0..n_kv {
             let key_at = c.pos as u64;
             let key = c.string("metadata key")?;
+            if key.is_empty() {
+                return Err(c.invalid_at(key_at, "empty metadata key".into()));
+            }
             if metadata.iter().any(|(k, _)| *k == key) {
                 return Err(c.invalid_at(key_at, format!("duplicate metadata key {key:?}")));
             }
@@ -268,10 +274,10 @@ impl Header {
         }
         let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
             None => DEFAULT_ALIGNMENT,
-            Some((_, MetaValue::U32(a))) if a.is_power_of_two() => *a as u64,
+            Some((_, MetaValue::U32(a))) if a.is_power_of_two() && *a <= MAX_ALIGNMENT => *a as u64,
             Some((_, v)) => {
                 return Err(c.invalid(format!(
-                    "general.alignment must be a power-of-two uint32, found {v:?}"
+                    "general.alignment must be a power-of-two uint32 of at most {MAX_ALIGNMENT}, found {v:?}"
                 )));
             }
         };
@@ -288,8 +294,29 @@ impl Header {
         }
         let file_len = bytes.len() as u64;
         let data_offset = (c.pos as u64).next_multiple_of(alignment);
-        let data_len = file_len.saturating_sub(data_offset);
+        if !tensors.is_empty() && data_offset > file_len {
+            // Found by fuzzing: a zero-size tensor "fits" in an empty data section that starts
+            // past the end of the file, and slicing it would panic.
+            return Err(GgufError::Truncated {
+                what: format!("padding to the {alignment}-byte aligned tensor data"),
+                at: c.pos as u64,
+                needed: data_offset - c.pos as u64,
+                len: file_len,
+            });
+        }
+        let data_len = file_len - data_offset.min(file_len);
         let mut spans: Vec<(u64, u64, &str)> = Vec::with_capacity(tensors.len());
+        for w in tensors.windows(2) {
+            if w[1].offset <= w[0].offset {
+                return Err(c.invalid_at(
+                    data_offset.saturating_add(w[1].offset),
+                    format!(
+                        "tensor {:?} (offset {}) is not after {:?} (offset {}): offsets must increase in file order",
+                        w[1].name, w[1].offset, w[0].name, w[0].offset
+                    ),
+                ));
+            }
+        }
         for t in &tensors {
             let end = t.offset.checked_add(t.size).filter(|&e| e <= data_len);
             let Some(end) = end else {
@@ -440,7 +467,11 @@ impl<'a> Cursor<'a> {
     }
 
     fn tensor_info(&mut self, alignment: u64) -> Result<TensorInfo, GgufError> {
+        let name_at = self.pos as u64;
         let name = self.string("tensor name")?;
+        if name.is_empty() {
+            return Err(self.invalid_at(name_at, "empty tensor name".into()));
+        }
         let at = self.pos as u64;
         let n_dims = self.u32("tensor n_dims")?;
         if n_dims == 0 || n_dims > MAX_DIMS {

@@ -65,9 +65,10 @@ impl GgufWriter {
 
     /// Uses a different data alignment (a power of two); recorded as `general.alignment`.
     pub fn alignment(&mut self, alignment: u32) -> Result<&mut Self, WriteError> {
-        if !alignment.is_power_of_two() {
+        if !alignment.is_power_of_two() || alignment > crate::MAX_ALIGNMENT {
             return Err(WriteError::Name(format!(
-                "alignment {alignment} is not a power of two"
+                "alignment {alignment} is not a power of two of at most {}",
+                crate::MAX_ALIGNMENT
             )));
         }
         self.alignment = alignment as u64;
@@ -287,5 +288,6 @@ mod tests {
         let mixed = MetaValue::Array(MetaType::U8, vec![MetaValue::U8(1), MetaValue::I8(1)]);
         assert!(w.meta("m", mixed).is_err());
         assert!(w.alignment(24).is_err());
+        assert!(w.alignment(1 << 21).is_err());
     }
 }
