@@ -195,7 +195,18 @@ fn f32_bits_of(path: &std::path::Path) -> Vec<u32> {
 fn block_types_match_gguf_py_bit_for_bit() {
     use smelt_gguf::blocks;
     let dir = tempfile::tempdir().unwrap();
-    for (i, &ty) in blocks::QUANTIZE_TYPES.iter().enumerate() {
+    // The types gguf-py can quantize in numpy.
+    let numpy_types = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+    ];
+    for (i, &ty) in numpy_types.iter().enumerate() {
         let x = test_values(100 + i as u64);
         let input = dir.path().join("x.f32");
         let raw: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -236,6 +247,41 @@ fn block_types_match_gguf_py_bit_for_bit() {
             .map(|v| v.to_bits())
             .collect();
         assert_eq!(ours_y, f32_bits_of(&theirs_y), "{ty:?} dequantize");
+    }
+}
+
+#[test]
+fn k_quant_dequantization_matches_gguf_py() {
+    // gguf-py dequantizes (but cannot quantize) the k-quants; our quantizers are checked
+    // against ggml's C reference in smelt-gguf's kquants_golden test.
+    use smelt_gguf::blocks;
+    let dir = tempfile::tempdir().unwrap();
+    let x = &test_values(9)[..2048];
+    for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        let ours = blocks::quantize(ty, x).unwrap();
+        let qfile = dir.path().join("k.bin");
+        std::fs::write(&qfile, &ours).unwrap();
+        let theirs = dir.path().join("k.f32");
+        let (name, n) = (ty.name(), x.len().to_string());
+        gguf_py(&[
+            "dequantize".as_ref(),
+            name.as_ref(),
+            qfile.as_os_str(),
+            n.as_ref(),
+            theirs.as_os_str(),
+        ]);
+        let theirs: Vec<f32> = f32_bits_of(&theirs)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        let ours_y = blocks::dequantize(ty, &ours, x.len()).unwrap();
+        for (i, (a, b)) in ours_y.iter().zip(&theirs).enumerate() {
+            // numpy may order the scale products differently: allow one rounding of the product.
+            assert!(
+                (a - b).abs() <= 2.0 * f32::EPSILON * a.abs().max(b.abs()),
+                "{ty:?} [{i}]: {a} vs {b}"
+            );
+        }
     }
 }
 

@@ -5,11 +5,16 @@
 //! layout is the spec. Values are little-endian; `f16` fields are IEEE half bits.
 
 mod float;
+pub mod kquant;
 mod q4_0;
 mod q4_1;
+mod q4_k;
 mod q5_0;
 mod q5_1;
+mod q5_k;
+mod q6_k;
 mod q8_0;
+mod q8_k;
 
 pub use float::{bf16_to_f32, f32_to_bf16};
 
@@ -43,6 +48,10 @@ pub const QUANTIZE_TYPES: &[GgmlType] = &[
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+    GgmlType::Q8_K,
 ];
 
 /// Types [`dequantize`] accepts.
@@ -76,6 +85,10 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, BlockError> {
         GgmlType::Q5_0 => q5_0::quantize_row(x, &mut out),
         GgmlType::Q5_1 => q5_1::quantize_row(x, &mut out),
         GgmlType::Q8_0 => q8_0::quantize_row(x, &mut out),
+        GgmlType::Q4_K => q4_k::quantize_row(x, &mut out),
+        GgmlType::Q5_K => q5_k::quantize_row(x, &mut out),
+        GgmlType::Q6_K => q6_k::quantize_row(x, &mut out),
+        GgmlType::Q8_K => q8_k::quantize_row(x, &mut out),
         other => {
             return Err(BlockError::Unsupported {
                 op: "quantize",
@@ -112,6 +125,10 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>, Bloc
         GgmlType::Q5_0 => q5_0::dequantize_row(bytes, &mut out),
         GgmlType::Q5_1 => q5_1::dequantize_row(bytes, &mut out),
         GgmlType::Q8_0 => q8_0::dequantize_row(bytes, &mut out),
+        GgmlType::Q4_K => q4_k::dequantize_row(bytes, &mut out),
+        GgmlType::Q5_K => q5_k::dequantize_row(bytes, &mut out),
+        GgmlType::Q6_K => q6_k::dequantize_row(bytes, &mut out),
+        GgmlType::Q8_K => q8_k::dequantize_row(bytes, &mut out),
         other => {
             return Err(BlockError::Unsupported {
                 op: "dequantize",
@@ -210,7 +227,7 @@ mod tests {
         assert!(quantize(GgmlType::Q4_0, &[0.0; 31]).is_err());
         assert!(dequantize(GgmlType::Q8_0, &[0; 33], 32).is_err());
         assert!(matches!(
-            quantize(GgmlType::Q4_K, &[0.0; 256]),
+            quantize(GgmlType::Q2_K, &[0.0; 256]),
             Err(BlockError::Unsupported { .. })
         ));
     }
