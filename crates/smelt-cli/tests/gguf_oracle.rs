@@ -257,7 +257,14 @@ fn k_quant_dequantization_matches_gguf_py() {
     use smelt_gguf::blocks;
     let dir = tempfile::tempdir().unwrap();
     let x = &test_values(9)[..2048];
-    for ty in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+    for ty in [
+        GgmlType::Q2_K,
+        GgmlType::Q3_K,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
+        GgmlType::IQ4_NL,
+    ] {
         let ours = blocks::quantize(ty, x).unwrap();
         let qfile = dir.path().join("k.bin");
         std::fs::write(&qfile, &ours).unwrap();

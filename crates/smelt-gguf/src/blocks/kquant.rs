@@ -76,9 +76,75 @@ pub struct Qkx2 {
     pub rdelta: f32,
     /// Number of extra candidates.
     pub nstep: i32,
+    /// Minimize absolute instead of squared error (Q2_K).
+    pub use_mad: bool,
 }
 
-/// Scale + min search (`make_qkx2_quants`, squared error): codes in `[0, nmax]` into `l_out`;
+impl Qkx2 {
+    fn error(&self, diff: f32) -> f32 {
+        if self.use_mad {
+            diff.abs()
+        } else {
+            diff * diff
+        }
+    }
+}
+
+/// Symmetric search with iterative refinement (`make_q3_quants`, `do_rmse`): codes with offset
+/// `nmax` into `l_out`; returns the scale.
+pub fn make_q3_quants(x: &[f32], nmax: i32, l_out: &mut [i8]) -> f32 {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l_out.iter_mut().for_each(|l| *l = 0);
+        return 0.0;
+    }
+    let iscale = (-nmax) as f32 / max;
+    let (mut sumlx, mut suml2) = (0f32, 0f32);
+    for (o, &v) in l_out.iter_mut().zip(x) {
+        let l = nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+        *o = l as i8;
+        let w = v * v;
+        sumlx += w * v * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = 0;
+        for (o, &v) in l_out.iter_mut().zip(x) {
+            let w = v * v;
+            let cur = *o as f32;
+            let mut slx = sumlx - w * v * cur;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * cur * cur;
+                let new_l = nearest_int(v * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != *o as i32 {
+                    slx += w * v * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        *o = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        if changed == 0 {
+            break;
+        }
+    }
+    for o in l_out.iter_mut() {
+        *o += nmax as i8;
+    }
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
+
+/// Scale + min search (`make_qkx2_quants`): codes in `[0, nmax]` into `l_out`;
 /// returns `(scale, -min)` (the min is stored negated, as ggml does).
 pub fn make_qkx2_quants(x: &[f32], weights: &[f32], p: &Qkx2, l_out: &mut [u8]) -> (f32, f32) {
     let n = x.len();
@@ -110,7 +176,7 @@ pub fn make_qkx2_quants(x: &[f32], weights: &[f32], p: &Qkx2, l_out: &mut [u8]) 
         let l = nearest_int(iscale * (x[i] - min)).clamp(0, p.nmax);
         l_out[i] = l as u8;
         let diff = scale * l as f32 + min - x[i];
-        best_error += weights[i] * (diff * diff);
+        best_error += weights[i] * p.error(diff);
     }
     let mut aux = [0u8; 32];
     for is in 0..=p.nstep {
@@ -135,7 +201,7 @@ pub fn make_qkx2_quants(x: &[f32], weights: &[f32], p: &Qkx2, l_out: &mut [u8]) 
             let mut cur_error = 0f32;
             for i in 0..n {
                 let diff = this_scale * aux[i] as f32 + this_min - x[i];
-                cur_error += weights[i] * (diff * diff);
+                cur_error += weights[i] * p.error(diff);
             }
             if cur_error < best_error {
                 l_out[..n].copy_from_slice(&aux[..n]);

@@ -5,7 +5,10 @@
 //! layout is the spec. Values are little-endian; `f16` fields are IEEE half bits.
 
 mod float;
+mod iq4_nl;
 pub mod kquant;
+mod q2_k;
+mod q3_k;
 mod q4_0;
 mod q4_1;
 mod q4_k;
@@ -48,10 +51,13 @@ pub const QUANTIZE_TYPES: &[GgmlType] = &[
     GgmlType::Q5_0,
     GgmlType::Q5_1,
     GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
     GgmlType::Q4_K,
     GgmlType::Q5_K,
     GgmlType::Q6_K,
     GgmlType::Q8_K,
+    GgmlType::IQ4_NL,
 ];
 
 /// Types [`dequantize`] accepts.
@@ -85,10 +91,13 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, BlockError> {
         GgmlType::Q5_0 => q5_0::quantize_row(x, &mut out),
         GgmlType::Q5_1 => q5_1::quantize_row(x, &mut out),
         GgmlType::Q8_0 => q8_0::quantize_row(x, &mut out),
+        GgmlType::Q2_K => q2_k::quantize_row(x, &mut out),
+        GgmlType::Q3_K => q3_k::quantize_row(x, &mut out),
         GgmlType::Q4_K => q4_k::quantize_row(x, &mut out),
         GgmlType::Q5_K => q5_k::quantize_row(x, &mut out),
         GgmlType::Q6_K => q6_k::quantize_row(x, &mut out),
         GgmlType::Q8_K => q8_k::quantize_row(x, &mut out),
+        GgmlType::IQ4_NL => iq4_nl::quantize_row(x, &mut out),
         other => {
             return Err(BlockError::Unsupported {
                 op: "quantize",
@@ -125,10 +134,13 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>, Bloc
         GgmlType::Q5_0 => q5_0::dequantize_row(bytes, &mut out),
         GgmlType::Q5_1 => q5_1::dequantize_row(bytes, &mut out),
         GgmlType::Q8_0 => q8_0::dequantize_row(bytes, &mut out),
+        GgmlType::Q2_K => q2_k::dequantize_row(bytes, &mut out),
+        GgmlType::Q3_K => q3_k::dequantize_row(bytes, &mut out),
         GgmlType::Q4_K => q4_k::dequantize_row(bytes, &mut out),
         GgmlType::Q5_K => q5_k::dequantize_row(bytes, &mut out),
         GgmlType::Q6_K => q6_k::dequantize_row(bytes, &mut out),
         GgmlType::Q8_K => q8_k::dequantize_row(bytes, &mut out),
+        GgmlType::IQ4_NL => iq4_nl::dequantize_row(bytes, &mut out),
         other => {
             return Err(BlockError::Unsupported {
                 op: "dequantize",
@@ -227,7 +239,7 @@ mod tests {
         assert!(quantize(GgmlType::Q4_0, &[0.0; 31]).is_err());
         assert!(dequantize(GgmlType::Q8_0, &[0; 33], 32).is_err());
         assert!(matches!(
-            quantize(GgmlType::Q2_K, &[0.0; 256]),
+            quantize(GgmlType::IQ4_XS, &[0.0; 256]),
             Err(BlockError::Unsupported { .. })
         ));
     }

@@ -25,6 +25,7 @@ const SEARCH: Qkx2 = Qkx2 {
     rmin: -1.0,
     rdelta: 0.1,
     nstep: 20,
+    use_mad: false,
 };
 
 impl BlockQ4K {

@@ -26,6 +26,7 @@ const SEARCH: Qkx2 = Qkx2 {
     rmin: -0.5,
     rdelta: 0.1,
     nstep: 15,
+    use_mad: false,
 };
 
 impl BlockQ5K {
