@@ -9,6 +9,8 @@
 #![deny(missing_docs)]
 
 pub mod blocks;
+pub mod mix;
+pub mod quantize;
 mod reader;
 mod types;
 mod writer;

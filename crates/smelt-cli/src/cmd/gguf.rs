@@ -28,6 +28,23 @@ pub enum GgufCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Quantize a GGUF model with one of llama.cpp's mixes (Q4_K_M, Q8_0, F16, ...).
+    ///
+    /// Example: smelt gguf quantize model-f16.gguf model-q4_k_m.gguf Q4_K_M
+    Quantize {
+        /// Source .gguf path, or a model asset name.
+        input: String,
+        /// Output .gguf path (written atomically).
+        output: PathBuf,
+        /// Mix: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL.
+        ftype: String,
+        /// Convert tensors that are already quantized (loses quality), like llama-quantize.
+        #[arg(long)]
+        allow_requantize: bool,
+        /// Worker threads [default: all cores].
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Check a GGUF file: header, every count, length and offset, and that every tensor of a
     /// type smelt can decode holds only finite values. Exits non-zero on the first problem.
     ///
@@ -60,7 +77,102 @@ pub fn run(ctx: &Context, cmd: GgufCommand) -> Result<()> {
             Ok(())
         }
         GgufCommand::Validate { model } => validate(ctx, &model),
+        GgufCommand::Quantize {
+            input,
+            output,
+            ftype,
+            allow_requantize,
+            threads,
+        } => quantize(ctx, &input, &output, &ftype, allow_requantize, threads),
     }
+}
+
+/// `smelt gguf quantize`.
+fn quantize(
+    ctx: &Context,
+    input: &str,
+    output: &Path,
+    ftype: &str,
+    allow_requantize: bool,
+    threads: Option<usize>,
+) -> Result<()> {
+    use smelt_gguf::mix::{ALL_FILE_TYPES, FileType};
+    let Some(ft) = FileType::parse(ftype) else {
+        let names: Vec<String> = ALL_FILE_TYPES.iter().map(|t| t.name()).collect();
+        bail!("unknown mix {ftype:?}; choose one of {}", names.join(", "));
+    };
+    let path = resolve_model(ctx, input)?;
+    let src = GgufFile::open(&path)?;
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let mut record = ctx.record("gguf quantize");
+    record
+        .input("model", path.display().to_string())
+        .setting("ftype", ft.name())
+        .setting("threads", threads)
+        .setting("allow_requantize", allow_requantize);
+    let bar = if ctx.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(src.header.tensors.iter().map(|t| t.size).sum())
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "quantizing [{bar:30}] {bytes}/{total_bytes} {elapsed}",
+        )
+        .expect("valid template"),
+    );
+    let t0 = std::time::Instant::now();
+    let opts = smelt_gguf::quantize::QuantizeOptions {
+        ftype: ft,
+        allow_requantize,
+        threads,
+    };
+    let (writer, reports) =
+        smelt_gguf::quantize::quantize_model(&src, opts, |done, _| bar.set_position(done))?;
+    let t_quant = t0.elapsed();
+    writer.write(output)?;
+    bar.finish_and_clear();
+    let (bytes_in, bytes_out): (u64, u64) = reports
+        .iter()
+        .fold((0, 0), |(a, b), r| (a + r.bytes_in, b + r.bytes_out));
+    let mut by_type: BTreeMap<GgmlType, (usize, u64)> = BTreeMap::new();
+    for r in &reports {
+        let e = by_type.entry(r.to).or_default();
+        e.0 += 1;
+        e.1 += r.bytes_out;
+    }
+    let params = src.parameter_count();
+    println!(
+        "{} -> {} ({}): {} tensors, {} -> {} ({:.2} bits/weight), quantized in {:.2} s on {threads} threads",
+        path.display(),
+        output.display(),
+        ft.name(),
+        reports.len(),
+        human_bytes(bytes_in),
+        human_bytes(bytes_out),
+        bytes_out as f64 * 8.0 / params.max(1) as f64,
+        t_quant.as_secs_f64()
+    );
+    for (ty, (n, b)) in &by_type {
+        println!("  {:<8} {n:>4} tensors {:>10}", ty.name(), human_bytes(*b));
+    }
+    record
+        .metric("bytes_in", bytes_in)
+        .metric("bytes_out", bytes_out)
+        .metric(
+            "tensor_types",
+            by_type
+                .iter()
+                .map(|(t, (n, b))| serde_json::json!({"type": t.name(), "tensors": n, "bytes": b}))
+                .collect::<Vec<_>>(),
+        )
+        .timing("quantize", t_quant)
+        .output(output);
+    let rec = record.write(&ctx.runs_dir)?;
+    println!("run record: {}", rec.display());
+    Ok(())
 }
 
 /// `smelt gguf validate`.

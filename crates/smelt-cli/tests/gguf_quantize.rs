@@ -1,0 +1,74 @@
+//! `smelt gguf quantize` on the real SmolLM2: requantizing needs the explicit flag, F16 → Q4_K_M
+//! follows llama.cpp's mix rules (checked tensor by tensor), and the result validates.
+
+mod common;
+
+use common::{run, shared_home, smelt, text};
+use smelt_gguf::{GgmlType, GgufFile};
+
+#[test]
+fn q4_k_m_mix_of_smollm2_follows_llama_cpp_rules() {
+    let home = shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let f16 = dir.path().join("f16.gguf");
+    let refused = run(smelt(&home)
+        .args(["gguf", "quantize", "smollm2-135m"])
+        .arg(&f16)
+        .arg("F16"));
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("--allow-requantize"));
+    assert!(!f16.exists(), "nothing may be written on failure");
+
+    let out = run(smelt(&home)
+        .env("SMELT_RUNS", dir.path().join("runs"))
+        .args(["gguf", "quantize", "smollm2-135m"])
+        .arg(&f16)
+        .args(["F16", "--allow-requantize"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let q = dir.path().join("q4km.gguf");
+    let out = run(smelt(&home)
+        .env("SMELT_RUNS", dir.path().join("runs"))
+        .args(["gguf", "quantize"])
+        .arg(&f16)
+        .arg(&q)
+        .arg("Q4_K_M"));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let f = GgufFile::open(&q).unwrap();
+    assert_eq!(
+        f.header.get("general.file_type").and_then(|v| v.as_u64()),
+        Some(15)
+    );
+    // 30 layers: use_more_bits picks 14 of them (0-2, 5, 8, ..., 23, 26-29).
+    let more_bits = |i: usize| !(3..26).contains(&i) || (i - 3) % 3 == 2;
+    for t in &f.header.tensors {
+        let layer = t
+            .name
+            .strip_prefix("blk.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        let want = if t.dims.len() < 2 || t.name.contains("_norm") {
+            GgmlType::F32
+        } else if t.name == "token_embd.weight" {
+            GgmlType::Q8_0 // tied output rule: Q6_K, but 576 columns do not fit 256-blocks
+        } else if t.name.contains("ffn_down") {
+            // 1536 columns fit 256-blocks: Q6_K on more-bits layers, else Q4_K.
+            if more_bits(layer.unwrap()) {
+                GgmlType::Q6_K
+            } else {
+                GgmlType::Q4_K
+            }
+        } else if t.name.contains("attn_v") {
+            if more_bits(layer.unwrap()) {
+                GgmlType::Q8_0
+            } else {
+                GgmlType::Q5_0
+            }
+        } else {
+            GgmlType::Q5_0 // Q4_K falls back to Q5_0 on 576-column rows
+        };
+        assert_eq!(t.ggml_type, want, "{}", t.name);
+    }
+    let v = run(smelt(&home).args(["gguf", "validate"]).arg(&q));
+    assert!(v.status.success(), "{}", text(&v));
+}

@@ -1,0 +1,162 @@
+//! Whole-model quantization: a GGUF in, a GGUF out, each tensor converted to the type its mix
+//! assigns (see [`crate::mix`]), rows split across threads.
+
+use crate::GgufFile;
+use crate::blocks::{self, BlockError};
+use crate::mix::{self, FileType};
+use crate::reader::MetaValue;
+use crate::types::GgmlType;
+use crate::writer::{GgufWriter, WriteError};
+
+/// Settings of [`quantize_model`].
+#[derive(Debug, Clone, Copy)]
+pub struct QuantizeOptions {
+    /// The mix.
+    pub ftype: FileType,
+    /// Allow converting tensors that are already quantized (quality loss), as llama-quantize's
+    /// `--allow-requantize`.
+    pub allow_requantize: bool,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// Why a model could not be quantized.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    /// A source tensor is already quantized and requantizing was not allowed.
+    #[error(
+        "tensor {name} is already {ty}; requantizing loses quality: pass --allow-requantize to do it anyway"
+    )]
+    Requantize {
+        /// Tensor.
+        name: String,
+        /// Its type.
+        ty: String,
+    },
+    /// A block conversion failed.
+    #[error("tensor {name}: {source}")]
+    Block {
+        /// Tensor.
+        name: String,
+        /// Cause.
+        source: BlockError,
+    },
+    /// Building the output failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+}
+
+/// What happened to one tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorReport {
+    /// Name.
+    pub name: String,
+    /// Source type.
+    pub from: GgmlType,
+    /// Output type.
+    pub to: GgmlType,
+    /// Source bytes.
+    pub bytes_in: u64,
+    /// Output bytes.
+    pub bytes_out: u64,
+}
+
+fn is_float(t: GgmlType) -> bool {
+    matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
+}
+
+/// Quantizes every tensor of `src`; `progress(done, total)` is called after each tensor with
+/// source bytes. Returns the writer (not yet written) and a report per tensor.
+pub fn quantize_model(
+    src: &GgufFile,
+    opts: QuantizeOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<(GgufWriter, Vec<TensorReport>), QuantizeError> {
+    let h = &src.header;
+    let plan = mix::plan(h, opts.ftype);
+    let mut w = GgufWriter::new();
+    if h.alignment != crate::DEFAULT_ALIGNMENT {
+        w.alignment(h.alignment as u32)?;
+    }
+    for (k, v) in &h.metadata {
+        if k == "general.alignment"
+            || k == "general.file_type"
+            || k == "general.quantization_version"
+        {
+            continue;
+        }
+        w.meta(k, v.clone())?;
+    }
+    w.meta(
+        "general.file_type",
+        MetaValue::U32(opts.ftype.llama_ftype()),
+    )?;
+    w.meta("general.quantization_version", MetaValue::U32(2))?;
+    let total: u64 = h.tensors.iter().map(|t| t.size).sum();
+    let mut done = 0u64;
+    let mut reports = Vec::with_capacity(h.tensors.len());
+    // Written in llama.cpp's order (by layer, then name), as llama-quantize writes them.
+    for i in mix::llama_order(h) {
+        let (t, target) = (&h.tensors[i], plan[i]);
+        let bytes = src.tensor_data(t);
+        let to = target.unwrap_or(t.ggml_type);
+        let data = if to == t.ggml_type {
+            bytes.to_vec()
+        } else {
+            if !is_float(t.ggml_type) && !opts.allow_requantize {
+                return Err(QuantizeError::Requantize {
+                    name: t.name.clone(),
+                    ty: t.ggml_type.name(),
+                });
+            }
+            let block_err = |source| QuantizeError::Block {
+                name: t.name.clone(),
+                source,
+            };
+            let x =
+                blocks::dequantize(t.ggml_type, bytes, t.elements() as usize).map_err(block_err)?;
+            quantize_rows(&x, t.dims[0] as usize, to, opts.threads).map_err(block_err)?
+        };
+        reports.push(TensorReport {
+            name: t.name.clone(),
+            from: t.ggml_type,
+            to,
+            bytes_in: t.size,
+            bytes_out: data.len() as u64,
+        });
+        w.tensor(&t.name, &t.dims, to, data)?;
+        done += t.size;
+        progress(done, total);
+    }
+    Ok((w, reports))
+}
+
+/// Quantizes `x` (rows of `ncols`) to `ty` on `threads` threads, each taking whole rows.
+fn quantize_rows(
+    x: &[f32],
+    ncols: usize,
+    ty: GgmlType,
+    threads: usize,
+) -> Result<Vec<u8>, BlockError> {
+    let rows = x.len() / ncols.max(1);
+    let threads = threads.clamp(1, rows.max(1));
+    if threads == 1 {
+        return blocks::quantize(ty, x);
+    }
+    let per = rows.div_ceil(threads) * ncols;
+    let parts: Vec<Result<Vec<u8>, BlockError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = x
+            .chunks(per)
+            .map(|chunk| s.spawn(move || blocks::quantize(ty, chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("quantize worker panicked"))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}
