@@ -264,6 +264,7 @@ fn k_quant_dequantization_matches_gguf_py() {
         GgmlType::Q5_K,
         GgmlType::Q6_K,
         GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
     ] {
         let ours = blocks::quantize(ty, x).unwrap();
         let qfile = dir.path().join("k.bin");

@@ -34,6 +34,7 @@ pub enum FileType {
     Q5_K_M,
     Q6_K,
     IQ4_NL,
+    IQ4_XS,
 }
 
 /// Every mix, for help texts.
@@ -41,7 +42,7 @@ pub const ALL_FILE_TYPES: &[FileType] = {
     use FileType::*;
     &[
         F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K_M, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M,
-        Q6_K, IQ4_NL,
+        Q6_K, IQ4_NL, IQ4_XS,
     ]
 };
 
@@ -78,6 +79,7 @@ impl FileType {
             Q5_K_M => 17,
             Q6_K => 18,
             IQ4_NL => 25,
+            IQ4_XS => 30,
             BF16 => 32,
         }
     }
@@ -100,6 +102,7 @@ impl FileType {
             Q5_K_S | Q5_K_M => GgmlType::Q5_K,
             Q6_K => GgmlType::Q6_K,
             IQ4_NL => GgmlType::IQ4_NL,
+            IQ4_XS => GgmlType::IQ4_XS,
         }
     }
 
@@ -260,7 +263,7 @@ pub fn plan(header: &Header, ftype: FileType) -> Vec<Option<GgmlType>> {
                             GgmlType::Q4_K
                         }
                     }
-                    F::IQ4_NL if n_gqa >= 4 => ty = GgmlType::Q5_K,
+                    F::IQ4_NL | F::IQ4_XS if n_gqa >= 4 => ty = GgmlType::Q5_K,
                     F::Q4_K_M | F::Q5_K_M if use_more_bits(i_attention_wv, n_attention_wv) => {
                         ty = GgmlType::Q6_K
                     }
@@ -280,7 +283,7 @@ pub fn plan(header: &Header, ftype: FileType) -> Vec<Option<GgmlType>> {
                         }
                     }
                     F::Q4_K_M if use_more_bits(i, n) => ty = GgmlType::Q6_K,
-                    F::IQ4_NL if i < n / 8 => ty = GgmlType::Q5_K,
+                    F::IQ4_NL | F::IQ4_XS if i < n / 8 => ty = GgmlType::Q5_K,
                     F::Q5_K_M if use_more_bits(i, n) => ty = GgmlType::Q6_K,
                     F::Q4_K_S if i < n / 8 => ty = GgmlType::Q5_K,
                     _ => {}

@@ -90,3 +90,8 @@ fn q8_k_matches_ggml() {
 fn iq4_nl_matches_ggml() {
     check(GgmlType::IQ4_NL, "iq4_nl.bin");
 }
+
+#[test]
+fn iq4_xs_matches_ggml() {
+    check(GgmlType::IQ4_XS, "iq4_xs.bin");
+}

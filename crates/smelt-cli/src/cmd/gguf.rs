@@ -36,7 +36,7 @@ pub enum GgufCommand {
         input: String,
         /// Output .gguf path (written atomically).
         output: PathBuf,
-        /// Mix: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL.
+        /// Mix: F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ4_NL IQ4_XS.
         ftype: String,
         /// Convert tensors that are already quantized (loses quality), like llama-quantize.
         #[arg(long)]

@@ -24,7 +24,7 @@ pub struct BlockIq4Nl {
 const _: () = assert!(std::mem::size_of::<BlockIq4Nl>() == 18);
 
 /// Index of the table level nearest to `x` (ggml's `best_index_int8`; ties go up).
-fn best_index(x: f32) -> usize {
+pub(super) fn best_index(x: f32) -> usize {
     let v = |i: usize| KVALUES[i] as f32;
     if x <= v(0) {
         return 0;

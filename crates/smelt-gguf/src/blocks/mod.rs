@@ -6,6 +6,7 @@
 
 mod float;
 mod iq4_nl;
+mod iq4_xs;
 pub mod kquant;
 mod q2_k;
 mod q3_k;
@@ -58,6 +59,7 @@ pub const QUANTIZE_TYPES: &[GgmlType] = &[
     GgmlType::Q6_K,
     GgmlType::Q8_K,
     GgmlType::IQ4_NL,
+    GgmlType::IQ4_XS,
 ];
 
 /// Types [`dequantize`] accepts.
@@ -98,6 +100,7 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, BlockError> {
         GgmlType::Q6_K => q6_k::quantize_row(x, &mut out),
         GgmlType::Q8_K => q8_k::quantize_row(x, &mut out),
         GgmlType::IQ4_NL => iq4_nl::quantize_row(x, &mut out),
+        GgmlType::IQ4_XS => iq4_xs::quantize_row(x, &mut out),
         other => {
             return Err(BlockError::Unsupported {
                 op: "quantize",
@@ -141,6 +144,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>, Bloc
         GgmlType::Q6_K => q6_k::dequantize_row(bytes, &mut out),
         GgmlType::Q8_K => q8_k::dequantize_row(bytes, &mut out),
         GgmlType::IQ4_NL => iq4_nl::dequantize_row(bytes, &mut out),
+        GgmlType::IQ4_XS => iq4_xs::dequantize_row(bytes, &mut out),
         other => {
             return Err(BlockError::Unsupported {
                 op: "dequantize",
@@ -239,7 +243,7 @@ mod tests {
         assert!(quantize(GgmlType::Q4_0, &[0.0; 31]).is_err());
         assert!(dequantize(GgmlType::Q8_0, &[0; 33], 32).is_err());
         assert!(matches!(
-            quantize(GgmlType::IQ4_XS, &[0.0; 256]),
+            quantize(GgmlType::IQ2_XXS, &[0.0; 256]),
             Err(BlockError::Unsupported { .. })
         ));
     }

@@ -37,6 +37,7 @@ int main(int argc, char ** argv) {
     else if (!strcmp(ty, "q5_K")) { quantize_row_q5_K_ref(x, out, n); bytes = n / 256 * sizeof(block_q5_K); }
     else if (!strcmp(ty, "q6_K")) { quantize_row_q6_K_ref(x, out, n); bytes = n / 256 * sizeof(block_q6_K); }
     else if (!strcmp(ty, "q8_K")) { quantize_row_q8_K_ref(x, out, n); bytes = n / 256 * sizeof(block_q8_K); }
+    else if (!strcmp(ty, "iq4_xs")) { quantize_row_iq4_xs_ref(x, out, n); bytes = n / 256 * sizeof(block_iq4_xs); }
     else if (!strcmp(ty, "iq4_nl")) { quantize_row_iq4_nl_ref(x, out, n); bytes = n / 32 * sizeof(block_iq4_nl); }
     else { fprintf(stderr, "unknown type %s\n", ty); return 2; }
     FILE * f = fopen(argv[4], "wb"); fwrite(out, 1, bytes, f); fclose(f);
