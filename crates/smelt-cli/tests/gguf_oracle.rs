@@ -362,6 +362,10 @@ fn validate_and_json_inspect_through_the_binary() {
     let ok = common::run(common::smelt(&home).args(["gguf", "validate", "smollm2-135m"]));
     assert!(ok.status.success());
     assert!(common::text(&ok).contains("values of 272 tensors decoded and finite"));
+    let human = common::run(common::smelt(&home).args(["gguf", "inspect", "smollm2-135m"]));
+    assert!(common::text(&human).contains(
+        "tokenizer: gpt2 (pre-tokenizer smollm), 49152 tokens, 48900 merges, bos 1 \"<|im_start|>\""
+    ));
     let js = common::run(common::smelt(&home).args(["gguf", "inspect", "smollm2-135m", "--json"]));
     let v: Value = serde_json::from_slice(&js.stdout).unwrap();
     assert_eq!(v["totals"]["parameters"], 134_515_008u64);

@@ -349,6 +349,7 @@ pub fn describe(file: &GgufFile, full: bool) -> String {
     for (k, v) in &h.metadata {
         s += &format!("  {k:<40} {}\n", show_value(v, full));
     }
+    s += &tokenizer_summary(h);
     let params = file.parameter_count();
     let bytes: u64 = h.tensors.iter().map(|t| t.size).sum();
     s += &format!(
@@ -373,6 +374,48 @@ pub fn describe(file: &GgufFile, full: bool) -> String {
         );
     }
     s
+}
+
+/// One paragraph about the tokenizer stored in the metadata (empty when there is none).
+fn tokenizer_summary(h: &smelt_gguf::Header) -> String {
+    let Some(model) = h.get("tokenizer.ggml.model").and_then(|v| v.as_str()) else {
+        return String::new();
+    };
+    let array_len = |k: &str| match h.get(k) {
+        Some(MetaValue::Array(_, items)) => items.len(),
+        _ => 0,
+    };
+    let token = |id: u64| match h.get("tokenizer.ggml.tokens") {
+        Some(MetaValue::Array(_, items)) => items
+            .get(id as usize)
+            .and_then(|t| t.as_str())
+            .map(|t| format!("{t:?}"))
+            .unwrap_or_else(|| "out of range".into()),
+        _ => "?".into(),
+    };
+    let mut s = format!(
+        "tokenizer: {model} (pre-tokenizer {}), {} tokens, {} merges",
+        h.get("tokenizer.ggml.pre")
+            .and_then(|v| v.as_str())
+            .unwrap_or("default"),
+        array_len("tokenizer.ggml.tokens"),
+        array_len("tokenizer.ggml.merges")
+    );
+    for (name, key) in [
+        ("bos", "tokenizer.ggml.bos_token_id"),
+        ("eos", "tokenizer.ggml.eos_token_id"),
+        ("unk", "tokenizer.ggml.unknown_token_id"),
+        ("pad", "tokenizer.ggml.padding_token_id"),
+    ] {
+        if let Some(id) = h.get(key).and_then(|v| v.as_u64()) {
+            s += &format!(", {name} {id} {}", token(id));
+        }
+    }
+    match h.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
+        Some(t) => s += &format!("; chat template of {} chars", t.chars().count()),
+        None => s += "; no chat template",
+    }
+    s + "\n"
 }
 
 fn tensor_table(file: &GgufFile) -> String {
