@@ -72,3 +72,66 @@ fn q4_k_m_mix_of_smollm2_follows_llama_cpp_rules() {
     let v = run(smelt(&home).args(["gguf", "validate"]).arg(&q));
     assert!(v.status.success(), "{}", text(&v));
 }
+
+#[test]
+fn smollm2_round_trips_through_hugging_face_format() {
+    let home = shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("hf");
+    let out = run(smelt(&home)
+        .args(["gguf", "export-hf", "smollm2-135m"])
+        .arg(&hf));
+    assert!(out.status.success(), "{}", text(&out));
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(hf.join(f).is_file(), "{f} missing");
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["num_key_value_heads"], 3);
+    assert_eq!(config["tie_word_embeddings"], true);
+    let back = dir.path().join("back.gguf");
+    let out = run(smelt(&home)
+        .args(["gguf", "convert"])
+        .arg(&hf)
+        .arg(&back)
+        .args(["--outtype", "f16"]));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let src_path = home.join("assets/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let (a, b) = (
+        GgufFile::open(&src_path).unwrap(),
+        GgufFile::open(&back).unwrap(),
+    );
+    // Metadata: identical except the file type (Q4_1 -> F16).
+    let meta = |f: &GgufFile| -> std::collections::BTreeMap<String, smelt_gguf::MetaValue> {
+        f.header
+            .metadata
+            .iter()
+            .filter(|(k, _)| k != "general.file_type")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(meta(&a), meta(&b));
+    // Tensors: same names, shapes, and values within F16 rounding (norms exact, in F32).
+    assert_eq!(a.header.tensors.len(), b.header.tensors.len());
+    for ta in &a.header.tensors {
+        let tb = b.header.tensors.iter().find(|t| t.name == ta.name).unwrap();
+        assert_eq!(ta.dims, tb.dims, "{}", ta.name);
+        let n = ta.elements() as usize;
+        let xa = smelt_gguf::blocks::dequantize(ta.ggml_type, a.tensor_data(ta), n).unwrap();
+        let xb = smelt_gguf::blocks::dequantize(tb.ggml_type, b.tensor_data(tb), n).unwrap();
+        for (i, (p, q)) in xa.iter().zip(&xb).enumerate() {
+            let want = if tb.ggml_type == GgmlType::F32 {
+                *p
+            } else {
+                half::f16::from_f32(*p).to_f32()
+            };
+            assert_eq!(want.to_bits(), q.to_bits(), "{} [{i}]: {p} -> {q}", ta.name);
+        }
+    }
+}

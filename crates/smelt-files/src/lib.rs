@@ -43,6 +43,13 @@ impl AtomicFile {
     /// Flushes, fsyncs and renames the temporary file over the target.
     pub fn commit(self) -> io::Result<()> {
         let tmp = self.writer.into_inner().map_err(|e| e.into_error())?;
+        // Temporary files are created 0600; a finished output is an ordinary 0644 file.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
         tmp.as_file().sync_all()?;
         tmp.persist(&self.target).map_err(|e| e.error)?;
         sync_dir(&parent_dir(&self.target));

@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod blocks;
+pub mod hf;
 pub mod mix;
 pub mod quantize;
 mod reader;

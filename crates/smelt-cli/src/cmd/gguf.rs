@@ -45,6 +45,31 @@ pub enum GgufCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Dequantize a GGUF llama model into a Hugging Face directory (safetensors + config.json +
+    /// tokenizer files; GGUF-only metadata in gguf_metadata.json).
+    ///
+    /// Example: smelt gguf export-hf smollm2-135m ./smollm2-hf --dtype f32
+    ExportHf {
+        /// Source .gguf path, or a model asset name.
+        input: String,
+        /// Output directory.
+        dir: PathBuf,
+        /// Tensor dtype: f32 (exact), f16 or bf16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+    },
+    /// Convert a Hugging Face llama checkpoint directory to GGUF.
+    ///
+    /// Example: smelt gguf convert ./smollm2-hf smollm2-f16.gguf --outtype f16
+    Convert {
+        /// Directory with config.json, *.safetensors, tokenizer.json.
+        dir: PathBuf,
+        /// Output .gguf path (written atomically).
+        output: PathBuf,
+        /// Type of the 2-D weights: f16, bf16 or f32 (norms stay f32).
+        #[arg(long, default_value = "f16")]
+        outtype: String,
+    },
     /// Check a GGUF file: header, every count, length and offset, and that every tensor of a
     /// type smelt can decode holds only finite values. Exits non-zero on the first problem.
     ///
@@ -77,6 +102,49 @@ pub fn run(ctx: &Context, cmd: GgufCommand) -> Result<()> {
             Ok(())
         }
         GgufCommand::Validate { model } => validate(ctx, &model),
+        GgufCommand::ExportHf { input, dir, dtype } => {
+            use smelt_gguf::hf::ExportDtype;
+            let dtype = match dtype.to_ascii_lowercase().as_str() {
+                "f32" => ExportDtype::F32,
+                "f16" => ExportDtype::F16,
+                "bf16" => ExportDtype::BF16,
+                other => bail!("unknown --dtype {other:?}; use f32, f16 or bf16"),
+            };
+            let path = resolve_model(ctx, &input)?;
+            let file = GgufFile::open(&path)?;
+            smelt_gguf::hf::export(&file, &dir, dtype)?;
+            println!(
+                "{} -> {} (model.safetensors, config.json, tokenizer.json, tokenizer_config.json, gguf_metadata.json)",
+                path.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        GgufCommand::Convert {
+            dir,
+            output,
+            outtype,
+        } => {
+            use smelt_gguf::hf::OutType;
+            let out = match outtype.to_ascii_lowercase().as_str() {
+                "f32" => OutType::F32,
+                "f16" => OutType::F16,
+                "bf16" => OutType::BF16,
+                other => bail!("unknown --outtype {other:?}; use f16, bf16 or f32"),
+            };
+            let writer = smelt_gguf::hf::convert(&dir, out)?;
+            writer.write(&output)?;
+            let f = GgufFile::open(&output)?;
+            println!(
+                "{} -> {}: {} tensors, {:.1} M parameters, {}",
+                dir.display(),
+                output.display(),
+                f.header.tensors.len(),
+                f.parameter_count() as f64 / 1e6,
+                human_bytes(f.header.file_len)
+            );
+            Ok(())
+        }
         GgufCommand::Quantize {
             input,
             output,

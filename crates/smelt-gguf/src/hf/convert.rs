@@ -1,0 +1,425 @@
+//! Hugging Face llama directory → GGUF (and the tokenizer files both directions share).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::names::{hf_to_gguf, permute_qk, qk_heads};
+use super::{GGUF_METADATA_FILE, HfError, io_err};
+use crate::reader::{MetaType, MetaValue};
+use crate::{GgmlType, GgufWriter, Header, blocks};
+
+/// Type of the 2-D weights in the converted file (norms stay F32, as llama.cpp keeps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutType {
+    /// 32-bit floats.
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl OutType {
+    fn ggml(self) -> GgmlType {
+        match self {
+            OutType::F32 => GgmlType::F32,
+            OutType::F16 => GgmlType::F16,
+            OutType::BF16 => GgmlType::BF16,
+        }
+    }
+}
+
+/// A converted tensor: GGUF dims, type and encoded bytes.
+type Converted = (Vec<u64>, GgmlType, Vec<u8>);
+
+const TOKEN_NORMAL: i32 = 1;
+const TOKEN_CONTROL: i32 = 3;
+const TOKEN_USER_DEFINED: i32 = 4;
+
+fn read_json(path: &Path) -> Result<Value, HfError> {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| HfError::Invalid {
+        path: path.display().to_string(),
+        why: e.to_string(),
+    })
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<(), HfError> {
+    let bytes = serde_json::to_vec_pretty(v).expect("JSON values serialize");
+    smelt_files::write_atomic(path, &bytes).map_err(io_err(path))
+}
+
+/// Writes tokenizer.json and tokenizer_config.json for a GPT-2-style BPE tokenizer from GGUF
+/// metadata.
+pub(crate) fn write_tokenizer_files(
+    h: &Header,
+    tokens: &[&str],
+    dir: &Path,
+) -> Result<(), HfError> {
+    let model = h
+        .get("tokenizer.ggml.model")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if model != "gpt2" {
+        return Err(HfError::Unsupported(format!(
+            "exporting tokenizer model {model:?} is not supported yet (only GPT-2-style BPE)"
+        )));
+    }
+    let types: Vec<i64> = match h.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(_, items)) => items
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(1.0) as i64)
+            .collect(),
+        _ => vec![TOKEN_NORMAL as i64; tokens.len()],
+    };
+    let merges: Vec<&str> = match h.get("tokenizer.ggml.merges") {
+        Some(MetaValue::Array(_, items)) => items.iter().filter_map(|m| m.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let added: Vec<Value> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(types.get(*i), Some(&t) if t == TOKEN_CONTROL as i64 || t == TOKEN_USER_DEFINED as i64))
+        .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                             "normalized": false, "special": types[i] == TOKEN_CONTROL as i64}))
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let pre = match h.get("tokenizer.ggml.pre").and_then(|v| v.as_str()) {
+        Some("smollm") => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
+        _ => byte_level.clone(),
+    };
+    let vocab: serde_json::Map<String, Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect();
+    let tokenizer = json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": pre, "post_processor": null, "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                  "ignore_merges": false, "vocab": vocab, "merges": merges},
+    });
+    write_json(&dir.join("tokenizer.json"), &tokenizer)?;
+    let tok = |key: &str| {
+        h.get(key)
+            .and_then(|v| v.as_u64())
+            .and_then(|id| tokens.get(id as usize))
+            .map(|t| json!(t))
+            .unwrap_or(Value::Null)
+    };
+    let mut cfg = json!({
+        "tokenizer_class": "GPT2Tokenizer",
+        "bos_token": tok("tokenizer.ggml.bos_token_id"),
+        "eos_token": tok("tokenizer.ggml.eos_token_id"),
+        "unk_token": tok("tokenizer.ggml.unknown_token_id"),
+        "pad_token": tok("tokenizer.ggml.padding_token_id"),
+        "clean_up_tokenization_spaces": false,
+        "model_max_length": h.get("llama.context_length").and_then(|v| v.as_u64()),
+    });
+    if let Some(t) = h.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
+        cfg["chat_template"] = json!(t);
+    }
+    write_json(&dir.join("tokenizer_config.json"), &cfg)
+}
+
+/// A tagged JSON value from [`super::export`] back to a metadata value.
+fn meta_from_json(v: &Value) -> Option<MetaValue> {
+    let val = &v["value"];
+    Some(match v["type"].as_str()? {
+        "string" => MetaValue::String(val.as_str()?.to_string()),
+        "bool" => MetaValue::Bool(val.as_bool()?),
+        "float32" => MetaValue::F32(val.as_f64()? as f32),
+        "float64" => MetaValue::F64(val.as_f64()?),
+        "int8" => MetaValue::I8(val.as_i64()? as i8),
+        "int16" => MetaValue::I16(val.as_i64()? as i16),
+        "int32" => MetaValue::I32(val.as_i64()? as i32),
+        "int64" => MetaValue::I64(val.as_i64()?),
+        "uint8" => MetaValue::U8(val.as_u64()? as u8),
+        "uint16" => MetaValue::U16(val.as_u64()? as u16),
+        "uint32" => MetaValue::U32(val.as_u64()? as u32),
+        "uint64" => MetaValue::U64(val.as_u64()?),
+        "array" => {
+            let items = val
+                .as_array()?
+                .iter()
+                .map(meta_from_json)
+                .collect::<Option<Vec<_>>>()?;
+            let elem = items.first().map(|i| i.meta_type()).unwrap_or(MetaType::U8);
+            MetaValue::Array(elem, items)
+        }
+        _ => return None,
+    })
+}
+
+/// Builds a GGUF from a Hugging Face llama directory (config.json, *.safetensors,
+/// tokenizer.json, tokenizer_config.json; `gguf_metadata.json` if present).
+pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
+    let config = read_json(&dir.join("config.json"))?;
+    let arch = config["model_type"].as_str().unwrap_or("");
+    if arch != "llama" {
+        return Err(HfError::Unsupported(format!(
+            "convert supports llama checkpoints; model_type is {arch:?}"
+        )));
+    }
+    let cu = |k: &str| config[k].as_u64();
+    let bad = |why: String| HfError::Invalid {
+        path: dir.join("config.json").display().to_string(),
+        why,
+    };
+    let hidden = cu("hidden_size").ok_or_else(|| bad("hidden_size missing".into()))? as usize;
+    let n_head = cu("num_attention_heads")
+        .ok_or_else(|| bad("num_attention_heads missing".into()))? as usize;
+    let n_head_kv = cu("num_key_value_heads").unwrap_or(n_head as u64) as usize;
+
+    // Tokenizer.
+    let tj = read_json(&dir.join("tokenizer.json"))?;
+    let tpath = dir.join("tokenizer.json").display().to_string();
+    let vocab = tj["model"]["vocab"]
+        .as_object()
+        .ok_or_else(|| HfError::Invalid {
+            path: tpath.clone(),
+            why: "no model.vocab".into(),
+        })?;
+    let n_vocab = vocab
+        .values()
+        .filter_map(|v| v.as_u64())
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    let mut tokens: Vec<String> = (0..n_vocab).map(|i| format!("[PAD{i}]")).collect();
+    for (t, id) in vocab {
+        if let Some(id) = id.as_u64() {
+            tokens[id as usize] = t.clone();
+        }
+    }
+    let mut types = vec![TOKEN_NORMAL; n_vocab];
+    for a in tj["added_tokens"].as_array().into_iter().flatten() {
+        if let Some(id) = a["id"].as_u64().filter(|&i| (i as usize) < n_vocab) {
+            types[id as usize] = if a["special"].as_bool() == Some(true) {
+                TOKEN_CONTROL
+            } else {
+                TOKEN_USER_DEFINED
+            };
+        }
+    }
+    let merges: Vec<MetaValue> = tj["model"]["merges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| match m {
+            Value::String(s) => Some(MetaValue::String(s.clone())),
+            Value::Array(p) => Some(MetaValue::String(format!(
+                "{} {}",
+                p.first()?.as_str()?,
+                p.get(1)?.as_str()?
+            ))),
+            _ => None,
+        })
+        .collect();
+    let tc = read_json(&dir.join("tokenizer_config.json")).unwrap_or(Value::Null);
+    let id_of = |key: &str| -> Option<u32> {
+        let t = match &tc[key] {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => o.get("content")?.as_str()?.to_string(),
+            _ => return None,
+        };
+        tokens.iter().position(|x| *x == t).map(|i| i as u32)
+    };
+
+    let mut w = GgufWriter::new();
+    let werr = |e: crate::WriteError| HfError::Unsupported(e.to_string());
+    let extra = read_json(&dir.join(GGUF_METADATA_FILE)).ok();
+    w.meta("general.architecture", MetaValue::String("llama".into()))
+        .map_err(werr)?;
+    let put = |w: &mut GgufWriter, k: &str, v: MetaValue| w.meta(k, v).map(|_| ()).map_err(werr);
+    if let Some(Value::Object(m)) = &extra {
+        for (k, v) in m {
+            if let Some(mv) = meta_from_json(v) {
+                put(&mut w, k, mv)?;
+            }
+        }
+    } else {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        put(&mut w, "general.name", MetaValue::String(name))?;
+    }
+    let u32v = |k: &str| cu(k).map(|v| MetaValue::U32(v as u32));
+    for (key, val) in [
+        ("llama.block_count", u32v("num_hidden_layers")),
+        ("llama.context_length", u32v("max_position_embeddings")),
+        (
+            "llama.embedding_length",
+            Some(MetaValue::U32(hidden as u32)),
+        ),
+        ("llama.feed_forward_length", u32v("intermediate_size")),
+        (
+            "llama.attention.head_count",
+            Some(MetaValue::U32(n_head as u32)),
+        ),
+        (
+            "llama.attention.head_count_kv",
+            Some(MetaValue::U32(n_head_kv as u32)),
+        ),
+        (
+            "llama.rope.freq_base",
+            Some(MetaValue::F32(
+                config["rope_theta"].as_f64().unwrap_or(10000.0) as f32,
+            )),
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            Some(MetaValue::F32(
+                config["rms_norm_eps"].as_f64().unwrap_or(1e-5) as f32,
+            )),
+        ),
+        (
+            "general.file_type",
+            Some(MetaValue::U32(match out {
+                OutType::F32 => 0,
+                OutType::F16 => 1,
+                OutType::BF16 => 32,
+            })),
+        ),
+        ("llama.vocab_size", Some(MetaValue::U32(n_vocab as u32))),
+        (
+            "llama.rope.dimension_count",
+            Some(MetaValue::U32((hidden / n_head) as u32)),
+        ),
+        (
+            "tokenizer.ggml.model",
+            Some(MetaValue::String("gpt2".into())),
+        ),
+        (
+            "tokenizer.ggml.tokens",
+            Some(MetaValue::Array(
+                MetaType::String,
+                tokens
+                    .iter()
+                    .map(|t| MetaValue::String(t.clone()))
+                    .collect(),
+            )),
+        ),
+        (
+            "tokenizer.ggml.token_type",
+            Some(MetaValue::Array(
+                MetaType::I32,
+                types.iter().map(|&t| MetaValue::I32(t)).collect(),
+            )),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            Some(MetaValue::Array(MetaType::String, merges)),
+        ),
+        (
+            "tokenizer.ggml.bos_token_id",
+            id_of("bos_token").map(MetaValue::U32),
+        ),
+        (
+            "tokenizer.ggml.eos_token_id",
+            id_of("eos_token").map(MetaValue::U32),
+        ),
+        (
+            "tokenizer.ggml.unknown_token_id",
+            id_of("unk_token").map(MetaValue::U32),
+        ),
+        (
+            "tokenizer.ggml.padding_token_id",
+            id_of("pad_token").map(MetaValue::U32),
+        ),
+        (
+            "tokenizer.chat_template",
+            tc["chat_template"]
+                .as_str()
+                .map(|s| MetaValue::String(s.into())),
+        ),
+        ("general.quantization_version", Some(MetaValue::U32(2))),
+    ] {
+        if let Some(v) = val {
+            put(&mut w, key, v)?;
+        }
+    }
+
+    // Tensors from every *.safetensors file, written in llama.cpp's order (layer, then name).
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(HfError::Unsupported(format!(
+            "no .safetensors files in {}",
+            dir.display()
+        )));
+    }
+    let mut pending: BTreeMap<(i64, String), Converted> = BTreeMap::new();
+    for path in &files {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| HfError::Invalid {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        for (name, view) in st.tensors() {
+            let Some(gname) = hf_to_gguf(&name) else {
+                if name.ends_with("rotary_emb.inv_freq") {
+                    continue;
+                }
+                return Err(HfError::Unsupported(format!(
+                    "{}: tensor {name} is not part of a llama model",
+                    path.display()
+                )));
+            };
+            let mut x: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                safetensors::Dtype::F16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                safetensors::Dtype::BF16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| blocks::bf16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                other => {
+                    return Err(HfError::Unsupported(format!(
+                        "tensor {name}: dtype {other:?} is not supported"
+                    )));
+                }
+            };
+            let shape = view.shape().to_vec();
+            if let (Some(heads), [rows, cols]) =
+                (qk_heads(&gname, n_head, n_head_kv), shape.as_slice())
+            {
+                x = permute_qk(&x, *rows, *cols, heads, false);
+            }
+            let ty = if shape.len() < 2 {
+                GgmlType::F32
+            } else {
+                out.ggml()
+            };
+            let data = blocks::quantize(ty, &x)
+                .map_err(|e| HfError::Unsupported(format!("tensor {name}: {e}")))?;
+            let dims: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+            let layer = gname
+                .strip_prefix("blk.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(-1);
+            pending.insert((layer, gname), (dims, ty, data));
+        }
+    }
+    for ((_, name), (dims, ty, data)) in pending {
+        w.tensor(&name, &dims, ty, data).map_err(werr)?;
+    }
+    Ok(w)
+}

@@ -1,0 +1,157 @@
+//! GGUF → Hugging Face directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::names::{gguf_to_hf, permute_qk, qk_heads};
+use super::{GGUF_METADATA_FILE, HfError, io_err, is_derived_key};
+use crate::reader::MetaValue;
+use crate::{GgufFile, blocks};
+
+/// Element type of the exported safetensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportDtype {
+    /// Exact for every GGUF type.
+    F32,
+    /// Half the size; rounds.
+    F16,
+    /// Hugging Face's usual type for llama checkpoints; rounds.
+    BF16,
+}
+
+/// A metadata value as tagged JSON, so its exact GGUF type survives the trip.
+pub(crate) fn meta_to_json(v: &MetaValue) -> Value {
+    match v {
+        MetaValue::Array(t, items) => json!({
+            "type": "array", "elem": t.name(),
+            "value": items.iter().map(meta_to_json).collect::<Vec<_>>()
+        }),
+        MetaValue::String(s) => json!({"type": "string", "value": s}),
+        MetaValue::Bool(b) => json!({"type": "bool", "value": b}),
+        MetaValue::F32(f) => json!({"type": "float32", "value": f}),
+        MetaValue::F64(f) => json!({"type": "float64", "value": f}),
+        MetaValue::I8(x) => json!({"type": "int8", "value": x}),
+        MetaValue::I16(x) => json!({"type": "int16", "value": x}),
+        MetaValue::I32(x) => json!({"type": "int32", "value": x}),
+        MetaValue::I64(x) => json!({"type": "int64", "value": x}),
+        MetaValue::U8(x) => json!({"type": "uint8", "value": x}),
+        MetaValue::U16(x) => json!({"type": "uint16", "value": x}),
+        MetaValue::U32(x) => json!({"type": "uint32", "value": x}),
+        MetaValue::U64(x) => json!({"type": "uint64", "value": x}),
+    }
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<(), HfError> {
+    let bytes = serde_json::to_vec_pretty(v).expect("JSON values serialize");
+    smelt_files::write_atomic(path, &bytes).map_err(io_err(path))
+}
+
+/// Writes `file` as a Hugging Face llama directory in `dir` (created if needed).
+pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfError> {
+    let h = &file.header;
+    let arch = h
+        .get("general.architecture")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    if arch != "llama" {
+        return Err(HfError::Unsupported(format!(
+            "export-hf supports llama-architecture models; this one is {arch:?}"
+        )));
+    }
+    let u = |k: &str| h.get(k).and_then(|v| v.as_u64());
+    let f = |k: &str| h.get(k).and_then(|v| v.as_f64());
+    let n_head = u("llama.attention.head_count").unwrap_or(1) as usize;
+    let n_head_kv = u("llama.attention.head_count_kv").unwrap_or(n_head as u64) as usize;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+
+    // Tensors, dequantized, with Hugging Face names, shapes and q/k row order.
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for t in &h.tensors {
+        let Some(name) = gguf_to_hf(&t.name) else {
+            return Err(HfError::Unsupported(format!(
+                "tensor {} has no Hugging Face llama name",
+                t.name
+            )));
+        };
+        let mut x = blocks::dequantize(t.ggml_type, file.tensor_data(t), t.elements() as usize)
+            .map_err(|e| HfError::Unsupported(format!("tensor {}: {e}", t.name)))?;
+        let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
+        if let (Some(heads), [rows, cols]) =
+            (qk_heads(&t.name, n_head, n_head_kv), shape.as_slice())
+        {
+            x = permute_qk(&x, *rows, *cols, heads, true);
+        }
+        let bytes: Vec<u8> = match dtype {
+            ExportDtype::F32 => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ExportDtype::F16 => x
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            ExportDtype::BF16 => x
+                .iter()
+                .flat_map(|&v| blocks::f32_to_bf16(v).to_le_bytes())
+                .collect(),
+        };
+        tensors.push((name, shape, bytes));
+    }
+    let st_dtype = match dtype {
+        ExportDtype::F32 => safetensors::Dtype::F32,
+        ExportDtype::F16 => safetensors::Dtype::F16,
+        ExportDtype::BF16 => safetensors::Dtype::BF16,
+    };
+    let views = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(st_dtype, s.clone(), b).map(|v| (n.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| HfError::Unsupported(format!("safetensors: {e}")))?;
+    let st = safetensors::serialize(views, None)
+        .map_err(|e| HfError::Unsupported(format!("safetensors: {e}")))?;
+    let st_path = dir.join("model.safetensors");
+    smelt_files::write_atomic(&st_path, &st).map_err(io_err(&st_path))?;
+
+    let tied = !h.tensors.iter().any(|t| t.name == "output.weight");
+    let tokens: Vec<&str> = match h.get("tokenizer.ggml.tokens") {
+        Some(MetaValue::Array(_, items)) => items.iter().filter_map(|t| t.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let mut config = json!({
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_act": "silu",
+        "hidden_size": u("llama.embedding_length"),
+        "intermediate_size": u("llama.feed_forward_length"),
+        "num_hidden_layers": u("llama.block_count"),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": n_head_kv,
+        "max_position_embeddings": u("llama.context_length"),
+        "rms_norm_eps": f("llama.attention.layer_norm_rms_epsilon"),
+        "rope_theta": f("llama.rope.freq_base"),
+        "vocab_size": u("llama.vocab_size").unwrap_or(tokens.len() as u64),
+        "tie_word_embeddings": tied,
+        "torch_dtype": match dtype { ExportDtype::F32 => "float32", ExportDtype::F16 => "float16", ExportDtype::BF16 => "bfloat16" },
+    });
+    for (k, key) in [
+        ("bos_token_id", "tokenizer.ggml.bos_token_id"),
+        ("eos_token_id", "tokenizer.ggml.eos_token_id"),
+    ] {
+        if let Some(id) = u(key) {
+            config[k] = json!(id);
+        }
+    }
+    write_json(&dir.join("config.json"), &config)?;
+
+    super::convert::write_tokenizer_files(h, &tokens, dir)?;
+
+    let extra: BTreeMap<&str, Value> = h
+        .metadata
+        .iter()
+        .filter(|(k, _)| !is_derived_key(k))
+        .map(|(k, v)| (k.as_str(), meta_to_json(v)))
+        .collect();
+    write_json(&dir.join(GGUF_METADATA_FILE), &json!(extra))?;
+    Ok(())
+}
