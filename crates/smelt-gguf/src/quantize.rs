@@ -113,9 +113,8 @@ pub fn quantize_model(
                 name: t.name.clone(),
                 source,
             };
-            let x =
-                blocks::dequantize(t.ggml_type, bytes, t.elements() as usize).map_err(block_err)?;
-            quantize_rows(&x, t.dims[0] as usize, to, opts.threads).map_err(block_err)?
+            convert_rows(bytes, t.ggml_type, t.dims[0] as usize, to, opts.threads)
+                .map_err(block_err)?
         };
         reports.push(TensorReport {
             name: t.name.clone(),
@@ -131,30 +130,37 @@ pub fn quantize_model(
     Ok((w, reports))
 }
 
-/// Quantizes `x` (rows of `ncols`) to `ty` on `threads` threads, each taking whole rows.
-fn quantize_rows(
-    x: &[f32],
+/// Converts `bytes` (rows of `ncols` values of type `from`) to type `to` on `threads` threads,
+/// each dequantizing and quantizing whole rows.
+fn convert_rows(
+    bytes: &[u8],
+    from: GgmlType,
     ncols: usize,
-    ty: GgmlType,
+    to: GgmlType,
     threads: usize,
 ) -> Result<Vec<u8>, BlockError> {
-    let rows = x.len() / ncols.max(1);
+    let row_bytes = from.bytes_for(ncols as u64).unwrap_or(0) as usize;
+    let rows = bytes.len() / row_bytes.max(1);
+    let convert = |chunk: &[u8]| -> Result<Vec<u8>, BlockError> {
+        let n = chunk.len() / row_bytes.max(1) * ncols;
+        blocks::quantize_for_model(to, &blocks::dequantize(from, chunk, n)?)
+    };
     let threads = threads.clamp(1, rows.max(1));
-    if threads == 1 {
-        return blocks::quantize(ty, x);
+    if threads == 1 || row_bytes == 0 {
+        return convert(bytes);
     }
-    let per = rows.div_ceil(threads) * ncols;
+    let per = rows.div_ceil(threads) * row_bytes;
     let parts: Vec<Result<Vec<u8>, BlockError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = x
+        let handles: Vec<_> = bytes
             .chunks(per)
-            .map(|chunk| s.spawn(move || blocks::quantize(ty, chunk)))
+            .map(|chunk| s.spawn(move || convert(chunk)))
             .collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("quantize worker panicked"))
             .collect()
     });
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(to.bytes_for((rows * ncols) as u64).unwrap_or(0) as usize);
     for p in parts {
         out.extend(p?);
     }

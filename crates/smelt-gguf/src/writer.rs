@@ -142,8 +142,8 @@ impl GgufWriter {
         Ok(self)
     }
 
-    /// Serializes the whole file.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// Everything before the tensor data: header, metadata, tensor infos, padding.
+    fn header_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend(b"GGUF");
         out.extend(3u32.to_le_bytes());
@@ -166,21 +166,38 @@ impl GgufWriter {
             offset = (offset + t.data.len() as u64).next_multiple_of(self.alignment);
         }
         pad(&mut out, self.alignment);
-        for t in &self.tensors {
-            out.extend(&t.data);
-            pad(&mut out, self.alignment);
-        }
         out
     }
 
-    /// Writes the file atomically (temporary name, fsync, rename).
+    /// Streams the file to `w`: header, then each tensor's data followed by its padding.
+    pub fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
+        w.write_all(&self.header_bytes())?;
+        let zeros = vec![0u8; self.alignment as usize];
+        for t in &self.tensors {
+            w.write_all(&t.data)?;
+            let padding =
+                (t.data.len() as u64).next_multiple_of(self.alignment) - t.data.len() as u64;
+            w.write_all(&zeros[..padding as usize])?;
+        }
+        Ok(())
+    }
+
+    /// Serializes the whole file in memory.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out)
+            .expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Writes the file atomically (temporary name, fsync, rename), streaming the tensor data.
     pub fn write(&self, path: &Path) -> Result<(), WriteError> {
         let io = |source| WriteError::Io {
             path: path.display().to_string(),
             source,
         };
         let mut f = smelt_files::AtomicFile::create(path).map_err(io)?;
-        f.write_all(&self.to_bytes()).map_err(io)?;
+        self.write_to(&mut f).map_err(io)?;
         f.commit().map_err(io)
     }
 }

@@ -77,6 +77,46 @@ impl BlockIq4Nl {
         Self { d: f16_bits(d), qs }
     }
 
+    /// Quantizes 32 weights the way llama-quantize does (`quantize_iq4_nl` without importance
+    /// weights, `ntry = 7`): the scale is refined over 15 candidate inverse scales, then every
+    /// index is recomputed from the chosen scale. Differs from the `_ref` quantizer above.
+    pub fn quantize_searched(x: &[f32; QK]) -> Self {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let mut d = 0f32;
+        if amax >= GROUP_MAX_EPS {
+            let v0 = KVALUES[0] as f32;
+            let sums = |id: f32| {
+                let (mut sumqx, mut sumq2) = (0f32, 0f32);
+                for &v in x {
+                    let (q, w) = (KVALUES[best_index(id * v)] as f32, v * v);
+                    sumqx += w * q * v;
+                    sumq2 += w * q * q;
+                }
+                (sumqx, sumq2)
+            };
+            let (sumqx, sumq2) = sums(1.0 / (-max / v0));
+            d = if sumq2 > 0.0 { sumqx / sumq2 } else { 0.0 };
+            let mut best = d * sumqx;
+            for itry in -7..=7 {
+                let (sumqx, sumq2) = sums((itry as f32 + v0) / max);
+                if sumq2 > 0.0 && sumqx * sumqx > best * sumq2 {
+                    d = sumqx / sumq2;
+                    best = d * sumqx;
+                }
+            }
+        }
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let l: [u8; QK] = std::array::from_fn(|j| best_index(id * x[j]) as u8);
+        let qs = std::array::from_fn(|j| l[j] | (l[j + QK / 2] << 4));
+        Self { d: f16_bits(d), qs }
+    }
+
     /// The 32 weights.
     pub fn dequantize(&self, out: &mut [f32]) {
         let d = f16_value(self.d);
@@ -103,6 +143,12 @@ pub(super) fn quantize_row(x: &[f32], out: &mut [u8]) {
     let mut l = [0u8; QK];
     for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(18)) {
         BlockIq4Nl::quantize(xb.try_into().expect("block of 32"), &mut l).write(ob);
+    }
+}
+
+pub(super) fn quantize_row_searched(x: &[f32], out: &mut [u8]) {
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(18)) {
+        BlockIq4Nl::quantize_searched(xb.try_into().expect("block of 32")).write(ob);
     }
 }
 

@@ -112,6 +112,24 @@ pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, BlockError> {
     Ok(out)
 }
 
+/// Quantizes as llama-quantize does when converting a model without an importance matrix:
+/// identical to [`quantize`] except IQ4_NL, where llama-quantize searches the scale (its
+/// `quantize_iq4_nl`) instead of using the reference quantizer.
+pub fn quantize_for_model(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>, BlockError> {
+    if ty != GgmlType::IQ4_NL {
+        return quantize(ty, x);
+    }
+    let bytes = ty.bytes_for(x.len() as u64).ok_or_else(|| {
+        BlockError::Length(format!(
+            "{} values are not a whole number of iq4_nl blocks",
+            x.len()
+        ))
+    })?;
+    let mut out = vec![0u8; bytes as usize];
+    iq4_nl::quantize_row_searched(x, &mut out);
+    Ok(out)
+}
+
 /// Dequantizes `n` values of `ty` from `bytes`.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>, BlockError> {
     let need = ty.bytes_for(n as u64).ok_or_else(|| {
