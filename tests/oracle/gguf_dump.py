@@ -1,5 +1,6 @@
 """Dump a GGUF file's header as JSON using gguf-py (llama.cpp's own Python package), so smelt's
 reader can be checked against an outside implementation. Usage: gguf_dump.py FILE.gguf"""
+import hashlib
 import json
 import sys
 
@@ -25,7 +26,8 @@ out = {
     ],
     "tensors": [
         {"name": t.name, "dims": [int(d) for d in t.shape], "type": int(t.tensor_type),
-         "data_offset": int(t.data_offset), "n_bytes": int(t.n_bytes)}
+         "data_offset": int(t.data_offset), "n_bytes": int(t.n_bytes),
+         "sha256": hashlib.sha256(t.data.tobytes()).hexdigest()}
         for t in reader.tensors
     ],
     "quant_sizes": {int(k): [int(v[0]), int(v[1])] for k, v in gguf.GGML_QUANT_SIZES.items()},

@@ -137,6 +137,8 @@ fn compare_with_gguf_py(path: &std::path::Path) -> Value {
         assert_eq!(o["type"], t.ggml_type as u32, "{}", t.name);
         assert_eq!(o["data_offset"], h.data_offset + t.offset, "{}", t.name);
         assert_eq!(o["n_bytes"], t.size, "{}", t.name);
+        let sha = smelt_files::sha256_bytes(file.tensor_data(t));
+        assert_eq!(o["sha256"], sha.as_str(), "{}: tensor bytes differ", t.name);
     }
 
     oracle

@@ -488,15 +488,16 @@ fn tokenizer_summary(h: &smelt_gguf::Header) -> String {
 
 fn tensor_table(file: &GgufFile) -> String {
     let mut s = format!(
-        "  {:<40} {:<8} {:<22} {:>12}\n",
-        "name", "type", "dims", "offset"
+        "  {:<40} {:<8} {:<22} {:>10} {:>12}\n",
+        "name", "type", "dims", "bytes", "offset"
     );
     for t in &file.header.tensors {
         s += &format!(
-            "  {:<40} {:<8} {:<22} {:>12}\n",
+            "  {:<40} {:<8} {:<22} {:>10} {:>12}\n",
             t.name,
             t.ggml_type.name(),
             format!("{:?}", t.dims),
+            t.size,
             t.offset
         );
     }
