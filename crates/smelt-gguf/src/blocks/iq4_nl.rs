@@ -53,13 +53,8 @@ impl BlockIq4Nl {
     /// no search). `l` carries the indices between blocks because ggml reuses its buffer: an
     /// all-zero block (scale 0) repeats the previous block's indices, which decode to 0 anyway.
     pub fn quantize(x: &[f32; QK], l: &mut [u8; QK]) -> Self {
-        let (mut amax, mut max) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let max = super::signed_absmax(x);
+        let amax = max.abs();
         let mut d = 0f32;
         if amax >= GROUP_MAX_EPS {
             let id = 1.0 / (max / KVALUES[0] as f32);
@@ -81,13 +76,8 @@ impl BlockIq4Nl {
     /// weights, `ntry = 7`): the scale is refined over 15 candidate inverse scales, then every
     /// index is recomputed from the chosen scale. Differs from the `_ref` quantizer above.
     pub fn quantize_searched(x: &[f32; QK]) -> Self {
-        let (mut amax, mut max) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let max = super::signed_absmax(x);
+        let amax = max.abs();
         let mut d = 0f32;
         if amax >= GROUP_MAX_EPS {
             let v0 = KVALUES[0] as f32;

@@ -31,13 +31,8 @@ impl BlockIq4Xs {
         let mut scales = [0f32; 8];
         let (mut max_scale, mut amax_scale) = (0f32, 0f32);
         for (ib, xb) in x.chunks_exact(32).enumerate() {
-            let (mut amax, mut max) = (0f32, 0f32);
-            for &v in xb {
-                if v.abs() > amax {
-                    amax = v.abs();
-                    max = v;
-                }
-            }
+            let max = super::signed_absmax(xb);
+            let amax = max.abs();
             if amax < GROUP_MAX_EPS {
                 scales[ib] = 0.0;
                 continue;

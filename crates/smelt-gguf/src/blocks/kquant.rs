@@ -20,13 +20,8 @@ pub fn nearest_int(v: f32) -> i32 {
 /// Symmetric scale search (`make_qx_quants`, `rmse_type == 1`, no importance weights): codes in
 /// `L[i] ∈ [0, 2·nmax)` stored with offset `nmax`; returns the scale.
 pub fn make_qx_quants(x: &[f32], nmax: i32, l_out: &mut [i8]) -> f32 {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let max = super::signed_absmax(x);
+    let amax = max.abs();
     if amax < GROUP_MAX_EPS {
         l_out.iter_mut().for_each(|l| *l = 0);
         return 0.0;
@@ -93,13 +88,8 @@ impl Qkx2 {
 /// Symmetric search with iterative refinement (`make_q3_quants`, `do_rmse`): codes with offset
 /// `nmax` into `l_out`; returns the scale.
 pub fn make_q3_quants(x: &[f32], nmax: i32, l_out: &mut [i8]) -> f32 {
-    let (mut max, mut amax) = (0f32, 0f32);
-    for &v in x {
-        if v.abs() > amax {
-            amax = v.abs();
-            max = v;
-        }
-    }
+    let max = super::signed_absmax(x);
+    let amax = max.abs();
     if amax < GROUP_MAX_EPS {
         l_out.iter_mut().for_each(|l| *l = 0);
         return 0.0;

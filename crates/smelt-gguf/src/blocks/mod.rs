@@ -176,7 +176,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>, Bloc
 
 /// The first element with the largest magnitude, sign kept (ggml keeps the first on ties:
 /// `if (amax < fabsf(v))`).
-fn signed_absmax(x: &[f32]) -> f32 {
+pub(crate) fn signed_absmax(x: &[f32]) -> f32 {
     let (mut amax, mut max) = (0f32, 0f32);
     for &v in x {
         if amax < v.abs() {

@@ -19,13 +19,8 @@ const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
 impl BlockQ8K {
     /// Quantizes 256 values (ggml's `quantize_row_q8_K_ref`).
     pub fn quantize(x: &[f32]) -> Self {
-        let (mut max, mut amax) = (0f32, 0f32);
-        for &v in x {
-            if v.abs() > amax {
-                amax = v.abs();
-                max = v;
-            }
-        }
+        let max = super::signed_absmax(x);
+        let amax = max.abs();
         let mut b = Self {
             d: 0.0,
             qs: [0; QK_K],
