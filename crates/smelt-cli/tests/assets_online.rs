@@ -124,6 +124,7 @@ fn tour_runs_and_writes_a_record() {
     let t = text(&out);
     assert!(t.contains("134.5 M parameters"), "{t}");
     assert!(t.contains("training label counts match"), "{t}");
+    assert!(t.contains("q4_K x16, q6_K x14"), "{t}");
     let records = common::entries(runs.path());
     assert_eq!(records.len(), 1, "{records:?}");
     let rec = smelt_runs::RunRecord::read(runs.path().join(&records[0])).unwrap();

