@@ -78,6 +78,18 @@ enum Command {
         #[command(subcommand)]
         command: cmd::gguf::GgufCommand,
     },
+    /// Tokenize text with a GGUF model's tokenizer (ids and pieces), as llama.cpp would.
+    ///
+    /// Example: smelt tokenize smollm2-135m "Hello world!"
+    Tokenize {
+        /// A .gguf path, or a model asset name.
+        model: String,
+        /// The text.
+        text: String,
+        /// Treat special-token text such as <|im_start|> as plain text.
+        #[arg(long)]
+        no_special: bool,
+    },
     /// Quantization exercises: schemes and granularity, with tables, charts and run records.
     ///
     /// Example: smelt quant schemes   |   smelt quant granularity
@@ -148,6 +160,11 @@ fn main() -> ExitCode {
         Command::Assets => cmd::assets::list(&ctx),
         Command::Gguf { command } => cmd::gguf::run(&ctx, command),
         Command::Quant { command } => cmd::quant::run(&ctx, command),
+        Command::Tokenize {
+            model,
+            text,
+            no_special,
+        } => cmd::tokenize::run(&ctx, &model, &text, !no_special),
         Command::Bench { command } => cmd::bench::run(&ctx, command),
     };
     match result {

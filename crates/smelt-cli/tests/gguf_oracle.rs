@@ -389,3 +389,18 @@ fn validate_and_json_inspect_through_the_binary() {
     assert!(!bad.status.success());
     assert!(common::text(&bad).contains("bad.weight"));
 }
+
+#[test]
+fn tokenize_prints_ids_and_pieces() {
+    let home = common::shared_home();
+    let out = common::run(common::smelt(&home).args([
+        "tokenize",
+        "smollm2-135m",
+        "<|im_start|>Hello world",
+    ]));
+    assert!(out.status.success());
+    let t = common::text(&out);
+    assert!(t.contains("      1  \"<|im_start|>\""), "{t}");
+    assert!(t.contains("  19556  \"Hello\""), "{t}");
+    assert!(t.contains("3 tokens"), "{t}");
+}

@@ -53,11 +53,7 @@ fn write_json(path: &Path, v: &Value) -> Result<(), HfError> {
 
 /// Writes tokenizer.json and tokenizer_config.json for a GPT-2-style BPE tokenizer from GGUF
 /// metadata.
-pub(crate) fn write_tokenizer_files(
-    h: &Header,
-    tokens: &[&str],
-    dir: &Path,
-) -> Result<(), HfError> {
+pub fn write_tokenizer_files(h: &Header, tokens: &[&str], dir: &Path) -> Result<(), HfError> {
     let model = h
         .get("tokenizer.ggml.model")
         .and_then(|v| v.as_str())

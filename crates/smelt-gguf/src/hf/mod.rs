@@ -7,7 +7,7 @@ mod convert;
 mod export;
 pub mod names;
 
-pub use convert::{OutType, convert};
+pub use convert::{OutType, convert, write_tokenizer_files};
 pub use export::{ExportDtype, export};
 
 /// Why a conversion failed.

@@ -1,0 +1,59 @@
+//! smelt's BPE tokenizer against Hugging Face's `tokenizers` crate built from the same vocabulary
+//! and merges (SmolLM2's GGUF metadata, written out as tokenizer.json), on multilingual,
+//! whitespace-heavy, emoji-heavy and special-token text.
+
+use smelt_models::tokenizer;
+
+const TEXTS: &[&str] = &[
+    "Once upon a time, there was a little girl named Emma who loved to read.",
+    "Hello world! I'm here, you're there, we'll see; they'd've said it's fine.",
+    "  leading spaces, trailing spaces   ",
+    "tabs\tand\nnewlines\n\n\nand\r\nwindows line ends \n \n",
+    "Numbers: 1234567890, 3.14159, -42, 1e-9, 2026-11-26, 0x1F.",
+    "Grüße aus München! Ça va très bien, merci. ¿Dónde está la biblioteca?",
+    "Привет, как дела? Съешь же ещё этих мягких французских булок.",
+    "中文测试：我爱自然语言处理。日本語のテキストも試します。한국어도 있어요.",
+    "العربية: مرحبا بالعالم. हिन्दी: नमस्ते दुनिया। ελληνικά: Γειά σου Κόσμε.",
+    "Emoji: 😀😃😄 👩‍👩‍👧‍👦 🇩🇪 ❤️‍🔥 ✨🚀 (and text after).",
+    "fn main() {\n    let x: Vec<u8> = vec![1, 2, 3];\n    println!(\"{:?}\", x);\n}",
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>",
+    "mixed<|endoftext|>specials<|im_end|>in the<|im_start|>middle",
+    "a",
+    " ",
+    "",
+    "'''",
+    "!!!???...",
+    "   \t  \n",
+];
+
+#[test]
+fn token_ids_equal_hugging_face_tokenizers() {
+    let home = smelt_data::fetch::default_home();
+    let fetcher = smelt_data::Fetcher::new(&home, true);
+    let dir = fetcher
+        .ensure(smelt_data::assets::find("smollm2-135m").unwrap())
+        .unwrap();
+    let gguf = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .unwrap();
+    let file = smelt_gguf::GgufFile::open(&gguf).unwrap();
+    let ours = tokenizer::from_gguf(&file.header).unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens: Vec<&str> = (0..ours.vocab_size() as u32)
+        .map(|i| ours.token(i).unwrap())
+        .collect();
+    smelt_gguf::hf::write_tokenizer_files(&file.header, &tokens, tmp.path()).unwrap();
+    let hf = tokenizers::Tokenizer::from_file(tmp.path().join("tokenizer.json")).unwrap();
+
+    for text in TEXTS {
+        let want: Vec<u32> = hf.encode(*text, false).unwrap().get_ids().to_vec();
+        let got = ours.encode(text, true);
+        assert_eq!(got, want, "{text:?}");
+        assert_eq!(ours.decode(&got), *text, "decode of {text:?}");
+    }
+    // Without special-token parsing, "<|im_start|>" is ordinary text.
+    assert!(ours.encode("<|im_start|>", false).len() > 1);
+}
