@@ -78,6 +78,10 @@ enum Command {
         #[command(subcommand)]
         command: cmd::gguf::GgufCommand,
     },
+    /// Generate text with a GGUF llama model (reference kernels for now).
+    ///
+    /// Example: smelt run smollm2-135m -p "Once upon a time" -n 32
+    Run(cmd::run::RunArgs),
     /// Tokenize text with a GGUF model's tokenizer (ids and pieces), as llama.cpp would.
     ///
     /// Example: smelt tokenize smollm2-135m "Hello world!"
@@ -160,6 +164,7 @@ fn main() -> ExitCode {
         Command::Assets => cmd::assets::list(&ctx),
         Command::Gguf { command } => cmd::gguf::run(&ctx, command),
         Command::Quant { command } => cmd::quant::run(&ctx, command),
+        Command::Run(args) => cmd::run::run(&ctx, &args),
         Command::Tokenize {
             model,
             text,

@@ -4,6 +4,7 @@ pub mod assets;
 pub mod bench;
 pub mod gguf;
 pub mod quant;
+pub mod run;
 pub mod tokenize;
 pub mod tour;
 

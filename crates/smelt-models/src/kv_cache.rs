@@ -1,0 +1,68 @@
+//! The key/value cache: one contiguous slab per layer, filled position by position. A narrow
+//! interface (store, key, value, len, capacity) so a paged cache for serving can replace it.
+
+/// Keys and values of every layer for the positions seen so far.
+pub struct KvCache {
+    /// Per layer, (capacity, kv_dim) keys.
+    keys: Vec<Vec<f32>>,
+    /// Per layer, (capacity, kv_dim) values.
+    values: Vec<Vec<f32>>,
+    kv_dim: usize,
+    capacity: usize,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `n_layer` layers, `capacity` positions of `kv_dim` values each.
+    pub fn new(n_layer: usize, capacity: usize, kv_dim: usize) -> Self {
+        Self {
+            keys: vec![vec![0.0; capacity * kv_dim]; n_layer],
+            values: vec![vec![0.0; capacity * kv_dim]; n_layer],
+            kv_dim,
+            capacity,
+            len: 0,
+        }
+    }
+
+    /// Positions stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Positions it can hold.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Stores layer `layer`'s key and value at position `pos` (< capacity).
+    pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let r = pos * self.kv_dim..(pos + 1) * self.kv_dim;
+        self.keys[layer][r.clone()].copy_from_slice(k);
+        self.values[layer][r].copy_from_slice(v);
+    }
+
+    /// Layer `layer`'s (kv_dim,) key at `pos`.
+    pub fn key(&self, layer: usize, pos: usize) -> &[f32] {
+        &self.keys[layer][pos * self.kv_dim..(pos + 1) * self.kv_dim]
+    }
+
+    /// Layer `layer`'s (kv_dim,) value at `pos`.
+    pub fn value(&self, layer: usize, pos: usize) -> &[f32] {
+        &self.values[layer][pos * self.kv_dim..(pos + 1) * self.kv_dim]
+    }
+
+    /// Marks the position just stored in every layer as complete.
+    pub fn advance(&mut self) {
+        self.len += 1;
+    }
+
+    /// Forgets everything (keeps the memory).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
