@@ -125,6 +125,7 @@ fn tour_runs_and_writes_a_record() {
     assert!(t.contains("134.5 M parameters"), "{t}");
     assert!(t.contains("training label counts match"), "{t}");
     assert!(t.contains("q4_K x16, q6_K x14"), "{t}");
+    assert!(t.contains("Once upon a time, the city of"), "{t}");
     let records = common::entries(runs.path());
     assert_eq!(records.len(), 1, "{records:?}");
     let rec = smelt_runs::RunRecord::read(runs.path().join(&records[0])).unwrap();

