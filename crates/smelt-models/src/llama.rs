@@ -67,11 +67,20 @@ struct Matrix {
 }
 
 impl Matrix {
+    /// `y = W x`, rows split across the rayon pool in blocks of 64 (each row's dot product is
+    /// computed exactly as single-threaded, so results do not depend on the thread count).
     fn matvec(&self, x: &[f32], y: &mut [f32]) {
-        for (r, out) in y.iter_mut().enumerate().take(self.rows) {
-            let row = &self.data[r * self.cols..(r + 1) * self.cols];
-            *out = dot(row, x);
-        }
+        use rayon::prelude::*;
+        const ROWS: usize = 64;
+        y[..self.rows]
+            .par_chunks_mut(ROWS)
+            .enumerate()
+            .for_each(|(b, out)| {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let r = b * ROWS + i;
+                    *o = dot(&self.data[r * self.cols..(r + 1) * self.cols], x);
+                }
+            });
     }
 }
 
