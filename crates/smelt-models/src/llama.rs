@@ -203,6 +203,18 @@ impl Llama {
             rope_base: f("rope.freq_base", 10000.0),
             n_vocab,
         };
+        if config.n_head == 0
+            || config.n_head_kv == 0
+            || !config.n_head.is_multiple_of(config.n_head_kv)
+            || !config.n_embd.is_multiple_of(config.n_head)
+            || !config.head_dim().is_multiple_of(2)
+            || config.n_vocab == 0
+        {
+            return Err(ModelError::Unsupported(format!(
+                "inconsistent hyper-parameters: {} heads, {} KV heads, width {}, vocabulary {}",
+                config.n_head, config.n_head_kv, config.n_embd, config.n_vocab
+            )));
+        }
         let (e, ff, kv) = (
             config.n_embd,
             config.n_ff,

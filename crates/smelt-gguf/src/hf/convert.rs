@@ -396,6 +396,12 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
             if let (Some(heads), [rows, cols]) =
                 (qk_heads(&gname, n_head, n_head_kv), shape.as_slice())
             {
+                if !super::names::permutable(*rows, heads) {
+                    return Err(HfError::Unsupported(format!(
+                        "tensor {}: {rows} rows do not split into {heads} heads of even width",
+                        name
+                    )));
+                }
                 x = permute_qk(&x, *rows, *cols, heads, false);
             }
             let ty = if shape.len() < 2 {

@@ -81,6 +81,12 @@ pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfE
         if let (Some(heads), [rows, cols]) =
             (qk_heads(&t.name, n_head, n_head_kv), shape.as_slice())
         {
+            if !super::names::permutable(*rows, heads) {
+                return Err(HfError::Unsupported(format!(
+                    "tensor {}: {rows} rows do not split into {heads} heads of even width",
+                    t.name
+                )));
+            }
             x = permute_qk(&x, *rows, *cols, heads, true);
         }
         let bytes: Vec<u8> = match dtype {

@@ -68,6 +68,12 @@ pub fn permute_qk(w: &[f32], rows: usize, cols: usize, heads: usize, inverse: bo
     out
 }
 
+/// Whether a `(rows, _)` q/k matrix splits into `heads` heads of an even width, as the
+/// permutation needs.
+pub fn permutable(rows: usize, heads: usize) -> bool {
+    heads > 0 && rows.is_multiple_of(2 * heads)
+}
+
 /// Number of heads a q/k tensor is permuted with (`None` for other tensors).
 pub fn qk_heads(gguf_name: &str, n_head: usize, n_head_kv: usize) -> Option<usize> {
     if gguf_name.ends_with("attn_q.weight") {
