@@ -101,12 +101,16 @@ enum Command {
         #[command(subcommand)]
         command: cmd::quant::QuantCommand,
     },
-    /// Benchmarks measured next to an anchor from the same run.
+    /// Benchmarks measured next to an anchor from the same run: `smelt bench MODEL` measures
+    /// prompt processing and generation like llama-bench; `smelt bench quant` the quantizers.
     ///
-    /// Example: smelt bench quant
+    /// Example: smelt bench smollm2-135m -p 512 -n 128 -t 2 -r 5   |   smelt bench quant
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        command: cmd::bench::BenchCommand,
+        command: Option<cmd::bench::BenchCommand>,
+        #[command(flatten)]
+        model: cmd::bench_model::ModelBenchArgs,
     },
 }
 
@@ -170,7 +174,14 @@ fn main() -> ExitCode {
             text,
             no_special,
         } => cmd::tokenize::run(&ctx, &model, &text, !no_special),
-        Command::Bench { command } => cmd::bench::run(&ctx, command),
+        Command::Bench {
+            command: Some(command),
+            ..
+        } => cmd::bench::run(&ctx, command),
+        Command::Bench {
+            command: None,
+            model,
+        } => cmd::bench_model::run(&ctx, &model),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -89,5 +89,12 @@ impl GgufFile {
     }
 }
 
+impl AsRef<[u8]> for GgufFile {
+    /// The whole mapped file (so models can borrow tensor bytes without copying them).
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,10 @@
 //! Text generation: feed the prompt, then pick tokens one at a time until a stop condition.
 
 use crate::kv_cache::KvCache;
-use crate::llama::{Llama, ModelError};
+use crate::llama::{Llama, Logits, ModelError};
+
+/// Prompt tokens per forward pass (llama.cpp's default micro-batch).
+pub const PROMPT_BATCH: usize = 512;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,8 +63,8 @@ pub fn generate(
         return Err(ModelError::ContextFull(cache.capacity()));
     }
     let mut logits = Vec::new();
-    for &t in prompt {
-        logits = model.forward(t, cache)?;
+    for chunk in prompt.chunks(PROMPT_BATCH) {
+        logits = model.forward_batch(chunk, cache, Logits::Last)?;
     }
     let mut rng = match sampling {
         Sampling::Temperature { seed, .. } => SplitMix(seed),

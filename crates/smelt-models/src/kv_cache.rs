@@ -56,9 +56,15 @@ impl KvCache {
         &self.values[layer][pos * self.kv_dim..(pos + 1) * self.kv_dim]
     }
 
-    /// Marks the position just stored in every layer as complete.
-    pub fn advance(&mut self) {
-        self.len += 1;
+    /// Marks the `n` positions just stored in every layer as complete.
+    pub fn advance(&mut self, n: usize) {
+        assert!(self.len + n <= self.capacity, "advance past capacity");
+        self.len += n;
+    }
+
+    /// Drops every position from `len` on (e.g. to reuse a shared prefix).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 
     /// Forgets everything (keeps the memory).

@@ -1,12 +1,13 @@
-//! Model definitions, tokenizers and (to come) the LLM runtime.
+//! Model definitions, tokenizers and the LLM runtime.
 //!
 //! So far: the GPT-2-style byte-level BPE tokenizer that llama-family GGUFs such as SmolLM2
-//! carry, a reference llama decoder (f32 weights, plain dot products) with a KV cache, and
-//! greedy / temperature generation.
+//! carry, the llama decoder on quantized kernels (`smelt-kernels`) with a KV cache, batched
+//! prompt processing, and generation.
 
 #![deny(missing_docs)]
 
 pub mod generate;
 pub mod kv_cache;
 pub mod llama;
+pub mod ops;
 pub mod tokenizer;

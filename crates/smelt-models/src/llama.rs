@@ -2,13 +2,18 @@
 //! embeddings, grouped-query attention with a KV cache, SwiGLU feed-forward, tied or untied
 //! output. Touvron et al., "LLaMA" (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`.
 //!
-//! This first version is the plain reference: weights are dequantized to f32 at load and every
-//! product is a straightforward dot product. Quantized kernels will replace the matrix-vector
-//! products behind the same model code.
+//! Weights stay in their GGUF block format (mapped, not copied) and every product runs through
+//! `smelt-kernels` with 8-bit-block activations; formats without a kernel are dequantized to f32
+//! at load. A batch of tokens (a prompt) goes through each layer together, so the weights are
+//! read once per batch.
+
+use std::sync::Arc;
 
 use smelt_gguf::{GgufFile, blocks};
+use smelt_kernels::{ActKinds, Activations, QMatrix, WeightBytes, WeightType, matmul_multi};
 
 use crate::kv_cache::KvCache;
+use crate::ops::{self, Heads, Rope, RopeLayout};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +51,8 @@ pub struct LlamaConfig {
     pub n_ctx: usize,
     /// RMSNorm epsilon.
     pub rms_eps: f32,
-    /// RoPE base frequency.
-    pub rope_base: f32,
+    /// Rotary embedding settings.
+    pub rope: Rope,
     /// Vocabulary size.
     pub n_vocab: usize,
 }
@@ -57,111 +62,9 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.n_embd / self.n_head
     }
-}
 
-/// A matrix `(rows, cols)` row-major in f32: `y = W x` takes `cols` inputs to `rows` outputs.
-struct Matrix {
-    rows: usize,
-    cols: usize,
-    data: Vec<f32>,
-}
-
-impl Matrix {
-    /// `y = W x`, rows split across the rayon pool in blocks of 64 (each row's dot product is
-    /// computed exactly as single-threaded, so results do not depend on the thread count).
-    fn matvec(&self, x: &[f32], y: &mut [f32]) {
-        use rayon::prelude::*;
-        const ROWS: usize = 64;
-        y[..self.rows]
-            .par_chunks_mut(ROWS)
-            .enumerate()
-            .for_each(|(b, out)| {
-                for (i, o) in out.iter_mut().enumerate() {
-                    let r = b * ROWS + i;
-                    *o = dot(&self.data[r * self.cols..(r + 1) * self.cols], x);
-                }
-            });
-    }
-}
-
-/// Dot product with 8 independent accumulators (vectorizes; order is fixed, so deterministic).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
-}
-
-struct Layer {
-    attn_norm: Vec<f32>,
-    wq: Matrix,
-    wk: Matrix,
-    wv: Matrix,
-    wo: Matrix,
-    ffn_norm: Vec<f32>,
-    w_gate: Matrix,
-    w_up: Matrix,
-    w_down: Matrix,
-}
-
-/// A llama model ready to run.
-pub struct Llama {
-    /// Hyper-parameters.
-    pub config: LlamaConfig,
-    /// (n_vocab, n_embd) token embeddings.
-    tok_embd: Matrix,
-    layers: Vec<Layer>,
-    output_norm: Vec<f32>,
-    /// (n_vocab, n_embd) output projection; `None` when tied to the embeddings.
-    output: Option<Matrix>,
-}
-
-fn load(file: &GgufFile, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
-    let t = file
-        .header
-        .tensors
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or_else(|| ModelError::Tensor {
-            name: name.into(),
-            why: "missing".into(),
-        })?;
-    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    if dims != shape {
-        return Err(ModelError::Tensor {
-            name: name.into(),
-            why: format!("dims {dims:?}, expected {shape:?}"),
-        });
-    }
-    blocks::dequantize(t.ggml_type, file.tensor_data(t), t.elements() as usize).map_err(|e| {
-        ModelError::Tensor {
-            name: name.into(),
-            why: e.to_string(),
-        }
-    })
-}
-
-fn matrix(file: &GgufFile, name: &str, cols: usize, rows: usize) -> Result<Matrix, ModelError> {
-    Ok(Matrix {
-        rows,
-        cols,
-        data: load(file, name, &[cols, rows])?,
-    })
-}
-
-impl Llama {
-    /// Loads a llama-architecture GGUF.
-    pub fn load(file: &GgufFile) -> Result<Self, ModelError> {
-        let h = &file.header;
+    /// Reads and checks the hyper-parameters of a `llama` GGUF.
+    pub fn from_gguf(h: &smelt_gguf::Header) -> Result<Self, ModelError> {
         let arch = h
             .get("general.architecture")
             .and_then(|v| v.as_str())
@@ -182,39 +85,167 @@ impl Llama {
                 .and_then(|v| v.as_f64())
                 .map_or(d, |v| v as f32)
         };
-        if h.get("llama.rope.scaling.type").is_some() {
-            return Err(ModelError::Unsupported(
-                "RoPE scaling is not supported yet".into(),
-            ));
-        }
+        let linear_scale = match h.get("llama.rope.scaling.type").and_then(|v| v.as_str()) {
+            None | Some("none") => f("rope.scale_linear", 1.0),
+            Some("linear") => f("rope.scaling.factor", 1.0),
+            Some(other) => {
+                return Err(ModelError::Unsupported(format!(
+                    "RoPE scaling {other:?} is not supported (supported: none, linear)"
+                )));
+            }
+        };
         let n_head = u("attention.head_count")?;
         let n_vocab = match h.get("tokenizer.ggml.tokens") {
             Some(smelt_gguf::MetaValue::Array(_, items)) => items.len(),
             _ => u("vocab_size")?,
         };
+        let n_embd = u("embedding_length")?;
+        let head_dim = n_embd.checked_div(n_head).unwrap_or(0);
         let config = LlamaConfig {
             n_layer: u("block_count")?,
-            n_embd: u("embedding_length")?,
+            n_embd,
             n_ff: u("feed_forward_length")?,
             n_head,
             n_head_kv: u("attention.head_count_kv").unwrap_or(n_head),
             n_ctx: u("context_length")?,
             rms_eps: f("attention.layer_norm_rms_epsilon", 1e-5),
-            rope_base: f("rope.freq_base", 10000.0),
+            rope: Rope {
+                layout: RopeLayout::Normal,
+                n_rot: u("rope.dimension_count").unwrap_or(head_dim),
+                base: f("rope.freq_base", 10000.0),
+                linear_scale,
+            },
             n_vocab,
         };
         if config.n_head == 0
             || config.n_head_kv == 0
             || !config.n_head.is_multiple_of(config.n_head_kv)
             || !config.n_embd.is_multiple_of(config.n_head)
-            || !config.head_dim().is_multiple_of(2)
+            || config.rope.n_rot == 0
+            || !config.rope.n_rot.is_multiple_of(2)
+            || config.rope.n_rot > head_dim
+            || config.rope.linear_scale.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
             || config.n_vocab == 0
         {
             return Err(ModelError::Unsupported(format!(
-                "inconsistent hyper-parameters: {} heads, {} KV heads, width {}, vocabulary {}",
-                config.n_head, config.n_head_kv, config.n_embd, config.n_vocab
+                "inconsistent hyper-parameters: {} heads, {} KV heads, width {}, {} rotated dims, RoPE scale {}, vocabulary {}",
+                config.n_head,
+                config.n_head_kv,
+                config.n_embd,
+                config.rope.n_rot,
+                config.rope.linear_scale,
+                config.n_vocab
             )));
         }
+        Ok(config)
+    }
+}
+
+struct Layer {
+    /// (n_embd,)
+    attn_norm: Vec<f32>,
+    wq: QMatrix,
+    wk: QMatrix,
+    wv: QMatrix,
+    wo: QMatrix,
+    /// (n_embd,)
+    ffn_norm: Vec<f32>,
+    w_gate: QMatrix,
+    w_up: QMatrix,
+    w_down: QMatrix,
+}
+
+/// Which logits a forward pass returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token's (generation).
+    Last,
+    /// Every token's (perplexity).
+    All,
+}
+
+/// A llama model ready to run.
+pub struct Llama {
+    /// Hyper-parameters.
+    pub config: LlamaConfig,
+    /// (n_vocab, n_embd) token embeddings.
+    tok_embd: QMatrix,
+    layers: Vec<Layer>,
+    /// (n_embd,)
+    output_norm: Vec<f32>,
+    /// (n_vocab, n_embd) output projection; `None` when tied to the embeddings.
+    output: Option<QMatrix>,
+}
+
+fn tensor<'a>(
+    file: &'a GgufFile,
+    name: &str,
+    shape: &[usize],
+) -> Result<&'a smelt_gguf::TensorInfo, ModelError> {
+    let t = file
+        .header
+        .tensors
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ModelError::Tensor {
+            name: name.into(),
+            why: "missing".into(),
+        })?;
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    if dims != shape {
+        return Err(ModelError::Tensor {
+            name: name.into(),
+            why: format!("dims {dims:?}, expected {shape:?}"),
+        });
+    }
+    Ok(t)
+}
+
+fn load_f32(file: &GgufFile, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+    let t = tensor(file, name, shape)?;
+    blocks::dequantize(t.ggml_type, file.tensor_data(t), t.elements() as usize).map_err(|e| {
+        ModelError::Tensor {
+            name: name.into(),
+            why: e.to_string(),
+        }
+    })
+}
+
+/// A weight matrix as stored: its mapped blocks when a kernel reads that format, else f32.
+fn matrix(
+    file: &Arc<GgufFile>,
+    name: &str,
+    cols: usize,
+    rows: usize,
+) -> Result<QMatrix, ModelError> {
+    let t = tensor(file, name, &[cols, rows])?;
+    let err = |why: String| ModelError::Tensor {
+        name: name.into(),
+        why,
+    };
+    match WeightType::from_ggml(t.ggml_type).filter(|ty| cols.is_multiple_of(ty.block().0)) {
+        Some(ty) => {
+            let bytes = file.tensor_data(t);
+            let start = bytes.as_ptr() as usize - (**file).as_ref().as_ptr() as usize;
+            let data = WeightBytes::Shared {
+                data: file.clone(),
+                start,
+                len: bytes.len(),
+            };
+            QMatrix::new(ty, rows, cols, data).map_err(err)
+        }
+        None => {
+            let w = load_f32(file, name, &[cols, rows])?;
+            let bytes = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            QMatrix::new(WeightType::F32, rows, cols, WeightBytes::Owned(bytes)).map_err(err)
+        }
+    }
+}
+
+impl Llama {
+    /// Loads a llama-architecture GGUF.
+    pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
+        let config = LlamaConfig::from_gguf(&file.header)?;
         let (e, ff, kv) = (
             config.n_embd,
             config.n_ff,
@@ -224,25 +255,30 @@ impl Llama {
         for i in 0..config.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
             layers.push(Layer {
-                attn_norm: load(file, &n("attn_norm"), &[e])?,
+                attn_norm: load_f32(file, &n("attn_norm"), &[e])?,
                 wq: matrix(file, &n("attn_q"), e, e)?,
                 wk: matrix(file, &n("attn_k"), e, kv)?,
                 wv: matrix(file, &n("attn_v"), e, kv)?,
                 wo: matrix(file, &n("attn_output"), e, e)?,
-                ffn_norm: load(file, &n("ffn_norm"), &[e])?,
+                ffn_norm: load_f32(file, &n("ffn_norm"), &[e])?,
                 w_gate: matrix(file, &n("ffn_gate"), e, ff)?,
                 w_up: matrix(file, &n("ffn_up"), e, ff)?,
                 w_down: matrix(file, &n("ffn_down"), ff, e)?,
             });
         }
-        let output = if h.tensors.iter().any(|t| t.name == "output.weight") {
+        let output = if file
+            .header
+            .tensors
+            .iter()
+            .any(|t| t.name == "output.weight")
+        {
             Some(matrix(file, "output.weight", e, config.n_vocab)?)
         } else {
             None
         };
         Ok(Self {
             tok_embd: matrix(file, "token_embd.weight", e, config.n_vocab)?,
-            output_norm: load(file, "output_norm.weight", &[e])?,
+            output_norm: load_f32(file, "output_norm.weight", &[e])?,
             output,
             layers,
             config,
@@ -255,133 +291,154 @@ impl Llama {
         KvCache::new(c.n_layer, n_ctx.min(c.n_ctx), c.n_head_kv * c.head_dim())
     }
 
+    fn output_matrix(&self) -> &QMatrix {
+        self.output.as_ref().unwrap_or(&self.tok_embd)
+    }
+
+    /// Weight bytes read to generate one token (every layer matrix and the output; one
+    /// embedding row is negligible).
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                    .iter()
+                    .map(|m| m.nbytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        layers + self.output_matrix().nbytes()
+    }
+
+    /// Counts of weight matrices by kernel format, e.g. `[("Q5_0", 166), ...]`.
+    pub fn weight_formats(&self) -> Vec<(String, usize)> {
+        let mut m = std::collections::BTreeMap::new();
+        for l in &self.layers {
+            for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+                *m.entry(w.ty.ggml().name().to_string()).or_insert(0) += 1;
+            }
+        }
+        *m.entry(self.output_matrix().ty.ggml().name().to_string())
+            .or_insert(0) += 1;
+        m.into_iter().collect()
+    }
+
     /// Runs one token at the cache's next position and returns the (n_vocab,) logits.
     pub fn forward(&self, token: u32, cache: &mut KvCache) -> Result<Vec<f32>, ModelError> {
+        self.forward_batch(&[token], cache, Logits::Last)
+    }
+
+    /// Runs `tokens` at the cache's next positions (causal within the batch) and returns the
+    /// logits: (n_vocab,) for [`Logits::Last`], (n, n_vocab) for [`Logits::All`].
+    pub fn forward_batch(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        want: Logits,
+    ) -> Result<Vec<f32>, ModelError> {
+        // Run the whole pass on a pool thread: its parallel products then fork and join
+        // between pool threads instead of waking the caller's thread for every product.
+        rayon::scope(|_| self.forward_on_pool(tokens, cache, want))
+    }
+
+    fn forward_on_pool(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        want: Logits,
+    ) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
-        let pos = cache.len();
-        if pos >= cache.capacity() {
+        let (n, pos0) = (tokens.len(), cache.len());
+        if n == 0 {
+            return Err(ModelError::Unsupported("no tokens to run".into()));
+        }
+        if pos0 + n > cache.capacity() {
             return Err(ModelError::ContextFull(cache.capacity()));
         }
-        let (e, hd) = (c.n_embd, c.head_dim());
+        let (e, hd, ff) = (c.n_embd, c.head_dim(), c.n_ff);
         let kv_dim = c.n_head_kv * hd;
-        let group = c.n_head / c.n_head_kv;
-        let tok = (token as usize).min(c.n_vocab - 1);
-        // (n_embd,) residual stream.
-        let mut x = self.tok_embd.data[tok * e..(tok + 1) * e].to_vec();
-        let mut h = vec![0f32; e];
-        let (mut q, mut k, mut v) = (vec![0f32; e], vec![0f32; kv_dim], vec![0f32; kv_dim]);
-        let mut att = vec![0f32; e];
-        let mut tmp = vec![0f32; e];
-        let (mut gate, mut up) = (vec![0f32; c.n_ff], vec![0f32; c.n_ff]);
-        let mut scores = vec![0f32; pos + 1];
+        let heads = Heads {
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: hd,
+        };
+        // (n, n_embd) residual stream.
+        let mut x = vec![0f32; n * e];
+        for (row, &tok) in x.chunks_exact_mut(e).zip(tokens) {
+            let id = (tok as usize).min(c.n_vocab - 1);
+            let b = self.tok_embd.row(id);
+            let v = blocks::dequantize(self.tok_embd.ty.ggml(), b, e).map_err(|err| {
+                ModelError::Tensor {
+                    name: "token_embd.weight".into(),
+                    why: err.to_string(),
+                }
+            })?;
+            row.copy_from_slice(&v);
+        }
+        // (n, ·) scratch.
+        let mut h = vec![0f32; n * e];
+        let (mut q, mut k, mut v) = (
+            vec![0f32; n * e],
+            vec![0f32; n * kv_dim],
+            vec![0f32; n * kv_dim],
+        );
+        let (mut att, mut tmp) = (vec![0f32; n * e], vec![0f32; n * e]);
+        let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
+        let mut acts = Activations::new();
+        // (n, n_rot / 2) rotation angles, shared by every layer.
+        let (cos, sin) = c.rope.table(pos0, n);
         for (l, layer) in self.layers.iter().enumerate() {
-            rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut h);
-            layer.wq.matvec(&h, &mut q);
-            layer.wk.matvec(&h, &mut k);
-            layer.wv.matvec(&h, &mut v);
-            rope(&mut q, hd, pos, c.rope_base);
-            rope(&mut k, hd, pos, c.rope_base);
-            cache.store(l, pos, &k, &v);
-            let scale = 1.0 / (hd as f32).sqrt();
-            for head in 0..c.n_head {
-                let kvh = head / group;
-                let qh = &q[head * hd..(head + 1) * hd];
-                for (p, s) in scores.iter_mut().enumerate() {
-                    *s = dot(qh, &cache.key(l, p)[kvh * hd..(kvh + 1) * hd]) * scale;
-                }
-                softmax(&mut scores);
-                let out = &mut att[head * hd..(head + 1) * hd];
-                out.iter_mut().for_each(|o| *o = 0.0);
-                for (p, &w) in scores.iter().enumerate() {
-                    let vp = &cache.value(l, p)[kvh * hd..(kvh + 1) * hd];
-                    for (o, &vv) in out.iter_mut().zip(vp) {
-                        *o += w * vv;
-                    }
-                }
+            ops::rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut h);
+            acts.set(&h, n, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
+            matmul_multi(
+                &[&layer.wq, &layer.wk, &layer.wv],
+                &acts,
+                &mut [&mut q, &mut k, &mut v],
+            );
+            c.rope.apply(&mut q, hd, &cos, &sin);
+            c.rope.apply(&mut k, hd, &cos, &sin);
+            for t in 0..n {
+                cache.store(
+                    l,
+                    pos0 + t,
+                    &k[t * kv_dim..(t + 1) * kv_dim],
+                    &v[t * kv_dim..(t + 1) * kv_dim],
+                );
             }
-            layer.wo.matvec(&att, &mut tmp);
+            ops::attention(&q, cache, l, pos0, heads, &mut att);
+            acts.set(&att, n, e, layer.wo.ty.act_kinds());
+            layer.wo.matmul(&acts, &mut tmp);
             x.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
-            rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut h);
-            layer.w_gate.matvec(&h, &mut gate);
-            layer.w_up.matvec(&h, &mut up);
-            for (g, u) in gate.iter_mut().zip(&up) {
-                *g = *g / (1.0 + (-*g).exp()) * u; // SiLU(gate) · up
-            }
-            layer.w_down.matvec(&gate, &mut tmp);
+            ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut h);
+            acts.set(&h, n, e, kinds(&[&layer.w_gate, &layer.w_up]));
+            matmul_multi(
+                &[&layer.w_gate, &layer.w_up],
+                &acts,
+                &mut [&mut gate, &mut up],
+            );
+            ops::swiglu(&mut gate, &up);
+            acts.set(&gate, n, ff, layer.w_down.ty.act_kinds());
+            layer.w_down.matmul(&acts, &mut tmp);
             x.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
         }
-        cache.advance();
-        rms_norm(&x.clone(), &self.output_norm, c.rms_eps, &mut x);
-        let out = self.output.as_ref().unwrap_or(&self.tok_embd);
-        let mut logits = vec![0f32; c.n_vocab];
-        out.matvec(&x, &mut logits);
+        cache.advance(n);
+        let rows = match want {
+            Logits::Last => &x[(n - 1) * e..],
+            Logits::All => &x[..],
+        };
+        let n_out = rows.len() / e;
+        let mut normed = vec![0f32; rows.len()];
+        ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
+        let out = self.output_matrix();
+        acts.set(&normed, n_out, e, out.ty.act_kinds());
+        let mut logits = vec![0f32; n_out * c.n_vocab];
+        out.matmul(&acts, &mut logits);
         Ok(logits)
     }
 }
 
-fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
-    let s = 1.0 / (ms + eps).sqrt();
-    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
-        *o = v * s * g;
-    }
-}
-
-/// RoPE in GGUF's "normal" layout: each head's adjacent pairs `(2i, 2i+1)` rotate by
-/// `pos · base^(−2i/head_dim)` (llama.cpp's converter permuted the q/k rows to make it so).
-fn rope(x: &mut [f32], head_dim: usize, pos: usize, base: f32) {
-    for head in x.chunks_exact_mut(head_dim) {
-        for i in 0..head_dim / 2 {
-            let theta = pos as f32 * base.powf(-2.0 * i as f32 / head_dim as f32);
-            let (s, c) = theta.sin_cos();
-            let (a, b) = (head[2 * i], head[2 * i + 1]);
-            head[2 * i] = a * c - b * s;
-            head[2 * i + 1] = a * s + b * c;
-        }
-    }
-}
-
-fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    x.iter_mut().for_each(|v| *v /= sum);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rope_rotates_pairs_and_keeps_norms() {
-        let mut x = vec![1.0, 0.0, 0.0, 1.0];
-        rope(&mut x, 4, 0, 10000.0);
-        assert_eq!(x, vec![1.0, 0.0, 0.0, 1.0]);
-        rope(&mut x, 4, 1, 10000.0);
-        // pair 0 rotates by 1 rad, pair 1 by 1/100 rad.
-        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
-        assert!((x[2] + 0.01f32.sin()).abs() < 1e-6 && (x[3] - 0.01f32.cos()).abs() < 1e-6);
-    }
-
-    #[test]
-    fn softmax_and_rms_norm() {
-        let mut s = vec![0.0, (2f32).ln()];
-        softmax(&mut s);
-        assert!((s[0] - 1.0 / 3.0).abs() < 1e-6 && (s[1] - 2.0 / 3.0).abs() < 1e-6);
-        let mut out = vec![0.0; 2];
-        rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
-        let r = (12.5f32).sqrt();
-        assert!((out[0] - 3.0 / r).abs() < 1e-6 && (out[1] - 8.0 / r).abs() < 1e-6);
-    }
-
-    #[test]
-    fn dot_matches_naive_sum() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.01).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-3);
-    }
+fn kinds(mats: &[&QMatrix]) -> ActKinds {
+    mats.iter()
+        .fold(ActKinds::default(), |k, m| k | m.ty.act_kinds())
 }

@@ -5,7 +5,7 @@ use smelt_models::generate::{Sampling, generate};
 use smelt_models::llama::{Llama, ModelError};
 use smelt_models::tokenizer;
 
-fn smollm2() -> smelt_gguf::GgufFile {
+fn smollm2() -> std::sync::Arc<smelt_gguf::GgufFile> {
     let home = smelt_data::fetch::default_home();
     let fetcher = smelt_data::Fetcher::new(&home, true);
     let dir = fetcher
@@ -16,7 +16,7 @@ fn smollm2() -> smelt_gguf::GgufFile {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "gguf"))
         .unwrap();
-    smelt_gguf::GgufFile::open(path).unwrap()
+    std::sync::Arc::new(smelt_gguf::GgufFile::open(path).unwrap())
 }
 
 #[test]

@@ -127,6 +127,14 @@ fn plain_dequantize(parts: &[QuantizedTensor]) -> Vec<f32> {
     parts.iter().flat_map(QuantizedTensor::dequantize).collect()
 }
 
+/// Memory read bandwidth in GB/s: best of 3 sums of a 256 MiB buffer on `threads` threads.
+pub(crate) fn read_bandwidth_gbs(threads: usize) -> f64 {
+    let x: Vec<f32> = (0..64usize << 20).map(|i| (i % 7) as f32).collect();
+    let (t, sum) = best_of(3, || read_sum(&x, threads));
+    std::hint::black_box(sum);
+    gbs(x.len() * 4, t)
+}
+
 fn gbs(bytes: usize, t: Duration) -> f64 {
     bytes as f64 / t.as_secs_f64() / 1e9
 }

@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod bench;
+pub mod bench_model;
 pub mod gguf;
 pub mod quant;
 pub mod run;

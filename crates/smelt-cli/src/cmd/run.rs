@@ -36,7 +36,7 @@ pub struct RunArgs {
 /// `smelt run`.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let path = super::gguf::resolve_model(ctx, &args.model)?;
-    let file = smelt_gguf::GgufFile::open(&path)?;
+    let file = std::sync::Arc::new(smelt_gguf::GgufFile::open(&path)?);
     let t_load = Instant::now();
     let tok = smelt_models::tokenizer::from_gguf(&file.header)?;
     let model = smelt_models::llama::Llama::load(&file).context("loading the model")?;

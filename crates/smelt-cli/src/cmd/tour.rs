@@ -41,7 +41,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("\n[2/6] GGUF: parse and validate SmolLM2-135M-Instruct");
     let t = Instant::now();
     let path = super::gguf::resolve_model(ctx, "smollm2-135m")?;
-    let file = smelt_gguf::GgufFile::open(&path)?;
+    let file = std::sync::Arc::new(smelt_gguf::GgufFile::open(&path)?);
     let h = &file.header;
     let meta_str = |k: &str| h.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
     let meta_u64 = |k: &str| h.get(k).and_then(|v| v.as_u64()).unwrap_or(0);

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Benchmark: `smelt bench` against llama.cpp's `llama-bench` on the same GGUF files, same machine,
+# same thread count, interleaved round by round (this machine is shared, so the two must see the
+# same load). Models: SmolLM2-135M as shipped (Q4_1), and Q8_0 and Q4_K_M quantized by smelt.
+# Prints pp512 / tg128 tokens/s for both and the ratio smelt ÷ llama.cpp.
+#
+# llama.cpp is built outside the repository from the PyPI sdist of llama-cpp-python 0.3.36 (its
+# vendored sources) into $SMELT_HOME/anchors, natively optimized but without AMX: AMX tile
+# instructions fault (SIGILL) where the kernel does not grant the tile state, as on these VMs.
+# Needs cmake and a C++ compiler. Nothing of llama.cpp is committed.
+#
+# Usage: benches/llm_vs_llamacpp.sh [ROUNDS] [THREADS] [PROMPT] [GEN]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-5}
+threads=${2:-2}
+n_prompt=${3:-512}
+n_gen=${4:-128}
+home=${SMELT_HOME:-$HOME/.cache/smelt}
+anchors="$home/anchors"
+src="$anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
+build="$anchors/llama.cpp-bench-build"
+llama_bench="$build/bin/llama-bench"
+if [ ! -x "$llama_bench" ]; then
+  mkdir -p "$anchors"
+  if [ ! -d "$src" ]; then
+    python3 -m pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$anchors" -q
+    tar xzf "$anchors/llama_cpp_python-0.3.36.tar.gz" -C "$anchors"
+  fi
+  echo "building llama-bench (once, several minutes on 2 cores)..." >&2
+  native="-march=native -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DCMAKE_C_FLAGS="$native" -DCMAKE_CXX_FLAGS="$native" > /dev/null
+  cmake --build "$build" --target llama-bench -j "$(nproc)" > /dev/null
+fi
+cargo build --release -q
+smelt=target/release/smelt
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+q4_1=$($smelt -q gguf inspect smollm2-135m --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
+$smelt -q --runs-dir "$work/runs" gguf quantize "$q4_1" "$work/SmolLM2-135M.Q8_0.gguf" Q8_0 --allow-requantize > /dev/null
+$smelt -q --runs-dir "$work/runs" gguf quantize "$q4_1" "$work/SmolLM2-135M.Q4_K_M.gguf" Q4_K_M --allow-requantize > /dev/null
+results="$work/results.jsonl"
+for model in "$q4_1" "$work/SmolLM2-135M.Q8_0.gguf" "$work/SmolLM2-135M.Q4_K_M.gguf"; do
+  name=$(basename "$model")
+  for round in $(seq "$rounds"); do
+    echo "$name: round $round/$rounds" >&2
+    $smelt -q --runs-dir "$work/runs" bench "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r 1 --json |
+      python3 -c 'import json,sys
+for l in sys.stdin:
+    r = json.loads(l); print(json.dumps({"tool": "smelt", "model": sys.argv[1], "test": r["test"], "ts": r["avg_ts"], "kernel": r["kernel"], "bw": r["read_bandwidth_gbs"]}))' "$name" >> "$results"
+    LD_LIBRARY_PATH="$build/bin" "$llama_bench" -m "$model" -t "$threads" -p "$n_prompt" -n "$n_gen" -r 1 -o jsonl 2>/dev/null |
+      python3 -c 'import json,sys
+for l in sys.stdin:
+    r = json.loads(l)
+    test = ("pp%d" % r["n_prompt"]) if r["n_prompt"] else ("tg%d" % r["n_gen"])
+    print(json.dumps({"tool": "llama.cpp", "model": sys.argv[1], "test": test, "ts": r["avg_ts"]}))' "$name" >> "$results"
+  done
+done
+python3 - "$results" "$threads" "$rounds" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+threads, rounds = sys.argv[2], sys.argv[3]
+kernel = next(r["kernel"] for r in rows if r["tool"] == "smelt")
+bw = statistics.mean(r["bw"] for r in rows if r["tool"] == "smelt")
+print(f"{threads} threads, {rounds} interleaved rounds, smelt kernels: {kernel}; read bandwidth during the run ≈ {bw:.1f} GB/s\n")
+print("| model | test | smelt t/s | llama.cpp t/s | smelt ÷ llama.cpp |")
+print("| --- | --- | ---: | ---: | ---: |")
+keys = []
+for r in rows:
+    if (r["model"], r["test"]) not in keys:
+        keys.append((r["model"], r["test"]))
+def ms(v):
+    return statistics.mean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+for model, test in keys:
+    s = [r["ts"] for r in rows if r["tool"] == "smelt" and r["model"] == model and r["test"] == test]
+    l = [r["ts"] for r in rows if r["tool"] == "llama.cpp" and r["model"] == model and r["test"] == test]
+    (sm, ss), (lm, ls) = ms(s), ms(l)
+    print(f"| {model} | {test} | {sm:.1f} ± {ss:.1f} | {lm:.1f} ± {ls:.1f} | {sm / lm:.2f}× |")
+PY

@@ -1,0 +1,185 @@
+//! `smelt bench MODEL`: prompt-processing and generation speed the way llama-bench measures it
+//! (random tokens, a fresh context per repetition, one warm-up run), plus the weight bytes read
+//! per generated token and the bandwidth that implies, next to a read bandwidth measured in
+//! the same run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, ensure};
+use smelt_models::llama::{Llama, Logits};
+
+use crate::Context;
+
+/// Arguments of `smelt bench MODEL`.
+#[derive(clap::Args, Clone)]
+pub struct ModelBenchArgs {
+    /// A .gguf path, or a model asset name (e.g. smollm2-135m).
+    pub model: Option<String>,
+    /// Prompt tokens per prompt-processing test (0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: usize,
+    /// Tokens per generation test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: usize,
+    /// Worker threads [default: all cores].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+    /// Repetitions of each test.
+    #[arg(short = 'r', long, default_value_t = 5)]
+    pub reps: usize,
+    /// Print one JSON object per test instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn below(&mut self, n: usize) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as u32
+    }
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+/// Seconds to process `n` random prompt tokens in one fresh context (batches of 512).
+fn time_prompt(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
+    let mut cache = model.new_cache(n);
+    let tokens: Vec<u32> = (0..n).map(|_| rng.below(model.config.n_vocab)).collect();
+    let t = Instant::now();
+    for chunk in tokens.chunks(smelt_models::generate::PROMPT_BATCH) {
+        model.forward_batch(chunk, &mut cache, Logits::Last)?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Seconds to generate `n` tokens one at a time from an empty context.
+fn time_generate(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
+    let mut cache = model.new_cache(n);
+    let t = Instant::now();
+    for _ in 0..n {
+        model.forward(rng.below(model.config.n_vocab), &mut cache)?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// `smelt bench MODEL`.
+pub fn run(ctx: &Context, args: &ModelBenchArgs) -> Result<()> {
+    let name = args
+        .model
+        .as_deref()
+        .context("which model? e.g. smelt bench smollm2-135m")?;
+    ensure!(args.reps >= 1, "--reps must be at least 1");
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("setting up the worker threads")?;
+    let path = super::gguf::resolve_model(ctx, name)?;
+    let file = Arc::new(smelt_gguf::GgufFile::open(&path)?);
+    let model = Llama::load(&file).context("loading the model")?;
+    let size = std::fs::metadata(&path)?.len();
+    let params = file.parameter_count();
+    let kernel = smelt_kernels::variant().name();
+    let formats: Vec<String> = model
+        .weight_formats()
+        .iter()
+        .map(|(f, n)| format!("{n}×{f}"))
+        .collect();
+    let mut record = ctx.record("bench model");
+    record
+        .input("model", path.display().to_string())
+        .setting("threads", threads)
+        .setting("reps", args.reps)
+        .setting("kernel", kernel)
+        .setting("weight_formats", &formats);
+    let model_name = path
+        .file_name()
+        .map_or(name.into(), |f| f.to_string_lossy().to_string());
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
+    let mut rows = Vec::new();
+    for (test, n) in [("pp", args.n_prompt), ("tg", args.n_gen)] {
+        if n == 0 {
+            continue;
+        }
+        let once = |rng: &mut Xorshift| {
+            if test == "pp" {
+                time_prompt(&model, n, rng)
+            } else {
+                time_generate(&model, n, rng)
+            }
+        };
+        once(&mut rng)?; // warm-up, as llama-bench does
+        let mut rates = Vec::with_capacity(args.reps);
+        for _ in 0..args.reps {
+            rates.push(n as f64 / once(&mut rng)?);
+        }
+        let (m, sd) = mean_sd(&rates);
+        rows.push((format!("{test}{n}"), m, sd));
+        record.metric(&format!("{test}{n}_tokens_per_s"), m);
+        record.metric(&format!("{test}{n}_sd"), sd);
+    }
+    let weight_bytes = model.weight_bytes_per_token();
+    let bw = super::bench::read_bandwidth_gbs(threads);
+    record.metric("weight_bytes_per_token", weight_bytes);
+    record.metric("read_bandwidth_gbs", bw);
+    for (test, m, sd) in &rows {
+        let achieved = if test.starts_with("tg") {
+            Some(weight_bytes as f64 * m / 1e9)
+        } else {
+            None
+        };
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"model": model_name, "size": size, "params": params,
+                    "threads": threads, "kernel": kernel, "test": test, "avg_ts": m, "stddev_ts": sd,
+                    "weight_bytes_per_token": weight_bytes, "achieved_gbs": achieved,
+                    "read_bandwidth_gbs": bw})
+            );
+        }
+    }
+    if !args.json {
+        println!("| model | size | params | kernel | threads | test | t/s |");
+        println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+        for (test, m, sd) in &rows {
+            println!(
+                "| {model_name} | {} | {:.2} M | {kernel} | {threads} | {test} | {m:.2} ± {sd:.2} |",
+                smelt_files::human_bytes(size),
+                params as f64 / 1e6
+            );
+        }
+        println!(
+            "\nweights read per generated token: {}",
+            smelt_files::human_bytes(weight_bytes as u64)
+        );
+        if let Some((_, m, _)) = rows.iter().find(|r| r.0.starts_with("tg")) {
+            let achieved = weight_bytes as f64 * m / 1e9;
+            println!(
+                "generation moves {achieved:.1} GB/s of weights; memory read bandwidth measured now: {bw:.1} GB/s ({:.0}%)",
+                100.0 * achieved / bw
+            );
+        }
+        println!("weight formats: {}", formats.join(", "));
+    }
+    let rec = record.write(&ctx.runs_dir)?;
+    if !ctx.quiet && !args.json {
+        eprintln!("run record: {}", rec.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,539 @@
+//! AVX2 + FMA + F16C dot products, same contract as `reference`: the integer sums per block are
+//! exact (`maddubs` of unsigned codes × int8 activations, whose pair sums stay below i16's
+//! limit for every format here), then scaled and accumulated in f32 lanes.
+//!
+//! Each kernel takes one weight row and up to four activation rows (a tile of tokens): a block
+//! is unpacked once and used for every token, which is what makes prompt processing faster than
+//! token-at-a-time; two accumulators per token hide the latency of the float adds.
+//!
+//! Every function is `unsafe` because it needs those CPU features; `crate::variant()` only
+//! selects this module after detecting them.
+
+use std::arch::x86_64::*;
+
+use crate::MAX_TILE_TOKENS;
+use crate::act::{BlockQ8K, BlockQ8x32};
+
+#[inline(always)]
+unsafe fn hsum(v: __m256) -> f32 {
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+}
+
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    unsafe {
+        let bits = std::ptr::read_unaligned(p as *const u16);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+}
+
+/// How 4-byte groups of unsigned × signed bytes are summed into i32 lanes.
+pub(crate) trait Isa {
+    /// Sums of adjacent products of 4 bytes: unsigned `u` × signed `s`, as 8 i32 lanes.
+    unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i;
+}
+
+/// AVX2: `maddubs` to i16 pairs, `madd` by ones to i32.
+pub(crate) struct Avx2;
+
+impl Isa for Avx2 {
+    #[inline(always)]
+    unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)) }
+    }
+}
+
+/// AVX-VNNI: one `vpdpbusd`.
+pub(crate) struct Vnni;
+
+impl Isa for Vnni {
+    #[inline(always)]
+    unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        unsafe { _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s) }
+    }
+}
+
+/// f16 bits → f32 for every half, so a block's scale is one load (and can be broadcast
+/// straight from memory) instead of a conversion on the shuffle port.
+fn f16_table() -> &'static [f32; 65536] {
+    static T: std::sync::OnceLock<Box<[f32; 65536]>> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let v: Vec<f32> = (0..=u16::MAX)
+            .map(|b| half::f16::from_bits(b).to_f32())
+            .collect();
+        v.into_boxed_slice().try_into().expect("65536 entries")
+    })
+}
+
+#[inline(always)]
+unsafe fn half_bits(p: *const u8) -> usize {
+    unsafe { std::ptr::read_unaligned(p as *const u16) as usize }
+}
+
+/// 16 bytes of nibbles → 32 bytes: low nibbles first (elements 0..16), then high nibbles.
+#[inline(always)]
+unsafe fn nibbles_32(p: *const u8) -> __m256i {
+    unsafe {
+        // Broadcast-load the 16 bytes into both lanes (a pure load), shift a copy, take the
+        // low lane from the original and the high lane from the copy: no cross-lane shuffle.
+        let q = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+        let q = _mm256_blend_epi32(q, _mm256_srli_epi16(q, 4), 0xf0);
+        _mm256_and_si256(q, _mm256_set1_epi8(0x0f))
+    }
+}
+
+/// 32 bits → 32 bytes, 0x10 where bit i is set (the fifth bit of a Q5 code).
+#[inline(always)]
+unsafe fn fifth_bits(p: *const u8) -> __m256i {
+    unsafe {
+        let bits = std::ptr::read_unaligned(p as *const u32);
+        let x = _mm256_set1_epi32(bits as i32);
+        let spread = _mm256_setr_epi64x(
+            0x0000_0000_0000_0000,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        );
+        let x = _mm256_shuffle_epi8(x, spread);
+        let x = _mm256_or_si256(x, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+        let set = _mm256_cmpeq_epi8(x, _mm256_set1_epi64x(-1));
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+}
+
+/// Shift each 16-bit lane right by a run-time count.
+#[inline(always)]
+unsafe fn srl(v: __m256i, count: i32) -> __m256i {
+    unsafe { _mm256_srl_epi16(v, _mm_cvtsi32_si128(count)) }
+}
+
+#[inline(always)]
+unsafe fn load_codes(a: &[i8]) -> __m256i {
+    unsafe { _mm256_loadu_si256(a.as_ptr() as *const __m256i) }
+}
+
+/// Runs `$tile::<T>` for the number of activation rows given (1..=4).
+macro_rules! by_tokens {
+    ($tile:ident $(::<$($b:ty),+>)?, $w:expr, $rb:expr, $a:expr, $out:expr) => {{
+        let (w, rb, a, out): (&[u8], usize, &[_], &mut [f32]) = ($w, $rb, $a, $out);
+        let nt = a.len();
+        assert!(
+            (1..=MAX_TILE_TOKENS).contains(&nt) && rb > 0 && out.len() >= w.len() / rb * nt,
+            "kernel tile shape"
+        );
+        let rows = w.chunks_exact(rb);
+        match nt {
+            1 => rows.zip(out.chunks_exact_mut(1)).for_each(|(r, o)| {
+                o.copy_from_slice(&$tile::<$($($b,)+)? 1>(r, [a[0]]))
+            }),
+            2 => rows.zip(out.chunks_exact_mut(2)).for_each(|(r, o)| {
+                o.copy_from_slice(&$tile::<$($($b,)+)? 2>(r, [a[0], a[1]]))
+            }),
+            3 => rows.zip(out.chunks_exact_mut(3)).for_each(|(r, o)| {
+                o.copy_from_slice(&$tile::<$($($b,)+)? 3>(r, [a[0], a[1], a[2]]))
+            }),
+            _ => rows.zip(out.chunks_exact_mut(4)).for_each(|(r, o)| {
+                o.copy_from_slice(&$tile::<$($($b,)+)? 4>(r, [a[0], a[1], a[2], a[3]]))
+            }),
+        }
+    }};
+}
+
+#[inline(always)]
+unsafe fn tile_float<const HALF: bool, const T: usize>(w: &[u8], x: [&[f32]; T]) -> [f32; T] {
+    unsafe {
+        let n = x[0].len().min(w.len() / if HALF { 2 } else { 4 });
+        let load_w = |i: usize| {
+            if HALF {
+                _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(2 * i) as *const __m128i))
+            } else {
+                _mm256_loadu_ps((w.as_ptr() as *const f32).add(i))
+            }
+        };
+        let (mut a0, mut a1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
+        let mut i = 0;
+        while i + 16 <= n {
+            let (w0, w1) = (load_w(i), load_w(i + 8));
+            for t in 0..T {
+                a0[t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[t].as_ptr().add(i)), a0[t]);
+                a1[t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[t].as_ptr().add(i + 8)), a1[t]);
+            }
+            i += 16;
+        }
+        let mut out = [0f32; T];
+        for t in 0..T {
+            out[t] = hsum(_mm256_add_ps(a0[t], a1[t]));
+            for (j, &xj) in x[t].iter().enumerate().take(n).skip(i) {
+                let wj = if HALF {
+                    f16_at(w.as_ptr().add(2 * j))
+                } else {
+                    std::ptr::read_unaligned((w.as_ptr() as *const f32).add(j))
+                };
+                out[t] += wj * xj;
+            }
+        }
+        out
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_f32<const T: usize>(w: &[u8], x: [&[f32]; T]) -> [f32; T] {
+    unsafe { tile_float::<false, T>(w, x) }
+}
+
+#[inline(always)]
+unsafe fn tile_f16<const T: usize>(w: &[u8], x: [&[f32]; T]) -> [f32; T] {
+    unsafe { tile_float::<true, T>(w, x) }
+}
+
+/// F32 weights × up to four f32 rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f32(w: &[u8], row_bytes: usize, a: &[&[f32]], out: &mut [f32]) {
+    unsafe { by_tokens!(tile_f32, w, row_bytes, a, out) }
+}
+
+/// F16 weights × up to four f32 rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_f16(w: &[u8], row_bytes: usize, a: &[&[f32]], out: &mut [f32]) {
+    unsafe { by_tokens!(tile_f16, w, row_bytes, a, out) }
+}
+
+/// How a 32-weight block format's codes map to weights.
+#[derive(Clone, Copy, PartialEq)]
+enum Offset {
+    /// w = d·q with signed codes (Q8_0).
+    Signed,
+    /// w = d·(q − k) with unsigned codes: Σ (q − k)·y = Σ q·y − k·Σ y (Q4_0: 8, Q5_0: 16).
+    Centre(f32),
+    /// w = d·q + m, m stored as f16 after d (Q4_1, Q5_1).
+    Stored,
+}
+
+/// A 32-weight block format: where its scale is and how to get its codes.
+trait Block32 {
+    /// Bytes per block.
+    const BYTES: usize;
+    /// How codes become weights.
+    const OFFSET: Offset;
+    /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
+    unsafe fn codes(p: *const u8) -> __m256i;
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+struct Q8_0;
+
+impl Block32 for Q4_0 {
+    const BYTES: usize = 18;
+    const OFFSET: Offset = Offset::Centre(8.0);
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> __m256i {
+        unsafe { nibbles_32(p.add(2)) }
+    }
+}
+
+impl Block32 for Q4_1 {
+    const BYTES: usize = 20;
+    const OFFSET: Offset = Offset::Stored;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> __m256i {
+        unsafe { nibbles_32(p.add(4)) }
+    }
+}
+
+impl Block32 for Q5_0 {
+    const BYTES: usize = 22;
+    const OFFSET: Offset = Offset::Centre(16.0);
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> __m256i {
+        unsafe { _mm256_or_si256(nibbles_32(p.add(6)), fifth_bits(p.add(2))) }
+    }
+}
+
+impl Block32 for Q5_1 {
+    const BYTES: usize = 24;
+    const OFFSET: Offset = Offset::Stored;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> __m256i {
+        unsafe { _mm256_or_si256(nibbles_32(p.add(8)), fifth_bits(p.add(4))) }
+    }
+}
+
+impl Block32 for Q8_0 {
+    const BYTES: usize = 34;
+    const OFFSET: Offset = Offset::Signed;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> __m256i {
+        unsafe { _mm256_loadu_si256(p.add(2) as *const __m256i) }
+    }
+}
+
+/// Block `i` of the row against block `i` of every token, into one accumulator set. `off`
+/// collects Σ m·s (stored offsets) or Σ d·s (centred codes, scaled by −k at the end).
+#[inline(always)]
+unsafe fn step32<I: Isa, B: Block32, const T: usize>(
+    w: &[u8],
+    a: &[&[BlockQ8x32]; T],
+    lut: &[f32; 65536],
+    i: usize,
+    acc: &mut [__m256; T],
+    off: &mut [f32; T],
+) {
+    unsafe {
+        let p = w.as_ptr().add(i * B::BYTES);
+        let q = B::codes(p);
+        let d_ref = lut.get_unchecked(half_bits(p));
+        let d = _mm256_broadcast_ss(d_ref);
+        // maddubs/dpbusd want unsigned × signed: for signed codes move their sign onto y.
+        let u = if B::OFFSET == Offset::Signed {
+            _mm256_sign_epi8(q, q)
+        } else {
+            q
+        };
+        for t in 0..T {
+            let blk = a[t].get_unchecked(i);
+            let y = load_codes(&blk.qs);
+            let y = if B::OFFSET == Offset::Signed {
+                _mm256_sign_epi8(y, q)
+            } else {
+                y
+            };
+            let s = _mm256_cvtepi32_ps(I::dot_u8_i8(u, y));
+            let dd = _mm256_mul_ps(d, _mm256_broadcast_ss(&blk.d));
+            acc[t] = _mm256_fmadd_ps(dd, s, acc[t]);
+            match B::OFFSET {
+                Offset::Signed => {}
+                Offset::Centre(_) => off[t] += *d_ref * blk.s,
+                Offset::Stored => off[t] += *lut.get_unchecked(half_bits(p.add(2))) * blk.s,
+            }
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]; T]) -> [f32; T] {
+    unsafe {
+        let nb = w.len() / B::BYTES;
+        for row in &a {
+            assert!(row.len() >= nb, "activation row shorter than the weights");
+        }
+        let lut = f16_table();
+        let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
+        let (mut off0, mut off1) = ([0f32; T], [0f32; T]);
+        let mut i = 0;
+        while i + 2 <= nb {
+            step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
+            step32::<I, B, T>(w, &a, lut, i + 1, &mut acc1, &mut off1);
+            i += 2;
+        }
+        if i < nb {
+            step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
+        }
+        let k = match B::OFFSET {
+            Offset::Centre(k) => -k,
+            _ => 1.0,
+        };
+        std::array::from_fn(|t| hsum(_mm256_add_ps(acc0[t], acc1[t])) + k * (off0[t] + off1[t]))
+    }
+}
+
+macro_rules! block32_kernel {
+    ($avx2:ident, $vnni:ident, $b:ty, $what:literal) => {
+        #[doc = concat!($what, " × up to four 32-block rows (AVX2).")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn $avx2(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: &mut [f32]) {
+            unsafe { by_tokens!(tile32::<Avx2, $b>, w, row_bytes, a, out) }
+        }
+
+        #[doc = concat!($what, " × up to four 32-block rows (AVX-VNNI).")]
+        #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+        pub(crate) unsafe fn $vnni(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: &mut [f32]) {
+            unsafe { by_tokens!(tile32::<Vnni, $b>, w, row_bytes, a, out) }
+        }
+    };
+}
+
+block32_kernel!(dot_q4_0, dot_q4_0_vnni, Q4_0, "Q4_0");
+block32_kernel!(dot_q4_1, dot_q4_1_vnni, Q4_1, "Q4_1");
+block32_kernel!(dot_q5_0, dot_q5_0_vnni, Q5_0, "Q5_0");
+block32_kernel!(dot_q5_1, dot_q5_1_vnni, Q5_1, "Q5_1");
+block32_kernel!(dot_q8_0, dot_q8_0_vnni, Q8_0, "Q8_0");
+
+/// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K super-block as bytes, unpacked
+/// with word operations (the layout `scale_min_k4` reads one at a time).
+#[inline(always)]
+unsafe fn k4_scales_mins(p: *const u8) -> ([u8; 8], [u8; 8]) {
+    unsafe {
+        let w = |i: usize| std::ptr::read_unaligned(p.add(4 * i) as *const u32);
+        let (w0, w1, w2) = (w(0), w(1), w(2));
+        let (six, four, two) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+        let sc_lo = w0 & six;
+        let mn_lo = w1 & six;
+        let sc_hi = (w2 & four) | (((w0 >> 6) & two) << 4);
+        let mn_hi = ((w2 >> 4) & four) | (((w1 >> 6) & two) << 4);
+        let cat = |a: u32, b: u32| (a as u64 | ((b as u64) << 32)).to_le_bytes();
+        (cat(sc_lo, sc_hi), cat(mn_lo, mn_hi))
+    }
+}
+
+/// The (16,) i16 vector with each of 8 values repeated twice (for `madd` against bsums).
+#[inline(always)]
+unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
+    unsafe {
+        let x = _mm_cvtepu8_epi16(_mm_loadl_epi64(v.as_ptr() as *const __m128i));
+        let lo = _mm_unpacklo_epi16(x, x);
+        let hi = _mm_unpackhi_epi16(x, x);
+        _mm256_set_m128i(hi, lo)
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_q45_k<const FIVE: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
+    unsafe {
+        let bytes = if FIVE { 176 } else { 144 };
+        let nb = w.len() / bytes;
+        for row in &a {
+            assert!(row.len() >= nb, "activation row shorter than the weights");
+        }
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut mins = [_mm256_setzero_ps(); T];
+        for i in 0..nb {
+            let b = w.as_ptr().add(i * bytes);
+            let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
+            let (sc, mn) = k4_scales_mins(b.add(4));
+            let mn16 = pairs_i16(mn);
+            let qs = b.add(if FIVE { 48 } else { 16 });
+            let qh = if FIVE {
+                _mm256_loadu_si256(b.add(16) as *const __m256i)
+            } else {
+                _mm256_setzero_si256()
+            };
+            // (8,) code vectors: sub-block j holds weights 32j..32j+32.
+            let mut q = [_mm256_setzero_si256(); 8];
+            for k in 0..4 {
+                let raw = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
+                q[2 * k] = _mm256_and_si256(raw, m4);
+                q[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                if FIVE {
+                    let one = _mm256_set1_epi8(1);
+                    let h0 = _mm256_and_si256(srl(qh, 2 * k as i32), one);
+                    let h1 = _mm256_and_si256(srl(qh, 2 * k as i32 + 1), one);
+                    q[2 * k] = _mm256_or_si256(q[2 * k], _mm256_slli_epi16(h0, 4));
+                    q[2 * k + 1] = _mm256_or_si256(q[2 * k + 1], _mm256_slli_epi16(h1, 4));
+                }
+            }
+            for t in 0..T {
+                let blk = a[t].get_unchecked(i);
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..8 {
+                    let p = _mm256_maddubs_epi16(q[j], load_codes(&blk.qs[32 * j..]));
+                    sumi = _mm256_add_epi32(
+                        sumi,
+                        _mm256_madd_epi16(p, _mm256_set1_epi16(sc[j] as i16)),
+                    );
+                }
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(d * blk.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+                let bs = _mm256_loadu_si256(blk.bsums.as_ptr() as *const __m256i);
+                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16));
+                mins[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * blk.d), m, mins[t]);
+            }
+        }
+        std::array::from_fn(|t| hsum(_mm256_sub_ps(acc[t], mins[t])))
+    }
+}
+
+#[inline(always)]
+unsafe fn tile_q4_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
+    unsafe { tile_q45_k::<false, T>(w, a) }
+}
+
+#[inline(always)]
+unsafe fn tile_q5_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
+    unsafe { tile_q45_k::<true, T>(w, a) }
+}
+
+/// Q4_K × up to four 256-block rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q4_k(w: &[u8], row_bytes: usize, a: &[&[BlockQ8K]], out: &mut [f32]) {
+    unsafe { by_tokens!(tile_q4_k, w, row_bytes, a, out) }
+}
+
+/// Q5_K × up to four 256-block rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q5_k(w: &[u8], row_bytes: usize, a: &[&[BlockQ8K]], out: &mut [f32]) {
+    unsafe { by_tokens!(tile_q5_k, w, row_bytes, a, out) }
+}
+
+/// Q6_K: Σ (q − 32)·y = Σ q·y − 32·Σ y, the second term from the block sums.
+#[inline(always)]
+unsafe fn tile_q6_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
+    unsafe {
+        let nb = w.len() / 210;
+        for row in &a {
+            assert!(row.len() >= nb, "activation row shorter than the weights");
+        }
+        let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut offs = [_mm256_setzero_ps(); T];
+        for i in 0..nb {
+            let b = w.as_ptr().add(i * 210);
+            let d = f16_at(b.add(208));
+            // (16,) sub-block scales as i16.
+            let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
+            // Code vector 4h + k holds weights 128h + 32k .. +32 (sub-blocks 8h + 2k, 8h + 2k + 1).
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut scale = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let ql0 = _mm256_loadu_si256(b.add(64 * h) as *const __m256i);
+                let ql1 = _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
+                let lows = [
+                    _mm256_and_si256(ql0, m4),
+                    _mm256_and_si256(ql1, m4),
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                ];
+                for (k, low) in lows.into_iter().enumerate() {
+                    let high = _mm256_and_si256(srl(qh, 2 * k as i32), m2);
+                    q[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+                    let s = 8 * h + 2 * k;
+                    let (s0, s1) = (*b.add(192 + s) as i8 as i16, *b.add(193 + s) as i8 as i16);
+                    scale[4 * h + k] = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
+                }
+            }
+            for t in 0..T {
+                let blk = a[t].get_unchecked(i);
+                let mut sumi = _mm256_setzero_si256();
+                for v in 0..8 {
+                    let p = _mm256_maddubs_epi16(q[v], load_codes(&blk.qs[32 * v..]));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale[v]));
+                }
+                let dd = _mm256_set1_ps(d * blk.d);
+                acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), acc[t]);
+                let bs = _mm256_loadu_si256(blk.bsums.as_ptr() as *const __m256i);
+                let o = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, sc16));
+                offs[t] = _mm256_fmadd_ps(dd, o, offs[t]);
+            }
+        }
+        std::array::from_fn(|t| {
+            hsum(_mm256_sub_ps(
+                acc[t],
+                _mm256_mul_ps(_mm256_set1_ps(32.0), offs[t]),
+            ))
+        })
+    }
+}
+
+/// Q6_K × up to four 256-block rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q6_k(w: &[u8], row_bytes: usize, a: &[&[BlockQ8K]], out: &mut [f32]) {
+    unsafe { by_tokens!(tile_q6_k, w, row_bytes, a, out) }
+}

@@ -1,0 +1,306 @@
+//! Quantized matrix products for smelt's LLM runtime.
+//!
+//! Weights stay in their ggml block bytes; activations are quantized to 8-bit blocks
+//! ([`act`]) so each product is an integer dot product per block, scaled once per block — the
+//! scheme llama.cpp uses. Every format has a plain reference ([`reference`]) and a SIMD variant
+//! picked at run time from the CPU's features; `SMELT_KERNEL=reference` forces the reference.
+//! One harness (`tests/harness.rs`) checks each variant against its reference on fresh random
+//! inputs.
+
+pub mod act;
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod matmul;
+pub mod reference;
+pub mod vector;
+
+use std::sync::OnceLock;
+
+use smelt_gguf::GgmlType;
+
+pub use act::{ActKinds, Activations, BlockQ8K, BlockQ8x32};
+pub use matmul::{QMatrix, WeightBytes, matmul_multi};
+
+/// Weight formats that have a direct kernel (others are dequantized to f32 at load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightType {
+    /// IEEE single.
+    F32,
+    /// IEEE half.
+    F16,
+    /// 4-bit, 32-blocks, symmetric.
+    Q4_0,
+    /// 4-bit, 32-blocks, with offset.
+    Q4_1,
+    /// 5-bit, 32-blocks, symmetric.
+    Q5_0,
+    /// 5-bit, 32-blocks, with offset.
+    Q5_1,
+    /// 8-bit, 32-blocks.
+    Q8_0,
+    /// 4-bit k-quant, 256-blocks.
+    Q4K,
+    /// 5-bit k-quant, 256-blocks.
+    Q5K,
+    /// 6-bit k-quant, 256-blocks.
+    Q6K,
+}
+
+/// Every weight type with a kernel.
+pub const WEIGHT_TYPES: [WeightType; 10] = [
+    WeightType::F32,
+    WeightType::F16,
+    WeightType::Q4_0,
+    WeightType::Q4_1,
+    WeightType::Q5_0,
+    WeightType::Q5_1,
+    WeightType::Q8_0,
+    WeightType::Q4K,
+    WeightType::Q5K,
+    WeightType::Q6K,
+];
+
+impl WeightType {
+    /// The kernel format for a ggml type, if there is one.
+    pub fn from_ggml(t: GgmlType) -> Option<Self> {
+        Some(match t {
+            GgmlType::F32 => Self::F32,
+            GgmlType::F16 => Self::F16,
+            GgmlType::Q4_0 => Self::Q4_0,
+            GgmlType::Q4_1 => Self::Q4_1,
+            GgmlType::Q5_0 => Self::Q5_0,
+            GgmlType::Q5_1 => Self::Q5_1,
+            GgmlType::Q8_0 => Self::Q8_0,
+            GgmlType::Q4_K => Self::Q4K,
+            GgmlType::Q5_K => Self::Q5K,
+            GgmlType::Q6_K => Self::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// The ggml type.
+    pub fn ggml(self) -> GgmlType {
+        match self {
+            Self::F32 => GgmlType::F32,
+            Self::F16 => GgmlType::F16,
+            Self::Q4_0 => GgmlType::Q4_0,
+            Self::Q4_1 => GgmlType::Q4_1,
+            Self::Q5_0 => GgmlType::Q5_0,
+            Self::Q5_1 => GgmlType::Q5_1,
+            Self::Q8_0 => GgmlType::Q8_0,
+            Self::Q4K => GgmlType::Q4_K,
+            Self::Q5K => GgmlType::Q5_K,
+            Self::Q6K => GgmlType::Q6_K,
+        }
+    }
+
+    /// (elements, bytes) of one block.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            Self::F32 => (1, 4),
+            Self::F16 => (1, 2),
+            Self::Q4_0 => (32, 18),
+            Self::Q4_1 => (32, 20),
+            Self::Q5_0 => (32, 22),
+            Self::Q5_1 => (32, 24),
+            Self::Q8_0 => (32, 34),
+            Self::Q4K => (256, 144),
+            Self::Q5K => (256, 176),
+            Self::Q6K => (256, 210),
+        }
+    }
+
+    /// The activation blocks this format's kernel reads.
+    pub fn act_kinds(self) -> ActKinds {
+        match self {
+            Self::F32 | Self::F16 => ActKinds::default(),
+            Self::Q4K | Self::Q5K | Self::Q6K => ActKinds {
+                q8: false,
+                q8k: true,
+            },
+            _ => ActKinds {
+                q8: true,
+                q8k: false,
+            },
+        }
+    }
+}
+
+/// Which implementation the kernels use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Plain Rust.
+    Reference,
+    /// AVX2 + FMA + F16C.
+    Avx2,
+    /// AVX2 with AVX-VNNI dot products (`vpdpbusd`) for the 32-block formats.
+    AvxVnni,
+}
+
+impl Variant {
+    /// Short name, as `SMELT_KERNEL` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Reference => "reference",
+            Self::Avx2 => "avx2",
+            Self::AvxVnni => "avx-vnni",
+        }
+    }
+}
+
+/// The variants this CPU can run, best last (detected once).
+pub fn available_variants() -> &'static [Variant] {
+    static V: OnceLock<Vec<Variant>> = OnceLock::new();
+    V.get_or_init(|| {
+        let mut v = vec![Variant::Reference];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            v.push(Variant::Avx2);
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                v.push(Variant::AvxVnni);
+            }
+        }
+        v
+    })
+}
+
+/// The variant chosen for this process: the best available, or `SMELT_KERNEL` if set to one.
+pub fn variant() -> Variant {
+    static V: OnceLock<Variant> = OnceLock::new();
+    *V.get_or_init(|| {
+        let avail = available_variants();
+        if let Ok(want) = std::env::var("SMELT_KERNEL")
+            && let Some(v) = avail.iter().find(|v| v.name() == want)
+        {
+            return *v;
+        }
+        *avail.last().expect("reference is always available")
+    })
+}
+
+/// Most activation rows one kernel call takes (a tile of tokens sharing one unpacked weight row).
+pub const MAX_TILE_TOKENS: usize = 4;
+
+/// Dot products of a run of weight rows with 1..=[`MAX_TILE_TOKENS`] activation rows, for one
+/// format and variant: `f(w_rows, row_bytes, acts, out)` writes `out[r · n + i] = w_r · acts[i]`
+/// (n = `acts.len()`). Taking many rows per call keeps the per-call set-up off the hot path.
+#[derive(Clone, Copy)]
+pub enum DotFn {
+    /// Float weights × f32 activations.
+    F32(RowsKernel<f32>),
+    /// 32-block weights × [`BlockQ8x32`] activations.
+    Q8(RowsKernel<BlockQ8x32>),
+    /// 256-block weights × [`BlockQ8K`] activations.
+    Q8K(RowsKernel<BlockQ8K>),
+}
+
+/// `f(w_rows, row_bytes, activation rows, out)`: see [`DotFn`].
+pub type RowsKernel<A> = unsafe fn(&[u8], usize, &[&[A]], &mut [f32]);
+
+impl DotFn {
+    /// The kernel for `ty` in `variant`; the reference when this CPU cannot run `variant`.
+    pub fn new(ty: WeightType, variant: Variant) -> Self {
+        use WeightType as W;
+        #[cfg(target_arch = "x86_64")]
+        if variant == Variant::AvxVnni && available_variants().contains(&Variant::AvxVnni) {
+            return match ty {
+                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni),
+                W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni),
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni),
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni),
+                _ => Self::new(ty, Variant::Avx2),
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if variant == Variant::Avx2 && available_variants().contains(&Variant::Avx2) {
+            return match ty {
+                W::F32 => Self::F32(avx2::dot_f32),
+                W::F16 => Self::F32(avx2::dot_f16),
+                W::Q4_0 => Self::Q8(avx2::dot_q4_0),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1),
+                W::Q5_0 => Self::Q8(avx2::dot_q5_0),
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1),
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0),
+                W::Q4K => Self::Q8K(avx2::dot_q4_k),
+                W::Q5K => Self::Q8K(avx2::dot_q5_k),
+                W::Q6K => Self::Q8K(avx2::dot_q6_k),
+            };
+        }
+        let _ = variant;
+        use reference::tile;
+        match ty {
+            W::F32 => Self::F32(tile::f32),
+            W::F16 => Self::F32(tile::f16),
+            W::Q4_0 => Self::Q8(tile::q4_0),
+            W::Q4_1 => Self::Q8(tile::q4_1),
+            W::Q5_0 => Self::Q8(tile::q5_0),
+            W::Q5_1 => Self::Q8(tile::q5_1),
+            W::Q8_0 => Self::Q8(tile::q8_0),
+            W::Q4K => Self::Q8K(tile::q4_k),
+            W::Q5K => Self::Q8K(tile::q5_k),
+            W::Q6K => Self::Q8K(tile::q6_k),
+        }
+    }
+
+    /// `out (rows, nt) = w_rows · (activation rows t0..t0 + nt)ᵀ` for the whole rows of
+    /// `row_bytes` in `w_rows`; nt ≤ [`MAX_TILE_TOKENS`].
+    #[inline]
+    pub fn dot_rows(
+        self,
+        w_rows: &[u8],
+        row_bytes: usize,
+        acts: &Activations,
+        t0: usize,
+        nt: usize,
+        out: &mut [f32],
+    ) {
+        assert!(
+            (1..=MAX_TILE_TOKENS).contains(&nt) && t0 + nt <= acts.n,
+            "token tile out of range"
+        );
+        assert!(
+            row_bytes > 0 && out.len() >= w_rows.len() / row_bytes * nt,
+            "output is (rows, nt)"
+        );
+        // SAFETY: `new` only stores a SIMD kernel after detecting its CPU features; the kernels
+        // check each activation row against the weight row's length.
+        unsafe {
+            match self {
+                Self::F32(f) => {
+                    let rows: [&[f32]; MAX_TILE_TOKENS] =
+                        std::array::from_fn(|i| acts.row_f32(t0 + i.min(nt - 1)));
+                    f(w_rows, row_bytes, &rows[..nt], out)
+                }
+                Self::Q8(f) => {
+                    let rows: [&[BlockQ8x32]; MAX_TILE_TOKENS] =
+                        std::array::from_fn(|i| acts.row_q8(t0 + i.min(nt - 1)));
+                    f(w_rows, row_bytes, &rows[..nt], out)
+                }
+                Self::Q8K(f) => {
+                    let rows: [&[BlockQ8K]; MAX_TILE_TOKENS] =
+                        std::array::from_fn(|i| acts.row_q8k(t0 + i.min(nt - 1)));
+                    f(w_rows, row_bytes, &rows[..nt], out)
+                }
+            }
+        }
+    }
+
+    /// `out[i] = w · (activation row t0 + i)` for one weight row `w`.
+    #[inline]
+    pub fn dot_tokens(self, w: &[u8], acts: &Activations, t0: usize, out: &mut [f32]) {
+        let nt = out.len();
+        self.dot_rows(w, w.len().max(1), acts, t0, nt, out)
+    }
+
+    /// Weight row `w` · activation row `t` of `acts`.
+    #[inline]
+    pub fn dot(self, w: &[u8], acts: &Activations, t: usize) -> f32 {
+        let mut out = [0f32];
+        self.dot_tokens(w, acts, t, &mut out);
+        out[0]
+    }
+}

@@ -1,0 +1,208 @@
+//! Plain reference dot products: one weight row (ggml block bytes) against one activation row.
+//! Each one decodes a block's integer codes exactly as the format defines them, sums code ×
+//! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
+//! integer sums; only the order of the final float additions may differ.
+
+use smelt_gguf::blocks::kquant::scale_min_k4;
+
+use crate::act::{BlockQ8K, BlockQ8x32};
+
+/// An f16 stored little-endian at `b[0..2]`.
+pub(crate) fn f16_at(b: &[u8]) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+}
+
+/// Σ wᵢ·xᵢ for f32 weights, summed in order.
+pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
+    w.chunks_exact(4)
+        .zip(x)
+        .map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v)
+        .sum()
+}
+
+/// Σ wᵢ·xᵢ for f16 weights, summed in order.
+pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
+    w.chunks_exact(2).zip(x).map(|(b, &v)| f16_at(b) * v).sum()
+}
+
+/// Q4_0 (18-byte blocks: f16 d, 16 bytes of nibbles): w = d·(q − 8).
+pub fn dot_q4_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(18).zip(a) {
+        let mut isum = 0i32;
+        for (j, &q) in b[2..18].iter().enumerate() {
+            isum += ((q & 0x0f) as i32 - 8) * a.qs[j] as i32;
+            isum += ((q >> 4) as i32 - 8) * a.qs[j + 16] as i32;
+        }
+        sum += f16_at(b) * a.d * isum as f32;
+    }
+    sum
+}
+
+/// Q4_1 (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles): w = d·q + m.
+pub fn dot_q4_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(20).zip(a) {
+        let mut isum = 0i32;
+        for (j, &q) in b[4..20].iter().enumerate() {
+            isum += (q & 0x0f) as i32 * a.qs[j] as i32;
+            isum += (q >> 4) as i32 * a.qs[j + 16] as i32;
+        }
+        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s;
+    }
+    sum
+}
+
+/// The 5-bit codes of a Q5 block from its 16 nibble bytes and 32 high bits.
+fn q5_codes(qs: &[u8], qh: u32) -> [i32; 32] {
+    let mut q = [0i32; 32];
+    for j in 0..16 {
+        q[j] = ((qs[j] & 0x0f) as u32 | (((qh >> j) & 1) << 4)) as i32;
+        q[j + 16] = ((qs[j] >> 4) as u32 | (((qh >> (j + 16)) & 1) << 4)) as i32;
+    }
+    q
+}
+
+/// Q5_0 (22-byte blocks: f16 d, u32 high bits, 16 bytes of nibbles): w = d·(q − 16).
+pub fn dot_q5_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(22).zip(a) {
+        let q = q5_codes(&b[6..22], u32::from_le_bytes([b[2], b[3], b[4], b[5]]));
+        let isum: i32 = q
+            .iter()
+            .zip(&a.qs)
+            .map(|(&q, &x)| (q - 16) * x as i32)
+            .sum();
+        sum += f16_at(b) * a.d * isum as f32;
+    }
+    sum
+}
+
+/// Q5_1 (24-byte blocks: f16 d, f16 m, u32 high bits, 16 bytes of nibbles): w = d·q + m.
+pub fn dot_q5_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(24).zip(a) {
+        let q = q5_codes(&b[8..24], u32::from_le_bytes([b[4], b[5], b[6], b[7]]));
+        let isum: i32 = q.iter().zip(&a.qs).map(|(&q, &x)| q * x as i32).sum();
+        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s;
+    }
+    sum
+}
+
+/// Q8_0 (34-byte blocks: f16 d, 32 int8 codes): w = d·q.
+pub fn dot_q8_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(34).zip(a) {
+        let isum: i32 = b[2..34]
+            .iter()
+            .zip(&a.qs)
+            .map(|(&q, &x)| q as i8 as i32 * x as i32)
+            .sum();
+        sum += f16_at(b) * a.d * isum as f32;
+    }
+    sum
+}
+
+/// Q4_K (144-byte super-blocks): w = d·sc·q − dmin·m per 32-weight sub-block.
+pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(144).zip(a) {
+        let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
+        let qs = &b[16..144];
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, scales);
+            let (bytes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
+            let isum: i32 = (0..32)
+                .map(|l| ((bytes[l] >> shift) & 0x0f) as i32 * a.qs[32 * j + l] as i32)
+                .sum();
+            sumi += sc as i32 * isum;
+            summ += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
+        }
+        sum += a.d * (f16_at(b) * sumi as f32 - f16_at(&b[2..]) * summ as f32);
+    }
+    sum
+}
+
+/// Q5_K (176-byte super-blocks): as Q4_K with a fifth bit per weight from `qh`.
+pub fn dot_q5_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(176).zip(a) {
+        let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
+        let (qh, qs) = (&b[16..48], &b[48..176]);
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, scales);
+            let (bytes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
+            let isum: i32 = (0..32)
+                .map(|l| {
+                    let q = ((bytes[l] >> shift) & 0x0f) | (((qh[l] >> j) & 1) << 4);
+                    q as i32 * a.qs[32 * j + l] as i32
+                })
+                .sum();
+            sumi += sc as i32 * isum;
+            summ += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
+        }
+        sum += a.d * (f16_at(b) * sumi as f32 - f16_at(&b[2..]) * summ as f32);
+    }
+    sum
+}
+
+/// Q6_K (210-byte super-blocks): w = d·sc·(q − 32) per 16-weight sub-block.
+pub fn dot_q6_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(210).zip(a) {
+        let (ql, qh) = (&b[..128], &b[128..192]);
+        let mut sumi = 0i32;
+        // Weight 128h + 32k + l takes nibble k/2 of ql[64h + 32(k%2) + l] and 2 bits
+        // (2k) of qh[32h + l]; its scale is scales[8h + 2k + l/16].
+        for h in 0..2 {
+            for k in 0..4 {
+                for half in 0..2 {
+                    let mut isum = 0i32;
+                    for l in 16 * half..16 * half + 16 {
+                        let low = (ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0f;
+                        let high = (qh[32 * h + l] >> (2 * k)) & 3;
+                        let q = (low | (high << 4)) as i32 - 32;
+                        isum += q * a.qs[128 * h + 32 * k + l] as i32;
+                    }
+                    sumi += b[192 + 8 * h + 2 * k + half] as i8 as i32 * isum;
+                }
+            }
+        }
+        sum += f16_at(&b[208..]) * a.d * sumi as f32;
+    }
+    sum
+}
+
+/// Tile forms of the references: one weight row against several activation rows.
+pub mod tile {
+    use super::*;
+
+    macro_rules! tiles {
+        ($($tile:ident = $dot:ident: $act:ty),* $(,)?) => {$(
+            #[doc = concat!("`", stringify!($dot), "` for each weight row (of `row_bytes`) and")]
+            /// activation row: `out` is (weight rows, activation rows).
+            pub fn $tile(w: &[u8], row_bytes: usize, a: &[&[$act]], out: &mut [f32]) {
+                for (wr, o) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(a.len())) {
+                    for (o, row) in o.iter_mut().zip(a) {
+                        *o = $dot(wr, row);
+                    }
+                }
+            }
+        )*};
+    }
+
+    tiles!(
+        f32 = dot_f32: f32,
+        f16 = dot_f16: f32,
+        q4_0 = dot_q4_0: BlockQ8x32,
+        q4_1 = dot_q4_1: BlockQ8x32,
+        q5_0 = dot_q5_0: BlockQ8x32,
+        q5_1 = dot_q5_1: BlockQ8x32,
+        q8_0 = dot_q8_0: BlockQ8x32,
+        q4_k = dot_q4_k: BlockQ8K,
+        q5_k = dot_q5_k: BlockQ8K,
+        q6_k = dot_q6_k: BlockQ8K,
+    );
+}

@@ -1,0 +1,242 @@
+//! The kernel harness: every variant of every format against the reference, on fresh random
+//! inputs (the seed is printed so a failure can be replayed with `SMELT_SEED`), and the
+//! reference itself against a float64 dot product of the dequantized weights and activations.
+//! Like ggml's `test-backend-ops`, errors are normalised by Σ|w·x|.
+
+use smelt_gguf::blocks;
+use smelt_kernels::{
+    Activations, DotFn, MAX_TILE_TOKENS, QMatrix, Variant, WEIGHT_TYPES, WeightBytes, WeightType,
+    available_variants, matmul_multi,
+};
+
+struct Rng(u64);
+
+impl Rng {
+    fn fresh() -> Self {
+        let seed = std::env::var("SMELT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("SMELT_SEED={seed}");
+        Self(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [−1, 1).
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    /// Roughly normal, with occasional outliers ×8 (as real activations have).
+    fn activation(&mut self) -> f32 {
+        let v = (0..4).map(|_| self.uniform()).sum::<f32>();
+        if self.next().is_multiple_of(64) { v * 8.0 } else { v }
+    }
+}
+
+/// Weight bytes for `rows × cols`: half quantized from random floats, half random bytes with
+/// sane f16 scale fields (so every code and packed-scale pattern occurs).
+fn random_weights(ty: WeightType, rows: usize, cols: usize, rng: &mut Rng, raw: bool) -> Vec<u8> {
+    let floats: Vec<f32> = (0..rows * cols).map(|_| rng.uniform()).collect();
+    if !raw || matches!(ty, WeightType::F32 | WeightType::F16) {
+        return blocks::quantize(ty.ggml(), &floats).expect("quantize");
+    }
+    let (_, bb) = ty.block();
+    let n_blocks = rows * cols / ty.block().0;
+    let mut bytes: Vec<u8> = (0..n_blocks * bb).map(|_| rng.next() as u8).collect();
+    let f16_fields: &[usize] = match ty {
+        WeightType::Q4_1 | WeightType::Q5_1 | WeightType::Q4K | WeightType::Q5K => &[0, 2],
+        WeightType::Q6K => &[208],
+        _ => &[0],
+    };
+    for b in bytes.chunks_exact_mut(bb) {
+        for &at in f16_fields {
+            let v = half::f16::from_f32(rng.uniform() * 0.05);
+            b[at..at + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+        }
+    }
+    bytes
+}
+
+fn activations(n: usize, cols: usize, ty: WeightType, rng: &mut Rng) -> Activations {
+    let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+    let mut a = Activations::new();
+    a.set(&x, n, cols, ty.act_kinds());
+    a
+}
+
+/// Row `t` of the activations as the kernel sees them (dequantized blocks, or the floats).
+fn seen_activations(a: &Activations, ty: WeightType, t: usize) -> Vec<f32> {
+    let k = ty.act_kinds();
+    if k.q8 {
+        a.row_q8(t)
+            .iter()
+            .flat_map(|b| b.qs.iter().map(move |&q| b.d * q as f32))
+            .collect()
+    } else if k.q8k {
+        a.row_q8k(t)
+            .iter()
+            .flat_map(|b| b.qs.iter().map(move |&q| b.d * q as f32))
+            .collect()
+    } else {
+        a.row_f32(t).to_vec()
+    }
+}
+
+#[test]
+fn reference_equals_float64_dot_of_dequantized_operands() {
+    let mut rng = Rng::fresh();
+    let cols = 512;
+    for ty in WEIGHT_TYPES {
+        for raw in [false, true] {
+            let w = random_weights(ty, 4, cols, &mut rng, raw);
+            let acts = activations(3, cols, ty, &mut rng);
+            let m = QMatrix::new(ty, 4, cols, WeightBytes::Owned(w)).unwrap();
+            let dot = DotFn::new(ty, Variant::Reference);
+            for r in 0..4 {
+                let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
+                for t in 0..3 {
+                    let x = seen_activations(&acts, ty, t);
+                    let exact: f64 = wf.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let norm: f64 = wf
+                        .iter()
+                        .zip(&x)
+                        .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                        .sum();
+                    let got = dot.dot(m.row(r), &acts, t) as f64;
+                    let err = (got - exact).abs() / norm.max(1e-30);
+                    assert!(
+                        err < 1e-5,
+                        "{ty:?} raw={raw} row {r} token {t}: {got} vs {exact} (normalised error {err:e})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_variant_matches_the_reference() {
+    let mut rng = Rng::fresh();
+    let variants = available_variants();
+    eprintln!("variants: {variants:?}");
+    for ty in WEIGHT_TYPES {
+        for &cols in &[256usize, 768] {
+            for raw in [false, true] {
+                let (rows, n) = (5, 5);
+                let w = random_weights(ty, rows, cols, &mut rng, raw);
+                let acts = activations(n, cols, ty, &mut rng);
+                let m = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w)).unwrap();
+                let reference = DotFn::new(ty, Variant::Reference);
+                for &v in variants {
+                    let fast = DotFn::new(ty, v);
+                    for r in 0..rows {
+                        // Every tile width at every start that fits.
+                        for (t, nt, t0) in (1..=MAX_TILE_TOKENS)
+                            .flat_map(|nt| (0..=n - nt).map(move |t0| (nt, t0)))
+                            .flat_map(|(nt, t0)| (t0..t0 + nt).map(move |t| (t, nt, t0)))
+                        {
+                            let want = reference.dot(m.row(r), &acts, t);
+                            let mut tile = vec![f32::NAN; nt];
+                            fast.dot_tokens(m.row(r), &acts, t0, &mut tile);
+                            let got = tile[t - t0];
+                            let x = seen_activations(&acts, ty, t);
+                            let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
+                            let norm: f32 = wf.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+                            let err = (got - want).abs() / norm.max(1e-30);
+                            assert!(
+                                err < 1e-6,
+                                "{ty:?} {} cols={cols} raw={raw} row {r} token {t} (tile {t0}+{nt}): {got} vs {want} ({err:e})",
+                                v.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn threaded_products_equal_row_by_row_dots() {
+    let mut rng = Rng::fresh();
+    let cols = 512;
+    // Row counts that are not multiples of the tile; two matrices in one region.
+    let (ta, tb) = (WeightType::Q4K, WeightType::Q8_0);
+    let wa = random_weights(ta, 37, cols, &mut rng, false);
+    let wb = random_weights(tb, 21, cols, &mut rng, false);
+    for &v in available_variants() {
+        let a = QMatrix::new(ta, 37, cols, WeightBytes::Owned(wa.clone()))
+            .unwrap()
+            .with_variant(v);
+        let b = QMatrix::new(tb, 21, cols, WeightBytes::Owned(wb.clone()))
+            .unwrap()
+            .with_variant(v);
+        let n = 7;
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+        let mut acts = Activations::new();
+        acts.set(&x, n, cols, ta.act_kinds() | tb.act_kinds());
+        let (mut ya, mut yb) = (vec![f32::NAN; n * 37], vec![f32::NAN; n * 21]);
+        matmul_multi(&[&a, &b], &acts, &mut [&mut ya, &mut yb]);
+        let (da, db) = (DotFn::new(ta, v), DotFn::new(tb, v));
+        for t in 0..n {
+            for r in 0..37 {
+                assert_eq!(ya[t * 37 + r], da.dot(a.row(r), &acts, t));
+            }
+            for r in 0..21 {
+                assert_eq!(yb[t * 21 + r], db.dot(b.row(r), &acts, t));
+            }
+        }
+    }
+}
+
+#[test]
+fn vector_kernels_match_their_references() {
+    use smelt_kernels::vector;
+    let mut rng = Rng::fresh();
+    for len in [1usize, 7, 64, 100] {
+        let a: Vec<f32> = (0..len).map(|_| rng.activation()).collect();
+        let b: Vec<f32> = (0..len).map(|_| rng.activation()).collect();
+        let norm: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
+        let want = vector::dot_reference(&a, &b);
+        for &v in available_variants() {
+            let got = vector::dot_with(v, &a, &b);
+            assert!(
+                (got - want).abs() <= 1e-6 * norm,
+                "{} len {len}: {got} vs {want}",
+                v.name()
+            );
+            let (mut y0, mut y1) = (b.clone(), b.clone());
+            vector::axpy_reference(0.37, &a, &mut y0);
+            vector::axpy_with(v, 0.37, &a, &mut y1);
+            for (p, q) in y0.iter().zip(&y1) {
+                assert!(
+                    (p - q).abs() <= 1e-6 * (1.0 + p.abs()),
+                    "{} axpy len {len}",
+                    v.name()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn wrong_sizes_are_rejected() {
+    let err = QMatrix::new(WeightType::Q4K, 2, 300, WeightBytes::Owned(vec![0; 288]))
+        .err()
+        .unwrap();
+    assert!(err.contains("not a whole number"), "{err}");
+    let err = QMatrix::new(WeightType::Q8_0, 2, 64, WeightBytes::Owned(vec![0; 100]))
+        .err()
+        .unwrap();
+    assert!(err.contains("do not hold 2 rows"), "{err}");
+}

@@ -1,0 +1,210 @@
+//! The non-matmul operations of a decoder layer, on batches of token rows: RMSNorm, rotary
+//! position embeddings (both GGUF layouts), causal attention over the KV cache, SwiGLU.
+
+use rayon::prelude::*;
+use smelt_kernels::vector;
+
+use crate::kv_cache::KvCache;
+
+/// `out = x / rms(x) · w` for each row of `x` (rows of `w.len()`).
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let e = w.len();
+    for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)) {
+        let ms = xr.iter().map(|v| v * v).sum::<f32>() / e as f32;
+        let s = 1.0 / (ms + eps).sqrt();
+        for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
+            *o = v * s * g;
+        }
+    }
+}
+
+/// How a head's dimensions are paired for rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Adjacent pairs `(2i, 2i+1)` (llama in GGUF: the converter permuted q/k to make it so).
+    Normal,
+    /// Halves `(i, i + n_rot/2)` (GPT-NeoX, Qwen, Phi, ...).
+    Neox,
+}
+
+/// Rotary embedding settings from the GGUF metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rope {
+    /// Pairing of dimensions.
+    pub layout: RopeLayout,
+    /// Dimensions rotated per head (the first `n_rot`; the rest pass through).
+    pub n_rot: usize,
+    /// Base frequency.
+    pub base: f32,
+    /// Linear position scaling: positions are divided by this factor (1 = none).
+    pub linear_scale: f32,
+}
+
+impl Rope {
+    /// (n_pos, n_rot / 2) cos and sin for positions `pos0..pos0 + n_pos`.
+    pub fn table(&self, pos0: usize, n_pos: usize) -> (Vec<f32>, Vec<f32>) {
+        let half = self.n_rot / 2;
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(n_pos * half),
+            Vec::with_capacity(n_pos * half),
+        );
+        for p in pos0..pos0 + n_pos {
+            let pos = p as f32 / self.linear_scale;
+            for i in 0..half {
+                let theta = pos * self.base.powf(-2.0 * i as f32 / self.n_rot as f32);
+                let (s, c) = theta.sin_cos();
+                cos.push(c);
+                sin.push(s);
+            }
+        }
+        (cos, sin)
+    }
+
+    /// Rotates every head of each row of `x`, (n_pos, n_heads · head_dim), by its row's angles.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+        let half = self.n_rot / 2;
+        assert!(
+            half > 0 && cos.len().is_multiple_of(half),
+            "angles are (n_pos, n_rot / 2)"
+        );
+        let row_len = x.len() * half / cos.len();
+        for (t, row) in x.chunks_exact_mut(row_len).enumerate() {
+            let (c, s) = (
+                &cos[t * half..(t + 1) * half],
+                &sin[t * half..(t + 1) * half],
+            );
+            for head in row.chunks_exact_mut(head_dim) {
+                for i in 0..half {
+                    let (ia, ib) = match self.layout {
+                        RopeLayout::Normal => (2 * i, 2 * i + 1),
+                        RopeLayout::Neox => (i, i + half),
+                    };
+                    let (a, b) = (head[ia], head[ib]);
+                    head[ia] = a * c[i] - b * s[i];
+                    head[ib] = a * s[i] + b * c[i];
+                }
+            }
+        }
+    }
+}
+
+/// Shape of multi-head attention with grouped key/value heads.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Width of each head.
+    pub head_dim: usize,
+}
+
+/// Causal attention for `n` new tokens at positions `pos0..pos0 + n` whose keys and values are
+/// already in `cache` (layer `layer`): `q` and `out` are (n, n_head · head_dim). Each
+/// (token, head) pair is one parallel task.
+pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads, out: &mut [f32]) {
+    let hd = h.head_dim;
+    let group = h.n_head / h.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    out.par_chunks_mut(hd).enumerate().for_each(|(task, o)| {
+        let (t, head) = (task / h.n_head, task % h.n_head);
+        let kvh = head / group;
+        let qh = &q[task * hd..(task + 1) * hd];
+        let n_pos = pos0 + t + 1;
+        let mut scores: Vec<f32> = (0..n_pos)
+            .map(|p| vector::dot(qh, &cache.key(layer, p)[kvh * hd..(kvh + 1) * hd]) * scale)
+            .collect();
+        softmax(&mut scores);
+        o.iter_mut().for_each(|v| *v = 0.0);
+        for (p, &w) in scores.iter().enumerate() {
+            vector::axpy(w, &cache.value(layer, p)[kvh * hd..(kvh + 1) * hd], o);
+        }
+    });
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    x.iter_mut().for_each(|v| *v /= sum);
+}
+
+/// `gate = SiLU(gate) · up`, elementwise.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rope(layout: RopeLayout, n_rot: usize) -> Rope {
+        Rope {
+            layout,
+            n_rot,
+            base: 10000.0,
+            linear_scale: 1.0,
+        }
+    }
+
+    #[test]
+    fn normal_rope_rotates_adjacent_pairs() {
+        let r = rope(RopeLayout::Normal, 4);
+        let (c, s) = r.table(1, 1);
+        let mut x = vec![1.0, 0.0, 0.0, 1.0];
+        r.apply(&mut x, 4, &c, &s);
+        // pair 0 rotates by 1 rad, pair 1 by 1/100 rad.
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        assert!((x[2] + 0.01f32.sin()).abs() < 1e-6 && (x[3] - 0.01f32.cos()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn neox_rope_equals_normal_rope_on_interleaved_dimensions() {
+        // NeoX pairs (i, i + d/2); moving dimension i to 2i and i + d/2 to 2i + 1 turns it
+        // into the normal layout.
+        let d = 8;
+        let x: Vec<f32> = (0..2 * d).map(|i| (i as f32 * 0.7).sin()).collect();
+        let (normal, neox) = (rope(RopeLayout::Normal, d), rope(RopeLayout::Neox, d));
+        let (c, s) = normal.table(5, 1);
+        let mut a = x.clone();
+        neox.apply(&mut a, d, &c, &s);
+        let perm = |v: &[f32]| -> Vec<f32> {
+            v.chunks(d)
+                .flat_map(|h| (0..d / 2).flat_map(move |i| [h[i], h[i + d / 2]]))
+                .collect()
+        };
+        let mut b = perm(&x);
+        normal.apply(&mut b, d, &c, &s);
+        for (p, q) in perm(&a).iter().zip(&b) {
+            assert!((p - q).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn partial_rotation_and_linear_scaling() {
+        let mut r = rope(RopeLayout::Normal, 2);
+        r.linear_scale = 2.0;
+        let (c, s) = r.table(2, 1); // position 2 / 2 = 1
+        let mut x = vec![1.0, 0.0, 5.0, 6.0];
+        r.apply(&mut x, 4, &c, &s);
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        assert_eq!(&x[2..], &[5.0, 6.0]);
+    }
+
+    #[test]
+    fn softmax_and_rms_norm() {
+        let mut s = vec![0.0, (2f32).ln()];
+        softmax(&mut s);
+        assert!((s[0] - 1.0 / 3.0).abs() < 1e-6 && (s[1] - 2.0 / 3.0).abs() < 1e-6);
+        let mut out = vec![0.0; 2];
+        rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
+        let r = (12.5f32).sqrt();
+        assert!((out[0] - 3.0 / r).abs() < 1e-6 && (out[1] - 8.0 / r).abs() < 1e-6);
+    }
+}
