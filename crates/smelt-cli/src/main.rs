@@ -4,6 +4,7 @@
 //! logging and turns errors into a one-line message and a non-zero exit code.
 
 mod cmd;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,10 +79,19 @@ enum Command {
         #[command(subcommand)]
         command: cmd::gguf::GgufCommand,
     },
-    /// Generate text with a GGUF llama model (reference kernels for now).
+    /// Generate text with a GGUF llama model, streamed (greedy unless --temp is given).
     ///
-    /// Example: smelt run smollm2-135m -p "Once upon a time" -n 32
+    /// Example: smelt run smollm2-135m -p "Once upon a time" -n 32 --temp 0.8 --top-p 0.9
     Run(cmd::run::RunArgs),
+    /// Chat with a GGUF model using its chat template (one user turn per input line).
+    ///
+    /// Example: smelt chat smollm2-135m --system "You are concise."
+    Chat(cmd::chat::ChatArgs),
+    /// Perplexity of a text as llama-perplexity computes it, ± standard error; --kl-base adds
+    /// the KL divergence from a reference model.
+    ///
+    /// Example: smelt perplexity smollm2-135m -f shakespeare --ctx 512 --chunks 20
+    Perplexity(cmd::perplexity::PerplexityArgs),
     /// Tokenize text with a GGUF model's tokenizer (ids and pieces), as llama.cpp would.
     ///
     /// Example: smelt tokenize smollm2-135m "Hello world!"
@@ -169,6 +179,8 @@ fn main() -> ExitCode {
         Command::Gguf { command } => cmd::gguf::run(&ctx, command),
         Command::Quant { command } => cmd::quant::run(&ctx, command),
         Command::Run(args) => cmd::run::run(&ctx, &args),
+        Command::Chat(args) => cmd::chat::run(&ctx, &args),
+        Command::Perplexity(args) => cmd::perplexity::run(&ctx, &args),
         Command::Tokenize {
             model,
             text,

@@ -347,13 +347,23 @@ macro_rules! block32_kernel {
     ($avx2:ident, $vnni:ident, $b:ty, $what:literal) => {
         #[doc = concat!($what, " × up to four 32-block rows (AVX2).")]
         #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) unsafe fn $avx2(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: &mut [f32]) {
+        pub(crate) unsafe fn $avx2(
+            w: &[u8],
+            row_bytes: usize,
+            a: &[&[BlockQ8x32]],
+            out: &mut [f32],
+        ) {
             unsafe { by_tokens!(tile32::<Avx2, $b>, w, row_bytes, a, out) }
         }
 
         #[doc = concat!($what, " × up to four 32-block rows (AVX-VNNI).")]
         #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-        pub(crate) unsafe fn $vnni(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: &mut [f32]) {
+        pub(crate) unsafe fn $vnni(
+            w: &[u8],
+            row_bytes: usize,
+            a: &[&[BlockQ8x32]],
+            out: &mut [f32],
+        ) {
             unsafe { by_tokens!(tile32::<Vnni, $b>, w, row_bytes, a, out) }
         }
     };

@@ -39,7 +39,11 @@ impl Rng {
     /// Roughly normal, with occasional outliers ×8 (as real activations have).
     fn activation(&mut self) -> f32 {
         let v = (0..4).map(|_| self.uniform()).sum::<f32>();
-        if self.next().is_multiple_of(64) { v * 8.0 } else { v }
+        if self.next().is_multiple_of(64) {
+            v * 8.0
+        } else {
+            v
+        }
     }
 }
 

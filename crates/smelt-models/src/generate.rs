@@ -1,110 +1,143 @@
-//! Text generation: feed the prompt, then pick tokens one at a time until a stop condition.
+//! Text generation: run the prompt in batches, then sample one token at a time until a stop
+//! token, a stop string or the token limit, streaming the text as it becomes final.
+
+use std::time::Instant;
 
 use crate::kv_cache::KvCache;
 use crate::llama::{Llama, Logits, ModelError};
+use crate::sampler::{Sampler, SamplerConfig};
 
 /// Prompt tokens per forward pass (llama.cpp's default micro-batch).
 pub const PROMPT_BATCH: usize = 512;
 
-/// How the next token is chosen.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Sampling {
-    /// Always the most likely token.
-    Greedy,
-    /// Softmax at `temperature`, restricted to the `top_k` most likely (0 = all), drawn with `seed`.
-    Temperature {
-        /// Softmax temperature (> 0).
-        temperature: f32,
-        /// Keep only this many candidates (0 keeps all).
-        top_k: usize,
-        /// Seed of the draws.
-        seed: u64,
-    },
+/// What to generate and when to stop.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// How tokens are chosen.
+    pub sampler: SamplerConfig,
+    /// Tokens that end generation (end of sequence, end of turn); not part of the output.
+    pub stop_tokens: Vec<u32>,
+    /// Strings that end generation; the text is cut before the first one.
+    pub stop_strings: Vec<String>,
 }
 
-/// Index of the largest logit (the first on ties).
-pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    best as u32
+/// Why generation ended (OpenAI's `finish_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The token limit.
+    Length,
+    /// A stop token or stop string.
+    Stop,
 }
 
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
+/// The result of [`generate`].
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated tokens (without a final stop token).
+    pub tokens: Vec<u32>,
+    /// Their text, cut before a stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish: FinishReason,
+    /// Seconds spent on the prompt (to the first sampled token).
+    pub prompt_seconds: f64,
+    /// Seconds spent generating after the first token.
+    pub generate_seconds: f64,
 }
 
-/// Generates up to `n` tokens after `prompt`, calling `on_token` for each one; stops early at
-/// `stop` tokens (e.g. end of sequence). Returns the generated ids.
-pub fn generate(
-    model: &Llama,
-    cache: &mut KvCache,
-    prompt: &[u32],
-    n: usize,
-    sampling: Sampling,
-    stop: &[u32],
-    mut on_token: impl FnMut(u32),
-) -> Result<Vec<u32>, ModelError> {
+/// Runs the prompt tokens that are not already in `cache` (it must hold a prefix of `prompt`,
+/// e.g. the previous turn of a chat) and returns the last token's logits.
+pub fn prefill(model: &Llama, cache: &mut KvCache, prompt: &[u32]) -> Result<Vec<f32>, ModelError> {
     if prompt.is_empty() {
         return Err(ModelError::Unsupported("the prompt is empty".into()));
     }
     if prompt.len() > cache.capacity() {
         return Err(ModelError::ContextFull(cache.capacity()));
     }
+    // Always recompute at least the last prompt token to get its logits.
+    cache.truncate(cache.len().min(prompt.len() - 1));
     let mut logits = Vec::new();
-    for chunk in prompt.chunks(PROMPT_BATCH) {
+    for chunk in prompt[cache.len()..].chunks(PROMPT_BATCH) {
         logits = model.forward_batch(chunk, cache, Logits::Last)?;
     }
-    let mut rng = match sampling {
-        Sampling::Temperature { seed, .. } => SplitMix(seed),
-        Sampling::Greedy => SplitMix(0),
-    };
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let next = match sampling {
-            Sampling::Greedy => argmax(&logits),
-            Sampling::Temperature {
-                temperature, top_k, ..
-            } => {
-                let mut idx: Vec<usize> = (0..logits.len()).collect();
-                idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-                if top_k > 0 {
-                    idx.truncate(top_k);
-                }
-                let m = logits[idx[0]];
-                let w: Vec<f64> = idx
-                    .iter()
-                    .map(|&j| (((logits[j] - m) / temperature) as f64).exp())
-                    .collect();
-                let mut r = rng.uniform() * w.iter().sum::<f64>();
-                let mut pick = idx[idx.len() - 1];
-                for (&j, &wj) in idx.iter().zip(&w) {
-                    r -= wj;
-                    if r <= 0.0 {
-                        pick = j;
-                        break;
-                    }
-                }
-                pick as u32
-            }
-        };
-        out.push(next);
-        on_token(next);
-        if stop.contains(&next) || i + 1 == n {
+    Ok(logits)
+}
+
+/// Generates after `prompt`, calling `on_text` with each piece of final text (held back while it
+/// could still be the start of a stop string or an incomplete UTF-8 character). `decode` turns
+/// token ids into text. `cache` may already hold a prefix of `prompt`.
+pub fn generate(
+    model: &Llama,
+    cache: &mut KvCache,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    decode: &dyn Fn(&[u32]) -> String,
+    mut on_text: impl FnMut(&str),
+) -> Result<Generation, ModelError> {
+    opts.sampler.validate().map_err(ModelError::Unsupported)?;
+    let t0 = Instant::now();
+    let mut logits = prefill(model, cache, prompt)?;
+    let mut prompt_seconds = None;
+    let mut history = prompt.to_vec();
+    let mut sampler = Sampler::new(opts.sampler.clone());
+    let hold = opts
+        .stop_strings
+        .iter()
+        .map(|s| s.len())
+        .max()
+        .unwrap_or(1)
+        .max(1)
+        - 1;
+    let (mut tokens, mut text, mut emitted) = (Vec::new(), String::new(), 0usize);
+    let mut finish = FinishReason::Length;
+    for i in 0..opts.max_tokens {
+        let next = sampler.sample(&logits, &history);
+        prompt_seconds.get_or_insert_with(|| t0.elapsed().as_secs_f64());
+        if opts.stop_tokens.contains(&next) {
+            finish = FinishReason::Stop;
+            break;
+        }
+        tokens.push(next);
+        history.push(next);
+        text = decode(&tokens);
+        let found = opts
+            .stop_strings
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| text[emitted..].find(s.as_str()).map(|p| emitted + p))
+            .min();
+        if let Some(at) = found {
+            text.truncate(at);
+            finish = FinishReason::Stop;
+            break;
+        }
+        let mut safe = text.len().saturating_sub(hold);
+        if text.ends_with('\u{fffd}') {
+            safe = safe.min(text.len() - '\u{fffd}'.len_utf8());
+        }
+        while !text.is_char_boundary(safe) {
+            safe -= 1;
+        }
+        if safe > emitted {
+            on_text(&text[emitted..safe]);
+            emitted = safe;
+        }
+        if i + 1 == opts.max_tokens {
             break;
         }
         logits = model.forward(next, cache)?;
     }
-    Ok(out)
+    if text.len() > emitted {
+        on_text(&text[emitted..]);
+    }
+    let prompt_seconds = prompt_seconds.unwrap_or_else(|| t0.elapsed().as_secs_f64());
+    Ok(Generation {
+        tokens,
+        text,
+        finish,
+        prompt_seconds,
+        generate_seconds: t0.elapsed().as_secs_f64() - prompt_seconds,
+    })
 }

@@ -6,8 +6,11 @@
 
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod generate;
 pub mod kv_cache;
 pub mod llama;
 pub mod ops;
+pub mod perplexity;
+pub mod sampler;
 pub mod tokenizer;

@@ -75,6 +75,16 @@ fn time_generate(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// One warm-up and one timed run of each test: (prompt tokens/s, generation tokens/s).
+pub fn quick(model: &Llama, n_prompt: usize, n_gen: usize) -> Result<(f64, f64)> {
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
+    time_prompt(model, n_prompt, &mut rng)?;
+    let pp = n_prompt as f64 / time_prompt(model, n_prompt, &mut rng)?;
+    time_generate(model, n_gen, &mut rng)?;
+    let tg = n_gen as f64 / time_generate(model, n_gen, &mut rng)?;
+    Ok((pp, tg))
+}
+
 /// `smelt bench MODEL`.
 pub fn run(ctx: &Context, args: &ModelBenchArgs) -> Result<()> {
     let name = args

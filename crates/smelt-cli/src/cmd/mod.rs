@@ -3,7 +3,9 @@
 pub mod assets;
 pub mod bench;
 pub mod bench_model;
+pub mod chat;
 pub mod gguf;
+pub mod perplexity;
 pub mod quant;
 pub mod run;
 pub mod tokenize;

@@ -1,12 +1,63 @@
-//! `smelt run`: generate text from a prompt with a GGUF llama model.
+//! `smelt run`: generate text from a prompt with a GGUF llama model, streaming it.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use smelt_models::generate::{Sampling, generate};
+use smelt_models::generate::{GenerateOptions, generate};
+use smelt_models::llama::Llama;
+use smelt_models::sampler::SamplerConfig;
+use smelt_models::tokenizer::BpeTokenizer;
 
 use crate::Context;
+
+/// Sampling settings shared by `run` and `chat` (llama.cpp's names and meanings).
+#[derive(clap::Args, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 picks the most likely token (greedy).
+    #[arg(long)]
+    pub temp: Option<f32>,
+    /// Keep the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Keep the most likely tokens up to this cumulative probability (1 = all).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens below this fraction of the best token's probability (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalise recently seen tokens by this factor (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty considers.
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop when the text contains this string (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Worker threads [default: all cores].
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
+}
+
+impl SamplingArgs {
+    /// The sampler settings, with `default_temp` when `--temp` is not given.
+    pub fn config(&self, default_temp: f32) -> SamplerConfig {
+        SamplerConfig {
+            temperature: self.temp.unwrap_or(default_temp),
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed: self.seed,
+        }
+    }
+}
 
 /// Arguments of `smelt run`.
 #[derive(clap::Args)]
@@ -19,86 +70,92 @@ pub struct RunArgs {
     /// Tokens to generate at most.
     #[arg(short = 'n', long, default_value_t = 64)]
     tokens: usize,
-    /// Sampling temperature; 0 means greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temp: f32,
-    /// Keep only the k most likely tokens when sampling (0 = all).
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    /// Seed for sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
     /// Context length [default: prompt + tokens].
     #[arg(long)]
     ctx: Option<usize>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+/// A loaded model with its tokenizer and end-of-turn tokens.
+pub struct Loaded {
+    /// The mapped file.
+    pub file: Arc<smelt_gguf::GgufFile>,
+    /// The model.
+    pub model: Llama,
+    /// Its tokenizer.
+    pub tok: BpeTokenizer,
+    /// Tokens that end a generation (EOS, end of turn).
+    pub stop_tokens: Vec<u32>,
+    /// Seconds to load.
+    pub load_seconds: f64,
+}
+
+/// Sets the worker threads (once per process) and loads `model` (path or asset name).
+pub fn load(ctx: &Context, model: &str, threads: Option<usize>) -> Result<Loaded> {
+    if let Some(t) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global()
+            .context("setting up the worker threads")?;
+    }
+    let path = super::gguf::resolve_model(ctx, model)?;
+    let t = Instant::now();
+    let file = Arc::new(smelt_gguf::GgufFile::open(&path)?);
+    let tok = smelt_models::tokenizer::from_gguf(&file.header)?;
+    let model = Llama::load(&file).context("loading the model")?;
+    let mut stop_tokens: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
+        .iter()
+        .filter_map(|k| file.header.get(k).and_then(|v| v.as_u64()))
+        .map(|id| id as u32)
+        .collect();
+    stop_tokens.dedup();
+    Ok(Loaded {
+        file,
+        model,
+        tok,
+        stop_tokens,
+        load_seconds: t.elapsed().as_secs_f64(),
+    })
 }
 
 /// `smelt run`.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
-    let path = super::gguf::resolve_model(ctx, &args.model)?;
-    let file = std::sync::Arc::new(smelt_gguf::GgufFile::open(&path)?);
-    let t_load = Instant::now();
-    let tok = smelt_models::tokenizer::from_gguf(&file.header)?;
-    let model = smelt_models::llama::Llama::load(&file).context("loading the model")?;
-    let load_s = t_load.elapsed().as_secs_f64();
-    let prompt = tok.encode(&args.prompt, true);
+    let l = load(ctx, &args.model, args.sampling.threads)?;
+    let prompt = l.tok.encode(&args.prompt, true);
     let n_ctx = args.ctx.unwrap_or(prompt.len() + args.tokens);
-    let mut cache = model.new_cache(n_ctx);
-    let eos: Vec<u32> = file
-        .header
-        .get("tokenizer.ggml.eos_token_id")
-        .and_then(|v| v.as_u64())
-        .map(|id| vec![id as u32])
-        .unwrap_or_default();
-    let sampling = if args.temp <= 0.0 {
-        Sampling::Greedy
-    } else {
-        Sampling::Temperature {
-            temperature: args.temp,
-            top_k: args.top_k,
-            seed: args.seed,
-        }
+    let mut cache = l.model.new_cache(n_ctx);
+    let opts = GenerateOptions {
+        max_tokens: args.tokens,
+        sampler: args.sampling.config(0.0),
+        stop_tokens: l.stop_tokens.clone(),
+        stop_strings: args.sampling.stop.clone(),
     };
     print!("{}", args.prompt);
     std::io::stdout().flush()?;
-    let t0 = Instant::now();
-    let mut ids: Vec<u32> = Vec::new();
-    let mut shown = String::new();
-    let mut first_token_s = 0.0;
-    let out = generate(
-        &model,
+    let g = generate(
+        &l.model,
         &mut cache,
         &prompt,
-        args.tokens,
-        sampling,
-        &eos,
-        |id| {
-            if ids.is_empty() {
-                first_token_s = t0.elapsed().as_secs_f64();
-            }
-            ids.push(id);
-            // Decode everything so far and print the new suffix, so multi-byte characters split
-            // across tokens appear once they are complete.
-            let text = tok.decode(&ids);
-            if let Some(new) = text
-                .strip_prefix(shown.as_str())
-                .filter(|n| !n.ends_with('\u{fffd}'))
-            {
-                print!("{new}");
-                let _ = std::io::stdout().flush();
-                shown = text;
-            }
+        &opts,
+        &|ids| l.tok.decode(ids),
+        |piece| {
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
         },
     )?;
-    let total_s = t0.elapsed().as_secs_f64();
     println!();
-    let gen_s = (total_s - first_token_s).max(1e-9);
     eprintln!(
-        "load {load_s:.2} s; prompt {} tokens in {first_token_s:.2} s ({:.1} t/s); generated {} tokens in {gen_s:.2} s ({:.1} t/s) [reference f32 kernels]",
+        "load {:.2} s; prompt {} tokens in {:.2} s ({:.1} t/s); generated {} tokens in {:.2} s ({:.1} t/s); kernels: {}; stop: {:?}",
+        l.load_seconds,
         prompt.len(),
-        prompt.len() as f64 / first_token_s.max(1e-9),
-        out.len(),
-        out.len().saturating_sub(1) as f64 / gen_s
+        g.prompt_seconds,
+        prompt.len() as f64 / g.prompt_seconds.max(1e-9),
+        g.tokens.len(),
+        g.generate_seconds,
+        g.tokens.len().saturating_sub(1) as f64 / g.generate_seconds.max(1e-9),
+        smelt_kernels::variant().name(),
+        g.finish
     );
     Ok(())
 }

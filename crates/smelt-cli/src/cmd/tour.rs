@@ -146,38 +146,41 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("q4_k_m_types", &types)
         .timing("gguf_quantize", t.elapsed());
 
-    println!("\n[6/6] generate: SmolLM2, greedy, 24 tokens (reference f32 kernels for now)");
+    println!(
+        "\n[6/6] generate: SmolLM2, greedy, 32 tokens ({} kernels), then a short bench",
+        smelt_kernels::variant().name()
+    );
     let t = Instant::now();
     let tok = smelt_models::tokenizer::from_gguf(&file.header)?;
     let model = smelt_models::llama::Llama::load(&file)?;
     let prompt_text = "Once upon a time";
     let prompt = tok.encode(prompt_text, true);
-    let mut cache = model.new_cache(prompt.len() + 24);
-    let t_gen = Instant::now();
-    let out = smelt_models::generate::generate(
+    let mut cache = model.new_cache(prompt.len() + 32);
+    let opts = smelt_models::generate::GenerateOptions {
+        max_tokens: 32,
+        sampler: smelt_models::sampler::SamplerConfig::greedy(),
+        stop_tokens: vec![],
+        stop_strings: vec![],
+    };
+    let g = smelt_models::generate::generate(
         &model,
         &mut cache,
         &prompt,
-        24,
-        smelt_models::generate::Sampling::Greedy,
-        &[],
+        &opts,
+        &|ids| tok.decode(ids),
         |_| {},
     )?;
-    let gen_s = t_gen.elapsed().as_secs_f64();
-    let text = format!("{prompt_text}{}", tok.decode(&out));
-    println!("  {text}");
+    let text = format!("{prompt_text}{}", g.text);
+    println!("  {}", text.replace('\n', "\n  "));
+    let (pp, tg) = super::bench_model::quick(&model, 128, 32)?;
     println!(
-        "  {} prompt + {} generated tokens in {gen_s:.2} s ({:.1} tokens/s including the prompt)",
-        prompt.len(),
-        out.len(),
-        (prompt.len() + out.len()) as f64 / gen_s
+        "  bench: pp128 {pp:.1} tokens/s, tg32 {tg:.1} tokens/s on {} threads (full: smelt bench smollm2-135m)",
+        rayon::current_num_threads()
     );
     record
         .metric("generated_text", &text)
-        .metric(
-            "generate_tokens_per_s",
-            (prompt.len() + out.len()) as f64 / gen_s,
-        )
+        .metric("pp128_tokens_per_s", pp)
+        .metric("tg32_tokens_per_s", tg)
         .timing("generate", t.elapsed());
 
     let path = record.write(&ctx.runs_dir)?;

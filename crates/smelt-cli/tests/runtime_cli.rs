@@ -1,0 +1,163 @@
+//! The LLM runtime verbs on the real SmolLM2: `chat` over piped turns with the model's template,
+//! `perplexity` (with KL against itself, which must be 0), `bench`, and clear errors for bad
+//! settings and missing files.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{run, shared_home, smelt, text};
+
+#[test]
+fn chat_answers_each_piped_turn_and_reuses_the_cache() {
+    let home = shared_home();
+    let mut child = smelt(&home)
+        .args(["chat", "smollm2-135m", "-n", "12", "--temp", "0", "-t", "2"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello!\nWhat is two plus two?\n/exit\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let stats: Vec<&str> = all
+        .lines()
+        .filter(|l| l.starts_with("> [") || l.starts_with("["))
+        .collect();
+    assert_eq!(stats.len(), 2, "one stats line per turn: {all}");
+    // The second turn re-sends the whole conversation but only its new tokens are run.
+    let new_tokens = |l: &str| -> (usize, usize) {
+        let total: usize = l
+            .split('[')
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let new: usize = l
+            .split('(')
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (total, new)
+    };
+    let (t1, n1) = new_tokens(stats[0]);
+    let (t2, n2) = new_tokens(stats[1]);
+    assert_eq!(t1, n1, "first turn runs everything");
+    assert!(
+        t2 > t1 && n2 < t2 - t1 + 16,
+        "second turn reuses the first: {stats:?}"
+    );
+}
+
+#[test]
+fn perplexity_of_a_text_and_kl_against_itself() {
+    let home = shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let txt = dir.path().join("t.txt");
+    let para = "The quick brown fox jumps over the lazy dog. It was the best of times, it was the worst of times. ";
+    std::fs::write(&txt, para.repeat(12)).unwrap();
+    let out = run(smelt(&home)
+        .env("SMELT_RUNS", dir.path().join("runs"))
+        .args(["perplexity", "smollm2-135m", "-f"])
+        .arg(&txt)
+        .args([
+            "--ctx",
+            "64",
+            "--chunks",
+            "3",
+            "--kl-base",
+            "smollm2-135m",
+            "-t",
+            "2",
+        ]));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("Final estimate: PPL = "))
+        .expect(&all);
+    let ppl: f64 = line["Final estimate: PPL = ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Repeated text is easy after its first occurrence: far below the vocabulary size.
+    assert!(ppl > 1.0 && ppl < 50.0, "{line}");
+    assert!(line.contains("3 windows, 93 scored tokens"), "{line}");
+    let kl = all
+        .lines()
+        .find(|l| l.starts_with("KL divergence"))
+        .expect(&all);
+    assert!(
+        kl.contains(": 0.000000 ± 0.000000") && kl.contains("same top token 100.00%"),
+        "{kl}"
+    );
+}
+
+#[test]
+fn bench_prints_both_tests_and_the_bandwidth_line() {
+    let home = shared_home();
+    let out = run(smelt(&home).args([
+        "bench",
+        "smollm2-135m",
+        "-p",
+        "16",
+        "-n",
+        "4",
+        "-r",
+        "1",
+        "-t",
+        "2",
+    ]));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("| pp16 |") && all.contains("| tg4 |"), "{all}");
+    assert!(all.contains("memory read bandwidth measured now"), "{all}");
+}
+
+#[test]
+fn bad_settings_and_missing_files_are_clear_errors() {
+    let home = shared_home();
+    let out = run(smelt(&home).args([
+        "run",
+        "smollm2-135m",
+        "-p",
+        "Hi",
+        "--temp",
+        "0.7",
+        "--top-p",
+        "0",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("top-p 0 is outside (0, 1]"),
+        "{}",
+        text(&out)
+    );
+    let out = run(smelt(&home).args(["perplexity", "smollm2-135m", "-f", "/nonexistent/text.txt"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("reading /nonexistent/text.txt"),
+        "{}",
+        text(&out)
+    );
+    let out = run(smelt(&home).args(["run", "/nonexistent/model.gguf", "-p", "Hi"]));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("no such file"), "{}", text(&out));
+}
