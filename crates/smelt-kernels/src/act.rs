@@ -1,17 +1,23 @@
 //! Activations quantized to 8-bit blocks so that quantized weights meet them in integer dot
 //! products (the way ggml pairs Q4_0 with Q8_0 and the k-quants with Q8_K).
 //!
-//! Rounding is round-half-to-even of `x · (1/d)` with `d = max|x| / 127`; every variant of every
+//! The rounding follows ggml's CPU quantizers, so that smelt's logits track llama.cpp's: for
+//! 32-blocks `q = round_half_even(x · 127 / max|x|)` with the scale then stored as f16
+//! (`block_q8_0`/`block_q8_1`); for 256-blocks `q = round(x · −128 / max)` where max is the
+//! signed value of largest magnitude, clamped to 127 (`block_q8_K`). Every variant of every
 //! kernel reads these same blocks, so the integer sums they compute are identical.
 
 /// 32 activations as int8 with their scale, for the 32-weight block formats.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlockQ8x32 {
-    /// Scale: `x ≈ d · q`.
+    /// Scale: `x ≈ d · q` (an f16 value, as ggml stores it).
     pub d: f32,
-    /// `d · Σ q`, the block sum that the offset formats (Q4_1, Q5_1) need.
+    /// `d · Σ q`, for the formats with centred codes (Q4_0, Q5_0: Σ (q − k)·y = Σ q·y − k·Σ y).
     pub s: f32,
+    /// `d · Σ q` rounded to f16 as ggml's `block_q8_1` stores it, for the offset formats
+    /// (Q4_1, Q5_1).
+    pub s_f16: f32,
     /// (32,) codes in [−127, 127].
     pub qs: [i8; 32],
 }
@@ -22,62 +28,88 @@ pub struct BlockQ8x32 {
 pub struct BlockQ8K {
     /// Scale: `x ≈ d · q`.
     pub d: f32,
-    /// (256,) codes in [−127, 127].
+    /// (256,) codes in [−128, 127].
     pub qs: [i8; 256],
     /// (16,) sums of each 16 consecutive codes (for the k-quant minimum and offset terms).
     pub bsums: [i16; 16],
 }
 
-fn quantize_codes(x: &[f32], qs: &mut [i8]) -> f32 {
+/// `qs[i] = min(round_half_even(x[i] · scale), 127)`.
+fn scale_round(x: &[f32], scale: f32, qs: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
     if crate::variant() != crate::Variant::Reference {
         // SAFETY: a non-reference variant means AVX2 was detected.
-        return unsafe { quantize_codes_avx2(x, qs) };
+        return unsafe { scale_round_avx2(x, scale, qs) };
     }
-    quantize_codes_plain(x, qs)
+    scale_round_plain(x, scale, qs)
 }
 
 /// The same code compiled for AVX2, so the rounding is one `vroundps` instead of a libm call
 /// per element (identical results: both are IEEE round-half-to-even).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_codes_avx2(x: &[f32], qs: &mut [i8]) -> f32 {
-    quantize_codes_plain(x, qs)
+unsafe fn scale_round_avx2(x: &[f32], scale: f32, qs: &mut [i8]) {
+    scale_round_plain(x, scale, qs)
 }
 
 #[inline(always)]
-fn quantize_codes_plain(x: &[f32], qs: &mut [i8]) -> f32 {
-    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let d = amax / 127.0;
-    let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+fn scale_round_plain(x: &[f32], scale: f32, qs: &mut [i8]) {
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round_ties_even() as i8;
+        *q = (v * scale).round_ties_even().min(127.0) as i8;
     }
-    d
+}
+
+fn f16_round(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
 }
 
 impl BlockQ8x32 {
-    /// Quantizes 32 activations.
+    /// Quantizes 32 activations (ggml's `quantize_row_q8_0`/`q8_1`).
     pub fn quantize(x: &[f32]) -> Self {
+        let x = &x[..32];
         let mut qs = [0i8; 32];
-        let d = quantize_codes(&x[..32], &mut qs);
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        scale_round(x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut qs);
         let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        let d16 = f16_round(d);
         Self {
-            d,
-            s: d * sum as f32,
+            d: d16,
+            s: d16 * sum as f32,
+            s_f16: f16_round(d * sum as f32),
             qs,
         }
     }
 }
 
 impl BlockQ8K {
-    /// Quantizes 256 activations.
+    /// Quantizes 256 activations (ggml's `quantize_row_q8_K_ref`).
     pub fn quantize(x: &[f32]) -> Self {
+        let x = &x[..256];
+        let (mut max, mut amax) = (0f32, 0f32);
+        for &v in x {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
         let mut qs = [0i8; 256];
-        let d = quantize_codes(&x[..256], &mut qs);
+        if amax == 0.0 {
+            return Self {
+                d: 0.0,
+                qs,
+                bsums: [0; 16],
+            };
+        }
+        let iscale = -128.0 / max;
+        scale_round(x, iscale, &mut qs);
         let bsums =
             std::array::from_fn(|i| qs[16 * i..16 * i + 16].iter().map(|&q| q as i16).sum());
-        Self { d, qs, bsums }
+        Self {
+            d: 1.0 / iscale,
+            qs,
+            bsums,
+        }
     }
 }
 
@@ -186,8 +218,11 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
             .collect();
         let b = BlockQ8K::quantize(&x);
+        // −128/max maps the extreme to −128 exactly; the other sign may clip at 127 (ggml's
+        // behaviour), costing up to one more step there.
         for (q, v) in b.qs.iter().zip(&x) {
-            assert!((*q as f32 * b.d - v).abs() <= 0.5 * b.d + 1e-7);
+            let steps = if *q == 127 { 1.5 } else { 0.5 };
+            assert!((*q as f32 * b.d - v).abs() <= steps * b.d.abs() + 1e-7);
         }
         assert_eq!(
             b.bsums[3],
@@ -196,11 +231,17 @@ mod tests {
         let s = BlockQ8x32::quantize(&x[..32]);
         let sum: i32 = s.qs.iter().map(|&q| q as i32).sum();
         assert_eq!(s.s, s.d * sum as f32);
+        assert_eq!(s.d, half::f16::from_f32(s.d).to_f32(), "d is an f16 value");
+        for (q, v) in s.qs.iter().zip(&x[..32]) {
+            assert!((*q as f32 * s.d - v).abs() <= 0.5 * s.d * 1.002 + 1e-7);
+        }
     }
 
     #[test]
     fn zero_block_has_zero_scale_and_codes() {
         let b = BlockQ8x32::quantize(&[0.0; 32]);
-        assert_eq!((b.d, b.s, b.qs), (0.0, 0.0, [0; 32]));
+        assert_eq!((b.d, b.s, b.s_f16, b.qs), (0.0, 0.0, 0.0, [0; 32]));
+        let k = BlockQ8K::quantize(&[0.0; 256]);
+        assert_eq!((k.d, k.bsums), (0.0, [0; 16]));
     }
 }

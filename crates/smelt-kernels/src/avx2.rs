@@ -310,7 +310,7 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
             match B::OFFSET {
                 Offset::Signed => {}
                 Offset::Centre(_) => off[t] += *d_ref * blk.s,
-                Offset::Stored => off[t] += *lut.get_unchecked(half_bits(p.add(2))) * blk.s,
+                Offset::Stored => off[t] += *lut.get_unchecked(half_bits(p.add(2))) * blk.s_f16,
             }
         }
     }

@@ -48,7 +48,7 @@ pub fn dot_q4_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
             isum += (q & 0x0f) as i32 * a.qs[j] as i32;
             isum += (q >> 4) as i32 * a.qs[j + 16] as i32;
         }
-        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s;
+        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s_f16;
     }
     sum
 }
@@ -84,7 +84,7 @@ pub fn dot_q5_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     for (b, a) in w.chunks_exact(24).zip(a) {
         let q = q5_codes(&b[8..24], u32::from_le_bytes([b[4], b[5], b[6], b[7]]));
         let isum: i32 = q.iter().zip(&a.qs).map(|(&q, &x)| q * x as i32).sum();
-        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s;
+        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s_f16;
     }
     sum
 }

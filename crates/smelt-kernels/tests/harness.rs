@@ -110,7 +110,17 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
                 let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
                 for t in 0..3 {
                     let x = seen_activations(&acts, ty, t);
-                    let exact: f64 = wf.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let mut exact: f64 =
+                        wf.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    // The offset formats meet the block sum as ggml's q8_1 stores it (f16):
+                    // Σ (d·q + m)·x = d·Σ q·x + m·s_f16.
+                    if matches!(ty, WeightType::Q4_1 | WeightType::Q5_1) {
+                        let bytes = ty.block().1;
+                        for (b, a) in m.row(r).chunks_exact(bytes).zip(acts.row_q8(t)) {
+                            let mw = half::f16::from_le_bytes([b[2], b[3]]).to_f32() as f64;
+                            exact += mw * (a.s_f16 as f64 - a.s as f64);
+                        }
+                    }
                     let norm: f64 = wf
                         .iter()
                         .zip(&x)

@@ -74,7 +74,21 @@ pub fn generate(
     prompt: &[u32],
     opts: &GenerateOptions,
     decode: &dyn Fn(&[u32]) -> String,
+    on_text: impl FnMut(&str),
+) -> Result<Generation, ModelError> {
+    generate_observed(model, cache, prompt, opts, decode, on_text, |_, _| {})
+}
+
+/// [`generate`], also calling `on_step(logits, chosen)` at every sampled step (for debugging
+/// and for comparing with other runtimes).
+pub fn generate_observed(
+    model: &Llama,
+    cache: &mut KvCache,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    decode: &dyn Fn(&[u32]) -> String,
     mut on_text: impl FnMut(&str),
+    mut on_step: impl FnMut(&[f32], u32),
 ) -> Result<Generation, ModelError> {
     opts.sampler.validate().map_err(ModelError::Unsupported)?;
     let t0 = Instant::now();
@@ -94,6 +108,7 @@ pub fn generate(
     let mut finish = FinishReason::Length;
     for i in 0..opts.max_tokens {
         let next = sampler.sample(&logits, &history);
+        on_step(&logits, next);
         prompt_seconds.get_or_insert_with(|| t0.elapsed().as_secs_f64());
         if opts.stop_tokens.contains(&next) {
             finish = FinishReason::Stop;

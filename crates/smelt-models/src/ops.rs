@@ -101,7 +101,9 @@ pub struct Heads {
 
 /// Causal attention for `n` new tokens at positions `pos0..pos0 + n` whose keys and values are
 /// already in `cache` (layer `layer`): `q` and `out` are (n, n_head · head_dim). Each
-/// (token, head) pair is one parallel task.
+/// (token, head) pair is one parallel task. As in llama.cpp (f16 cache, no flash attention),
+/// the query and the attention weights are rounded to f16 before they meet the f16 keys and
+/// values; sums are in f32.
 pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads, out: &mut [f32]) {
     let hd = h.head_dim;
     let group = h.n_head / h.n_head_kv;
@@ -109,17 +111,28 @@ pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads
     out.par_chunks_mut(hd).enumerate().for_each(|(task, o)| {
         let (t, head) = (task / h.n_head, task % h.n_head);
         let kvh = head / group;
-        let qh = &q[task * hd..(task + 1) * hd];
+        let qh: Vec<f32> = q[task * hd..(task + 1) * hd]
+            .iter()
+            .map(|&v| f16_round(v))
+            .collect();
         let n_pos = pos0 + t + 1;
         let mut scores: Vec<f32> = (0..n_pos)
-            .map(|p| vector::dot(qh, &cache.key(layer, p)[kvh * hd..(kvh + 1) * hd]) * scale)
+            .map(|p| vector::dot_f16(&qh, &cache.key(layer, p)[kvh * hd..(kvh + 1) * hd]) * scale)
             .collect();
         softmax(&mut scores);
         o.iter_mut().for_each(|v| *v = 0.0);
         for (p, &w) in scores.iter().enumerate() {
-            vector::axpy(w, &cache.value(layer, p)[kvh * hd..(kvh + 1) * hd], o);
+            vector::axpy_f16(
+                f16_round(w),
+                &cache.value(layer, p)[kvh * hd..(kvh + 1) * hd],
+                o,
+            );
         }
     });
+}
+
+fn f16_round(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
 }
 
 /// In-place softmax.

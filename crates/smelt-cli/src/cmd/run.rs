@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use smelt_models::generate::{GenerateOptions, generate};
+use smelt_models::generate::{GenerateOptions, generate_observed};
 use smelt_models::llama::Llama;
 use smelt_models::sampler::SamplerConfig;
 use smelt_models::tokenizer::BpeTokenizer;
@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// Context length [default: prompt + tokens].
     #[arg(long)]
     ctx: Option<usize>,
+    /// Print the N highest logits of every step to stderr as JSON lines (for comparisons).
+    #[arg(long, value_name = "N")]
+    logits_top: Option<usize>,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -133,7 +136,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     };
     print!("{}", args.prompt);
     std::io::stdout().flush()?;
-    let g = generate(
+    let mut step = 0usize;
+    let g = generate_observed(
         &l.model,
         &mut cache,
         &prompt,
@@ -142,6 +146,19 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         |piece| {
             print!("{piece}");
             let _ = std::io::stdout().flush();
+        },
+        |logits, chosen| {
+            if let Some(n) = args.logits_top {
+                let mut idx: Vec<usize> = (0..logits.len()).collect();
+                idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+                let top: Vec<(usize, f32)> = idx.iter().take(n).map(|&i| (i, logits[i])).collect();
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"step": step, "token": chosen,
+                        "text": l.tok.decode(&[chosen]), "top": top})
+                );
+            }
+            step += 1;
         },
     )?;
     println!();
