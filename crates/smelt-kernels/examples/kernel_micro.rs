@@ -30,7 +30,7 @@ fn main() {
         acts.set(&a, n, cols, ty.act_kinds());
         for &v in available_variants() {
             let f = DotFn::new(ty, v);
-            let mut out = vec![0f32; 4];
+            let mut out = vec![0f32; 8];
             let reps = if v == smelt_kernels::Variant::Reference {
                 3
             } else {

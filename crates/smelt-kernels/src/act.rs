@@ -20,6 +20,8 @@ pub struct BlockQ8x32 {
     pub s_f16: f32,
     /// (32,) codes in [−127, 127].
     pub qs: [i8; 32],
+    /// (32,) the codes + 128 as unsigned bytes, for kernels that need the activation unsigned.
+    pub qu: [u8; 32],
 }
 
 /// 256 activations as int8 with their scale and 16-element partial sums, for the k-quants.
@@ -78,6 +80,7 @@ impl BlockQ8x32 {
             s: d16 * sum as f32,
             s_f16: f16_round(d * sum as f32),
             qs,
+            qu: qs.map(|q| (q as u8) ^ 0x80),
         }
     }
 }
@@ -153,7 +156,7 @@ impl Activations {
                 cols.is_multiple_of(32),
                 "32-block weights need cols % 32 == 0"
             );
-            self.q8.extend(x.chunks_exact(32).map(BlockQ8x32::quantize));
+            fill_parallel(&mut self.q8, x, 32, cols, BlockQ8x32::quantize);
         }
         self.q8k.clear();
         if kinds.q8k {
@@ -161,7 +164,7 @@ impl Activations {
                 cols.is_multiple_of(256),
                 "k-quant weights need cols % 256 == 0"
             );
-            self.q8k.extend(x.chunks_exact(256).map(BlockQ8K::quantize));
+            fill_parallel(&mut self.q8k, x, 256, cols, BlockQ8K::quantize);
         }
     }
 
@@ -187,6 +190,27 @@ impl Default for Activations {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// `out = x.chunks(block).map(quantize)`, rows of a batch spread over the thread pool (a prompt
+/// batch has hundreds; a single token stays on the calling thread).
+fn fill_parallel<B: Copy + Send + Sync>(
+    out: &mut Vec<B>,
+    x: &[f32],
+    block: usize,
+    cols: usize,
+    quantize: fn(&[f32]) -> B,
+) {
+    use rayon::prelude::*;
+    if x.len() <= cols {
+        out.extend(x.chunks_exact(block).map(quantize));
+        return;
+    }
+    x.par_chunks(cols)
+        .map(|row| row.chunks_exact(block).map(quantize).collect::<Vec<B>>())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .for_each(|r| out.extend(r));
 }
 
 /// Which block forms a set of weights needs from its input.
@@ -240,7 +264,10 @@ mod tests {
     #[test]
     fn zero_block_has_zero_scale_and_codes() {
         let b = BlockQ8x32::quantize(&[0.0; 32]);
-        assert_eq!((b.d, b.s, b.s_f16, b.qs), (0.0, 0.0, 0.0, [0; 32]));
+        assert_eq!(
+            (b.d, b.s, b.s_f16, b.qs, b.qu),
+            (0.0, 0.0, 0.0, [0; 32], [128; 32])
+        );
         let k = BlockQ8K::quantize(&[0.0; 256]);
         assert_eq!((k.d, k.bsums), (0.0, [0; 16]));
     }

@@ -11,7 +11,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::MAX_TILE_TOKENS;
+use crate::TILE_WIDTHS;
 use crate::act::{BlockQ8K, BlockQ8x32};
 
 #[inline(always)]
@@ -33,17 +33,26 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 
 /// How 4-byte groups of unsigned × signed bytes are summed into i32 lanes.
 pub(crate) trait Isa {
+    /// Whether u8 × i8 sums of 4 go straight to i32 (no i16 intermediate that could saturate).
+    const WIDE: bool;
     /// Sums of adjacent products of 4 bytes: unsigned `u` × signed `s`, as 8 i32 lanes.
     unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i;
+    /// `acc + dot_u8_i8(u, s)`.
+    unsafe fn dot_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i;
 }
 
 /// AVX2: `maddubs` to i16 pairs, `madd` by ones to i32.
 pub(crate) struct Avx2;
 
 impl Isa for Avx2 {
+    const WIDE: bool = false;
     #[inline(always)]
     unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)) }
+    }
+    #[inline(always)]
+    unsafe fn dot_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        unsafe { _mm256_add_epi32(acc, Self::dot_u8_i8(u, s)) }
     }
 }
 
@@ -51,9 +60,14 @@ impl Isa for Avx2 {
 pub(crate) struct Vnni;
 
 impl Isa for Vnni {
+    const WIDE: bool = true;
     #[inline(always)]
     unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         unsafe { _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s) }
+    }
+    #[inline(always)]
+    unsafe fn dot_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        unsafe { _mm256_dpbusd_avx_epi32(acc, u, s) }
     }
 }
 
@@ -122,7 +136,7 @@ macro_rules! by_tokens {
         let (w, rb, a, out): (&[u8], usize, &[_], &mut [f32]) = ($w, $rb, $a, $out);
         let nt = a.len();
         assert!(
-            (1..=MAX_TILE_TOKENS).contains(&nt) && rb > 0 && out.len() >= w.len() / rb * nt,
+            TILE_WIDTHS.contains(&nt) && rb > 0 && out.len() >= w.len() / rb * nt,
             "kernel tile shape"
         );
         let rows = w.chunks_exact(rb);
@@ -136,9 +150,13 @@ macro_rules! by_tokens {
             3 => rows.zip(out.chunks_exact_mut(3)).for_each(|(r, o)| {
                 o.copy_from_slice(&$tile::<$($($b,)+)? 3>(r, [a[0], a[1], a[2]]))
             }),
-            _ => rows.zip(out.chunks_exact_mut(4)).for_each(|(r, o)| {
+            4 => rows.zip(out.chunks_exact_mut(4)).for_each(|(r, o)| {
                 o.copy_from_slice(&$tile::<$($($b,)+)? 4>(r, [a[0], a[1], a[2], a[3]]))
             }),
+            8 => rows.zip(out.chunks_exact_mut(8)).for_each(|(r, o)| {
+                o.copy_from_slice(&$tile::<$($($b,)+)? 8>(r, std::array::from_fn(|i| a[i])))
+            }),
+            _ => unreachable!("tile widths are checked by DotFn::dot_rows"),
         }
     }};
 }
@@ -203,12 +221,12 @@ pub(crate) unsafe fn dot_f16(w: &[u8], row_bytes: usize, a: &[&[f32]], out: &mut
 }
 
 /// How a 32-weight block format's codes map to weights.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Offset {
     /// w = d·q with signed codes (Q8_0).
     Signed,
-    /// w = d·(q − k) with unsigned codes: Σ (q − k)·y = Σ q·y − k·Σ y (Q4_0: 8, Q5_0: 16).
-    Centre(f32),
+    /// w = d·(q − k) with unsigned codes (Q4_0: 8, Q5_0: 16).
+    Centre(i8),
     /// w = d·q + m, m stored as f16 after d (Q4_1, Q5_1).
     Stored,
 }
@@ -231,7 +249,7 @@ struct Q8_0;
 
 impl Block32 for Q4_0 {
     const BYTES: usize = 18;
-    const OFFSET: Offset = Offset::Centre(8.0);
+    const OFFSET: Offset = Offset::Centre(8);
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { nibbles_32(p.add(2)) }
@@ -249,7 +267,7 @@ impl Block32 for Q4_1 {
 
 impl Block32 for Q5_0 {
     const BYTES: usize = 22;
-    const OFFSET: Offset = Offset::Centre(16.0);
+    const OFFSET: Offset = Offset::Centre(16);
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { _mm256_or_si256(nibbles_32(p.add(6)), fifth_bits(p.add(2))) }
@@ -274,8 +292,13 @@ impl Block32 for Q8_0 {
     }
 }
 
-/// Block `i` of the row against block `i` of every token, into one accumulator set. `off`
-/// collects Σ m·s (stored offsets) or Σ d·s (centred codes, scaled by −k at the end).
+/// Block `i` of the row against block `i` of every token, into one accumulator set; `off`
+/// collects Σ m·s for the stored-offset formats.
+///
+/// Signed weights c (centred codes q − k, or Q8_0 with wide sums) meet the activations as
+/// unsigned bytes y + 128 (stored in the block as `qu`): Σ (y + 128)·c = Σ y·c + 128·Σ c, and the
+/// second term belongs to the weight block alone, so it is computed once and used to start every
+/// token's sum. No per-token sign fix-up or offset term remains.
 #[inline(always)]
 unsafe fn step32<I: Isa, B: Block32, const T: usize>(
     w: &[u8],
@@ -288,9 +311,29 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
     unsafe {
         let p = w.as_ptr().add(i * B::BYTES);
         let q = B::codes(p);
-        let d_ref = lut.get_unchecked(half_bits(p));
-        let d = _mm256_broadcast_ss(d_ref);
-        // maddubs/dpbusd want unsigned × signed: for signed codes move their sign onto y.
+        let dw = _mm256_broadcast_ss(lut.get_unchecked(half_bits(p)));
+        let biased = match B::OFFSET {
+            Offset::Centre(_) => true,
+            Offset::Signed => I::WIDE,
+            Offset::Stored => false,
+        };
+        if biased {
+            let c = match B::OFFSET {
+                Offset::Centre(k) => _mm256_sub_epi8(q, _mm256_set1_epi8(k)),
+                _ => q,
+            };
+            let zero = _mm256_setzero_si256();
+            let start = _mm256_sub_epi32(zero, I::dot_acc(zero, _mm256_set1_epi8(-128), c));
+            for t in 0..T {
+                let blk = a[t].get_unchecked(i);
+                let yu = _mm256_loadu_si256(blk.qu.as_ptr() as *const __m256i);
+                let s = _mm256_cvtepi32_ps(I::dot_acc(start, yu, c));
+                let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
+                acc[t] = _mm256_fmadd_ps(sy, dw, acc[t]);
+            }
+            return;
+        }
+        // maddubs wants unsigned × signed: for signed codes move their sign onto y.
         let u = if B::OFFSET == Offset::Signed {
             _mm256_sign_epi8(q, q)
         } else {
@@ -305,12 +348,10 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
                 y
             };
             let s = _mm256_cvtepi32_ps(I::dot_u8_i8(u, y));
-            let dd = _mm256_mul_ps(d, _mm256_broadcast_ss(&blk.d));
-            acc[t] = _mm256_fmadd_ps(dd, s, acc[t]);
-            match B::OFFSET {
-                Offset::Signed => {}
-                Offset::Centre(_) => off[t] += *d_ref * blk.s,
-                Offset::Stored => off[t] += *lut.get_unchecked(half_bits(p.add(2))) * blk.s_f16,
+            let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
+            acc[t] = _mm256_fmadd_ps(sy, dw, acc[t]);
+            if B::OFFSET == Offset::Stored {
+                off[t] += *lut.get_unchecked(half_bits(p.add(2))) * blk.s_f16;
             }
         }
     }
@@ -328,6 +369,8 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
         let (mut off0, mut off1) = ([0f32; T], [0f32; T]);
         let mut i = 0;
         while i + 2 <= nb {
+            // Two accumulator sets for every tile width, so a token's sum is added in the same
+            // order whatever the batch: batched and one-at-a-time logits are bit-identical.
             step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
             step32::<I, B, T>(w, &a, lut, i + 1, &mut acc1, &mut off1);
             i += 2;
@@ -335,11 +378,7 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
         if i < nb {
             step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
         }
-        let k = match B::OFFSET {
-            Offset::Centre(k) => -k,
-            _ => 1.0,
-        };
-        std::array::from_fn(|t| hsum(_mm256_add_ps(acc0[t], acc1[t])) + k * (off0[t] + off1[t]))
+        std::array::from_fn(|t| hsum(_mm256_add_ps(acc0[t], acc1[t])) + (off0[t] + off1[t]))
     }
 }
 

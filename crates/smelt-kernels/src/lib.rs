@@ -8,6 +8,7 @@
 //! inputs.
 
 pub mod act;
+pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod matmul;
@@ -182,7 +183,19 @@ pub fn variant() -> Variant {
 }
 
 /// Most activation rows one kernel call takes (a tile of tokens sharing one unpacked weight row).
-pub const MAX_TILE_TOKENS: usize = 4;
+pub const MAX_TILE_TOKENS: usize = 8;
+
+/// The token-tile widths the kernels take (a batch is cut into 8s, then a 4, then the rest).
+pub const TILE_WIDTHS: [usize; 5] = [1, 2, 3, 4, 8];
+
+/// The widest allowed tile for `remaining` tokens.
+pub fn tile_width(remaining: usize) -> usize {
+    match remaining {
+        0..=4 => remaining,
+        5..=7 => 4,
+        _ => 8,
+    }
+}
 
 /// Dot products of a run of weight rows with 1..=[`MAX_TILE_TOKENS`] activation rows, for one
 /// format and variant: `f(w_rows, row_bytes, acts, out)` writes `out[r · n + i] = w_r · acts[i]`
@@ -259,7 +272,7 @@ impl DotFn {
         out: &mut [f32],
     ) {
         assert!(
-            (1..=MAX_TILE_TOKENS).contains(&nt) && t0 + nt <= acts.n,
+            TILE_WIDTHS.contains(&nt) && t0 + nt <= acts.n,
             "token tile out of range"
         );
         assert!(

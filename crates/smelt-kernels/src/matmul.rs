@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::{Activations, DotFn, MAX_TILE_TOKENS, Variant, WeightType, variant};
+use crate::{Activations, DotFn, MAX_TILE_TOKENS, Variant, WeightType, tile_width, variant};
 
 /// Weight rows per kernel call: their bytes stay in L1/L2 while the token tiles go past.
 const TILE: usize = 32;
@@ -158,8 +158,9 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
         for r0 in (start..end).step_by(TILE) {
             let r1 = (r0 + TILE).min(end);
             let rows = &bytes[r0 * w.row_bytes..r1 * w.row_bytes];
-            for t0 in (0..n).step_by(MAX_TILE_TOKENS) {
-                let nt = (n - t0).min(MAX_TILE_TOKENS);
+            let mut t0 = 0;
+            while t0 < n {
+                let nt = tile_width(n - t0);
                 w.dot.dot_rows(rows, w.row_bytes, acts, t0, nt, &mut tile);
                 for r in r0..r1 {
                     for i in 0..nt {
@@ -168,6 +169,7 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
                         unsafe { *out.0.add((t0 + i) * w.rows + r) = tile[(r - r0) * nt + i] };
                     }
                 }
+                t0 += nt;
             }
         }
     });

@@ -5,7 +5,7 @@
 
 use smelt_gguf::blocks;
 use smelt_kernels::{
-    Activations, DotFn, MAX_TILE_TOKENS, QMatrix, Variant, WEIGHT_TYPES, WeightBytes, WeightType,
+    Activations, DotFn, QMatrix, TILE_WIDTHS, Variant, WEIGHT_TYPES, WeightBytes, WeightType,
     available_variants, matmul_multi,
 };
 
@@ -146,7 +146,7 @@ fn every_variant_matches_the_reference() {
     for ty in WEIGHT_TYPES {
         for &cols in &[256usize, 768] {
             for raw in [false, true] {
-                let (rows, n) = (5, 5);
+                let (rows, n) = (5, 9);
                 let w = random_weights(ty, rows, cols, &mut rng, raw);
                 let acts = activations(n, cols, ty, &mut rng);
                 let m = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w)).unwrap();
@@ -155,7 +155,8 @@ fn every_variant_matches_the_reference() {
                     let fast = DotFn::new(ty, v);
                     for r in 0..rows {
                         // Every tile width at every start that fits.
-                        for (t, nt, t0) in (1..=MAX_TILE_TOKENS)
+                        for (t, nt, t0) in TILE_WIDTHS
+                            .into_iter()
                             .flat_map(|nt| (0..=n - nt).map(move |t0| (nt, t0)))
                             .flat_map(|(nt, t0)| (t0..t0 + nt).map(move |t| (t, nt, t0)))
                         {
@@ -195,19 +196,30 @@ fn threaded_products_equal_row_by_row_dots() {
         let b = QMatrix::new(tb, 21, cols, WeightBytes::Owned(wb.clone()))
             .unwrap()
             .with_variant(v);
-        let n = 7;
+        let n = 13;
         let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
         let mut acts = Activations::new();
         acts.set(&x, n, cols, ta.act_kinds() | tb.act_kinds());
         let (mut ya, mut yb) = (vec![f32::NAN; n * 37], vec![f32::NAN; n * 21]);
         matmul_multi(&[&a, &b], &acts, &mut [&mut ya, &mut yb]);
         let (da, db) = (DotFn::new(ta, v), DotFn::new(tb, v));
+        // Every tile width adds a token's terms in the same order: batching changes no bit.
         for t in 0..n {
             for r in 0..37 {
-                assert_eq!(ya[t * 37 + r], da.dot(a.row(r), &acts, t));
+                assert_eq!(
+                    ya[t * 37 + r],
+                    da.dot(a.row(r), &acts, t),
+                    "{} a[{t}, {r}]",
+                    v.name()
+                );
             }
             for r in 0..21 {
-                assert_eq!(yb[t * 21 + r], db.dot(b.row(r), &acts, t));
+                assert_eq!(
+                    yb[t * 21 + r],
+                    db.dot(b.row(r), &acts, t),
+                    "{} b[{t}, {r}]",
+                    v.name()
+                );
             }
         }
     }
@@ -238,6 +250,54 @@ fn vector_kernels_match_their_references() {
                     "{} axpy len {len}",
                     v.name()
                 );
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_variants_match_the_reference() {
+    use smelt_kernels::attention::{HeadSlabs, attend_reference, attend_with};
+    let mut rng = Rng::fresh();
+    for hd in [64usize, 128, 48] {
+        for n_pos in [1usize, 7, 8, 37] {
+            // Two KV heads per position; test the second.
+            let stride = 2 * hd;
+            let keys: Vec<half::f16> = (0..n_pos * stride)
+                .map(|_| half::f16::from_f32(rng.activation()))
+                .collect();
+            let values: Vec<half::f16> = (0..n_pos * stride)
+                .map(|_| half::f16::from_f32(rng.activation()))
+                .collect();
+            let q: Vec<f32> = (0..hd).map(|_| rng.activation()).collect();
+            let kv = HeadSlabs {
+                keys: &keys,
+                values: &values,
+                stride,
+                offset: hd,
+            };
+            let scale = 1.0 / (hd as f32).sqrt();
+            let mut want = vec![f32::NAN; hd];
+            attend_reference(&q, kv, n_pos, scale, &mut want);
+            // The reference is a convex combination of the value rows.
+            for (d, w) in want.iter().enumerate() {
+                let col = (0..n_pos).map(|p| values[p * stride + hd + d].to_f32());
+                let (lo, hi) = col.fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
+                assert!(
+                    *w >= lo - 1e-3 && *w <= hi + 1e-3,
+                    "hd {hd} n {n_pos} dim {d}"
+                );
+            }
+            for &v in available_variants() {
+                let mut got = vec![f32::NAN; hd];
+                attend_with(v, &q, kv, n_pos, scale, &mut got);
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - b).abs() <= 2e-3 * (1.0 + b.abs()),
+                        "{} hd {hd} n {n_pos}: {a} vs {b}",
+                        v.name()
+                    );
+                }
             }
         }
     }

@@ -54,6 +54,16 @@ impl KvCache {
         }
     }
 
+    /// Layer `layer`'s (capacity, kv_dim) key and value slabs.
+    pub fn layer(&self, layer: usize) -> (&[f16], &[f16]) {
+        (&self.keys[layer], &self.values[layer])
+    }
+
+    /// Elements per position (all KV heads).
+    pub fn kv_dim(&self) -> usize {
+        self.kv_dim
+    }
+
     /// Layer `layer`'s (kv_dim,) key at `pos`.
     pub fn key(&self, layer: usize, pos: usize) -> &[f16] {
         &self.keys[layer][pos * self.kv_dim..(pos + 1) * self.kv_dim]

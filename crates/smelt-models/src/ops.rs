@@ -2,20 +2,21 @@
 //! position embeddings (both GGUF layouts), causal attention over the KV cache, SwiGLU.
 
 use rayon::prelude::*;
-use smelt_kernels::vector;
+use smelt_kernels::attention::{self, HeadSlabs};
 
 use crate::kv_cache::KvCache;
 
 /// `out = x / rms(x) · w` for each row of `x` (rows of `w.len()`).
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let e = w.len();
-    for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)) {
+    let rows = x.par_chunks_exact(e).zip(out.par_chunks_exact_mut(e));
+    rows.with_min_len(16).for_each(|(xr, or)| {
         let ms = xr.iter().map(|v| v * v).sum::<f32>() / e as f32;
         let s = 1.0 / (ms + eps).sqrt();
         for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
             *o = v * s * g;
         }
-    }
+    });
 }
 
 /// How a head's dimensions are paired for rotation.
@@ -101,38 +102,23 @@ pub struct Heads {
 
 /// Causal attention for `n` new tokens at positions `pos0..pos0 + n` whose keys and values are
 /// already in `cache` (layer `layer`): `q` and `out` are (n, n_head · head_dim). Each
-/// (token, head) pair is one parallel task. As in llama.cpp (f16 cache, no flash attention),
-/// the query and the attention weights are rounded to f16 before they meet the f16 keys and
-/// values; sums are in f32.
+/// (token, head) pair is one parallel task; the per-head kernel (and its rounding, which follows
+/// llama.cpp's) is `smelt_kernels::attention`.
 pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads, out: &mut [f32]) {
     let hd = h.head_dim;
     let group = h.n_head / h.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
+    let (keys, values) = cache.layer(layer);
     out.par_chunks_mut(hd).enumerate().for_each(|(task, o)| {
         let (t, head) = (task / h.n_head, task % h.n_head);
-        let kvh = head / group;
-        let qh: Vec<f32> = q[task * hd..(task + 1) * hd]
-            .iter()
-            .map(|&v| f16_round(v))
-            .collect();
-        let n_pos = pos0 + t + 1;
-        let mut scores: Vec<f32> = (0..n_pos)
-            .map(|p| vector::dot_f16(&qh, &cache.key(layer, p)[kvh * hd..(kvh + 1) * hd]) * scale)
-            .collect();
-        softmax(&mut scores);
-        o.iter_mut().for_each(|v| *v = 0.0);
-        for (p, &w) in scores.iter().enumerate() {
-            vector::axpy_f16(
-                f16_round(w),
-                &cache.value(layer, p)[kvh * hd..(kvh + 1) * hd],
-                o,
-            );
-        }
+        let kv = HeadSlabs {
+            keys,
+            values,
+            stride: cache.kv_dim(),
+            offset: (head / group) * hd,
+        };
+        attention::attend(&q[task * hd..(task + 1) * hd], kv, pos0 + t + 1, scale, o);
     });
-}
-
-fn f16_round(v: f32) -> f32 {
-    half::f16::from_f32(v).to_f32()
 }
 
 /// In-place softmax.
@@ -148,9 +134,13 @@ pub fn softmax(x: &mut [f32]) {
 
 /// `gate = SiLU(gate) · up`, elementwise.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + (-*g).exp()) * u;
-    }
+    gate.par_chunks_mut(4096)
+        .zip(up.par_chunks(4096))
+        .for_each(|(gs, us)| {
+            for (g, u) in gs.iter_mut().zip(us) {
+                *g = *g / (1.0 + (-*g).exp()) * u;
+            }
+        });
 }
 
 #[cfg(test)]

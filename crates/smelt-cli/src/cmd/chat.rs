@@ -67,7 +67,7 @@ pub fn run(ctx: &Context, args: &ChatArgs) -> Result<()> {
         let text = template
             .render(&messages, true)
             .map_err(anyhow::Error::msg)?;
-        let ids = l.tok.encode(&text, true);
+        let ids = l.prompt_ids(&text);
         if ids.len() + 1 > cache.capacity() {
             bail!(
                 "the conversation ({} tokens) no longer fits the context of {}; start again with a larger --ctx",

@@ -49,19 +49,7 @@ pub fn run(ctx: &Context, args: &PerplexityArgs) -> Result<()> {
         .map(|m| super::run::load(ctx, m, None))
         .transpose()?;
     let text = read_text(ctx, &args.file)?;
-    let h = &l.file.header;
-    let add_bos = h
-        .get("tokenizer.ggml.add_bos_token")
-        .and_then(|v| match v {
-            smelt_gguf::MetaValue::Bool(b) => Some(*b),
-            _ => None,
-        })
-        .unwrap_or(false);
-    let bos = h
-        .get("tokenizer.ggml.bos_token_id")
-        .and_then(|v| v.as_u64())
-        .map(|b| b as u32)
-        .filter(|_| add_bos);
+    let bos = l.bos;
     let mut tokens = Vec::with_capacity(text.len() / 3 + 1);
     tokens.extend(bos);
     tokens.extend(l.tok.encode(&text, false));

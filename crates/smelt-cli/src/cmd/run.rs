@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use smelt_models::generate::{GenerateOptions, generate_observed};
 use smelt_models::llama::Llama;
 use smelt_models::sampler::SamplerConfig;
-use smelt_models::tokenizer::BpeTokenizer;
+use smelt_models::tokenizer::Tokenizer;
 
 use crate::Context;
 
@@ -87,11 +87,25 @@ pub struct Loaded {
     /// The model.
     pub model: Llama,
     /// Its tokenizer.
-    pub tok: BpeTokenizer,
+    pub tok: Tokenizer,
     /// Tokens that end a generation (EOS, end of turn).
     pub stop_tokens: Vec<u32>,
+    /// The BOS token prompts start with, if the model wants one.
+    pub bos: Option<u32>,
     /// Seconds to load.
     pub load_seconds: f64,
+}
+
+impl Loaded {
+    /// Token ids of a prompt (special tokens recognized), with BOS first if the model wants it
+    /// and the text does not already start with it.
+    pub fn prompt_ids(&self, text: &str) -> Vec<u32> {
+        let ids = self.tok.encode(text, true);
+        match self.bos {
+            Some(b) if ids.first() != Some(&b) => std::iter::once(b).chain(ids).collect(),
+            _ => ids,
+        }
+    }
 }
 
 /// Sets the worker threads (once per process) and loads `model` (path or asset name).
@@ -113,7 +127,9 @@ pub fn load(ctx: &Context, model: &str, threads: Option<usize>) -> Result<Loaded
         .map(|id| id as u32)
         .collect();
     stop_tokens.dedup();
+    let bos = smelt_models::tokenizer::bos_to_add(&file.header);
     Ok(Loaded {
+        bos,
         file,
         model,
         tok,
@@ -125,7 +141,7 @@ pub fn load(ctx: &Context, model: &str, threads: Option<usize>) -> Result<Loaded
 /// `smelt run`.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let l = load(ctx, &args.model, args.sampling.threads)?;
-    let prompt = l.tok.encode(&args.prompt, true);
+    let prompt = l.prompt_ids(&args.prompt);
     let n_ctx = args.ctx.unwrap_or(prompt.len() + args.tokens);
     let mut cache = l.model.new_cache(n_ctx);
     let opts = GenerateOptions {

@@ -6,17 +6,13 @@
 use std::collections::HashMap;
 
 use fancy_regex::Regex;
-use smelt_gguf::{Header, MetaValue};
+use smelt_gguf::Header;
 
-use super::TokenizerError;
+use super::{TokenizerError, strings};
 
 /// GPT-2's pattern (llama.cpp's form: no trailing `\s+`; gaps between matches become pieces).
 const GPT2_PATTERN: &str =
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
-
-/// Token types of GGUF's `tokenizer.ggml.token_type`.
-const TOKEN_CONTROL: i64 = 3;
-const TOKEN_USER_DEFINED: i64 = 4;
 
 /// A byte-level BPE tokenizer.
 pub struct BpeTokenizer {
@@ -50,20 +46,6 @@ fn byte_alphabet() -> [char; 256] {
         };
     }
     table
-}
-
-fn strings(h: &Header, key: &str) -> Result<Vec<String>, TokenizerError> {
-    match h.get(key) {
-        Some(MetaValue::Array(_, items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| TokenizerError::Metadata(format!("{key} holds a non-string")))
-            })
-            .collect(),
-        _ => Err(TokenizerError::Metadata(format!("{key} is missing"))),
-    }
 }
 
 impl BpeTokenizer {
@@ -102,22 +84,7 @@ impl BpeTokenizer {
                 Regex::new(p).map_err(|e| TokenizerError::Metadata(format!("regex {p:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut specials: Vec<(String, u32)> = match h.get("tokenizer.ggml.token_type") {
-            Some(MetaValue::Array(_, types)) => types
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| {
-                    matches!(
-                        t.as_f64().map(|f| f as i64),
-                        Some(TOKEN_CONTROL | TOKEN_USER_DEFINED)
-                    )
-                })
-                .filter_map(|(i, _)| tokens.get(i).map(|s| (s.clone(), i as u32)))
-                .filter(|(s, _)| !s.is_empty())
-                .collect(),
-            _ => Vec::new(),
-        };
-        specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        let specials = super::specials_from_gguf(h)?;
         let byte_to_char = byte_alphabet();
         let char_to_byte = byte_to_char
             .iter()
@@ -144,29 +111,10 @@ impl BpeTokenizer {
     /// `parse_special` (as llama.cpp's `tokenize(..., parse_special)`).
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
-        let mut rest = text;
-        while !rest.is_empty() {
-            // The earliest special token in what is left (the longest one at that position).
-            let hit = if parse_special {
-                self.specials
-                    .iter()
-                    .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
-                    .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)))
-            } else {
-                None
-            };
-            match hit {
-                Some((at, len, id)) => {
-                    self.encode_plain(&rest[..at], &mut out);
-                    out.push(id);
-                    rest = &rest[at + len..];
-                }
-                None => {
-                    self.encode_plain(rest, &mut out);
-                    break;
-                }
-            }
-        }
+        super::split_specials(text, &self.specials, parse_special, |piece| match piece {
+            Ok(plain) => self.encode_plain(plain, &mut out),
+            Err(id) => out.push(id),
+        });
         out
     }
 

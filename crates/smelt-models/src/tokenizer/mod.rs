@@ -1,10 +1,16 @@
 //! Tokenizers read from GGUF metadata. Token ids must equal llama.cpp's for the same file.
 
 mod bpe;
+mod spm;
 
 pub use bpe::BpeTokenizer;
+pub use spm::SpmTokenizer;
 
-use smelt_gguf::Header;
+use smelt_gguf::{Header, MetaValue};
+
+/// Token types of GGUF's `tokenizer.ggml.token_type` that are matched literally in input text.
+const TOKEN_CONTROL: i64 = 3;
+const TOKEN_USER_DEFINED: i64 = 4;
 
 /// Why a tokenizer could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -17,12 +23,141 @@ pub enum TokenizerError {
     Unsupported(String),
 }
 
+/// A tokenizer of either kind llama-family GGUFs carry.
+pub enum Tokenizer {
+    /// GPT-2-style byte-level BPE (`gpt2`: SmolLM2, Llama 3, Qwen, ...).
+    Bpe(Box<BpeTokenizer>),
+    /// SentencePiece-style BPE with scores and byte fallback (`llama`: Llama 1/2, Mistral, ...).
+    Spm(Box<SpmTokenizer>),
+}
+
+impl Tokenizer {
+    /// Token ids of `text`, without BOS (see [`Tokenizer::bos_to_add`]).
+    pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
+        match self {
+            Self::Bpe(t) => t.encode(text, parse_special),
+            Self::Spm(t) => t.encode(text, parse_special),
+        }
+    }
+
+    /// Text of `ids`.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        match self {
+            Self::Bpe(t) => t.decode(ids),
+            Self::Spm(t) => t.decode(ids),
+        }
+    }
+
+    /// The string of one token.
+    pub fn token(&self, id: u32) -> Option<&str> {
+        match self {
+            Self::Bpe(t) => t.token(id),
+            Self::Spm(t) => t.token(id),
+        }
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::Bpe(t) => t.vocab_size(),
+            Self::Spm(t) => t.vocab_size(),
+        }
+    }
+}
+
+/// The BOS token to put before a prompt, if the GGUF asks for one (`add_bos_token`; llama.cpp's
+/// default is yes for SentencePiece vocabularies, no for GPT-2 ones).
+pub fn bos_to_add(h: &Header) -> Option<u32> {
+    let spm = h.get("tokenizer.ggml.model").and_then(|v| v.as_str()) == Some("llama");
+    let add = match h.get("tokenizer.ggml.add_bos_token") {
+        Some(MetaValue::Bool(b)) => *b,
+        _ => spm,
+    };
+    let bos = h
+        .get("tokenizer.ggml.bos_token_id")
+        .and_then(|v| v.as_u64());
+    bos.filter(|_| add).map(|b| b as u32)
+}
+
+pub(crate) fn strings(h: &Header, key: &str) -> Result<Vec<String>, TokenizerError> {
+    match h.get(key) {
+        Some(MetaValue::Array(_, items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| TokenizerError::Metadata(format!("{key} holds a non-string")))
+            })
+            .collect(),
+        _ => Err(TokenizerError::Metadata(format!("{key} is missing"))),
+    }
+}
+
+/// Control and user-defined tokens (matched literally in input text), longest first.
+pub(crate) fn specials_from_gguf(h: &Header) -> Result<Vec<(String, u32)>, TokenizerError> {
+    let tokens = strings(h, "tokenizer.ggml.tokens")?;
+    let mut specials: Vec<(String, u32)> = match h.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(_, types)) => types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| {
+                matches!(
+                    t.as_f64().map(|f| f as i64),
+                    Some(TOKEN_CONTROL | TOKEN_USER_DEFINED)
+                )
+            })
+            .filter_map(|(i, _)| tokens.get(i).map(|s| (s.clone(), i as u32)))
+            .filter(|(s, _)| !s.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    };
+    specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+    Ok(specials)
+}
+
+/// Cuts `text` at special tokens (when `parse_special`), calling `f(Ok(plain text))` and
+/// `f(Err(special id))` in order, as llama.cpp's tokenizer does before running the model's
+/// algorithm on the plain parts.
+pub(crate) fn split_specials(
+    text: &str,
+    specials: &[(String, u32)],
+    parse_special: bool,
+    mut f: impl FnMut(Result<&str, u32>),
+) {
+    let mut rest = text;
+    while !rest.is_empty() {
+        // The earliest special token in what is left (the longest one at that position).
+        let hit = if parse_special {
+            specials
+                .iter()
+                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
+                .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)))
+        } else {
+            None
+        };
+        match hit {
+            Some((at, len, id)) => {
+                if at > 0 {
+                    f(Ok(&rest[..at]));
+                }
+                f(Err(id));
+                rest = &rest[at + len..];
+            }
+            None => {
+                f(Ok(rest));
+                break;
+            }
+        }
+    }
+}
+
 /// Builds the tokenizer a GGUF file describes.
-pub fn from_gguf(h: &Header) -> Result<BpeTokenizer, TokenizerError> {
+pub fn from_gguf(h: &Header) -> Result<Tokenizer, TokenizerError> {
     match h.get("tokenizer.ggml.model").and_then(|v| v.as_str()) {
-        Some("gpt2") => BpeTokenizer::from_gguf(h),
+        Some("gpt2") => Ok(Tokenizer::Bpe(Box::new(BpeTokenizer::from_gguf(h)?))),
+        Some("llama") => Ok(Tokenizer::Spm(Box::new(SpmTokenizer::from_gguf(h)?))),
         Some(other) => Err(TokenizerError::Unsupported(format!(
-            "tokenizer model {other:?} is not supported yet (supported: gpt2 byte-level BPE)"
+            "tokenizer model {other:?} is not supported yet (supported: gpt2 byte-level BPE, llama SentencePiece)"
         ))),
         None => Err(TokenizerError::Metadata(
             "tokenizer.ggml.model is missing".into(),

@@ -1,0 +1,181 @@
+//! One attention head for one query over an f16 KV cache: `out = softmax(q·Kᵀ · scale) · V`.
+//!
+//! Rounding follows llama.cpp's CPU path without flash attention: the query and the attention
+//! weights are rounded to f16 before they meet the f16 keys and values; dot products, the
+//! softmax and the weighted sum are in f32. The AVX2 variant keeps the query and the output in
+//! registers (head widths 32–128), scores eight positions per step and reduces them with one
+//! horizontal-add tree; the reference is the plain loop.
+
+use half::f16;
+
+use crate::{Variant, available_variants};
+
+/// Where one head's keys and values sit in a layer's cache slabs: position p's key is
+/// `keys[p · stride + offset ..][..head_dim]`, likewise its value.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadSlabs<'a> {
+    /// (positions, stride) keys.
+    pub keys: &'a [f16],
+    /// (positions, stride) values.
+    pub values: &'a [f16],
+    /// Elements between consecutive positions.
+    pub stride: usize,
+    /// This head's first element within a position.
+    pub offset: usize,
+}
+
+fn f16_round(v: f32) -> f32 {
+    f16::from_f32(v).to_f32()
+}
+
+fn softmax_f16_weights(scores: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in scores.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in scores.iter_mut() {
+        *v = f16_round(*v / sum);
+    }
+}
+
+/// Reference: `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`.
+pub fn attend_reference(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, out: &mut [f32]) {
+    let hd = q.len();
+    let q16: Vec<f32> = q.iter().map(|&v| f16_round(v)).collect();
+    let mut scores: Vec<f32> = (0..n_pos)
+        .map(|p| {
+            let k = &kv.keys[p * kv.stride + kv.offset..][..hd];
+            q16.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum::<f32>() * scale
+        })
+        .collect();
+    softmax_f16_weights(&mut scores);
+    out[..hd].iter_mut().for_each(|o| *o = 0.0);
+    for (p, &w) in scores.iter().enumerate() {
+        let v = &kv.values[p * kv.stride + kv.offset..][..hd];
+        for (o, x) in out.iter_mut().zip(v) {
+            *o += w * x.to_f32();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{HeadSlabs, f16, softmax_f16_weights};
+
+    #[inline(always)]
+    unsafe fn load_h(p: *const f16) -> __m256 {
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    }
+
+    /// Head width 8·C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn attend<const C: usize>(
+        q: &[f32],
+        kv: HeadSlabs,
+        n_pos: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        unsafe {
+            assert!(q.len() == 8 * C && out.len() >= 8 * C);
+            assert!(
+                n_pos == 0
+                    || kv.keys.len().min(kv.values.len())
+                        >= (n_pos - 1) * kv.stride + kv.offset + 8 * C
+            );
+            // The query, rounded to f16 and back (vcvtps2ph/vcvtph2ps round to nearest even).
+            let mut qv = [_mm256_setzero_ps(); C];
+            for (c, v) in qv.iter_mut().enumerate() {
+                let x = _mm256_loadu_ps(q.as_ptr().add(8 * c));
+                *v = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+            }
+            let key = |p: usize| kv.keys.as_ptr().add(p * kv.stride + kv.offset);
+            let mut scores = vec![0f32; n_pos];
+            let mut p = 0;
+            while p + 8 <= n_pos {
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let k = key(p + j);
+                    for (c, qc) in qv.iter().enumerate() {
+                        *a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), *a);
+                    }
+                }
+                let t0 = _mm256_hadd_ps(acc[0], acc[1]);
+                let t1 = _mm256_hadd_ps(acc[2], acc[3]);
+                let t2 = _mm256_hadd_ps(acc[4], acc[5]);
+                let t3 = _mm256_hadd_ps(acc[6], acc[7]);
+                let u0 = _mm256_hadd_ps(t0, t1);
+                let u1 = _mm256_hadd_ps(t2, t3);
+                let sums = _mm256_add_ps(
+                    _mm256_permute2f128_ps(u0, u1, 0x20),
+                    _mm256_permute2f128_ps(u0, u1, 0x31),
+                );
+                _mm256_storeu_ps(
+                    scores.as_mut_ptr().add(p),
+                    _mm256_mul_ps(sums, _mm256_set1_ps(scale)),
+                );
+                p += 8;
+            }
+            while p < n_pos {
+                let k = key(p);
+                let mut a = _mm256_setzero_ps();
+                for (c, qc) in qv.iter().enumerate() {
+                    a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), a);
+                }
+                let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                scores[p] = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s))) * scale;
+                p += 1;
+            }
+            softmax_f16_weights(&mut scores);
+            let mut o = [_mm256_setzero_ps(); C];
+            for (p, &w) in scores.iter().enumerate() {
+                let v = kv.values.as_ptr().add(p * kv.stride + kv.offset);
+                let wv = _mm256_set1_ps(w);
+                for (c, oc) in o.iter_mut().enumerate() {
+                    *oc = _mm256_fmadd_ps(wv, load_h(v.add(8 * c)), *oc);
+                }
+            }
+            for (c, oc) in o.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), *oc);
+            }
+        }
+    }
+}
+
+/// `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`, with variant `v`
+/// (the reference for head widths without a SIMD form, or if this CPU cannot run `v`).
+pub fn attend_with(
+    v: Variant,
+    q: &[f32],
+    kv: HeadSlabs,
+    n_pos: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if v != Variant::Reference && available_variants().contains(&v) {
+        // SAFETY: AVX2, FMA and F16C were detected; `attend` checks the slab bounds.
+        unsafe {
+            match q.len() {
+                32 => return x86::attend::<4>(q, kv, n_pos, scale, out),
+                64 => return x86::attend::<8>(q, kv, n_pos, scale, out),
+                80 => return x86::attend::<10>(q, kv, n_pos, scale, out),
+                96 => return x86::attend::<12>(q, kv, n_pos, scale, out),
+                128 => return x86::attend::<16>(q, kv, n_pos, scale, out),
+                _ => {}
+            }
+        }
+    }
+    let _ = (v, available_variants);
+    attend_reference(q, kv, n_pos, scale, out)
+}
+
+/// [`attend_with`] with the process's kernel variant.
+pub fn attend(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, out: &mut [f32]) {
+    attend_with(crate::variant(), q, kv, n_pos, scale, out)
+}
