@@ -165,6 +165,13 @@ fn init_logging(verbose: u8, quiet: bool) {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `smelt gguf inspect ... | head` into a panic on the
+    // next print; restore the default so smelt ends quietly like other command-line tools.
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let ctx = Context {

@@ -293,12 +293,12 @@ impl Block32 for Q8_0 {
 }
 
 /// Block `i` of the row against block `i` of every token, into one accumulator set; `off`
-/// collects Σ m·s for the stored-offset formats.
+/// collects the float offset terms (stored offsets m·s; centred codes −k·d·s for one token).
 ///
-/// Signed weights c (centred codes q − k, or Q8_0 with wide sums) meet the activations as
-/// unsigned bytes y + 128 (stored in the block as `qu`): Σ (y + 128)·c = Σ y·c + 128·Σ c, and the
-/// second term belongs to the weight block alone, so it is computed once and used to start every
-/// token's sum. No per-token sign fix-up or offset term remains.
+/// With wide (VNNI) sums, signed Q8_0 codes c meet the activations as unsigned bytes y + 128
+/// (stored in the block as `qu`): Σ (y + 128)·c = Σ y·c + 128·Σ c, and the second term belongs
+/// to the weight block alone, so it is computed once and starts every token's sum; no per-token
+/// sign fix-up remains.
 #[inline(always)]
 unsafe fn step32<I: Isa, B: Block32, const T: usize>(
     w: &[u8],
@@ -312,16 +312,12 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
         let p = w.as_ptr().add(i * B::BYTES);
         let q = B::codes(p);
         let dw = _mm256_broadcast_ss(lut.get_unchecked(half_bits(p)));
-        let biased = match B::OFFSET {
-            Offset::Centre(_) => true,
-            Offset::Signed => I::WIDE,
-            Offset::Stored => false,
-        };
+        // Signed codes with wide sums take the bias; centred codes keep their offset as a float
+        // term (cheaper for one token, and the same arithmetic for every tile width, which
+        // keeps batched results bit-identical to single-token ones).
+        let biased = B::OFFSET == Offset::Signed && I::WIDE;
         if biased {
-            let c = match B::OFFSET {
-                Offset::Centre(k) => _mm256_sub_epi8(q, _mm256_set1_epi8(k)),
-                _ => q,
-            };
+            let c = q;
             let zero = _mm256_setzero_si256();
             let start = _mm256_sub_epi32(zero, I::dot_acc(zero, _mm256_set1_epi8(-128), c));
             for t in 0..T {
@@ -350,8 +346,11 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
             let s = _mm256_cvtepi32_ps(I::dot_u8_i8(u, y));
             let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
             acc[t] = _mm256_fmadd_ps(sy, dw, acc[t]);
-            if B::OFFSET == Offset::Stored {
-                off[t] += *lut.get_unchecked(half_bits(p.add(2))) * blk.s_f16;
+            match B::OFFSET {
+                Offset::Stored => off[t] += *lut.get_unchecked(half_bits(p.add(2))) * blk.s_f16,
+                // Σ (q − k)·y·d_y = Σ q·y·d_y − k·d_y·Σ y, with blk.s = d_y·Σ y.
+                Offset::Centre(k) => off[t] -= k as f32 * *lut.get_unchecked(half_bits(p)) * blk.s,
+                Offset::Signed => {}
             }
         }
     }

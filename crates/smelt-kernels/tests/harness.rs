@@ -186,7 +186,7 @@ fn threaded_products_equal_row_by_row_dots() {
     let mut rng = Rng::fresh();
     let cols = 512;
     // Row counts that are not multiples of the tile; two matrices in one region.
-    let (ta, tb) = (WeightType::Q4K, WeightType::Q8_0);
+    let (ta, tb) = (WeightType::Q4K, WeightType::Q5_0);
     let wa = random_weights(ta, 37, cols, &mut rng, false);
     let wb = random_weights(tb, 21, cols, &mut rng, false);
     for &v in available_variants() {

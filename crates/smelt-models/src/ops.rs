@@ -109,7 +109,7 @@ pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads
     let group = h.n_head / h.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let (keys, values) = cache.layer(layer);
-    out.par_chunks_mut(hd).enumerate().for_each(|(task, o)| {
+    let one = |(task, o): (usize, &mut [f32])| {
         let (t, head) = (task / h.n_head, task % h.n_head);
         let kv = HeadSlabs {
             keys,
@@ -118,7 +118,15 @@ pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads
             offset: (head / group) * hd,
         };
         attention::attend(&q[task * hd..(task + 1) * hd], kv, pos0 + t + 1, scale, o);
-    });
+    };
+    // Below ~64 K multiply-adds a parallel region costs more than it saves (one decode step at
+    // a short context).
+    let n = out.len() / hd;
+    if n * (pos0 + n) * hd < 1 << 16 {
+        out.chunks_mut(hd).enumerate().for_each(one);
+    } else {
+        out.par_chunks_mut(hd).enumerate().for_each(one);
+    }
 }
 
 /// In-place softmax.
