@@ -71,6 +71,22 @@ impl Isa for Vnni {
     }
 }
 
+/// AVX-512 VNNI (EVEX `vpdpbusd` on 256-bit registers, for CPUs that have AVX-512 VNNI but
+/// not AVX-VNNI, such as Ice Lake and Cascade Lake).
+pub(crate) struct Vnni512;
+
+impl Isa for Vnni512 {
+    const WIDE: bool = true;
+    #[inline(always)]
+    unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
+        unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s) }
+    }
+    #[inline(always)]
+    unsafe fn dot_acc(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+        unsafe { _mm256_dpbusd_epi32(acc, u, s) }
+    }
+}
+
 /// f16 bits → f32 for every half, so a block's scale is one load (and can be broadcast
 /// straight from memory) instead of a conversion on the shuffle port.
 fn f16_table() -> &'static [f32; 65536] {
@@ -382,8 +398,8 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
 }
 
 macro_rules! block32_kernel {
-    ($avx2:ident, $vnni:ident, $b:ty, $what:literal) => {
-        #[doc = concat!($what, " × up to four 32-block rows (AVX2).")]
+    ($avx2:ident, $vnni:ident, $vnni512:ident, $b:ty, $what:literal) => {
+        #[doc = concat!($what, " × a tile of 32-block rows (AVX2).")]
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $avx2(
             w: &[u8],
@@ -394,7 +410,7 @@ macro_rules! block32_kernel {
             unsafe { by_tokens!(tile32::<Avx2, $b>, w, row_bytes, a, out) }
         }
 
-        #[doc = concat!($what, " × up to four 32-block rows (AVX-VNNI).")]
+        #[doc = concat!($what, " × a tile of 32-block rows (AVX-VNNI).")]
         #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
         pub(crate) unsafe fn $vnni(
             w: &[u8],
@@ -404,14 +420,25 @@ macro_rules! block32_kernel {
         ) {
             unsafe { by_tokens!(tile32::<Vnni, $b>, w, row_bytes, a, out) }
         }
+
+        #[doc = concat!($what, " × a tile of 32-block rows (AVX-512 VNNI).")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+        pub(crate) unsafe fn $vnni512(
+            w: &[u8],
+            row_bytes: usize,
+            a: &[&[BlockQ8x32]],
+            out: &mut [f32],
+        ) {
+            unsafe { by_tokens!(tile32::<Vnni512, $b>, w, row_bytes, a, out) }
+        }
     };
 }
 
-block32_kernel!(dot_q4_0, dot_q4_0_vnni, Q4_0, "Q4_0");
-block32_kernel!(dot_q4_1, dot_q4_1_vnni, Q4_1, "Q4_1");
-block32_kernel!(dot_q5_0, dot_q5_0_vnni, Q5_0, "Q5_0");
-block32_kernel!(dot_q5_1, dot_q5_1_vnni, Q5_1, "Q5_1");
-block32_kernel!(dot_q8_0, dot_q8_0_vnni, Q8_0, "Q8_0");
+block32_kernel!(dot_q4_0, dot_q4_0_vnni, dot_q4_0_vnni512, Q4_0, "Q4_0");
+block32_kernel!(dot_q4_1, dot_q4_1_vnni, dot_q4_1_vnni512, Q4_1, "Q4_1");
+block32_kernel!(dot_q5_0, dot_q5_0_vnni, dot_q5_0_vnni512, Q5_0, "Q5_0");
+block32_kernel!(dot_q5_1, dot_q5_1_vnni, dot_q5_1_vnni512, Q5_1, "Q5_1");
+block32_kernel!(dot_q8_0, dot_q8_0_vnni, dot_q8_0_vnni512, Q8_0, "Q8_0");
 
 /// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K super-block as bytes, unpacked
 /// with word operations (the layout `scale_min_k4` reads one at a time).

@@ -134,8 +134,10 @@ pub enum Variant {
     Reference,
     /// AVX2 + FMA + F16C.
     Avx2,
-    /// AVX2 with AVX-VNNI dot products (`vpdpbusd`) for the 32-block formats.
+    /// AVX2 with AVX-VNNI dot products (`vpdpbusd`, VEX) for the 32-block formats.
     AvxVnni,
+    /// AVX2 with AVX-512 VNNI dot products (`vpdpbusd`, EVEX, 256-bit) for the 32-block formats.
+    Avx512Vnni,
 }
 
 impl Variant {
@@ -145,6 +147,7 @@ impl Variant {
             Self::Reference => "reference",
             Self::Avx2 => "avx2",
             Self::AvxVnni => "avx-vnni",
+            Self::Avx512Vnni => "avx512-vnni",
         }
     }
 }
@@ -160,6 +163,13 @@ pub fn available_variants() -> &'static [Variant] {
             && std::arch::is_x86_feature_detected!("f16c")
         {
             v.push(Variant::Avx2);
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512vnni")
+            {
+                v.push(Variant::Avx512Vnni);
+            }
+            // Listed last (preferred) when present: the VEX form of the same instruction.
             if std::arch::is_x86_feature_detected!("avxvnni") {
                 v.push(Variant::AvxVnni);
             }
@@ -225,6 +235,17 @@ impl DotFn {
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni),
                 W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni),
+                _ => Self::new(ty, Variant::Avx2),
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if variant == Variant::Avx512Vnni && available_variants().contains(&Variant::Avx512Vnni) {
+            return match ty {
+                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512),
+                W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512),
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512),
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512),
                 _ => Self::new(ty, Variant::Avx2),
             };
         }
