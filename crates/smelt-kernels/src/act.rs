@@ -20,8 +20,6 @@ pub struct BlockQ8x32 {
     pub s_f16: f32,
     /// (32,) codes in [−127, 127].
     pub qs: [i8; 32],
-    /// (32,) the codes + 128 as unsigned bytes, for kernels that need the activation unsigned.
-    pub qu: [u8; 32],
 }
 
 /// 256 activations as int8 with their scale and 16-element partial sums, for the k-quants.
@@ -80,7 +78,6 @@ impl BlockQ8x32 {
             s: d16 * sum as f32,
             s_f16: f16_round(d * sum as f32),
             qs,
-            qu: qs.map(|q| (q as u8) ^ 0x80),
         }
     }
 }
@@ -264,10 +261,7 @@ mod tests {
     #[test]
     fn zero_block_has_zero_scale_and_codes() {
         let b = BlockQ8x32::quantize(&[0.0; 32]);
-        assert_eq!(
-            (b.d, b.s, b.s_f16, b.qs, b.qu),
-            (0.0, 0.0, 0.0, [0; 32], [128; 32])
-        );
+        assert_eq!((b.d, b.s, b.s_f16, b.qs), (0.0, 0.0, 0.0, [0; 32]));
         let k = BlockQ8K::quantize(&[0.0; 256]);
         assert_eq!((k.d, k.bsums), (0.0, [0; 16]));
     }

@@ -312,7 +312,7 @@ impl Block32 for Q8_0 {
 /// collects the float offset terms (stored offsets m·s; centred codes −k·d·s for one token).
 ///
 /// With wide (VNNI) sums, signed Q8_0 codes c meet the activations as unsigned bytes y + 128
-/// (stored in the block as `qu`): Σ (y + 128)·c = Σ y·c + 128·Σ c, and the second term belongs
+/// (the codes with their top bit flipped): Σ (y + 128)·c = Σ y·c + 128·Σ c, and the second term belongs
 /// to the weight block alone, so it is computed once and starts every token's sum; no per-token
 /// sign fix-up remains.
 #[inline(always)]
@@ -338,7 +338,7 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
             let start = _mm256_sub_epi32(zero, I::dot_acc(zero, _mm256_set1_epi8(-128), c));
             for t in 0..T {
                 let blk = a[t].get_unchecked(i);
-                let yu = _mm256_loadu_si256(blk.qu.as_ptr() as *const __m256i);
+                let yu = _mm256_xor_si256(load_codes(&blk.qs), _mm256_set1_epi8(-128));
                 let s = _mm256_cvtepi32_ps(I::dot_acc(start, yu, c));
                 let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
                 acc[t] = _mm256_fmadd_ps(sy, dw, acc[t]);
