@@ -2,7 +2,7 @@
 //! exact (`maddubs` of unsigned codes × int8 activations, whose pair sums stay below i16's
 //! limit for every format here), then scaled and accumulated in f32 lanes.
 //!
-//! Each kernel takes one weight row and up to four activation rows (a tile of tokens): a block
+//! Each kernel takes a run of weight rows and a tile of 1, 2, 3, 4 or 8 activation rows: a block
 //! is unpacked once and used for every token, which is what makes prompt processing faster than
 //! token-at-a-time; two accumulators per token hide the latency of the float adds.
 //!
@@ -146,7 +146,7 @@ unsafe fn load_codes(a: &[i8]) -> __m256i {
     unsafe { _mm256_loadu_si256(a.as_ptr() as *const __m256i) }
 }
 
-/// Runs `$tile::<T>` for the number of activation rows given (1..=4).
+/// Runs `$tile::<T>` on every weight row for the number of activation rows given (a tile width).
 macro_rules! by_tokens {
     ($tile:ident $(::<$($b:ty),+>)?, $w:expr, $rb:expr, $a:expr, $out:expr) => {{
         let (w, rb, a, out): (&[u8], usize, &[_], &mut [f32]) = ($w, $rb, $a, $out);
@@ -224,13 +224,13 @@ unsafe fn tile_f16<const T: usize>(w: &[u8], x: [&[f32]; T]) -> [f32; T] {
     unsafe { tile_float::<true, T>(w, x) }
 }
 
-/// F32 weights × up to four f32 rows.
+/// F32 weights × a tile of f32 rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f32(w: &[u8], row_bytes: usize, a: &[&[f32]], out: &mut [f32]) {
     unsafe { by_tokens!(tile_f32, w, row_bytes, a, out) }
 }
 
-/// F16 weights × up to four f32 rows.
+/// F16 weights × a tile of f32 rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_f16(w: &[u8], row_bytes: usize, a: &[&[f32]], out: &mut [f32]) {
     unsafe { by_tokens!(tile_f16, w, row_bytes, a, out) }
@@ -535,13 +535,13 @@ unsafe fn tile_q5_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
     unsafe { tile_q45_k::<true, T>(w, a) }
 }
 
-/// Q4_K × up to four 256-block rows.
+/// Q4_K × a tile of 256-block rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q4_k(w: &[u8], row_bytes: usize, a: &[&[BlockQ8K]], out: &mut [f32]) {
     unsafe { by_tokens!(tile_q4_k, w, row_bytes, a, out) }
 }
 
-/// Q5_K × up to four 256-block rows.
+/// Q5_K × a tile of 256-block rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q5_k(w: &[u8], row_bytes: usize, a: &[&[BlockQ8K]], out: &mut [f32]) {
     unsafe { by_tokens!(tile_q5_k, w, row_bytes, a, out) }
@@ -607,7 +607,7 @@ unsafe fn tile_q6_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
     }
 }
 
-/// Q6_K × up to four 256-block rows.
+/// Q6_K × a tile of 256-block rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn dot_q6_k(w: &[u8], row_bytes: usize, a: &[&[BlockQ8K]], out: &mut [f32]) {
     unsafe { by_tokens!(tile_q6_k, w, row_bytes, a, out) }
