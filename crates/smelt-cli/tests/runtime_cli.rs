@@ -157,6 +157,21 @@ fn bad_settings_and_missing_files_are_clear_errors() {
         "{}",
         text(&out)
     );
+    let out = run(smelt(&home).args([
+        "run",
+        "smollm2-135m",
+        "-p",
+        "Hello there my friend",
+        "--ctx",
+        "3",
+    ]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("the prompt has 4 tokens but the context holds 3"),
+        "{}",
+        text(&out)
+    );
+    assert!(out.stdout.is_empty(), "nothing is printed before the error");
     let out = run(smelt(&home).args(["run", "/nonexistent/model.gguf", "-p", "Hi"]));
     assert!(!out.status.success());
     assert!(text(&out).contains("no such file"), "{}", text(&out));

@@ -150,6 +150,13 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         stop_tokens: l.stop_tokens.clone(),
         stop_strings: args.sampling.stop.clone(),
     };
+    anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
+    anyhow::ensure!(
+        prompt.len() <= cache.capacity(),
+        "the prompt has {} tokens but the context holds {}; raise --ctx",
+        prompt.len(),
+        cache.capacity()
+    );
     print!("{}", args.prompt);
     std::io::stdout().flush()?;
     let mut step = 0usize;
