@@ -87,3 +87,35 @@ fn quant_bench_runs_and_reports_against_bandwidth() {
     let bad = run(smelt(dir.path()).args(["bench", "quant", "--elements", "1000"]));
     assert!(!bad.status.success());
 }
+
+#[test]
+fn nf4_double_quant_prints_the_formula_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(smelt(dir.path()).args(["quant", "nf4-dq", "--elements", "1048576"]));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let bits = |prefix: &str| -> f64 {
+        let line = all
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .expect(prefix);
+        line.split("bits/param")
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(bits("NF4 + double quant:"), 4.1270);
+    assert_eq!(bits("NF4, f32 absmax:"), 4.5);
+    assert!(all.contains("= 4.1270 bits/param"), "{all}");
+    let rec = only_record(&dir.path().join("runs"));
+    let stored = rec["metrics"]["bits_per_param"].as_f64().unwrap();
+    let formula = rec["metrics"]["bits_per_param_formula"].as_f64().unwrap();
+    assert!(
+        (stored - formula - 32.0 / 1048576.0).abs() < 1e-12,
+        "{stored} vs {formula}"
+    );
+}

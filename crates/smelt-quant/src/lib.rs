@@ -25,6 +25,7 @@ pub mod int;
 pub mod metrics;
 pub mod minifloat;
 pub mod nf4;
+pub mod nf4_dq;
 pub mod observer;
 pub mod rng;
 pub mod simd;
