@@ -5,17 +5,12 @@
 # divergence can be told apart from a bug: a near-tie (gap < 1e-3 · |logit| or so) is explained
 # by the two runtimes' different activation rounding, a large gap is not.
 #
-# llama.cpp is built as in benches/llm_vs_llamacpp.sh (outside the repository).
+# llama.cpp is built outside the repository by benches/llamacpp_native.sh.
 # Usage: benches/greedy_vs_llamacpp.sh [MODEL.gguf]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-home=${SMELT_HOME:-$HOME/.cache/smelt}
-build="$home/anchors/llama.cpp-bench-build"
-completion="$build/bin/llama-completion"
-if [ ! -x "$completion" ]; then
-  benches/llm_vs_llamacpp.sh 0 > /dev/null 2>&1 || true # builds llama-bench and its sources
-  cmake --build "$build" --target llama-completion -j "$(nproc)" > /dev/null
-fi
+bin=$(benches/llamacpp_native.sh llama-completion)
+completion="$bin/llama-completion"
 cargo build --release -q
 smelt=target/release/smelt
 work=$(mktemp -d)
@@ -33,7 +28,7 @@ prompts=(
 same=0
 for i in "${!prompts[@]}"; do
   p=${prompts[$i]}
-  LD_LIBRARY_PATH="$build/bin" "$completion" -m "$model" -p "$p" -n 64 --temp 0 -t 2 -no-cnv \
+  LD_LIBRARY_PATH="$bin" "$completion" -m "$model" -p "$p" -n 64 --temp 0 -t 2 -no-cnv \
     --no-warmup 2> /dev/null > "$work/llama.$i.txt" < /dev/null
   $smelt -q run "$model" -p "$p" -n 64 -t 2 --logits-top 2 > "$work/smelt.$i.txt" 2> "$work/steps.$i.jsonl"
   if python3 - "$p" "$work/llama.$i.txt" "$work/smelt.$i.txt" "$work/steps.$i.jsonl" <<'PY'

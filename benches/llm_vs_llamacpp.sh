@@ -4,10 +4,7 @@
 # same load). Models: SmolLM2-135M as shipped (Q4_1), and Q8_0 and Q4_K_M quantized by smelt.
 # Prints pp512 / tg128 tokens/s for both and the ratio smelt ÷ llama.cpp.
 #
-# llama.cpp is built outside the repository from the PyPI sdist of llama-cpp-python 0.3.36 (its
-# vendored sources) into $SMELT_HOME/anchors, natively optimized but without AMX: AMX tile
-# instructions fault (SIGILL) where the kernel does not grant the tile state, as on these VMs.
-# Needs cmake and a C++ compiler. Nothing of llama.cpp is committed.
+# llama.cpp is built outside the repository by benches/llamacpp_native.sh (native, no AMX).
 #
 # Usage: benches/llm_vs_llamacpp.sh [ROUNDS] [THREADS] [PROMPT] [GEN]
 set -euo pipefail
@@ -16,24 +13,8 @@ rounds=${1:-5}
 threads=${2:-2}
 n_prompt=${3:-512}
 n_gen=${4:-128}
-home=${SMELT_HOME:-$HOME/.cache/smelt}
-anchors="$home/anchors"
-src="$anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
-build="$anchors/llama.cpp-bench-build"
-llama_bench="$build/bin/llama-bench"
-if [ ! -x "$llama_bench" ]; then
-  mkdir -p "$anchors"
-  if [ ! -d "$src" ]; then
-    python3 -m pip download --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$anchors" -q
-    tar xzf "$anchors/llama_cpp_python-0.3.36.tar.gz" -C "$anchors"
-  fi
-  echo "building llama-bench (once, several minutes on 2 cores)..." >&2
-  native="-march=native -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DCMAKE_C_FLAGS="$native" -DCMAKE_CXX_FLAGS="$native" > /dev/null
-  cmake --build "$build" --target llama-bench -j "$(nproc)" > /dev/null
-fi
+bin=$(benches/llamacpp_native.sh llama-bench)
+llama_bench="$bin/llama-bench"
 cargo build --release -q
 smelt=target/release/smelt
 work=$(mktemp -d)
@@ -50,7 +31,7 @@ for model in "$q4_1" "$work/SmolLM2-135M.Q8_0.gguf" "$work/SmolLM2-135M.Q4_K_M.g
       python3 -c 'import json,sys
 for l in sys.stdin:
     r = json.loads(l); print(json.dumps({"tool": "smelt", "model": sys.argv[1], "test": r["test"], "ts": r["avg_ts"], "kernel": r["kernel"], "bw": r["read_bandwidth_gbs"]}))' "$name" >> "$results"
-    LD_LIBRARY_PATH="$build/bin" "$llama_bench" -m "$model" -t "$threads" -p "$n_prompt" -n "$n_gen" -r 1 -o jsonl 2>/dev/null |
+    LD_LIBRARY_PATH="$bin" "$llama_bench" -m "$model" -t "$threads" -p "$n_prompt" -n "$n_gen" -r 1 -o jsonl 2>/dev/null |
       python3 -c 'import json,sys
 for l in sys.stdin:
     r = json.loads(l)

@@ -171,7 +171,8 @@ pub fn attend_with(
             }
         }
     }
-    let _ = (v, available_variants);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
     attend_reference(q, kv, n_pos, scale, out)
 }
 

@@ -13,7 +13,6 @@ pub mod attention;
 mod avx2;
 mod matmul;
 pub mod reference;
-pub mod vector;
 
 use std::sync::OnceLock;
 

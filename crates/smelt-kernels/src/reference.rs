@@ -105,39 +105,33 @@ pub fn dot_q8_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
 
 /// Q4_K (144-byte super-blocks): w = d·sc·q − dmin·m per 32-weight sub-block.
 pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    for (b, a) in w.chunks_exact(144).zip(a) {
-        let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
-        let qs = &b[16..144];
-        let (mut sumi, mut summ) = (0i32, 0i32);
-        for j in 0..8 {
-            let (sc, m) = scale_min_k4(j, scales);
-            let (bytes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
-            let isum: i32 = (0..32)
-                .map(|l| ((bytes[l] >> shift) & 0x0f) as i32 * a.qs[32 * j + l] as i32)
-                .sum();
-            sumi += sc as i32 * isum;
-            summ += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
-        }
-        sum += a.d * (f16_at(b) * sumi as f32 - f16_at(&b[2..]) * summ as f32);
-    }
-    sum
+    dot_q45_k(w, a, false)
 }
 
 /// Q5_K (176-byte super-blocks): as Q4_K with a fifth bit per weight from `qh`.
 pub fn dot_q5_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    dot_q45_k(w, a, true)
+}
+
+/// Q4_K and Q5_K share their layout but for Q5_K's 32 bytes of fifth bits before the codes.
+fn dot_q45_k(w: &[u8], a: &[BlockQ8K], five: bool) -> f32 {
+    let bytes = if five { 176 } else { 144 };
     let mut sum = 0f32;
-    for (b, a) in w.chunks_exact(176).zip(a) {
+    for (b, a) in w.chunks_exact(bytes).zip(a) {
         let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
-        let (qh, qs) = (&b[16..48], &b[48..176]);
+        let (qh, qs) = if five {
+            (&b[16..48], &b[48..176])
+        } else {
+            (&b[..0], &b[16..144])
+        };
         let (mut sumi, mut summ) = (0i32, 0i32);
         for j in 0..8 {
             let (sc, m) = scale_min_k4(j, scales);
-            let (bytes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
+            let (codes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
             let isum: i32 = (0..32)
                 .map(|l| {
-                    let q = ((bytes[l] >> shift) & 0x0f) | (((qh[l] >> j) & 1) << 4);
-                    q as i32 * a.qs[32 * j + l] as i32
+                    let high = if five { ((qh[l] >> j) & 1) << 4 } else { 0 };
+                    (((codes[l] >> shift) & 0x0f) | high) as i32 * a.qs[32 * j + l] as i32
                 })
                 .sum();
             sumi += sc as i32 * isum;

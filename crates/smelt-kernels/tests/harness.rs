@@ -226,36 +226,6 @@ fn threaded_products_equal_row_by_row_dots() {
 }
 
 #[test]
-fn vector_kernels_match_their_references() {
-    use smelt_kernels::vector;
-    let mut rng = Rng::fresh();
-    for len in [1usize, 7, 64, 100] {
-        let a: Vec<f32> = (0..len).map(|_| rng.activation()).collect();
-        let b: Vec<f32> = (0..len).map(|_| rng.activation()).collect();
-        let norm: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
-        let want = vector::dot_reference(&a, &b);
-        for &v in available_variants() {
-            let got = vector::dot_with(v, &a, &b);
-            assert!(
-                (got - want).abs() <= 1e-6 * norm,
-                "{} len {len}: {got} vs {want}",
-                v.name()
-            );
-            let (mut y0, mut y1) = (b.clone(), b.clone());
-            vector::axpy_reference(0.37, &a, &mut y0);
-            vector::axpy_with(v, 0.37, &a, &mut y1);
-            for (p, q) in y0.iter().zip(&y1) {
-                assert!(
-                    (p - q).abs() <= 1e-6 * (1.0 + p.abs()),
-                    "{} axpy len {len}",
-                    v.name()
-                );
-            }
-        }
-    }
-}
-
-#[test]
 fn attention_variants_match_the_reference() {
     use smelt_kernels::attention::{HeadSlabs, attend_reference, attend_with};
     let mut rng = Rng::fresh();

@@ -129,17 +129,6 @@ pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads
     }
 }
 
-/// In-place softmax.
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    x.iter_mut().for_each(|v| *v /= sum);
-}
-
 /// `gate = SiLU(gate) · up`, elementwise.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     gate.par_chunks_mut(4096)
@@ -209,10 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_and_rms_norm() {
-        let mut s = vec![0.0, (2f32).ln()];
-        softmax(&mut s);
-        assert!((s[0] - 1.0 / 3.0).abs() < 1e-6 && (s[1] - 2.0 / 3.0).abs() < 1e-6);
+    fn rms_norm_scales_by_the_root_mean_square() {
         let mut out = vec![0.0; 2];
         rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
         let r = (12.5f32).sqrt();

@@ -102,8 +102,12 @@ impl Sampler {
     /// The next token given `logits` and the tokens so far (prompt and output).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let c = &self.config;
+        let penalised = c.repeat_penalty != 1.0 && c.repeat_last_n > 0;
+        if !penalised && c.temperature <= 0.0 {
+            return argmax(logits); // the common greedy case needs no copy of the logits
+        }
         let mut logits = logits.to_vec();
-        if c.repeat_penalty != 1.0 && c.repeat_last_n > 0 {
+        if penalised {
             let recent = &history[history.len().saturating_sub(c.repeat_last_n)..];
             let mut seen = std::collections::HashSet::new();
             for &t in recent {

@@ -95,7 +95,7 @@ impl SpmTokenizer {
                 .iter()
                 .map(|t| t.as_f64().map_or(1, |f| f as i64))
                 .collect(),
-            _ => vec![1; tokens.len()],
+            _ => Vec::new(), // no types: `new` recognises byte tokens by their text
         };
         let flag = |key: &str, default: bool| match h.get(key) {
             Some(MetaValue::Bool(b)) => *b,
