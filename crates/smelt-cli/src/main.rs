@@ -104,6 +104,14 @@ enum Command {
         #[arg(long)]
         no_special: bool,
     },
+    /// LeNet-5 on MNIST: train, quantize (static/dynamic PTQ, integer inference), QAT, eval,
+    /// ONNX export, report.
+    ///
+    /// Example: smelt lenet train   |   smelt lenet quantize   |   smelt lenet eval
+    Lenet {
+        #[command(subcommand)]
+        command: cmd::lenet::LenetCommand,
+    },
     /// Quantization exercises: schemes and granularity, with tables, charts and run records.
     ///
     /// Example: smelt quant schemes   |   smelt quant granularity
@@ -172,6 +180,15 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Tensor libraries (candle) allocate and free large buffers on every op; glibc's defaults
+    // would hand each one back to the kernel and page-fault it in again (a third of training
+    // time was `exc_page_fault`). Keep freed memory in the process instead.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator thresholds; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let ctx = Context {
@@ -185,6 +202,7 @@ fn main() -> ExitCode {
         Command::Assets => cmd::assets::list(&ctx),
         Command::Gguf { command } => cmd::gguf::run(&ctx, command),
         Command::Quant { command } => cmd::quant::run(&ctx, command),
+        Command::Lenet { command } => cmd::lenet::run(&ctx, command),
         Command::Run(args) => cmd::run::run(&ctx, &args),
         Command::Chat(args) => cmd::chat::run(&ctx, &args),
         Command::Perplexity(args) => cmd::perplexity::run(&ctx, &args),

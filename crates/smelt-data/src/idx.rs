@@ -108,6 +108,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn wrong_magic_number_is_a_clear_error() {
+        // A gzip header (what an IDX file looks like before decompression) instead of 0x0000.
+        let bytes = [0x1f, 0x8b, 0x08, 0x03, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28];
+        let e = IdxU8::parse(&bytes, "t10k-images-idx3-ubyte")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t10k-images-idx3-ubyte") && e.contains("magic"),
+            "{e}"
+        );
+        // Right magic, wrong element type (0x0D = float).
+        let e = IdxU8::parse(&[0, 0, 0x0d, 1, 0, 0, 0, 0], "x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("element type 0x0d"), "{e}");
+    }
+
+    #[test]
     fn round_trip_and_header_layout() {
         let a = IdxU8 {
             dims: vec![2, 2, 3],

