@@ -132,33 +132,31 @@ impl PackedI8 {
     }
 }
 
-/// What happens to each row's i32 sums.
+/// Integer-only requantization of each row's i32 sums:
+/// `u8 = clamp(zp + M[oc]·(acc + bias[oc]), lo, hi)`; `lo = zp` fuses ReLU.
 #[derive(Debug, Clone, Copy)]
-pub enum Epilogue<'a> {
-    /// Integer-only: `u8 = clamp(zp + M[oc]·(acc + bias[oc]), lo, hi)`; `lo = zp` fuses ReLU.
-    Requant {
-        /// Per output channel, with any activation zero-point correction already folded in.
-        bias: &'a [i32],
-        /// Per output channel.
-        mult: &'a [FixedMultiplier],
-        /// Output zero-point.
-        zp: i32,
-        /// Smallest output code.
-        lo: i32,
-        /// Largest output code.
-        hi: i32,
-    },
+pub struct Requant<'a> {
+    /// Per output channel, with any activation zero-point correction already folded in.
+    pub bias: &'a [i32],
+    /// Per output channel.
+    pub mult: &'a [FixedMultiplier],
+    /// Output zero-point.
+    pub zp: i32,
+    /// Smallest output code.
+    pub lo: i32,
+    /// Largest output code.
+    pub hi: i32,
 }
 
 /// Rows per parallel task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 64;
 
-/// `out[r][o] = epilogue(Σ_k a[r][k] · w[o][k])` for all rows of `a: [rows][k_pad]`,
+/// `out[r][o] = requant(Σ_k a[r][k] · w[o][k])` for all rows of `a: [rows][k_pad]`,
 /// `out: [rows][oc]`. Threads split the rows when the product is large enough to pay for them.
 pub fn gemm_u8i8_requant(
     a: &[u8],
     w: &PackedI8,
-    epi: Epilogue<'_>,
+    rq: Requant<'_>,
     out: &mut [u8],
     variant: Variant,
 ) {
@@ -169,7 +167,7 @@ pub fn gemm_u8i8_requant(
         rows,
         &|r0, buf: &mut [u8]| buf.copy_from_slice(&a[r0 * kp..r0 * kp + buf.len()]),
         w,
-        epi,
+        rq,
         out,
         variant,
     );
@@ -182,19 +180,12 @@ pub fn gemm_u8i8_requant_from(
     rows: usize,
     fill: &(dyn Fn(usize, &mut [u8]) + Sync),
     w: &PackedI8,
-    epi: Epilogue<'_>,
+    rq: Requant<'_>,
     out: &mut [u8],
     variant: Variant,
 ) {
     assert_eq!(out.len(), rows * w.oc, "output must be [rows][oc]");
-    let Epilogue::Requant {
-        bias,
-        mult,
-        zp,
-        lo,
-        hi,
-    } = epi;
-    assert!(bias.len() == w.oc && mult.len() == w.oc);
+    assert!(rq.bias.len() == w.oc && rq.mult.len() == w.oc);
     let work = rows * w.oc_pad * w.k_pad;
     let task = |(chunk, out_chunk): (usize, &mut [u8])| {
         let r0 = chunk * ROWS_PER_TASK;
@@ -203,7 +194,7 @@ pub fn gemm_u8i8_requant_from(
         fill(r0, &mut a);
         let mut acc = vec![0i32; n * w.oc_pad]; // [n][oc_pad]
         gemm_u8i8(&a, w, &mut acc, variant);
-        requant_rows(&acc, w.oc_pad, bias, mult, zp, lo, hi, out_chunk, variant);
+        requant_rows(&acc, w.oc_pad, &rq, out_chunk, variant);
     };
     if work < 1 << 21 {
         out.chunks_mut(ROWS_PER_TASK * w.oc)
@@ -256,23 +247,19 @@ pub fn gemm_reference(a: &[u8], w: &PackedI8, acc: &mut [i32]) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn requant_rows(
-    acc: &[i32],
-    oc_pad: usize,
-    bias: &[i32],
-    mult: &[FixedMultiplier],
-    zp: i32,
-    lo: i32,
-    hi: i32,
-    out: &mut [u8],
-    variant: Variant,
-) {
+fn requant_rows(acc: &[i32], oc_pad: usize, rq: &Requant<'_>, out: &mut [u8], variant: Variant) {
+    let Requant {
+        bias,
+        mult,
+        zp,
+        lo,
+        hi,
+    } = *rq;
     let oc = bias.len();
     #[cfg(target_arch = "x86_64")]
     if variant != Variant::Reference && available_variants().contains(&Variant::Avx2) {
         // SAFETY: AVX2 is present (checked above).
-        unsafe { x86::requant_rows(acc, oc_pad, bias, mult, zp, lo, hi, out) };
+        unsafe { x86::requant_rows(acc, oc_pad, rq, out) };
         return;
     }
     let _ = variant;
@@ -288,7 +275,7 @@ fn requant_rows(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{FixedMultiplier, PackedI8};
+    use super::{PackedI8, Requant};
     use crate::avx2::{Avx2, Isa, Vnni, Vnni512};
 
     /// Rows per register tile.
@@ -380,18 +367,20 @@ mod x86 {
     }
 
     /// Vector form of the reference requantization (same integers).
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn requant_rows(
         acc: &[i32],
         oc_pad: usize,
-        bias: &[i32],
-        mult: &[FixedMultiplier],
-        zp: i32,
-        lo: i32,
-        hi: i32,
+        rq: &Requant<'_>,
         out: &mut [u8],
     ) {
+        let Requant {
+            bias,
+            mult,
+            zp,
+            lo,
+            hi,
+        } = *rq;
         let oc = bias.len();
         let full = oc / 8 * 8;
         // Per-lane constants, 8 channels at a time: [oc_pad / 8] of (bias, m, shift, round).

@@ -2,7 +2,7 @@
 //! identical (integer arithmetic has no rounding freedom). Seed printed; `SMELT_SEED` replays.
 
 use smelt_kernels::int8::{
-    Epilogue, FixedMultiplier, PackedI8, gemm_reference, gemm_u8i8, gemm_u8i8_requant, k_padded,
+    FixedMultiplier, PackedI8, Requant, gemm_reference, gemm_u8i8, gemm_u8i8_requant, k_padded,
 };
 use smelt_kernels::{Variant, available_variants};
 
@@ -136,7 +136,7 @@ fn requantized_outputs_identical_across_variants() {
             .collect();
         let zp = rng.below(256) as i32;
         let lo = if rng.below(2) == 0 { 0 } else { zp };
-        let epi = Epilogue::Requant {
+        let epi = Requant {
             bias: &bias,
             mult: &mult,
             zp,
@@ -172,7 +172,7 @@ fn large_products_take_the_threaded_path_and_agree() {
     let packed = PackedI8::new(&w, oc, k);
     let bias = vec![-1000; oc];
     let mult = vec![FixedMultiplier::new(3.1e-5).unwrap(); oc];
-    let epi = Epilogue::Requant {
+    let epi = Requant {
         bias: &bias,
         mult: &mult,
         zp: 3,

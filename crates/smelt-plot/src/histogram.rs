@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::{FONT, PALETTE, PlotError, draw_err, register_font, write_png};
+use crate::{FONT, PALETTE, PlotError, draw_err, render_png};
 
 /// A vertical marker: a value on the x axis and its legend text.
 #[derive(Debug, Clone)]
@@ -35,15 +35,7 @@ const SIZE: (u32, u32) = (800, 450);
 impl Histogram<'_> {
     /// Renders to a PNG at `path` (written atomically).
     pub fn write_png(&self, path: &Path) -> Result<(), PlotError> {
-        register_font();
-        let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-            root.fill(&WHITE).map_err(draw_err)?;
-            self.draw(&root)?;
-            root.present().map_err(draw_err)?;
-        }
-        write_png(path, &rgb, SIZE)
+        render_png(path, SIZE, |root| self.draw(root))
     }
 
     fn draw(

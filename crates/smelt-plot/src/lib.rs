@@ -82,15 +82,7 @@ const SIZE: (u32, u32) = (1000, 600);
 impl GroupedBars<'_> {
     /// Renders to a PNG at `path` (written atomically).
     pub fn write_png(&self, path: &Path) -> Result<(), PlotError> {
-        register_font();
-        let mut rgb = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-        {
-            let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
-            root.fill(&WHITE).map_err(draw_err)?;
-            self.draw(&root)?;
-            root.present().map_err(draw_err)?;
-        }
-        write_png(path, &rgb, SIZE)
+        render_png(path, SIZE, |root| self.draw(root))
     }
 
     fn draw(
@@ -197,6 +189,26 @@ impl GroupedBars<'_> {
         }
         Ok(())
     }
+}
+
+/// A drawing area on an in-memory bitmap.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Draws on a white canvas of `size` with the embedded font and writes the PNG atomically.
+fn render_png(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&Area<'_>) -> Result<(), PlotError>,
+) -> Result<(), PlotError> {
+    register_font();
+    let mut rgb = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err)?;
+        draw(&root)?;
+        root.present().map_err(draw_err)?;
+    }
+    write_png(path, &rgb, size)
 }
 
 /// Encodes an RGB buffer as PNG and writes it atomically.

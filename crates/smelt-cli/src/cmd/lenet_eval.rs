@@ -55,25 +55,50 @@ pub struct EvalRow {
     pub latency_ms_p99: f64,
 }
 
-type Runner<'a> = Box<dyn Fn(&[u8]) -> Vec<f32> + 'a>;
+/// The comparison as a Markdown table; Δ and "× smaller" are relative to `fp`.
+pub fn markdown_table(rows: &[EvalRow], fp: &EvalRow) -> String {
+    let mut t = String::from(
+        "| variant | accuracy | Δ (points) | on disk | theoretical | × smaller | img/s b=1 | img/s b=256 | p50 / p99 ms b=1 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        t += &format!(
+            "| {} | {:.2} % | {:+.2} | {} | {} | {:.2} | {:.0} | {:.0} | {:.3} / {:.3} |\n",
+            r.variant,
+            r.accuracy * 100.0,
+            (r.accuracy - fp.accuracy) * 100.0,
+            r.disk_bytes
+                .map(smelt_files::human_bytes)
+                .unwrap_or_else(|| "built at load".into()),
+            smelt_files::human_bytes(r.theoretical_bytes as u64),
+            fp.theoretical_bytes as f64 / r.theoretical_bytes as f64,
+            r.batch1_ips,
+            r.batch256_ips,
+            r.latency_ms_p50,
+            r.latency_ms_p99
+        );
+    }
+    t
+}
+
+type Runner<'a> = Box<dyn Fn(&[u8]) -> Result<Vec<f32>> + 'a>;
 
 fn measure(
     variant: &str,
     run: &Runner<'_>,
     test: &smelt_data::mnist::Split,
     b1: usize,
-) -> (f64, f64, f64, f64, f64) {
+) -> Result<(f64, f64, f64, f64, f64)> {
     let t = Instant::now();
     let mut logits = Vec::with_capacity(test.len() * 10);
     for chunk in test.images.chunks(256 * 784) {
-        logits.extend(run(chunk));
+        logits.extend(run(chunk)?);
     }
     let b256 = test.len() as f64 / t.elapsed().as_secs_f64();
     let acc = accuracy(&argmax_rows(&logits, 10), &test.labels);
     let mut lat = Vec::with_capacity(b1);
     for i in 0..b1.min(test.len()) {
         let t = Instant::now();
-        std::hint::black_box(run(test.image(i)));
+        std::hint::black_box(run(test.image(i))?);
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let mean = lat.iter().sum::<f64>() / lat.len().max(1) as f64;
@@ -84,7 +109,7 @@ fn measure(
             .unwrap_or(0.0)
     };
     tracing::debug!("{variant}: {acc}");
-    (acc, 1e3 / mean, b256, pct(0.5), pct(0.99))
+    Ok((acc, 1e3 / mean, b256, pct(0.5), pct(0.99)))
 }
 
 /// `smelt lenet eval`.
@@ -117,7 +142,7 @@ pub fn run(ctx: &Context, a: &EvalArgs) -> Result<()> {
         "fp32".into(),
         disk(&fp32_path),
         p.f32_bytes(),
-        Box::new(|x: &[u8]| net.logits(x, 256, &mut NoHook).expect("float forward")),
+        Box::new(|x: &[u8]| Ok(net.logits(x, 256, &mut NoHook)?)),
     )];
     let n_params = p.spec.param_count();
     let n_bias: usize = p
@@ -133,14 +158,14 @@ pub fn run(ctx: &Context, a: &EvalArgs) -> Result<()> {
         "int8-dynamic".into(),
         None,
         dyn_bytes,
-        Box::new(|x: &[u8]| dynq.logits(x)),
+        Box::new(|x: &[u8]| Ok(dynq.logits(x))),
     ));
     for (suffix, d, th, e) in &engines {
         cands.push((
             suffix.to_string(),
             *d,
             *th,
-            Box::new(move |x: &[u8]| e.logits(x)),
+            Box::new(move |x: &[u8]| Ok(e.logits(x))),
         ));
     }
     if !a.only.is_empty() {
@@ -156,7 +181,7 @@ pub fn run(ctx: &Context, a: &EvalArgs) -> Result<()> {
     let bar = crate::progress::bar(cands.len() as u64, "variants", ctx.quiet);
     for (name, disk_bytes, th, run) in &cands {
         bar.set_message(name.clone());
-        let (acc, b1, b256, p50, p99) = measure(name, run, &ds.test, a.batch1_images);
+        let (acc, b1, b256, p50, p99) = measure(name, run, &ds.test, a.batch1_images)?;
         rows.push(EvalRow {
             variant: name.clone(),
             accuracy: acc,
@@ -181,27 +206,7 @@ pub fn run(ctx: &Context, a: &EvalArgs) -> Result<()> {
         smelt_kernels::variant().name(),
         rayon::current_num_threads()
     );
-    println!(
-        "| variant | accuracy | Δ (points) | on disk | theoretical | × smaller | img/s b=1 | img/s b=256 | p50 / p99 ms b=1 |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for r in &rows {
-        println!(
-            "| {} | {:.2} % | {:+.2} | {} | {} | {:.2} | {:.0} | {:.0} | {:.3} / {:.3} |",
-            r.variant,
-            r.accuracy * 100.0,
-            (r.accuracy - fp.accuracy) * 100.0,
-            r.disk_bytes
-                .map(smelt_files::human_bytes)
-                .unwrap_or_else(|| "built at load".into()),
-            smelt_files::human_bytes(r.theoretical_bytes as u64),
-            fp.theoretical_bytes as f64 / r.theoretical_bytes as f64,
-            r.batch1_ips,
-            r.batch256_ips,
-            r.latency_ms_p50,
-            r.latency_ms_p99
-        );
-    }
+    print!("{}", markdown_table(&rows, &fp));
     let out = a.dir.join(if a.only.is_empty() {
         format!("{tag}-eval.json")
     } else {

@@ -16,10 +16,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use smelt_kernels::Variant;
-use smelt_kernels::int8::{Epilogue, FixedMultiplier, PackedI8, gemm_u8i8_requant_from};
+use smelt_kernels::int8::{FixedMultiplier, PackedI8, Requant, gemm_u8i8_requant_from};
 
 use super::float::{QuantPoint, quant_points};
-use super::{CnnError, CnnSpec, Layer, Shape3};
+use super::{Blob, CnnError, CnnSpec, Layer, Shape3, write_safetensors};
 
 /// Scale and zero-point of a u8 activation tensor: `real = scale · (code − zp)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -126,7 +126,7 @@ impl QuantizedCnn {
             path: path.display().to_string(),
             why,
         };
-        let mut blobs: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut blobs: Vec<Blob> = Vec::new();
         for l in &self.layers {
             let (dt, codes) = if self.weight_bits == 4 {
                 let packed = pack_nibbles(&l.w_codes);
@@ -151,26 +151,13 @@ impl QuantizedCnn {
                 l.b_codes.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ));
         }
-        let views = blobs
-            .iter()
-            .map(|(n, dt, s, b)| {
-                safetensors::tensor::TensorView::new(*dt, s.clone(), b)
-                    .map(|t| (n.clone(), t))
-                    .map_err(|e| file_err(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let meta = QuantMeta {
             spec: self.spec.clone(),
             weight_bits: self.weight_bits,
             acts: self.acts.clone(),
         };
-        let mut md = std::collections::HashMap::new();
-        md.insert(
-            QMETA_KEY.to_string(),
-            serde_json::to_string(&meta).map_err(|e| file_err(e.to_string()))?,
-        );
-        let data = safetensors::serialize(views, Some(md)).map_err(|e| file_err(e.to_string()))?;
-        smelt_files::write_atomic(path, &data).map_err(|e| file_err(e.to_string()))
+        let meta = serde_json::to_string(&meta).map_err(|e| file_err(e.to_string()))?;
+        write_safetensors(path, &blobs, QMETA_KEY, meta)
     }
 
     /// Reads a file written by [`QuantizedCnn::save`], validating every length.
@@ -201,6 +188,16 @@ impl QuantizedCnn {
             return Err(file_err(
                 "activation parameters do not fit the network".into(),
             ));
+        }
+        if let Some(a) = meta
+            .acts
+            .iter()
+            .find(|a| !(a.scale.is_finite() && a.scale > 0.0 && (0..=255).contains(&a.zp)))
+        {
+            return Err(file_err(format!(
+                "activation scale {} / zero-point {} out of range",
+                a.scale, a.zp
+            )));
         }
         let mut layers = Vec::new();
         for layer in &meta.spec.layers {
@@ -233,6 +230,11 @@ impl QuantizedCnn {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
+            if w_scales.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(file_err(format!(
+                    "{name}.weight_scale holds a non-positive or non-finite scale"
+                )));
+            }
             if w_scales.len() != 1 && w_scales.len() != oc {
                 return Err(file_err(format!(
                     "{name}.weight_scale: {} values for {oc} channels",
@@ -430,7 +432,7 @@ impl Int8Engine {
                 Stage::Mat(m) => {
                     let kp = m.w.k_pad();
                     let lo = if m.relu { m.out.zp } else { 0 };
-                    let epi = Epilogue::Requant {
+                    let epi = Requant {
                         bias: &m.bias,
                         mult: &m.mult,
                         zp: m.out.zp,
@@ -518,27 +520,8 @@ pub(super) fn im2col_nhwc(
 ) {
     cols.clear();
     cols.resize(n * s_out[1] * s_out[2] * k_pad, 0);
-    im2col_rows(x, s_in, s_out, k, pad, pad_code, k_pad, 0, cols);
-}
-
-/// Rows `r0 ..` of the patch matrix of [`im2col_nhwc`] into `buf: [rows][k_pad]`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn im2col_rows(
-    x: &[u8],
-    s_in: Shape3,
-    s_out: Shape3,
-    k: usize,
-    pad: usize,
-    pad_code: u8,
-    k_pad: usize,
-    r0: usize,
-    buf: &mut [u8],
-) {
-    if pad == 0 {
-        return im2col_padded(x, s_in, s_out, k, k_pad, r0, buf);
-    }
     let (xp, sp) = pad_nhwc(x, s_in, pad, pad_code);
-    im2col_padded(&xp, sp, s_out, k, k_pad, r0, buf)
+    im2col_padded(&xp, sp, s_out, k, k_pad, 0, cols);
 }
 
 /// NHWC `x` with a border of `pad` pixels of `code` on every side.

@@ -294,6 +294,33 @@ pub struct CnnParams {
 
 const META_KEY: &str = "smelt.cnn";
 
+/// One tensor to write: name, dtype, shape, little-endian bytes.
+pub(crate) type Blob = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// Writes `blobs` as safetensors with `meta` under `key` in the metadata, atomically.
+pub(crate) fn write_safetensors(
+    path: &Path,
+    blobs: &[Blob],
+    key: &str,
+    meta: String,
+) -> Result<(), CnnError> {
+    let file_err = |why: String| CnnError::File {
+        path: path.display().to_string(),
+        why,
+    };
+    let views = blobs
+        .iter()
+        .map(|(n, dt, s, b)| {
+            safetensors::tensor::TensorView::new(*dt, s.clone(), b)
+                .map(|t| (n.clone(), t))
+                .map_err(|e| file_err(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let md = std::collections::HashMap::from([(key.to_string(), meta)]);
+    let data = safetensors::serialize(views, Some(md)).map_err(|e| file_err(e.to_string()))?;
+    smelt_files::write_atomic(path, &data).map_err(|e| file_err(e.to_string()))
+}
+
 impl CnnParams {
     /// Checks names and shapes against the spec.
     pub fn new(
@@ -335,30 +362,16 @@ impl CnnParams {
             path: path.display().to_string(),
             why,
         };
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
+        let blobs = self
             .tensors
             .iter()
             .map(|(n, (s, v))| {
-                (
-                    n.clone(),
-                    s.clone(),
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                )
+                let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                (n.clone(), safetensors::Dtype::F32, s.clone(), bytes)
             })
-            .collect();
-        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
-            .iter()
-            .map(|(n, s, b)| {
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .map(|t| (n.clone(), t))
-                    .map_err(|e| file_err(e.to_string()))
-            })
-            .collect::<Result<_, _>>()?;
+            .collect::<Vec<_>>();
         let meta = serde_json::to_string(&self.spec).map_err(|e| file_err(e.to_string()))?;
-        let mut md = std::collections::HashMap::new();
-        md.insert(META_KEY.to_string(), meta);
-        let data = safetensors::serialize(views, Some(md)).map_err(|e| file_err(e.to_string()))?;
-        smelt_files::write_atomic(path, &data).map_err(|e| file_err(e.to_string()))
+        write_safetensors(path, &blobs, META_KEY, meta)
     }
 
     /// Reads a file written by [`CnnParams::save`]; every length is validated by the
