@@ -112,6 +112,14 @@ enum Command {
         #[command(subcommand)]
         command: cmd::lenet::LenetCommand,
     },
+    /// Post-training quantization of an LLM's weights (RTN, GPTQ, AWQ), evaluated by held-out
+    /// perplexity.
+    ///
+    /// Example: smelt llm quantize --method gptq --bits 4 --group 128   |   smelt llm compare
+    Llm {
+        #[command(subcommand)]
+        command: cmd::llm::LlmCommand,
+    },
     /// Quantization exercises: schemes and granularity, with tables, charts and run records.
     ///
     /// Example: smelt quant schemes   |   smelt quant granularity
@@ -203,6 +211,7 @@ fn main() -> ExitCode {
         Command::Gguf { command } => cmd::gguf::run(&ctx, command),
         Command::Quant { command } => cmd::quant::run(&ctx, command),
         Command::Lenet { command } => cmd::lenet::run(&ctx, command),
+        Command::Llm { command } => cmd::llm::run(&ctx, command),
         Command::Run(args) => cmd::run::run(&ctx, &args),
         Command::Chat(args) => cmd::chat::run(&ctx, &args),
         Command::Perplexity(args) => cmd::perplexity::run(&ctx, &args),

@@ -2,6 +2,7 @@
 //! dynamic post-training quantization with calibration.
 #![deny(missing_docs)]
 
+pub mod llm;
 pub mod ptq;
 pub mod qat;
 pub mod train;

@@ -57,7 +57,12 @@ pub struct QMatrix {
     row_bytes: usize,
     data: WeightBytes,
     dot: DotFn,
+    /// F32 only: batches of at least [`GEMM_MIN_TOKENS`] go through a blocked GEMM.
+    float_gemm: bool,
 }
+
+/// Smallest batch that [`QMatrix::set_float_gemm`] sends through the GEMM.
+pub const GEMM_MIN_TOKENS: usize = 16;
 
 impl QMatrix {
     /// Wraps `data`, which must hold `rows` rows of `cols` elements in `ty` blocks.
@@ -87,13 +92,37 @@ impl QMatrix {
             row_bytes,
             data,
             dot: DotFn::new(ty, variant()),
+            float_gemm: false,
         })
+    }
+
+    /// For F32 weights: run batches of [`GEMM_MIN_TOKENS`] or more through a cache-blocked
+    /// GEMM (the `gemm` crate), several times faster for calibration and perplexity. The sum
+    /// order then depends on the batch, so a token's result is no longer bit-identical to its
+    /// result alone; the default keeps that batch invariance, which serving relies on.
+    pub fn set_float_gemm(&mut self, on: bool) {
+        self.float_gemm = on && self.ty == WeightType::F32;
     }
 
     /// The same matrix computed with `v` (for tests and benchmarks).
     pub fn with_variant(mut self, v: Variant) -> Self {
         self.dot = DotFn::new(self.ty, v);
         self
+    }
+
+    /// An owned F32 matrix from (rows, cols) row-major values.
+    pub fn from_f32(rows: usize, cols: usize, w: &[f32]) -> Result<Self, String> {
+        if w.len() != rows * cols {
+            return Err(format!("{} values for a {rows}x{cols} matrix", w.len()));
+        }
+        let bytes = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Self::new(WeightType::F32, rows, cols, WeightBytes::Owned(bytes))
+    }
+
+    /// The (rows, cols) row-major values the blocks stand for.
+    pub fn to_f32(&self) -> Vec<f32> {
+        smelt_gguf::blocks::dequantize(self.ty.ggml(), self.data.bytes(), self.rows * self.cols)
+            .expect("sizes were checked when the matrix was made")
     }
 
     /// Row `r`'s block bytes.
@@ -153,6 +182,10 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
         let start = (task - first[m]) * per[m];
         let end = (start + per[m]).min(w.rows);
         let bytes = w.data.bytes();
+        if w.float_gemm && n >= GEMM_MIN_TOKENS {
+            gemm_f32_rows(w, bytes, acts, start, end, out);
+            return;
+        }
         // (TILE, nt) results of one kernel call.
         let mut tile = [0f32; TILE * MAX_TILE_TOKENS];
         for r0 in (start..end).step_by(TILE) {
@@ -173,4 +206,68 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             }
         }
     });
+}
+
+/// `out[t, r] = Σ_k acts[t, k] · W[r, k]` for rows `start..end` of an F32 matrix, one GEMM.
+fn gemm_f32_rows(
+    w: &QMatrix,
+    bytes: &[u8],
+    acts: &Activations,
+    start: usize,
+    end: usize,
+    out: OutPtr,
+) {
+    let (n, k) = (acts.n, w.cols);
+    // (rows, cols) f32 weights; the mapped file may not be 4-byte aligned, so copy if needed.
+    let rows_bytes = &bytes[start * w.row_bytes..end * w.row_bytes];
+    let copied: Vec<f32>;
+    let wf: &[f32] = match bytemuck_f32(rows_bytes) {
+        Some(s) => s,
+        None => {
+            copied = rows_bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            &copied
+        }
+    };
+    // SAFETY: lhs is (n, k) row-major inside `acts.f32`; rhs reads W[r, kk] at r * k + kk for
+    // r < end - start; dst (t, r) is out[t * rows + start + r], inside the checked output, and
+    // only this task writes rows start..end.
+    unsafe {
+        gemm::gemm(
+            n,
+            end - start,
+            k,
+            out.0.add(start),
+            1,
+            w.rows as isize,
+            false,
+            acts.f32.as_ptr(),
+            1,
+            k as isize,
+            wf.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The bytes as little-endian f32s when they are suitably aligned (x86 is little-endian).
+fn bytemuck_f32(b: &[u8]) -> Option<&[f32]> {
+    if cfg!(target_endian = "little")
+        && (b.as_ptr() as usize).is_multiple_of(4)
+        && b.len().is_multiple_of(4)
+    {
+        // SAFETY: aligned, length a multiple of 4, every bit pattern is a valid f32.
+        Some(unsafe { std::slice::from_raw_parts(b.as_ptr().cast::<f32>(), b.len() / 4) })
+    } else {
+        None
+    }
 }

@@ -3,10 +3,10 @@
 //! reference itself against a float64 dot product of the dequantized weights and activations.
 //! Like ggml's `test-backend-ops`, errors are normalised by Σ|w·x|.
 
-use smelt_gguf::blocks;
+use smelt_gguf::{GgmlType, blocks};
 use smelt_kernels::{
-    Activations, DotFn, QMatrix, TILE_WIDTHS, Variant, WEIGHT_TYPES, WeightBytes, WeightType,
-    available_variants, matmul_multi,
+    Activations, DotFn, GEMM_MIN_TOKENS, QMatrix, TILE_WIDTHS, Variant, WEIGHT_TYPES, WeightBytes,
+    WeightType, available_variants, matmul_multi,
 };
 
 struct Rng(u64);
@@ -283,4 +283,35 @@ fn wrong_sizes_are_rejected() {
         .err()
         .unwrap();
     assert!(err.contains("do not hold 2 rows"), "{err}");
+}
+
+#[test]
+fn float_gemm_path_matches_the_reference() {
+    let mut rng = Rng::fresh();
+    let (rows, cols, n) = (70, 320, GEMM_MIN_TOKENS + 5);
+    let w = random_weights(WeightType::F32, rows, cols, &mut rng, false);
+    let mut m = QMatrix::new(WeightType::F32, rows, cols, WeightBytes::Owned(w)).unwrap();
+    m.set_float_gemm(true);
+    let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+    let mut acts = Activations::new();
+    acts.set(&x, n, cols, WeightType::F32.act_kinds());
+    let mut y = vec![f32::NAN; n * rows];
+    m.matmul(&acts, &mut y);
+    let reference = DotFn::new(WeightType::F32, Variant::Reference);
+    for t in 0..n {
+        for r in 0..rows {
+            let want = reference.dot(m.row(r), &acts, t);
+            let wf = blocks::dequantize(GgmlType::F32, m.row(r), cols).unwrap();
+            let norm: f32 = wf
+                .iter()
+                .zip(acts.row_f32(t))
+                .map(|(a, b)| (a * b).abs())
+                .sum();
+            let got = y[t * rows + r];
+            assert!(
+                (got - want).abs() <= 1e-5 * norm.max(1e-30),
+                "[{t}, {r}]: {got} vs {want}"
+            );
+        }
+    }
 }

@@ -348,7 +348,6 @@ impl Llama {
         cache: &mut KvCache,
         want: Logits,
     ) -> Result<Vec<f32>, ModelError> {
-        let c = &self.config;
         let (n, pos0) = (tokens.len(), cache.len());
         if n == 0 {
             return Err(ModelError::Unsupported("no tokens to run".into()));
@@ -356,15 +355,22 @@ impl Llama {
         if pos0 + n > cache.capacity() {
             return Err(ModelError::ContextFull(cache.capacity()));
         }
-        let (e, hd, ff) = (c.n_embd, c.head_dim(), c.n_ff);
-        let kv_dim = c.n_head_kv * hd;
-        let heads = Heads {
-            n_head: c.n_head,
-            n_head_kv: c.n_head_kv,
-            head_dim: hd,
-        };
         // (n, n_embd) residual stream.
-        let mut x = vec![0f32; n * e];
+        let mut x = self.embed(tokens)?;
+        let mut scratch = Scratch::default();
+        for l in 0..self.layers.len() {
+            self.run_layer(l, &mut x, pos0, cache, &mut scratch, &mut NoTap);
+        }
+        cache.advance(n);
+        Ok(self.head(&x, want))
+    }
+
+    /// The (n, n_embd) embeddings of `tokens` (ids past the vocabulary are clamped).
+    pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+        let c = &self.config;
+        let e = c.n_embd;
+        // (n, n_embd)
+        let mut x = vec![0f32; tokens.len() * e];
         for (row, &tok) in x.chunks_exact_mut(e).zip(tokens) {
             let id = (tok as usize).min(c.n_vocab - 1);
             let b = self.tok_embd.row(id);
@@ -376,65 +382,324 @@ impl Llama {
             })?;
             row.copy_from_slice(&v);
         }
-        // (n, ·) scratch.
-        let mut h = vec![0f32; n * e];
-        let (mut q, mut k, mut v) = (
-            vec![0f32; n * e],
-            vec![0f32; n * kv_dim],
-            vec![0f32; n * kv_dim],
-        );
-        let (mut att, mut tmp) = (vec![0f32; n * e], vec![0f32; n * e]);
-        let (mut gate, mut up) = (vec![0f32; n * ff], vec![0f32; n * ff]);
-        let mut acts = Activations::new();
-        // (n, n_rot / 2) rotation angles, shared by every layer.
+        Ok(x)
+    }
+
+    /// Runs layer `l` on the (n, n_embd) residual stream `x` in place, for positions
+    /// `pos0..pos0 + n`: stores their keys and values in `cache` (which must have room; the
+    /// caller advances it after the last layer) and shows every linear input to `tap`.
+    pub fn run_layer(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        pos0: usize,
+        cache: &mut KvCache,
+        s: &mut Scratch,
+        tap: &mut dyn Tap,
+    ) {
+        let c = &self.config;
+        let layer = &self.layers[l];
+        let (e, hd, ff) = (c.n_embd, c.head_dim(), c.n_ff);
+        let n = x.len() / e;
+        let kv_dim = c.n_head_kv * hd;
+        let heads = Heads {
+            n_head: c.n_head,
+            n_head_kv: c.n_head_kv,
+            head_dim: hd,
+        };
+        s.size(n, e, kv_dim, ff);
+        // (n, n_rot / 2) rotation angles.
         let (cos, sin) = c.rope.table(pos0, n);
-        for (l, layer) in self.layers.iter().enumerate() {
-            ops::rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut h);
-            acts.set(&h, n, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
-            matmul_multi(
-                &[&layer.wq, &layer.wk, &layer.wv],
-                &acts,
-                &mut [&mut q, &mut k, &mut v],
-            );
-            c.rope.apply(&mut q, hd, &cos, &sin);
-            c.rope.apply(&mut k, hd, &cos, &sin);
-            for t in 0..n {
-                cache.store(
-                    l,
-                    pos0 + t,
-                    &k[t * kv_dim..(t + 1) * kv_dim],
-                    &v[t * kv_dim..(t + 1) * kv_dim],
-                );
-            }
-            ops::attention(&q, cache, l, pos0, heads, &mut att);
-            acts.set(&att, n, e, layer.wo.ty.act_kinds());
-            layer.wo.matmul(&acts, &mut tmp);
-            x.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
-            ops::rms_norm(&x, &layer.ffn_norm, c.rms_eps, &mut h);
-            acts.set(&h, n, e, kinds(&[&layer.w_gate, &layer.w_up]));
-            matmul_multi(
-                &[&layer.w_gate, &layer.w_up],
-                &acts,
-                &mut [&mut gate, &mut up],
-            );
-            ops::swiglu(&mut gate, &up);
-            acts.set(&gate, n, ff, layer.w_down.ty.act_kinds());
-            layer.w_down.matmul(&acts, &mut tmp);
-            x.iter_mut().zip(&tmp).for_each(|(a, b)| *a += b);
+        ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
+        tap.input(l, LinearInput::Attn, &s.h, n);
+        s.acts
+            .set(&s.h, n, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
+        matmul_multi(
+            &[&layer.wq, &layer.wk, &layer.wv],
+            &s.acts,
+            &mut [&mut s.q, &mut s.k, &mut s.v],
+        );
+        c.rope.apply(&mut s.q, hd, &cos, &sin);
+        c.rope.apply(&mut s.k, hd, &cos, &sin);
+        for t in 0..n {
+            let r = t * kv_dim..(t + 1) * kv_dim;
+            cache.store(l, pos0 + t, &s.k[r.clone()], &s.v[r]);
         }
-        cache.advance(n);
+        ops::attention(&s.q, cache, l, pos0, heads, &mut s.att);
+        tap.input(l, LinearInput::AttnOut, &s.att, n);
+        s.acts.set(&s.att, n, e, layer.wo.ty.act_kinds());
+        layer.wo.matmul(&s.acts, &mut s.tmp);
+        x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
+        ops::rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut s.h);
+        tap.input(l, LinearInput::Ffn, &s.h, n);
+        s.acts.set(&s.h, n, e, kinds(&[&layer.w_gate, &layer.w_up]));
+        matmul_multi(
+            &[&layer.w_gate, &layer.w_up],
+            &s.acts,
+            &mut [&mut s.gate, &mut s.up],
+        );
+        ops::swiglu(&mut s.gate, &s.up);
+        tap.input(l, LinearInput::FfnDown, &s.gate, n);
+        s.acts.set(&s.gate, n, ff, layer.w_down.ty.act_kinds());
+        layer.w_down.matmul(&s.acts, &mut s.tmp);
+        x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
+    }
+
+    /// Final norm and output projection of the (n, n_embd) stream `x`: (n_vocab,) logits of
+    /// the last row for [`Logits::Last`], (n, n_vocab) for [`Logits::All`].
+    pub fn head(&self, x: &[f32], want: Logits) -> Vec<f32> {
+        let c = &self.config;
+        let e = c.n_embd;
+        let n = x.len() / e;
         let rows = match want {
             Logits::Last => &x[(n - 1) * e..],
-            Logits::All => &x[..],
+            Logits::All => x,
         };
         let n_out = rows.len() / e;
+        // (n_out, n_embd)
         let mut normed = vec![0f32; rows.len()];
         ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
         let out = self.output_matrix();
+        let mut acts = Activations::new();
         acts.set(&normed, n_out, e, out.ty.act_kinds());
+        // (n_out, n_vocab)
         let mut logits = vec![0f32; n_out * c.n_vocab];
         out.matmul(&acts, &mut logits);
-        Ok(logits)
+        logits
+    }
+
+    /// Layer `l`'s weight matrix `which`.
+    pub fn linear(&self, l: usize, which: Linear) -> &QMatrix {
+        let y = &self.layers[l];
+        match which {
+            Linear::Q => &y.wq,
+            Linear::K => &y.wk,
+            Linear::V => &y.wv,
+            Linear::O => &y.wo,
+            Linear::Gate => &y.w_gate,
+            Linear::Up => &y.w_up,
+            Linear::Down => &y.w_down,
+        }
+    }
+
+    /// Replaces layer `l`'s matrix `which` (e.g. with a quantized one) of the same shape.
+    pub fn set_linear(&mut self, l: usize, which: Linear, m: QMatrix) -> Result<(), ModelError> {
+        let old = self.linear(l, which);
+        if (old.rows, old.cols) != (m.rows, m.cols) {
+            return Err(ModelError::Tensor {
+                name: format!("blk.{l}.{}", which.gguf_name()),
+                why: format!(
+                    "replacement is {}x{}, expected {}x{}",
+                    m.rows, m.cols, old.rows, old.cols
+                ),
+            });
+        }
+        *self.linear_mut(l, which) = m;
+        Ok(())
+    }
+
+    fn linear_mut(&mut self, l: usize, which: Linear) -> &mut QMatrix {
+        let y = &mut self.layers[l];
+        match which {
+            Linear::Q => &mut y.wq,
+            Linear::K => &mut y.wk,
+            Linear::V => &mut y.wv,
+            Linear::O => &mut y.wo,
+            Linear::Gate => &mut y.w_gate,
+            Linear::Up => &mut y.w_up,
+            Linear::Down => &mut y.w_down,
+        }
+    }
+
+    /// Layer `l`'s (n_embd,) RMSNorm weight before attention (`attn`) or the feed-forward.
+    pub fn norm(&self, l: usize, attn: bool) -> &[f32] {
+        let y = &self.layers[l];
+        if attn { &y.attn_norm } else { &y.ffn_norm }
+    }
+
+    /// Layer `l`'s (n_embd,) RMSNorm weight before attention (`attn`) or the feed-forward,
+    /// editable so scales can be folded into it (AWQ, SmoothQuant).
+    pub fn norm_mut(&mut self, l: usize, attn: bool) -> &mut [f32] {
+        let y = &mut self.layers[l];
+        if attn {
+            &mut y.attn_norm
+        } else {
+            &mut y.ffn_norm
+        }
+    }
+
+    /// Replaces every weight matrix with its values dequantized to F32, with the GEMM path on:
+    /// the "full precision" base that post-training quantization starts from.
+    pub fn dequantize_to_f32(&mut self) -> Result<(), ModelError> {
+        let conv = |m: &mut QMatrix, name: &str| -> Result<(), ModelError> {
+            let mut f = QMatrix::from_f32(m.rows, m.cols, &m.to_f32()).map_err(|why| {
+                ModelError::Tensor {
+                    name: name.into(),
+                    why,
+                }
+            })?;
+            f.set_float_gemm(true);
+            *m = f;
+            Ok(())
+        };
+        for l in 0..self.layers.len() {
+            for which in Linear::ALL {
+                conv(
+                    self.linear_mut(l, which),
+                    &format!("blk.{l}.{}", which.gguf_name()),
+                )?;
+            }
+        }
+        conv(&mut self.tok_embd, "token_embd.weight")?;
+        if let Some(o) = &mut self.output {
+            conv(o, "output.weight")?;
+        }
+        Ok(())
+    }
+
+    /// Sends F32 matrices' batched products through a GEMM (see
+    /// [`QMatrix::set_float_gemm`]): faster prompt processing, no batch invariance.
+    pub fn use_float_gemm(&mut self) {
+        let take = |m: &mut QMatrix| m.set_float_gemm(true);
+        for l in 0..self.layers.len() {
+            for which in Linear::ALL {
+                take(self.linear_mut(l, which));
+            }
+        }
+        take(&mut self.tok_embd);
+        if let Some(o) = &mut self.output {
+            take(o);
+        }
+    }
+}
+
+/// A decoder layer's seven weight matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Linear {
+    /// Query projection, (n_embd, n_embd).
+    Q,
+    /// Key projection, (kv_dim, n_embd).
+    K,
+    /// Value projection, (kv_dim, n_embd).
+    V,
+    /// Attention output, (n_embd, n_embd).
+    O,
+    /// Feed-forward gate, (n_ff, n_embd).
+    Gate,
+    /// Feed-forward up, (n_ff, n_embd).
+    Up,
+    /// Feed-forward down, (n_embd, n_ff).
+    Down,
+}
+
+impl Linear {
+    /// All seven, in a layer's order.
+    pub const ALL: [Linear; 7] = [
+        Linear::Q,
+        Linear::K,
+        Linear::V,
+        Linear::O,
+        Linear::Gate,
+        Linear::Up,
+        Linear::Down,
+    ];
+
+    /// The tensor name inside a block, e.g. `attn_q.weight`.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Linear::Q => "attn_q.weight",
+            Linear::K => "attn_k.weight",
+            Linear::V => "attn_v.weight",
+            Linear::O => "attn_output.weight",
+            Linear::Gate => "ffn_gate.weight",
+            Linear::Up => "ffn_up.weight",
+            Linear::Down => "ffn_down.weight",
+        }
+    }
+
+    /// Which activation this matrix multiplies.
+    pub fn input(self) -> LinearInput {
+        match self {
+            Linear::Q | Linear::K | Linear::V => LinearInput::Attn,
+            Linear::O => LinearInput::AttnOut,
+            Linear::Gate | Linear::Up => LinearInput::Ffn,
+            Linear::Down => LinearInput::FfnDown,
+        }
+    }
+}
+
+/// The four activations a layer's matrices read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinearInput {
+    /// The attention norm's output, read by q, k and v: (n, n_embd).
+    Attn,
+    /// The attention heads' output, read by o: (n, n_embd).
+    AttnOut,
+    /// The feed-forward norm's output, read by gate and up: (n, n_embd).
+    Ffn,
+    /// SwiGLU's output, read by down: (n, n_ff).
+    FfnDown,
+}
+
+impl LinearInput {
+    /// All four, in a layer's order.
+    pub const ALL: [LinearInput; 4] = [
+        LinearInput::Attn,
+        LinearInput::AttnOut,
+        LinearInput::Ffn,
+        LinearInput::FfnDown,
+    ];
+}
+
+/// Sees the input of every linear product during [`Llama::run_layer`] (calibration).
+pub trait Tap {
+    /// `x` is the (n, cols) activation that layer `layer`'s matrices at `at` multiply.
+    fn input(&mut self, layer: usize, at: LinearInput, x: &[f32], n: usize);
+}
+
+/// A tap that looks at nothing.
+pub struct NoTap;
+
+impl Tap for NoTap {
+    fn input(&mut self, _: usize, _: LinearInput, _: &[f32], _: usize) {}
+}
+
+/// Per-pass buffers of [`Llama::run_layer`], reused across layers.
+#[derive(Default)]
+pub struct Scratch {
+    /// (n, n_embd) normed input.
+    h: Vec<f32>,
+    /// (n, n_embd) queries.
+    q: Vec<f32>,
+    /// (n, kv_dim) keys.
+    k: Vec<f32>,
+    /// (n, kv_dim) values.
+    v: Vec<f32>,
+    /// (n, n_embd) attention output.
+    att: Vec<f32>,
+    /// (n, n_embd) a product before the residual add.
+    tmp: Vec<f32>,
+    /// (n, n_ff) gate, then SwiGLU's output.
+    gate: Vec<f32>,
+    /// (n, n_ff) up.
+    up: Vec<f32>,
+    acts: Activations,
+}
+
+impl Scratch {
+    fn size(&mut self, n: usize, e: usize, kv: usize, ff: usize) {
+        for (b, len) in [
+            (&mut self.h, n * e),
+            (&mut self.q, n * e),
+            (&mut self.k, n * kv),
+            (&mut self.v, n * kv),
+            (&mut self.att, n * e),
+            (&mut self.tmp, n * e),
+            (&mut self.gate, n * ff),
+            (&mut self.up, n * ff),
+        ] {
+            b.resize(len, 0.0);
+        }
     }
 }
 

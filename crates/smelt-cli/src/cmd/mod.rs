@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod lenet;
 pub mod lenet_eval;
 pub mod lenet_report;
+pub mod llm;
 pub mod perplexity;
 pub mod quant;
 pub mod run;

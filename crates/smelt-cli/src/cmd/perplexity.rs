@@ -42,12 +42,17 @@ fn read_text(ctx: &Context, what: &str) -> Result<String> {
 
 /// `smelt perplexity`.
 pub fn run(ctx: &Context, args: &PerplexityArgs) -> Result<()> {
-    let l = super::run::load(ctx, &args.model, args.threads)?;
-    let reference = args
+    // Perplexity needs no batch invariance: F32 weights may take the GEMM path.
+    let mut l = super::run::load(ctx, &args.model, args.threads)?;
+    l.model.use_float_gemm();
+    let mut reference = args
         .kl_base
         .as_deref()
         .map(|m| super::run::load(ctx, m, None))
         .transpose()?;
+    if let Some(r) = &mut reference {
+        r.model.use_float_gemm();
+    }
     let text = read_text(ctx, &args.file)?;
     let bos = l.bos;
     let mut tokens = Vec::with_capacity(text.len() / 3 + 1);

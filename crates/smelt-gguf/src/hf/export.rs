@@ -50,6 +50,26 @@ fn write_json(path: &Path, v: &Value) -> Result<(), HfError> {
 
 /// Writes `file` as a Hugging Face llama directory in `dir` (created if needed).
 pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfError> {
+    export_with(file, dir, dtype, &|_, _| None, None)
+}
+
+/// A tensor to write instead of a dequantized one: name, element type, shape, bytes.
+pub type HfTensor = (String, safetensors::Dtype, Vec<usize>, Vec<u8>);
+
+/// Supplies replacement tensors for a GGUF tensor name (and its q/k head count).
+pub type ReplaceFn<'a> = &'a dyn Fn(&str, Option<usize>) -> Option<Vec<HfTensor>>;
+
+/// [`export`], except that `replace(gguf_name, qk_heads)` may supply the tensors written in
+/// place of a GGUF tensor (e.g. GPTQ's `qweight`/`qzeros`/`scales`/`g_idx`; `qk_heads` is
+/// `Some` for q/k, whose rows the Hugging Face layout orders differently), and
+/// `quantization_config` is added to `config.json` when given.
+pub fn export_with(
+    file: &GgufFile,
+    dir: &Path,
+    dtype: ExportDtype,
+    replace: ReplaceFn<'_>,
+    quantization_config: Option<Value>,
+) -> Result<(), HfError> {
     let h = &file.header;
     let arch = h
         .get("general.architecture")
@@ -67,7 +87,12 @@ pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfE
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
 
     // Tensors, dequantized, with Hugging Face names, shapes and q/k row order.
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let st_dtype = match dtype {
+        ExportDtype::F32 => safetensors::Dtype::F32,
+        ExportDtype::F16 => safetensors::Dtype::F16,
+        ExportDtype::BF16 => safetensors::Dtype::BF16,
+    };
+    let mut tensors: Vec<HfTensor> = Vec::new();
     for t in &h.tensors {
         let Some(name) = gguf_to_hf(&t.name) else {
             return Err(HfError::Unsupported(format!(
@@ -75,6 +100,10 @@ pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfE
                 t.name
             )));
         };
+        if let Some(parts) = replace(&t.name, qk_heads(&t.name, n_head, n_head_kv)) {
+            tensors.extend(parts);
+            continue;
+        }
         let mut x = blocks::dequantize(t.ggml_type, file.tensor_data(t), t.elements() as usize)
             .map_err(|e| HfError::Unsupported(format!("tensor {}: {e}", t.name)))?;
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
@@ -100,17 +129,12 @@ pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfE
                 .flat_map(|&v| blocks::f32_to_bf16(v).to_le_bytes())
                 .collect(),
         };
-        tensors.push((name, shape, bytes));
+        tensors.push((name, st_dtype, shape, bytes));
     }
-    let st_dtype = match dtype {
-        ExportDtype::F32 => safetensors::Dtype::F32,
-        ExportDtype::F16 => safetensors::Dtype::F16,
-        ExportDtype::BF16 => safetensors::Dtype::BF16,
-    };
     let views = tensors
         .iter()
-        .map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(st_dtype, s.clone(), b).map(|v| (n.clone(), v))
+        .map(|(n, d, s, b)| {
+            safetensors::tensor::TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v))
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| HfError::Unsupported(format!("safetensors: {e}")))?;
@@ -147,6 +171,9 @@ pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfE
         if let Some(id) = u(key) {
             config[k] = json!(id);
         }
+    }
+    if let Some(q) = quantization_config {
+        config["quantization_config"] = q;
     }
     write_json(&dir.join("config.json"), &config)?;
 

@@ -4,7 +4,7 @@
 //! (general.*, the pre-tokenizer name, ...) travels in `gguf_metadata.json` so a round trip keeps it.
 
 mod convert;
-mod export;
+pub mod export;
 pub mod names;
 
 pub use convert::{OutType, convert, write_tokenizer_files};

@@ -1,0 +1,417 @@
+//! AWQ (Lin et al., "AWQ: Activation-aware Weight Quantization for LLM Compression and
+//! Acceleration", arXiv:2306.00978), following AutoAWQ's llama recipe. Input channels that carry
+//! large activations matter most, so before rounding each weight column is scaled up by
+//! `s = mean|x|^α` (and the previous operation scaled down by the same factor, which leaves the
+//! float model unchanged). α is picked from a grid of 20 points in [0, 1) by the output error of
+//! the block on calibration rows; then each (row, group) range is shrunk by the clipping ratio that
+//! minimizes that group's share of the output error; then everything is rounded (RTN) on the
+//! same grid as GPTQ.
+//!
+//! Scaled pairs, as AutoAWQ does for llama: attention norm → q, k, v (error measured on the three
+//! projections' outputs); feed-forward norm → gate, up (error on the whole SwiGLU feed-forward
+//! output); up → down. The v → o pair is skipped when v and o differ in shape (grouped-query
+//! attention). q and k are not clipped.
+
+use std::collections::HashMap;
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use smelt_models::llama::{Linear, LinearInput, Llama};
+
+use super::grid::{GroupParams, QuantizedLinear, WeightGrid, rtn};
+use super::sequential::LayerStats;
+
+/// AWQ settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AwqConfig {
+    /// The grid.
+    pub grid: WeightGrid,
+    /// α grid points in [0, 1) (default 20).
+    pub n_grid: usize,
+    /// Search clipping ratios down to `1 - max_shrink` (default 0.5; 0 disables clipping).
+    pub max_shrink: f32,
+    /// Calibration rows the clipping search uses (default 512).
+    pub clip_tokens: usize,
+    /// Also search AutoAWQ's "duo" scales `mean|x|^α / mean|ŵ|^(1−α)` (ŵ: weights relative to
+    /// their group's max) and keep whichever form gives the lower error.
+    pub duo: bool,
+}
+
+impl AwqConfig {
+    /// AutoAWQ's defaults for `grid`.
+    pub fn new(grid: WeightGrid) -> Self {
+        Self {
+            grid,
+            n_grid: 20,
+            max_shrink: 0.5,
+            clip_tokens: 512,
+            duo: true,
+        }
+    }
+}
+
+/// `out (n, rows) = x (n, cols) · wᵀ`, `w` (rows, cols) row-major.
+fn xwt(x: &[f32], n: usize, w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n * rows];
+    matmul(
+        MatMut::from_row_major_slice_mut(&mut out, n, rows),
+        Accum::Replace,
+        MatRef::from_row_major_slice(x, n, cols),
+        MatRef::from_row_major_slice(w, rows, cols).transpose(),
+        1.0f32,
+        Par::rayon(0),
+    );
+    out
+}
+
+fn sq_err(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
+}
+
+fn scale_cols(w: &mut [f32], cols: usize, s: &[f32]) {
+    for row in w.chunks_exact_mut(cols) {
+        row.iter_mut().zip(s).for_each(|(v, f)| *v *= f);
+    }
+}
+
+/// `w · diag(s)` rounded on the grid, then `· diag(1/s)`: what the scaled, quantized
+/// matrix computes on the unscaled input.
+fn fake_quant_scaled(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    s: &[f32],
+    grid: &WeightGrid,
+) -> Vec<f32> {
+    let mut ws = w.to_vec();
+    scale_cols(&mut ws, cols, s);
+    let mut q = rtn(&ws, rows, cols, grid).dequantize();
+    let inv: Vec<f32> = s.iter().map(|v| 1.0 / v).collect();
+    scale_cols(&mut q, cols, &inv);
+    q
+}
+
+/// Scales `x_mean^α` (or `x_mean^α / w_mean^(1−α)` with `w_mean`), normalized so
+/// max·min = 1, floored at 1e-4.
+fn scales_for(x_mean: &[f32], w_mean: Option<&[f32]>, alpha: f32) -> Vec<f32> {
+    let mut s: Vec<f32> = x_mean
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let xs = m.max(1e-4).powf(alpha);
+            let v = match w_mean {
+                Some(w) => xs / (w[i].powf(1.0 - alpha) + 1e-4),
+                None => xs,
+            };
+            v.max(1e-4)
+        })
+        .collect();
+    let (lo, hi) = s
+        .iter()
+        .fold((f32::INFINITY, 0f32), |(a, b), &v| (a.min(v), b.max(v)));
+    let norm = (lo * hi).sqrt();
+    s.iter_mut().for_each(|v| *v /= norm);
+    s
+}
+
+/// (cols,) mean over the rows of `mats` of |w| relative to its group's max |w| (AutoAWQ's
+/// `w_mean`).
+fn weight_mean(mats: &[(&[f32], usize, usize)], grid: &WeightGrid) -> Vec<f32> {
+    let cols = mats[0].2;
+    let gc = grid.group_cols(cols);
+    let mut sum = vec![0f64; cols];
+    let mut n = 0usize;
+    for &(w, rows, _) in mats {
+        for row in w.chunks_exact(cols).take(rows) {
+            for (g0, grp) in row.chunks(gc).enumerate() {
+                let m = grp.iter().fold(0f32, |a, v| a.max(v.abs())) + 1e-6;
+                for (j, v) in grp.iter().enumerate() {
+                    sum[g0 * gc + j] += (v.abs() / m) as f64;
+                }
+            }
+        }
+        n += rows;
+    }
+    sum.iter().map(|s| (s / n.max(1) as f64) as f32).collect()
+}
+
+/// Picks the scales (α on the grid, plain or duo form) that minimize `loss(scales)`; returns
+/// (scales, α, loss).
+fn search(
+    x_mean: &[f32],
+    w_mean: Option<&[f32]>,
+    n_grid: usize,
+    mut loss: impl FnMut(&[f32]) -> f64,
+) -> (Vec<f32>, f32, f64) {
+    let mut best = (vec![1.0; x_mean.len()], 0.0, f64::INFINITY);
+    for form in [None, w_mean]
+        .into_iter()
+        .take(if w_mean.is_some() { 2 } else { 1 })
+    {
+        for i in 0..n_grid.max(1) {
+            let alpha = i as f32 / n_grid.max(1) as f32;
+            let s = scales_for(x_mean, form, alpha);
+            let l = loss(&s);
+            if l < best.2 {
+                best = (s, alpha, l);
+            }
+        }
+    }
+    best
+}
+
+fn silu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// Per (row, group), the clipping threshold `max|w| · (1 − i/n_grid)` that minimizes the
+/// group's partial output error on `x` (n, cols); returns `w` clamped to those thresholds.
+fn clip(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize, cfg: &AwqConfig) -> Vec<f32> {
+    let grid = &cfg.grid;
+    let gc = grid.group_cols(cols);
+    let steps = (cfg.max_shrink * cfg.n_grid as f32) as usize;
+    let mut out = w.to_vec();
+    if steps == 0 || n == 0 {
+        return out;
+    }
+    // Groups are independent: work group by group with (n, g) input slices.
+    for g0 in (0..cols).step_by(gc) {
+        let g1 = (g0 + gc).min(cols);
+        let width = g1 - g0;
+        // (n, width) inputs of this group.
+        let xg: Vec<f32> = (0..n)
+            .flat_map(|t| x[t * cols + g0..t * cols + g1].iter().copied())
+            .collect();
+        // (rows, width) weights of this group.
+        let wg: Vec<f32> = (0..rows)
+            .flat_map(|r| w[r * cols + g0..r * cols + g1].iter().copied())
+            .collect();
+        let reference = xwt(&xg, n, &wg, rows, width);
+        let amax: Vec<f32> = wg
+            .chunks_exact(width)
+            .map(|r| r.iter().fold(0f32, |m, v| m.max(v.abs())))
+            .collect();
+        // Per row: (best error, best threshold).
+        let mut best: Vec<(f64, f32)> = amax.iter().map(|&a| (f64::INFINITY, a)).collect();
+        let mut trial = vec![0f32; rows * width];
+        for i in 0..steps {
+            let ratio = 1.0 - i as f32 / cfg.n_grid as f32;
+            for r in 0..rows {
+                let m = amax[r] * ratio;
+                let clamped: Vec<f32> = wg[r * width..(r + 1) * width]
+                    .iter()
+                    .map(|v| v.clamp(-m, m))
+                    .collect();
+                let p = GroupParams::fit(&clamped, grid);
+                for (o, v) in trial[r * width..(r + 1) * width].iter_mut().zip(&clamped) {
+                    *o = p.round(*v);
+                }
+            }
+            let got = xwt(&xg, n, &trial, rows, width);
+            for (r, b) in best.iter_mut().enumerate() {
+                let e: f64 = (0..n)
+                    .map(|t| ((got[t * rows + r] - reference[t * rows + r]) as f64).powi(2))
+                    .sum();
+                if e < b.0 {
+                    *b = (e, amax[r] * ratio);
+                }
+            }
+        }
+        for (r, &(_, m)) in best.iter().enumerate() {
+            for v in &mut out[r * cols + g0..r * cols + g1] {
+                *v = v.clamp(-m, m);
+            }
+        }
+    }
+    out
+}
+
+/// Folds scales `s` into a pair: layer `l`'s norm (attention or feed-forward) is divided by
+/// them and `mats`' input columns multiplied, which leaves the float model unchanged. Returns
+/// the sampled inputs `x` as the scaled matrices now see them (divided by `s`).
+fn fold_into_norm(
+    model: &mut Llama,
+    l: usize,
+    attn: bool,
+    s: &[f32],
+    w: &mut HashMap<Linear, (Vec<f32>, usize, usize)>,
+    mats: &[Linear],
+    x: &[f32],
+) -> Vec<f32> {
+    model
+        .norm_mut(l, attn)
+        .iter_mut()
+        .zip(s)
+        .for_each(|(v, f)| *v /= f);
+    for k in mats {
+        let (m, _, c) = w.get_mut(k).expect("all seven");
+        scale_cols(m, *c, s);
+    }
+    divide_cols(x, s)
+}
+
+/// `x`'s rows divided elementwise by `s`.
+fn divide_cols(x: &[f32], s: &[f32]) -> Vec<f32> {
+    x.chunks_exact(s.len())
+        .flat_map(|row| row.iter().zip(s).map(|(v, f)| v / f))
+        .collect()
+}
+
+/// What AWQ did to one layer, for the log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AwqLayerReport {
+    /// α chosen for q/k/v, gate/up and down.
+    pub alpha: [f32; 3],
+    /// Output error at that α relative to α = 0 (plain RTN), per pair.
+    pub gain: [f64; 3],
+}
+
+/// Applies AWQ to layer `l` of `model` (F32 matrices), given its calibration statistics (with
+/// sampled rows); leaves the scaled, clipped, rounded weights in the model and returns their codes.
+pub fn awq_layer(
+    model: &mut Llama,
+    l: usize,
+    stats: &LayerStats,
+    cfg: &AwqConfig,
+) -> Result<(HashMap<Linear, QuantizedLinear>, AwqLayerReport), String> {
+    let grid = cfg.grid;
+    let mut w: HashMap<Linear, (Vec<f32>, usize, usize)> = Linear::ALL
+        .iter()
+        .map(|&k| {
+            let m = model.linear(l, k);
+            (k, (m.to_f32(), m.rows, m.cols))
+        })
+        .collect();
+    let mut report = AwqLayerReport::default();
+    let input = |at: LinearInput| {
+        let s = &stats.inputs[&at];
+        (s.sample.clone(), s.sample_rows(), s.cols, s.abs_mean())
+    };
+
+    // 1. attention norm → q, k, v; error on the projections' outputs.
+    let (x, n, e, x_mean) = input(LinearInput::Attn);
+    let qkv = [Linear::Q, Linear::K, Linear::V];
+    let refs: Vec<Vec<f32>> = qkv
+        .iter()
+        .map(|k| {
+            let (m, r, c) = &w[k];
+            xwt(&x, n, m, *r, *c)
+        })
+        .collect();
+    let loss = |s: &[f32]| -> f64 {
+        qkv.iter()
+            .zip(&refs)
+            .map(|(k, want)| {
+                let (m, r, c) = &w[k];
+                sq_err(
+                    &xwt(&x, n, &fake_quant_scaled(m, *r, *c, s, &grid), *r, *c),
+                    want,
+                )
+            })
+            .sum()
+    };
+    let base = loss(&vec![1.0; e]);
+    let wm = cfg.duo.then(|| {
+        weight_mean(
+            &qkv.iter()
+                .map(|k| {
+                    let (m, r, c) = &w[k];
+                    (m.as_slice(), *r, *c)
+                })
+                .collect::<Vec<_>>(),
+            &grid,
+        )
+    });
+    let (s, alpha, best) = search(&x_mean, wm.as_deref(), cfg.n_grid, loss);
+    report.alpha[0] = alpha;
+    report.gain[0] = best / base.max(f64::MIN_POSITIVE);
+    let attn_x = fold_into_norm(model, l, true, &s, &mut w, &qkv, &x);
+
+    // 2. feed-forward norm → gate, up; error on the feed-forward output.
+    let (x, n, e, x_mean) = input(LinearInput::Ffn);
+    let ff = w[&Linear::Gate].1;
+    let (down, _, _) = &w[&Linear::Down];
+    let mlp = |g: &[f32], u: &[f32], xs: &[f32]| {
+        let mut h = xwt(xs, n, g, ff, e);
+        silu_mul(&mut h, &xwt(xs, n, u, ff, e));
+        xwt(&h, n, down, e, ff)
+    };
+    let want = mlp(&w[&Linear::Gate].0, &w[&Linear::Up].0, &x);
+    let loss = |s: &[f32]| -> f64 {
+        let g = fake_quant_scaled(&w[&Linear::Gate].0, ff, e, s, &grid);
+        let u = fake_quant_scaled(&w[&Linear::Up].0, ff, e, s, &grid);
+        sq_err(&mlp(&g, &u, &x), &want)
+    };
+    let base = loss(&vec![1.0; e]);
+    let wm = cfg.duo.then(|| {
+        let (g, u) = (&w[&Linear::Gate], &w[&Linear::Up]);
+        weight_mean(
+            &[(g.0.as_slice(), g.1, g.2), (u.0.as_slice(), u.1, u.2)],
+            &grid,
+        )
+    });
+    let (s, alpha, best) = search(&x_mean, wm.as_deref(), cfg.n_grid, loss);
+    report.alpha[1] = alpha;
+    report.gain[1] = best / base.max(f64::MIN_POSITIVE);
+    let ffn_x = fold_into_norm(model, l, false, &s, &mut w, &[Linear::Gate, Linear::Up], &x);
+
+    // 3. up → down; error on down's output.
+    let (x, n, _, x_mean) = input(LinearInput::FfnDown);
+    let (dm, dr, dc) = &w[&Linear::Down];
+    let want = xwt(&x, n, dm, *dr, *dc);
+    let loss = |s: &[f32]| {
+        sq_err(
+            &xwt(&x, n, &fake_quant_scaled(dm, *dr, *dc, s, &grid), *dr, *dc),
+            &want,
+        )
+    };
+    let base = loss(&vec![1.0; ff]);
+    let wm = cfg
+        .duo
+        .then(|| weight_mean(&[(dm.as_slice(), *dr, *dc)], &grid));
+    let (s, alpha, best) = search(&x_mean, wm.as_deref(), cfg.n_grid, loss);
+    report.alpha[2] = alpha;
+    report.gain[2] = best / base.max(f64::MIN_POSITIVE);
+    {
+        let (m, _, c) = w.get_mut(&Linear::Down).expect("all seven");
+        scale_cols(m, *c, &s);
+        let (u, _, uc) = w.get_mut(&Linear::Up).expect("all seven");
+        for (row, f) in u.chunks_exact_mut(*uc).zip(&s) {
+            row.iter_mut().for_each(|v| *v /= f);
+        }
+    }
+    let down_x = divide_cols(&x, &s);
+
+    // 4. clipping (not q, k), on the scaled weights and inputs; 5. rounding.
+    let att_out = &stats.inputs[&LinearInput::AttnOut].sample;
+    let mut out = HashMap::new();
+    for k in Linear::ALL {
+        let (m, r, c) = &w[&k];
+        let x = match k.input() {
+            LinearInput::Attn => &attn_x,
+            LinearInput::AttnOut => att_out,
+            LinearInput::Ffn => &ffn_x,
+            LinearInput::FfnDown => &down_x,
+        };
+        let n = x.len() / c;
+        let take = n.min(cfg.clip_tokens);
+        // Evenly spaced rows of the sample for the clipping search.
+        let step = (n / take.max(1)).max(1);
+        let xs: Vec<f32> = x
+            .chunks_exact(*c)
+            .step_by(step)
+            .take(take)
+            .flatten()
+            .copied()
+            .collect();
+        let clipped = if matches!(k, Linear::Q | Linear::K) {
+            m.clone()
+        } else {
+            clip(m, *r, *c, &xs, xs.len() / c, cfg)
+        };
+        out.insert(k, rtn(&clipped, *r, *c, &grid));
+    }
+    Ok((out, report))
+}

@@ -1,0 +1,176 @@
+//! Layer-by-layer calibration, as GPTQ runs it: the calibration windows' hidden states enter
+//! layer 0; for each layer, one pass records statistics of every linear input (the Hessian
+//! `XᵀX`, per-channel |x| mean and max, a sample of rows), the caller quantizes the layer, and
+//! a second pass through the *quantized* layer produces the next layer's inputs. So every
+//! layer is calibrated on what the already-quantized layers before it really produce.
+
+use std::collections::HashMap;
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
+use smelt_models::llama::{Linear, LinearInput, Llama, ModelError, NoTap, Scratch, Tap};
+
+/// What to record for each linear input.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Capture {
+    /// Accumulate `XᵀX` (GPTQ).
+    pub hessian: bool,
+    /// Keep up to this many input rows (AWQ's search), taken evenly from every window.
+    pub sample_tokens: usize,
+}
+
+/// Statistics of one linear input over all calibration tokens.
+pub struct InputStats {
+    /// Input width.
+    pub cols: usize,
+    /// Rows (tokens) seen.
+    pub tokens: usize,
+    /// (cols, cols) Σ xᵀx, if asked for.
+    pub xtx: Option<Mat<f32>>,
+    /// (cols,) Σ |x|.
+    pub abs_sum: Vec<f64>,
+    /// (cols,) max |x|.
+    pub abs_max: Vec<f32>,
+    /// (sample_rows, cols) sampled input rows.
+    pub sample: Vec<f32>,
+}
+
+impl InputStats {
+    fn new(cols: usize, hessian: bool) -> Self {
+        Self {
+            cols,
+            tokens: 0,
+            xtx: hessian.then(|| Mat::zeros(cols, cols)),
+            abs_sum: vec![0.0; cols],
+            abs_max: vec![0.0; cols],
+            sample: Vec::new(),
+        }
+    }
+
+    /// GPTQ's Hessian `H = 2/N · XᵀX` in f64.
+    pub fn hessian(&self) -> Option<Mat<f64>> {
+        let x = self.xtx.as_ref()?;
+        let f = 2.0 / self.tokens.max(1) as f64;
+        Some(Mat::from_fn(self.cols, self.cols, |i, j| {
+            x[(i, j)] as f64 * f
+        }))
+    }
+
+    /// (cols,) mean |x| per input channel.
+    pub fn abs_mean(&self) -> Vec<f32> {
+        let n = self.tokens.max(1) as f64;
+        self.abs_sum.iter().map(|&s| (s / n) as f32).collect()
+    }
+
+    /// Rows held in `sample`.
+    pub fn sample_rows(&self) -> usize {
+        self.sample.len() / self.cols.max(1)
+    }
+}
+
+/// The statistics of one layer's four linear inputs.
+pub struct LayerStats {
+    /// Per input.
+    pub inputs: HashMap<LinearInput, InputStats>,
+}
+
+impl LayerStats {
+    /// The statistics of the input `which` reads.
+    pub fn of(&self, which: Linear) -> &InputStats {
+        &self.inputs[&which.input()]
+    }
+}
+
+struct StatsTap {
+    capture: Capture,
+    /// Rows to sample from each window.
+    per_window: usize,
+    stats: HashMap<LinearInput, InputStats>,
+}
+
+impl Tap for StatsTap {
+    fn input(&mut self, _layer: usize, at: LinearInput, x: &[f32], n: usize) {
+        let cols = x.len() / n.max(1);
+        let s = self
+            .stats
+            .entry(at)
+            .or_insert_with(|| InputStats::new(cols, self.capture.hessian));
+        s.tokens += n;
+        for row in x.chunks_exact(cols) {
+            for ((sum, max), &v) in s.abs_sum.iter_mut().zip(&mut s.abs_max).zip(row) {
+                *sum += v.abs() as f64;
+                *max = max.max(v.abs());
+            }
+        }
+        if let Some(h) = &mut s.xtx {
+            let xm = MatRef::from_row_major_slice(x, n, cols);
+            matmul(
+                h.as_mut(),
+                Accum::Add,
+                xm.transpose(),
+                xm,
+                1.0f32,
+                Par::rayon(0),
+            );
+        }
+        if let Some(step) = n.checked_div(self.per_window) {
+            for row in x
+                .chunks_exact(cols)
+                .step_by(step.max(1))
+                .take(self.per_window)
+            {
+                s.sample.extend_from_slice(row);
+            }
+        }
+    }
+}
+
+/// Runs the calibration `windows` through `model` layer by layer. After layer `l`'s
+/// statistics are recorded, `quantize_layer(model, l, stats)` may replace its weights (and
+/// norms); the next layer then sees the quantized layer's outputs. `progress(l)` is called
+/// after each layer.
+pub fn calibrate_sequential<E>(
+    model: &mut Llama,
+    windows: &[Vec<u32>],
+    capture: Capture,
+    mut quantize_layer: impl FnMut(&mut Llama, usize, &LayerStats) -> Result<(), E>,
+    mut progress: impl FnMut(usize),
+) -> Result<(), E>
+where
+    E: From<ModelError>,
+{
+    let len = windows.iter().map(Vec::len).max().unwrap_or(0);
+    if len == 0 {
+        return Err(ModelError::Unsupported("no calibration tokens".into()).into());
+    }
+    // Per window, the (len, n_embd) hidden states entering the current layer.
+    let mut xs = windows
+        .iter()
+        .map(|w| model.embed(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cache = model.new_cache(len);
+    let mut scratch = Scratch::default();
+    let per_window = capture.sample_tokens.div_ceil(windows.len().max(1));
+    for l in 0..model.config.n_layer {
+        let mut tap = StatsTap {
+            capture,
+            per_window,
+            stats: HashMap::new(),
+        };
+        // (len, n_embd) a copy to run through: only the statistics are kept.
+        let mut tmp = Vec::new();
+        for x in &xs {
+            tmp.clear();
+            tmp.extend_from_slice(x);
+            cache.clear();
+            model.run_layer(l, &mut tmp, 0, &mut cache, &mut scratch, &mut tap);
+        }
+        quantize_layer(model, l, &LayerStats { inputs: tap.stats })?;
+        for x in &mut xs {
+            cache.clear();
+            model.run_layer(l, x, 0, &mut cache, &mut scratch, &mut NoTap);
+        }
+        progress(l);
+    }
+    Ok(())
+}

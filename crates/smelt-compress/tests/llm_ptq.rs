@@ -1,0 +1,191 @@
+//! RTN, GPTQ and AWQ over a whole (tiny, random, grouped-query) llama model: at 8 bits every
+//! method leaves the logits close to the float model's (so AWQ's folded scales cancel exactly
+//! in float), the 4-bit symmetric result packs into Q4_0 blocks that load back as the same
+//! weights and norms, and the Hugging Face GPTQ export writes its tensors.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use smelt_compress::llm::grid::WeightGrid;
+use smelt_compress::llm::{Method, PtqConfig, quantize_llama};
+use smelt_gguf::{GgmlType, GgufFile, GgufWriter, MetaType, MetaValue};
+use smelt_models::llama::{Linear, Llama, Logits};
+use smelt_quant::rng::Rng;
+
+const VOCAB: usize = 90;
+
+fn write_tiny_llama(path: &Path, seed: u64) {
+    let (e, ff, layers) = (64u64, 128u64, 2u32);
+    let mut w = GgufWriter::new();
+    for (k, v) in [
+        ("general.architecture", MetaValue::String("llama".into())),
+        ("llama.block_count", MetaValue::U32(layers)),
+        ("llama.context_length", MetaValue::U32(128)),
+        ("llama.embedding_length", MetaValue::U32(e as u32)),
+        ("llama.feed_forward_length", MetaValue::U32(ff as u32)),
+        ("llama.attention.head_count", MetaValue::U32(4)),
+        ("llama.attention.head_count_kv", MetaValue::U32(2)),
+        ("llama.vocab_size", MetaValue::U32(VOCAB as u32)),
+        ("tokenizer.ggml.model", MetaValue::String("gpt2".into())),
+        (
+            "tokenizer.ggml.tokens",
+            MetaValue::Array(
+                MetaType::String,
+                (0..VOCAB)
+                    .map(|i| MetaValue::String(char::from(b'!' + i as u8).to_string()))
+                    .collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            MetaValue::Array(MetaType::String, vec![]),
+        ),
+    ] {
+        w.meta(k, v).unwrap();
+    }
+    let mut rng = Rng::new(seed);
+    let mut t = |w: &mut GgufWriter, name: &str, dims: &[u64], scale: f32, offset: f32| {
+        let n = dims.iter().product::<u64>() as usize;
+        // A few input channels much larger than the rest, as in real models.
+        let x: Vec<f32> = rng
+            .normals(n)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let big = if dims.len() == 1 && i % 17 == 3 {
+                    6.0
+                } else {
+                    1.0
+                };
+                offset + v * scale * big
+            })
+            .collect();
+        let bytes = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        w.tensor(name, dims, GgmlType::F32, bytes).unwrap();
+    };
+    let kv = e / 2;
+    t(&mut w, "token_embd.weight", &[e, VOCAB as u64], 1.0, 0.0);
+    t(&mut w, "output_norm.weight", &[e], 0.1, 1.0);
+    for l in 0..layers {
+        let n = |s: &str| format!("blk.{l}.{s}.weight");
+        t(&mut w, &n("attn_norm"), &[e], 0.2, 1.0);
+        t(&mut w, &n("attn_q"), &[e, e], 0.15, 0.0);
+        t(&mut w, &n("attn_k"), &[e, kv], 0.15, 0.0);
+        t(&mut w, &n("attn_v"), &[e, kv], 0.15, 0.0);
+        t(&mut w, &n("attn_output"), &[e, e], 0.15, 0.0);
+        t(&mut w, &n("ffn_norm"), &[e], 0.2, 1.0);
+        t(&mut w, &n("ffn_gate"), &[e, ff], 0.15, 0.0);
+        t(&mut w, &n("ffn_up"), &[e, ff], 0.15, 0.0);
+        t(&mut w, &n("ffn_down"), &[ff, e], 0.1, 0.0);
+    }
+    w.write(path).unwrap();
+}
+
+fn logits(model: &Llama, tokens: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache(tokens.len());
+    model
+        .forward_batch(tokens, &mut cache, Logits::All)
+        .unwrap()
+}
+
+fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn every_method_runs_end_to_end_and_packs() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama(&path, seed);
+    let file = Arc::new(GgufFile::open(&path).unwrap());
+    let load = || {
+        let mut m = Llama::load(&file).unwrap();
+        m.dequantize_to_f32().unwrap();
+        m
+    };
+    let base = load();
+    let mut rng = Rng::new(seed ^ 1);
+    let windows: Vec<Vec<u32>> = (0..8)
+        .map(|_| (0..48).map(|_| rng.below(VOCAB) as u32).collect())
+        .collect();
+    let probe: Vec<u32> = (0..40).map(|_| rng.below(VOCAB) as u32).collect();
+    let want = logits(&base, &probe);
+    for method in Method::ALL {
+        let cfg = |bits, sym| PtqConfig {
+            method,
+            grid: WeightGrid {
+                bits,
+                sym,
+                group: Some(32),
+            },
+            damp: 0.01,
+            act_order: method == Method::Gptq,
+            mse: method == Method::Gptq,
+            awq_tokens: 256,
+        };
+        // 8 bits: close to the float model whatever the method did to the norms.
+        let mut m8 = load();
+        quantize_llama(&mut m8, &cfg(8, false), &windows, |_| {}).unwrap();
+        let e8 = rel_err(&logits(&m8, &probe), &want);
+        eprintln!("{} 8-bit: relative logit error {e8:.2e}", method.name());
+        assert!(e8 < 0.02, "{}: 8-bit logits off by {e8}", method.name());
+
+        // 4-bit symmetric: Q4_0 blocks that load back as the same weights and norms.
+        let mut m4 = load();
+        let q = quantize_llama(&mut m4, &cfg(4, true), &windows, |_| {}).unwrap();
+        let e4 = rel_err(&logits(&m4, &probe), &want);
+        eprintln!("{} 4-bit: relative logit error {e4:.2e}", method.name());
+        assert!(e4 > e8, "{}: 4 bits should cost more than 8", method.name());
+        let out = dir.path().join(format!("{}.gguf", method.name()));
+        smelt_compress::llm::pack::gguf_with(&file, &m4, &q)
+            .unwrap()
+            .write(&out)
+            .unwrap();
+        let back_file = Arc::new(GgufFile::open(&out).unwrap());
+        let back = Llama::load(&back_file).unwrap();
+        for l in 0..2 {
+            for k in Linear::ALL {
+                assert_eq!(
+                    back.linear(l, k).ty.ggml(),
+                    GgmlType::Q4_0,
+                    "{} {l} {k:?}",
+                    method.name()
+                );
+                assert_eq!(
+                    back.linear(l, k).to_f32(),
+                    m4.linear(l, k).to_f32(),
+                    "{} {l} {k:?}",
+                    method.name()
+                );
+            }
+            for attn in [true, false] {
+                assert_eq!(back.norm(l, attn), m4.norm(l, attn));
+            }
+        }
+        let hf = dir.path().join(format!("{}-hf", method.name()));
+        smelt_compress::llm::hf_gptq::export_hf_gptq(&file, &m4, &q, &hf).unwrap();
+        let st = std::fs::read(hf.join("model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&st).unwrap();
+        let qw = st.tensor("model.layers.1.mlp.down_proj.qweight").unwrap();
+        assert_eq!(qw.shape(), &[128 / 8, 64]);
+        assert_eq!(
+            st.tensor("model.layers.0.self_attn.k_proj.g_idx")
+                .unwrap()
+                .shape(),
+            &[64]
+        );
+        assert!(st.tensor("model.layers.0.self_attn.k_proj.weight").is_err());
+        let qc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(hf.join("quantize_config.json")).unwrap())
+                .unwrap();
+        assert_eq!(qc["bits"], 4);
+        assert_eq!(qc["group_size"], 32);
+    }
+}
