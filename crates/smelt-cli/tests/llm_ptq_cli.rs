@@ -16,6 +16,8 @@ fn bad_settings_are_clear_errors() {
         (vec!["--method", "magic"], "unknown method \"magic\""),
         (vec!["--group", "0"], "group 0"),
         (vec!["--bits", "9"], "9 bits is not supported"),
+        (vec!["--ctx", "0"], "at least 8 tokens"),
+        (vec!["--damp", "0"], "must be a positive fraction"),
         (
             vec!["--bits", "3", "--hf-dir", "x"],
             "do not pack into 32-bit words",

@@ -134,10 +134,24 @@ fn act_order_permutation_is_undone() {
         sym: false,
         group: Some(32),
     };
-    // Weights already on the grid: the right answer is the weights themselves, column for
+    // Weights exactly on a grid the min/max fit reproduces (power-of-two steps, codes 0 and
+    // 15 present in every group): the right answer is the weights themselves, column for
     // column; a permutation left in place would move columns.
     let w0: Vec<f32> = rng.normals(rows * cols);
-    let w = rtn(&w0, rows, cols, &grid).dequantize();
+    let w: Vec<f32> = (0..rows * cols)
+        .map(|i| {
+            let (r, c) = (i / cols, i % cols);
+            let g = c / 32;
+            let step = 2f32.powi(-3 - ((r + g) % 3) as i32);
+            let zero = 3 + ((r * 7 + g) % 9) as i32;
+            let code = match c % 32 {
+                0 => 0,
+                1 => 15,
+                _ => rng.below(16) as i32,
+            };
+            step * (code - zero) as f32
+        })
+        .collect();
     let n = 4 * cols;
     let x = inputs(&mut rng, n, cols);
     let h = hessian(&x, n, cols);

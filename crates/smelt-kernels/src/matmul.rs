@@ -154,6 +154,7 @@ unsafe impl Sync for OutPtr {}
 pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32]]) {
     assert_eq!(mats.len(), outs.len(), "one output per matrix");
     let n = acts.n;
+    assert!(acts.f32.len() >= n * acts.cols, "activations are (n, cols)");
     for (w, o) in mats.iter().zip(outs.iter()) {
         assert_eq!(w.cols, acts.cols, "input width");
         assert!(o.len() >= n * w.rows, "output is (n, rows)");

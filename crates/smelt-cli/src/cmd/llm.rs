@@ -209,6 +209,19 @@ const SAMPLE_PROMPT: &str = "To be, or not to be, that is the question:";
 impl Setup {
     fn new(ctx: &Context, c: &Common) -> Result<Self> {
         let (n, len) = parse_calib(&c.calib)?;
+        if c.ctx < 8 || c.eval_chunks == 0 {
+            bail!(
+                "--ctx {} --eval-chunks {}: the window needs at least 8 tokens and one chunk",
+                c.ctx,
+                c.eval_chunks
+            );
+        }
+        if !(c.damp.is_finite() && c.damp > 0.0) {
+            bail!(
+                "--damp {}: must be a positive fraction such as 0.01",
+                c.damp
+            );
+        }
         let mut loaded = super::run::load(ctx, &c.model, c.threads)?;
         loaded.model.dequantize_to_f32()?;
         let asset = smelt_data::assets::find("shakespeare").expect("catalogued");

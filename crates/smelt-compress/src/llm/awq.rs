@@ -9,8 +9,8 @@
 //!
 //! Scaled pairs, as AutoAWQ does for llama: attention norm → q, k, v (error measured on the three
 //! projections' outputs); feed-forward norm → gate, up (error on the whole SwiGLU feed-forward
-//! output); up → down. The v → o pair is skipped when v and o differ in shape (grouped-query
-//! attention). q and k are not clipped.
+//! output); up → down. The v → o pair (which AutoAWQ scales when v and o have the same shape,
+//! i.e. without grouped-query attention) is not scaled here. q and k are not clipped.
 
 use std::collections::HashMap;
 

@@ -68,6 +68,12 @@ pub fn gptq(
         )));
     }
     cfg.grid.validate().map_err(GptqError::Shape)?;
+    if !(cfg.damp.is_finite() && cfg.damp > 0.0) {
+        return Err(GptqError::Shape(format!(
+            "damping {} must be positive",
+            cfg.damp
+        )));
+    }
     let grid = cfg.grid;
     let fit = if cfg.mse {
         GroupParams::fit_mse

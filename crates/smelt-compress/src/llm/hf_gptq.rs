@@ -3,7 +3,9 @@
 //! - `qweight` int32 `(cols·bits/32, rows)`: `32/bits` codes per word along the input axis,
 //!   lowest bits first;
 //! - `qzeros` int32 `(groups, rows·bits/32)`: zero points **minus one** (the v1 convention),
-//!   packed the same way along the output axis;
+//!   packed the same way along the output axis. A group whose zero point is 0 cannot be stored
+//!   that way; then the whole file uses GPTQModel's `gptq_v2` convention (zero points as they
+//!   are) and says so in `checkpoint_format`;
 //! - `scales` f16 `(groups, rows)`; `g_idx` int32 `(cols,)`, the group of each input column.
 //!
 //! Everything else (embeddings, norms) is written as f16 by the plain Hugging Face export, and
@@ -25,11 +27,12 @@ use super::grid::QuantizedLinear;
 use super::{PtqConfig, QuantizedModel};
 
 /// The four GPTQ tensors of `q` (rows in the order given by `order`, old row per new row)
-/// under `prefix` (e.g. `model.layers.0.self_attn.q_proj`).
+/// under `prefix` (e.g. `model.layers.0.self_attn.q_proj`); `v1` stores zero points minus one.
 pub fn pack_linear(
     q: &QuantizedLinear,
     order: &[usize],
     prefix: &str,
+    v1: bool,
 ) -> Result<Vec<HfTensor>, String> {
     let bits = q.grid.bits as usize;
     if !32usize.is_multiple_of(bits) {
@@ -59,7 +62,11 @@ pub fn pack_linear(
         for g in 0..ng {
             let p = q.params[r * ng + g];
             scales[g * rows + new_r] = f16::from_f32(p.scale).to_bits();
-            let z = p.zero.wrapping_sub(1) & maxq;
+            let z = if v1 {
+                p.zero.wrapping_sub(1) & maxq
+            } else {
+                p.zero
+            };
             qzeros[g * (rows / per) + new_r / per] |= z << ((new_r % per) * bits);
         }
     }
@@ -96,8 +103,8 @@ pub fn pack_linear(
     ])
 }
 
-/// AutoGPTQ's `quantize_config.json` for `c`.
-pub fn quantize_config(c: &PtqConfig) -> serde_json::Value {
+/// AutoGPTQ's `quantize_config.json` for `c` (`v1`: zero points stored minus one).
+pub fn quantize_config(c: &PtqConfig, v1: bool) -> serde_json::Value {
     json!({
         "bits": c.grid.bits,
         "group_size": c.grid.group.map_or(-1, |g| g as i64),
@@ -107,7 +114,7 @@ pub fn quantize_config(c: &PtqConfig) -> serde_json::Value {
         "sym": c.grid.sym,
         "true_sequential": false,
         "quant_method": "gptq",
-        "checkpoint_format": "gptq",
+        "checkpoint_format": if v1 { "gptq" } else { "gptq_v2" },
         "model_file_base_name": "model",
         "smelt_method": c.method.name(),
     })
@@ -124,9 +131,14 @@ pub fn export_hf_gptq(
     // Fail before writing anything if a matrix cannot pack.
     for layer in &q.layers {
         for lin in layer.values() {
-            pack_linear(lin, &[], "check")?;
+            pack_linear(lin, &[], "check", true)?;
         }
     }
+    let v1 = q
+        .layers
+        .iter()
+        .flat_map(|m| m.values())
+        .all(|lin| lin.params.iter().all(|p| p.zero > 0));
     let failed = std::cell::RefCell::new(None);
     let replace = |gguf_name: &str, qk_heads: Option<usize>| -> Option<Vec<HfTensor>> {
         if let Some(norm) = super::pack::layer_norm(model, gguf_name) {
@@ -148,6 +160,13 @@ pub fn export_hf_gptq(
         let hf = smelt_gguf::hf::names::gguf_to_hf(gguf_name)?;
         let prefix = hf.strip_suffix(".weight")?;
         let order: Vec<usize> = match qk_heads {
+            Some(heads) if !smelt_gguf::hf::names::permutable(lin.rows, heads) => {
+                *failed.borrow_mut() = Some(format!(
+                    "{gguf_name}: {} rows do not split into {heads} heads of even width",
+                    lin.rows
+                ));
+                return None;
+            }
             Some(heads) => {
                 let idx: Vec<f32> = (0..lin.rows).map(|r| r as f32).collect();
                 permute_qk(&idx, lin.rows, 1, heads, true)
@@ -157,7 +176,7 @@ pub fn export_hf_gptq(
             }
             None => (0..lin.rows).collect(),
         };
-        match pack_linear(lin, &order, prefix) {
+        match pack_linear(lin, &order, prefix, v1) {
             Ok(t) => Some(t),
             Err(e) => {
                 *failed.borrow_mut() = Some(e);
@@ -165,7 +184,7 @@ pub fn export_hf_gptq(
             }
         }
     };
-    let qc = quantize_config(&q.config);
+    let qc = quantize_config(&q.config, v1);
     export_with(src, dir, ExportDtype::F16, &replace, Some(qc.clone()))
         .map_err(|e| e.to_string())?;
     if let Some(e) = failed.into_inner() {
@@ -198,14 +217,15 @@ mod tests {
                 },
             );
             let order: Vec<usize> = (0..rows).rev().collect();
-            let t = pack_linear(&q, &order, "p").unwrap();
-            let words = |i: usize| -> Vec<u32> {
+            let t = pack_linear(&q, &order, "p", true).unwrap();
+            let t2 = pack_linear(&q, &order, "p", false).unwrap();
+            let words = |t: &[HfTensor], i: usize| -> Vec<u32> {
                 t[i].3
                     .chunks_exact(4)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect()
             };
-            let (qw, qz) = (words(0), words(1));
+            let (qw, qz, qz2) = (words(&t, 0), words(&t, 1), words(&t2, 1));
             let per = 32 / bits as usize;
             let mask = q.grid.maxq();
             let ng = q.n_groups();
@@ -215,13 +235,16 @@ mod tests {
                     assert_eq!(code, q.codes[r * cols + c] as u32, "{bits}b r{r} c{c}");
                 }
                 for g in 0..ng {
-                    let z = (qz[g * (rows / per) + new_r / per] >> ((new_r % per) * bits as usize))
-                        & mask;
-                    assert_eq!(
-                        (z + 1) & mask,
-                        q.params[r * ng + g].zero & mask,
-                        "{bits}b zero r{r} g{g}"
-                    );
+                    let at = |qz: &[u32]| {
+                        (qz[g * (rows / per) + new_r / per] >> ((new_r % per) * bits as usize))
+                            & mask
+                    };
+                    let zero = q.params[r * ng + g].zero;
+                    // v1 stores zero − 1 (only meaningful for zero > 0); v2 the zero itself.
+                    if zero > 0 {
+                        assert_eq!(at(&qz) + 1, zero, "{bits}b v1 zero r{r} g{g}");
+                    }
+                    assert_eq!(at(&qz2), zero, "{bits}b v2 zero r{r} g{g}");
                     let s = u16::from_le_bytes([
                         t[2].3[2 * (g * rows + new_r)],
                         t[2].3[2 * (g * rows + new_r) + 1],
@@ -241,6 +264,6 @@ mod tests {
                 group: Some(32),
             },
         );
-        assert!(pack_linear(&q3, &[], "p").is_err());
+        assert!(pack_linear(&q3, &[], "p", true).is_err());
     }
 }
