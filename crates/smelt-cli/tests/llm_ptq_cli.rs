@@ -18,6 +18,7 @@ fn bad_settings_are_clear_errors() {
         (vec!["--bits", "9"], "9 bits is not supported"),
         (vec!["--ctx", "0"], "at least 8 tokens"),
         (vec!["--damp", "0"], "must be a positive fraction"),
+        (vec!["--awq-tokens", "0"], "at least one calibration row"),
         (
             vec!["--bits", "3", "--hf-dir", "x"],
             "do not pack into 32-bit words",

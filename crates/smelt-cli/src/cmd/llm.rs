@@ -216,6 +216,9 @@ impl Setup {
                 c.eval_chunks
             );
         }
+        if c.awq_tokens == 0 {
+            bail!("--awq-tokens 0: AWQ's search needs at least one calibration row");
+        }
         if !(c.damp.is_finite() && c.damp > 0.0) {
             bail!(
                 "--damp {}: must be a positive fraction such as 0.01",
