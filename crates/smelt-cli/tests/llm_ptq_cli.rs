@@ -100,3 +100,106 @@ fn gptq_writes_a_q4_0_gguf_and_a_hf_gptq_directory() {
     assert_eq!(config["quantization_config"]["quant_method"], "gptq");
     assert!(hf.join("tokenizer.json").exists());
 }
+
+/// `smelt gguf quantize --method gptq`: the same Q4_K_M mix as plain rounding (every tensor the
+/// same type, the file the same size) with different layer codes, and it runs.
+#[test]
+fn calibrated_q4_k_m_keeps_the_mix() {
+    let home = shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, calibrated) = (dir.path().join("rtn.gguf"), dir.path().join("gptq.gguf"));
+    let out = run(smelt(&home)
+        .args(["gguf", "quantize", "smollm2-135m"])
+        .arg(&plain)
+        .args(["Q4_K_M", "--allow-requantize"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(smelt(&home)
+        .args(["gguf", "quantize", "smollm2-135m"])
+        .arg(&calibrated)
+        .args(["Q4_K_M", "--allow-requantize", "--method", "gptq"])
+        .args(["--calib", "2x64"]));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("GPTQ chose the codes of 210 layer matrices"),
+        "{t}"
+    );
+    assert_eq!(
+        std::fs::metadata(&plain).unwrap().len(),
+        std::fs::metadata(&calibrated).unwrap().len()
+    );
+    let types = |p: &std::path::Path| {
+        let out = run(smelt(&home).args(["gguf", "inspect", "--json"]).arg(p));
+        assert!(out.status.success(), "{}", text(&out));
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        j["tensors"].as_array().unwrap().clone()
+    };
+    assert_eq!(
+        types(&plain),
+        types(&calibrated),
+        "same types, shapes, sizes"
+    );
+    assert_ne!(
+        std::fs::read(&plain).unwrap(),
+        std::fs::read(&calibrated).unwrap(),
+        "calibration changed no code"
+    );
+    let out = run(smelt(&home).arg("perplexity").arg(&calibrated).args([
+        "-f",
+        "shakespeare",
+        "--ctx",
+        "128",
+        "--chunks",
+        "1",
+    ]));
+    assert!(out.status.success(), "{}", text(&out));
+    for (args, want) in [
+        (vec!["--method", "awesome"], "unknown --method"),
+        (vec!["--method", "gptq", "--damp", "0"], "positive fraction"),
+    ] {
+        let out = run(smelt(&home)
+            .args(["gguf", "quantize", "smollm2-135m"])
+            .arg(dir.path().join("x.gguf"))
+            .args(["Q4_K_M", "--allow-requantize"])
+            .args(&args));
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(text(&out).contains(want), "{args:?}: {}", text(&out));
+    }
+}
+
+/// `smelt llm smoothquant` end to end on a tiny calibration set: three perplexity rows, the
+/// speed table, its files; a bad α is refused.
+#[test]
+fn smoothquant_runs_and_times_both_paths() {
+    let home = shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(smelt(&home)
+        .args([
+            "llm",
+            "smoothquant",
+            "--calib",
+            "2x64",
+            "--eval-chunks",
+            "1",
+        ])
+        .args(["--ctx", "128", "-p", "32", "-n", "4", "-r", "1", "--out"])
+        .arg(dir.path()));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for want in [
+        "| base (F32) |",
+        "| W8A8 (no smoothing) |",
+        "| SmoothQuant W8A8 α=0.5 |",
+        "| W8A8 (int8 GEMM) |",
+        "W8A8 / F32: prompt processing",
+    ] {
+        assert!(t.contains(want), "missing {want:?}: {t}");
+    }
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("smoothquant.json")).unwrap())
+            .unwrap();
+    assert_eq!(j["rows"].as_array().unwrap().len(), 3);
+    let out = run(smelt(&home).args(["llm", "smoothquant", "--alpha", "1.5"]));
+    assert!(!out.status.success());
+    assert!(text(&out).contains("must be in [0, 1]"), "{}", text(&out));
+}

@@ -47,19 +47,7 @@ fn hessian(x: &[f32], n: usize, cols: usize) -> Mat<f64> {
 
 /// Σ over tokens and rows of (x·w − x·q)².
 fn output_error(x: &[f32], n: usize, w: &[f32], q: &QuantizedLinear) -> f64 {
-    let (rows, cols) = (q.rows, q.cols);
-    let d = q.dequantize();
-    let mut e = 0.0;
-    for t in 0..n {
-        let xr = &x[t * cols..(t + 1) * cols];
-        for r in 0..rows {
-            let diff: f64 = (0..cols)
-                .map(|c| xr[c] as f64 * (w[r * cols + c] - d[r * cols + c]) as f64)
-                .sum();
-            e += diff * diff;
-        }
-    }
-    e
+    output_error_f32(x, n, w, &q.dequantize(), q.rows, q.cols)
 }
 
 #[test]
@@ -192,4 +180,100 @@ fn bad_shapes_are_errors() {
     assert!(gptq(&[0.0; 10], 2, 8, &h, &GptqConfig::new(grid)).is_err());
     let bad = WeightGrid { bits: 9, ..grid };
     assert!(gptq(&[0.0; 16], 2, 8, &h, &GptqConfig::new(bad)).is_err());
+}
+
+/// Σ over tokens and rows of (x·w − x·d)² for dequantized (rows, cols) `d`.
+fn output_error_f32(x: &[f32], n: usize, w: &[f32], d: &[f32], rows: usize, cols: usize) -> f64 {
+    let mut e = 0.0;
+    for t in 0..n {
+        let xr = &x[t * cols..(t + 1) * cols];
+        for r in 0..rows {
+            let diff: f64 = (0..cols)
+                .map(|c| xr[c] as f64 * (w[r * cols + c] - d[r * cols + c]) as f64)
+                .sum();
+            e += diff * diff;
+        }
+    }
+    e
+}
+
+/// GPTQ inside ggml blocks: at most the error of the format's own rounding on every layer and
+/// format; with a diagonal Hessian (no error to pass on) it gives exactly the format's bytes.
+#[test]
+fn ggml_block_gptq_beats_the_format_rounding() {
+    use smelt_compress::llm::ggml_gptq::{GgmlGptqConfig, gptq_ggml};
+    use smelt_gguf::{GgmlType, blocks};
+    let mut rng = Rng::new(seed());
+    let (rows, cols) = (24, 512);
+    let n = 3 * cols;
+    let x = inputs(&mut rng, n, cols);
+    let h = hessian(&x, n, cols);
+    let w: Vec<f32> = rng.normals(rows * cols).iter().map(|v| v * 0.05).collect();
+    for ty in [
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+    ] {
+        let plain = blocks::quantize(ty, &w).unwrap();
+        let base = output_error_f32(
+            &x,
+            n,
+            &w,
+            &blocks::dequantize(ty, &plain, w.len()).unwrap(),
+            rows,
+            cols,
+        );
+        for act_order in [false, true] {
+            let cfg = GgmlGptqConfig {
+                act_order,
+                ..GgmlGptqConfig::default()
+            };
+            let b = gptq_ggml(&w, rows, cols, &h, ty, &cfg).unwrap();
+            assert_eq!(b.len(), plain.len(), "{} size", ty.name());
+            let d = blocks::dequantize(ty, &b, w.len()).unwrap();
+            let e = output_error_f32(&x, n, &w, &d, rows, cols);
+            eprintln!(
+                "{} act_order={act_order}: GPTQ {e:.4e} vs rounding {base:.4e} ({:.2}x)",
+                ty.name(),
+                e / base
+            );
+            assert!(e <= base, "{}: GPTQ {e} > rounding {base}", ty.name());
+        }
+        let diag = Mat::from_fn(
+            cols,
+            cols,
+            |i, j| if i == j { 1.0 + (i % 5) as f64 } else { 0.0 },
+        );
+        let cfg = GgmlGptqConfig {
+            act_order: true,
+            ..GgmlGptqConfig::default()
+        };
+        let b = gptq_ggml(&w, rows, cols, &diag, ty, &cfg).unwrap();
+        let same = blocks::dequantize(ty, &b, w.len()).unwrap();
+        let want = blocks::dequantize(ty, &plain, w.len()).unwrap();
+        // Nearest code of the format's own grid: the format's choice, except where its own
+        // search kept a farther code (make_qkx2_quants may); never farther from w.
+        for (i, (a, b)) in same.iter().zip(&want).enumerate() {
+            assert!(
+                (a - w[i]).abs() <= (b - w[i]).abs() + 1e-6,
+                "{} at {i}: {a} vs {b} for {}",
+                ty.name(),
+                w[i]
+            );
+        }
+    }
+    let h8 = Mat::<f64>::identity(100, 100);
+    assert!(
+        gptq_ggml(
+            &[0.0; 200],
+            2,
+            100,
+            &h8,
+            GgmlType::Q4_K,
+            &GgmlGptqConfig::default()
+        )
+        .is_err()
+    );
 }

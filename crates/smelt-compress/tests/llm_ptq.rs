@@ -94,8 +94,9 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-#[test]
-fn every_method_runs_end_to_end_and_packs() {
+/// A fresh seed (printed), a temporary directory holding a tiny model written with it, and the
+/// mapped file.
+fn tiny() -> (u64, tempfile::TempDir, Arc<GgufFile>) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -105,6 +106,12 @@ fn every_method_runs_end_to_end_and_packs() {
     let path = dir.path().join("tiny.gguf");
     write_tiny_llama(&path, seed);
     let file = Arc::new(GgufFile::open(&path).unwrap());
+    (seed, dir, file)
+}
+
+#[test]
+fn every_method_runs_end_to_end_and_packs() {
+    let (seed, dir, file) = tiny();
     let load = || {
         let mut m = Llama::load(&file).unwrap();
         m.dequantize_to_f32().unwrap();
@@ -188,4 +195,61 @@ fn every_method_runs_end_to_end_and_packs() {
         assert_eq!(qc["bits"], 4);
         assert_eq!(qc["group_size"], 32);
     }
+}
+
+/// SmoothQuant: a channel made 100× larger in the attention norm (and 100× smaller in q/k/v's
+/// columns, so the float model is unchanged) ruins per-token int8 activations; smoothing
+/// moves it back into the weights.
+#[test]
+fn smoothquant_w8a8_tames_an_outlier_channel() {
+    use smelt_compress::llm::smooth::{SmoothConfig, smoothquant_llama};
+    use smelt_kernels::QMatrix;
+    let (seed, _dir, file) = tiny();
+    let load = || {
+        let mut m = Llama::load(&file).unwrap();
+        m.dequantize_to_f32().unwrap();
+        for l in 0..2 {
+            m.norm_mut(l, true)[5] *= 100.0;
+            for k in [Linear::Q, Linear::K, Linear::V] {
+                let w = m.linear(l, k);
+                let (rows, cols) = (w.rows, w.cols);
+                let mut v = w.to_f32();
+                v.chunks_exact_mut(cols).for_each(|r| r[5] /= 100.0);
+                m.set_linear(l, k, QMatrix::from_f32(rows, cols, &v).unwrap())
+                    .unwrap();
+            }
+        }
+        m
+    };
+    let base = load();
+    let mut rng = Rng::new(seed ^ 1);
+    let windows: Vec<Vec<u32>> = (0..8)
+        .map(|_| (0..48).map(|_| rng.below(VOCAB) as u32).collect())
+        .collect();
+    let probe: Vec<u32> = (0..40).map(|_| rng.below(VOCAB) as u32).collect();
+    let want = logits(&base, &probe);
+    let run = |alpha, smooth_down| {
+        let mut m = load();
+        let cfg = SmoothConfig { alpha, smooth_down };
+        let rep = smoothquant_llama(&mut m, &cfg, &windows, |_| {}).unwrap();
+        assert_eq!(rep.outlier_ratio_before.len(), 2);
+        assert!(m.linear(1, Linear::Down).is_w8a8());
+        (rel_err(&logits(&m, &probe), &want), rep)
+    };
+    let (plain, rep) = run(None, false);
+    let (smooth, rep_s) = run(Some(0.5), true);
+    eprintln!("W8A8 relative logit error: plain {plain:.2e}, smoothed {smooth:.2e}");
+    assert!(rep.outlier_ratio_before[0][0] > 20.0, "{rep:?}");
+    assert!(rep_s.outlier_ratio_after[0][0] < rep_s.outlier_ratio_before[0][0] / 5.0);
+    assert!(smooth < 0.06, "smoothed W8A8 logits off by {smooth}");
+    assert!(
+        smooth < plain / 4.0,
+        "smoothing should help: {smooth} vs {plain}"
+    );
+    let mut m = load();
+    let bad = SmoothConfig {
+        alpha: Some(1.5),
+        smooth_down: false,
+    };
+    assert!(smoothquant_llama(&mut m, &bad, &windows, |_| {}).is_err());
 }

@@ -70,6 +70,18 @@ fn is_float(t: GgmlType) -> bool {
 pub fn quantize_model(
     src: &GgufFile,
     opts: QuantizeOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<(GgufWriter, Vec<TensorReport>), QuantizeError> {
+    quantize_model_with(src, opts, &std::collections::HashMap::new(), progress)
+}
+
+/// [`quantize_model`], except that tensors named in `provided` take those bytes (already in
+/// the type the mix assigns them, e.g. chosen with calibration data) instead of being rounded
+/// here. Their length is checked against that type.
+pub fn quantize_model_with(
+    src: &GgufFile,
+    opts: QuantizeOptions,
+    provided: &std::collections::HashMap<String, Vec<u8>>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(GgufWriter, Vec<TensorReport>), QuantizeError> {
     let h = &src.header;
@@ -100,7 +112,20 @@ pub fn quantize_model(
         let (t, target) = (&h.tensors[i], plan[i]);
         let bytes = src.tensor_data(t);
         let to = target.unwrap_or(t.ggml_type);
-        let data = if to == t.ggml_type {
+        let data = if let Some(b) = provided.get(&t.name) {
+            let n: u64 = t.dims.iter().product();
+            if to.bytes_for(n) != Some(b.len() as u64) {
+                return Err(QuantizeError::Block {
+                    name: t.name.clone(),
+                    source: BlockError::Length(format!(
+                        "{} provided bytes do not hold {n} {} values",
+                        b.len(),
+                        to.name()
+                    )),
+                });
+            }
+            b.clone()
+        } else if to == t.ggml_type {
             bytes.to_vec()
         } else {
             if !is_float(t.ggml_type) && !opts.allow_requantize {

@@ -7,6 +7,8 @@
 //! signed value of largest magnitude, clamped to 127 (`block_q8_K`). Every variant of every
 //! kernel reads these same blocks, so the integer sums they compute are identical.
 
+use crate::w8a8::TokenInt8;
+
 /// 32 activations as int8 with their scale, for the 32-weight block formats.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,6 +127,8 @@ pub struct Activations {
     pub q8: Vec<BlockQ8x32>,
     /// (n, cols / 256) 256-blocks, filled when some weight needs them.
     pub q8k: Vec<BlockQ8K>,
+    /// Per-token int8 rows, filled when some weight is W8A8.
+    pub i8row: TokenInt8,
 }
 
 impl Activations {
@@ -136,6 +140,7 @@ impl Activations {
             f32: Vec::new(),
             q8: Vec::new(),
             q8k: Vec::new(),
+            i8row: TokenInt8::default(),
         }
     }
 
@@ -162,6 +167,11 @@ impl Activations {
                 "k-quant weights need cols % 256 == 0"
             );
             fill_parallel(&mut self.q8k, x, 256, cols, BlockQ8K::quantize);
+        }
+        if kinds.i8row {
+            self.i8row.set(x, n, cols);
+        } else {
+            self.i8row.n = 0;
         }
     }
 
@@ -217,6 +227,8 @@ pub struct ActKinds {
     pub q8: bool,
     /// 256-blocks (Q4_K, Q5_K, Q6_K).
     pub q8k: bool,
+    /// Per-token int8 rows (W8A8).
+    pub i8row: bool,
 }
 
 impl std::ops::BitOr for ActKinds {
@@ -225,6 +237,7 @@ impl std::ops::BitOr for ActKinds {
         Self {
             q8: self.q8 || o.q8,
             q8k: self.q8k || o.q8k,
+            i8row: self.i8row || o.i8row,
         }
     }
 }

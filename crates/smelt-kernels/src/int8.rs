@@ -127,7 +127,7 @@ impl PackedI8 {
     }
     /// The weight at (o, kk), read back from the packing (for the reference).
     #[inline]
-    fn at(&self, o: usize, kk: usize) -> i8 {
+    pub(crate) fn at(&self, o: usize, kk: usize) -> i8 {
         self.data[(((o / 8) * (self.k_pad / 4) + kk / 4) * 8 + o % 8) * 4 + kk % 4]
     }
 }
@@ -209,36 +209,56 @@ pub fn gemm_u8i8_requant_from(
 
 /// Raw sums `acc: [rows][oc_pad] = Σ_k a[r][k] · w[o][k]` (padding columns are 0).
 pub fn gemm_u8i8(a: &[u8], w: &PackedI8, acc: &mut [i32], variant: Variant) {
+    gemm_u8i8_blocks(a, w, 0..w.oc_pad / 8, acc, variant);
+}
+
+/// [`gemm_u8i8`] for the output channels of 8-blocks `blocks` only:
+/// `acc: [rows][blocks.len() * 8]`, so threads can split a matrix by output channels.
+pub fn gemm_u8i8_blocks(
+    a: &[u8],
+    w: &PackedI8,
+    blocks: std::ops::Range<usize>,
+    acc: &mut [i32],
+    variant: Variant,
+) {
     let rows = a.len() / w.k_pad;
-    assert_eq!(acc.len(), rows * w.oc_pad);
+    assert_eq!(a.len(), rows * w.k_pad, "activations must be [rows][k_pad]");
+    assert!(blocks.end <= w.oc_pad / 8, "output blocks past the matrix");
+    assert_eq!(acc.len(), rows * blocks.len() * 8);
     #[cfg(target_arch = "x86_64")]
     {
         let avail = available_variants();
         let run = |v: Variant| variant == v && avail.contains(&v);
-        // SAFETY: each branch runs only when the CPU has the instructions it was compiled for.
+        // SAFETY: each branch runs only when the CPU has the instructions it was compiled for;
+        // the sizes were checked above.
         unsafe {
             if run(Variant::AvxVnni) {
-                return x86::gemm_vnni(a, w, acc);
+                return x86::gemm_vnni(a, w, blocks, acc);
             }
             if run(Variant::Avx512Vnni) {
-                return x86::gemm_vnni512(a, w, acc);
+                return x86::gemm_vnni512(a, w, blocks, acc);
             }
             if run(Variant::Avx2) {
-                return x86::gemm_avx2(a, w, acc);
+                return x86::gemm_avx2(a, w, blocks, acc);
             }
         }
     }
     let _ = variant;
-    gemm_reference(a, w, acc);
+    reference_blocks(a, w, blocks, acc);
 }
 
 /// The plain definition of [`gemm_u8i8`].
 pub fn gemm_reference(a: &[u8], w: &PackedI8, acc: &mut [i32]) {
+    reference_blocks(a, w, 0..w.oc_pad / 8, acc);
+}
+
+fn reference_blocks(a: &[u8], w: &PackedI8, blocks: std::ops::Range<usize>, acc: &mut [i32]) {
     let rows = a.len() / w.k_pad;
+    let width = blocks.len() * 8;
     for r in 0..rows {
         let row = &a[r * w.k_pad..(r + 1) * w.k_pad];
-        for o in 0..w.oc_pad {
-            acc[r * w.oc_pad + o] = if o < w.oc {
+        for (j, o) in (blocks.start * 8..blocks.end * 8).enumerate() {
+            acc[r * width + j] = if o < w.oc {
                 (0..w.k).map(|kk| row[kk] as i32 * w.at(o, kk) as i32).sum()
             } else {
                 0
@@ -274,6 +294,7 @@ fn requant_rows(acc: &[i32], oc_pad: usize, rq: &Requant<'_>, out: &mut [u8], va
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+    use std::ops::Range;
 
     use super::{PackedI8, Requant};
     use crate::avx2::{Avx2, Isa, Vnni, Vnni512};
@@ -283,31 +304,39 @@ mod x86 {
 
     /// [`gemm`] compiled for plain AVX2.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn gemm_avx2(a: &[u8], w: &PackedI8, acc: &mut [i32]) {
-        unsafe { gemm::<Avx2>(a, w, acc) }
+    pub(super) unsafe fn gemm_avx2(a: &[u8], w: &PackedI8, blocks: Range<usize>, acc: &mut [i32]) {
+        unsafe { gemm::<Avx2>(a, w, blocks, acc) }
     }
 
     /// [`gemm`] compiled for AVX-VNNI.
     #[target_feature(enable = "avx2,avxvnni")]
-    pub(super) unsafe fn gemm_vnni(a: &[u8], w: &PackedI8, acc: &mut [i32]) {
-        unsafe { gemm::<Vnni>(a, w, acc) }
+    pub(super) unsafe fn gemm_vnni(a: &[u8], w: &PackedI8, blocks: Range<usize>, acc: &mut [i32]) {
+        unsafe { gemm::<Vnni>(a, w, blocks, acc) }
     }
 
     /// [`gemm`] compiled for AVX-512 VNNI on 256-bit registers.
     #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vnni")]
-    pub(super) unsafe fn gemm_vnni512(a: &[u8], w: &PackedI8, acc: &mut [i32]) {
-        unsafe { gemm::<Vnni512>(a, w, acc) }
+    pub(super) unsafe fn gemm_vnni512(
+        a: &[u8],
+        w: &PackedI8,
+        blocks: Range<usize>,
+        acc: &mut [i32],
+    ) {
+        unsafe { gemm::<Vnni512>(a, w, blocks, acc) }
     }
 
-    /// See [`super::gemm_u8i8`]: tiles of 4 rows × 16 output channels (two registers, so each
-    /// broadcast of 4 activation bytes feeds two dot products), then × 8 for an odd block.
+    /// See [`super::gemm_u8i8_blocks`]: tiles of 4 rows × 16 output channels (two registers,
+    /// so each broadcast of 4 activation bytes feeds two dot products), then × 8 for an odd
+    /// block.
     #[inline(always)]
-    unsafe fn gemm<I: Isa>(a: &[u8], w: &PackedI8, acc: &mut [i32]) {
-        let (kp, k4, ocp) = (w.k_pad, w.k_pad / 4, w.oc_pad);
+    unsafe fn gemm<I: Isa>(a: &[u8], w: &PackedI8, blocks: Range<usize>, acc: &mut [i32]) {
+        let (kp, k4) = (w.k_pad, w.k_pad / 4);
+        // Row stride of `acc`.
+        let width = blocks.len() * 8;
         let rows = a.len() / kp;
         let ap = a.as_ptr();
-        let nb = ocp / 8;
-        let mut ob = 0;
+        let nb = blocks.end;
+        let mut ob = blocks.start;
         while ob < nb {
             let two = ob + 1 < nb;
             let wb0 = unsafe { w.data.as_ptr().add(ob * k4 * 32) };
@@ -332,7 +361,10 @@ mod x86 {
                     }
                 }
                 for i in 0..n {
-                    let dst = unsafe { acc.as_mut_ptr().add((r + i) * ocp + ob * 8) };
+                    let dst = unsafe {
+                        acc.as_mut_ptr()
+                            .add((r + i) * width + (ob - blocks.start) * 8)
+                    };
                     unsafe { _mm256_storeu_si256(dst as *mut __m256i, c0[i]) };
                     if two {
                         unsafe { _mm256_storeu_si256(dst.add(8) as *mut __m256i, c1[i]) };

@@ -14,6 +14,7 @@ mod avx2;
 pub mod int8;
 mod matmul;
 pub mod reference;
+pub mod w8a8;
 
 use std::sync::OnceLock;
 
@@ -116,12 +117,12 @@ impl WeightType {
         match self {
             Self::F32 | Self::F16 => ActKinds::default(),
             Self::Q4K | Self::Q5K | Self::Q6K => ActKinds {
-                q8: false,
                 q8k: true,
+                ..ActKinds::default()
             },
             _ => ActKinds {
                 q8: true,
-                q8k: false,
+                ..ActKinds::default()
             },
         }
     }

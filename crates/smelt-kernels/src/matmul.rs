@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::{Activations, DotFn, MAX_TILE_TOKENS, Variant, WeightType, tile_width, variant};
+use crate::w8a8::{self, RowInt8};
+use crate::{
+    ActKinds, Activations, DotFn, MAX_TILE_TOKENS, Variant, WeightType, tile_width, variant,
+};
 
 /// Weight rows per kernel call: their bytes stay in L1/L2 while the token tiles go past.
 const TILE: usize = 32;
@@ -48,7 +51,7 @@ impl WeightBytes {
 
 /// A `(rows, cols)` weight matrix in block form: `y = W x` maps `cols` inputs to `rows` outputs.
 pub struct QMatrix {
-    /// Block format.
+    /// Block format (for a W8A8 matrix, `F32`: the form [`QMatrix::to_f32`] gives).
     pub ty: WeightType,
     /// Output features.
     pub rows: usize,
@@ -57,8 +60,11 @@ pub struct QMatrix {
     row_bytes: usize,
     data: WeightBytes,
     dot: DotFn,
+    variant: Variant,
     /// F32 only: batches of at least [`GEMM_MIN_TOKENS`] go through a blocked GEMM.
     float_gemm: bool,
+    /// W8A8 weights (then `data` is empty): per-row int8 × per-token int8 activations.
+    int8: Option<RowInt8>,
 }
 
 /// Smallest batch that [`QMatrix::set_float_gemm`] sends through the GEMM.
@@ -92,8 +98,46 @@ impl QMatrix {
             row_bytes,
             data,
             dot: DotFn::new(ty, variant()),
+            variant: variant(),
             float_gemm: false,
+            int8: None,
         })
+    }
+
+    /// A W8A8 matrix (SmoothQuant's scheme, see [`crate::w8a8`]) from (rows, cols) row-major
+    /// f32 weights: int8 codes with one scale per row; its input is quantized per token.
+    pub fn w8a8_from_f32(rows: usize, cols: usize, w: &[f32]) -> Result<Self, String> {
+        let q = RowInt8::quantize(w, rows, cols)?;
+        let mut m = Self::new(WeightType::F32, 0, cols, WeightBytes::Owned(Vec::new()))?;
+        m.rows = rows;
+        m.int8 = Some(q);
+        Ok(m)
+    }
+
+    /// Whether this is a W8A8 matrix.
+    pub fn is_w8a8(&self) -> bool {
+        self.int8.is_some()
+    }
+
+    /// The format's name for summaries: the ggml type, or `w8a8`.
+    pub fn type_name(&self) -> String {
+        if self.int8.is_some() {
+            "w8a8".into()
+        } else {
+            self.ty.ggml().name().to_string()
+        }
+    }
+
+    /// The activation forms this matrix's kernel reads.
+    pub fn act_kinds(&self) -> ActKinds {
+        if self.int8.is_some() {
+            ActKinds {
+                i8row: true,
+                ..ActKinds::default()
+            }
+        } else {
+            self.ty.act_kinds()
+        }
     }
 
     /// For F32 weights: run batches of [`GEMM_MIN_TOKENS`] or more through a cache-blocked
@@ -101,12 +145,13 @@ impl QMatrix {
     /// order then depends on the batch, so a token's result is no longer bit-identical to its
     /// result alone; the default keeps that batch invariance, which serving relies on.
     pub fn set_float_gemm(&mut self, on: bool) {
-        self.float_gemm = on && self.ty == WeightType::F32;
+        self.float_gemm = on && self.ty == WeightType::F32 && self.int8.is_none();
     }
 
     /// The same matrix computed with `v` (for tests and benchmarks).
     pub fn with_variant(mut self, v: Variant) -> Self {
         self.dot = DotFn::new(self.ty, v);
+        self.variant = v;
         self
     }
 
@@ -121,18 +166,25 @@ impl QMatrix {
 
     /// The (rows, cols) row-major values the blocks stand for.
     pub fn to_f32(&self) -> Vec<f32> {
+        if let Some(q) = &self.int8 {
+            return q.to_f32();
+        }
         smelt_gguf::blocks::dequantize(self.ty.ggml(), self.data.bytes(), self.rows * self.cols)
             .expect("sizes were checked when the matrix was made")
     }
 
-    /// Row `r`'s block bytes.
+    /// Row `r`'s block bytes (a W8A8 matrix has none: panics).
     pub fn row(&self, r: usize) -> &[u8] {
+        assert!(self.int8.is_none(), "a W8A8 matrix has no block rows");
         &self.data.bytes()[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
     /// Bytes of the whole matrix.
     pub fn nbytes(&self) -> usize {
-        self.rows * self.row_bytes
+        match &self.int8 {
+            Some(q) => q.nbytes(),
+            None => self.rows * self.row_bytes,
+        }
     }
 
     /// `out (n, rows) = acts (n, cols) · Wᵀ`.
@@ -158,7 +210,11 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
     for (w, o) in mats.iter().zip(outs.iter()) {
         assert_eq!(w.cols, acts.cols, "input width");
         assert!(o.len() >= n * w.rows, "output is (n, rows)");
-        let k = w.ty.act_kinds();
+        let k = w.act_kinds();
+        assert!(
+            !k.i8row || (acts.i8row.n == n && acts.i8row.k_pad == acts.cols.div_ceil(4) * 4),
+            "int8 rows missing"
+        );
         assert!(
             !k.q8 || acts.q8.len() == n * acts.cols / 32,
             "32-blocks missing"
@@ -182,6 +238,10 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
         let (w, out) = (mats[m], ptrs[m]);
         let start = (task - first[m]) * per[m];
         let end = (start + per[m]).min(w.rows);
+        if let Some(q) = &w.int8 {
+            int8_rows(q, acts, start, end, w.variant, out);
+            return;
+        }
         let bytes = w.data.bytes();
         if w.float_gemm && n >= GEMM_MIN_TOKENS {
             gemm_f32_rows(w, bytes, acts, start, end, out);
@@ -207,6 +267,28 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             }
         }
     });
+}
+
+/// `out[t, r]` for rows `start..end` of a W8A8 matrix, for every token.
+fn int8_rows(
+    q: &RowInt8,
+    acts: &Activations,
+    start: usize,
+    end: usize,
+    variant: Variant,
+    out: OutPtr,
+) {
+    let width = end - start;
+    // (n, width) results of this task.
+    let mut part = vec![0f32; acts.n * width];
+    w8a8::matmul_rows(q, &acts.i8row, start, end, &mut part, variant);
+    for (t, row) in part.chunks_exact(width).enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            // SAFETY: (t, start + j) is inside the checked output and only this task writes
+            // rows start..end.
+            unsafe { *out.0.add(t * q.rows + start + j) = *v };
+        }
+    }
 }
 
 /// `out[t, r] = Σ_k acts[t, k] · W[r, k]` for rows `start..end` of an F32 matrix, one GEMM.

@@ -2,7 +2,8 @@
 //! identical (integer arithmetic has no rounding freedom). Seed printed; `SMELT_SEED` replays.
 
 use smelt_kernels::int8::{
-    FixedMultiplier, PackedI8, Requant, gemm_reference, gemm_u8i8, gemm_u8i8_requant, k_padded,
+    FixedMultiplier, PackedI8, Requant, gemm_reference, gemm_u8i8, gemm_u8i8_blocks,
+    gemm_u8i8_requant, k_padded,
 };
 use smelt_kernels::{Variant, available_variants};
 
@@ -95,6 +96,33 @@ fn raw_sums_equal_plain_dot_products() {
             let mut got = vec![-7i32; rows * oc_pad];
             gemm_u8i8(&a, &packed, &mut got, v);
             assert_eq!(got, want, "{} raw sums, shape {rows}x{oc}x{k}", v.name());
+        }
+    }
+}
+
+#[test]
+fn output_block_ranges_equal_the_full_product() {
+    let mut rng = Rng(seed());
+    for &(rows, oc, k) in &SHAPES {
+        let (a, w) = random_case(&mut rng, rows, oc, k);
+        let packed = PackedI8::new(&w, oc, k);
+        let nb = oc.div_ceil(8);
+        let mut full = vec![0i32; rows * nb * 8];
+        gemm_reference(&a, &packed, &mut full);
+        let b0 = rng.below(nb as u64) as usize;
+        let b1 = b0 + 1 + rng.below((nb - b0) as u64) as usize;
+        let width = (b1 - b0) * 8;
+        for &v in available_variants() {
+            let mut got = vec![-7i32; rows * width];
+            gemm_u8i8_blocks(&a, &packed, b0..b1, &mut got, v);
+            for r in 0..rows {
+                assert_eq!(
+                    got[r * width..(r + 1) * width],
+                    full[r * nb * 8 + b0 * 8..r * nb * 8 + b1 * 8],
+                    "{} blocks {b0}..{b1} of {rows}x{oc}x{k}, row {r}",
+                    v.name()
+                );
+            }
         }
     }
 }

@@ -316,11 +316,10 @@ impl Llama {
         let mut m = std::collections::BTreeMap::new();
         for l in &self.layers {
             for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
-                *m.entry(w.ty.ggml().name().to_string()).or_insert(0) += 1;
+                *m.entry(w.type_name()).or_insert(0) += 1;
             }
         }
-        *m.entry(self.output_matrix().ty.ggml().name().to_string())
-            .or_insert(0) += 1;
+        *m.entry(self.output_matrix().type_name()).or_insert(0) += 1;
         m.into_iter().collect()
     }
 
@@ -427,7 +426,7 @@ impl Llama {
         }
         ops::attention(&s.q, cache, l, pos0, heads, &mut s.att);
         tap.input(l, LinearInput::AttnOut, &s.att, n);
-        s.acts.set(&s.att, n, e, layer.wo.ty.act_kinds());
+        s.acts.set(&s.att, n, e, layer.wo.act_kinds());
         layer.wo.matmul(&s.acts, &mut s.tmp);
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
         ops::rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut s.h);
@@ -440,7 +439,7 @@ impl Llama {
         );
         ops::swiglu(&mut s.gate, &s.up);
         tap.input(l, LinearInput::FfnDown, &s.gate, n);
-        s.acts.set(&s.gate, n, ff, layer.w_down.ty.act_kinds());
+        s.acts.set(&s.gate, n, ff, layer.w_down.act_kinds());
         layer.w_down.matmul(&s.acts, &mut s.tmp);
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
     }
@@ -461,7 +460,7 @@ impl Llama {
         ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
         let out = self.output_matrix();
         let mut acts = Activations::new();
-        acts.set(&normed, n_out, e, out.ty.act_kinds());
+        acts.set(&normed, n_out, e, out.act_kinds());
         // (n_out, n_vocab)
         let mut logits = vec![0f32; n_out * c.n_vocab];
         out.matmul(&acts, &mut logits);
@@ -705,5 +704,5 @@ impl Scratch {
 
 fn kinds(mats: &[&QMatrix]) -> ActKinds {
     mats.iter()
-        .fold(ActKinds::default(), |k, m| k | m.ty.act_kinds())
+        .fold(ActKinds::default(), |k, m| k | m.act_kinds())
 }

@@ -33,10 +33,11 @@ pub struct ModelBenchArgs {
     pub json: bool,
 }
 
-struct Xorshift(u64);
+/// A small seeded generator for random benchmark tokens.
+pub(crate) struct Xorshift(pub(crate) u64);
 
 impl Xorshift {
-    fn below(&mut self, n: usize) -> u32 {
+    pub(crate) fn below(&mut self, n: usize) -> u32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -44,7 +45,7 @@ impl Xorshift {
     }
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
+pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     let m = v.iter().sum::<f64>() / v.len() as f64;
     let var = if v.len() > 1 {
         v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() - 1) as f64
@@ -55,7 +56,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
 }
 
 /// Seconds to process `n` random prompt tokens in one fresh context (batches of 512).
-fn time_prompt(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
+pub(crate) fn time_prompt(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
     let mut cache = model.new_cache(n);
     let tokens: Vec<u32> = (0..n).map(|_| rng.below(model.config.n_vocab)).collect();
     let t = Instant::now();
@@ -66,7 +67,7 @@ fn time_prompt(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
 }
 
 /// Seconds to generate `n` tokens one at a time from an empty context.
-fn time_generate(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
+pub(crate) fn time_generate(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
     let mut cache = model.new_cache(n);
     let t = Instant::now();
     for _ in 0..n {

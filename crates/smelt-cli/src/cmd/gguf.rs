@@ -44,6 +44,8 @@ pub enum GgufCommand {
         /// Worker threads [default: all cores].
         #[arg(long)]
         threads: Option<usize>,
+        #[command(flatten)]
+        calibrated: super::gguf_calibrated::CalibratedArgs,
     },
     /// Dequantize a GGUF llama model into a Hugging Face directory (safetensors + config.json +
     /// tokenizer files; GGUF-only metadata in gguf_metadata.json).
@@ -151,7 +153,16 @@ pub fn run(ctx: &Context, cmd: GgufCommand) -> Result<()> {
             ftype,
             allow_requantize,
             threads,
-        } => quantize(ctx, &input, &output, &ftype, allow_requantize, threads),
+            calibrated,
+        } => quantize(
+            ctx,
+            &input,
+            &output,
+            &ftype,
+            allow_requantize,
+            threads,
+            &calibrated,
+        ),
     }
 }
 
@@ -163,6 +174,7 @@ fn quantize(
     ftype: &str,
     allow_requantize: bool,
     threads: Option<usize>,
+    calibrated: &super::gguf_calibrated::CalibratedArgs,
 ) -> Result<()> {
     use smelt_gguf::mix::{ALL_FILE_TYPES, FileType};
     let Some(ft) = FileType::parse(ftype) else {
@@ -179,7 +191,11 @@ fn quantize(
         .input("model", path.display().to_string())
         .setting("ftype", ft.name())
         .setting("threads", threads)
-        .setting("allow_requantize", allow_requantize);
+        .setting("allow_requantize", allow_requantize)
+        .setting("method", &calibrated.method);
+    let t0 = std::time::Instant::now();
+    // Layer matrices chosen with calibration data (empty for plain rounding).
+    let provided = super::gguf_calibrated::layers(ctx, &path, &src, ft, threads, calibrated)?;
     let bar = if ctx.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -191,14 +207,15 @@ fn quantize(
         )
         .expect("valid template"),
     );
-    let t0 = std::time::Instant::now();
     let opts = smelt_gguf::quantize::QuantizeOptions {
         ftype: ft,
         allow_requantize,
         threads,
     };
     let (writer, reports) =
-        smelt_gguf::quantize::quantize_model(&src, opts, |done, _| bar.set_position(done))?;
+        smelt_gguf::quantize::quantize_model_with(&src, opts, &provided, |done, _| {
+            bar.set_position(done)
+        })?;
     let t_quant = t0.elapsed();
     writer.write(output)?;
     bar.finish_and_clear();

@@ -27,26 +27,31 @@ pub enum LlmCommand {
     ///
     /// Example: smelt llm compare --methods rtn,gptq,awq --grids 4:128,3:128
     Compare(CompareArgs),
+    /// SmoothQuant W8A8: smooth, convert every layer matrix to int8 × per-token int8, and
+    /// compare perplexity and speed against the F32 base in the same run.
+    ///
+    /// Example: smelt llm smoothquant --alpha 0.5 --calib 32x512
+    Smoothquant(super::llm_smooth::SmoothArgs),
 }
 
 /// Settings shared by the verbs.
 #[derive(clap::Args)]
-pub struct Common {
+pub(super) struct Common {
     /// A .gguf path or model asset; its weights are dequantized to F32 as the base.
     #[arg(long, default_value = "smollm2-135m")]
-    model: String,
+    pub(super) model: String,
     /// Calibration windows × tokens per window.
     #[arg(long, default_value = "128x512")]
-    calib: String,
+    pub(super) calib: String,
     /// Seed for the calibration windows.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub(super) seed: u64,
     /// Held-out windows of `--ctx` tokens to score.
     #[arg(long, default_value_t = 40)]
-    eval_chunks: usize,
+    pub(super) eval_chunks: usize,
     /// Perplexity window.
     #[arg(long, default_value_t = 512)]
-    ctx: usize,
+    pub(super) ctx: usize,
     /// GPTQ dampening, a fraction of the Hessian's mean diagonal.
     #[arg(long, default_value_t = 0.01)]
     damp: f64,
@@ -96,7 +101,8 @@ pub struct QuantizeArgs {
 pub struct CompareArgs {
     #[command(flatten)]
     common: Common,
-    /// Comma-separated methods.
+    /// Comma-separated methods: rtn, gptq, awq (per grid) and nf4 (QLoRA's NF4 with double
+    /// quantization, block 64 / 256; one row, independent of the grids).
     #[arg(long, default_value = "rtn,gptq,awq")]
     methods: String,
     /// Comma-separated BITS:GROUP grids (GROUP -1 = per-channel).
@@ -138,6 +144,7 @@ pub fn run(ctx: &Context, command: LlmCommand) -> Result<()> {
             Ok(())
         }
         LlmCommand::Compare(a) => compare(ctx, &a),
+        LlmCommand::Smoothquant(a) => super::llm_smooth::run(ctx, &a),
     }
 }
 
@@ -159,7 +166,7 @@ fn parse_grid(bits: u8, group: i64, sym: bool) -> Result<WeightGrid> {
     Ok(grid)
 }
 
-fn parse_calib(s: &str) -> Result<(usize, usize)> {
+pub(super) fn parse_calib(s: &str) -> Result<(usize, usize)> {
     let (n, l) = s
         .split_once('x')
         .with_context(|| format!("--calib {s:?}: expected WINDOWSxTOKENS, e.g. 128x512"))?;
@@ -191,9 +198,9 @@ pub struct Row {
     pub sample: String,
 }
 
-struct Setup {
-    loaded: Loaded,
-    calib: Vec<Vec<u32>>,
+pub(super) struct Setup {
+    pub(super) loaded: Loaded,
+    pub(super) calib: Vec<Vec<u32>>,
     eval_tokens: Vec<u32>,
     common_ctx: usize,
     eval_chunks: usize,
@@ -207,7 +214,7 @@ struct Setup {
 const SAMPLE_PROMPT: &str = "To be, or not to be, that is the question:";
 
 impl Setup {
-    fn new(ctx: &Context, c: &Common) -> Result<Self> {
+    pub(super) fn new(ctx: &Context, c: &Common) -> Result<Self> {
         let (n, len) = parse_calib(&c.calib)?;
         if c.ctx < 8 || c.eval_chunks == 0 {
             bail!(
@@ -227,23 +234,7 @@ impl Setup {
         }
         let mut loaded = super::run::load(ctx, &c.model, c.threads)?;
         loaded.model.dequantize_to_f32()?;
-        let asset = smelt_data::assets::find("shakespeare").expect("catalogued");
-        let dir = ctx.fetcher().ensure(asset)?;
-        let text = std::fs::read_to_string(dir.join("shakespeare.txt"))
-            .context("reading shakespeare.txt")?;
-        let plays: Vec<smelt_data::shakespeare::PlayIndex> = serde_json::from_slice(
-            &std::fs::read(dir.join("plays.json")).context("reading plays.json")?,
-        )
-        .context("parsing plays.json")?;
-        let (calib_text, eval_text) = split_plays(&text, &plays).map_err(anyhow::Error::msg)?;
-        let calib_tokens = loaded.tok.encode(&calib_text, false);
-        let calib = sample_windows(&calib_tokens, n, len, c.seed, loaded.bos)
-            .map_err(anyhow::Error::msg)?;
-        let eval_tokens: Vec<u32> = loaded
-            .bos
-            .into_iter()
-            .chain(loaded.tok.encode(&eval_text, false))
-            .collect();
+        let (calib, calib_count, eval_tokens) = calibration(ctx, &loaded, n, len, c.seed)?;
         let cfg = &loaded.model.config;
         let kv = cfg.head_dim() * cfg.n_head_kv;
         let layer_params = cfg.n_layer
@@ -251,7 +242,7 @@ impl Setup {
         eprintln!(
             "calibration: {n} windows x {len} tokens (seed {}) from {} tokens of non-tragedy plays; evaluation: {} windows of {} from {} tokens of the tragedies",
             c.seed,
-            calib_tokens.len(),
+            calib_count,
             c.eval_chunks,
             c.ctx,
             eval_tokens.len()
@@ -271,7 +262,7 @@ impl Setup {
     }
 
     /// Held-out perplexity and a greedy sample of the model as it stands.
-    fn evaluate(
+    pub(super) fn evaluate(
         &self,
         ctx: &Context,
         name: &str,
@@ -384,8 +375,78 @@ impl Setup {
     }
 }
 
+/// Calibration windows (`n` × `len` tokens, seeded) from every play but the tragedies, the
+/// number of tokens they were drawn from, and the held-out tragedies' tokens (BOS first).
+pub(super) fn calibration(
+    ctx: &Context,
+    loaded: &Loaded,
+    n: usize,
+    len: usize,
+    seed: u64,
+) -> Result<(Vec<Vec<u32>>, usize, Vec<u32>)> {
+    let asset = smelt_data::assets::find("shakespeare").expect("catalogued");
+    let dir = ctx.fetcher().ensure(asset)?;
+    let text =
+        std::fs::read_to_string(dir.join("shakespeare.txt")).context("reading shakespeare.txt")?;
+    let plays: Vec<smelt_data::shakespeare::PlayIndex> = serde_json::from_slice(
+        &std::fs::read(dir.join("plays.json")).context("reading plays.json")?,
+    )
+    .context("parsing plays.json")?;
+    let (calib_text, eval_text) = split_plays(&text, &plays).map_err(anyhow::Error::msg)?;
+    let calib_tokens = loaded.tok.encode(&calib_text, false);
+    let calib =
+        sample_windows(&calib_tokens, n, len, seed, loaded.bos).map_err(anyhow::Error::msg)?;
+    let eval_tokens: Vec<u32> = loaded
+        .bos
+        .into_iter()
+        .chain(loaded.tok.encode(&eval_text, false))
+        .collect();
+    Ok((calib, calib_tokens.len(), eval_tokens))
+}
+
+impl Setup {
+    /// QLoRA's storage: every layer matrix (flattened row-major) in NF4 blocks of 64 with the
+    /// absmax values quantized again to 8 bits in blocks of 256; evaluated on the dequantized
+    /// values. Prints the stored bits per parameter next to QLoRA's formula.
+    fn run_nf4(&mut self, ctx: &Context) -> Result<Row> {
+        use smelt_quant::nf4_dq;
+        let (block, dq_block) = (64, nf4_dq::DEFAULT_DQ_BLOCK);
+        let fresh = fresh_base(&self.loaded)?;
+        let base_model = std::mem::replace(&mut self.loaded.model, fresh);
+        let t = Instant::now();
+        let (mut n, mut bits) = (0usize, 0f64);
+        for l in 0..self.loaded.model.config.n_layer {
+            for which in smelt_models::llama::Linear::ALL {
+                let w = self.loaded.model.linear(l, which);
+                let (rows, cols) = (w.rows, w.cols);
+                let q = nf4_dq::quantize(&w.to_f32(), block, dq_block);
+                n += rows * cols;
+                bits += q.bits_per_param() * (rows * cols) as f64;
+                let mut m = smelt_kernels::QMatrix::from_f32(rows, cols, &nf4_dq::dequantize(&q))
+                    .map_err(anyhow::Error::msg)?;
+                m.set_float_gemm(true);
+                self.loaded.model.set_linear(l, which, m)?;
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let bpp = bits / n as f64;
+        eprintln!(
+            "NF4 double quantization: {bpp:.4} bits/param stored (codes, 8-bit absmax, f32 scale per {dq_block} absmax, one f32 offset per matrix); QLoRA's formula 4 + 8/{block} + 32/({block}·{dq_block}) = {:.4}",
+            nf4_dq::bits_per_param_formula(block, dq_block)
+        );
+        let row = self.evaluate(ctx, &format!("nf4-dq b{block} dq{dq_block}"), None);
+        self.loaded.model = base_model;
+        let mut row = row?;
+        row.grid = "nf4".into();
+        row.bits_per_param = bpp;
+        row.layer_mb = self.layer_params as f64 * bpp / 8e6;
+        row.quant_seconds = secs;
+        Ok(row)
+    }
+}
+
 /// The base model again (F32-dequantized from the mapped file).
-fn fresh_base(l: &Loaded) -> Result<Llama> {
+pub(super) fn fresh_base(l: &Loaded) -> Result<Llama> {
     let mut m = Llama::load(&l.file)?;
     m.dequantize_to_f32()?;
     Ok(m)
@@ -425,9 +486,11 @@ fn table(rows: &[Row]) -> String {
 }
 
 fn compare(ctx: &Context, a: &CompareArgs) -> Result<()> {
+    let with_nf4 = a.methods.split(',').any(|m| m.trim() == "nf4");
     let methods: Vec<Method> = a
         .methods
         .split(',')
+        .filter(|m| m.trim() != "nf4")
         .map(parse_method)
         .collect::<Result<_>>()?;
     let grids: Vec<WeightGrid> = a
@@ -452,6 +515,9 @@ fn compare(ctx: &Context, a: &CompareArgs) -> Result<()> {
         for &m in &methods {
             rows.push(setup.run_one(ctx, m, grid)?.0);
         }
+    }
+    if with_nf4 {
+        rows.push(setup.run_nf4(ctx)?);
     }
     let t = table(&rows);
     println!("{t}");
@@ -510,6 +576,6 @@ fn plot(
     Ok(())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     smelt_files::write_atomic(path, bytes).with_context(|| format!("writing {}", path.display()))
 }

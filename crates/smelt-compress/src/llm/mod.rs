@@ -6,17 +6,19 @@
 
 pub mod awq;
 pub mod calib;
+pub mod ggml_gptq;
 pub mod gptq;
 pub mod grid;
 pub mod hf_gptq;
 pub mod pack;
 pub mod sequential;
+pub mod smooth;
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use smelt_kernels::QMatrix;
-use smelt_models::llama::{Linear, LinearInput, Llama, ModelError};
+use smelt_models::llama::{Linear, Llama, ModelError};
 
 use awq::{AwqConfig, awq_layer};
 use gptq::{GptqConfig, GptqError, gptq};
@@ -167,10 +169,7 @@ pub fn quantize_llama(
                 windows,
                 capture,
                 |model, l, stats| -> Result<(), PtqError> {
-                    let mut hs = HashMap::new();
-                    for at in LinearInput::ALL {
-                        hs.insert(at, stats.inputs[&at].hessian().expect("captured"));
-                    }
+                    let hs = stats.hessians();
                     let mut m = HashMap::new();
                     for which in Linear::ALL {
                         let w = model.linear(l, which);

@@ -19,6 +19,7 @@ mod q5_k;
 mod q6_k;
 mod q8_0;
 mod q8_k;
+pub mod regrid;
 
 pub use float::{bf16_to_f32, f32_to_bf16};
 
