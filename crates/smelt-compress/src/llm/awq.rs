@@ -7,16 +7,17 @@
 //! minimizes that group's share of the output error; then everything is rounded (RTN) on the
 //! same grid as GPTQ.
 //!
-//! Scaled pairs, as AutoAWQ does for llama: attention norm → q, k, v (error measured on the three
-//! projections' outputs); feed-forward norm → gate, up (error on the whole SwiGLU feed-forward
-//! output); up → down. The v → o pair (which AutoAWQ scales when v and o have the same shape,
+//! Scaled pairs, as AutoAWQ does for llama: attention norm → q, k, v (error measured on the
+//! attention output over a few whole calibration windows); feed-forward norm → gate, up (error on
+//! the whole SwiGLU feed-forward output); up → down. The v → o pair (which AutoAWQ scales when v and o have the same shape,
 //! i.e. without grouped-query attention) is not scaled here. q and k are not clipped.
 
 use std::collections::HashMap;
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use smelt_models::llama::{Linear, LinearInput, Llama};
+use smelt_kernels::QMatrix;
+use smelt_models::llama::{Linear, LinearInput, Llama, Scratch, Tap};
 
 use super::grid::{GroupParams, QuantizedLinear, WeightGrid, rtn};
 use super::sequential::LayerStats;
@@ -35,6 +36,10 @@ pub struct AwqConfig {
     /// Also search AutoAWQ's "duo" scales `mean|x|^α / mean|ŵ|^(1−α)` (ŵ: weights relative to
     /// their group's max) and keep whichever form gives the lower error.
     pub duo: bool,
+    /// Whole calibration windows on which the q/k/v scales are judged by the attention output
+    /// (rope, causal grouped-query attention), as AutoAWQ inspects `self_attn`; 0 judges them
+    /// on the three projections' outputs over the sampled rows instead.
+    pub attn_windows: usize,
 }
 
 impl AwqConfig {
@@ -46,6 +51,7 @@ impl AwqConfig {
             max_shrink: 0.5,
             clip_tokens: 512,
             duo: true,
+            attn_windows: 4,
         }
     }
 }
@@ -259,6 +265,42 @@ fn divide_cols(x: &[f32], s: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// Collects the attention outputs (o's input) a layer run shows.
+struct AttnOutTap(Vec<f32>);
+
+impl Tap for AttnOutTap {
+    fn input(&mut self, _layer: usize, at: LinearInput, x: &[f32], _n: usize) {
+        if at == LinearInput::AttnOut {
+            self.0.extend_from_slice(x);
+        }
+    }
+}
+
+/// Layer `l`'s attention outputs on each of `windows` ((len, n_embd) hidden states entering it),
+/// concatenated.
+fn attention_outputs(model: &Llama, l: usize, windows: &[Vec<f32>]) -> Vec<f32> {
+    let e = model.config.n_embd;
+    let len = windows.iter().map(|w| w.len() / e).max().unwrap_or(0);
+    let mut cache = model.new_cache(len.max(1));
+    let mut scratch = Scratch::default();
+    let mut tap = AttnOutTap(Vec::new());
+    for x in windows {
+        let mut tmp = x.clone();
+        cache.clear();
+        model.run_layer(l, &mut tmp, 0, &mut cache, &mut scratch, &mut tap);
+    }
+    tap.0
+}
+
+/// Puts (rows, cols) f32 `w` into the model as layer `l`'s `which`.
+fn put(model: &mut Llama, l: usize, which: Linear, w: &[f32], rows: usize, cols: usize) {
+    let mut m = QMatrix::from_f32(rows, cols, w).expect("shape of the model's own matrix");
+    m.set_float_gemm(true);
+    model
+        .set_linear(l, which, m)
+        .expect("shape of the model's own matrix");
+}
+
 /// What AWQ did to one layer, for the log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AwqLayerReport {
@@ -290,27 +332,40 @@ pub fn awq_layer(
         (s.sample.clone(), s.sample_rows(), s.cols, s.abs_mean())
     };
 
-    // 1. attention norm → q, k, v; error on the projections' outputs.
+    // 1. attention norm → q, k, v; error on the attention output over whole windows (or, without
+    //    kept windows, on the projections' outputs over the sampled rows).
     let (x, n, e, x_mean) = input(LinearInput::Attn);
     let qkv = [Linear::Q, Linear::K, Linear::V];
-    let refs: Vec<Vec<f32>> = qkv
-        .iter()
-        .map(|k| {
-            let (m, r, c) = &w[k];
-            xwt(&x, n, m, *r, *c)
-        })
-        .collect();
-    let loss = |s: &[f32]| -> f64 {
+    let windows = &stats.windows[..stats.windows.len().min(cfg.attn_windows)];
+    let refs: Vec<Vec<f32>> = if windows.is_empty() {
         qkv.iter()
-            .zip(&refs)
-            .map(|(k, want)| {
+            .map(|k| {
                 let (m, r, c) = &w[k];
-                sq_err(
-                    &xwt(&x, n, &fake_quant_scaled(m, *r, *c, s, &grid), *r, *c),
-                    want,
-                )
+                xwt(&x, n, m, *r, *c)
             })
-            .sum()
+            .collect()
+    } else {
+        vec![attention_outputs(model, l, windows)]
+    };
+    let mut loss = |s: &[f32]| -> f64 {
+        if windows.is_empty() {
+            return qkv
+                .iter()
+                .zip(&refs)
+                .map(|(k, want)| {
+                    let (m, r, c) = &w[k];
+                    sq_err(
+                        &xwt(&x, n, &fake_quant_scaled(m, *r, *c, s, &grid), *r, *c),
+                        want,
+                    )
+                })
+                .sum();
+        }
+        for k in qkv {
+            let (m, r, c) = &w[&k];
+            put(model, l, k, &fake_quant_scaled(m, *r, *c, s, &grid), *r, *c);
+        }
+        sq_err(&attention_outputs(model, l, windows), &refs[0])
     };
     let base = loss(&vec![1.0; e]);
     let wm = cfg.duo.then(|| {
@@ -324,9 +379,14 @@ pub fn awq_layer(
             &grid,
         )
     });
-    let (s, alpha, best) = search(&x_mean, wm.as_deref(), cfg.n_grid, loss);
+    let (s, alpha, best) = search(&x_mean, wm.as_deref(), cfg.n_grid, &mut loss);
     report.alpha[0] = alpha;
     report.gain[0] = best / base.max(f64::MIN_POSITIVE);
+    // The search left trial matrices in the model: put the float ones back.
+    for k in qkv {
+        let (m, r, c) = &w[&k];
+        put(model, l, k, m, *r, *c);
+    }
     let attn_x = fold_into_norm(model, l, true, &s, &mut w, &qkv, &x);
 
     // 2. feed-forward norm → gate, up; error on the feed-forward output.

@@ -166,7 +166,7 @@ pub fn gptq_ggml_llama(
     let mut out = HashMap::new();
     let capture = Capture {
         hessian: true,
-        sample_tokens: 0,
+        ..Capture::default()
     };
     calibrate_sequential(
         model,

@@ -162,7 +162,7 @@ pub fn quantize_llama(
             };
             let capture = Capture {
                 hessian: true,
-                sample_tokens: 0,
+                ..Capture::default()
             };
             calibrate_sequential(
                 model,
@@ -195,6 +195,7 @@ pub fn quantize_llama(
             let capture = Capture {
                 hessian: false,
                 sample_tokens: cfg.awq_tokens,
+                keep_windows: acfg.attn_windows,
             };
             calibrate_sequential(
                 model,

@@ -18,6 +18,9 @@ pub struct Capture {
     /// Keep up to this many input rows (AWQ's search), taken evenly from every window,
     /// starting at position 0.
     pub sample_tokens: usize,
+    /// Keep the hidden states entering the layer for this many whole windows (AWQ measures the
+    /// q/k/v error through attention on them).
+    pub keep_windows: usize,
 }
 
 /// Statistics of one linear input over all calibration tokens.
@@ -73,6 +76,9 @@ impl InputStats {
 pub struct LayerStats {
     /// Per input.
     pub inputs: HashMap<LinearInput, InputStats>,
+    /// Per kept window ([`Capture::keep_windows`]), the (len, n_embd) hidden states entering the
+    /// layer.
+    pub windows: Vec<Vec<f32>>,
 }
 
 impl LayerStats {
@@ -180,7 +186,11 @@ where
             cache.clear();
             model.run_layer(l, &mut tmp, 0, &mut cache, &mut scratch, &mut tap);
         }
-        quantize_layer(model, l, &LayerStats { inputs: tap.stats })?;
+        let stats = LayerStats {
+            inputs: tap.stats,
+            windows: xs.iter().take(capture.keep_windows).cloned().collect(),
+        };
+        quantize_layer(model, l, &stats)?;
         for x in &mut xs {
             cache.clear();
             model.run_layer(l, x, 0, &mut cache, &mut scratch, &mut NoTap);
