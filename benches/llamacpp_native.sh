@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "building ${missing[*]} (once, several minutes on 2 cores)..." >&2
   native="-march=native -mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
   cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=ON \
     -DCMAKE_C_FLAGS="$native" -DCMAKE_CXX_FLAGS="$native" > /dev/null
   cmake --build "$build" --target "${missing[@]}" -j "$(nproc)" > /dev/null
 fi

@@ -127,6 +127,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::quant::QuantCommand,
     },
+    /// Serve a GGUF model over an OpenAI-compatible API (continuous batching, paged KV cache,
+    /// prefix caching, Prometheus metrics at /metrics).
+    ///
+    /// Example: smelt serve smollm2-135m --port 8000 --max-num-seqs 16
+    Serve(cmd::serve::ServeArgs),
     /// Benchmarks measured next to an anchor from the same run: `smelt bench MODEL` measures
     /// prompt processing and generation like llama-bench; `smelt bench quant` the quantizers.
     ///
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
         Command::Llm { command } => cmd::llm::run(&ctx, command),
         Command::Run(args) => cmd::run::run(&ctx, &args),
         Command::Chat(args) => cmd::chat::run(&ctx, &args),
+        Command::Serve(args) => cmd::serve::run(&ctx, &args),
         Command::Perplexity(args) => cmd::perplexity::run(&ctx, &args),
         Command::Tokenize {
             model,

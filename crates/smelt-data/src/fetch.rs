@@ -286,6 +286,27 @@ impl Fetcher {
         Ok(self.asset_dir(asset))
     }
 
+    /// The one `.gguf` file of model asset `asset`, fetching it first if needed.
+    pub fn ensure_gguf(&self, asset: &Asset) -> Result<PathBuf, FetchError> {
+        let dir = self.ensure(asset)?;
+        let ggufs: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|source| FetchError::Io {
+                context: format!("listing {}", dir.display()),
+                source,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+            .collect();
+        match ggufs.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => Err(FetchError::Layout(format!(
+                "asset {} holds {} .gguf files, expected one",
+                asset.name,
+                ggufs.len()
+            ))),
+        }
+    }
+
     /// Fetches an asset unless a verified copy is present (`force` fetches anyway).
     pub fn fetch(&self, asset: &Asset, force: bool) -> Result<Outcome, FetchError> {
         let assets_dir = self.home.join("assets");

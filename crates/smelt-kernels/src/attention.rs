@@ -10,18 +10,54 @@ use half::f16;
 
 use crate::{Variant, available_variants};
 
-/// Where one head's keys and values sit in a layer's cache slabs: position p's key is
-/// `keys[p · stride + offset ..][..head_dim]`, likewise its value.
+/// Where one head's keys and values sit in a layer's cache slabs. The slabs hold rows of
+/// `stride` elements grouped in blocks of `block` rows (a paged cache); `table` maps the
+/// sequence's logical blocks to physical ones, so position p lives in row
+/// `table[p / block] · block + p % block`, and its key is `keys[row · stride + offset ..][..head_dim]`
+/// (likewise its value). A contiguous cache is one block: see [`HeadSlabs::contiguous`].
 #[derive(Debug, Clone, Copy)]
 pub struct HeadSlabs<'a> {
-    /// (positions, stride) keys.
+    /// (rows, stride) keys.
     pub keys: &'a [f16],
-    /// (positions, stride) values.
+    /// (rows, stride) values.
     pub values: &'a [f16],
-    /// Elements between consecutive positions.
+    /// Elements between consecutive rows.
     pub stride: usize,
-    /// This head's first element within a position.
+    /// This head's first element within a row.
     pub offset: usize,
+    /// Rows per block (≥ 1).
+    pub block: usize,
+    /// Physical block of each logical block of the sequence.
+    pub table: &'a [u32],
+}
+
+impl<'a> HeadSlabs<'a> {
+    /// Slabs where position p is row p (one unbounded block).
+    pub fn contiguous(keys: &'a [f16], values: &'a [f16], stride: usize, offset: usize) -> Self {
+        Self {
+            keys,
+            values,
+            stride,
+            offset,
+            block: usize::MAX,
+            table: &[0],
+        }
+    }
+
+    /// Row of position `p`.
+    pub fn row(&self, p: usize) -> usize {
+        self.table[p / self.block] as usize * self.block + p % self.block
+    }
+
+    /// The runs of positions `0..n_pos` that sit in consecutive rows:
+    /// (first position, its row, length).
+    pub fn runs(&self, n_pos: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let block = self.block;
+        (0..n_pos.div_ceil(block)).map(move |b| {
+            let p0 = b * block;
+            (p0, self.table[b] as usize * block, block.min(n_pos - p0))
+        })
+    }
 }
 
 fn f16_round(v: f32) -> f32 {
@@ -46,14 +82,14 @@ pub fn attend_reference(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, out:
     let q16: Vec<f32> = q.iter().map(|&v| f16_round(v)).collect();
     let mut scores: Vec<f32> = (0..n_pos)
         .map(|p| {
-            let k = &kv.keys[p * kv.stride + kv.offset..][..hd];
+            let k = &kv.keys[kv.row(p) * kv.stride + kv.offset..][..hd];
             q16.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum::<f32>() * scale
         })
         .collect();
     softmax_f16_weights(&mut scores);
     out[..hd].iter_mut().for_each(|o| *o = 0.0);
     for (p, &w) in scores.iter().enumerate() {
-        let v = &kv.values[p * kv.stride + kv.offset..][..hd];
+        let v = &kv.values[kv.row(p) * kv.stride + kv.offset..][..hd];
         for (o, x) in out.iter_mut().zip(v) {
             *o += w * x.to_f32();
         }
@@ -82,62 +118,69 @@ mod x86 {
     ) {
         unsafe {
             assert!(q.len() == 8 * C && out.len() >= 8 * C);
-            assert!(
-                n_pos == 0
-                    || kv.keys.len().min(kv.values.len())
-                        >= (n_pos - 1) * kv.stride + kv.offset + 8 * C
-            );
+            assert!(n_pos.div_ceil(kv.block) <= kv.table.len());
+            for (_, row, len) in kv.runs(n_pos) {
+                assert!(
+                    kv.keys.len().min(kv.values.len())
+                        >= (row + len - 1) * kv.stride + kv.offset + 8 * C
+                );
+            }
             // The query, rounded to f16 and back (vcvtps2ph/vcvtph2ps round to nearest even).
             let mut qv = [_mm256_setzero_ps(); C];
             for (c, v) in qv.iter_mut().enumerate() {
                 let x = _mm256_loadu_ps(q.as_ptr().add(8 * c));
                 *v = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
             }
-            let key = |p: usize| kv.keys.as_ptr().add(p * kv.stride + kv.offset);
             let mut scores = vec![0f32; n_pos];
-            let mut p = 0;
-            while p + 8 <= n_pos {
-                let mut acc = [_mm256_setzero_ps(); 8];
-                for (j, a) in acc.iter_mut().enumerate() {
-                    let k = key(p + j);
-                    for (c, qc) in qv.iter().enumerate() {
-                        *a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), *a);
+            for (p0, row0, len) in kv.runs(n_pos) {
+                let key = |j: usize| kv.keys.as_ptr().add((row0 + j) * kv.stride + kv.offset);
+                let scores = &mut scores[p0..p0 + len];
+                let mut p = 0;
+                while p + 8 <= len {
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let k = key(p + j);
+                        for (c, qc) in qv.iter().enumerate() {
+                            *a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), *a);
+                        }
                     }
+                    let t0 = _mm256_hadd_ps(acc[0], acc[1]);
+                    let t1 = _mm256_hadd_ps(acc[2], acc[3]);
+                    let t2 = _mm256_hadd_ps(acc[4], acc[5]);
+                    let t3 = _mm256_hadd_ps(acc[6], acc[7]);
+                    let u0 = _mm256_hadd_ps(t0, t1);
+                    let u1 = _mm256_hadd_ps(t2, t3);
+                    let sums = _mm256_add_ps(
+                        _mm256_permute2f128_ps(u0, u1, 0x20),
+                        _mm256_permute2f128_ps(u0, u1, 0x31),
+                    );
+                    _mm256_storeu_ps(
+                        scores.as_mut_ptr().add(p),
+                        _mm256_mul_ps(sums, _mm256_set1_ps(scale)),
+                    );
+                    p += 8;
                 }
-                let t0 = _mm256_hadd_ps(acc[0], acc[1]);
-                let t1 = _mm256_hadd_ps(acc[2], acc[3]);
-                let t2 = _mm256_hadd_ps(acc[4], acc[5]);
-                let t3 = _mm256_hadd_ps(acc[6], acc[7]);
-                let u0 = _mm256_hadd_ps(t0, t1);
-                let u1 = _mm256_hadd_ps(t2, t3);
-                let sums = _mm256_add_ps(
-                    _mm256_permute2f128_ps(u0, u1, 0x20),
-                    _mm256_permute2f128_ps(u0, u1, 0x31),
-                );
-                _mm256_storeu_ps(
-                    scores.as_mut_ptr().add(p),
-                    _mm256_mul_ps(sums, _mm256_set1_ps(scale)),
-                );
-                p += 8;
-            }
-            while p < n_pos {
-                let k = key(p);
-                let mut a = _mm256_setzero_ps();
-                for (c, qc) in qv.iter().enumerate() {
-                    a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), a);
+                while p < len {
+                    let k = key(p);
+                    let mut a = _mm256_setzero_ps();
+                    for (c, qc) in qv.iter().enumerate() {
+                        a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), a);
+                    }
+                    let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+                    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                    scores[p] = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s))) * scale;
+                    p += 1;
                 }
-                let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                scores[p] = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s))) * scale;
-                p += 1;
             }
             softmax_f16_weights(&mut scores);
             let mut o = [_mm256_setzero_ps(); C];
-            for (p, &w) in scores.iter().enumerate() {
-                let v = kv.values.as_ptr().add(p * kv.stride + kv.offset);
-                let wv = _mm256_set1_ps(w);
-                for (c, oc) in o.iter_mut().enumerate() {
-                    *oc = _mm256_fmadd_ps(wv, load_h(v.add(8 * c)), *oc);
+            for (p0, row0, len) in kv.runs(n_pos) {
+                for (j, &w) in scores[p0..p0 + len].iter().enumerate() {
+                    let v = kv.values.as_ptr().add((row0 + j) * kv.stride + kv.offset);
+                    let wv = _mm256_set1_ps(w);
+                    for (c, oc) in o.iter_mut().enumerate() {
+                        *oc = _mm256_fmadd_ps(wv, load_h(v.add(8 * c)), *oc);
+                    }
                 }
             }
             for (c, oc) in o.iter().enumerate() {

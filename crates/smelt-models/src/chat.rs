@@ -5,7 +5,7 @@ use minijinja::{Environment, Error, ErrorKind, context};
 use serde::Serialize;
 
 /// One turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ChatMessage {
     /// "system", "user" or "assistant".
     pub role: String,

@@ -96,15 +96,8 @@ pub fn generate_observed(
     let mut prompt_seconds = None;
     let mut history = prompt.to_vec();
     let mut sampler = Sampler::new(opts.sampler.clone());
-    let hold = opts
-        .stop_strings
-        .iter()
-        .map(|s| s.len())
-        .max()
-        .unwrap_or(1)
-        .max(1)
-        - 1;
-    let (mut tokens, mut text, mut emitted) = (Vec::new(), String::new(), 0usize);
+    let mut stream = TextStream::new(&opts.stop_strings);
+    let mut tokens = Vec::new();
     let mut finish = FinishReason::Length;
     for i in 0..opts.max_tokens {
         let next = sampler.sample(&logits, &history);
@@ -116,37 +109,24 @@ pub fn generate_observed(
         }
         tokens.push(next);
         history.push(next);
-        text = decode(&tokens);
-        let found = opts
-            .stop_strings
-            .iter()
-            .filter(|s| !s.is_empty())
-            .filter_map(|s| text[emitted..].find(s.as_str()).map(|p| emitted + p))
-            .min();
-        if let Some(at) = found {
-            text.truncate(at);
+        let (piece, stopped) = stream.update(decode(&tokens));
+        if !piece.is_empty() {
+            on_text(&piece);
+        }
+        if stopped {
             finish = FinishReason::Stop;
             break;
-        }
-        let mut safe = text.len().saturating_sub(hold);
-        if text.ends_with('\u{fffd}') {
-            safe = safe.min(text.len() - '\u{fffd}'.len_utf8());
-        }
-        while !text.is_char_boundary(safe) {
-            safe -= 1;
-        }
-        if safe > emitted {
-            on_text(&text[emitted..safe]);
-            emitted = safe;
         }
         if i + 1 == opts.max_tokens {
             break;
         }
         logits = model.forward(next, cache)?;
     }
-    if text.len() > emitted {
-        on_text(&text[emitted..]);
+    let rest = stream.finish();
+    if !rest.is_empty() {
+        on_text(&rest);
     }
+    let text = stream.text().to_string();
     let prompt_seconds = prompt_seconds.unwrap_or_else(|| t0.elapsed().as_secs_f64());
     Ok(Generation {
         tokens,
@@ -155,4 +135,84 @@ pub fn generate_observed(
         prompt_seconds,
         generate_seconds: t0.elapsed().as_secs_f64() - prompt_seconds,
     })
+}
+
+/// Turns the text of the tokens generated so far into final pieces for streaming: text that
+/// could still be the start of a stop string, or an incomplete UTF-8 character, is held back;
+/// the text is cut before the first stop string.
+#[derive(Debug, Clone)]
+pub struct TextStream {
+    stop_strings: Vec<String>,
+    /// Bytes held back: the longest stop string less one.
+    hold: usize,
+    text: String,
+    emitted: usize,
+    stopped: bool,
+}
+
+impl TextStream {
+    /// A stream that stops at any of `stop_strings` (empty ones are ignored).
+    pub fn new(stop_strings: &[String]) -> Self {
+        let stop_strings: Vec<String> = stop_strings
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        let hold = stop_strings.iter().map(|s| s.len()).max().unwrap_or(1) - 1;
+        Self {
+            stop_strings,
+            hold,
+            text: String::new(),
+            emitted: 0,
+            stopped: false,
+        }
+    }
+
+    /// Takes the full text of every token so far; returns the newly final piece and whether a
+    /// stop string ended the text.
+    pub fn update(&mut self, text: String) -> (String, bool) {
+        if self.stopped {
+            return (String::new(), true);
+        }
+        self.text = text;
+        // A stop string that began in the emitted text would have ended inside the text of
+        // an earlier call (the hold is its length less one) and been found then.
+        let from = self.emitted;
+        let found = self
+            .stop_strings
+            .iter()
+            .filter_map(|s| self.text[from..].find(s.as_str()).map(|p| from + p))
+            .min();
+        if let Some(at) = found {
+            self.text.truncate(at);
+            self.stopped = true;
+            return (self.finish(), true);
+        }
+        let mut safe = self.text.len().saturating_sub(self.hold);
+        if self.text.ends_with('\u{fffd}') {
+            safe = safe.min(self.text.len() - '\u{fffd}'.len_utf8());
+        }
+        while !self.text.is_char_boundary(safe) {
+            safe -= 1;
+        }
+        if safe > self.emitted {
+            let piece = self.text[self.emitted..safe].to_string();
+            self.emitted = safe;
+            (piece, false)
+        } else {
+            (String::new(), false)
+        }
+    }
+
+    /// Everything not yet emitted (call when generation ends).
+    pub fn finish(&mut self) -> String {
+        let rest = self.text[self.emitted..].to_string();
+        self.emitted = self.text.len();
+        rest
+    }
+
+    /// The whole text so far (cut before a stop string).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }

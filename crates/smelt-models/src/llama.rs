@@ -12,7 +12,7 @@ use std::sync::Arc;
 use smelt_gguf::{GgufFile, blocks};
 use smelt_kernels::{ActKinds, Activations, QMatrix, WeightBytes, WeightType, matmul_multi};
 
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{BlockTable, KvCache, KvPool};
 use crate::ops::{self, Heads, Rope, RopeLayout};
 
 /// Why a model could not be loaded or run.
@@ -348,20 +348,93 @@ impl Llama {
         want: Logits,
     ) -> Result<Vec<f32>, ModelError> {
         let (n, pos0) = (tokens.len(), cache.len());
-        if n == 0 {
-            return Err(ModelError::Unsupported("no tokens to run".into()));
-        }
         if pos0 + n > cache.capacity() {
             return Err(ModelError::ContextFull(cache.capacity()));
         }
-        // (n, n_embd) residual stream.
-        let mut x = self.embed(tokens)?;
+        let (pool, kv) = cache.paged();
+        let seq = SeqInput {
+            tokens,
+            pos0,
+            kv,
+            want,
+        };
+        let logits = self.forward_seqs_on_pool(&[seq], pool)?.pop();
+        cache.advance(n);
+        Ok(logits.unwrap_or_default())
+    }
+
+    /// Runs several sequences' tokens in one pass (continuous batching): every linear product
+    /// takes all their rows at once, attention reads each sequence's positions through its block
+    /// table in `pool`. Each sequence's keys and values for `pos0..pos0 + n` are stored through
+    /// its table, which must already address them. Returns each sequence's logits as its
+    /// `want` says. A sequence's rows are computed exactly as when it runs alone.
+    pub fn forward_seqs(
+        &self,
+        seqs: &[SeqInput],
+        pool: &mut KvPool,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        rayon::scope(|_| self.forward_seqs_on_pool(seqs, pool))
+    }
+
+    fn forward_seqs_on_pool(
+        &self,
+        seqs: &[SeqInput],
+        pool: &mut KvPool,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut tokens = Vec::new();
+        let mut spans = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            if s.tokens.is_empty() {
+                return Err(ModelError::Unsupported("no tokens to run".into()));
+            }
+            let end = s.pos0 + s.tokens.len();
+            if s.kv.block != pool.block_size() || end > s.kv.capacity() {
+                return Err(ModelError::ContextFull(s.kv.capacity()));
+            }
+            if end > self.config.n_ctx {
+                return Err(ModelError::ContextFull(self.config.n_ctx));
+            }
+            if let Some(b) = s.kv.table.iter().find(|&&b| b as usize >= pool.n_blocks()) {
+                return Err(ModelError::Unsupported(format!(
+                    "block {b} is outside the pool of {} blocks",
+                    pool.n_blocks()
+                )));
+            }
+            tokens.extend_from_slice(s.tokens);
+            spans.push(Span {
+                n: s.tokens.len(),
+                pos0: s.pos0,
+                kv: s.kv,
+            });
+        }
+        // (n, n_embd) residual stream of every sequence's tokens, one after another.
+        let mut x = self.embed(&tokens)?;
         let mut scratch = Scratch::default();
         for l in 0..self.layers.len() {
-            self.run_layer(l, &mut x, pos0, cache, &mut scratch, &mut NoTap);
+            self.run_layer_spans(l, &mut x, &spans, pool, &mut scratch, &mut NoTap);
         }
-        cache.advance(n);
-        Ok(self.head(&x, want))
+        // Rows whose logits are wanted, and how many per sequence.
+        let e = self.config.n_embd;
+        let (mut rows, mut counts, mut at) = (Vec::new(), Vec::new(), 0);
+        for s in seqs {
+            let n = s.tokens.len();
+            let take = match s.want {
+                Logits::Last => at + n - 1..at + n,
+                Logits::All => at..at + n,
+            };
+            counts.push(take.len());
+            rows.extend_from_slice(&x[take.start * e..take.end * e]);
+            at += n;
+        }
+        let logits = self.head(&rows, Logits::All);
+        let v = self.config.n_vocab;
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut from = 0;
+        for c in counts {
+            out.push(logits[from * v..(from + c) * v].to_vec());
+            from += c;
+        }
+        Ok(out)
     }
 
     /// The (n, n_embd) embeddings of `tokens` (ids past the vocabulary are clamped).
@@ -396,6 +469,22 @@ impl Llama {
         s: &mut Scratch,
         tap: &mut dyn Tap,
     ) {
+        let n = x.len() / self.config.n_embd;
+        let (pool, kv) = cache.paged();
+        self.run_layer_spans(l, x, &[Span { n, pos0, kv }], pool, s, tap);
+    }
+
+    /// [`Llama::run_layer`] for the rows of several sequences: `spans` cut `x` into each
+    /// sequence's consecutive rows, whose keys and values go to `pool` through its block table.
+    pub fn run_layer_spans(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        spans: &[Span],
+        pool: &mut KvPool,
+        s: &mut Scratch,
+        tap: &mut dyn Tap,
+    ) {
         let c = &self.config;
         let layer = &self.layers[l];
         let (e, hd, ff) = (c.n_embd, c.head_dim(), c.n_ff);
@@ -407,8 +496,13 @@ impl Llama {
             head_dim: hd,
         };
         s.size(n, e, kv_dim, ff);
-        // (n, n_rot / 2) rotation angles.
-        let (cos, sin) = c.rope.table(pos0, n);
+        // (n, n_rot / 2) rotation angles, each row at its sequence's position.
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for sp in spans {
+            let (c1, s1) = c.rope.table(sp.pos0, sp.n);
+            cos.extend(c1);
+            sin.extend(s1);
+        }
         ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Attn, &s.h, n);
         s.acts
@@ -420,11 +514,15 @@ impl Llama {
         );
         c.rope.apply(&mut s.q, hd, &cos, &sin);
         c.rope.apply(&mut s.k, hd, &cos, &sin);
-        for t in 0..n {
-            let r = t * kv_dim..(t + 1) * kv_dim;
-            cache.store(l, pos0 + t, &s.k[r.clone()], &s.v[r]);
+        let mut t = 0;
+        for sp in spans {
+            for p in sp.pos0..sp.pos0 + sp.n {
+                let r = t * kv_dim..(t + 1) * kv_dim;
+                pool.store(l, sp.kv.row(p), &s.k[r.clone()], &s.v[r]);
+                t += 1;
+            }
         }
-        ops::attention(&s.q, cache, l, pos0, heads, &mut s.att);
+        ops::attention(&s.q, pool, l, spans, heads, &mut s.att);
         tap.input(l, LinearInput::AttnOut, &s.att, n);
         s.acts.set(&s.att, n, e, layer.wo.act_kinds());
         layer.wo.matmul(&s.acts, &mut s.tmp);
@@ -648,6 +746,30 @@ impl LinearInput {
         LinearInput::Ffn,
         LinearInput::FfnDown,
     ];
+}
+
+/// One sequence in a batched pass ([`Llama::forward_seqs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SeqInput<'a> {
+    /// Tokens to run, at positions `pos0..pos0 + tokens.len()`.
+    pub tokens: &'a [u32],
+    /// Position of the first token (the positions before it are in the pool).
+    pub pos0: usize,
+    /// Where its positions live in the pool.
+    pub kv: BlockTable<'a>,
+    /// Which logits to return.
+    pub want: Logits,
+}
+
+/// One sequence's consecutive rows of a layer's input: `n` tokens at `pos0..pos0 + n`.
+#[derive(Debug, Clone, Copy)]
+pub struct Span<'a> {
+    /// Rows (tokens).
+    pub n: usize,
+    /// Position of the first.
+    pub pos0: usize,
+    /// Where its positions live in the pool.
+    pub kv: BlockTable<'a>,
 }
 
 /// Sees the input of every linear product during [`Llama::run_layer`] (calibration).

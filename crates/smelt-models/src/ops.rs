@@ -4,7 +4,8 @@
 use rayon::prelude::*;
 use smelt_kernels::attention::{self, HeadSlabs};
 
-use crate::kv_cache::KvCache;
+use crate::kv_cache::KvPool;
+use crate::llama::Span;
 
 /// `out = x / rms(x) · w` for each row of `x` (rows of `w.len()`).
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
@@ -100,29 +101,44 @@ pub struct Heads {
     pub head_dim: usize,
 }
 
-/// Causal attention for `n` new tokens at positions `pos0..pos0 + n` whose keys and values are
-/// already in `cache` (layer `layer`): `q` and `out` are (n, n_head · head_dim). Each
-/// (token, head) pair is one parallel task; the per-head kernel (and its rounding, which follows
-/// llama.cpp's) is `smelt_kernels::attention`.
-pub fn attention(q: &[f32], cache: &KvCache, layer: usize, pos0: usize, h: Heads, out: &mut [f32]) {
+/// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
+/// `pos0..pos0 + n`, one after another in `q`) whose keys and values are already in `pool`
+/// (layer `layer`), read through each span's block table: `q` and `out` are
+/// (Σn, n_head · head_dim). Each (token, head) pair is one parallel task; the per-head kernel
+/// (and its rounding, which follows llama.cpp's) is `smelt_kernels::attention`.
+pub fn attention(
+    q: &[f32],
+    pool: &KvPool,
+    layer: usize,
+    spans: &[Span],
+    h: Heads,
+    out: &mut [f32],
+) {
     let hd = h.head_dim;
     let group = h.n_head / h.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let (keys, values) = cache.layer(layer);
+    let (keys, values) = pool.layer(layer);
+    // (Σn,) each token's span and position.
+    let tokens: Vec<(&Span, usize)> = spans
+        .iter()
+        .flat_map(|sp| (sp.pos0..sp.pos0 + sp.n).map(move |p| (sp, p)))
+        .collect();
     let one = |(task, o): (usize, &mut [f32])| {
-        let (t, head) = (task / h.n_head, task % h.n_head);
+        let ((sp, pos), head) = (tokens[task / h.n_head], task % h.n_head);
         let kv = HeadSlabs {
             keys,
             values,
-            stride: cache.kv_dim(),
+            stride: pool.kv_dim(),
             offset: (head / group) * hd,
+            block: sp.kv.block,
+            table: sp.kv.table,
         };
-        attention::attend(&q[task * hd..(task + 1) * hd], kv, pos0 + t + 1, scale, o);
+        attention::attend(&q[task * hd..(task + 1) * hd], kv, pos + 1, scale, o);
     };
     // Below ~64 K multiply-adds a parallel region costs more than it saves (one decode step at
     // a short context).
-    let n = out.len() / hd;
-    if n * (pos0 + n) * hd < 1 << 16 {
+    let work: usize = spans.iter().map(|sp| sp.n * (sp.pos0 + sp.n) * hd).sum();
+    if work < 1 << 16 {
         out.chunks_mut(hd).enumerate().for_each(one);
     } else {
         out.par_chunks_mut(hd).enumerate().for_each(one);

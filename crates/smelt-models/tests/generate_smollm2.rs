@@ -7,15 +7,8 @@ use smelt_models::sampler::SamplerConfig;
 use smelt_models::tokenizer;
 
 fn smollm2() -> std::sync::Arc<smelt_gguf::GgufFile> {
-    let home = smelt_data::fetch::default_home();
-    let fetcher = smelt_data::Fetcher::new(&home, true);
-    let dir = fetcher
-        .ensure(smelt_data::assets::find("smollm2-135m").unwrap())
-        .unwrap();
-    let path = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+    let path = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+        .ensure_gguf(smelt_data::assets::find("smollm2-135m").unwrap())
         .unwrap();
     std::sync::Arc::new(smelt_gguf::GgufFile::open(path).unwrap())
 }
@@ -116,4 +109,99 @@ fn full_context_and_empty_prompt_are_errors() {
     assert!(matches!(err, Err(ModelError::ContextFull(4))));
     let mut cache = model.new_cache(4);
     assert!(generate(&model, &mut cache, &[], &greedy(2, &[]), &decode, |_| {}).is_err());
+}
+
+#[test]
+fn sequences_batched_through_a_paged_pool_match_each_run_alone() {
+    use smelt_models::kv_cache::{BlockTable, KvPool};
+    use smelt_models::llama::SeqInput;
+    let file = smollm2();
+    let tok = tokenizer::from_gguf(&file.header).unwrap();
+    let model = Llama::load(&file).unwrap();
+    let c = &model.config;
+    let block = 16;
+    let prompts: Vec<Vec<u32>> = [
+        "To be, or not to be",
+        "Now is the winter of our discontent made glorious summer by this sun of York",
+        "A",
+    ]
+    .iter()
+    .map(|p| tok.encode(p, true))
+    .collect();
+    // Each sequence gets 3 blocks, scattered over the pool in a shuffled order.
+    let n_blocks = 3 * prompts.len() + 2;
+    let mut order: Vec<u32> = (0..n_blocks as u32).collect();
+    order.reverse();
+    order.swap(1, 5);
+    let tables: Vec<Vec<u32>> = (0..prompts.len())
+        .map(|i| order[3 * i..3 * i + 3].to_vec())
+        .collect();
+    let kv_dim = c.n_head_kv * c.head_dim();
+    let steps = 6;
+    // Greedy decode of every sequence, `together` in one pass per step or each on its own.
+    let run = |together: bool| -> Vec<Vec<Vec<f32>>> {
+        let mut pool = KvPool::new(c.n_layer, n_blocks, block, kv_dim);
+        let mut seqs: Vec<Vec<u32>> = prompts.clone();
+        let mut pos: Vec<usize> = vec![0; prompts.len()];
+        let mut logits: Vec<Vec<Vec<f32>>> = vec![vec![]; prompts.len()];
+        for _ in 0..steps {
+            let inputs: Vec<SeqInput> = (0..seqs.len())
+                .map(|i| SeqInput {
+                    tokens: &seqs[i][pos[i]..],
+                    pos0: pos[i],
+                    kv: BlockTable {
+                        table: &tables[i],
+                        block,
+                    },
+                    want: Logits::Last,
+                })
+                .collect();
+            let out: Vec<Vec<f32>> = if together {
+                model.forward_seqs(&inputs, &mut pool).unwrap()
+            } else {
+                inputs
+                    .iter()
+                    .map(|s| model.forward_seqs(&[*s], &mut pool).unwrap().remove(0))
+                    .collect()
+            };
+            for (i, l) in out.into_iter().enumerate() {
+                pos[i] = seqs[i].len();
+                seqs[i].push(smelt_models::sampler::argmax(&l));
+                logits[i].push(l);
+            }
+        }
+        logits
+    };
+    let (alone, together) = (run(false), run(true));
+    for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+        for (step, (x, y)) in a.iter().zip(b).enumerate() {
+            let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "sequence {i} step {step}: batched logits differ");
+        }
+    }
+    // The contiguous single-sequence cache gives the same logits as the paged pool.
+    let mut cache = model.new_cache(64);
+    let first = model
+        .forward_batch(&prompts[1], &mut cache, Logits::Last)
+        .unwrap();
+    assert!(
+        first
+            .iter()
+            .zip(&alone[1][0])
+            .all(|(p, q)| p.to_bits() == q.to_bits())
+    );
+    // A table that does not reach the last position is an error, not a panic.
+    let mut pool = KvPool::new(c.n_layer, 2, block, kv_dim);
+    let long = [prompts[1].as_slice(), &prompts[1]].concat();
+    let short = SeqInput {
+        tokens: &long,
+        pos0: 0,
+        kv: BlockTable { table: &[0], block },
+        want: Logits::Last,
+    };
+    assert!(long.len() > block);
+    assert!(matches!(
+        model.forward_seqs(&[short], &mut pool),
+        Err(ModelError::ContextFull(16))
+    ));
 }

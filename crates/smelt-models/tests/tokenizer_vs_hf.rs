@@ -28,15 +28,8 @@ const TEXTS: &[&str] = &[
 
 #[test]
 fn token_ids_equal_hugging_face_tokenizers() {
-    let home = smelt_data::fetch::default_home();
-    let fetcher = smelt_data::Fetcher::new(&home, true);
-    let dir = fetcher
-        .ensure(smelt_data::assets::find("smollm2-135m").unwrap())
-        .unwrap();
-    let gguf = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+    let gguf = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+        .ensure_gguf(smelt_data::assets::find("smollm2-135m").unwrap())
         .unwrap();
     let file = smelt_gguf::GgufFile::open(&gguf).unwrap();
     let ours = tokenizer::from_gguf(&file.header).unwrap();

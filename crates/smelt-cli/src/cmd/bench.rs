@@ -12,6 +12,11 @@ use crate::Context;
 /// Benchmarks.
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
+    /// Load a running OpenAI-compatible server (smelt serve, llama-server, vLLM) and report
+    /// throughput, TTFT, TPOT, ITL and end-to-end latency percentiles (vLLM's definitions).
+    ///
+    /// Example: smelt bench serve --url http://127.0.0.1:8000 --concurrency 8 --num-prompts 64
+    Serve(super::bench_serve::ServeBenchArgs),
     /// Quantize + dequantize throughput (INT8 per-channel, INT4 group-128, NF4) vs memory bandwidth.
     ///
     /// Example: smelt bench quant --elements 67108864
@@ -31,6 +36,7 @@ pub enum BenchCommand {
 /// Runs a `smelt bench` verb.
 pub fn run(ctx: &Context, cmd: BenchCommand) -> Result<()> {
     match cmd {
+        BenchCommand::Serve(args) => super::bench_serve::run(ctx, &args),
         BenchCommand::Quant {
             elements,
             repeat,

@@ -366,19 +366,7 @@ pub fn resolve_model(ctx: &Context, model: &str) -> Result<PathBuf> {
                 .join(", ")
         );
     };
-    let dir = ctx.fetcher().ensure(asset)?;
-    let ggufs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
-        .collect();
-    match ggufs.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => bail!(
-            "asset {model} holds {} .gguf files, expected one",
-            ggufs.len()
-        ),
-    }
+    Ok(ctx.fetcher().ensure_gguf(asset)?)
 }
 
 fn show_value(v: &MetaValue, full: bool) -> String {

@@ -3,6 +3,7 @@
 pub mod assets;
 pub mod bench;
 pub mod bench_model;
+pub mod bench_serve;
 pub mod chat;
 pub mod gguf;
 pub mod gguf_calibrated;
@@ -14,8 +15,10 @@ pub mod llm_smooth;
 pub mod perplexity;
 pub mod quant;
 pub mod run;
+pub mod serve;
 pub mod tokenize;
 pub mod tour;
+pub mod tour_serve;
 
 /// `1 file`, `5 files`.
 pub fn count_files(n: usize) -> String {

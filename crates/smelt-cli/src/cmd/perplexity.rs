@@ -30,7 +30,7 @@ pub struct PerplexityArgs {
     threads: Option<usize>,
 }
 
-fn read_text(ctx: &Context, what: &str) -> Result<String> {
+pub(crate) fn read_text(ctx: &Context, what: &str) -> Result<String> {
     let path = if what == "shakespeare" {
         let asset = smelt_data::assets::find("shakespeare").expect("catalogued");
         ctx.fetcher().ensure(asset)?.join("shakespeare.txt")

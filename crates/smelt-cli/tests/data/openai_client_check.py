@@ -1,0 +1,81 @@
+"""Drives `smelt serve` with the official OpenAI Python client (the outside oracle for the API
+shape): models, completion, chat, streaming chat with usage, stop strings, n > 1, and the
+error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+
+import sys
+
+import openai
+
+base, key, model = sys.argv[1], sys.argv[2], sys.argv[3]
+c = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=120)
+
+assert [m.id for m in c.models.list().data] == [model]
+
+r = c.completions.create(model=model, prompt="The capital of France is", max_tokens=8, temperature=0)
+text = r.choices[0].text
+assert "Paris" in text, text
+assert r.choices[0].finish_reason == "length"
+assert r.usage.completion_tokens == 8 and r.usage.prompt_tokens > 0
+assert r.usage.total_tokens == r.usage.prompt_tokens + 8
+
+# A stop string cuts the text before it.
+r = c.completions.create(model=model, prompt="The capital of France is", max_tokens=8,
+                         temperature=0, stop=["Paris"])
+assert r.choices[0].finish_reason == "stop" and "Paris" not in r.choices[0].text
+assert text.startswith(r.choices[0].text)
+
+messages = [{"role": "user", "content": "What is the capital of France?"}]
+r = c.chat.completions.create(model=model, messages=messages, max_tokens=12, temperature=0)
+whole = r.choices[0].message.content
+assert r.choices[0].message.role == "assistant" and whole, r
+
+# Streaming gives the same text, then a usage chunk, then [DONE] (the client stops there).
+stream = c.chat.completions.create(model=model, messages=messages, max_tokens=12, temperature=0,
+                                   stream=True, stream_options={"include_usage": True})
+pieces, usage, finish, roles = [], None, None, []
+for chunk in stream:
+    assert chunk.object == "chat.completion.chunk"
+    if chunk.choices:
+        d = chunk.choices[0].delta
+        if d.role:
+            roles.append(d.role)
+        pieces.append(d.content or "")
+        finish = chunk.choices[0].finish_reason or finish
+    if chunk.usage:
+        usage = chunk.usage
+assert "".join(pieces) == whole, (pieces, whole)
+assert roles == ["assistant"] and finish == r.choices[0].finish_reason
+assert usage is not None and usage.completion_tokens == r.usage.completion_tokens
+
+# n > 1 with a seed: n choices, reproducible.
+a = c.completions.create(model=model, prompt="Once upon a time", max_tokens=6, n=3,
+                         temperature=0.9, seed=5)
+b = c.completions.create(model=model, prompt="Once upon a time", max_tokens=6, n=3,
+                         temperature=0.9, seed=5)
+assert sorted(ch.index for ch in a.choices) == [0, 1, 2]
+assert [ch.text for ch in a.choices] == [ch.text for ch in b.choices]
+assert a.usage.completion_tokens == 18
+
+# Log-probabilities of the chosen tokens.
+r = c.completions.create(model=model, prompt="Hello", max_tokens=3, temperature=0, logprobs=1)
+lp = r.choices[0].logprobs
+assert len(lp.tokens) == 3 and all(v <= 0 for v in lp.token_logprobs)
+
+def expect(err, fn, code=None):
+    try:
+        fn()
+    except err as e:
+        if code is not None:
+            assert e.code == code, (e.code, e)
+        return
+    raise AssertionError(f"expected {err.__name__}")
+
+expect(openai.NotFoundError, lambda: c.completions.create(model="nope", prompt="x"), "model_not_found")
+bad_key = openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0)
+expect(openai.AuthenticationError, lambda: bad_key.models.list(), "invalid_api_key")
+expect(openai.BadRequestError,
+       lambda: c.completions.create(model=model, prompt="x", max_tokens=10**6),
+       "context_length_exceeded")
+expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", top_p=5))
+expect(openai.BadRequestError, lambda: c.chat.completions.create(model=model, messages=[]))
+print("openai client: ok")

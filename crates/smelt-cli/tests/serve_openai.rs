@@ -1,0 +1,134 @@
+//! `smelt serve` end to end: the official `openai` Python client (completion, chat, streaming
+//! chat with usage, n > 1, logprobs, error cases) and plain `curl`, then SIGTERM: the server
+//! stops cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{oracle_python, shared_home, smelt};
+
+const KEY: &str = "sk-smelt-test";
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "curl {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn openai_client_and_curl_against_smelt_serve() {
+    let mut child = smelt(&shared_home())
+        .args([
+            "serve",
+            "smollm2-135m",
+            "--port",
+            "0",
+            "--max-num-seqs",
+            "4",
+        ])
+        .env("SMELT_API_KEY", KEY)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("smelt serve starts");
+    // The log line "serving `NAME` on http://ADDR" tells the port; keep draining stderr after.
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("on http://") {
+                let url: String = line[at + 3..].split_whitespace().next().unwrap().into();
+                let _ = tx.send(url);
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the server logs its address");
+
+    let py = oracle_python();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/openai_client_check.py"
+    );
+    let out = Command::new(&py)
+        .args([script, &base, KEY, "smollm2-135m"])
+        .output()
+        .expect("python runs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the openai client check failed (python {py:?}; `scripts/test` installs the client)"
+    );
+
+    let auth = format!("Authorization: Bearer {KEY}");
+    let body = r#"{"model":"smollm2-135m","prompt":"The capital of France is","max_tokens":6,"temperature":0}"#;
+    let v: serde_json::Value = serde_json::from_str(&curl(&[
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+        &format!("{base}/v1/completions"),
+    ]))
+    .unwrap();
+    assert_eq!(v["object"], "text_completion");
+    assert!(
+        v["choices"][0]["text"].as_str().unwrap().contains("Paris"),
+        "{v}"
+    );
+    let sse = curl(&[
+        "-N",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"stream":true}"#,
+        &format!("{base}/v1/chat/completions"),
+    ]);
+    assert!(sse.starts_with("data: {"), "{sse}");
+    assert!(sse.trim_end().ends_with("data: [DONE]"), "{sse}");
+    // No key: 401 in OpenAI's error shape; /health and /metrics need none.
+    let e = curl(&[
+        "-w",
+        "%{http_code}",
+        "-d",
+        body,
+        &format!("{base}/v1/completions"),
+    ]);
+    assert!(
+        e.ends_with("401") && e.contains("\"invalid_api_key\""),
+        "{e}"
+    );
+    assert_eq!(curl(&[&format!("{base}/health")]), "ok");
+    let metrics = curl(&[&format!("{base}/metrics")]);
+    for name in [
+        "smelt:num_requests_running 0",
+        "smelt:num_requests_waiting 0",
+        "smelt:gpu_cache_usage_perc 0",
+        "smelt:time_to_first_token_seconds_bucket",
+        "smelt:prefix_cache_hits_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+
+    // SIGTERM: a clean exit.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let log = reader.join().unwrap();
+    assert!(status.success(), "exit {status:?}\n{log}");
+    assert!(log.contains("shutting down"), "{log}");
+}

@@ -1,0 +1,487 @@
+//! The engine actor: one thread that owns the model's KV pool, the scheduler's queues and every
+//! sequence's sampling state, and runs continuous-batching steps. HTTP handlers reach it only
+//! through [`EngineHandle`]: a bounded request channel in, a per-request bounded event channel
+//! out (sized so the engine never blocks on a slow client). A closed event channel (client gone)
+//! cancels the request at the next step; its blocks go back when its sequence is dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use smelt_models::generate::TextStream;
+use smelt_models::kv_cache::{BlockTable, KvPool};
+use smelt_models::llama::{Llama, Logits, SeqInput};
+use smelt_models::sampler::{Sampler, SamplerConfig};
+use smelt_models::tokenizer::Tokenizer;
+use tokio::sync::mpsc;
+
+use crate::blocks::{BlockManager, SharedBlocks, lock};
+use crate::metrics::Metrics;
+use crate::scheduler::{Scheduler, SchedulerConfig, Seq};
+
+/// Engine settings.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Batch limits and block size.
+    pub sched: SchedulerConfig,
+    /// KV blocks in the pool.
+    pub n_blocks: usize,
+    /// Requests that may wait for admission (beyond them the request channel fills and new
+    /// requests are refused).
+    pub max_waiting: usize,
+}
+
+/// How to generate for one request.
+#[derive(Debug, Clone)]
+pub struct GenParams {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// Sampling settings (the seed included).
+    pub sampler: SamplerConfig,
+    /// Strings that end the text (not included).
+    pub stop_strings: Vec<String>,
+    /// Tokens that end the text (end of sequence / turn).
+    pub stop_tokens: Vec<u32>,
+    /// Report each token's log-probability.
+    pub logprobs: bool,
+}
+
+/// Why a sequence ended (OpenAI's `finish_reason`, plus abort).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// A stop token or string.
+    Stop,
+    /// `max_tokens` or the context.
+    Length,
+    /// Cancelled: the client went away or the server is shutting down.
+    Abort,
+    /// The model failed.
+    Error,
+}
+
+impl Finish {
+    /// The `finish_reason` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finish::Stop => "stop",
+            Finish::Length => "length",
+            Finish::Abort => "abort",
+            Finish::Error => "error",
+        }
+    }
+}
+
+/// Token counts of a finished sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens (a final stop token not counted).
+    pub completion_tokens: usize,
+    /// Prompt tokens found in the prefix cache.
+    pub cached_tokens: usize,
+}
+
+/// What the engine tells a request, tagged with the request's choice `index`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Newly final text (possibly empty while a stop string might be forming) and the token
+    /// that produced it (`None` for text released at the end).
+    Token {
+        /// Choice index.
+        index: usize,
+        /// Text piece.
+        text: String,
+        /// Token id.
+        token: Option<u32>,
+        /// Its log-probability, when asked for.
+        logprob: Option<f32>,
+    },
+    /// The sequence ended.
+    Done {
+        /// Choice index.
+        index: usize,
+        /// Why.
+        finish: Finish,
+        /// Token counts.
+        usage: Usage,
+    },
+}
+
+/// One sequence to generate.
+pub struct Request {
+    /// Prompt token ids (non-empty).
+    pub prompt: Vec<u32>,
+    /// Settings.
+    pub params: GenParams,
+    /// Choice index reported in its events (for `n` > 1).
+    pub index: usize,
+    /// Where its events go; capacity should exceed `max_tokens` + 2.
+    pub events: mpsc::Sender<Event>,
+    /// When the HTTP request arrived.
+    pub arrival: Instant,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full.
+    #[error("the server is overloaded: the request queue is full")]
+    QueueFull,
+    /// The engine has stopped.
+    #[error("the engine has stopped")]
+    Stopped,
+    /// Prompt plus generation would not fit.
+    #[error(
+        "this model's maximum context length is {max} tokens; the request needs {prompt} prompt tokens plus {completion} to generate"
+    )]
+    TooLong {
+        /// Context limit.
+        max: usize,
+        /// Prompt tokens.
+        prompt: usize,
+        /// Tokens to generate.
+        completion: usize,
+    },
+    /// Empty prompt or bad sampling settings.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The handlers' side of the engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    tx: mpsc::Sender<Request>,
+    /// Exported metrics.
+    pub metrics: Arc<Metrics>,
+    /// The block manager (for checks and tests).
+    pub blocks: SharedBlocks,
+    /// Longest prompt + generation a sequence may reach.
+    pub max_context: usize,
+    abort: Arc<AtomicBool>,
+}
+
+impl EngineHandle {
+    /// Queues `r`, or says why not (immediately; never waits).
+    pub fn submit(&self, r: Request) -> Result<(), SubmitError> {
+        if r.prompt.is_empty() {
+            return Err(SubmitError::Invalid("the prompt is empty".into()));
+        }
+        r.params.sampler.validate().map_err(SubmitError::Invalid)?;
+        if r.prompt.len() + r.params.max_tokens > self.max_context {
+            return Err(SubmitError::TooLong {
+                max: self.max_context,
+                prompt: r.prompt.len(),
+                completion: r.params.max_tokens,
+            });
+        }
+        self.tx.try_send(r).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.metrics.rejected.inc();
+                SubmitError::QueueFull
+            }
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Stopped,
+        })
+    }
+
+    /// Ends every queued and running request (shutdown after the grace period).
+    pub fn abort_all(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Per-sequence state the scheduler carries for the engine.
+struct Live {
+    params: GenParams,
+    sampler: Sampler,
+    stream: TextStream,
+    events: mpsc::Sender<Event>,
+    index: usize,
+    arrival: Instant,
+    admitted: bool,
+    last_token: Option<Instant>,
+    finish: Option<Finish>,
+}
+
+/// Starts the engine thread for `model`; it runs until every handle is dropped.
+pub fn start(
+    model: Arc<Llama>,
+    tok: Arc<Tokenizer>,
+    config: EngineConfig,
+) -> (EngineHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.max_waiting.max(1));
+    let blocks: SharedBlocks = Arc::new(Mutex::new(BlockManager::new(config.n_blocks)));
+    let metrics = Arc::new(Metrics::new());
+    let max_context = model
+        .config
+        .n_ctx
+        .min(config.n_blocks * config.sched.block_size);
+    let handle = EngineHandle {
+        tx,
+        metrics: metrics.clone(),
+        blocks: blocks.clone(),
+        max_context,
+        abort: Arc::new(AtomicBool::new(false)),
+    };
+    let abort = handle.abort.clone();
+    let thread = std::thread::Builder::new()
+        .name("smelt-engine".into())
+        .spawn(move || {
+            let mut e = EngineLoop {
+                pool: KvPool::new(
+                    model.config.n_layer,
+                    config.n_blocks,
+                    config.sched.block_size,
+                    model.config.n_head_kv * model.config.head_dim(),
+                ),
+                sched: Scheduler::new(config.sched, blocks.clone()),
+                model,
+                tok,
+                blocks,
+                metrics,
+                config,
+                abort,
+                next_id: 0,
+                last_stats: (0, 0),
+            };
+            // The loop runs on a pool thread, so between parallel products (sampling,
+            // bookkeeping) only the other pool threads wait for work, not this one as well:
+            // on a 2-core machine a third busy thread costs a third of the throughput.
+            rayon::scope(|_| e.run(rx))
+        })
+        .expect("spawning the engine thread");
+    (handle, thread)
+}
+
+struct EngineLoop {
+    model: Arc<Llama>,
+    tok: Arc<Tokenizer>,
+    pool: KvPool,
+    sched: Scheduler<Live>,
+    blocks: SharedBlocks,
+    metrics: Arc<Metrics>,
+    config: EngineConfig,
+    abort: Arc<AtomicBool>,
+    next_id: u64,
+    /// Prefix-cache (queries, hits) already added to the metrics.
+    last_stats: (u64, u64),
+}
+
+impl EngineLoop {
+    fn run(&mut self, mut rx: mpsc::Receiver<Request>) {
+        loop {
+            if self.sched.is_idle() {
+                match rx.blocking_recv() {
+                    Some(r) => self.add(r),
+                    None => return,
+                }
+            }
+            while self.sched.waiting.len() < self.config.max_waiting {
+                match rx.try_recv() {
+                    Ok(r) => self.add(r),
+                    Err(_) => break,
+                }
+            }
+            if self.abort.load(Ordering::SeqCst) {
+                for s in self.sched.running.iter_mut() {
+                    s.payload.finish.get_or_insert(Finish::Abort);
+                }
+                for s in self.sched.waiting.iter_mut() {
+                    s.payload.finish.get_or_insert(Finish::Abort);
+                }
+            }
+            self.retire();
+            let work = self.sched.schedule();
+            self.update_gauges();
+            if work.is_empty() {
+                if !self.sched.is_idle() {
+                    // Not expected (an empty batch frees every block, and a request must fit
+                    // the pool alone); do not spin if it happens.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                continue;
+            }
+            self.step(&work);
+        }
+    }
+
+    fn add(&mut self, r: Request) {
+        let live = Live {
+            sampler: Sampler::new(r.params.sampler.clone()),
+            stream: TextStream::new(&r.params.stop_strings),
+            params: r.params,
+            events: r.events,
+            index: r.index,
+            arrival: r.arrival,
+            admitted: false,
+            last_token: None,
+            finish: None,
+        };
+        self.next_id += 1;
+        let seq = Seq::new(self.next_id, r.prompt, &self.blocks, live);
+        self.sched.waiting.push_back(seq);
+    }
+
+    /// Drops finished and cancelled sequences (their blocks return) and tells the clients
+    /// that are still there.
+    fn retire(&mut self) {
+        let done = self
+            .sched
+            .retire(|s| s.payload.finish.is_some() || s.payload.events.is_closed());
+        for mut s in done {
+            // Blocks go back before the client hears the end.
+            s.blocks.clear();
+            let finish = s.payload.finish.unwrap_or(Finish::Abort);
+            let rest = s.payload.stream.finish();
+            let index = s.payload.index;
+            if !rest.is_empty() {
+                let _ = s.payload.events.try_send(Event::Token {
+                    index,
+                    text: rest,
+                    token: None,
+                    logprob: None,
+                });
+            }
+            let usage = Usage {
+                prompt_tokens: s.prompt_len,
+                completion_tokens: s.tokens.len() - s.prompt_len,
+                cached_tokens: s.cached_tokens.unwrap_or(0),
+            };
+            let _ = s.payload.events.try_send(Event::Done {
+                index,
+                finish,
+                usage,
+            });
+            self.metrics
+                .finished
+                .with_label_values(&[finish.as_str()])
+                .inc();
+            if matches!(finish, Finish::Stop | Finish::Length) {
+                self.metrics
+                    .e2e
+                    .observe(s.payload.arrival.elapsed().as_secs_f64());
+            }
+        }
+    }
+
+    fn step(&mut self, work: &[crate::scheduler::Work]) {
+        let bs = self.config.sched.block_size;
+        let now = Instant::now();
+        let mut prompt_tokens = 0;
+        for w in work {
+            let s = &mut self.sched.running[w.seq];
+            if !s.payload.admitted {
+                s.payload.admitted = true;
+                self.metrics
+                    .queue_time
+                    .observe((now - s.payload.arrival).as_secs_f64());
+            }
+            prompt_tokens += w.end.min(s.prompt_len).saturating_sub(w.start);
+        }
+        let inputs: Vec<SeqInput> = work
+            .iter()
+            .map(|w| {
+                let s = &self.sched.running[w.seq];
+                SeqInput {
+                    tokens: &s.tokens[w.start..w.end],
+                    pos0: w.start,
+                    kv: BlockTable {
+                        table: s.blocks.table(),
+                        block: bs,
+                    },
+                    want: Logits::Last,
+                }
+            })
+            .collect();
+        let result = self.model.forward_seqs(&inputs, &mut self.pool);
+        self.metrics.steps.inc();
+        self.metrics.prompt_tokens.inc_by(prompt_tokens as u64);
+        let logits = match result {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("engine step failed: {e}");
+                for w in work {
+                    self.sched.running[w.seq].payload.finish = Some(Finish::Error);
+                }
+                return;
+            }
+        };
+        self.sched.complete(work);
+        for (w, logits) in work.iter().zip(logits) {
+            let s = &mut self.sched.running[w.seq];
+            if w.end == s.tokens.len() {
+                sample(
+                    s,
+                    &logits,
+                    &self.tok,
+                    self.model.config.n_ctx,
+                    &self.metrics,
+                );
+            }
+        }
+        let (mut allocated, mut unused) = (0u64, 0u64);
+        for s in &self.sched.running {
+            let slots = (s.blocks.len() * bs) as u64;
+            allocated += slots;
+            unused += slots - s.computed.min(slots as usize) as u64;
+        }
+        self.metrics.kv_slots_allocated.inc_by(allocated);
+        self.metrics.kv_slots_unused.inc_by(unused);
+    }
+
+    fn update_gauges(&mut self) {
+        let m = &self.metrics;
+        m.running.set(self.sched.running.len() as i64);
+        m.waiting.set(self.sched.waiting.len() as i64);
+        let st = lock(&self.blocks).stats();
+        m.kv_usage_perc.set(st.used as f64 / st.total.max(1) as f64);
+        let bs = self.config.sched.block_size as u64;
+        m.prefix_queries
+            .inc_by((st.queries - self.last_stats.0) * bs);
+        m.prefix_hits.inc_by((st.hits - self.last_stats.1) * bs);
+        self.last_stats = (st.queries, st.hits);
+        let pre = self.sched.preemptions;
+        m.preemptions.inc_by(pre - m.preemptions.get());
+    }
+}
+
+/// Samples the next token of `s` from its last position's `logits` and tells the client.
+fn sample(s: &mut Seq<Live>, logits: &[f32], tok: &Tokenizer, n_ctx: usize, m: &Metrics) {
+    let live = &mut s.payload;
+    let next = live.sampler.sample(logits, &s.tokens);
+    let now = Instant::now();
+    match live.last_token {
+        None => m.ttft.observe((now - live.arrival).as_secs_f64()),
+        Some(t) => m.itl.observe((now - t).as_secs_f64()),
+    }
+    live.last_token = Some(now);
+    if live.params.stop_tokens.contains(&next) {
+        live.finish = Some(Finish::Stop);
+        return;
+    }
+    s.tokens.push(next);
+    m.generation_tokens.inc();
+    let (text, stopped) = live.stream.update(tok.decode(&s.tokens[s.prompt_len..]));
+    let logprob = live.params.logprobs.then(|| log_softmax_at(logits, next));
+    let sent = live.events.try_send(Event::Token {
+        index: live.index,
+        text,
+        token: Some(next),
+        logprob,
+    });
+    let generated = s.tokens.len() - s.prompt_len;
+    if sent.is_err() {
+        live.finish = Some(Finish::Abort);
+    } else if stopped {
+        live.finish = Some(Finish::Stop);
+    } else if generated >= live.params.max_tokens || s.tokens.len() >= n_ctx {
+        live.finish = Some(Finish::Length);
+    }
+}
+
+/// `log softmax(logits)[i]`.
+fn log_softmax_at(logits: &[f32], i: u32) -> f32 {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let sum: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    logits[i as usize] - max - sum.ln() as f32
+}

@@ -1,0 +1,673 @@
+//! The OpenAI-compatible API: `/v1/completions`, `/v1/chat/completions` (Server-Sent Events
+//! ending in `data: [DONE]` when `stream` is set, usage with `stream_options.include_usage`),
+//! `/v1/models`; errors in OpenAI's JSON shape. Request bodies are parsed here (not by an
+//! extractor) so every malformed body gets that shape and a 400.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use smelt_models::chat::{ChatMessage, ChatTemplate};
+use smelt_models::sampler::SamplerConfig;
+use smelt_models::tokenizer::Tokenizer;
+use tokio::sync::mpsc;
+
+use crate::engine::{EngineHandle, Event, Finish, GenParams, Request, SubmitError, Usage};
+
+/// What the handlers share.
+pub struct AppState {
+    /// The engine.
+    pub engine: EngineHandle,
+    /// The model's tokenizer.
+    pub tok: Arc<Tokenizer>,
+    /// The model's chat template.
+    pub template: ChatTemplate,
+    /// The name clients must ask for (`model`).
+    pub model_name: String,
+    /// Required bearer token, if any.
+    pub api_key: Option<String>,
+    /// BOS token prompts start with, if the model wants one.
+    pub bos: Option<u32>,
+    /// End-of-sequence / end-of-turn tokens.
+    pub stop_tokens: Vec<u32>,
+    /// Set once shutdown begins: new requests get 503.
+    pub shutting_down: AtomicBool,
+    /// Unix time the server started (`created` of the model).
+    pub started: u64,
+}
+
+/// An error response in OpenAI's shape.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    code: Option<&'static str>,
+}
+
+impl ApiError {
+    /// 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            code: None,
+        }
+    }
+
+    /// 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            kind: "invalid_request_error",
+            code: None,
+        }
+    }
+
+    fn with(status: StatusCode, kind: &'static str, code: &'static str, m: String) -> Self {
+        Self {
+            status,
+            message: m,
+            kind,
+            code: Some(code),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message, "type": self.kind, "param": null, "code": self.code,
+        }});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        let m = e.to_string();
+        match e {
+            SubmitError::QueueFull => Self::with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "overloaded",
+                m,
+            ),
+            SubmitError::Stopped => Self::with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "shutting_down",
+                m,
+            ),
+            SubmitError::TooLong { .. } => Self::with(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "context_length_exceeded",
+                m,
+            ),
+            SubmitError::Invalid(_) => Self::bad_request(m),
+        }
+    }
+}
+
+/// Checks the bearer token and that the server is still taking requests.
+pub fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if let Some(key) = &state.api_key {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(key.as_str()) {
+            return Err(ApiError::with(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+                "missing or wrong API key (send `Authorization: Bearer KEY`)".into(),
+            ));
+        }
+    }
+    if state.shutting_down.load(Ordering::SeqCst) {
+        return Err(SubmitError::Stopped.into());
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PromptInput {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// Fields both endpoints share.
+#[derive(Deserialize)]
+struct Common {
+    model: Option<String>,
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<i64>,
+    min_p: Option<f32>,
+    seed: Option<u64>,
+    stop: Option<OneOrMany>,
+    n: Option<usize>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    ignore_eos: bool,
+}
+
+#[derive(Deserialize)]
+struct CompletionBody {
+    prompt: PromptInput,
+    logprobs: Option<u32>,
+    #[serde(flatten)]
+    common: Common,
+}
+
+#[derive(Deserialize)]
+struct ChatBody {
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    logprobs: bool,
+    #[serde(flatten)]
+    common: Common,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
+/// Which endpoint a generation answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Completion,
+    Chat,
+}
+
+/// A validated generation: prompt, settings, choices, streaming.
+struct Job {
+    kind: Kind,
+    prompt: Vec<u32>,
+    params: GenParams,
+    n: usize,
+    stream: bool,
+    include_usage: bool,
+    logprobs: bool,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl AppState {
+    fn job(
+        &self,
+        kind: Kind,
+        prompt: Vec<u32>,
+        c: Common,
+        logprobs: bool,
+    ) -> Result<Job, ApiError> {
+        if let Some(m) = &c.model
+            && m != &self.model_name
+        {
+            return Err(ApiError::with(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!(
+                    "the model `{m}` does not exist; this server has `{}`",
+                    self.model_name
+                ),
+            ));
+        }
+        let n = c.n.unwrap_or(1);
+        if !(1..=16).contains(&n) {
+            return Err(ApiError::bad_request(format!("n = {n} is outside 1..=16")));
+        }
+        let room = self.engine.max_context.saturating_sub(prompt.len());
+        let max_tokens = match c.max_completion_tokens.or(c.max_tokens) {
+            Some(0) => return Err(ApiError::bad_request("max_tokens must be at least 1")),
+            Some(m) => m,
+            // OpenAI's legacy completions default to 16; chat to "as long as fits".
+            None if kind == Kind::Completion => 16.min(room.max(1)),
+            None => room.max(1),
+        };
+        let seed = c.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        let sampler = SamplerConfig {
+            temperature: c.temperature.unwrap_or(1.0),
+            top_k: c.top_k.filter(|&k| k > 0).unwrap_or(0) as usize,
+            top_p: c.top_p.unwrap_or(1.0),
+            min_p: c.min_p.unwrap_or(0.0),
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed,
+        };
+        sampler.validate().map_err(ApiError::bad_request)?;
+        let stop_strings = match c.stop {
+            None => vec![],
+            Some(OneOrMany::One(s)) => vec![s],
+            Some(OneOrMany::Many(v)) => v,
+        };
+        Ok(Job {
+            kind,
+            prompt,
+            params: GenParams {
+                max_tokens,
+                sampler,
+                stop_strings,
+                stop_tokens: if c.ignore_eos {
+                    vec![]
+                } else {
+                    self.stop_tokens.clone()
+                },
+                logprobs,
+            },
+            n,
+            stream: c.stream,
+            include_usage: c.stream_options.unwrap_or_default().include_usage,
+            logprobs,
+        })
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        let ids = self.tok.encode(text, true);
+        match self.bos {
+            Some(b) if ids.first() != Some(&b) => std::iter::once(b).chain(ids).collect(),
+            _ => ids,
+        }
+    }
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(
+    state: axum::extract::State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let b: CompletionBody = parse(&body)?;
+    let prompt = match b.prompt {
+        PromptInput::Text(t) => state.encode(&t),
+        PromptInput::Texts(v) if v.len() == 1 => state.encode(&v[0]),
+        PromptInput::Texts(_) => {
+            return Err(ApiError::bad_request(
+                "send one prompt per request (a list of several is not supported)",
+            ));
+        }
+        PromptInput::Tokens(ids) => ids,
+    };
+    if let Some(&bad) = prompt
+        .iter()
+        .find(|&&t| t as usize >= state.tok.vocab_size())
+    {
+        return Err(ApiError::bad_request(format!(
+            "token id {bad} is outside the vocabulary"
+        )));
+    }
+    let lp = b.logprobs.is_some_and(|k| k > 0) || b.logprobs == Some(0);
+    let job = state.job(Kind::Completion, prompt, b.common, lp)?;
+    run(state.0, job).await
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    state: axum::extract::State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let b: ChatBody = parse(&body)?;
+    if b.messages.is_empty() {
+        return Err(ApiError::bad_request("messages is empty"));
+    }
+    let text = state
+        .template
+        .render(&b.messages, true)
+        .map_err(ApiError::bad_request)?;
+    let prompt = state.encode(&text);
+    let job = state.job(Kind::Chat, prompt, b.common, b.logprobs)?;
+    run(state.0, job).await
+}
+
+/// `GET /v1/models`.
+pub async fn models(
+    state: axum::extract::State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    Ok(axum::Json(json!({"object": "list", "data": [{
+        "id": state.model_name, "object": "model", "created": state.started,
+        "owned_by": "smelt", "max_model_len": state.engine.max_context,
+    }]}))
+    .into_response())
+}
+
+/// Submits the job's `n` sequences and answers with JSON or an event stream.
+async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
+    let cap = job.n * (job.params.max_tokens + 4);
+    let (tx, rx) = mpsc::channel(cap);
+    let arrival = Instant::now();
+    for index in 0..job.n {
+        let mut params = job.params.clone();
+        params.sampler.seed = params.sampler.seed.wrapping_add(index as u64);
+        state.engine.submit(Request {
+            prompt: job.prompt.clone(),
+            params,
+            index,
+            events: tx.clone(),
+            arrival,
+        })?;
+    }
+    drop(tx);
+    let out = Output {
+        id: format!(
+            "{}-{:x}",
+            if job.kind == Kind::Chat {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            },
+            unix_now() ^ (arrival.elapsed().as_nanos() as u64) ^ rand_bits()
+        ),
+        created: unix_now(),
+        model: state.model_name.clone(),
+        kind: job.kind,
+        logprobs: job.logprobs,
+        tok: state.tok.clone(),
+    };
+    if job.stream {
+        Ok(stream_response(out, rx, job.n, job.include_usage))
+    } else {
+        collect_response(out, rx, job.n).await
+    }
+}
+
+fn rand_bits() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0u8)
+}
+
+/// What every response chunk repeats.
+struct Output {
+    id: String,
+    created: u64,
+    model: String,
+    kind: Kind,
+    logprobs: bool,
+    tok: Arc<Tokenizer>,
+}
+
+impl Output {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.kind, chunk) {
+            (Kind::Completion, _) => "text_completion",
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+        }
+    }
+
+    fn envelope(&self, chunk: bool, choices: Vec<Value>, usage: Option<Value>) -> Value {
+        let mut v = json!({
+            "id": self.id, "object": self.object(chunk), "created": self.created,
+            "model": self.model, "choices": choices,
+        });
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        v
+    }
+
+    /// Log-probabilities of `tokens` in the endpoint's shape.
+    fn logprobs_json(&self, tokens: &[(u32, f32)]) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        let text = |t: u32| self.tok.decode(&[t]);
+        match self.kind {
+            Kind::Completion => json!({
+                "tokens": tokens.iter().map(|&(t, _)| text(t)).collect::<Vec<_>>(),
+                "token_logprobs": tokens.iter().map(|&(_, l)| l).collect::<Vec<_>>(),
+                "top_logprobs": null, "text_offset": null,
+            }),
+            Kind::Chat => json!({"content": tokens.iter().map(|&(t, l)| {
+                let s = text(t);
+                json!({"token": s, "logprob": l, "bytes": s.as_bytes(), "top_logprobs": []})
+            }).collect::<Vec<_>>()}),
+        }
+    }
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    })
+}
+
+fn add_usage(total: &mut Usage, u: Usage, first: bool) {
+    // The n choices share one prompt: count it once, as OpenAI does.
+    if first {
+        total.prompt_tokens = u.prompt_tokens;
+        total.cached_tokens = u.cached_tokens;
+    }
+    total.completion_tokens += u.completion_tokens;
+}
+
+async fn collect_response(
+    out: Output,
+    mut rx: mpsc::Receiver<Event>,
+    n: usize,
+) -> Result<Response, ApiError> {
+    let mut text = vec![String::new(); n];
+    let mut lps: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+    let mut finish = vec![None; n];
+    let mut usage = Usage::default();
+    let mut done = 0;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Token {
+                index,
+                text: t,
+                token,
+                logprob,
+            } => {
+                text[index].push_str(&t);
+                if let (Some(tk), Some(l)) = (token, logprob) {
+                    lps[index].push((tk, l));
+                }
+            }
+            Event::Done {
+                index,
+                finish: f,
+                usage: u,
+            } => {
+                add_usage(&mut usage, u, done == 0);
+                finish[index] = Some(f);
+                done += 1;
+            }
+        }
+    }
+    if done < n
+        || finish
+            .iter()
+            .any(|f| matches!(f, Some(Finish::Abort | Finish::Error)))
+    {
+        return Err(ApiError::with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "aborted",
+            "the request was aborted (the server is shutting down or the model failed)".into(),
+        ));
+    }
+    let choices = (0..n)
+        .map(|i| {
+            let reason = finish[i].map(Finish::as_str);
+            let lp = out.logprobs_json(&lps[i]);
+            match out.kind {
+                Kind::Completion => json!({
+                    "index": i, "text": text[i], "finish_reason": reason, "logprobs": lp,
+                }),
+                Kind::Chat => json!({
+                    "index": i, "finish_reason": reason, "logprobs": lp,
+                    "message": {"role": "assistant", "content": text[i]},
+                }),
+            }
+        })
+        .collect();
+    Ok(axum::Json(out.envelope(false, choices, Some(usage_json(usage)))).into_response())
+}
+
+/// Turns engine events into SSE chunks; ends with the usage chunk (if asked) and `[DONE]`.
+struct ChunkStream {
+    out: Output,
+    rx: mpsc::Receiver<Event>,
+    queue: VecDeque<SseEvent>,
+    opened: Vec<bool>,
+    include_usage: bool,
+    usage: Usage,
+    done: usize,
+    ended: bool,
+}
+
+impl ChunkStream {
+    fn chunk(&mut self, index: usize, text: Option<String>, finish: Option<Finish>, lp: Value) {
+        let choice = match self.out.kind {
+            Kind::Completion => json!({
+                "index": index, "text": text.unwrap_or_default(),
+                "finish_reason": finish.map(Finish::as_str), "logprobs": lp,
+            }),
+            Kind::Chat => {
+                let mut delta = json!({});
+                if !self.opened[index] {
+                    self.opened[index] = true;
+                    delta["role"] = json!("assistant");
+                }
+                if let Some(t) = text {
+                    delta["content"] = json!(t);
+                }
+                json!({"index": index, "delta": delta,
+                       "finish_reason": finish.map(Finish::as_str), "logprobs": lp})
+            }
+        };
+        let mut v = self.out.envelope(true, vec![choice], None);
+        if self.include_usage {
+            v["usage"] = Value::Null;
+        }
+        self.queue
+            .push_back(SseEvent::default().data(v.to_string()));
+    }
+
+    fn on(&mut self, ev: Event) {
+        match ev {
+            Event::Token {
+                index,
+                text,
+                token,
+                logprob,
+            } => {
+                if text.is_empty() && !(self.out.logprobs && token.is_some()) {
+                    return;
+                }
+                let lp = match (token, logprob) {
+                    (Some(t), Some(l)) => self.out.logprobs_json(&[(t, l)]),
+                    _ => Value::Null,
+                };
+                self.chunk(index, Some(text), None, lp);
+            }
+            Event::Done {
+                index,
+                finish,
+                usage,
+            } => {
+                add_usage(&mut self.usage, usage, self.done == 0);
+                self.done += 1;
+                self.chunk(index, None, Some(finish), Value::Null);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.rx.recv().await {
+                Some(ev) => self.on(ev),
+                None => {
+                    self.ended = true;
+                    if self.include_usage {
+                        let v = self
+                            .out
+                            .envelope(true, vec![], Some(usage_json(self.usage)));
+                        self.queue
+                            .push_back(SseEvent::default().data(v.to_string()));
+                    }
+                    self.queue.push_back(SseEvent::default().data("[DONE]"));
+                }
+            }
+        }
+    }
+}
+
+fn stream_response(
+    out: Output,
+    rx: mpsc::Receiver<Event>,
+    n: usize,
+    include_usage: bool,
+) -> Response {
+    let s = ChunkStream {
+        out,
+        rx,
+        queue: VecDeque::new(),
+        opened: vec![false; n],
+        include_usage,
+        usage: Usage::default(),
+        done: 0,
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(s, |mut s| async move {
+        s.next()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), s))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
