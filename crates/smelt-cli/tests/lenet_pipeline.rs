@@ -156,10 +156,46 @@ fn lenet_short_pipeline_and_truncated_model_error() {
     assert!(acc > 80.0, "{t}");
     let t = ok(&["lenet", "quantize", "--dir", d, "--calib", "64", "-q"]);
     assert!(t.contains("INT8 per-channel (PTQ)"), "{t}");
+    let tb = dir.path().join("tb");
     let t = ok(&[
-        "lenet", "qat", "--dir", d, "--bits", "4", "--limit", "640", "-q",
+        "lenet",
+        "qat",
+        "--dir",
+        d,
+        "--bits",
+        "4",
+        "--limit",
+        "640",
+        "-q",
+        "--tensorboard",
+        tb.to_str().unwrap(),
     ]);
     assert!(t.contains("PTQ") && t.contains("-> QAT"), "{t}");
+    // The event file: every record's CRC checks out, and the expected series are there (the
+    // TensorBoard package itself reads smelt's event files in smelt-trace's oracle test).
+    let files: Vec<_> = std::fs::read_dir(&tb)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    assert!(files[0].to_string_lossy().contains("events.out.tfevents."));
+    let events = smelt_trace::tensorboard::read_events(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let tags: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.summary.as_ref())
+        .flat_map(|s| s.value.iter().map(|v| v.tag.clone()))
+        .collect();
+    for want in [
+        "train/loss",
+        "weights/",
+        "activations/point0",
+        "accuracy/qat_int",
+    ] {
+        assert!(
+            tags.iter().any(|t| t.starts_with(want)),
+            "no {want} in {tags:?}"
+        );
+    }
     let t = ok(&["lenet", "eval", "--dir", d, "--batch1-images", "10", "-q"]);
     for v in [
         "| fp32 |",

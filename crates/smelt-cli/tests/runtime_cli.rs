@@ -176,3 +176,51 @@ fn bad_settings_and_missing_files_are_clear_errors() {
     assert!(!out.status.success());
     assert!(text(&out).contains("no such file"), "{}", text(&out));
 }
+
+#[test]
+fn run_with_trace_writes_a_valid_chrome_trace_and_tables() {
+    let home = shared_home();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.trace.json");
+    let out = run(smelt(&home).args([
+        "run",
+        "smollm2-135m",
+        "-p",
+        "Hello",
+        "-n",
+        "4",
+        "-t",
+        "2",
+        "--trace",
+        path.to_str().unwrap(),
+    ]));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    smelt_trace::chrome::check(&doc).unwrap();
+    let names: Vec<&str> = doc["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for want in [
+        "load",
+        "tokenize",
+        "prefill",
+        "decode",
+        "sample",
+        "layer",
+        "qkv",
+        "attention",
+        "gate+up",
+        "ffn_down",
+        "output_head",
+    ] {
+        assert!(names.contains(&want), "no `{want}` span");
+    }
+    // 30 layers per pass; one prefill pass and 3 decode passes.
+    assert_eq!(names.iter().filter(|n| **n == "layer").count(), 4 * 30);
+    assert!(all.contains("% wall") && all.contains("% of roof"), "{all}");
+}

@@ -92,7 +92,9 @@ pub fn generate_observed(
 ) -> Result<Generation, ModelError> {
     opts.sampler.validate().map_err(ModelError::Unsupported)?;
     let t0 = Instant::now();
+    let prefill_span = smelt_trace::span("phase", "prefill").arg("tokens", prompt.len() as f64);
     let mut logits = prefill(model, cache, prompt)?;
+    drop(prefill_span);
     let mut prompt_seconds = None;
     let mut history = prompt.to_vec();
     let mut sampler = Sampler::new(opts.sampler.clone());
@@ -100,7 +102,9 @@ pub fn generate_observed(
     let mut tokens = Vec::new();
     let mut finish = FinishReason::Length;
     for i in 0..opts.max_tokens {
+        let sample_span = smelt_trace::span("phase", "sample");
         let next = sampler.sample(&logits, &history);
+        drop(sample_span);
         on_step(&logits, next);
         prompt_seconds.get_or_insert_with(|| t0.elapsed().as_secs_f64());
         if opts.stop_tokens.contains(&next) {
@@ -120,6 +124,7 @@ pub fn generate_observed(
         if i + 1 == opts.max_tokens {
             break;
         }
+        let _decode = smelt_trace::span("phase", "decode");
         logits = model.forward(next, cache)?;
     }
     let rest = stream.finish();

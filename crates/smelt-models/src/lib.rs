@@ -10,6 +10,7 @@ pub mod chat;
 pub mod cnn;
 pub mod generate;
 pub mod kv_cache;
+pub mod layer_io;
 pub mod llama;
 pub mod ops;
 pub mod perplexity;

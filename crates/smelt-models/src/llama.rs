@@ -10,9 +10,12 @@
 use std::sync::Arc;
 
 use smelt_gguf::{GgufFile, blocks};
-use smelt_kernels::{ActKinds, Activations, QMatrix, WeightBytes, WeightType, matmul_multi};
+use smelt_kernels::{Activations, QMatrix, WeightBytes, WeightType, matmul_multi};
+use smelt_trace as trace;
 
-use crate::kv_cache::{BlockTable, KvCache, KvPool};
+use crate::kv_cache::{KvCache, KvPool};
+use crate::layer_io::kinds;
+pub use crate::layer_io::{Linear, LinearInput, NoTap, Scratch, SeqInput, Span, Tap};
 use crate::ops::{self, Heads, Rope, RopeLayout};
 
 /// Why a model could not be loaded or run.
@@ -496,6 +499,15 @@ impl Llama {
             head_dim: hd,
         };
         s.size(n, e, kv_dim, ff);
+        let _layer = trace::span("layer", "layer");
+        // Bytes and flops of the products, for the profile's roofline columns.
+        let mm = |name: &'static str, mats: &[&QMatrix]| {
+            let bytes: usize = mats.iter().map(|m| m.nbytes()).sum();
+            let flops: usize = mats.iter().map(|m| 2 * m.rows * m.cols * n).sum();
+            trace::span("matmul", name)
+                .arg("bytes", bytes as f64)
+                .arg("flops", flops as f64)
+        };
         // (n, n_rot / 2) rotation angles, each row at its sequence's position.
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
         for sp in spans {
@@ -503,15 +515,20 @@ impl Llama {
             cos.extend(c1);
             sin.extend(s1);
         }
+        let op = trace::span("op", "attn_norm+quantize");
         ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Attn, &s.h, n);
         s.acts
             .set(&s.h, n, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
+        drop(op);
+        let op = mm("qkv", &[&layer.wq, &layer.wk, &layer.wv]);
         matmul_multi(
             &[&layer.wq, &layer.wk, &layer.wv],
             &s.acts,
             &mut [&mut s.q, &mut s.k, &mut s.v],
         );
+        drop(op);
+        let op = trace::span("op", "rope+kv_store");
         c.rope.apply(&mut s.q, hd, &cos, &sin);
         c.rope.apply(&mut s.k, hd, &cos, &sin);
         let mut t = 0;
@@ -522,24 +539,37 @@ impl Llama {
                 t += 1;
             }
         }
+        drop(op);
+        let op = trace::span("op", "attention");
         ops::attention(&s.q, pool, l, spans, heads, &mut s.att);
         tap.input(l, LinearInput::AttnOut, &s.att, n);
         s.acts.set(&s.att, n, e, layer.wo.act_kinds());
+        drop(op);
+        let op = mm("attn_output", &[&layer.wo]);
         layer.wo.matmul(&s.acts, &mut s.tmp);
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
+        drop(op);
+        let op = trace::span("op", "ffn_norm+quantize");
         ops::rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Ffn, &s.h, n);
         s.acts.set(&s.h, n, e, kinds(&[&layer.w_gate, &layer.w_up]));
+        drop(op);
+        let op = mm("gate+up", &[&layer.w_gate, &layer.w_up]);
         matmul_multi(
             &[&layer.w_gate, &layer.w_up],
             &s.acts,
             &mut [&mut s.gate, &mut s.up],
         );
+        drop(op);
+        let op = trace::span("op", "swiglu+quantize");
         ops::swiglu(&mut s.gate, &s.up);
         tap.input(l, LinearInput::FfnDown, &s.gate, n);
         s.acts.set(&s.gate, n, ff, layer.w_down.act_kinds());
+        drop(op);
+        let op = mm("ffn_down", &[&layer.w_down]);
         layer.w_down.matmul(&s.acts, &mut s.tmp);
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
+        drop(op);
     }
 
     /// Final norm and output projection of the (n, n_embd) stream `x`: (n_vocab,) logits of
@@ -553,10 +583,13 @@ impl Llama {
             Logits::All => x,
         };
         let n_out = rows.len() / e;
+        let out = self.output_matrix();
+        let _span = trace::span("matmul", "output_head")
+            .arg("bytes", out.nbytes() as f64)
+            .arg("flops", (2 * out.rows * out.cols * n_out) as f64);
         // (n_out, n_embd)
         let mut normed = vec![0f32; rows.len()];
         ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
-        let out = self.output_matrix();
         let mut acts = Activations::new();
         acts.set(&normed, n_out, e, out.act_kinds());
         // (n_out, n_vocab)
@@ -668,163 +701,4 @@ impl Llama {
             take(o);
         }
     }
-}
-
-/// A decoder layer's seven weight matrices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Linear {
-    /// Query projection, (n_embd, n_embd).
-    Q,
-    /// Key projection, (kv_dim, n_embd).
-    K,
-    /// Value projection, (kv_dim, n_embd).
-    V,
-    /// Attention output, (n_embd, n_embd).
-    O,
-    /// Feed-forward gate, (n_ff, n_embd).
-    Gate,
-    /// Feed-forward up, (n_ff, n_embd).
-    Up,
-    /// Feed-forward down, (n_embd, n_ff).
-    Down,
-}
-
-impl Linear {
-    /// All seven, in a layer's order.
-    pub const ALL: [Linear; 7] = [
-        Linear::Q,
-        Linear::K,
-        Linear::V,
-        Linear::O,
-        Linear::Gate,
-        Linear::Up,
-        Linear::Down,
-    ];
-
-    /// The tensor name inside a block, e.g. `attn_q.weight`.
-    pub fn gguf_name(self) -> &'static str {
-        match self {
-            Linear::Q => "attn_q.weight",
-            Linear::K => "attn_k.weight",
-            Linear::V => "attn_v.weight",
-            Linear::O => "attn_output.weight",
-            Linear::Gate => "ffn_gate.weight",
-            Linear::Up => "ffn_up.weight",
-            Linear::Down => "ffn_down.weight",
-        }
-    }
-
-    /// Which activation this matrix multiplies.
-    pub fn input(self) -> LinearInput {
-        match self {
-            Linear::Q | Linear::K | Linear::V => LinearInput::Attn,
-            Linear::O => LinearInput::AttnOut,
-            Linear::Gate | Linear::Up => LinearInput::Ffn,
-            Linear::Down => LinearInput::FfnDown,
-        }
-    }
-}
-
-/// The four activations a layer's matrices read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LinearInput {
-    /// The attention norm's output, read by q, k and v: (n, n_embd).
-    Attn,
-    /// The attention heads' output, read by o: (n, n_embd).
-    AttnOut,
-    /// The feed-forward norm's output, read by gate and up: (n, n_embd).
-    Ffn,
-    /// SwiGLU's output, read by down: (n, n_ff).
-    FfnDown,
-}
-
-impl LinearInput {
-    /// All four, in a layer's order.
-    pub const ALL: [LinearInput; 4] = [
-        LinearInput::Attn,
-        LinearInput::AttnOut,
-        LinearInput::Ffn,
-        LinearInput::FfnDown,
-    ];
-}
-
-/// One sequence in a batched pass ([`Llama::forward_seqs`]).
-#[derive(Debug, Clone, Copy)]
-pub struct SeqInput<'a> {
-    /// Tokens to run, at positions `pos0..pos0 + tokens.len()`.
-    pub tokens: &'a [u32],
-    /// Position of the first token (the positions before it are in the pool).
-    pub pos0: usize,
-    /// Where its positions live in the pool.
-    pub kv: BlockTable<'a>,
-    /// Which logits to return.
-    pub want: Logits,
-}
-
-/// One sequence's consecutive rows of a layer's input: `n` tokens at `pos0..pos0 + n`.
-#[derive(Debug, Clone, Copy)]
-pub struct Span<'a> {
-    /// Rows (tokens).
-    pub n: usize,
-    /// Position of the first.
-    pub pos0: usize,
-    /// Where its positions live in the pool.
-    pub kv: BlockTable<'a>,
-}
-
-/// Sees the input of every linear product during [`Llama::run_layer`] (calibration).
-pub trait Tap {
-    /// `x` is the (n, cols) activation that layer `layer`'s matrices at `at` multiply.
-    fn input(&mut self, layer: usize, at: LinearInput, x: &[f32], n: usize);
-}
-
-/// A tap that looks at nothing.
-pub struct NoTap;
-
-impl Tap for NoTap {
-    fn input(&mut self, _: usize, _: LinearInput, _: &[f32], _: usize) {}
-}
-
-/// Per-pass buffers of [`Llama::run_layer`], reused across layers.
-#[derive(Default)]
-pub struct Scratch {
-    /// (n, n_embd) normed input.
-    h: Vec<f32>,
-    /// (n, n_embd) queries.
-    q: Vec<f32>,
-    /// (n, kv_dim) keys.
-    k: Vec<f32>,
-    /// (n, kv_dim) values.
-    v: Vec<f32>,
-    /// (n, n_embd) attention output.
-    att: Vec<f32>,
-    /// (n, n_embd) a product before the residual add.
-    tmp: Vec<f32>,
-    /// (n, n_ff) gate, then SwiGLU's output.
-    gate: Vec<f32>,
-    /// (n, n_ff) up.
-    up: Vec<f32>,
-    acts: Activations,
-}
-
-impl Scratch {
-    fn size(&mut self, n: usize, e: usize, kv: usize, ff: usize) {
-        for (b, len) in [
-            (&mut self.h, n * e),
-            (&mut self.q, n * e),
-            (&mut self.k, n * kv),
-            (&mut self.v, n * kv),
-            (&mut self.att, n * e),
-            (&mut self.tmp, n * e),
-            (&mut self.gate, n * ff),
-            (&mut self.up, n * ff),
-        ] {
-            b.resize(len, 0.0);
-        }
-    }
-}
-
-fn kinds(mats: &[&QMatrix]) -> ActKinds {
-    mats.iter()
-        .fold(ActKinds::default(), |k, m| k | m.act_kinds())
 }

@@ -112,6 +112,10 @@ pub struct QatArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write TensorBoard event files here: the loss every 10 steps, weight histograms before
+    /// and after, activation histograms from calibration, accuracies.
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
 }
 
 /// Arguments of `smelt lenet train`.
@@ -428,6 +432,21 @@ fn qat_cmd(ctx: &Context, a: &QatArgs) -> Result<()> {
     let before = quantize_static(&p, &cal.ranges, a.bits, WeightGranularity::PerChannel)?;
     let (ptq_acc, _, _) = check_quantized(&before, &ds.test)?;
     let mut hook = QatHook::new(&p.spec, a.bits, cal.ranges.clone());
+    let mut tb = match &a.tensorboard {
+        Some(dir) => {
+            let mut w = smelt_trace::tensorboard::EventWriter::create(dir)
+                .with_context(|| format!("creating event files in {}", dir.display()))?;
+            for (name, (_, values)) in &p.tensors {
+                w.histogram(&format!("weights/{name}"), values, 0)?;
+            }
+            for (i, r) in cal.samples.iter().enumerate() {
+                w.histogram(&format!("activations/point{i}"), r.samples(), 0)?;
+            }
+            w.scalar("accuracy/ptq_int", ptq_acc as f32, 0)?;
+            Some(w)
+        }
+        None => None,
+    };
     let cfg = TrainConfig {
         epochs: a.epochs,
         lr: a.lr,
@@ -451,15 +470,34 @@ fn qat_cmd(ctx: &Context, a: &QatArgs) -> Result<()> {
         pixels: &ds.train.images,
         labels: &ds.train.labels,
     };
+    let mut tb_error = None;
     let (tuned, loss) = train(&p, &images, &cfg, &mut hook, &mut |e, s, n, l| {
         bar.set_position((e * n + s) as u64);
         bar.set_message(format!("loss {l:.4}"));
+        if let Some(w) = tb.as_mut()
+            && s % 10 == 0
+            && let Err(err) = w.scalar("train/loss", l, (e * n + s) as i64)
+        {
+            tb_error.get_or_insert(err);
+        }
     })?;
+    if let Some(err) = tb_error {
+        return Err(err).context("writing the TensorBoard events");
+    }
     bar.finish_and_clear();
     let q = hook.convert(&tuned)?;
     let path = variant_path(&a.dir, "lenet5", &format!("qat-int{}", a.bits));
     q.save(&path)?;
     let (acc, fq, agree) = check_quantized(&q, &ds.test)?;
+    if let Some(w) = tb.as_mut() {
+        let step = (steps * a.epochs) as i64;
+        for (name, (_, values)) in &tuned.tensors {
+            w.histogram(&format!("weights/{name}"), values, step)?;
+        }
+        w.scalar("accuracy/qat_int", acc as f32, step)?;
+        w.scalar("accuracy/qat_fakequant", fq as f32, step)?;
+        eprintln!("TensorBoard events: {}", w.path().display());
+    }
     println!(
         "INT{} per-channel: PTQ {:.2} % -> QAT {:.2} % (integer engine; fake-quant {:.2} %, {:.2} % same predictions), {:.0} s -> {}",
         a.bits,

@@ -13,6 +13,7 @@ pub mod lenet_report;
 pub mod llm;
 pub mod llm_smooth;
 pub mod perplexity;
+pub mod profile;
 pub mod quant;
 pub mod run;
 pub mod serve;

@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Print the N highest logits of every step to stderr as JSON lines (for comparisons).
     #[arg(long, value_name = "N")]
     logits_top: Option<usize>,
+    /// Write a Chrome/Perfetto trace of load, tokenize, prefill, decode, sample and every
+    /// layer's ops to FILE, and print the per-phase table and roofline.
+    #[arg(long, value_name = "FILE")]
+    trace: Option<std::path::PathBuf>,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -140,8 +144,13 @@ pub fn load(ctx: &Context, model: &str, threads: Option<usize>) -> Result<Loaded
 
 /// `smelt run`.
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
+    super::profile::start(args.trace.as_deref());
+    let load_span = smelt_trace::span("phase", "load");
     let l = load(ctx, &args.model, args.sampling.threads)?;
+    drop(load_span);
+    let tokenize_span = smelt_trace::span("phase", "tokenize");
     let prompt = l.prompt_ids(&args.prompt);
+    drop(tokenize_span);
     let n_ctx = args.ctx.unwrap_or(prompt.len() + args.tokens);
     let mut cache = l.model.new_cache(n_ctx);
     let opts = GenerateOptions {
@@ -197,5 +206,5 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         smelt_kernels::variant().name(),
         g.finish
     );
-    Ok(())
+    super::profile::finish(args.trace.as_deref(), rayon::current_num_threads())
 }

@@ -1,0 +1,167 @@
+//! What a llama layer reads and writes, apart from the model itself: its seven matrices and the
+//! four activations they multiply, one sequence's share of a batched pass, the calibration tap,
+//! and the per-pass scratch buffers.
+
+use smelt_kernels::{ActKinds, Activations, QMatrix};
+
+use crate::kv_cache::BlockTable;
+use crate::llama::Logits;
+
+/// A decoder layer's seven weight matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Linear {
+    /// Query projection, (n_embd, n_embd).
+    Q,
+    /// Key projection, (kv_dim, n_embd).
+    K,
+    /// Value projection, (kv_dim, n_embd).
+    V,
+    /// Attention output, (n_embd, n_embd).
+    O,
+    /// Feed-forward gate, (n_ff, n_embd).
+    Gate,
+    /// Feed-forward up, (n_ff, n_embd).
+    Up,
+    /// Feed-forward down, (n_embd, n_ff).
+    Down,
+}
+
+impl Linear {
+    /// All seven, in a layer's order.
+    pub const ALL: [Linear; 7] = [
+        Linear::Q,
+        Linear::K,
+        Linear::V,
+        Linear::O,
+        Linear::Gate,
+        Linear::Up,
+        Linear::Down,
+    ];
+
+    /// The tensor name inside a block, e.g. `attn_q.weight`.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Linear::Q => "attn_q.weight",
+            Linear::K => "attn_k.weight",
+            Linear::V => "attn_v.weight",
+            Linear::O => "attn_output.weight",
+            Linear::Gate => "ffn_gate.weight",
+            Linear::Up => "ffn_up.weight",
+            Linear::Down => "ffn_down.weight",
+        }
+    }
+
+    /// Which activation this matrix multiplies.
+    pub fn input(self) -> LinearInput {
+        match self {
+            Linear::Q | Linear::K | Linear::V => LinearInput::Attn,
+            Linear::O => LinearInput::AttnOut,
+            Linear::Gate | Linear::Up => LinearInput::Ffn,
+            Linear::Down => LinearInput::FfnDown,
+        }
+    }
+}
+
+/// The four activations a layer's matrices read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinearInput {
+    /// The attention norm's output, read by q, k and v: (n, n_embd).
+    Attn,
+    /// The attention heads' output, read by o: (n, n_embd).
+    AttnOut,
+    /// The feed-forward norm's output, read by gate and up: (n, n_embd).
+    Ffn,
+    /// SwiGLU's output, read by down: (n, n_ff).
+    FfnDown,
+}
+
+impl LinearInput {
+    /// All four, in a layer's order.
+    pub const ALL: [LinearInput; 4] = [
+        LinearInput::Attn,
+        LinearInput::AttnOut,
+        LinearInput::Ffn,
+        LinearInput::FfnDown,
+    ];
+}
+
+/// One sequence in a batched pass ([`Llama::forward_seqs`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SeqInput<'a> {
+    /// Tokens to run, at positions `pos0..pos0 + tokens.len()`.
+    pub tokens: &'a [u32],
+    /// Position of the first token (the positions before it are in the pool).
+    pub pos0: usize,
+    /// Where its positions live in the pool.
+    pub kv: BlockTable<'a>,
+    /// Which logits to return.
+    pub want: Logits,
+}
+
+/// One sequence's consecutive rows of a layer's input: `n` tokens at `pos0..pos0 + n`.
+#[derive(Debug, Clone, Copy)]
+pub struct Span<'a> {
+    /// Rows (tokens).
+    pub n: usize,
+    /// Position of the first.
+    pub pos0: usize,
+    /// Where its positions live in the pool.
+    pub kv: BlockTable<'a>,
+}
+
+/// Sees the input of every linear product during [`Llama::run_layer`] (calibration).
+pub trait Tap {
+    /// `x` is the (n, cols) activation that layer `layer`'s matrices at `at` multiply.
+    fn input(&mut self, layer: usize, at: LinearInput, x: &[f32], n: usize);
+}
+
+/// A tap that looks at nothing.
+pub struct NoTap;
+
+impl Tap for NoTap {
+    fn input(&mut self, _: usize, _: LinearInput, _: &[f32], _: usize) {}
+}
+
+/// Per-pass buffers of [`Llama::run_layer`], reused across layers.
+#[derive(Default)]
+pub struct Scratch {
+    /// (n, n_embd) normed input.
+    pub(crate) h: Vec<f32>,
+    /// (n, n_embd) queries.
+    pub(crate) q: Vec<f32>,
+    /// (n, kv_dim) keys.
+    pub(crate) k: Vec<f32>,
+    /// (n, kv_dim) values.
+    pub(crate) v: Vec<f32>,
+    /// (n, n_embd) attention output.
+    pub(crate) att: Vec<f32>,
+    /// (n, n_embd) a product before the residual add.
+    pub(crate) tmp: Vec<f32>,
+    /// (n, n_ff) gate, then SwiGLU's output.
+    pub(crate) gate: Vec<f32>,
+    /// (n, n_ff) up.
+    pub(crate) up: Vec<f32>,
+    pub(crate) acts: Activations,
+}
+
+impl Scratch {
+    pub(crate) fn size(&mut self, n: usize, e: usize, kv: usize, ff: usize) {
+        for (b, len) in [
+            (&mut self.h, n * e),
+            (&mut self.q, n * e),
+            (&mut self.k, n * kv),
+            (&mut self.v, n * kv),
+            (&mut self.att, n * e),
+            (&mut self.tmp, n * e),
+            (&mut self.gate, n * ff),
+            (&mut self.up, n * ff),
+        ] {
+            b.resize(len, 0.0);
+        }
+    }
+}
+
+pub(crate) fn kinds(mats: &[&QMatrix]) -> ActKinds {
+    mats.iter()
+        .fold(ActKinds::default(), |k, m| k | m.act_kinds())
+}
