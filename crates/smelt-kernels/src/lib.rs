@@ -14,6 +14,7 @@ mod avx2;
 pub mod int8;
 mod matmul;
 pub mod reference;
+pub mod silu;
 pub mod w8a8;
 
 use std::sync::OnceLock;

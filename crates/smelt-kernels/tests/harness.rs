@@ -357,3 +357,30 @@ fn float_gemm_path_matches_the_reference() {
         }
     }
 }
+
+#[test]
+fn silu_variants_match_the_reference() {
+    use smelt_kernels::silu::{silu_mul_reference, silu_mul_with};
+    let mut rng = Rng::fresh();
+    // Ordinary activations, large magnitudes, and the clamp region; 203 values leave a tail.
+    let mut gate: Vec<f32> = (0..203).map(|_| rng.activation() * 3.0).collect();
+    gate.extend([
+        0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 100.0, -100.0, 1e4, -1e4,
+    ]);
+    let up: Vec<f32> = gate.iter().map(|_| rng.activation()).collect();
+    let mut want = gate.clone();
+    silu_mul_reference(&mut want, &up);
+    for &v in available_variants() {
+        let mut got = gate.clone();
+        silu_mul_with(v, &mut got, &up);
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            let tol = 4.0 * f32::EPSILON * b.abs() + 1e-37;
+            assert!(
+                (a - b).abs() <= tol,
+                "{} element {i} (gate {}): {a} vs {b}",
+                v.name(),
+                gate[i]
+            );
+        }
+    }
+}

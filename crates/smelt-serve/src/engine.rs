@@ -393,7 +393,14 @@ impl EngineLoop {
                 }
             })
             .collect();
+        let step_span = smelt_trace::span("phase", "engine_step")
+            .arg("sequences", work.len() as f64)
+            .arg(
+                "tokens",
+                work.iter().map(|w| w.end - w.start).sum::<usize>() as f64,
+            );
         let result = self.model.forward_seqs(&inputs, &mut self.pool);
+        drop(step_span);
         self.metrics.steps.inc();
         self.metrics.prompt_tokens.inc_by(prompt_tokens as u64);
         let logits = match result {

@@ -75,6 +75,11 @@ pub fn enable() {
     ENABLED.store(true, Ordering::SeqCst);
 }
 
+/// Stops collecting for now (spans so far are kept; [`enable`] resumes).
+pub fn pause() {
+    ENABLED.store(false, Ordering::SeqCst);
+}
+
 /// Whether spans are being collected.
 #[inline]
 pub fn enabled() -> bool {

@@ -31,6 +31,10 @@ pub struct ModelBenchArgs {
     /// Print one JSON object per test instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Write a Chrome/Perfetto trace of every repetition (per layer, op and product) to FILE,
+    /// and print the per-phase table and roofline.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
 }
 
 /// A small seeded generator for random benchmark tokens.
@@ -136,10 +140,13 @@ pub fn run(ctx: &Context, args: &ModelBenchArgs) -> Result<()> {
             }
         };
         once(&mut rng)?; // warm-up, as llama-bench does
+        super::profile::start(args.trace.as_deref());
         let mut rates = Vec::with_capacity(args.reps);
         for _ in 0..args.reps {
+            let _rep = smelt_trace::span_owned("phase", || format!("{test}{n}"));
             rates.push(n as f64 / once(&mut rng)?);
         }
+        smelt_trace::pause();
         let (m, sd) = mean_sd(&rates);
         rows.push((format!("{test}{n}"), m, sd));
         record.metric(&format!("{test}{n}_tokens_per_s"), m);
@@ -192,5 +199,5 @@ pub fn run(ctx: &Context, args: &ModelBenchArgs) -> Result<()> {
     if !ctx.quiet && !args.json {
         eprintln!("run record: {}", rec.display());
     }
-    Ok(())
+    super::profile::finish(args.trace.as_deref(), threads)
 }

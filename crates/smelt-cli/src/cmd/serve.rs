@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM before they are aborted.
     #[arg(long, default_value_t = 30)]
     pub shutdown_timeout: u64,
+    /// Write a Chrome/Perfetto trace of every engine step (and each layer's ops) to FILE when
+    /// the server stops, and print the per-phase table and roofline.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
     /// Worker threads for the model [default: all cores].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -145,6 +149,7 @@ pub fn start_engine(
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<()> {
+    super::profile::start(args.trace.as_deref());
     let l = super::run::load(ctx, &args.model, args.threads)?;
     let load_seconds = l.load_seconds;
     let (state, engine_thread) = start_engine(l, args)?;
@@ -181,5 +186,5 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<()> {
     drop(runtime);
     let _ = engine_thread.join();
     tracing::info!("stopped");
-    Ok(())
+    super::profile::finish(args.trace.as_deref(), rayon::current_num_threads())
 }
