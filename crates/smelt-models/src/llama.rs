@@ -502,11 +502,13 @@ impl Llama {
         let _layer = trace::span("layer", "layer");
         // Bytes and flops of the products, for the profile's roofline columns.
         let mm = |name: &'static str, mats: &[&QMatrix]| {
+            let span = trace::span("matmul", name);
+            if !trace::enabled() {
+                return span;
+            }
             let bytes: usize = mats.iter().map(|m| m.nbytes()).sum();
             let flops: usize = mats.iter().map(|m| 2 * m.rows * m.cols * n).sum();
-            trace::span("matmul", name)
-                .arg("bytes", bytes as f64)
-                .arg("flops", flops as f64)
+            span.arg("bytes", bytes as f64).arg("flops", flops as f64)
         };
         // (n, n_rot / 2) rotation angles, each row at its sequence's position.
         let (mut cos, mut sin) = (Vec::new(), Vec::new());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use smelt_quant::rng::Rng;
 use tokio::sync::Semaphore;
 
 /// One load run.
@@ -119,29 +120,16 @@ impl Report {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Runs the load and gathers the results.
-pub async fn run_load(spec: &LoadSpec) -> Report {
+/// Runs the load and gathers the results; fails only if no HTTP client can be built.
+pub async fn run_load(spec: &LoadSpec) -> Result<Report, reqwest::Error> {
     // A fresh connection per request: servers that close kept-alive connections after a few
     // requests (cpp-httplib in llama-server does after 5) would otherwise race the reuse.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(600))
         .pool_max_idle_per_host(0)
-        .build()
-        .expect("an HTTP client");
+        .build()?;
     let limit = Arc::new(Semaphore::new(spec.concurrency.max(1)));
-    let mut rng = Rng(spec.seed);
+    let mut rng = Rng::new(spec.seed);
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (prompt, max_tokens) in spec.requests.iter().cloned() {
@@ -164,7 +152,7 @@ pub async fn run_load(spec: &LoadSpec) -> Report {
             ..Default::default()
         }));
     }
-    summarize(&results, start.elapsed().as_secs_f64())
+    Ok(summarize(&results, start.elapsed().as_secs_f64()))
 }
 
 /// Folds per-request results into the report.

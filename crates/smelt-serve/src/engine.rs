@@ -203,12 +203,13 @@ struct Live {
     finish: Option<Finish>,
 }
 
-/// Starts the engine thread for `model`; it runs until every handle is dropped.
+/// Starts the engine thread for `model`; it runs until every handle is dropped. Fails only if
+/// the thread cannot be spawned.
 pub fn start(
     model: Arc<Llama>,
     tok: Arc<Tokenizer>,
     config: EngineConfig,
-) -> (EngineHandle, std::thread::JoinHandle<()>) {
+) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(config.max_waiting.max(1));
     let blocks: SharedBlocks = Arc::new(Mutex::new(BlockManager::new(config.n_blocks)));
     let metrics = Arc::new(Metrics::new());
@@ -248,9 +249,8 @@ pub fn start(
             // bookkeeping) only the other pool threads wait for work, not this one as well:
             // on a 2-core machine a third busy thread costs a third of the throughput.
             rayon::scope(|_| e.run(rx))
-        })
-        .expect("spawning the engine thread");
-    (handle, thread)
+        })?;
+    Ok((handle, thread))
 }
 
 struct EngineLoop {

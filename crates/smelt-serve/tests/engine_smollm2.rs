@@ -91,7 +91,7 @@ fn all_blocks_free(h: &EngineHandle) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_concurrent_greedy_requests_equal_each_run_alone() {
     let (model, tok) = smollm2();
-    let (h, _t) = engine::start(model, tok.clone(), config(8, 256, 16));
+    let (h, _t) = engine::start(model, tok.clone(), config(8, 256, 16)).unwrap();
     let prompts: Vec<Vec<u32>> = LINES.iter().map(|l| tok.encode(l, true)).collect();
     let mut alone = Vec::new();
     for p in &prompts {
@@ -122,7 +122,7 @@ async fn eight_concurrent_greedy_requests_equal_each_run_alone() {
 async fn a_thousand_requests_with_disconnects_leave_every_block_free() {
     let (model, tok) = smollm2();
     // A small pool so that preemption happens too.
-    let (h, _t) = engine::start(model, tok.clone(), config(16, 24, 32));
+    let (h, _t) = engine::start(model, tok.clone(), config(16, 24, 32)).unwrap();
     let prompts: Vec<Vec<u32>> = LINES.iter().map(|l| tok.encode(l, true)).collect();
     let mut seed = 42u64;
     let mut rnd = move |n: u64| {
@@ -214,7 +214,7 @@ async fn a_thousand_requests_with_disconnects_leave_every_block_free() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_past_the_queue_limit_is_refused_and_the_rest_served() {
     let (model, tok) = smollm2();
-    let (h, _t) = engine::start(model, tok.clone(), config(2, 64, 4));
+    let (h, _t) = engine::start(model, tok.clone(), config(2, 64, 4)).unwrap();
     let prompt = tok.encode(LINES[0], true);
     let mut accepted = Vec::new();
     let mut refused = 0;

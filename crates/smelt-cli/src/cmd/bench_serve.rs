@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use smelt_quant::rng::Rng;
 use smelt_serve::bench::{Dist, LoadSpec, Report, metric, run_load};
 
 use crate::Context;
@@ -54,20 +55,11 @@ pub struct ServeBenchArgs {
     pub api_key: Option<String>,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
-    fn around(&mut self, len: usize, ratio: f64) -> usize {
-        let lo = ((len as f64) * (1.0 - ratio)).round().max(1.0) as usize;
-        let hi = ((len as f64) * (1.0 + ratio)).round().max(lo as f64) as usize;
-        lo + self.below(hi - lo + 1)
-    }
+/// A length drawn uniformly from `len·(1 ± ratio)` (at least 1), as vLLM's random dataset does.
+fn around(rng: &mut Rng, len: usize, ratio: f64) -> usize {
+    let lo = ((len as f64) * (1.0 - ratio)).round().max(1.0) as usize;
+    let hi = ((len as f64) * (1.0 + ratio)).round().max(lo as f64) as usize;
+    lo + rng.below(hi - lo + 1)
 }
 
 /// Runs the load against `args.url` and prints the report.
@@ -97,14 +89,14 @@ pub fn run(ctx: &Context, args: &ServeBenchArgs) -> Result<()> {
             ids.len()
         );
     }
-    let mut rng = Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = Rng::new(args.seed);
     let prefix = &ids[..args.prefix_len];
     let requests: Vec<(Vec<u32>, usize)> = (0..args.num_prompts)
         .map(|_| {
-            let n = rng.around(args.input_len, args.range_ratio);
+            let n = around(&mut rng, args.input_len, args.range_ratio);
             let at = args.prefix_len + rng.below(ids.len() - longest - args.prefix_len);
             let prompt = [prefix, &ids[at..at + n]].concat();
-            (prompt, rng.around(args.output_len, args.range_ratio))
+            (prompt, around(&mut rng, args.output_len, args.range_ratio))
         })
         .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -166,7 +158,7 @@ pub fn run(ctx: &Context, args: &ServeBenchArgs) -> Result<()> {
             seed: args.seed,
             requests,
         };
-        let report = run_load(&spec).await;
+        let report = run_load(&spec).await.context("building the HTTP client")?;
         let after = scrape().await;
         print_report(&report, &before, &after);
         if report.completed == 0 {

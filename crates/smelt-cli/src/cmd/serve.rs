@@ -118,7 +118,8 @@ pub fn start_engine(
         n_blocks,
         max_waiting: args.max_waiting,
     };
-    let (handle, engine_thread) = engine::start(Arc::new(l.model), tok.clone(), config);
+    let (handle, engine_thread) = engine::start(Arc::new(l.model), tok.clone(), config)
+        .context("starting the engine thread")?;
     tracing::info!(
         "engine: {n_blocks} KV blocks x {} positions ({:.0} MiB, {} tokens), prefix caching {}; max {} sequences, {} tokens per step, {} waiting; context {}",
         args.block_size,
