@@ -15,7 +15,10 @@ use clap::{Parser, Subcommand};
 pub const GIT_COMMIT: &str = env!("SMELT_GIT_COMMIT");
 
 /// Cargo features compiled in; `--version` and run records list them.
-pub const FEATURES: &[&str] = &[];
+pub const FEATURES: &[&str] = &[
+    #[cfg(feature = "cuda")]
+    "cuda",
+];
 
 fn long_version() -> &'static str {
     let features = if FEATURES.is_empty() {
@@ -132,6 +135,14 @@ enum Command {
     ///
     /// Example: smelt serve smollm2-135m --port 8000 --max-num-seqs 16
     Serve(cmd::serve::ServeArgs),
+    /// CUDA kernels for quantized ops: whether a GPU is usable, a check of every kernel against
+    /// its CPU reference, and timings against the device's copy bandwidth.
+    ///
+    /// Example: smelt gpu info   |   smelt gpu check   |   smelt gpu bench --json gpu.json
+    Gpu {
+        #[command(subcommand)]
+        command: cmd::gpu::GpuCommand,
+    },
     /// Benchmarks measured next to an anchor from the same run: `smelt bench MODEL` measures
     /// prompt processing and generation like llama-bench; `smelt bench quant` the quantizers.
     ///
@@ -220,6 +231,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(&ctx, &args),
         Command::Chat(args) => cmd::chat::run(&ctx, &args),
         Command::Serve(args) => cmd::serve::run(&ctx, &args),
+        Command::Gpu { command } => cmd::gpu::run(&ctx, command),
         Command::Perplexity(args) => cmd::perplexity::run(&ctx, &args),
         Command::Tokenize {
             model,

@@ -181,3 +181,22 @@ fn gguf_inspect_rejects_garbage_with_a_message() {
     assert!(t.starts_with("error: ") || t.contains("\nerror: "), "{t}");
     assert!(t.contains("bad.gguf"), "{t}");
 }
+
+#[test]
+fn gpu_verbs_say_in_one_line_when_there_is_no_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(smelt(dir.path()).args(["gpu", "info"]));
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let gpu_line = t
+        .lines()
+        .find(|l| l.starts_with("GPU 0:") || l.starts_with("no GPU:"))
+        .unwrap_or_else(|| panic!("no GPU line in {t}"));
+    if gpu_line.starts_with("no GPU:") {
+        // Without a GPU, check must fail cleanly (exit code, one error line, no panic).
+        let out = run(smelt(dir.path()).args(["gpu", "check"]));
+        assert!(!out.status.success());
+        let t = text(&out);
+        assert!(t.contains("no GPU:") && !t.contains("panicked"), "{t}");
+    }
+}

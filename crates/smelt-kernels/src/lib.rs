@@ -11,6 +11,7 @@ pub mod act;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod gpu;
 pub mod int8;
 mod matmul;
 pub mod reference;

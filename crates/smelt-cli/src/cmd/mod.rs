@@ -7,6 +7,7 @@ pub mod bench_serve;
 pub mod chat;
 pub mod gguf;
 pub mod gguf_calibrated;
+pub mod gpu;
 pub mod lenet;
 pub mod lenet_eval;
 pub mod lenet_report;

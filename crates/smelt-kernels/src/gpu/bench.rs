@@ -1,0 +1,431 @@
+//! GPU timings for every kernel, as `smelt gpu bench` prints them: time per call from CUDA
+//! events around repeated launches, bytes moved per call, and that rate as a share of the
+//! device-to-device copy bandwidth measured in the same run; plus host↔device transfers
+//! with pageable memory, pinned memory, and pinned memory split over streams so copies overlap
+//! the kernel.
+
+use std::time::Instant;
+
+use cudarc::driver::{DevicePtr, DevicePtrMut, sys::CUevent_flags};
+use half::f16;
+use smelt_quant::rng::Rng;
+
+use super::reference as r;
+use super::{AddVariant, GptqDevice, Gpu, GpuError, nvtx_range};
+
+/// One timed kernel.
+#[derive(Debug, Clone)]
+pub struct BenchRow {
+    /// Kernel name.
+    pub kernel: String,
+    /// Problem size.
+    pub size: String,
+    /// Microseconds per call (mean over the timed repetitions).
+    pub micros: f64,
+    /// Bytes read and written per call.
+    pub bytes: f64,
+    /// Integer or float operations per call (0 where the kernel is a pure stream).
+    pub ops: f64,
+}
+
+impl BenchRow {
+    /// Achieved bandwidth in GB/s.
+    pub fn gbps(&self) -> f64 {
+        self.bytes / self.micros / 1e3
+    }
+}
+
+/// Host↔device transfer timings of one INT8 add over `bytes` per input.
+#[derive(Debug, Clone)]
+pub struct TransferReport {
+    /// Bytes per input tensor.
+    pub bytes: usize,
+    /// Pageable host memory, one stream, copy in → kernel → copy out (ms).
+    pub pageable_ms: f64,
+    /// Pinned host memory, same sequence (ms).
+    pub pinned_ms: f64,
+    /// Pinned host memory in `chunks` pieces over `streams` streams (ms).
+    pub overlapped_ms: f64,
+    /// Pieces of the overlapped run.
+    pub chunks: usize,
+    /// Streams of the overlapped run.
+    pub streams: usize,
+    /// Whether all three produced the reference's output.
+    pub outputs_match: bool,
+}
+
+/// Everything `smelt gpu bench` measures.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// The device, in one line.
+    pub device: String,
+    /// Device-to-device copy bandwidth (bytes read + written per second / 1e9).
+    pub copy_gbps: f64,
+    /// One row per kernel and size.
+    pub rows: Vec<BenchRow>,
+    /// Pinned memory and streams.
+    pub transfer: TransferReport,
+}
+
+/// Mean milliseconds per call of `f` over `reps` calls after 3 warm-up calls, by CUDA events.
+fn time_ms(
+    gpu: &Gpu,
+    reps: usize,
+    mut f: impl FnMut() -> Result<(), GpuError>,
+) -> Result<f64, GpuError> {
+    for _ in 0..3 {
+        f()?;
+    }
+    let ctx = gpu.context();
+    let start = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+    let end = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
+    start.record(gpu.stream())?;
+    for _ in 0..reps {
+        f()?;
+    }
+    end.record(gpu.stream())?;
+    end.synchronize()?;
+    Ok(start.elapsed_ms(&end)? as f64 / reps as f64)
+}
+
+/// Random bytes with a valid f16 factor written at each listed offset of every block.
+fn random_blocks(rng: &mut Rng, blocks: usize, size: usize, f16_at: &[usize]) -> Vec<u8> {
+    let mut b: Vec<u8> = (0..blocks * size).map(|_| rng.next_u64() as u8).collect();
+    for blk in b.chunks_exact_mut(size) {
+        for &o in f16_at {
+            let v = f16::from_f32((0.001 + 0.01 * rng.uniform()) as f32).to_le_bytes();
+            blk[o..o + 2].copy_from_slice(&v);
+        }
+    }
+    b
+}
+
+/// Runs the whole benchmark with `reps` timed calls per kernel.
+pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
+    let reps = reps.max(1);
+    let mut rng = Rng::new(7);
+    let mut rows = Vec::new();
+
+    let copy_gbps = {
+        let _r = nvtx_range("bench copy d2d");
+        let n = 1usize << 30;
+        let src = gpu.stream().alloc_zeros::<u8>(n)?;
+        let mut dst = gpu.stream().alloc_zeros::<u8>(n)?;
+        let ms = time_ms(gpu, reps, || {
+            Ok(gpu.stream().memcpy_dtod(&src, &mut dst)?)
+        })?;
+        2.0 * n as f64 / ms / 1e6
+    };
+
+    {
+        let _r = nvtx_range("bench int8_add");
+        let n = 256usize << 20;
+        let a: Vec<i8> = (0..n).map(|i| (i * 7 + 3) as i8).collect();
+        let (da, db) = (gpu.upload(&a)?, gpu.upload(&a)?);
+        let mut out = gpu.stream().alloc_zeros::<i8>(n)?;
+        for v in AddVariant::ALL {
+            let ms = time_ms(gpu, reps, || {
+                gpu.int8_add(v, &da, &db, &mut out, 0.02, 0.03, 20.0)
+            })?;
+            rows.push(BenchRow {
+                kernel: v.kernel().into(),
+                size: format!("n={n}"),
+                micros: ms * 1e3,
+                bytes: 3.0 * n as f64,
+                ops: 0.0,
+            });
+        }
+    }
+
+    // The Llama-3-8B FFN shape both ways: 4096 × 14336 (down) and 14336 × 4096 (up/gate).
+    for (rows_, k) in [(4096usize, 14336usize), (14336, 4096)] {
+        let _r = nvtx_range(&format!("bench gemv {rows_}x{k}"));
+        let n = rows_ * k;
+        let x: Vec<f32> = rng.normals(k);
+        let dx = gpu.upload(&x)?;
+        let mut y = gpu.stream().alloc_zeros::<f32>(rows_)?;
+        let size = format!("{rows_}x{k}");
+        for q4k in [true, false] {
+            let (block, bsize) = if q4k { (256, 144) } else { (32, 34) };
+            let offsets: &[usize] = if q4k { &[0, 2] } else { &[0] };
+            let w = gpu.upload(&random_blocks(&mut rng, n / block, bsize, offsets))?;
+            let ms = time_ms(gpu, reps, || gpu.gemv_ggml(q4k, &w, &dx, &mut y))?;
+            rows.push(BenchRow {
+                kernel: if q4k { "gemv_q4_k" } else { "gemv_q8_0" }.into(),
+                size: size.clone(),
+                micros: ms * 1e3,
+                bytes: (w.len() + 4 * (k + rows_)) as f64,
+                ops: 2.0 * n as f64,
+            });
+            if rows_ == 4096 {
+                let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
+                let ms = time_ms(gpu, reps, || gpu.dequant_ggml(q4k, &w, &mut out))?;
+                rows.push(BenchRow {
+                    kernel: if q4k { "dequant_q4_k" } else { "dequant_q8_0" }.into(),
+                    size: size.clone(),
+                    micros: ms * 1e3,
+                    bytes: (w.len() + 4 * n) as f64,
+                    ops: 0.0,
+                });
+            }
+        }
+        let packed: Vec<u8> = (0..n / 2).map(|_| rng.next_u64() as u8).collect();
+        let absmax: Vec<f32> = (0..n / 64).map(|_| 0.05 * rng.uniform() as f32).collect();
+        let (dp, da) = (gpu.upload(&packed)?, gpu.upload(&absmax)?);
+        let ms = time_ms(gpu, reps, || gpu.gemv_nf4(&dp, &da, &dx, &mut y))?;
+        let nf4_bytes = (packed.len() + 4 * absmax.len()) as f64;
+        rows.push(BenchRow {
+            kernel: "gemv_nf4".into(),
+            size: size.clone(),
+            micros: ms * 1e3,
+            bytes: nf4_bytes + 4.0 * (k + rows_) as f64,
+            ops: 2.0 * n as f64,
+        });
+        // GPTQ stores W as (K, N): the same matrix is k = K inputs, n = rows outputs.
+        let q = r::random_gptq_int4(&mut rng, k, rows_, 128, false);
+        let dq = GptqDevice::upload(gpu, &q)?;
+        let ms = time_ms(gpu, reps, || gpu.gemv_gptq(&dq, &dx, &mut y))?;
+        rows.push(BenchRow {
+            kernel: "gemv_gptq_int4".into(),
+            size: size.clone(),
+            micros: ms * 1e3,
+            bytes: (dq.weight_bytes() + 4 * (k + rows_)) as f64,
+            ops: 2.0 * n as f64,
+        });
+        if rows_ == 4096 {
+            let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
+            let ms = time_ms(gpu, reps, || gpu.dequant_nf4(&dp, &da, 64, &mut out))?;
+            rows.push(BenchRow {
+                kernel: "dequant_nf4".into(),
+                size: size.clone(),
+                micros: ms * 1e3,
+                bytes: nf4_bytes + 4.0 * n as f64,
+                ops: 0.0,
+            });
+            let ms = time_ms(gpu, reps, || gpu.dequant_gptq(&dq, &mut out))?;
+            rows.push(BenchRow {
+                kernel: "dequant_gptq_int4".into(),
+                size,
+                micros: ms * 1e3,
+                bytes: (dq.weight_bytes() + 4 * n) as f64,
+                ops: 0.0,
+            });
+        }
+    }
+
+    for (m, n, k) in [(4096usize, 4096usize, 4096usize), (16, 14336, 4096)] {
+        let _r = nvtx_range(&format!("bench gemm_int8 {m}x{n}x{k}"));
+        let a: Vec<i8> = (0..m * k).map(|_| rng.next_u64() as i8).collect();
+        let b: Vec<i8> = (0..n * k).map(|_| rng.next_u64() as i8).collect();
+        let (da, db) = (gpu.upload(&a)?, gpu.upload(&b)?);
+        let (sa, sb) = (
+            gpu.upload(&vec![0.01f32; m])?,
+            gpu.upload(&vec![0.01f32; n])?,
+        );
+        let mut d = gpu.stream().alloc_zeros::<f32>(m * n)?;
+        let ms = time_ms(gpu, reps, || {
+            gpu.gemm_int8(&da, &db, (m, n, k), None, Some((&sa, &sb, &mut d)))
+        })?;
+        rows.push(BenchRow {
+            kernel: "gemm_int8_dp4a (w8a8)".into(),
+            size: format!("{m}x{n}x{k}"),
+            micros: ms * 1e3,
+            bytes: (m * k + n * k + 4 * (m * n + m + n)) as f64,
+            ops: 2.0 * (m * n * k) as f64,
+        });
+    }
+
+    let transfer = {
+        let _r = nvtx_range("bench transfers");
+        transfers(gpu, 64 << 20, 8, 4)?
+    };
+    Ok(BenchReport {
+        device: gpu.describe(),
+        copy_gbps,
+        rows,
+        transfer,
+    })
+}
+
+/// INT8 add of two `n`-byte host tensors, result back on the host: pageable, pinned, and
+/// pinned in `chunks` pieces round-robin over `streams` streams.
+pub fn transfers(
+    gpu: &Gpu,
+    n: usize,
+    chunks: usize,
+    streams: usize,
+) -> Result<TransferReport, GpuError> {
+    let (sa, sb, inv_so) = (0.02f32, 0.03f32, 20.0f32);
+    let a: Vec<i8> = (0..n).map(|i| (i * 13 + 1) as i8).collect();
+    let b: Vec<i8> = (0..n).map(|i| (i * 5 + 7) as i8).collect();
+    let want = r::int8_add(&a, &b, sa, sb, inv_so);
+    let ctx = gpu.context();
+
+    // Every buffer is allocated and the kernel compiled before the clocks start.
+    let s = gpu.stream();
+    gpu.function(&super::compile::INT8_ADD, AddVariant::Vec16.kernel())?;
+    let mut da = s.alloc_zeros::<i8>(n)?;
+    let mut db = s.alloc_zeros::<i8>(n)?;
+    let mut dout = s.alloc_zeros::<i8>(n)?;
+    let mut out_pageable = vec![0i8; n];
+    // SAFETY: the pinned buffers are written before any read.
+    let mut ha = unsafe { ctx.alloc_pinned_with_flags::<i8>(n, 0) }?;
+    let mut hb = unsafe { ctx.alloc_pinned_with_flags::<i8>(n, 0) }?;
+    let mut hout = unsafe { ctx.alloc_pinned_with_flags::<i8>(n, 0) }?;
+    ha.as_mut_slice()?.copy_from_slice(&a);
+    hb.as_mut_slice()?.copy_from_slice(&b);
+    s.synchronize()?;
+
+    // Pageable: Vec memory; the driver stages every copy through its own pinned buffer.
+    let t = Instant::now();
+    s.memcpy_htod(&a, &mut da)?;
+    s.memcpy_htod(&b, &mut db)?;
+    gpu.int8_add(AddVariant::Vec16, &da, &db, &mut dout, sa, sb, inv_so)?;
+    s.memcpy_dtoh(&dout, &mut out_pageable)?;
+    s.synchronize()?;
+    let pageable_ms = t.elapsed().as_secs_f64() * 1e3;
+
+    // Pinned: page-locked host buffers (flags 0: cached, so the CPU reads them fast), DMA
+    // straight from and to them.
+    let t = Instant::now();
+    s.memcpy_htod(&ha, &mut da)?;
+    s.memcpy_htod(&hb, &mut db)?;
+    gpu.int8_add(AddVariant::Vec16, &da, &db, &mut dout, sa, sb, inv_so)?;
+    s.memcpy_dtoh(&dout, &mut hout)?;
+    s.synchronize()?;
+    let pinned_ms = t.elapsed().as_secs_f64() * 1e3;
+    let out_pinned = hout.as_slice()?.to_vec();
+
+    // Pinned, chunked over several streams: chunk i's copies overlap chunk i-1's kernel.
+    let chunk = n.div_ceil(chunks);
+    let lanes: Vec<_> = (0..streams)
+        .map(|_| -> Result<_, GpuError> {
+            let st = ctx.new_stream()?;
+            Ok((
+                st.alloc_zeros::<i8>(chunk)?,
+                st.alloc_zeros::<i8>(chunk)?,
+                st.alloc_zeros::<i8>(chunk)?,
+                st,
+            ))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut lanes = lanes;
+    hout.as_mut_slice()?.fill(0);
+    let (ha_s, hb_s) = (ha.as_slice()?, hb.as_slice()?);
+    let ho = hout.as_mut_slice()?;
+    let t = Instant::now();
+    for c in 0..chunks {
+        let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
+        if lo >= hi {
+            break;
+        }
+        let (ca, cb, co, st) = &mut lanes[c % streams];
+        let len = hi - lo;
+        {
+            let (pa, _ga) = ca.device_ptr_mut(st);
+            let (pb, _gb) = cb.device_ptr_mut(st);
+            // SAFETY: device buffers hold `chunk` ≥ len bytes; the host ranges are in bounds
+            // and pinned, and outlive the stream work (synchronized below).
+            unsafe {
+                cudarc::driver::result::memcpy_htod_async(pa, &ha_s[lo..hi], st.cu_stream())?;
+                cudarc::driver::result::memcpy_htod_async(pb, &hb_s[lo..hi], st.cu_stream())?;
+            }
+        }
+        gpu.int8_add_on(st, AddVariant::Vec16, ca, cb, co, len, (sa, sb, inv_so))?;
+        let (po, _go) = co.device_ptr(st);
+        // SAFETY: as above.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_async(&mut ho[lo..hi], po, st.cu_stream())?;
+        }
+    }
+    for (_, _, _, st) in &lanes {
+        st.synchronize()?;
+    }
+    let overlapped_ms = t.elapsed().as_secs_f64() * 1e3;
+    let outputs_match = out_pageable == want && out_pinned == want && ho[..] == want[..];
+    Ok(TransferReport {
+        bytes: n,
+        pageable_ms,
+        pinned_ms,
+        overlapped_ms,
+        chunks,
+        streams,
+        outputs_match,
+    })
+}
+
+/// The report as text: a kernel table and the transfer comparison.
+pub fn format_report(rep: &BenchReport) -> String {
+    let mut s = format!(
+        "device: {}\ndevice-to-device copy: {:.0} GB/s (bytes read + written)\n\n",
+        rep.device, rep.copy_gbps
+    );
+    s += &format!(
+        "{:<22} {:<14} {:>10} {:>9} {:>7} {:>8}\n",
+        "kernel", "size", "time(us)", "GB/s", "%copy", "TOPS"
+    );
+    for row in &rep.rows {
+        let tops = if row.ops > 0.0 {
+            format!("{:.2}", row.ops / row.micros / 1e6)
+        } else {
+            "-".into()
+        };
+        s += &format!(
+            "{:<22} {:<14} {:>10.1} {:>9.0} {:>6.0}% {:>8}\n",
+            row.kernel,
+            row.size,
+            row.micros,
+            row.gbps(),
+            100.0 * row.gbps() / rep.copy_gbps,
+            tops
+        );
+    }
+    let t = &rep.transfer;
+    s += &format!(
+        "\nhost -> device -> host, int8 add of 2 x {} MiB: pageable {:.2} ms, pinned {:.2} ms, \
+         pinned + {} chunks over {} streams {:.2} ms ({:.2}x vs pageable); outputs {}\n",
+        t.bytes >> 20,
+        t.pageable_ms,
+        t.pinned_ms,
+        t.chunks,
+        t.streams,
+        t.overlapped_ms,
+        t.pageable_ms / t.overlapped_ms,
+        if t.outputs_match {
+            "match the reference"
+        } else {
+            "DIFFER from the reference"
+        }
+    );
+    s
+}
+
+/// The report as JSON (for the PyTorch anchor script).
+pub fn report_json(rep: &BenchReport) -> String {
+    let rows: Vec<String> = rep
+        .rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"kernel\":\"{}\",\"size\":\"{}\",\"micros\":{:.3},\"bytes\":{},\"ops\":{}}}",
+                r.kernel, r.size, r.micros, r.bytes, r.ops
+            )
+        })
+        .collect();
+    let t = &rep.transfer;
+    format!(
+        "{{\"device\":\"{}\",\"copy_gbps\":{:.1},\"rows\":[{}],\"transfer\":{{\"bytes\":{},\
+         \"pageable_ms\":{:.3},\"pinned_ms\":{:.3},\"overlapped_ms\":{:.3},\"chunks\":{},\
+         \"streams\":{},\"outputs_match\":{}}}}}",
+        rep.device.replace('"', "'"),
+        rep.copy_gbps,
+        rows.join(","),
+        t.bytes,
+        t.pageable_ms,
+        t.pinned_ms,
+        t.overlapped_ms,
+        t.chunks,
+        t.streams,
+        t.outputs_match
+    )
+}
