@@ -129,6 +129,45 @@ pub struct Activations {
     pub q8k: Vec<BlockQ8K>,
     /// Per-token int8 rows, filled when some weight is W8A8.
     pub i8row: TokenInt8,
+    /// (n / 8, cols / 32) the 32-blocks of each full group of 8 tokens in token pairs, filled
+    /// with `q8` when the AVX-512 VNNI kernels will read them ([`crate::paired_tiles`]).
+    pub q8_paired: Vec<PairedQ8x32>,
+}
+
+/// One 32-block position of 8 consecutive tokens, laid out for 512-bit registers that hold
+/// two tokens each: one load gives a pair's codes, one its scales, one all 8 offset terms.
+#[repr(C, align(64))]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairedQ8x32 {
+    /// (4, 64): pair p holds the 32 codes of token 2p, then those of token 2p + 1.
+    pub qs: [[i8; 64]; 4],
+    /// (4, 16): pair p holds token 2p's `d` in lanes 0..8 and token 2p + 1's in lanes 8..16.
+    pub d: [[f32; 16]; 4],
+    /// (8,) each token's `s` (`d·Σq`).
+    pub s: [f32; 8],
+    /// (8,) each token's `s_f16`.
+    pub s_f16: [f32; 8],
+}
+
+impl PairedQ8x32 {
+    /// The block at one position of 8 tokens.
+    pub fn pack(blocks: [&BlockQ8x32; 8]) -> Self {
+        let mut p = Self {
+            qs: [[0; 64]; 4],
+            d: [[0.0; 16]; 4],
+            s: [0.0; 8],
+            s_f16: [0.0; 8],
+        };
+        for (t, blk) in blocks.into_iter().enumerate() {
+            let half = (t % 2) * 32;
+            p.qs[t / 2][half..half + 32].copy_from_slice(&blk.qs);
+            let half = (t % 2) * 8;
+            p.d[t / 2][half..half + 8].fill(blk.d);
+            p.s[t] = blk.s;
+            p.s_f16[t] = blk.s_f16;
+        }
+        p
+    }
 }
 
 impl Activations {
@@ -141,6 +180,7 @@ impl Activations {
             q8: Vec::new(),
             q8k: Vec::new(),
             i8row: TokenInt8::default(),
+            q8_paired: Vec::new(),
         }
     }
 
@@ -159,6 +199,16 @@ impl Activations {
                 "32-block weights need cols % 32 == 0"
             );
             fill_parallel(&mut self.q8, x, 32, cols, BlockQ8x32::quantize);
+        }
+        self.q8_paired.clear();
+        if kinds.q8 && n >= 8 && crate::paired_tiles() {
+            let nb = cols / 32;
+            for g in 0..n / 8 {
+                let group = &self.q8[8 * g * nb..8 * (g + 1) * nb];
+                self.q8_paired.extend(
+                    (0..nb).map(|i| PairedQ8x32::pack(std::array::from_fn(|t| &group[t * nb + i]))),
+                );
+            }
         }
         self.q8k.clear();
         if kinds.q8k {
@@ -184,6 +234,12 @@ impl Activations {
     pub fn row_q8(&self, t: usize) -> &[BlockQ8x32] {
         let b = self.cols / 32;
         &self.q8[t * b..(t + 1) * b]
+    }
+
+    /// Tokens `8g..8g + 8` as (cols / 32,) paired blocks, when they were packed.
+    pub fn paired_q8(&self, g: usize) -> Option<&[PairedQ8x32]> {
+        let b = self.cols / 32;
+        self.q8_paired.get(g * b..(g + 1) * b)
     }
 
     /// Row `t`'s (cols / 256,) blocks.

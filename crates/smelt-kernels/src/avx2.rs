@@ -14,6 +14,9 @@ use std::arch::x86_64::*;
 use crate::TILE_WIDTHS;
 use crate::act::{BlockQ8K, BlockQ8x32};
 
+#[path = "avx2_x8.rs"]
+mod x8;
+
 #[inline(always)]
 unsafe fn hsum(v: __m256) -> f32 {
     unsafe {
@@ -398,7 +401,7 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
 }
 
 macro_rules! block32_kernel {
-    ($avx2:ident, $vnni:ident, $vnni512:ident, $b:ty, $what:literal) => {
+    ($avx2:ident, $vnni:ident, $vnni512:ident, $paired:ident, $b:ty, $what:literal) => {
         #[doc = concat!($what, " × a tile of 32-block rows (AVX2).")]
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $avx2(
@@ -421,7 +424,7 @@ macro_rules! block32_kernel {
             unsafe { by_tokens!(tile32::<Vnni, $b>, w, row_bytes, a, out) }
         }
 
-        #[doc = concat!($what, " × a tile of 32-block rows (AVX-512 VNNI).")]
+        #[doc = concat!($what, " × a tile of 32-block rows (AVX-512 VNNI; 8-token tiles two tokens per register).")]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
         pub(crate) unsafe fn $vnni512(
             w: &[u8],
@@ -429,16 +432,66 @@ macro_rules! block32_kernel {
             a: &[&[BlockQ8x32]],
             out: &mut [f32],
         ) {
-            unsafe { by_tokens!(tile32::<Vnni512, $b>, w, row_bytes, a, out) }
+            if a.len() == 8 && crate::paired_tiles() {
+                unsafe { x8::rows_x8::<$b>(w, row_bytes, a, out) }
+            } else {
+                unsafe { by_tokens!(tile32::<Vnni512, $b>, w, row_bytes, a, out) }
+            }
+        }
+
+        #[doc = concat!($what, " × 8 tokens of pre-paired blocks (AVX-512 VNNI).")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+        pub(crate) unsafe fn $paired(
+            w: &[u8],
+            row_bytes: usize,
+            pack: &[crate::act::PairedQ8x32],
+            out: &mut [f32],
+        ) {
+            unsafe { x8::rows_paired::<$b>(w, row_bytes, pack, out) }
         }
     };
 }
 
-block32_kernel!(dot_q4_0, dot_q4_0_vnni, dot_q4_0_vnni512, Q4_0, "Q4_0");
-block32_kernel!(dot_q4_1, dot_q4_1_vnni, dot_q4_1_vnni512, Q4_1, "Q4_1");
-block32_kernel!(dot_q5_0, dot_q5_0_vnni, dot_q5_0_vnni512, Q5_0, "Q5_0");
-block32_kernel!(dot_q5_1, dot_q5_1_vnni, dot_q5_1_vnni512, Q5_1, "Q5_1");
-block32_kernel!(dot_q8_0, dot_q8_0_vnni, dot_q8_0_vnni512, Q8_0, "Q8_0");
+block32_kernel!(
+    dot_q4_0,
+    dot_q4_0_vnni,
+    dot_q4_0_vnni512,
+    dot_q4_0_paired,
+    Q4_0,
+    "Q4_0"
+);
+block32_kernel!(
+    dot_q4_1,
+    dot_q4_1_vnni,
+    dot_q4_1_vnni512,
+    dot_q4_1_paired,
+    Q4_1,
+    "Q4_1"
+);
+block32_kernel!(
+    dot_q5_0,
+    dot_q5_0_vnni,
+    dot_q5_0_vnni512,
+    dot_q5_0_paired,
+    Q5_0,
+    "Q5_0"
+);
+block32_kernel!(
+    dot_q5_1,
+    dot_q5_1_vnni,
+    dot_q5_1_vnni512,
+    dot_q5_1_paired,
+    Q5_1,
+    "Q5_1"
+);
+block32_kernel!(
+    dot_q8_0,
+    dot_q8_0_vnni,
+    dot_q8_0_vnni512,
+    dot_q8_0_paired,
+    Q8_0,
+    "Q8_0"
+);
 
 /// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K super-block as bytes, unpacked
 /// with word operations (the layout `scale_min_k4` reads one at a time).

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use smelt_gguf::GgmlType;
 
-pub use act::{ActKinds, Activations, BlockQ8K, BlockQ8x32};
+pub use act::{ActKinds, Activations, BlockQ8K, BlockQ8x32, PairedQ8x32};
 pub use matmul::{GEMM_MIN_TOKENS, QMatrix, WeightBytes, matmul_multi};
 
 /// Weight formats that have a direct kernel (others are dequantized to f32 at load).
@@ -199,6 +199,16 @@ pub fn variant() -> Variant {
     })
 }
 
+/// Whether 8-token tiles of 32-blocks use the paired AVX-512 VNNI kernels (and so whether
+/// [`Activations`] packs [`PairedQ8x32`]): when that variant is the one in use, unless
+/// `SMELT_NO_PAIRED_TILES` is set (for side-by-side benchmarks; results are identical).
+pub fn paired_tiles() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        variant() == Variant::Avx512Vnni && std::env::var_os("SMELT_NO_PAIRED_TILES").is_none()
+    })
+}
+
 /// Most activation rows one kernel call takes (a tile of tokens sharing one unpacked weight row).
 pub const MAX_TILE_TOKENS: usize = 8;
 
@@ -221,14 +231,18 @@ pub fn tile_width(remaining: usize) -> usize {
 pub enum DotFn {
     /// Float weights × f32 activations.
     F32(RowsKernel<f32>),
-    /// 32-block weights × [`BlockQ8x32`] activations.
-    Q8(RowsKernel<BlockQ8x32>),
+    /// 32-block weights × [`BlockQ8x32`] activations; with a kernel for pre-paired 8-token
+    /// tiles where the variant has one.
+    Q8(RowsKernel<BlockQ8x32>, Option<PairedKernel>),
     /// 256-block weights × [`BlockQ8K`] activations.
     Q8K(RowsKernel<BlockQ8K>),
 }
 
 /// `f(w_rows, row_bytes, activation rows, out)`: see [`DotFn`].
 pub type RowsKernel<A> = unsafe fn(&[u8], usize, &[&[A]], &mut [f32]);
+
+/// `f(w_rows, row_bytes, 8 tokens' paired blocks, out)`, out (rows, 8).
+pub type PairedKernel = unsafe fn(&[u8], usize, &[PairedQ8x32], &mut [f32]);
 
 impl DotFn {
     /// The kernel for `ty` in `variant`; the reference when this CPU cannot run `variant`.
@@ -237,22 +251,22 @@ impl DotFn {
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::AvxVnni && available_variants().contains(&Variant::AvxVnni) {
             return match ty {
-                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni),
-                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni),
-                W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni),
-                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni),
-                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni),
+                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni, None),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni, None),
+                W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni, None),
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni, None),
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni, None),
                 _ => Self::new(ty, Variant::Avx2),
             };
         }
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::Avx512Vnni && available_variants().contains(&Variant::Avx512Vnni) {
             return match ty {
-                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512),
-                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512),
-                W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512),
-                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512),
-                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512),
+                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, Some(avx2::dot_q4_0_paired)),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, Some(avx2::dot_q4_1_paired)),
+                W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, Some(avx2::dot_q5_0_paired)),
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, Some(avx2::dot_q5_1_paired)),
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512, Some(avx2::dot_q8_0_paired)),
                 _ => Self::new(ty, Variant::Avx2),
             };
         }
@@ -261,11 +275,11 @@ impl DotFn {
             return match ty {
                 W::F32 => Self::F32(avx2::dot_f32),
                 W::F16 => Self::F32(avx2::dot_f16),
-                W::Q4_0 => Self::Q8(avx2::dot_q4_0),
-                W::Q4_1 => Self::Q8(avx2::dot_q4_1),
-                W::Q5_0 => Self::Q8(avx2::dot_q5_0),
-                W::Q5_1 => Self::Q8(avx2::dot_q5_1),
-                W::Q8_0 => Self::Q8(avx2::dot_q8_0),
+                W::Q4_0 => Self::Q8(avx2::dot_q4_0, None),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1, None),
+                W::Q5_0 => Self::Q8(avx2::dot_q5_0, None),
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1, None),
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0, None),
                 W::Q4K => Self::Q8K(avx2::dot_q4_k),
                 W::Q5K => Self::Q8K(avx2::dot_q5_k),
                 W::Q6K => Self::Q8K(avx2::dot_q6_k),
@@ -276,11 +290,11 @@ impl DotFn {
         match ty {
             W::F32 => Self::F32(tile::f32),
             W::F16 => Self::F32(tile::f16),
-            W::Q4_0 => Self::Q8(tile::q4_0),
-            W::Q4_1 => Self::Q8(tile::q4_1),
-            W::Q5_0 => Self::Q8(tile::q5_0),
-            W::Q5_1 => Self::Q8(tile::q5_1),
-            W::Q8_0 => Self::Q8(tile::q8_0),
+            W::Q4_0 => Self::Q8(tile::q4_0, None),
+            W::Q4_1 => Self::Q8(tile::q4_1, None),
+            W::Q5_0 => Self::Q8(tile::q5_0, None),
+            W::Q5_1 => Self::Q8(tile::q5_1, None),
+            W::Q8_0 => Self::Q8(tile::q8_0, None),
             W::Q4K => Self::Q8K(tile::q4_k),
             W::Q5K => Self::Q8K(tile::q5_k),
             W::Q6K => Self::Q8K(tile::q6_k),
@@ -316,7 +330,14 @@ impl DotFn {
                         std::array::from_fn(|i| acts.row_f32(t0 + i.min(nt - 1)));
                     f(w_rows, row_bytes, &rows[..nt], out)
                 }
-                Self::Q8(f) => {
+                Self::Q8(_, Some(paired))
+                    if nt == 8
+                        && t0.is_multiple_of(8)
+                        && let Some(pack) = acts.paired_q8(t0 / 8) =>
+                {
+                    paired(w_rows, row_bytes, pack, out)
+                }
+                Self::Q8(f, _) => {
                     let rows: [&[BlockQ8x32]; MAX_TILE_TOKENS] =
                         std::array::from_fn(|i| acts.row_q8(t0 + i.min(nt - 1)));
                     f(w_rows, row_bytes, &rows[..nt], out)

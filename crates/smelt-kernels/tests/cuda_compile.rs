@@ -20,7 +20,7 @@ fn nvrtc_or_skip() -> bool {
 }
 
 #[test]
-fn every_kernel_compiles_to_ptx_without_spills() {
+fn every_kernel_compiles_to_ptx_without_local_memory() {
     if !nvrtc_or_skip() {
         return;
     }
@@ -40,6 +40,31 @@ fn every_kernel_compiles_to_ptx_without_spills() {
             "{}: the PTX uses local memory (a register spill or an indexed array)",
             src.file
         );
+    }
+}
+
+#[test]
+fn machine_code_has_no_spills_and_fits_the_launch_bounds() {
+    if !nvrtc_or_skip() {
+        return;
+    }
+    for src in compile::SOURCES {
+        let report = compile::ptxas_report(&src, "sm_90").unwrap_or_else(|e| panic!("{e}"));
+        let kernels = compile::ptxas_kernels(&report);
+        assert_eq!(
+            kernels.len(),
+            src.functions.len(),
+            "{}:\n{report}",
+            src.file
+        );
+        for (name, regs, spills) in kernels {
+            eprintln!("{name}: {regs} registers, {spills} spill bytes");
+            assert_eq!(spills, 0, "{name} spills:\n{report}");
+            // The one-warp-per-row GEMVs need 4 blocks of 256 threads per SM: ≤ 64 registers.
+            if ["gemv_q4_k", "gemv_q8_0", "gemv_nf4"].contains(&name.as_str()) {
+                assert!(regs <= 64, "{name} uses {regs} registers");
+            }
+        }
     }
 }
 

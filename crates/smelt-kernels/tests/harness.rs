@@ -189,41 +189,48 @@ fn every_variant_matches_the_reference() {
 fn threaded_products_equal_row_by_row_dots() {
     let mut rng = Rng::fresh();
     let cols = 512;
-    // Row counts that are not multiples of the tile; two matrices in one region.
-    let (ta, tb) = (WeightType::Q4K, WeightType::Q5_0);
-    let wa = random_weights(ta, 37, cols, &mut rng, false);
-    let wb = random_weights(tb, 21, cols, &mut rng, false);
-    for &v in available_variants() {
-        let a = QMatrix::new(ta, 37, cols, WeightBytes::Owned(wa.clone()))
-            .unwrap()
-            .with_variant(v);
-        let b = QMatrix::new(tb, 21, cols, WeightBytes::Owned(wb.clone()))
-            .unwrap()
-            .with_variant(v);
-        let n = 13;
-        let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
-        let mut acts = Activations::new();
-        acts.set(&x, n, cols, ta.act_kinds() | tb.act_kinds());
-        let (mut ya, mut yb) = (vec![f32::NAN; n * 37], vec![f32::NAN; n * 21]);
-        matmul_multi(&[&a, &b], &acts, &mut [&mut ya, &mut yb]);
-        let (da, db) = (DotFn::new(ta, v), DotFn::new(tb, v));
-        // Every tile width adds a token's terms in the same order: batching changes no bit.
-        for t in 0..n {
-            for r in 0..37 {
-                assert_eq!(
-                    ya[t * 37 + r],
-                    da.dot(a.row(r), &acts, t),
-                    "{} a[{t}, {r}]",
-                    v.name()
-                );
-            }
-            for r in 0..21 {
-                assert_eq!(
-                    yb[t * 21 + r],
-                    db.dot(b.row(r), &acts, t),
-                    "{} b[{t}, {r}]",
-                    v.name()
-                );
+    // Row counts that are not multiples of the tile; two matrices in one region. The pairs
+    // cover every offset kind of the 32-blocks (stored, centred, signed), whose 8-token tiles
+    // take a separate path on AVX-512 VNNI.
+    for (ta, tb) in [
+        (WeightType::Q4K, WeightType::Q5_0),
+        (WeightType::Q4_1, WeightType::Q8_0),
+        (WeightType::Q4_0, WeightType::Q5_1),
+    ] {
+        let wa = random_weights(ta, 37, cols, &mut rng, false);
+        let wb = random_weights(tb, 21, cols, &mut rng, false);
+        for &v in available_variants() {
+            let a = QMatrix::new(ta, 37, cols, WeightBytes::Owned(wa.clone()))
+                .unwrap()
+                .with_variant(v);
+            let b = QMatrix::new(tb, 21, cols, WeightBytes::Owned(wb.clone()))
+                .unwrap()
+                .with_variant(v);
+            let n = 13;
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+            let mut acts = Activations::new();
+            acts.set(&x, n, cols, ta.act_kinds() | tb.act_kinds());
+            let (mut ya, mut yb) = (vec![f32::NAN; n * 37], vec![f32::NAN; n * 21]);
+            matmul_multi(&[&a, &b], &acts, &mut [&mut ya, &mut yb]);
+            let (da, db) = (DotFn::new(ta, v), DotFn::new(tb, v));
+            // Every tile width adds a token's terms in the same order: batching changes no bit.
+            for t in 0..n {
+                for r in 0..37 {
+                    assert_eq!(
+                        ya[t * 37 + r],
+                        da.dot(a.row(r), &acts, t),
+                        "{} a[{t}, {r}]",
+                        v.name()
+                    );
+                }
+                for r in 0..21 {
+                    assert_eq!(
+                        yb[t * 21 + r],
+                        db.dot(b.row(r), &acts, t),
+                        "{} b[{t}, {r}]",
+                        v.name()
+                    );
+                }
             }
         }
     }

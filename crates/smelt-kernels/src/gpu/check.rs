@@ -89,6 +89,20 @@ pub fn run_all(gpu: &Gpu, seed: u64) -> Result<Vec<CheckRow>, GpuError> {
     rows.push(check_gemv_gptq(gpu, &mut rng, 640, 520, true)?);
     rows.push(check_gemm(gpu, &mut rng, 37, 70, 80)?);
     rows.push(check_gemm(gpu, &mut rng, 128, 256, 4096)?);
+    // Two blocks only: every thread of the grid-stride kernels takes many steps.
+    gpu.set_max_blocks(Some(2));
+    let strided = (|| -> Result<Vec<CheckRow>, GpuError> {
+        let mut rows = check_int8_add(gpu, &mut rng, 100_003)?;
+        rows.push(check_dequant_ggml(gpu, &mut rng, GgmlType::Q4_K, 256 * 41)?);
+        rows.push(check_dequant_nf4(gpu, &mut rng, 64 * 41 + 3, 64)?);
+        rows.push(check_dequant_gptq(gpu, &mut rng, 256, 88, true)?);
+        Ok(rows)
+    })();
+    gpu.set_max_blocks(None);
+    for mut row in strided? {
+        row.size += " grid=2";
+        rows.push(row);
+    }
     Ok(rows)
 }
 

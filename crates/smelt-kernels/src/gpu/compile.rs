@@ -108,6 +108,74 @@ pub fn compile(src: &KernelSource, arch: &str) -> Result<String, GpuError> {
     Ok(ptx.to_src())
 }
 
+/// What ptxas reports for `src` compiled to machine code for `sm` (e.g. `sm_90`): per kernel,
+/// registers, spill bytes and shared memory. No GPU needed; tests use it to keep the kernels
+/// free of spills and within their launch bounds.
+pub fn ptxas_report(src: &KernelSource, sm: &str) -> Result<String, GpuError> {
+    use cudarc::nvrtc::result;
+    use std::ffi::{CStr, CString};
+    if !nvrtc_present() {
+        return Err(GpuError::new(NO_NVRTC));
+    }
+    let text = CString::new(format!("{COMMON}\n{}", src.text))
+        .map_err(|_| GpuError::new("kernel source holds a NUL byte"))?;
+    let name = CString::new(src.file).map_err(|_| GpuError::new("file name holds a NUL byte"))?;
+    let prog = result::create_program(&text, Some(&name))
+        .map_err(|e| GpuError::new(format!("nvrtcCreateProgram: {e:?}")))?;
+    let opts = [
+        format!("--gpu-architecture={sm}"),
+        "--ptxas-options=--verbose".to_string(),
+    ];
+    // SAFETY: `prog` is a live program; the log is read before it is destroyed.
+    let (status, log) = unsafe {
+        let status = result::compile_program(prog, &opts);
+        let log = result::get_program_log(prog);
+        let _ = result::destroy_program(prog);
+        (status, log)
+    };
+    let log = log
+        .map(|l| {
+            // SAFETY: NVRTC's log is NUL-terminated.
+            unsafe { CStr::from_ptr(l.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    status.map_err(|e| {
+        GpuError::new(format!(
+            "NVRTC could not compile {}: {e:?}\n{log}",
+            src.file
+        ))
+    })?;
+    Ok(log)
+}
+
+/// Registers and spill bytes of each kernel in a [`ptxas_report`]: (name, registers, spills).
+pub fn ptxas_kernels(report: &str) -> Vec<(String, u32, u32)> {
+    let mut out = Vec::new();
+    let mut name = None;
+    let mut spills = 0;
+    for line in report.lines() {
+        if let Some(rest) = line.split("Compiling entry function '").nth(1) {
+            name = rest.split('\'').next().map(str::to_string);
+            spills = 0;
+        } else if line.contains("bytes spill stores") {
+            spills = line
+                .split_whitespace()
+                .zip(line.split_whitespace().skip(1))
+                .filter(|(_, unit)| *unit == "bytes")
+                .filter_map(|(n, _)| n.parse::<u32>().ok())
+                .sum();
+        } else if let Some(rest) = line.split("Used ").nth(1)
+            && let Some(regs) = rest.split_whitespace().next().and_then(|r| r.parse().ok())
+            && let Some(n) = name.take()
+        {
+            out.push((n, regs, spills));
+        }
+    }
+    out
+}
+
 /// [`compile`] through a cache folder: PTX files named by a hash of the source, the
 /// architecture and NVRTC's version, written to a temporary name and renamed.
 pub fn compile_cached(

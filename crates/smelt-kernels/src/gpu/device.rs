@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUdevice_attribute;
@@ -57,6 +58,10 @@ pub struct Gpu {
     total_mem: usize,
     cache_dir: Option<PathBuf>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Upper limit on the blocks of grid-stride kernels (0: none), so tests can make every
+    /// thread loop several times.
+    max_blocks: AtomicU32,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -99,6 +104,8 @@ impl Gpu {
                 ctx,
                 cache_dir,
                 modules: Mutex::new(HashMap::new()),
+                functions: Mutex::new(HashMap::new()),
+                max_blocks: AtomicU32::new(0),
             })
         });
         opened.unwrap_or_else(|_| Err(GpuError::new("the CUDA driver panicked while opening")))
@@ -135,13 +142,15 @@ impl Gpu {
         self.sms
     }
 
-    /// Kernel `name` of `src`, compiled (or read from the cache) and loaded on first use.
+    /// Kernel `name` of `src`, compiled (or read from the cache) and loaded on first use;
+    /// later calls are one map lookup.
     pub fn function(&self, src: &KernelSource, name: &str) -> Result<CudaFunction, GpuError> {
+        let key = format!("{}:{name}", src.file);
+        if let Some(f) = self.functions.lock().map_err(|_| poisoned())?.get(&key) {
+            return Ok(f.clone());
+        }
         let module = {
-            let mut modules = self
-                .modules
-                .lock()
-                .map_err(|_| GpuError::new("kernel cache lock poisoned"))?;
+            let mut modules = self.modules.lock().map_err(|_| poisoned())?;
             match modules.get(src.file) {
                 Some(m) => m.clone(),
                 None => {
@@ -152,7 +161,19 @@ impl Gpu {
                 }
             }
         };
-        Ok(module.load_function(name)?)
+        let f = module.load_function(name)?;
+        self.functions
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key, f.clone());
+        Ok(f)
+    }
+
+    /// Caps grid-stride kernels at `blocks` blocks (`None`: sized to the device), so a check
+    /// can make every thread take several steps.
+    pub fn set_max_blocks(&self, blocks: Option<u32>) {
+        self.max_blocks
+            .store(blocks.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Copies a host slice to a new device buffer.
@@ -177,7 +198,10 @@ impl Gpu {
     /// `waves` times over, never more than the work needs.
     fn stride_grid(&self, work: usize, threads: u32, waves: u32) -> LaunchConfig {
         let need = work.div_ceil(threads as usize).max(1);
-        let cap = (self.sms * waves) as usize;
+        let cap = match self.max_blocks.load(Ordering::Relaxed) {
+            0 => (self.sms * waves) as usize,
+            m => m as usize,
+        };
         LaunchConfig {
             grid_dim: (need.min(cap) as u32, 1, 1),
             block_dim: (threads, 1, 1),
@@ -468,6 +492,10 @@ impl Gpu {
         unsafe { l.launch(cfg) }?;
         Ok(())
     }
+}
+
+fn poisoned() -> GpuError {
+    GpuError::new("kernel cache lock poisoned")
 }
 
 /// Blocks of 256 threads, one warp per row.

@@ -15,6 +15,17 @@ __device__ __forceinline__ void stage_x(float* xs, const float* __restrict__ x, 
     __syncthreads();
 }
 
+// The nibble at bit `sh` of b as a float, exactly, without the quarter-rate int-to-float
+// unit: 2^23 + n has n in its low mantissa bits.
+__device__ __forceinline__ float nib_f(u32 b, int sh) {
+    return __uint_as_float(0x4B000000u | ((b >> sh) & 15u)) - 8388608.0f;
+}
+
+// The low byte of v as a signed int8 value in a float, exactly (same trick, biased by 128).
+__device__ __forceinline__ float i8_f(u32 v) {
+    return __uint_as_float(0x4B000000u | ((v & 0xffu) ^ 0x80u)) - 8388736.0f;
+}
+
 // Byte j (0..15) of a uint4 held in registers.
 __device__ __forceinline__ u32 byte_of(uint4 v, int j) {
     return (word_of(v, j >> 2) >> (8 * (j & 3))) & 0xffu;
@@ -33,7 +44,7 @@ __device__ __forceinline__ void head_scale_min(int j, uint4 head, int* sc, int* 
 
 // Q4_K rows (K % 256 == 0): 8 lanes per super-block, each lane one 16-byte chunk of the 128
 // code bytes (32 values of two sub-blocks), so a warp covers 4 super-blocks per step.
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 4)
 gemv_q4_k(const u8* __restrict__ w, const float* __restrict__ x, float* __restrict__ y,
           u32 rows, u32 k_dim) {
     __shared__ __align__(16) float xs[TILE_K];
@@ -47,6 +58,8 @@ gemv_q4_k(const u8* __restrict__ w, const float* __restrict__ x, float* __restri
         stage_x(xs, x, k0, tk);
         if (row >= rows) continue;
         u32 nsb = tk / 256;
+        // Two super-blocks in flight per lane.
+#pragma unroll 2
         for (u32 s = sub; s < nsb; s += 4) {
             const u8* blk = wr + (u64)(k0 / 256 + s) * 144;
             uint4 head = *(const uint4*)blk;
@@ -65,11 +78,11 @@ gemv_q4_k(const u8* __restrict__ w, const float* __restrict__ x, float* __restri
                 u32 b = word_of(qv, ws);
                 float4 a = *(const float4*)(xl + 4 * ws);
                 float4 h = *(const float4*)(xh + 4 * ws);
-                qx_lo += (float)(b & 15) * a.x + (float)((b >> 8) & 15) * a.y +
-                         (float)((b >> 16) & 15) * a.z + (float)((b >> 24) & 15) * a.w;
+                qx_lo += nib_f(b, 0) * a.x + nib_f(b, 8) * a.y + nib_f(b, 16) * a.z +
+                         nib_f(b, 24) * a.w;
                 x_lo += (a.x + a.y) + (a.z + a.w);
-                qx_hi += (float)((b >> 4) & 15) * h.x + (float)((b >> 12) & 15) * h.y +
-                         (float)((b >> 20) & 15) * h.z + (float)(b >> 28) * h.w;
+                qx_hi += nib_f(b, 4) * h.x + nib_f(b, 12) * h.y + nib_f(b, 20) * h.z +
+                         nib_f(b, 28) * h.w;
                 x_hi += (h.x + h.y) + (h.z + h.w);
             }
             acc += d * ((float)sc_lo * qx_lo + (float)sc_hi * qx_hi) -
@@ -85,7 +98,7 @@ gemv_q4_k(const u8* __restrict__ w, const float* __restrict__ x, float* __restri
 // Q8_0 rows (K % 256 == 0, so every row starts on 16 bytes): 34-byte blocks are not 16-byte
 // aligned, so each warp first copies 32 blocks (1088 bytes = 68 × 16) into shared memory with
 // 16-byte loads, then 8 lanes per block take 4 values each.
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 4)
 gemv_q8_0(const u8* __restrict__ w, const float* __restrict__ x, float* __restrict__ y,
           u32 rows, u32 k_dim) {
     __shared__ __align__(16) float xs[TILE_K];
@@ -114,8 +127,8 @@ gemv_q8_0(const u8* __restrict__ w, const float* __restrict__ x, float* __restri
                 u16 q01 = *(const u16*)(blk + 2 + 4 * j);
                 u16 q23 = *(const u16*)(blk + 4 + 4 * j);
                 float4 xv = *(const float4*)&xs[(b0 + bb) * 32 + 4 * j];
-                float s = (float)(i8)(q01 & 0xff) * xv.x + (float)(i8)(q01 >> 8) * xv.y +
-                          (float)(i8)(q23 & 0xff) * xv.z + (float)(i8)(q23 >> 8) * xv.w;
+                float s = i8_f(q01) * xv.x + i8_f(q01 >> 8) * xv.y + i8_f(q23) * xv.z +
+                          i8_f(q23 >> 8) * xv.w;
                 acc += d * s;
             }
         }
@@ -126,7 +139,7 @@ gemv_q8_0(const u8* __restrict__ w, const float* __restrict__ x, float* __restri
 
 // NF4 rows in smelt's layout with QLoRA's block of 64 (K % 64 == 0): each lane takes 16 code
 // bytes (32 values, half a block) per step; the 16 code values sit in shared memory.
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 4)
 gemv_nf4(const u8* __restrict__ packed, const float* __restrict__ absmax,
          const float* __restrict__ x, float* __restrict__ y, u32 rows, u32 k_dim) {
     __shared__ __align__(16) float xs[TILE_K];
