@@ -256,8 +256,9 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             while t0 < n {
                 let nt = tile_width(n - t0);
                 w.dot.dot_rows(rows, w.row_bytes, acts, t0, nt, &mut tile);
-                for r in r0..r1 {
-                    for i in 0..nt {
+                // Token by token, so the stores into `out` (n, rows) are contiguous.
+                for i in 0..nt {
+                    for r in r0..r1 {
                         // SAFETY: (t0 + i, r) is inside `outs[m]` (checked above) and only
                         // this task writes rows start..end.
                         unsafe { *out.0.add((t0 + i) * w.rows + r) = tile[(r - r0) * nt + i] };

@@ -16,12 +16,12 @@ pub fn silu_mul_reference(gate: &mut [f32], up: &[f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod x86 {
+pub(crate) mod x86 {
     use std::arch::x86_64::*;
 
     /// e^x for each lane (|x| clamped to 88.37).
     #[inline(always)]
-    unsafe fn exp8(x: __m256) -> __m256 {
+    pub(crate) unsafe fn exp8(x: __m256) -> __m256 {
         unsafe {
             let x = _mm256_min_ps(
                 _mm256_max_ps(x, _mm256_set1_ps(-88.37)),

@@ -12,7 +12,17 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let e = w.len();
     let rows = x.par_chunks_exact(e).zip(out.par_chunks_exact_mut(e));
     rows.with_min_len(16).for_each(|(xr, or)| {
-        let ms = xr.iter().map(|v| v * v).sum::<f32>() / e as f32;
+        // Squares in f32 summed in f64, as ggml does, in eight partial sums (vector registers)
+        // rather than one long serial chain.
+        let mut acc = [0f64; 8];
+        let chunks = xr.chunks_exact(8);
+        let tail: f64 = chunks.remainder().iter().map(|v| (v * v) as f64).sum();
+        for c in chunks {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *a += (v * v) as f64;
+            }
+        }
+        let ms = ((acc.iter().sum::<f64>() + tail) / e as f64) as f32;
         let s = 1.0 / (ms + eps).sqrt();
         for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
             *o = v * s * g;
