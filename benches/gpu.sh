@@ -36,7 +36,8 @@ export SMELT_HOME=${SMELT_HOME:-$out/home}
 
 set -x
 "$bin" gpu info
-"$bin" gpu check 2>&1 | tee "$out/gpu-check.txt"
+# A mismatch is reported but does not stop the timings (both are worth having from one lease).
+"$bin" gpu check 2>&1 | tee "$out/gpu-check.txt" || echo "gpu.sh: CHECK FAILED (see gpu-check.txt)"
 "$bin" gpu bench --json "$out/gpu-bench.json" 2>&1 | tee "$out/gpu-bench.txt"
 set +x
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
