@@ -10,6 +10,7 @@ use cudarc::driver::{DevicePtr, DevicePtrMut, sys::CUevent_flags};
 use half::f16;
 use smelt_quant::rng::Rng;
 
+use super::check::random_i8;
 use super::reference as r;
 use super::{AddVariant, GptqDevice, Gpu, GpuError, nvtx_range};
 
@@ -29,6 +30,22 @@ pub struct BenchRow {
 }
 
 impl BenchRow {
+    fn new(
+        kernel: impl Into<String>,
+        size: impl Into<String>,
+        ms: f64,
+        bytes: f64,
+        ops: f64,
+    ) -> Self {
+        Self {
+            kernel: kernel.into(),
+            size: size.into(),
+            micros: ms * 1e3,
+            bytes,
+            ops,
+        }
+    }
+
     /// Achieved bandwidth in GB/s.
     pub fn gbps(&self) -> f64 {
         self.bytes / self.micros / 1e3
@@ -127,13 +144,13 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
             let ms = time_ms(gpu, reps, || {
                 gpu.int8_add(v, &da, &db, &mut out, 0.02, 0.03, 20.0)
             })?;
-            rows.push(BenchRow {
-                kernel: v.kernel().into(),
-                size: format!("n={n}"),
-                micros: ms * 1e3,
-                bytes: 3.0 * n as f64,
-                ops: 0.0,
-            });
+            rows.push(BenchRow::new(
+                v.kernel(),
+                format!("n={n}"),
+                ms,
+                3.0 * n as f64,
+                0.0,
+            ));
         }
     }
 
@@ -150,23 +167,23 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
             let offsets: &[usize] = if q4k { &[0, 2] } else { &[0] };
             let w = gpu.upload(&random_blocks(&mut rng, n / block, bsize, offsets))?;
             let ms = time_ms(gpu, reps, || gpu.gemv_ggml(q4k, &w, &dx, &mut y))?;
-            rows.push(BenchRow {
-                kernel: if q4k { "gemv_q4_k" } else { "gemv_q8_0" }.into(),
-                size: size.clone(),
-                micros: ms * 1e3,
-                bytes: (w.len() + 4 * (k + rows_)) as f64,
-                ops: 2.0 * n as f64,
-            });
+            rows.push(BenchRow::new(
+                if q4k { "gemv_q4_k" } else { "gemv_q8_0" },
+                size.clone(),
+                ms,
+                (w.len() + 4 * (k + rows_)) as f64,
+                2.0 * n as f64,
+            ));
             if rows_ == 4096 {
                 let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
                 let ms = time_ms(gpu, reps, || gpu.dequant_ggml(q4k, &w, &mut out))?;
-                rows.push(BenchRow {
-                    kernel: if q4k { "dequant_q4_k" } else { "dequant_q8_0" }.into(),
-                    size: size.clone(),
-                    micros: ms * 1e3,
-                    bytes: (w.len() + 4 * n) as f64,
-                    ops: 0.0,
-                });
+                rows.push(BenchRow::new(
+                    if q4k { "dequant_q4_k" } else { "dequant_q8_0" },
+                    size.clone(),
+                    ms,
+                    (w.len() + 4 * n) as f64,
+                    0.0,
+                ));
             }
         }
         let packed: Vec<u8> = (0..n / 2).map(|_| rng.next_u64() as u8).collect();
@@ -174,49 +191,43 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         let (dp, da) = (gpu.upload(&packed)?, gpu.upload(&absmax)?);
         let ms = time_ms(gpu, reps, || gpu.gemv_nf4(&dp, &da, &dx, &mut y))?;
         let nf4_bytes = (packed.len() + 4 * absmax.len()) as f64;
-        rows.push(BenchRow {
-            kernel: "gemv_nf4".into(),
-            size: size.clone(),
-            micros: ms * 1e3,
-            bytes: nf4_bytes + 4.0 * (k + rows_) as f64,
-            ops: 2.0 * n as f64,
-        });
+        rows.push(BenchRow::new(
+            "gemv_nf4",
+            size.clone(),
+            ms,
+            nf4_bytes + 4.0 * (k + rows_) as f64,
+            2.0 * n as f64,
+        ));
         // GPTQ stores W as (K, N): the same matrix is k = K inputs, n = rows outputs.
         let q = r::random_gptq_int4(&mut rng, k, rows_, 128, false);
         let dq = GptqDevice::upload(gpu, &q)?;
         let ms = time_ms(gpu, reps, || gpu.gemv_gptq(&dq, &dx, &mut y))?;
-        rows.push(BenchRow {
-            kernel: "gemv_gptq_int4".into(),
-            size: size.clone(),
-            micros: ms * 1e3,
-            bytes: (dq.weight_bytes() + 4 * (k + rows_)) as f64,
-            ops: 2.0 * n as f64,
-        });
+        rows.push(BenchRow::new(
+            "gemv_gptq_int4",
+            size.clone(),
+            ms,
+            (dq.weight_bytes() + 4 * (k + rows_)) as f64,
+            2.0 * n as f64,
+        ));
         if rows_ == 4096 {
             let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
             let ms = time_ms(gpu, reps, || gpu.dequant_nf4(&dp, &da, 64, &mut out))?;
-            rows.push(BenchRow {
-                kernel: "dequant_nf4".into(),
-                size: size.clone(),
-                micros: ms * 1e3,
-                bytes: nf4_bytes + 4.0 * n as f64,
-                ops: 0.0,
-            });
+            rows.push(BenchRow::new(
+                "dequant_nf4",
+                size.clone(),
+                ms,
+                nf4_bytes + 4.0 * n as f64,
+                0.0,
+            ));
             let ms = time_ms(gpu, reps, || gpu.dequant_gptq(&dq, &mut out))?;
-            rows.push(BenchRow {
-                kernel: "dequant_gptq_int4".into(),
-                size,
-                micros: ms * 1e3,
-                bytes: (dq.weight_bytes() + 4 * n) as f64,
-                ops: 0.0,
-            });
+            let bytes = (dq.weight_bytes() + 4 * n) as f64;
+            rows.push(BenchRow::new("dequant_gptq_int4", size, ms, bytes, 0.0));
         }
     }
 
     for (m, n, k) in [(4096usize, 4096usize, 4096usize), (16, 14336, 4096)] {
         let _r = nvtx_range(&format!("bench gemm_int8 {m}x{n}x{k}"));
-        let a: Vec<i8> = (0..m * k).map(|_| rng.next_u64() as i8).collect();
-        let b: Vec<i8> = (0..n * k).map(|_| rng.next_u64() as i8).collect();
+        let (a, b) = (random_i8(&mut rng, m * k), random_i8(&mut rng, n * k));
         let (da, db) = (gpu.upload(&a)?, gpu.upload(&b)?);
         let (sa, sb) = (
             gpu.upload(&vec![0.01f32; m])?,
@@ -226,13 +237,15 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         let ms = time_ms(gpu, reps, || {
             gpu.gemm_int8(&da, &db, (m, n, k), None, Some((&sa, &sb, &mut d)))
         })?;
-        rows.push(BenchRow {
-            kernel: "gemm_int8_dp4a (w8a8)".into(),
-            size: format!("{m}x{n}x{k}"),
-            micros: ms * 1e3,
-            bytes: (m * k + n * k + 4 * (m * n + m + n)) as f64,
-            ops: 2.0 * (m * n * k) as f64,
-        });
+        let bytes = (m * k + n * k + 4 * (m * n + m + n)) as f64;
+        let ops = 2.0 * (m * n * k) as f64;
+        rows.push(BenchRow::new(
+            "gemm_int8_dp4a (w8a8)",
+            format!("{m}x{n}x{k}"),
+            ms,
+            bytes,
+            ops,
+        ));
     }
 
     let transfer = {

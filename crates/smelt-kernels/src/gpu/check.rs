@@ -41,6 +41,15 @@ fn exact_row(kernel: &str, size: String, mismatches: usize) -> CheckRow {
     }
 }
 
+fn gemv_row(kernel: &str, size: String, got: &[f32], want: &[f64]) -> CheckRow {
+    CheckRow {
+        kernel: kernel.to_string(),
+        size,
+        error: normalised_error(got, want),
+        tolerance: GEMV_TOLERANCE,
+    }
+}
+
 fn count_bits_differ(got: &[f32], want: &[f32]) -> usize {
     got.iter()
         .zip(want)
@@ -49,7 +58,7 @@ fn count_bits_differ(got: &[f32], want: &[f32]) -> usize {
         + got.len().abs_diff(want.len())
 }
 
-fn random_i8(rng: &mut Rng, n: usize) -> Vec<i8> {
+pub(super) fn random_i8(rng: &mut Rng, n: usize) -> Vec<i8> {
     (0..n).map(|_| rng.next_u64() as i8).collect()
 }
 
@@ -212,12 +221,8 @@ pub fn check_gemv_ggml(
     let q4k = ty == GgmlType::Q4_K;
     gpu.gemv_ggml(q4k, &dw, &dx, &mut y)?;
     let got = gpu.download(&y)?;
-    Ok(CheckRow {
-        kernel: if q4k { "gemv_q4_k" } else { "gemv_q8_0" }.to_string(),
-        size: format!("{rows}x{k}"),
-        error: normalised_error(&got, &want),
-        tolerance: GEMV_TOLERANCE,
-    })
+    let name = if q4k { "gemv_q4_k" } else { "gemv_q8_0" };
+    Ok(gemv_row(name, format!("{rows}x{k}"), &got, &want))
 }
 
 /// NF4 GEMV (block 64) on a `rows × k` matrix.
@@ -239,12 +244,7 @@ pub fn check_gemv_nf4(
     let mut y = poisoned_f32(gpu, rows)?;
     gpu.gemv_nf4(&packed, &absmax, &dx, &mut y)?;
     let got = gpu.download(&y)?;
-    Ok(CheckRow {
-        kernel: "gemv_nf4".to_string(),
-        size: format!("{rows}x{k}"),
-        error: normalised_error(&got, &want),
-        tolerance: GEMV_TOLERANCE,
-    })
+    Ok(gemv_row("gemv_nf4", format!("{rows}x{k}"), &got, &want))
 }
 
 /// GPTQ int4 GEMV, group 128.
@@ -263,12 +263,8 @@ pub fn check_gemv_gptq(
     let mut y = poisoned_f32(gpu, n)?;
     gpu.gemv_gptq(&dq, &dx, &mut y)?;
     let got = gpu.download(&y)?;
-    Ok(CheckRow {
-        kernel: "gemv_gptq_int4".to_string(),
-        size: format!("{k}x{n} g128{}", if act_order { " act-order" } else { "" }),
-        error: normalised_error(&got, &want),
-        tolerance: GEMV_TOLERANCE,
-    })
+    let size = format!("{k}x{n} g128{}", if act_order { " act-order" } else { "" });
+    Ok(gemv_row("gemv_gptq_int4", size, &got, &want))
 }
 
 /// INT8 GEMM: int32 output exact, and the W8A8 float epilogue exact.
