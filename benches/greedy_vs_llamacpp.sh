@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Check: greedy generation of 64 tokens from three prompts with smelt and with llama.cpp's
-# `llama-completion` on the same GGUF (default: SmolLM2 quantized to Q8_0 by smelt). Where the
-# texts differ, the first differing step is printed with smelt's two best logits there, so a
-# divergence can be told apart from a bug: a near-tie (gap < 1e-3 · |logit| or so) is explained
-# by the two runtimes' different activation rounding, a large gap is not.
+# `llama-completion` on the same GGUF (default: SmolLM2 quantized to Q8_0 by smelt).
+#
+# llama.cpp has two attention paths on the CPU (flash attention on, the default "auto" here, and
+# off), which round differently (f16 Q and f16 V accumulation with it on), so the script runs both
+# and reports three agreements: smelt vs llama.cpp FA-off, smelt vs llama.cpp FA-on, and llama.cpp
+# FA-on vs FA-off. Where smelt differs, llama.cpp's logits are taken teacher-forced along smelt's
+# tokens (benches/llamacpp_logits.c, built here against the same libllama) so the first differing
+# step shows the two candidates' margin in smelt and in both llama.cpp modes, and the logit
+# spread over the whole vocabulary: smelt vs FA-off next to llama.cpp's own FA-on vs FA-off.
 #
 # llama.cpp is built outside the repository by benches/llamacpp_native.sh.
 # Usage: benches/greedy_vs_llamacpp.sh [MODEL.gguf]
@@ -11,10 +16,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$(benches/llamacpp_native.sh llama-completion)
 completion="$bin/llama-completion"
+src="${SMELT_HOME:-$HOME/.cache/smelt}/anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
 cargo build --release -q
 smelt=target/release/smelt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+cc -O2 benches/llamacpp_logits.c -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama \
+  -Wl,-rpath,"$bin" -o "$work/llamacpp_logits"
 model=${1:-}
 if [ -z "$model" ]; then
   model="$work/SmolLM2-135M.Q8_0.gguf"
@@ -25,39 +33,73 @@ prompts=(
   "Once upon a time, in a small village by the sea,"
   "def fibonacci(n):"
 )
-same=0
 for i in "${!prompts[@]}"; do
   p=${prompts[$i]}
-  LD_LIBRARY_PATH="$bin" "$completion" -m "$model" -p "$p" -n 64 --temp 0 -t 2 -no-cnv \
-    --no-warmup 2> /dev/null > "$work/llama.$i.txt" < /dev/null
-  $smelt -q run "$model" -p "$p" -n 64 -t 2 --logits-top 2 > "$work/smelt.$i.txt" 2> "$work/steps.$i.jsonl"
-  if python3 - "$p" "$work/llama.$i.txt" "$work/smelt.$i.txt" "$work/steps.$i.jsonl" <<'PY'
-import json, sys
-prompt, llama_f, smelt_f, steps_f = sys.argv[1:]
-llama = open(llama_f, encoding="utf-8", errors="replace").read()
-smelt = open(smelt_f, encoding="utf-8", errors="replace").read()
-strip = lambda t: t[t.index(prompt) + len(prompt):] if prompt in t else t
-# llama-completion marks an end-of-sequence token with this text; smelt stops there silently.
-llama = llama.replace(" [end of text]", "")
-a, b = strip(llama).rstrip("\n"), strip(smelt).rstrip("\n")
-print(f"prompt: {prompt!r}")
-if a == b:
-    print(f"  identical ({len(b)} characters): {b[:70]!r}...")
-    sys.exit(0)
-k = next((i for i in range(min(len(a), len(b))) if a[i] != b[i]), min(len(a), len(b)))
-steps = [json.loads(l) for l in open(steps_f) if l.startswith("{")]
-pos = 0
-for s in steps:
-    pos += len(s["text"])
-    if pos > k:
-        (t1, l1), (t2, l2) = s["top"][0], s["top"][1]
-        print(f"  first difference at character {k}, smelt step {s['step']}")
-        print(f"  llama.cpp: ...{a[max(0, k - 30):k + 20]!r}")
-        print(f"  smelt:     ...{b[max(0, k - 30):k + 20]!r}")
-        print(f"  smelt's best two logits there: {l1:.4f} (token {t1}) vs {l2:.4f} (token {t2}), gap {l1 - l2:.4f}")
-        break
-sys.exit(1)
-PY
-  then same=$((same + 1)); fi
+  for fa in off on; do
+    LD_LIBRARY_PATH="$bin" "$completion" -m "$model" -p "$p" -n 64 --temp 0 -t 2 -no-cnv \
+      --no-warmup -fa $fa 2> /dev/null > "$work/llama.$fa.$i.txt" < /dev/null
+  done
+  $smelt -q run "$model" -p "$p" -n 64 -t 2 --logits-top 1000000 > "$work/smelt.$i.txt" 2> "$work/steps.$i.jsonl"
+  tokens=$(python3 -c 'import json,sys; print(",".join(str(json.loads(l)["token"]) for l in open(sys.argv[1]) if l.startswith("{")))' "$work/steps.$i.jsonl")
+  for fa in 0 1; do
+    "$work/llamacpp_logits" "$model" "$p" "$tokens" $fa "$work/logits.$fa.$i.bin" 2> /dev/null
+  done
 done
-echo "identical continuations: $same of ${#prompts[@]}"
+python3 - "$work" "${prompts[@]}" <<'PY'
+import array, json, math, sys
+work, prompts = sys.argv[1], sys.argv[2:]
+
+def continuation(path, prompt):
+    t = open(path, encoding="utf-8", errors="replace").read()
+    # llama-completion marks an end-of-sequence token with this text; smelt stops there silently.
+    t = t.replace(" [end of text]", "")
+    return (t[t.index(prompt) + len(prompt):] if prompt in t else t).rstrip("\n")
+
+def rows(path, n_vocab):
+    a = array.array("f")
+    with open(path, "rb") as f:
+        a.frombytes(f.read())
+    return [a[k * n_vocab:(k + 1) * n_vocab] for k in range(len(a) // n_vocab)]
+
+def rms(x, y):
+    return math.sqrt(sum((u - v) ** 2 for u, v in zip(x, y)) / len(x))
+
+agree = {"smelt vs llama.cpp FA-off": 0, "smelt vs llama.cpp FA-on": 0, "llama.cpp FA-on vs FA-off": 0}
+for i, prompt in enumerate(prompts):
+    off = continuation(f"{work}/llama.off.{i}.txt", prompt)
+    on = continuation(f"{work}/llama.on.{i}.txt", prompt)
+    ours = continuation(f"{work}/smelt.{i}.txt", prompt)
+    print(f"prompt: {prompt!r}")
+    for name, a, b in (("smelt vs llama.cpp FA-off", ours, off), ("smelt vs llama.cpp FA-on", ours, on),
+                       ("llama.cpp FA-on vs FA-off", on, off)):
+        if a == b:
+            agree[name] += 1
+            print(f"  {name}: identical ({len(a)} characters)")
+        else:
+            k = next((j for j in range(min(len(a), len(b))) if a[j] != b[j]), min(len(a), len(b)))
+            print(f"  {name}: differ at character {k}: {a[max(0, k - 25):k + 15]!r} vs {b[max(0, k - 25):k + 15]!r}")
+    steps = [json.loads(l) for l in open(f"{work}/steps.{i}.jsonl") if l.startswith("{")]
+    n_vocab = len(steps[0]["top"])
+    smelt_rows = []
+    for s in steps:
+        r = [0.0] * n_vocab
+        for t, l in s["top"]:
+            r[t] = l
+        smelt_rows.append(r)
+    l0, l1 = rows(f"{work}/logits.0.{i}.bin", n_vocab), rows(f"{work}/logits.1.{i}.bin", n_vocab)
+    argmax = lambda r: max(range(len(r)), key=r.__getitem__)
+    k = next((j for j, s in enumerate(steps) if argmax(l0[j]) != s["token"]), None)
+    upto = len(steps) if k is None else k + 1
+    ours_rms = [rms(smelt_rows[j], l0[j]) for j in range(upto)]
+    self_rms = [rms(l1[j], l0[j]) for j in range(upto)]
+    print(f"  logit rms over the vocabulary, steps 0..{upto - 1} along smelt's tokens: "
+          f"smelt vs FA-off {sum(ours_rms) / upto:.3f} (max {max(ours_rms):.3f}), "
+          f"llama.cpp FA-on vs FA-off {sum(self_rms) / upto:.3f} (max {max(self_rms):.3f})")
+    if k is not None:
+        a, b = steps[k]["token"], argmax(l0[k])
+        print(f"  first differing step {k}: smelt takes token {a}, llama.cpp FA-off token {b}; "
+              f"margin logit[{a}] - logit[{b}]: smelt {smelt_rows[k][a] - smelt_rows[k][b]:+.4f}, "
+              f"llama.cpp FA-off {l0[k][a] - l0[k][b]:+.4f}, FA-on {l1[k][a] - l1[k][b]:+.4f}")
+for name, n in agree.items():
+    print(f"identical continuations, {name}: {n} of {len(prompts)}")
+PY
