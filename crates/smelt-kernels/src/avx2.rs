@@ -38,6 +38,8 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 pub(crate) trait Isa {
     /// Whether u8 × i8 sums of 4 go straight to i32 (no i16 intermediate that could saturate).
     const WIDE: bool;
+    /// Whether AVX-512BW's byte-masked operations may be used (block decoding).
+    const BW: bool = false;
     /// Sums of adjacent products of 4 bytes: unsigned `u` × signed `s`, as 8 i32 lanes.
     unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i;
     /// `acc + dot_u8_i8(u, s)`.
@@ -80,6 +82,7 @@ pub(crate) struct Vnni512;
 
 impl Isa for Vnni512 {
     const WIDE: bool = true;
+    const BW: bool = true;
     #[inline(always)]
     unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256i {
         unsafe { _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s) }
@@ -135,6 +138,18 @@ unsafe fn fifth_bits(p: *const u8) -> __m256i {
         let x = _mm256_or_si256(x, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
         let set = _mm256_cmpeq_epi8(x, _mm256_set1_epi64x(-1));
         _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+    }
+}
+
+/// 16 bytes of nibbles plus 32 fifth bits → 32 bytes, with AVX-512BW: the bits load straight
+/// into a mask register and one masked byte add sets 0x10 where a bit is set (the AVX2
+/// [`fifth_bits`] needs a broadcast, a shuffle, an or, a compare and an and).
+#[inline(always)]
+unsafe fn q5_codes_bw(nibbles: *const u8, bits: *const u8) -> __m256i {
+    unsafe {
+        let low = nibbles_32(nibbles);
+        let k: __mmask32 = std::ptr::read_unaligned(bits as *const u32);
+        _mm256_mask_add_epi8(low, k, low, _mm256_set1_epi8(0x10))
     }
 }
 
@@ -258,6 +273,11 @@ trait Block32 {
     const OFFSET: Offset;
     /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
     unsafe fn codes(p: *const u8) -> __m256i;
+    /// The same codes where AVX-512BW may be used.
+    #[inline(always)]
+    unsafe fn codes_bw(p: *const u8) -> __m256i {
+        unsafe { Self::codes(p) }
+    }
 }
 
 struct Q4_0;
@@ -291,6 +311,10 @@ impl Block32 for Q5_0 {
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { _mm256_or_si256(nibbles_32(p.add(6)), fifth_bits(p.add(2))) }
     }
+    #[inline(always)]
+    unsafe fn codes_bw(p: *const u8) -> __m256i {
+        unsafe { q5_codes_bw(p.add(6), p.add(2)) }
+    }
 }
 
 impl Block32 for Q5_1 {
@@ -299,6 +323,10 @@ impl Block32 for Q5_1 {
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { _mm256_or_si256(nibbles_32(p.add(8)), fifth_bits(p.add(4))) }
+    }
+    #[inline(always)]
+    unsafe fn codes_bw(p: *const u8) -> __m256i {
+        unsafe { q5_codes_bw(p.add(8), p.add(4)) }
     }
 }
 
@@ -329,7 +357,7 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
 ) {
     unsafe {
         let p = w.as_ptr().add(i * B::BYTES);
-        let q = B::codes(p);
+        let q = if I::BW { B::codes_bw(p) } else { B::codes(p) };
         let dw = _mm256_broadcast_ss(lut.get_unchecked(half_bits(p)));
         // Signed codes with wide sums take the bias; centred codes keep their offset as a float
         // term (cheaper for one token, and the same arithmetic for every tile width, which
@@ -425,7 +453,7 @@ macro_rules! block32_kernel {
         }
 
         #[doc = concat!($what, " × a tile of 32-block rows (AVX-512 VNNI; 8-token tiles two tokens per register).")]
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
         pub(crate) unsafe fn $vnni512(
             w: &[u8],
             row_bytes: usize,
@@ -440,7 +468,7 @@ macro_rules! block32_kernel {
         }
 
         #[doc = concat!($what, " × 8 tokens of pre-paired blocks (AVX-512 VNNI).")]
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
         pub(crate) unsafe fn $paired(
             w: &[u8],
             row_bytes: usize,

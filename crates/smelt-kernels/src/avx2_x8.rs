@@ -22,7 +22,7 @@ thread_local! {
 
 /// Every row of `w` (rows of `row_bytes`) against exactly 8 activation rows; `out` is
 /// `(rows, 8)`.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
 pub(super) unsafe fn rows_x8<B: Block32>(
     w: &[u8],
     row_bytes: usize,
@@ -48,7 +48,7 @@ pub(super) unsafe fn rows_x8<B: Block32>(
 
 /// Every row of `w` against 8 tokens already paired by [`crate::Activations`]; `out` is
 /// `(rows, 8)`.
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
 pub(super) unsafe fn rows_paired<B: Block32>(
     w: &[u8],
     row_bytes: usize,
@@ -110,7 +110,7 @@ unsafe fn step<B: Block32>(
 ) {
     unsafe {
         let p = w.as_ptr().add(i * B::BYTES);
-        let q = _mm512_broadcast_i64x4(B::codes(p));
+        let q = _mm512_broadcast_i64x4(B::codes_bw(p));
         let dw = _mm512_set1_ps(*lut.get_unchecked(half_bits(p)));
         let blk = pack.get_unchecked(i);
         let zero = _mm512_setzero_si512();

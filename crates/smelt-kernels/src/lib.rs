@@ -176,6 +176,7 @@ pub fn available_variants() -> &'static [Variant] {
             // within noise.
             if std::arch::is_x86_feature_detected!("avx512f")
                 && std::arch::is_x86_feature_detected!("avx512vl")
+                && std::arch::is_x86_feature_detected!("avx512bw")
                 && std::arch::is_x86_feature_detected!("avx512vnni")
             {
                 v.push(Variant::Avx512Vnni);
