@@ -20,6 +20,8 @@ pub struct BlockQ8x32 {
     /// `d · Σ q` rounded to f16 as ggml's `block_q8_1` stores it, for the offset formats
     /// (Q4_1, Q5_1).
     pub s_f16: f32,
+    /// `Σ q` exactly, for kernels that start an integer sum at `−k·Σ q` (the interleaved ones).
+    pub sum: i32,
     /// (32,) codes in [−127, 127].
     pub qs: [i8; 32],
 }
@@ -79,6 +81,7 @@ impl BlockQ8x32 {
             d: d16,
             s: d16 * sum as f32,
             s_f16: f16_round(d * sum as f32),
+            sum,
             qs,
         }
     }
@@ -321,6 +324,7 @@ mod tests {
         let s = BlockQ8x32::quantize(&x[..32]);
         let sum: i32 = s.qs.iter().map(|&q| q as i32).sum();
         assert_eq!(s.s, s.d * sum as f32);
+        assert_eq!(s.sum, sum);
         assert_eq!(s.d, half::f16::from_f32(s.d).to_f32(), "d is an f16 value");
         for (q, v) in s.qs.iter().zip(&x[..32]) {
             assert!((*q as f32 * s.d - v).abs() <= 0.5 * s.d * 1.002 + 1e-7);
@@ -330,7 +334,10 @@ mod tests {
     #[test]
     fn zero_block_has_zero_scale_and_codes() {
         let b = BlockQ8x32::quantize(&[0.0; 32]);
-        assert_eq!((b.d, b.s, b.s_f16, b.qs), (0.0, 0.0, 0.0, [0; 32]));
+        assert_eq!(
+            (b.d, b.s, b.s_f16, b.sum, b.qs),
+            (0.0, 0.0, 0.0, 0, [0; 32])
+        );
         let k = BlockQ8K::quantize(&[0.0; 256]);
         assert_eq!((k.d, k.bsums), (0.0, [0; 16]));
     }

@@ -13,6 +13,8 @@ pub mod attention;
 mod avx2;
 pub mod gpu;
 pub mod int8;
+#[cfg(target_arch = "x86_64")]
+mod interleaved;
 mod matmul;
 pub mod reference;
 pub mod silu;
@@ -208,6 +210,15 @@ pub fn paired_tiles() -> bool {
     *ON.get_or_init(|| {
         variant() == Variant::Avx512Vnni && std::env::var_os("SMELT_NO_PAIRED_TILES").is_none()
     })
+}
+
+/// Whether matrices of the 32-block formats whose row count is a multiple of 16 are stored 16
+/// rows interleaved for the AVX-512 VNNI kernels (see `interleaved.rs`), when that variant is
+/// in use; `SMELT_NO_INTERLEAVE` switches it off for side-by-side benchmarks. Results differ
+/// from the row-at-a-time kernels in float rounding only.
+pub fn interleaved_rows() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SMELT_NO_INTERLEAVE").is_none())
 }
 
 /// Most activation rows one kernel call takes (a tile of tokens sharing one unpacked weight row).

@@ -59,6 +59,9 @@ pub struct QMatrix {
     pub cols: usize,
     row_bytes: usize,
     data: WeightBytes,
+    /// The same rows interleaved 16 at a time for the kernel, when `dot` is an interleaved
+    /// kernel: (rows / 16, blocks per row, 16 · block bytes), see `interleaved.rs`.
+    interleaved: Option<Vec<u8>>,
     dot: DotFn,
     variant: Variant,
     /// F32 only: batches of at least [`GEMM_MIN_TOKENS`] go through a blocked GEMM.
@@ -91,17 +94,47 @@ impl QMatrix {
                 "{have} bytes do not hold {rows} rows of {cols} {ty:?} weights ({row_bytes} bytes each)"
             ));
         }
-        Ok(Self {
+        let mut m = Self {
             ty,
             rows,
             cols,
             row_bytes,
             data,
+            interleaved: None,
             dot: DotFn::new(ty, variant()),
             variant: variant(),
             float_gemm: false,
             int8: None,
-        })
+        };
+        m.choose_kernel(variant());
+        Ok(m)
+    }
+
+    /// The kernel for `v`: the 16-row interleaved one (repacking the rows once) where `v` is
+    /// AVX-512 VNNI, the format has one and the rows come in whole groups; else `v`'s own.
+    fn choose_kernel(&mut self, v: Variant) {
+        self.variant = v;
+        self.dot = DotFn::new(self.ty, v);
+        self.interleaved = None;
+        #[cfg(target_arch = "x86_64")]
+        if v == Variant::Avx512Vnni
+            && crate::available_variants().contains(&v)
+            && crate::interleaved_rows()
+            && crate::interleaved::supports(self.ty)
+            && self.rows > 0
+            && self.rows.is_multiple_of(crate::interleaved::GROUP)
+            && self.int8.is_none()
+        {
+            let packed =
+                crate::interleaved::repack(self.ty, self.data.bytes(), self.rows, self.row_bytes);
+            self.interleaved = Some(packed);
+            self.dot = DotFn::Q8(crate::interleaved::kernel(self.ty), None);
+        }
+    }
+
+    /// The bytes the kernel reads: the interleaved copy, or the rows as stored.
+    fn kernel_bytes(&self) -> &[u8] {
+        self.interleaved.as_deref().unwrap_or(self.data.bytes())
     }
 
     /// A W8A8 matrix (SmoothQuant's scheme, see [`crate::w8a8`]) from (rows, cols) row-major
@@ -112,6 +145,11 @@ impl QMatrix {
         m.rows = rows;
         m.int8 = Some(q);
         Ok(m)
+    }
+
+    /// Whether the kernel reads a 16-row interleaved copy (see [`crate::interleaved_rows`]).
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved.is_some()
     }
 
     /// Whether this is a W8A8 matrix.
@@ -150,8 +188,7 @@ impl QMatrix {
 
     /// The same matrix computed with `v` (for tests and benchmarks).
     pub fn with_variant(mut self, v: Variant) -> Self {
-        self.dot = DotFn::new(self.ty, v);
-        self.variant = v;
+        self.choose_kernel(v);
         self
     }
 
@@ -242,7 +279,7 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             int8_rows(q, acts, start, end, w.variant, out);
             return;
         }
-        let bytes = w.data.bytes();
+        let bytes = w.kernel_bytes();
         if w.float_gemm && n >= GEMM_MIN_TOKENS {
             gemm_f32_rows(w, bytes, acts, start, end, out);
             return;

@@ -237,6 +237,56 @@ fn threaded_products_equal_row_by_row_dots() {
 }
 
 #[test]
+fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
+    let mut rng = Rng::fresh();
+    let interleaving =
+        available_variants().contains(&Variant::Avx512Vnni) && smelt_kernels::interleaved_rows();
+    let n = 13;
+    for ty in [
+        WeightType::Q4_0,
+        WeightType::Q4_1,
+        WeightType::Q5_0,
+        WeightType::Q5_1,
+        WeightType::Q8_0,
+    ] {
+        // 576 columns: an odd number of blocks; 48 rows: three groups of 16.
+        for (rows, cols, raw) in [(48usize, 576usize, false), (32, 256, true)] {
+            let w = random_weights(ty, rows, cols, &mut rng, raw);
+            let m = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w))
+                .unwrap()
+                .with_variant(Variant::Avx512Vnni);
+            assert_eq!(m.is_interleaved(), interleaving, "{ty:?}");
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+            let mut acts = Activations::new();
+            acts.set(&x, n, cols, ty.act_kinds());
+            let mut y = vec![f32::NAN; n * rows];
+            matmul_multi(&[&m], &acts, &mut [&mut y]);
+            let reference = DotFn::new(ty, Variant::Reference);
+            for t in 0..n {
+                // The token alone: every tile width gives each token the same operations.
+                let mut alone = Activations::new();
+                alone.set(&x[t * cols..(t + 1) * cols], 1, cols, ty.act_kinds());
+                let mut y1 = vec![f32::NAN; rows];
+                matmul_multi(&[&m], &alone, &mut [&mut y1]);
+                let seen = seen_activations(&acts, ty, t);
+                for r in 0..rows {
+                    let got = y[t * rows + r];
+                    assert_eq!(got.to_bits(), y1[r].to_bits(), "{ty:?} [{t}, {r}] alone");
+                    let want = reference.dot(m.row(r), &acts, t);
+                    let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
+                    let norm: f32 = wf.iter().zip(&seen).map(|(a, b)| (a * b).abs()).sum();
+                    let err = (got - want).abs() / norm.max(1e-30);
+                    assert!(
+                        err < 1e-6,
+                        "{ty:?} rows={rows} cols={cols} raw={raw} [{t}, {r}]: {got} vs {want} ({err:e})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn attention_variants_match_the_reference() {
     use smelt_kernels::attention::{HeadSlabs, attend_reference, attend_with};
     let mut rng = Rng::fresh();

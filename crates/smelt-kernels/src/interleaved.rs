@@ -1,0 +1,313 @@
+//! Row-interleaved 32-block weights for AVX-512 VNNI: the layout ggml calls "repacked".
+//!
+//! The row-at-a-time kernels (`avx2.rs`) put one row's 32 codes in a register, so every
+//! (row, token, block) costs a dot, a convert, a multiply, an FMA and, at the end, a horizontal
+//! sum. Here 16 rows are interleaved four bytes at a time, so one 512-bit register holds
+//! elements 4k..4k+4 of 16 rows and `vpdpbusd` against the token's four activation bytes
+//! (broadcast straight from memory) adds them into one i32 lane *per row*. A block's exact
+//! integer dot product for 16 rows is 8 such instructions; the float work (convert, scale,
+//! accumulate) is then done once per 16 rows, and no horizontal sum remains. The codes are
+//! decoded once per block and reused for every token of the tile.
+//!
+//! The integer sums are exact, offsets included (Q4_0's −8, Q5_0's −16 and Q8_0's +128 bias
+//! start the sum as `−k·Σy`), as ggml computes `Σ (q − k)·y`; Q4_1/Q5_1 add `m · s` after, as
+//! ggml does with `block_q8_1`. Each token's lanes see the same operations whatever the tile
+//! width, so a token's result in a batch is bit-identical to its result alone.
+//!
+//! Layout of a group of 16 rows (`16 · row_bytes` bytes, the same size as the rows), block by
+//! block, each block `16 · BYTES` bytes:
+//! - `d`: (16,) f16 scales; Q4_1/Q5_1 then (16,) f16 mins;
+//! - Q5_0/Q5_1: (8,) u64 masks, mask j bit 4r + i = the fifth bit of row r's element 4j + i;
+//! - codes: (4, 16, 4) bytes for nibble formats: chunk k, row r holds the row's code bytes
+//!   4k..4k+4 (low nibbles elements 4k.., high nibbles elements 16 + 4k..); (8, 16, 4) for Q8_0,
+//!   elements 4k.. with the sign bit flipped (c + 128, unsigned).
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use crate::WeightType;
+use crate::act::BlockQ8x32;
+
+/// Rows per interleaved group: one 512-bit register holds one i32 lane per row.
+pub const GROUP: usize = 16;
+
+/// Whether `ty` has an interleaved form.
+pub(crate) fn supports(ty: WeightType) -> bool {
+    use WeightType as W;
+    matches!(ty, W::Q4_0 | W::Q4_1 | W::Q5_0 | W::Q5_1 | W::Q8_0)
+}
+
+/// (bytes per block, header bytes before the codes' fifth bits or codes, has a min, has fifth bits)
+fn shape(ty: WeightType) -> (usize, usize, bool, bool) {
+    use WeightType as W;
+    match ty {
+        W::Q4_0 => (18, 2, false, false),
+        W::Q4_1 => (20, 4, true, false),
+        W::Q5_0 => (22, 2, false, true),
+        W::Q5_1 => (24, 4, true, true),
+        W::Q8_0 => (34, 2, false, false),
+        _ => unreachable!("only 32-block formats are interleaved"),
+    }
+}
+
+/// `rows` rows of `row_bytes` standard ggml blocks → the interleaved layout (module docs).
+/// `rows` must be a multiple of [`GROUP`].
+pub(crate) fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
+    assert!(supports(ty) && rows.is_multiple_of(GROUP) && src.len() == rows * row_bytes);
+    let (bb, head, min, fifth) = shape(ty);
+    let nb = row_bytes / bb;
+    let mut out = vec![0u8; src.len()];
+    let group_bytes = GROUP * row_bytes;
+    out.par_chunks_mut(group_bytes)
+        .enumerate()
+        .for_each(|(g, out)| {
+            let rows_of = |r: usize| &src[(g * GROUP + r) * row_bytes..][..row_bytes];
+            for b in 0..nb {
+                let dst = &mut out[b * GROUP * bb..][..GROUP * bb];
+                let mut at = 0;
+                // Scales, then mins: (16,) f16 each.
+                for field in 0..if min { 2 } else { 1 } {
+                    for r in 0..GROUP {
+                        dst[at..at + 2].copy_from_slice(&rows_of(r)[b * bb + 2 * field..][..2]);
+                        at += 2;
+                    }
+                }
+                if fifth {
+                    for j in 0..8 {
+                        let mut mask = 0u64;
+                        for r in 0..GROUP {
+                            let q = &rows_of(r)[b * bb + head..][..4];
+                            let qh = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
+                            mask |= (((qh >> (4 * j)) & 0xf) as u64) << (4 * r);
+                        }
+                        dst[at..at + 8].copy_from_slice(&mask.to_le_bytes());
+                        at += 8;
+                    }
+                }
+                let codes_at = head + if fifth { 4 } else { 0 };
+                let chunks = if ty == WeightType::Q8_0 { 8 } else { 4 };
+                for k in 0..chunks {
+                    for r in 0..GROUP {
+                        let q = &rows_of(r)[b * bb + codes_at + 4 * k..][..4];
+                        for (o, &c) in dst[at..at + 4].iter_mut().zip(q) {
+                            *o = if ty == WeightType::Q8_0 { c ^ 0x80 } else { c };
+                        }
+                        at += 4;
+                    }
+                }
+                debug_assert_eq!(at, GROUP * bb);
+            }
+        });
+    out
+}
+
+/// A 32-block format as the interleaved kernel reads it.
+trait Format {
+    /// Bytes per block of one row.
+    const BYTES: usize;
+    /// Whether (16,) f16 mins follow the scales (w = d·q + m).
+    const MIN: bool;
+    /// Whether (8,) fifth-bit masks precede the nibbles.
+    const FIFTH: bool;
+    /// Nibbles (4 chunks of 64 bytes, two codes a byte) or bytes (8 chunks).
+    const NIBBLES: bool;
+    /// The integer sum starts at `−OFFSET · Σy` (the codes' centre, or Q8_0's bias).
+    const OFFSET: i32;
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+struct Q8_0;
+
+impl Format for Q4_0 {
+    const BYTES: usize = 18;
+    const MIN: bool = false;
+    const FIFTH: bool = false;
+    const NIBBLES: bool = true;
+    const OFFSET: i32 = 8;
+}
+impl Format for Q4_1 {
+    const BYTES: usize = 20;
+    const MIN: bool = true;
+    const FIFTH: bool = false;
+    const NIBBLES: bool = true;
+    const OFFSET: i32 = 0;
+}
+impl Format for Q5_0 {
+    const BYTES: usize = 22;
+    const MIN: bool = false;
+    const FIFTH: bool = true;
+    const NIBBLES: bool = true;
+    const OFFSET: i32 = 16;
+}
+impl Format for Q5_1 {
+    const BYTES: usize = 24;
+    const MIN: bool = true;
+    const FIFTH: bool = true;
+    const NIBBLES: bool = true;
+    const OFFSET: i32 = 0;
+}
+impl Format for Q8_0 {
+    const BYTES: usize = 34;
+    const MIN: bool = false;
+    const FIFTH: bool = false;
+    const NIBBLES: bool = false;
+    const OFFSET: i32 = 128;
+}
+
+/// The four activation bytes 4j..4j+4 of a block in every i32 lane.
+#[inline(always)]
+unsafe fn y4(blk: &BlockQ8x32, j: usize) -> __m512i {
+    unsafe {
+        _mm512_set1_epi32(std::ptr::read_unaligned(
+            blk.qs.as_ptr().add(4 * j) as *const i32
+        ))
+    }
+}
+
+/// One group of 16 rows against `T` tokens: (16, T) results, row-major.
+#[inline(always)]
+unsafe fn group<F: Format, const T: usize>(w: &[u8], a: &[&[BlockQ8x32]; T]) -> [[f32; 16]; T] {
+    unsafe {
+        let block_bytes = GROUP * F::BYTES;
+        let nb = w.len() / block_bytes;
+        let mut acc = [_mm512_setzero_ps(); T];
+        for b in 0..nb {
+            let p = w.as_ptr().add(b * block_bytes);
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+            let mut at = if F::MIN { 64 } else { 32 };
+            let masks = p.add(at) as *const u64;
+            if F::FIFTH {
+                at += 64;
+            }
+            // (8,) decoded code registers: register j holds elements 4j..4j+4 of the 16 rows.
+            let mut codes = [_mm512_setzero_si512(); 8];
+            if F::NIBBLES {
+                let low4 = _mm512_set1_epi8(0x0f);
+                for k in 0..4 {
+                    let v = _mm512_loadu_si512(p.add(at + 64 * k) as *const _);
+                    codes[k] = _mm512_and_si512(v, low4);
+                    codes[4 + k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+                }
+                if F::FIFTH {
+                    let bit5 = _mm512_set1_epi8(0x10);
+                    for (j, c) in codes.iter_mut().enumerate() {
+                        let m: __mmask64 = std::ptr::read_unaligned(masks.add(j));
+                        *c = _mm512_mask_add_epi8(*c, m, *c, bit5);
+                    }
+                }
+            } else {
+                for (k, c) in codes.iter_mut().enumerate() {
+                    *c = _mm512_loadu_si512(p.add(at + 64 * k) as *const _);
+                }
+            }
+            let mins = if F::MIN {
+                _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i))
+            } else {
+                _mm512_setzero_ps()
+            };
+            for t in 0..T {
+                let blk = a[t].get_unchecked(b);
+                let start = if F::OFFSET != 0 {
+                    _mm512_set1_epi32(-F::OFFSET * blk.sum)
+                } else {
+                    _mm512_setzero_si512()
+                };
+                // Two chains of four, so the dot latency overlaps.
+                let mut lo = _mm512_dpbusd_epi32(start, codes[0], y4(blk, 0));
+                let mut hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[4], y4(blk, 4));
+                for j in 1..4 {
+                    lo = _mm512_dpbusd_epi32(lo, codes[j], y4(blk, j));
+                    hi = _mm512_dpbusd_epi32(hi, codes[4 + j], y4(blk, 4 + j));
+                }
+                let s = _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi));
+                let sy = _mm512_mul_ps(s, _mm512_set1_ps(blk.d));
+                acc[t] = _mm512_fmadd_ps(sy, dw, acc[t]);
+                if F::MIN {
+                    acc[t] = _mm512_fmadd_ps(mins, _mm512_set1_ps(blk.s_f16), acc[t]);
+                }
+            }
+        }
+        let mut out = [[0f32; 16]; T];
+        for t in 0..T {
+            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        }
+        out
+    }
+}
+
+/// Every group of `w` (whole groups of 16 rows of `row_bytes`) against the tile `a`;
+/// `out` is (rows, nt).
+#[inline(always)]
+unsafe fn rows<F: Format>(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: &mut [f32]) {
+    let nt = a.len();
+    let group_bytes = GROUP * row_bytes;
+    assert!(
+        crate::TILE_WIDTHS.contains(&nt)
+            && row_bytes > 0
+            && w.len().is_multiple_of(group_bytes)
+            && out.len() >= w.len() / row_bytes * nt
+            && a.iter().all(|r| r.len() >= row_bytes / F::BYTES),
+        "interleaved kernel tile shape"
+    );
+    macro_rules! tiles {
+        ($t:literal) => {
+            for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
+                let tile: [&[BlockQ8x32]; $t] = std::array::from_fn(|i| a[i]);
+                // SAFETY: the callers' target features; `gw` is one whole group and every
+                // activation row covers its blocks (checked above).
+                let res = unsafe { group::<F, $t>(gw, &tile) };
+                for (t, lanes) in res.iter().enumerate() {
+                    for (r, &v) in lanes.iter().enumerate() {
+                        out[(g * GROUP + r) * $t + t] = v;
+                    }
+                }
+            }
+        };
+    }
+    match nt {
+        1 => tiles!(1),
+        2 => tiles!(2),
+        3 => tiles!(3),
+        4 => tiles!(4),
+        8 => tiles!(8),
+        _ => unreachable!("tile widths are checked above"),
+    }
+}
+
+macro_rules! interleaved_kernel {
+    ($name:ident, $f:ty, $what:literal) => {
+        #[doc = concat!($what, " interleaved 16 rows at a time × a tile of 32-block rows (AVX-512 VNNI + BW).")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+        pub(crate) unsafe fn $name(
+            w: &[u8],
+            row_bytes: usize,
+            a: &[&[BlockQ8x32]],
+            out: &mut [f32],
+        ) {
+            unsafe { rows::<$f>(w, row_bytes, a, out) }
+        }
+    };
+}
+
+interleaved_kernel!(dot_q4_0_x16, Q4_0, "Q4_0");
+interleaved_kernel!(dot_q4_1_x16, Q4_1, "Q4_1");
+interleaved_kernel!(dot_q5_0_x16, Q5_0, "Q5_0");
+interleaved_kernel!(dot_q5_1_x16, Q5_1, "Q5_1");
+interleaved_kernel!(dot_q8_0_x16, Q8_0, "Q8_0");
+
+/// The interleaved kernel for `ty` (which [`supports`] must accept).
+pub(crate) fn kernel(ty: WeightType) -> crate::RowsKernel<BlockQ8x32> {
+    use WeightType as W;
+    match ty {
+        W::Q4_0 => dot_q4_0_x16,
+        W::Q4_1 => dot_q4_1_x16,
+        W::Q5_0 => dot_q5_0_x16,
+        W::Q5_1 => dot_q5_1_x16,
+        W::Q8_0 => dot_q8_0_x16,
+        _ => unreachable!("only 32-block formats are interleaved"),
+    }
+}
