@@ -168,9 +168,14 @@ unsafe fn y4(blk: &BlockQ8x32, j: usize) -> __m512i {
     }
 }
 
-/// One group of 16 rows against `T` tokens: (16, T) results, row-major.
+/// One group of 16 rows against `T` tokens; token t's 16 results go to `out + t · ld`.
 #[inline(always)]
-unsafe fn group<F: Format, const T: usize>(w: &[u8], a: &[&[BlockQ8x32]; T]) -> [[f32; 16]; T] {
+unsafe fn group<F: Format, const T: usize>(
+    w: &[u8],
+    a: &[&[BlockQ8x32]; T],
+    out: *mut f32,
+    ld: usize,
+) {
     unsafe {
         let block_bytes = GROUP * F::BYTES;
         let nb = w.len() / block_bytes;
@@ -231,25 +236,34 @@ unsafe fn group<F: Format, const T: usize>(w: &[u8], a: &[&[BlockQ8x32]; T]) -> 
                 }
             }
         }
-        let mut out = [[0f32; 16]; T];
-        for t in 0..T {
-            _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+        for (t, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.add(t * ld), *acc);
         }
-        out
     }
 }
 
-/// Every group of `w` (whole groups of 16 rows of `row_bytes`) against the tile `a`;
-/// `out` is (rows, nt).
+/// Every group of `w` (whole groups of 16 rows of `row_bytes`) against the tile `a`; token
+/// t's result for row r goes to `out + t · ld + r`, so the products land in their final
+/// (tokens, rows) place with 64-byte stores.
+///
+/// # Safety
+/// The CPU features of the entry points; `out` valid for writes at `t · ld + r` for every
+/// token t of the tile and row r of `w`.
 #[inline(always)]
-unsafe fn rows<F: Format>(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: &mut [f32]) {
+unsafe fn rows<F: Format>(
+    w: &[u8],
+    row_bytes: usize,
+    a: &[&[BlockQ8x32]],
+    out: *mut f32,
+    ld: usize,
+) {
     let nt = a.len();
     let group_bytes = GROUP * row_bytes;
     assert!(
         crate::TILE_WIDTHS.contains(&nt)
             && row_bytes > 0
             && w.len().is_multiple_of(group_bytes)
-            && out.len() >= w.len() / row_bytes * nt
+            && ld >= w.len() / row_bytes
             && a.iter().all(|r| r.len() >= row_bytes / F::BYTES),
         "interleaved kernel tile shape"
     );
@@ -257,14 +271,10 @@ unsafe fn rows<F: Format>(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: 
         ($t:literal) => {
             for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
                 let tile: [&[BlockQ8x32]; $t] = std::array::from_fn(|i| a[i]);
-                // SAFETY: the callers' target features; `gw` is one whole group and every
-                // activation row covers its blocks (checked above).
-                let res = unsafe { group::<F, $t>(gw, &tile) };
-                for (t, lanes) in res.iter().enumerate() {
-                    for (r, &v) in lanes.iter().enumerate() {
-                        out[(g * GROUP + r) * $t + t] = v;
-                    }
-                }
+                // SAFETY: the callers' target features; `gw` is one whole group, every
+                // activation row covers its blocks (checked above), and the caller vouches
+                // for `out`.
+                unsafe { group::<F, $t>(gw, &tile, out.add(g * GROUP), ld) };
             }
         };
     }
@@ -278,6 +288,9 @@ unsafe fn rows<F: Format>(w: &[u8], row_bytes: usize, a: &[&[BlockQ8x32]], out: 
     }
 }
 
+/// `f(w_groups, row_bytes, activation rows, out, ld)`: see [`rows`].
+pub(crate) type StridedKernel = unsafe fn(&[u8], usize, &[&[BlockQ8x32]], *mut f32, usize);
+
 macro_rules! interleaved_kernel {
     ($name:ident, $f:ty, $what:literal) => {
         #[doc = concat!($what, " interleaved 16 rows at a time × a tile of 32-block rows (AVX-512 VNNI + BW).")]
@@ -286,9 +299,10 @@ macro_rules! interleaved_kernel {
             w: &[u8],
             row_bytes: usize,
             a: &[&[BlockQ8x32]],
-            out: &mut [f32],
+            out: *mut f32,
+            ld: usize,
         ) {
-            unsafe { rows::<$f>(w, row_bytes, a, out) }
+            unsafe { rows::<$f>(w, row_bytes, a, out, ld) }
         }
     };
 }
@@ -300,7 +314,7 @@ interleaved_kernel!(dot_q5_1_x16, Q5_1, "Q5_1");
 interleaved_kernel!(dot_q8_0_x16, Q8_0, "Q8_0");
 
 /// The interleaved kernel for `ty` (which [`supports`] must accept).
-pub(crate) fn kernel(ty: WeightType) -> crate::RowsKernel<BlockQ8x32> {
+pub(crate) fn kernel(ty: WeightType) -> StridedKernel {
     use WeightType as W;
     match ty {
         W::Q4_0 => dot_q4_0_x16,

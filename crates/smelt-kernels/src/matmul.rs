@@ -17,6 +17,10 @@ use crate::{
 /// Weight rows per kernel call: their bytes stay in L1/L2 while the token tiles go past.
 const TILE: usize = 32;
 
+// The interleaved kernels take whole groups of 16 rows.
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(TILE.is_multiple_of(crate::interleaved::GROUP));
+
 /// Weight rows per parallel task for a matrix of `rows`: about four tasks per thread, so each
 /// thread streams long contiguous runs of weights (which the hardware prefetcher follows) and
 /// still balances.
@@ -59,9 +63,10 @@ pub struct QMatrix {
     pub cols: usize,
     row_bytes: usize,
     data: WeightBytes,
-    /// The same rows interleaved 16 at a time for the kernel, when `dot` is an interleaved
-    /// kernel: (rows / 16, blocks per row, 16 · block bytes), see `interleaved.rs`.
-    interleaved: Option<Vec<u8>>,
+    /// The same rows interleaved 16 at a time, and their kernel, which then replaces `dot`:
+    /// (rows / 16, blocks per row, 16 · block bytes), see `interleaved.rs`.
+    #[cfg(target_arch = "x86_64")]
+    interleaved: Option<(Vec<u8>, crate::interleaved::StridedKernel)>,
     dot: DotFn,
     variant: Variant,
     /// F32 only: batches of at least [`GEMM_MIN_TOKENS`] go through a blocked GEMM.
@@ -100,6 +105,7 @@ impl QMatrix {
             cols,
             row_bytes,
             data,
+            #[cfg(target_arch = "x86_64")]
             interleaved: None,
             dot: DotFn::new(ty, variant()),
             variant: variant(),
@@ -115,7 +121,10 @@ impl QMatrix {
     fn choose_kernel(&mut self, v: Variant) {
         self.variant = v;
         self.dot = DotFn::new(self.ty, v);
-        self.interleaved = None;
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.interleaved = None;
+        }
         #[cfg(target_arch = "x86_64")]
         if v == Variant::Avx512Vnni
             && crate::available_variants().contains(&v)
@@ -127,14 +136,8 @@ impl QMatrix {
         {
             let packed =
                 crate::interleaved::repack(self.ty, self.data.bytes(), self.rows, self.row_bytes);
-            self.interleaved = Some(packed);
-            self.dot = DotFn::Q8(crate::interleaved::kernel(self.ty), None);
+            self.interleaved = Some((packed, crate::interleaved::kernel(self.ty)));
         }
-    }
-
-    /// The bytes the kernel reads: the interleaved copy, or the rows as stored.
-    fn kernel_bytes(&self) -> &[u8] {
-        self.interleaved.as_deref().unwrap_or(self.data.bytes())
     }
 
     /// A W8A8 matrix (SmoothQuant's scheme, see [`crate::w8a8`]) from (rows, cols) row-major
@@ -149,7 +152,10 @@ impl QMatrix {
 
     /// Whether the kernel reads a 16-row interleaved copy (see [`crate::interleaved_rows`]).
     pub fn is_interleaved(&self) -> bool {
-        self.interleaved.is_some()
+        #[cfg(target_arch = "x86_64")]
+        return self.interleaved.is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
     }
 
     /// Whether this is a W8A8 matrix.
@@ -279,7 +285,31 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             int8_rows(q, acts, start, end, w.variant, out);
             return;
         }
-        let bytes = w.kernel_bytes();
+        #[cfg(target_arch = "x86_64")]
+        if let Some((packed, kernel)) = &w.interleaved {
+            // TILE rows at a time (whole groups, as start, end and TILE are multiples of 16),
+            // every token tile over them, results stored straight into `out`.
+            for r0 in (start..end).step_by(TILE) {
+                let r1 = (r0 + TILE).min(end);
+                let rows = &packed[r0 * w.row_bytes..r1 * w.row_bytes];
+                let mut t0 = 0;
+                while t0 < n {
+                    let nt = tile_width(n - t0);
+                    let tile: [&[crate::BlockQ8x32]; MAX_TILE_TOKENS] =
+                        std::array::from_fn(|i| acts.row_q8(t0 + i.min(nt - 1)));
+                    // SAFETY: the kernel was chosen after detecting its CPU features; tokens
+                    // t0..t0 + nt and rows r0..r1 are inside `outs[m]` (checked above), and
+                    // only this task writes rows start..end.
+                    unsafe {
+                        let dst = out.0.add(t0 * w.rows + r0);
+                        kernel(rows, w.row_bytes, &tile[..nt], dst, w.rows)
+                    };
+                    t0 += nt;
+                }
+            }
+            return;
+        }
+        let bytes = w.data.bytes();
         if w.float_gemm && n >= GEMM_MIN_TOKENS {
             gemm_f32_rows(w, bytes, acts, start, end, out);
             return;
