@@ -2,9 +2,10 @@
 //!
 //! Rounding follows llama.cpp's CPU path without flash attention: the query and the attention
 //! weights are rounded to f16 before they meet the f16 keys and values; dot products, the
-//! softmax and the weighted sum are in f32. The AVX2 variant keeps the query and the output in
-//! registers (head widths 32–128), scores eight positions per step and reduces them with one
-//! horizontal-add tree; the reference is the plain loop.
+//! softmax and the weighted sum are in f32. The AVX2 variant (head widths 32–128) serves the
+//! query heads of one KV head together: eight keys (or values) at a time are converted from
+//! f16 once and read by every head, which scores eight positions per step and reduces them
+//! with one horizontal-add tree; the reference is the plain loop.
 
 use half::f16;
 
@@ -156,87 +157,202 @@ mod x86 {
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
     }
 
-    /// Head width 8·C.
+    thread_local! {
+        /// (scores (g, n_pos), rounded queries (g, 8C), keys or values of 8 positions
+        /// (8, 8C), outputs (g, 8C)) reused between calls on a thread.
+        static SCRATCH: std::cell::RefCell<[Vec<f32>; 4]> =
+            const { std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]) };
+    }
+
+    /// `g` query heads of width 8·C that share one KV head: `q` and `out` are (g, 8C). Each
+    /// run of 8 keys (and of 8 values) is converted from f16 once into a small f32 buffer
+    /// and read by every head; per head, the operations and their order are those of a
+    /// single head, so the result equals `g` separate calls bit for bit.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn attend<const C: usize>(
+    pub(super) unsafe fn attend_group<const C: usize>(
         q: &[f32],
+        g: usize,
         kv: HeadSlabs,
         n_pos: usize,
         scale: f32,
         out: &mut [f32],
     ) {
+        let w = 8 * C;
+        assert!(g > 0 && q.len() == g * w && out.len() >= g * w && n_pos > 0);
+        assert!(n_pos.div_ceil(kv.block) <= kv.table.len());
+        for (_, row, len) in kv.runs(n_pos) {
+            assert!(
+                kv.keys.len().min(kv.values.len()) >= (row + len - 1) * kv.stride + kv.offset + w
+            );
+        }
+        SCRATCH.with(|cell| {
+            let mut bufs = cell.borrow_mut();
+            let [scores, qr, rows8, o] = &mut *bufs;
+            scores.clear();
+            scores.resize(g * n_pos, 0.0);
+            qr.clear();
+            qr.resize(g * w, 0.0);
+            rows8.clear();
+            rows8.resize(8 * w, 0.0);
+            o.clear();
+            o.resize(g * w, 0.0);
+            // SAFETY: the CPU features are this function's; every slab read was bounds-checked
+            // above and every buffer is sized here.
+            unsafe { group_body::<C>(q, g, kv, n_pos, scale, scores, qr, rows8, o) };
+            out[..g * w].copy_from_slice(o);
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn group_body<const C: usize>(
+        q: &[f32],
+        g: usize,
+        kv: HeadSlabs,
+        n_pos: usize,
+        scale: f32,
+        scores: &mut [f32],
+        qr: &mut [f32],
+        rows8: &mut [f32],
+        o: &mut [f32],
+    ) {
         unsafe {
-            assert!(q.len() == 8 * C && out.len() >= 8 * C);
-            assert!(n_pos.div_ceil(kv.block) <= kv.table.len());
-            for (_, row, len) in kv.runs(n_pos) {
-                assert!(
-                    kv.keys.len().min(kv.values.len())
-                        >= (row + len - 1) * kv.stride + kv.offset + 8 * C
-                );
+            let w = 8 * C;
+            // The queries, rounded to f16 and back (vcvtps2ph/vcvtph2ps round to nearest even).
+            for i in (0..g * w).step_by(8) {
+                let x = _mm256_loadu_ps(q.as_ptr().add(i));
+                let r = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+                _mm256_storeu_ps(qr.as_mut_ptr().add(i), r);
             }
-            // The query, rounded to f16 and back (vcvtps2ph/vcvtph2ps round to nearest even).
-            let mut qv = [_mm256_setzero_ps(); C];
-            for (c, v) in qv.iter_mut().enumerate() {
-                let x = _mm256_loadu_ps(q.as_ptr().add(8 * c));
-                *v = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
-            }
-            let mut scores = vec![0f32; n_pos];
+            let rb = rows8.as_mut_ptr();
+            // Convert rows j0..j0 + m of a run (keys or values) into `rows8`.
+            let convert = |base: *const f16, row0: usize, j0: usize, m: usize| {
+                for j in 0..m {
+                    let src = base.add((row0 + j0 + j) * kv.stride + kv.offset);
+                    for c in 0..C {
+                        _mm256_storeu_ps(rb.add(j * w + 8 * c), load_h(src.add(8 * c)));
+                    }
+                }
+            };
             for (p0, row0, len) in kv.runs(n_pos) {
-                let key = |j: usize| kv.keys.as_ptr().add((row0 + j) * kv.stride + kv.offset);
-                let scores = &mut scores[p0..p0 + len];
                 let mut p = 0;
                 while p + 8 <= len {
-                    let mut acc = [_mm256_setzero_ps(); 8];
-                    for (j, a) in acc.iter_mut().enumerate() {
-                        let k = key(p + j);
-                        for (c, qc) in qv.iter().enumerate() {
-                            *a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), *a);
+                    convert(kv.keys.as_ptr(), row0, p, 8);
+                    for h in 0..g {
+                        let qh = qr.as_ptr().add(h * w);
+                        let mut acc = [_mm256_setzero_ps(); 8];
+                        for (j, a) in acc.iter_mut().enumerate() {
+                            for c in 0..C {
+                                let qc = _mm256_loadu_ps(qh.add(8 * c));
+                                *a =
+                                    _mm256_fmadd_ps(qc, _mm256_loadu_ps(rb.add(j * w + 8 * c)), *a);
+                            }
                         }
+                        let t0 = _mm256_hadd_ps(acc[0], acc[1]);
+                        let t1 = _mm256_hadd_ps(acc[2], acc[3]);
+                        let t2 = _mm256_hadd_ps(acc[4], acc[5]);
+                        let t3 = _mm256_hadd_ps(acc[6], acc[7]);
+                        let u0 = _mm256_hadd_ps(t0, t1);
+                        let u1 = _mm256_hadd_ps(t2, t3);
+                        let sums = _mm256_add_ps(
+                            _mm256_permute2f128_ps(u0, u1, 0x20),
+                            _mm256_permute2f128_ps(u0, u1, 0x31),
+                        );
+                        _mm256_storeu_ps(
+                            scores.as_mut_ptr().add(h * n_pos + p0 + p),
+                            _mm256_mul_ps(sums, _mm256_set1_ps(scale)),
+                        );
                     }
-                    let t0 = _mm256_hadd_ps(acc[0], acc[1]);
-                    let t1 = _mm256_hadd_ps(acc[2], acc[3]);
-                    let t2 = _mm256_hadd_ps(acc[4], acc[5]);
-                    let t3 = _mm256_hadd_ps(acc[6], acc[7]);
-                    let u0 = _mm256_hadd_ps(t0, t1);
-                    let u1 = _mm256_hadd_ps(t2, t3);
-                    let sums = _mm256_add_ps(
-                        _mm256_permute2f128_ps(u0, u1, 0x20),
-                        _mm256_permute2f128_ps(u0, u1, 0x31),
-                    );
-                    _mm256_storeu_ps(
-                        scores.as_mut_ptr().add(p),
-                        _mm256_mul_ps(sums, _mm256_set1_ps(scale)),
-                    );
                     p += 8;
                 }
                 while p < len {
-                    let k = key(p);
-                    let mut a = _mm256_setzero_ps();
-                    for (c, qc) in qv.iter().enumerate() {
-                        a = _mm256_fmadd_ps(*qc, load_h(k.add(8 * c)), a);
+                    convert(kv.keys.as_ptr(), row0, p, 1);
+                    for h in 0..g {
+                        let qh = qr.as_ptr().add(h * w);
+                        let mut a = _mm256_setzero_ps();
+                        for c in 0..C {
+                            let qc = _mm256_loadu_ps(qh.add(8 * c));
+                            a = _mm256_fmadd_ps(qc, _mm256_loadu_ps(rb.add(8 * c)), a);
+                        }
+                        let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+                        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                        scores[h * n_pos + p0 + p] =
+                            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s))) * scale;
                     }
-                    let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-                    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                    scores[p] = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s))) * scale;
                     p += 1;
                 }
             }
-            softmax_f16_weights(&mut scores);
-            let mut o = [_mm256_setzero_ps(); C];
+            for h in 0..g {
+                softmax_f16_weights(&mut scores[h * n_pos..(h + 1) * n_pos]);
+            }
             for (p0, row0, len) in kv.runs(n_pos) {
-                for (j, &w) in scores[p0..p0 + len].iter().enumerate() {
-                    let v = kv.values.as_ptr().add((row0 + j) * kv.stride + kv.offset);
-                    let wv = _mm256_set1_ps(w);
-                    for (c, oc) in o.iter_mut().enumerate() {
-                        *oc = _mm256_fmadd_ps(wv, load_h(v.add(8 * c)), *oc);
+                for j0 in (0..len).step_by(8) {
+                    let m = 8.min(len - j0);
+                    convert(kv.values.as_ptr(), row0, j0, m);
+                    for h in 0..g {
+                        let oh = o.as_mut_ptr().add(h * w);
+                        let mut acc = [_mm256_setzero_ps(); C];
+                        for (c, a) in acc.iter_mut().enumerate() {
+                            *a = _mm256_loadu_ps(oh.add(8 * c));
+                        }
+                        for j in 0..m {
+                            let wv = _mm256_set1_ps(scores[h * n_pos + p0 + j0 + j]);
+                            for (c, a) in acc.iter_mut().enumerate() {
+                                *a =
+                                    _mm256_fmadd_ps(wv, _mm256_loadu_ps(rb.add(j * w + 8 * c)), *a);
+                            }
+                        }
+                        for (c, a) in acc.iter().enumerate() {
+                            _mm256_storeu_ps(oh.add(8 * c), *a);
+                        }
                     }
                 }
             }
-            for (c, oc) in o.iter().enumerate() {
-                _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), *oc);
+        }
+    }
+}
+
+/// `out (g, head_dim) = softmax(q·Kᵀ · scale) · V` for `g` query heads, `q` (g, head_dim),
+/// that share one KV head (grouped-query attention), over positions `0..n_pos`, with variant
+/// `v` (the reference for head widths without a SIMD form, or if this CPU cannot run `v`).
+/// Each head's result equals its own [`attend_with`] call bit for bit; the group shares the
+/// conversion of the f16 keys and values.
+#[allow(clippy::too_many_arguments)]
+pub fn attend_group_with(
+    v: Variant,
+    q: &[f32],
+    g: usize,
+    kv: HeadSlabs,
+    n_pos: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    assert!(g > 0 && q.len().is_multiple_of(g) && out.len() >= q.len());
+    let hd = q.len() / g;
+    #[cfg(target_arch = "x86_64")]
+    if v != Variant::Reference && available_variants().contains(&v) {
+        // SAFETY: AVX2, FMA and F16C were detected; `attend_group` checks the slab bounds.
+        unsafe {
+            match hd {
+                32 => return x86::attend_group::<4>(q, g, kv, n_pos, scale, out),
+                64 => return x86::attend_group::<8>(q, g, kv, n_pos, scale, out),
+                80 => return x86::attend_group::<10>(q, g, kv, n_pos, scale, out),
+                96 => return x86::attend_group::<12>(q, g, kv, n_pos, scale, out),
+                128 => return x86::attend_group::<16>(q, g, kv, n_pos, scale, out),
+                _ => {}
             }
         }
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+    for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
+        attend_reference(qh, kv, n_pos, scale, oh);
+    }
+}
+
+/// [`attend_group_with`] with the process's kernel variant.
+pub fn attend_group(q: &[f32], g: usize, kv: HeadSlabs, n_pos: usize, scale: f32, out: &mut [f32]) {
+    attend_group_with(crate::variant(), q, g, kv, n_pos, scale, out)
 }
 
 /// `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`, with variant `v`
@@ -249,23 +365,7 @@ pub fn attend_with(
     scale: f32,
     out: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if v != Variant::Reference && available_variants().contains(&v) {
-        // SAFETY: AVX2, FMA and F16C were detected; `attend` checks the slab bounds.
-        unsafe {
-            match q.len() {
-                32 => return x86::attend::<4>(q, kv, n_pos, scale, out),
-                64 => return x86::attend::<8>(q, kv, n_pos, scale, out),
-                80 => return x86::attend::<10>(q, kv, n_pos, scale, out),
-                96 => return x86::attend::<12>(q, kv, n_pos, scale, out),
-                128 => return x86::attend::<16>(q, kv, n_pos, scale, out),
-                _ => {}
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
-    attend_reference(q, kv, n_pos, scale, out)
+    attend_group_with(v, q, 1, kv, n_pos, scale, out)
 }
 
 /// [`attend_with`] with the process's kernel variant.

@@ -373,6 +373,59 @@ fn attention_variants_match_the_reference() {
 }
 
 #[test]
+fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
+    use smelt_kernels::attention::{HeadSlabs, attend_group_with, attend_with};
+    let mut rng = Rng::fresh();
+    for hd in [64usize, 128] {
+        for g in [1usize, 3, 4] {
+            for n_pos in [1usize, 7, 8, 37] {
+                // Three KV heads per position, a paged cache with shuffled blocks of 5 (runs
+                // that break the groups of 8); the group reads KV head 1.
+                let stride = 3 * hd;
+                let block = 5;
+                let n_blocks = n_pos.div_ceil(block) + 2;
+                let mut table: Vec<u32> = (0..n_blocks as u32).collect();
+                for i in (1..table.len()).rev() {
+                    table.swap(i, rng.below(i + 1));
+                }
+                let keys: Vec<half::f16> = (0..n_blocks * block * stride)
+                    .map(|_| half::f16::from_f32(rng.activation()))
+                    .collect();
+                let values: Vec<half::f16> = (0..n_blocks * block * stride)
+                    .map(|_| half::f16::from_f32(rng.activation()))
+                    .collect();
+                let kv = HeadSlabs {
+                    keys: &keys,
+                    values: &values,
+                    stride,
+                    offset: hd,
+                    block,
+                    table: &table,
+                };
+                let q: Vec<f32> = (0..g * hd).map(|_| rng.activation()).collect();
+                let scale = 1.0 / (hd as f32).sqrt();
+                for &v in available_variants() {
+                    let mut together = vec![f32::NAN; g * hd];
+                    attend_group_with(v, &q, g, kv, n_pos, scale, &mut together);
+                    for h in 0..g {
+                        let mut alone = vec![f32::NAN; hd];
+                        attend_with(v, &q[h * hd..(h + 1) * hd], kv, n_pos, scale, &mut alone);
+                        for (d, (a, b)) in together[h * hd..].iter().zip(&alone).enumerate() {
+                            assert_eq!(
+                                a.to_bits(),
+                                b.to_bits(),
+                                "{} hd {hd} g {g} n {n_pos} head {h} dim {d}",
+                                v.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn wrong_sizes_are_rejected() {
     let err = QMatrix::new(WeightType::Q4K, 2, 300, WeightBytes::Owned(vec![0; 288]))
         .err()

@@ -114,7 +114,7 @@ pub struct Heads {
 /// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
 /// `pos0..pos0 + n`, one after another in `q`) whose keys and values are already in `pool`
 /// (layer `layer`), read through each span's block table: `q` and `out` are
-/// (Σn, n_head · head_dim). Each (token, head) pair is one parallel task; the per-head kernel
+/// (Σn, n_head · head_dim). Each (token, KV head) pair is one parallel task; the kernel
 /// (and its rounding, which follows llama.cpp's) is `smelt_kernels::attention`.
 pub fn attention(
     q: &[f32],
@@ -133,8 +133,20 @@ pub fn attention(
         .iter()
         .flat_map(|sp| (sp.pos0..sp.pos0 + sp.n).map(move |p| (sp, p)))
         .collect();
+    // Tasks: (token, KV head) pairs, each serving the KV head's `group` query heads at once
+    // (they share the keys' and values' f16 conversion); per query head when that would
+    // leave too few tasks to spread over the threads. Either way each head's result is the
+    // same, bit for bit.
+    let threads = rayon::current_num_threads();
+    let per_task = if tokens.len() * h.n_head_kv >= 2 * threads {
+        group
+    } else {
+        1
+    };
+    let tasks_per_token = h.n_head / per_task;
     let one = |(task, o): (usize, &mut [f32])| {
-        let ((sp, pos), head) = (tokens[task / h.n_head], task % h.n_head);
+        let (sp, pos) = tokens[task / tasks_per_token];
+        let head = (task % tasks_per_token) * per_task;
         let kv = HeadSlabs {
             keys,
             values,
@@ -143,15 +155,16 @@ pub fn attention(
             block: sp.kv.block,
             table: sp.kv.table,
         };
-        attention::attend(&q[task * hd..(task + 1) * hd], kv, pos + 1, scale, o);
+        let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
+        attention::attend_group(q, per_task, kv, pos + 1, scale, o);
     };
     // Below ~64 K multiply-adds a parallel region costs more than it saves (one decode step at
     // a short context).
     let work: usize = spans.iter().map(|sp| sp.n * (sp.pos0 + sp.n) * hd).sum();
     if work < 1 << 16 {
-        out.chunks_mut(hd).enumerate().for_each(one);
+        out.chunks_mut(per_task * hd).enumerate().for_each(one);
     } else {
-        out.par_chunks_mut(hd).enumerate().for_each(one);
+        out.par_chunks_mut(per_task * hd).enumerate().for_each(one);
     }
 }
 
