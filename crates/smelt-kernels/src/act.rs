@@ -67,15 +67,66 @@ fn f16_round(v: f32) -> f32 {
     half::f16::from_f32(v).to_f32()
 }
 
+/// (codes, max |x|, Σ codes) of 32 activations, all in registers: the same max, the same
+/// `vroundps` rounding and the same clamp as the scalar path, so the same codes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_x32_avx2(x: &[f32; 32]) -> ([i8; 32], f32, i32) {
+    use std::arch::x86_64::*;
+    unsafe {
+        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
+        let sign = _mm256_set1_ps(-0.0);
+        let a = _mm256_max_ps(
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+            _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+        );
+        let m = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+        let scale = _mm256_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
+        let top = _mm256_set1_ps(127.0);
+        let q: [__m256i; 4] = std::array::from_fn(|i| {
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(v[i], scale),
+            );
+            _mm256_cvtps_epi32(_mm256_min_ps(r, top))
+        });
+        // packs interleave 128-bit lanes; the permute puts the 4-byte groups back in order.
+        let p = _mm256_packs_epi16(
+            _mm256_packs_epi32(q[0], q[1]),
+            _mm256_packs_epi32(q[2], q[3]),
+        );
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        let mut qs = [0i8; 32];
+        _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, p);
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        (qs, amax, _mm_cvtsi128_si32(s))
+    }
+}
+
 impl BlockQ8x32 {
     /// Quantizes 32 activations (ggml's `quantize_row_q8_0`/`q8_1`).
     pub fn quantize(x: &[f32]) -> Self {
-        let x = &x[..32];
+        let x: &[f32; 32] = x[..32].try_into().expect("32 values");
+        #[cfg(target_arch = "x86_64")]
+        if crate::variant() != crate::Variant::Reference {
+            // SAFETY: a non-reference variant means AVX2 and FMA were detected.
+            let (qs, amax, sum) = unsafe { quantize_x32_avx2(x) };
+            return Self::from_codes(qs, amax, sum);
+        }
         let mut qs = [0i8; 32];
         let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let d = amax / 127.0;
         scale_round(x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut qs);
         let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+        Self::from_codes(qs, amax, sum)
+    }
+
+    /// The block of codes `qs` (Σ = `sum`) quantized with `max |x| = amax`.
+    fn from_codes(qs: [i8; 32], amax: f32, sum: i32) -> Self {
+        let d = amax / 127.0;
         let d16 = f16_round(d);
         Self {
             d: d16,
@@ -268,7 +319,8 @@ fn fill_parallel<B: Copy + Send + Sync>(
     quantize: fn(&[f32]) -> B,
 ) {
     use rayon::prelude::*;
-    if x.len() <= cols {
+    // A few decode tokens are a few microseconds of work: less than a parallel region costs.
+    if x.len() <= cols || x.len() < 1 << 15 {
         out.extend(x.chunks_exact(block).map(quantize));
         return;
     }
@@ -323,11 +375,50 @@ mod tests {
         );
         let s = BlockQ8x32::quantize(&x[..32]);
         let sum: i32 = s.qs.iter().map(|&q| q as i32).sum();
+        // The SIMD path gives the scalar path's codes: check against the plain loop.
+        let amax = x[..32].iter().fold(0f32, |m, v| m.max(v.abs()));
+        let mut plain = [0i8; 32];
+        scale_round_plain(&x[..32], 127.0 / amax, &mut plain);
+        assert_eq!(s.qs, plain);
         assert_eq!(s.s, s.d * sum as f32);
         assert_eq!(s.sum, sum);
         assert_eq!(s.d, half::f16::from_f32(s.d).to_f32(), "d is an f16 value");
         for (q, v) in s.qs.iter().zip(&x[..32]) {
             assert!((*q as f32 * s.d - v).abs() <= 0.5 * s.d * 1.002 + 1e-7);
+        }
+    }
+
+    #[test]
+    fn simd_blocks_equal_the_plain_loop() {
+        // Pseudo-random blocks, some with values on rounding ties (k + 0.5 steps) and
+        // outliers; the block's codes, sum and scale must equal the plain loop's.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..2000 {
+            let x: Vec<f32> = (0..32)
+                .map(|_| {
+                    let r = next();
+                    match i % 3 {
+                        0 => ((r % 255) as f32 - 127.0) * 0.5,
+                        _ => {
+                            (r >> 40) as f32 / (1u64 << 24) as f32
+                                - 0.5 * (1 + (r % 7 == 0) as u32 * 9) as f32
+                        }
+                    }
+                })
+                .collect();
+            let b = BlockQ8x32::quantize(&x);
+            let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let mut plain = [0i8; 32];
+            scale_round_plain(&x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut plain);
+            assert_eq!(b.qs, plain, "block {i}");
+            assert_eq!(b.sum, plain.iter().map(|&q| q as i32).sum::<i32>());
+            assert_eq!(b.d, f16_round(amax / 127.0));
         }
     }
 
