@@ -74,7 +74,13 @@ fn f16_round(v: f32) -> f32 {
 unsafe fn quantize_x32_avx2(x: &[f32; 32]) -> ([i8; 32], f32, i32) {
     use std::arch::x86_64::*;
     unsafe {
-        let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(x.as_ptr().add(8 * i)));
+        let p = x.as_ptr();
+        let v = [
+            _mm256_loadu_ps(p),
+            _mm256_loadu_ps(p.add(8)),
+            _mm256_loadu_ps(p.add(16)),
+            _mm256_loadu_ps(p.add(24)),
+        ];
         let sign = _mm256_set1_ps(-0.0);
         let a = _mm256_max_ps(
             _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
@@ -85,12 +91,13 @@ unsafe fn quantize_x32_avx2(x: &[f32; 32]) -> ([i8; 32], f32, i32) {
         let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
         let scale = _mm256_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
         let top = _mm256_set1_ps(127.0);
-        let q: [__m256i; 4] = std::array::from_fn(|i| {
+        let mut q = [_mm256_setzero_si256(); 4];
+        for (qi, &vi) in q.iter_mut().zip(&v) {
             let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-                _mm256_mul_ps(v[i], scale),
+                _mm256_mul_ps(vi, scale),
             );
-            _mm256_cvtps_epi32(_mm256_min_ps(r, top))
-        });
+            *qi = _mm256_cvtps_epi32(_mm256_min_ps(r, top));
+        }
         // packs interleave 128-bit lanes; the permute puts the 4-byte groups back in order.
         let p = _mm256_packs_epi16(
             _mm256_packs_epi32(q[0], q[1]),

@@ -203,8 +203,31 @@ mod x86 {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Rows `j0..j0 + m` of a run starting at slab row `row0` (keys or values, from `base`),
+    /// this head's 8·C elements each, into `rows8` as (m, 8C) f32.
     #[inline(always)]
+    unsafe fn convert_rows<const C: usize>(
+        base: *const f16,
+        kv: &HeadSlabs,
+        row0: usize,
+        j0: usize,
+        m: usize,
+        rows8: *mut f32,
+    ) {
+        unsafe {
+            for j in 0..m {
+                let src = base.add((row0 + j0 + j) * kv.stride + kv.offset);
+                for c in 0..C {
+                    _mm256_storeu_ps(rows8.add(j * 8 * C + 8 * c), load_h(src.add(8 * c)));
+                }
+            }
+        }
+    }
+
+    /// The body of [`attend_group`], compiled with its features (not inside a closure, whose
+    /// code would not get them).
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn group_body<const C: usize>(
         q: &[f32],
         g: usize,
@@ -225,19 +248,10 @@ mod x86 {
                 _mm256_storeu_ps(qr.as_mut_ptr().add(i), r);
             }
             let rb = rows8.as_mut_ptr();
-            // Convert rows j0..j0 + m of a run (keys or values) into `rows8`.
-            let convert = |base: *const f16, row0: usize, j0: usize, m: usize| {
-                for j in 0..m {
-                    let src = base.add((row0 + j0 + j) * kv.stride + kv.offset);
-                    for c in 0..C {
-                        _mm256_storeu_ps(rb.add(j * w + 8 * c), load_h(src.add(8 * c)));
-                    }
-                }
-            };
             for (p0, row0, len) in kv.runs(n_pos) {
                 let mut p = 0;
                 while p + 8 <= len {
-                    convert(kv.keys.as_ptr(), row0, p, 8);
+                    convert_rows::<C>(kv.keys.as_ptr(), &kv, row0, p, 8, rb);
                     for h in 0..g {
                         let qh = qr.as_ptr().add(h * w);
                         let mut acc = [_mm256_setzero_ps(); 8];
@@ -266,7 +280,7 @@ mod x86 {
                     p += 8;
                 }
                 while p < len {
-                    convert(kv.keys.as_ptr(), row0, p, 1);
+                    convert_rows::<C>(kv.keys.as_ptr(), &kv, row0, p, 1, rb);
                     for h in 0..g {
                         let qh = qr.as_ptr().add(h * w);
                         let mut a = _mm256_setzero_ps();
@@ -288,7 +302,7 @@ mod x86 {
             for (p0, row0, len) in kv.runs(n_pos) {
                 for j0 in (0..len).step_by(8) {
                     let m = 8.min(len - j0);
-                    convert(kv.values.as_ptr(), row0, j0, m);
+                    convert_rows::<C>(kv.values.as_ptr(), &kv, row0, j0, m, rb);
                     for h in 0..g {
                         let oh = o.as_mut_ptr().add(h * w);
                         let mut acc = [_mm256_setzero_ps(); C];
