@@ -51,13 +51,47 @@ fn shape(ty: WeightType) -> (usize, usize, bool, bool) {
     }
 }
 
+/// One cache line: the interleaved copy is allocated in these, so that the 64-byte code
+/// loads of formats whose group blocks are whole lines (Q4_1, Q5_1) never straddle two.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(crate) struct Line([u8; 64]);
+
+/// A 64-byte-aligned byte buffer.
+pub(crate) struct Lines {
+    /// (len / 64 rounded up,) lines.
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl Lines {
+    fn zeroed(len: usize) -> Self {
+        Self {
+            lines: vec![Line([0; 64]); len.div_ceil(64)],
+            len,
+        }
+    }
+
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `lines` holds at least `len` initialized bytes, and u8 has no alignment.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, and `self` is borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+}
+
 /// `rows` rows of `row_bytes` standard ggml blocks → the interleaved layout (module docs).
 /// `rows` must be a multiple of [`GROUP`].
-pub(crate) fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Vec<u8> {
+pub(crate) fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Lines {
     assert!(supports(ty) && rows.is_multiple_of(GROUP) && src.len() == rows * row_bytes);
     let (bb, head, min, fifth) = shape(ty);
     let nb = row_bytes / bb;
-    let mut out = vec![0u8; src.len()];
+    let mut buf = Lines::zeroed(src.len());
+    let out = buf.bytes_mut();
     let group_bytes = GROUP * row_bytes;
     out.par_chunks_mut(group_bytes)
         .enumerate()
@@ -99,7 +133,7 @@ pub(crate) fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) 
                 debug_assert_eq!(at, GROUP * bb);
             }
         });
-    out
+    buf
 }
 
 /// A 32-block format as the interleaved kernel reads it.

@@ -66,7 +66,7 @@ pub struct QMatrix {
     /// The same rows interleaved 16 at a time, and their kernel, which then replaces `dot`:
     /// (rows / 16, blocks per row, 16 · block bytes), see `interleaved.rs`.
     #[cfg(target_arch = "x86_64")]
-    interleaved: Option<(Vec<u8>, crate::interleaved::StridedKernel)>,
+    interleaved: Option<(crate::interleaved::Lines, crate::interleaved::StridedKernel)>,
     dot: DotFn,
     variant: Variant,
     /// F32 only: batches of at least [`GEMM_MIN_TOKENS`] go through a blocked GEMM.
@@ -291,7 +291,7 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             // every token tile over them, results stored straight into `out`.
             for r0 in (start..end).step_by(TILE) {
                 let r1 = (r0 + TILE).min(end);
-                let rows = &packed[r0 * w.row_bytes..r1 * w.row_bytes];
+                let rows = &packed.bytes()[r0 * w.row_bytes..r1 * w.row_bytes];
                 let mut t0 = 0;
                 while t0 < n {
                     let nt = tile_width(n - t0);

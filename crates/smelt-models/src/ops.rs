@@ -158,10 +158,13 @@ pub fn attention(
         let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
         attention::attend_group(q, per_task, kv, pos + 1, scale, o);
     };
-    // Below ~64 K multiply-adds a parallel region costs more than it saves (one decode step at
-    // a short context).
-    let work: usize = spans.iter().map(|sp| sp.n * (sp.pos0 + sp.n) * hd).sum();
-    if work < 1 << 16 {
+    // Multiply-adds (scores and weighted sum, every head): below ~256 K (one token's decode
+    // step at a context of a few hundred) a parallel region costs more than it saves.
+    let work: usize = spans
+        .iter()
+        .map(|sp| 2 * sp.n * (sp.pos0 + sp.n) * hd * h.n_head)
+        .sum();
+    if work < 1 << 18 {
         out.chunks_mut(per_task * hd).enumerate().for_each(one);
     } else {
         out.par_chunks_mut(per_task * hd).enumerate().for_each(one);
