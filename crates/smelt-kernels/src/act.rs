@@ -262,7 +262,7 @@ impl Activations {
             fill_parallel(&mut self.q8, x, 32, cols, BlockQ8x32::quantize);
         }
         self.q8_paired.clear();
-        if kinds.q8 && n >= 8 && crate::paired_tiles() {
+        if kinds.q8_paired && n >= 8 && crate::paired_tiles() {
             let nb = cols / 32;
             for g in 0..n / 8 {
                 let group = &self.q8[8 * g * nb..8 * (g + 1) * nb];
@@ -343,6 +343,9 @@ fn fill_parallel<B: Copy + Send + Sync>(
 pub struct ActKinds {
     /// 32-blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
     pub q8: bool,
+    /// The 32-blocks also paired per 8 tokens for the paired kernels ([`PairedQ8x32`]); not
+    /// wanted by interleaved matrices, whose kernels read the plain blocks.
+    pub q8_paired: bool,
     /// 256-blocks (Q4_K, Q5_K, Q6_K).
     pub q8k: bool,
     /// Per-token int8 rows (W8A8).
@@ -354,6 +357,7 @@ impl std::ops::BitOr for ActKinds {
     fn bitor(self, o: Self) -> Self {
         Self {
             q8: self.q8 || o.q8,
+            q8_paired: self.q8_paired || o.q8_paired,
             q8k: self.q8k || o.q8k,
             i8row: self.i8row || o.i8row,
         }
@@ -407,18 +411,23 @@ mod tests {
             state
         };
         for i in 0..2000 {
-            let x: Vec<f32> = (0..32)
+            let mut x: Vec<f32> = (0..32)
                 .map(|_| {
                     let r = next();
                     match i % 3 {
-                        0 => ((r % 255) as f32 - 127.0) * 0.5,
+                        // Half-integers in [−126.5, 126.5]: with 127 as the maximum the scale
+                        // is 1, so every value is a rounding tie.
+                        0 => (r % 254) as f32 - 126.5,
                         _ => {
-                            (r >> 40) as f32 / (1u64 << 24) as f32
-                                - 0.5 * (1 + (r % 7 == 0) as u32 * 9) as f32
+                            let outlier = if r % 7 == 0 { 10.0 } else { 1.0 };
+                            ((r >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * outlier
                         }
                     }
                 })
                 .collect();
+            if i % 3 == 0 {
+                x[(i / 3) % 32] = 127.0;
+            }
             let b = BlockQ8x32::quantize(&x);
             let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
             let mut plain = [0i8; 32];

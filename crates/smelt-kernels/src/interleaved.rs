@@ -35,25 +35,6 @@ pub const GROUP: usize = 16;
 /// How many blocks ahead the kernels prefetch their weights.
 const PREFETCH_BLOCKS: usize = 4;
 
-/// Whether `ty` has an interleaved form.
-pub(crate) fn supports(ty: WeightType) -> bool {
-    use WeightType as W;
-    matches!(ty, W::Q4_0 | W::Q4_1 | W::Q5_0 | W::Q5_1 | W::Q8_0)
-}
-
-/// (bytes per block, header bytes before the codes' fifth bits or codes, has a min, has fifth bits)
-fn shape(ty: WeightType) -> (usize, usize, bool, bool) {
-    use WeightType as W;
-    match ty {
-        W::Q4_0 => (18, 2, false, false),
-        W::Q4_1 => (20, 4, true, false),
-        W::Q5_0 => (22, 2, false, true),
-        W::Q5_1 => (24, 4, true, true),
-        W::Q8_0 => (34, 2, false, false),
-        _ => unreachable!("only 32-block formats are interleaved"),
-    }
-}
-
 /// One cache line: the interleaved copy is allocated in these, so that the 64-byte code
 /// loads of formats whose group blocks are whole lines (Q4_1, Q5_1) never straddle two.
 #[derive(Clone, Copy)]
@@ -87,11 +68,13 @@ impl Lines {
     }
 }
 
-/// `rows` rows of `row_bytes` standard ggml blocks → the interleaved layout (module docs).
-/// `rows` must be a multiple of [`GROUP`].
-pub(crate) fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Lines {
-    assert!(supports(ty) && rows.is_multiple_of(GROUP) && src.len() == rows * row_bytes);
-    let (bb, head, min, fifth) = shape(ty);
+/// `rows` rows of `row_bytes` standard ggml blocks of `F` → the interleaved layout (module
+/// docs). `rows` must be a multiple of [`GROUP`].
+fn repack<F: Format>(src: &[u8], rows: usize, row_bytes: usize) -> Lines {
+    assert!(rows.is_multiple_of(GROUP) && src.len() == rows * row_bytes);
+    let bb = F::BYTES;
+    // The block's f16 fields (d, and m for the offset formats) come before its other bytes.
+    let head = if F::MIN { 4 } else { 2 };
     let nb = row_bytes / bb;
     let mut buf = Lines::zeroed(src.len());
     let out = buf.bytes_mut();
@@ -104,13 +87,13 @@ pub(crate) fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) 
                 let dst = &mut out[b * GROUP * bb..][..GROUP * bb];
                 let mut at = 0;
                 // Scales, then mins: (16,) f16 each.
-                for field in 0..if min { 2 } else { 1 } {
+                for field in 0..head / 2 {
                     for r in 0..GROUP {
                         dst[at..at + 2].copy_from_slice(&rows_of(r)[b * bb + 2 * field..][..2]);
                         at += 2;
                     }
                 }
-                if fifth {
+                if F::FIFTH {
                     for j in 0..8 {
                         let mut mask = 0u64;
                         for r in 0..GROUP {
@@ -122,13 +105,13 @@ pub(crate) fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) 
                         at += 8;
                     }
                 }
-                let codes_at = head + if fifth { 4 } else { 0 };
-                let chunks = if ty == WeightType::Q8_0 { 8 } else { 4 };
+                let codes_at = head + if F::FIFTH { 4 } else { 0 };
+                let chunks = if F::NIBBLES { 4 } else { 8 };
                 for k in 0..chunks {
                     for r in 0..GROUP {
                         let q = &rows_of(r)[b * bb + codes_at + 4 * k..][..4];
                         for (o, &c) in dst[at..at + 4].iter_mut().zip(q) {
-                            *o = if ty == WeightType::Q8_0 { c ^ 0x80 } else { c };
+                            *o = if F::NIBBLES { c } else { c ^ 0x80 };
                         }
                         at += 4;
                     }
@@ -153,47 +136,24 @@ trait Format {
     const OFFSET: i32;
 }
 
-struct Q4_0;
-struct Q4_1;
-struct Q5_0;
-struct Q5_1;
-struct Q8_0;
+macro_rules! format {
+    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal) => {
+        struct $name;
+        impl Format for $name {
+            const BYTES: usize = $bytes;
+            const MIN: bool = $min;
+            const FIFTH: bool = $fifth;
+            const NIBBLES: bool = $nib;
+            const OFFSET: i32 = $off;
+        }
+    };
+}
 
-impl Format for Q4_0 {
-    const BYTES: usize = 18;
-    const MIN: bool = false;
-    const FIFTH: bool = false;
-    const NIBBLES: bool = true;
-    const OFFSET: i32 = 8;
-}
-impl Format for Q4_1 {
-    const BYTES: usize = 20;
-    const MIN: bool = true;
-    const FIFTH: bool = false;
-    const NIBBLES: bool = true;
-    const OFFSET: i32 = 0;
-}
-impl Format for Q5_0 {
-    const BYTES: usize = 22;
-    const MIN: bool = false;
-    const FIFTH: bool = true;
-    const NIBBLES: bool = true;
-    const OFFSET: i32 = 16;
-}
-impl Format for Q5_1 {
-    const BYTES: usize = 24;
-    const MIN: bool = true;
-    const FIFTH: bool = true;
-    const NIBBLES: bool = true;
-    const OFFSET: i32 = 0;
-}
-impl Format for Q8_0 {
-    const BYTES: usize = 34;
-    const MIN: bool = false;
-    const FIFTH: bool = false;
-    const NIBBLES: bool = false;
-    const OFFSET: i32 = 128;
-}
+format!(Q4_0, 18, min: false, fifth: false, nibbles: true, offset: 8);
+format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0);
+format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 16);
+format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0);
+format!(Q8_0, 34, min: false, fifth: false, nibbles: false, offset: 128);
 
 /// The four activation bytes 4j..4j+4 of a block in every i32 lane.
 #[inline(always)]
@@ -333,6 +293,9 @@ unsafe fn rows<F: Format>(
     }
 }
 
+/// `f(src, rows, row_bytes)`: standard rows → the interleaved copy (see [`repack`]).
+type Repack = fn(&[u8], usize, usize) -> Lines;
+
 /// `f(w_groups, row_bytes, activation rows, out, ld)`: see [`rows`].
 pub(crate) type StridedKernel = unsafe fn(&[u8], usize, &[&[BlockQ8x32]], *mut f32, usize);
 
@@ -358,15 +321,25 @@ interleaved_kernel!(dot_q5_0_x16, Q5_0, "Q5_0");
 interleaved_kernel!(dot_q5_1_x16, Q5_1, "Q5_1");
 interleaved_kernel!(dot_q8_0_x16, Q8_0, "Q8_0");
 
-/// The interleaved kernel for `ty` (which [`supports`] must accept).
-pub(crate) fn kernel(ty: WeightType) -> StridedKernel {
+/// `rows` rows of `row_bytes` bytes of `ty` blocks interleaved, with their kernel; `None` when
+/// `ty` has no interleaved form or the rows do not come in whole groups of 16.
+pub(crate) fn interleave(
+    ty: WeightType,
+    src: &[u8],
+    rows: usize,
+    row_bytes: usize,
+) -> Option<(Lines, StridedKernel)> {
     use WeightType as W;
-    match ty {
-        W::Q4_0 => dot_q4_0_x16,
-        W::Q4_1 => dot_q4_1_x16,
-        W::Q5_0 => dot_q5_0_x16,
-        W::Q5_1 => dot_q5_1_x16,
-        W::Q8_0 => dot_q8_0_x16,
-        _ => unreachable!("only 32-block formats are interleaved"),
+    if rows == 0 || !rows.is_multiple_of(GROUP) {
+        return None;
     }
+    let (repack, kernel): (Repack, StridedKernel) = match ty {
+        W::Q4_0 => (repack::<Q4_0>, dot_q4_0_x16),
+        W::Q4_1 => (repack::<Q4_1>, dot_q4_1_x16),
+        W::Q5_0 => (repack::<Q5_0>, dot_q5_0_x16),
+        W::Q5_1 => (repack::<Q5_1>, dot_q5_1_x16),
+        W::Q8_0 => (repack::<Q8_0>, dot_q8_0_x16),
+        _ => return None,
+    };
+    Some((repack(src, rows, row_bytes), kernel))
 }

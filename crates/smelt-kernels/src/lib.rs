@@ -126,6 +126,7 @@ impl WeightType {
             },
             _ => ActKinds {
                 q8: true,
+                q8_paired: true,
                 ..ActKinds::default()
             },
         }

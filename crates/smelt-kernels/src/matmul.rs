@@ -123,20 +123,20 @@ impl QMatrix {
         self.dot = DotFn::new(self.ty, v);
         #[cfg(target_arch = "x86_64")]
         {
-            self.interleaved = None;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if v == Variant::Avx512Vnni
-            && crate::available_variants().contains(&v)
-            && crate::interleaved_rows()
-            && crate::interleaved::supports(self.ty)
-            && self.rows > 0
-            && self.rows.is_multiple_of(crate::interleaved::GROUP)
-            && self.int8.is_none()
-        {
-            let packed =
-                crate::interleaved::repack(self.ty, self.data.bytes(), self.rows, self.row_bytes);
-            self.interleaved = Some((packed, crate::interleaved::kernel(self.ty)));
+            let eligible = v == Variant::Avx512Vnni
+                && crate::available_variants().contains(&v)
+                && crate::interleaved_rows()
+                && self.int8.is_none();
+            self.interleaved = eligible
+                .then(|| {
+                    crate::interleaved::interleave(
+                        self.ty,
+                        self.data.bytes(),
+                        self.rows,
+                        self.row_bytes,
+                    )
+                })
+                .flatten();
         }
     }
 
@@ -180,7 +180,10 @@ impl QMatrix {
                 ..ActKinds::default()
             }
         } else {
-            self.ty.act_kinds()
+            ActKinds {
+                q8_paired: self.ty.act_kinds().q8_paired && !self.is_interleaved(),
+                ..self.ty.act_kinds()
+            }
         }
     }
 
