@@ -132,6 +132,37 @@ fn bench_prints_both_tests_and_the_bandwidth_line() {
 }
 
 #[test]
+fn batched_bench_prints_one_row_per_size_and_checks_the_context() {
+    let home = shared_home();
+    let args = |extra: &[&str]| {
+        let mut a = vec!["bench", "smollm2-135m", "-n", "3", "-r", "1", "-t", "2"];
+        a.extend_from_slice(extra);
+        run(smelt(&home).args(a))
+    };
+    let out = args(&["-b", "3", "--batch-prompt", "20"]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("starts from 20 prompt tokens, 3 steps"),
+        "{all}"
+    );
+    assert!(
+        all.contains("\n| 1 | ") && all.contains("\n| 3 | ") && all.contains("| 1.00× |"),
+        "{all}"
+    );
+    let out = args(&["-b", "2", "--batch-prompt", "100000"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("exceeds the model's context"),
+        "{}",
+        text(&out)
+    );
+    let out = args(&["-b", "0"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("at least 1"), "{}", text(&out));
+}
+
+#[test]
 fn bad_settings_and_missing_files_are_clear_errors() {
     let home = shared_home();
     let out = run(smelt(&home).args([

@@ -31,6 +31,14 @@ pub struct ModelBenchArgs {
     /// Print one JSON object per test instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Batched decode instead of pp/tg: for each size B (and 1, for the ratio), B sequences
+    /// step together through the paged KV pool as the server batches them, `-n` steps each;
+    /// prints total decode tokens/s and the ratio to one sequence.
+    #[arg(short = 'b', long, value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// With --batch: prompt tokens each sequence holds before the timed steps.
+    #[arg(long, default_value_t = 64)]
+    pub batch_prompt: usize,
     /// Write a Chrome/Perfetto trace of every repetition (per layer, op and product) to FILE,
     /// and print the per-phase table and roofline.
     #[arg(long, value_name = "FILE")]
@@ -127,6 +135,31 @@ pub fn run(ctx: &Context, args: &ModelBenchArgs) -> Result<()> {
         .file_name()
         .map_or(name.into(), |f| f.to_string_lossy().to_string());
     let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
+    if !args.batch.is_empty() {
+        super::profile::start(args.trace.as_deref());
+        let rows = super::bench_batched::measure(
+            &model,
+            &args.batch,
+            args.batch_prompt,
+            args.n_gen,
+            args.reps,
+            &mut rng,
+        )?;
+        smelt_trace::pause();
+        record.setting("batch_prompt", args.batch_prompt);
+        for r in &rows {
+            record.metric(
+                &format!("tg{}_x{}_tokens_per_s", args.n_gen, r.batch),
+                r.mean,
+            );
+        }
+        super::bench_batched::print(&rows, &model_name, args.batch_prompt, args.n_gen);
+        let rec = record.write(&ctx.runs_dir)?;
+        if !ctx.quiet {
+            eprintln!("run record: {}", rec.display());
+        }
+        return super::profile::finish(args.trace.as_deref(), threads);
+    }
     let mut rows = Vec::new();
     for (test, n) in [("pp", args.n_prompt), ("tg", args.n_gen)] {
         if n == 0 {

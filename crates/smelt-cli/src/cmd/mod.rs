@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod bench;
+pub mod bench_batched;
 pub mod bench_model;
 pub mod bench_serve;
 pub mod chat;

@@ -3,14 +3,18 @@
 //! large activations matter most, so before rounding each weight column is scaled up by
 //! `s = mean|x|^α` (and the previous operation scaled down by the same factor, which leaves the
 //! float model unchanged). α is picked from a grid of 20 points in [0, 1) by the output error of
-//! the block on calibration rows; then each (row, group) range is shrunk by the clipping ratio that
-//! minimizes that group's share of the output error; then everything is rounded (RTN) on the
-//! same grid as GPTQ.
+//! the block on calibration rows (each sampled row weighted by the tokens it stands for, so the
+//! attention-sink row every window contributes counts once per window, as in AutoAWQ's loss
+//! over all tokens); then each (row, group) range is shrunk by the clipping ratio that
+//! minimizes that group's share of the output error (both ends of an asymmetric range); then
+//! everything is rounded (RTN) on the same grid as GPTQ.
 //!
 //! Scaled pairs, as AutoAWQ does for llama: attention norm → q, k, v (error measured on the
 //! attention output over a few whole calibration windows); feed-forward norm → gate, up (error on
-//! the whole SwiGLU feed-forward output); up → down. The v → o pair (which AutoAWQ scales when v and o have the same shape,
-//! i.e. without grouped-query attention) is not scaled here. q and k are not clipped.
+//! the whole SwiGLU feed-forward output); v → o; up → down. AutoAWQ scales v → o only when v and
+//! o have the same shape (no grouped-query attention); here the o columns that one v row feeds
+//! (the same dimension of every query head in its group) share one scale, which folds into that
+//! v row. q and k are not clipped.
 
 use std::collections::HashMap;
 
@@ -72,6 +76,16 @@ fn xwt(x: &[f32], n: usize, w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 
 fn sq_err(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum()
+}
+
+/// Σ over rows of `weight[row] · |a_row − b_row|²`, for (rows, width) `a` and `b`.
+fn weighted_sq_err(a: &[f32], b: &[f32], weight: &[f32]) -> f64 {
+    let width = a.len() / weight.len().max(1);
+    a.chunks_exact(width.max(1))
+        .zip(b.chunks_exact(width.max(1)))
+        .zip(weight)
+        .map(|((x, y), &w)| w as f64 * sq_err(x, y))
+        .sum()
 }
 
 fn scale_cols(w: &mut [f32], cols: usize, s: &[f32]) {
@@ -172,8 +186,11 @@ fn silu_mul(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// Per (row, group), the clipping threshold `max|w| · (1 − i/n_grid)` that minimizes the
-/// group's partial output error on `x` (n, cols); returns `w` clamped to those thresholds.
+/// Per (row, group), the clipping ratio `r = 1 − i/n_grid` that minimizes the group's partial
+/// output error on `x` (n, cols); returns `w` clamped to those ranges. A symmetric grid clamps
+/// to `±r·max|w|` as AutoAWQ does; an asymmetric grid shrinks both ends, to `[r·min w, r·max w]`
+/// (AutoAWQ clamps to `±r·max|w|` there too, which leaves the shorter side unclipped until `r`
+/// reaches it): the same shrink AutoGPTQ's `mse` range search applies.
 fn clip(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize, cfg: &AwqConfig) -> Vec<f32> {
     let grid = &cfg.grid;
     let gc = grid.group_cols(cols);
@@ -195,20 +212,31 @@ fn clip(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize, cfg: &AwqConfi
             .flat_map(|r| w[r * cols + g0..r * cols + g1].iter().copied())
             .collect();
         let reference = xwt(&xg, n, &wg, rows, width);
-        let amax: Vec<f32> = wg
+        // Per row, the (lo, hi) range that ratio 1 keeps.
+        let range: Vec<(f32, f32)> = wg
             .chunks_exact(width)
-            .map(|r| r.iter().fold(0f32, |m, v| m.max(v.abs())))
+            .map(|r| {
+                let (lo, hi) = r
+                    .iter()
+                    .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
+                if grid.sym {
+                    let a = hi.max(-lo);
+                    (-a, a)
+                } else {
+                    (lo, hi)
+                }
+            })
             .collect();
-        // Per row: (best error, best threshold).
-        let mut best: Vec<(f64, f32)> = amax.iter().map(|&a| (f64::INFINITY, a)).collect();
+        // Per row: (best error, best ratio).
+        let mut best: Vec<(f64, f32)> = vec![(f64::INFINITY, 1.0); rows];
         let mut trial = vec![0f32; rows * width];
         for i in 0..steps {
             let ratio = 1.0 - i as f32 / cfg.n_grid as f32;
             for r in 0..rows {
-                let m = amax[r] * ratio;
+                let (lo, hi) = (range[r].0 * ratio, range[r].1 * ratio);
                 let clamped: Vec<f32> = wg[r * width..(r + 1) * width]
                     .iter()
-                    .map(|v| v.clamp(-m, m))
+                    .map(|v| v.clamp(lo, hi))
                     .collect();
                 let p = GroupParams::fit(&clamped, grid);
                 for (o, v) in trial[r * width..(r + 1) * width].iter_mut().zip(&clamped) {
@@ -221,13 +249,14 @@ fn clip(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize, cfg: &AwqConfi
                     .map(|t| ((got[t * rows + r] - reference[t * rows + r]) as f64).powi(2))
                     .sum();
                 if e < b.0 {
-                    *b = (e, amax[r] * ratio);
+                    *b = (e, ratio);
                 }
             }
         }
-        for (r, &(_, m)) in best.iter().enumerate() {
+        for (r, &(_, ratio)) in best.iter().enumerate() {
+            let (lo, hi) = (range[r].0 * ratio, range[r].1 * ratio);
             for v in &mut out[r * cols + g0..r * cols + g1] {
-                *v = v.clamp(-m, m);
+                *v = v.clamp(lo, hi);
             }
         }
     }
@@ -304,10 +333,10 @@ fn put(model: &mut Llama, l: usize, which: Linear, w: &[f32], rows: usize, cols:
 /// What AWQ did to one layer, for the log.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AwqLayerReport {
-    /// α chosen for q/k/v, gate/up and down.
-    pub alpha: [f32; 3],
+    /// α chosen for q/k/v, gate/up, down and o.
+    pub alpha: [f32; 4],
     /// Output error at that α relative to α = 0 (plain RTN), per pair.
-    pub gain: [f64; 3],
+    pub gain: [f64; 4],
 }
 
 /// Applies AWQ to layer `l` of `model` (F32 matrices), given its calibration statistics (with
@@ -331,6 +360,7 @@ pub fn awq_layer(
         let s = &stats.inputs[&at];
         (s.sample.clone(), s.sample_rows(), s.cols, s.abs_mean())
     };
+    let row_weight = |at: LinearInput| stats.inputs[&at].sample_weight.as_slice();
 
     // 1. attention norm → q, k, v; error on the attention output over whole windows (or, without
     //    kept windows, on the projections' outputs over the sampled rows).
@@ -354,9 +384,10 @@ pub fn awq_layer(
                 .zip(&refs)
                 .map(|(k, want)| {
                     let (m, r, c) = &w[k];
-                    sq_err(
+                    weighted_sq_err(
                         &xwt(&x, n, &fake_quant_scaled(m, *r, *c, s, &grid), *r, *c),
                         want,
+                        row_weight(LinearInput::Attn),
                     )
                 })
                 .sum();
@@ -389,6 +420,12 @@ pub fn awq_layer(
     }
     let attn_x = fold_into_norm(model, l, true, &s, &mut w, &qkv, &x);
 
+    // 1b. v → o, error on o's output. With grouped-query attention one v row feeds the same
+    //     dimension of every query head in its group, so those o columns share one scale.
+    let (o_x, report_vo) = scale_v_into_o(model, stats, cfg, &mut w);
+    report.alpha[3] = report_vo.0;
+    report.gain[3] = report_vo.1;
+
     // 2. feed-forward norm → gate, up; error on the feed-forward output.
     let (x, n, e, x_mean) = input(LinearInput::Ffn);
     let ff = w[&Linear::Gate].1;
@@ -402,7 +439,7 @@ pub fn awq_layer(
     let loss = |s: &[f32]| -> f64 {
         let g = fake_quant_scaled(&w[&Linear::Gate].0, ff, e, s, &grid);
         let u = fake_quant_scaled(&w[&Linear::Up].0, ff, e, s, &grid);
-        sq_err(&mlp(&g, &u, &x), &want)
+        weighted_sq_err(&mlp(&g, &u, &x), &want, row_weight(LinearInput::Ffn))
     };
     let base = loss(&vec![1.0; e]);
     let wm = cfg.duo.then(|| {
@@ -422,9 +459,10 @@ pub fn awq_layer(
     let (dm, dr, dc) = &w[&Linear::Down];
     let want = xwt(&x, n, dm, *dr, *dc);
     let loss = |s: &[f32]| {
-        sq_err(
+        weighted_sq_err(
             &xwt(&x, n, &fake_quant_scaled(dm, *dr, *dc, s, &grid), *dr, *dc),
             &want,
+            row_weight(LinearInput::FfnDown),
         )
     };
     let base = loss(&vec![1.0; ff]);
@@ -445,7 +483,7 @@ pub fn awq_layer(
     let down_x = divide_cols(&x, &s);
 
     // 4. clipping (not q, k), on the scaled weights and inputs; 5. rounding.
-    let att_out = &stats.inputs[&LinearInput::AttnOut].sample;
+    let att_out = &o_x;
     let mut out = HashMap::new();
     for k in Linear::ALL {
         let (m, r, c) = &w[&k];
@@ -474,4 +512,107 @@ pub fn awq_layer(
         out.insert(k, rtn(&clipped, *r, *c, &grid));
     }
     Ok((out, report))
+}
+
+/// (n_head·hd,) o-column scales from (n_kv·hd,) v-row scales: query head `h` reads KV head
+/// `h / (n_head / n_kv)`.
+fn expand_heads(s_v: &[f32], n_head: usize, n_kv: usize, hd: usize) -> Vec<f32> {
+    let group = n_head / n_kv;
+    (0..n_head * hd)
+        .map(|c| s_v[(c / hd / group) * hd + c % hd])
+        .collect()
+}
+
+/// (n_kv·hd,) per v row, the mean of `per_col` (n_head·hd,) over the o columns it feeds.
+fn share_heads(per_col: &[f32], n_head: usize, n_kv: usize, hd: usize) -> Vec<f32> {
+    let group = n_head / n_kv;
+    let mut out = vec![0f32; n_kv * hd];
+    for (c, v) in per_col.iter().enumerate() {
+        out[(c / hd / group) * hd + c % hd] += v / group as f32;
+    }
+    out
+}
+
+/// The v → o pair: searches head-shared scales for o's input columns by o's output error on the
+/// sampled attention outputs, multiplies o's columns by them and divides v's rows. Returns the
+/// sample as the scaled o sees it, and (α, error gain) for the report.
+fn scale_v_into_o(
+    model: &Llama,
+    stats: &LayerStats,
+    cfg: &AwqConfig,
+    w: &mut HashMap<Linear, (Vec<f32>, usize, usize)>,
+) -> (Vec<f32>, (f32, f64)) {
+    let c = &model.config;
+    let (n_head, n_kv, hd) = (c.n_head, c.n_head_kv, c.head_dim());
+    let st = &stats.inputs[&LinearInput::AttnOut];
+    let (x, n) = (&st.sample, st.sample_rows());
+    let (om, orows, ocols) = &w[&Linear::O];
+    if *ocols != n_head * hd || w[&Linear::V].1 != n_kv * hd || n_kv == 0 || n_head % n_kv != 0 {
+        return (x.clone(), (0.0, 1.0));
+    }
+    let want = xwt(x, n, om, *orows, *ocols);
+    let loss = |s_v: &[f32]| {
+        let s = expand_heads(s_v, n_head, n_kv, hd);
+        weighted_sq_err(
+            &xwt(
+                x,
+                n,
+                &fake_quant_scaled(om, *orows, *ocols, &s, &cfg.grid),
+                *orows,
+                *ocols,
+            ),
+            &want,
+            &st.sample_weight,
+        )
+    };
+    let base = loss(&vec![1.0; n_kv * hd]);
+    let x_mean = share_heads(&st.abs_mean(), n_head, n_kv, hd);
+    let wm = cfg.duo.then(|| {
+        let per_col = weight_mean(&[(om.as_slice(), *orows, *ocols)], &cfg.grid);
+        share_heads(&per_col, n_head, n_kv, hd)
+    });
+    let (s_v, alpha, best) = search(&x_mean, wm.as_deref(), cfg.n_grid, loss);
+    let s = expand_heads(&s_v, n_head, n_kv, hd);
+    {
+        let (m, _, oc) = w.get_mut(&Linear::O).expect("all seven");
+        scale_cols(m, *oc, &s);
+        let (v, _, vc) = w.get_mut(&Linear::V).expect("all seven");
+        for (row, f) in v.chunks_exact_mut(*vc).zip(&s_v) {
+            row.iter_mut().for_each(|x| *x /= f);
+        }
+    }
+    (
+        divide_cols(x, &s),
+        (alpha, best / base.max(f64::MIN_POSITIVE)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn o_columns_share_their_v_row_scale() {
+        // 6 query heads on 2 KV heads of width 4: heads 0..3 read KV head 0, 3..6 KV head 1.
+        let (n_head, n_kv, hd) = (6, 2, 4);
+        let s_v: Vec<f32> = (0..n_kv * hd).map(|i| 1.0 + i as f32).collect();
+        let s = expand_heads(&s_v, n_head, n_kv, hd);
+        for h in 0..n_head {
+            for d in 0..hd {
+                assert_eq!(s[h * hd + d], s_v[(h / 3) * hd + d], "head {h} dim {d}");
+            }
+        }
+        // Sharing the expanded scales gives them back; per-column values average per v row.
+        assert_eq!(share_heads(&s, n_head, n_kv, hd), s_v);
+        let cols: Vec<f32> = (0..n_head * hd).map(|c| (c / hd) as f32).collect();
+        let shared = share_heads(&cols, n_head, n_kv, hd);
+        assert!(shared[..hd].iter().all(|&v| v == 1.0) && shared[hd..].iter().all(|&v| v == 4.0));
+    }
+
+    #[test]
+    fn weighted_error_counts_each_row_by_its_weight() {
+        let a = [1.0, 1.0, 0.0, 0.0, 3.0, 0.0];
+        let b = [0.0; 6];
+        assert_eq!(weighted_sq_err(&a, &b, &[1.0, 5.0, 2.0]), 2.0 + 0.0 + 18.0);
+    }
 }
