@@ -94,6 +94,14 @@ fn scale_cols(w: &mut [f32], cols: usize, s: &[f32]) {
     }
 }
 
+/// Divides row `r` of (rows, cols) `w` by `s[r]`: the other side of a pair whose next matrix's
+/// columns were multiplied by `s`.
+fn divide_rows(w: &mut [f32], cols: usize, s: &[f32]) {
+    for (row, f) in w.chunks_exact_mut(cols).zip(s) {
+        row.iter_mut().for_each(|v| *v /= f);
+    }
+}
+
 /// `w · diag(s)` rounded on the grid, then `· diag(1/s)`: what the scaled, quantized
 /// matrix computes on the unscaled input.
 fn fake_quant_scaled(
@@ -215,17 +223,7 @@ fn clip(w: &[f32], rows: usize, cols: usize, x: &[f32], n: usize, cfg: &AwqConfi
         // Per row, the (lo, hi) range that ratio 1 keeps.
         let range: Vec<(f32, f32)> = wg
             .chunks_exact(width)
-            .map(|r| {
-                let (lo, hi) = r
-                    .iter()
-                    .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
-                if grid.sym {
-                    let a = hi.max(-lo);
-                    (-a, a)
-                } else {
-                    (lo, hi)
-                }
-            })
+            .map(|r| GroupParams::range(r, grid))
             .collect();
         // Per row: (best error, best ratio).
         let mut best: Vec<(f64, f32)> = vec![(f64::INFINITY, 1.0); rows];
@@ -476,9 +474,7 @@ pub fn awq_layer(
         let (m, _, c) = w.get_mut(&Linear::Down).expect("all seven");
         scale_cols(m, *c, &s);
         let (u, _, uc) = w.get_mut(&Linear::Up).expect("all seven");
-        for (row, f) in u.chunks_exact_mut(*uc).zip(&s) {
-            row.iter_mut().for_each(|v| *v /= f);
-        }
+        divide_rows(u, *uc, &s);
     }
     let down_x = divide_cols(&x, &s);
 
@@ -577,9 +573,7 @@ fn scale_v_into_o(
         let (m, _, oc) = w.get_mut(&Linear::O).expect("all seven");
         scale_cols(m, *oc, &s);
         let (v, _, vc) = w.get_mut(&Linear::V).expect("all seven");
-        for (row, f) in v.chunks_exact_mut(*vc).zip(&s_v) {
-            row.iter_mut().for_each(|x| *x /= f);
-        }
+        divide_rows(v, *vc, &s_v);
     }
     (
         divide_cols(x, &s),

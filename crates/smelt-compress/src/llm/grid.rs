@@ -80,7 +80,7 @@ impl GroupParams {
     }
 
     /// `x`'s range widened to include 0 (and made symmetric for symmetric grids).
-    fn range(x: &[f32], grid: &WeightGrid) -> (f32, f32) {
+    pub(crate) fn range(x: &[f32], grid: &WeightGrid) -> (f32, f32) {
         let (lo, hi) = x
             .iter()
             .fold((0f32, 0f32), |(l, h), &v| (l.min(v), h.max(v)));
