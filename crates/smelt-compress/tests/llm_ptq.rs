@@ -7,9 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use smelt_compress::llm::grid::WeightGrid;
-use smelt_compress::llm::{Method, PtqConfig, quantize_llama};
+use smelt_compress::llm::sequential::{Capture, calibrate_sequential};
+use smelt_compress::llm::{CalibInputs, Method, PtqConfig, quantize_llama};
 use smelt_gguf::{GgmlType, GgufFile, GgufWriter, MetaType, MetaValue};
-use smelt_models::llama::{Linear, Llama, Logits};
+use smelt_kernels::QMatrix;
+use smelt_models::llama::{Linear, Llama, Logits, ModelError};
 use smelt_quant::rng::Rng;
 
 const VOCAB: usize = 90;
@@ -109,6 +111,61 @@ fn tiny() -> (u64, tempfile::TempDir, Arc<GgufFile>) {
     (seed, dir, file)
 }
 
+/// With `float_inputs` every layer is calibrated on the float model's hidden states, whatever
+/// the caller did to the layers before; without it, on what the changed layers produce.
+#[test]
+fn float_inputs_calibrate_every_layer_on_the_float_model() {
+    let (seed, _dir, file) = tiny();
+    let mut rng = Rng::new(seed ^ 2);
+    let windows: Vec<Vec<u32>> = (0..3)
+        .map(|_| (0..24).map(|_| rng.below(VOCAB) as u32).collect())
+        .collect();
+    // Per layer, the first window's hidden states entering it; `wreck` zeroes each layer's
+    // down projection once its statistics are taken, as a (very bad) quantizer would.
+    let entering = |float_inputs: bool, wreck: bool| {
+        let mut m = Llama::load(&file).unwrap();
+        m.dequantize_to_f32().unwrap();
+        let capture = Capture {
+            keep_windows: 1,
+            float_inputs,
+            ..Capture::default()
+        };
+        let mut seen = Vec::new();
+        calibrate_sequential(
+            &mut m,
+            &windows,
+            capture,
+            |model, l, stats| -> Result<(), ModelError> {
+                seen.push(stats.windows[0].clone());
+                if wreck {
+                    let d = model.linear(l, Linear::Down);
+                    let zero =
+                        QMatrix::from_f32(d.rows, d.cols, &vec![0.0; d.rows * d.cols]).unwrap();
+                    model.set_linear(l, Linear::Down, zero)?;
+                }
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+        seen
+    };
+    let float = entering(false, false);
+    assert_eq!(
+        entering(true, true),
+        float,
+        "float inputs must not see the wrecked layers"
+    );
+    let quantized = entering(false, true);
+    assert_eq!(quantized[0], float[0]);
+    for l in 1..float.len() {
+        assert_ne!(
+            quantized[l], float[l],
+            "layer {l} should see the wrecked layers before it"
+        );
+    }
+}
+
 #[test]
 fn every_method_runs_end_to_end_and_packs() {
     let (seed, dir, file) = tiny();
@@ -136,6 +193,7 @@ fn every_method_runs_end_to_end_and_packs() {
             act_order: method == Method::Gptq,
             mse: method == Method::Gptq,
             awq_tokens: 256,
+            inputs: CalibInputs::default_for(method),
         };
         // 8 bits: close to the float model whatever the method did to the norms.
         let mut m8 = load();

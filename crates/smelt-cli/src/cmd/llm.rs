@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 use smelt_compress::llm::calib::{sample_windows, split_plays};
 use smelt_compress::llm::grid::WeightGrid;
-use smelt_compress::llm::{Method, PtqConfig, QuantizedModel, quantize_llama};
+use smelt_compress::llm::{CalibInputs, Method, PtqConfig, QuantizedModel, quantize_llama};
 use smelt_models::llama::Llama;
 use smelt_models::perplexity::{PerplexityOptions, perplexity};
 
@@ -64,6 +64,11 @@ pub(super) struct Common {
     /// AWQ: calibration rows kept for the scale and clipping search.
     #[arg(long, default_value_t = 2048)]
     awq_tokens: usize,
+    /// GPTQ, AWQ: calibrate each layer after the first on the outputs of the already-quantized
+    /// layers (`quantized`, GPTQ's order) or on the float model's activations (`float`,
+    /// AutoAWQ's order) [default: float for AWQ, quantized for GPTQ].
+    #[arg(long, value_parser = ["quantized", "float"])]
+    calib_inputs: Option<String>,
     /// Symmetric grid (zero point fixed at the middle code).
     #[arg(long)]
     sym: bool,
@@ -208,6 +213,7 @@ pub(super) struct Setup {
     act_order: bool,
     mse: bool,
     awq_tokens: usize,
+    calib_inputs: Option<CalibInputs>,
     layer_params: usize,
 }
 
@@ -257,6 +263,7 @@ impl Setup {
             act_order: c.act_order,
             mse: c.mse,
             awq_tokens: c.awq_tokens,
+            calib_inputs: c.calib_inputs.as_deref().and_then(CalibInputs::parse),
             layer_params,
         })
     }
@@ -341,9 +348,18 @@ impl Setup {
             act_order: self.act_order && method == Method::Gptq,
             mse: self.mse && method == Method::Gptq,
             awq_tokens: self.awq_tokens,
+            inputs: self
+                .calib_inputs
+                .unwrap_or_else(|| CalibInputs::default_for(method)),
+        };
+        // The calibration order is named only where it differs from the method's default.
+        let inputs = match cfg.inputs {
+            i if method == Method::Rtn || i == CalibInputs::default_for(method) => "",
+            CalibInputs::Quantized => " quantized-inputs",
+            CalibInputs::Float => " float-inputs",
         };
         let name = format!(
-            "{} {}{}{}",
+            "{} {}{}{}{inputs}",
             method.name(),
             grid.name(),
             if cfg.act_order { " act-order" } else { "" },

@@ -2,7 +2,9 @@
 //! layer 0; for each layer, one pass records statistics of every linear input (the Hessian
 //! `XᵀX`, per-channel |x| mean and max, a sample of rows), the caller quantizes the layer, and
 //! a second pass through the *quantized* layer produces the next layer's inputs. So every
-//! layer is calibrated on what the already-quantized layers before it really produce.
+//! layer is calibrated on what the already-quantized layers before it really produce. With
+//! [`Capture::float_inputs`] that second pass runs before quantization instead, as AutoAWQ
+//! does: every layer then sees the float model's activations.
 
 use std::collections::HashMap;
 
@@ -21,6 +23,9 @@ pub struct Capture {
     /// Keep the hidden states entering the layer for this many whole windows (AWQ measures the
     /// q/k/v error through attention on them).
     pub keep_windows: usize,
+    /// Feed the next layer the *float* layer's outputs (AutoAWQ's order: its inputs are the
+    /// float model's) instead of the quantized layer's.
+    pub float_inputs: bool,
 }
 
 /// Statistics of one linear input over all calibration tokens.
@@ -201,10 +206,18 @@ where
             inputs: tap.stats,
             windows: xs.iter().take(capture.keep_windows).cloned().collect(),
         };
+        let mut advance = |model: &Llama, xs: &mut Vec<Vec<f32>>| {
+            for x in xs.iter_mut() {
+                cache.clear();
+                model.run_layer(l, x, 0, &mut cache, &mut scratch, &mut NoTap);
+            }
+        };
+        if capture.float_inputs {
+            advance(model, &mut xs);
+        }
         quantize_layer(model, l, &stats)?;
-        for x in &mut xs {
-            cache.clear();
-            model.run_layer(l, x, 0, &mut cache, &mut scratch, &mut NoTap);
+        if !capture.float_inputs {
+            advance(model, &mut xs);
         }
         progress(l);
     }
