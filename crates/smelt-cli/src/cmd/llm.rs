@@ -66,9 +66,9 @@ pub(super) struct Common {
     awq_tokens: usize,
     /// GPTQ, AWQ: calibrate each layer after the first on the outputs of the already-quantized
     /// layers (`quantized`, GPTQ's order) or on the float model's activations (`float`,
-    /// AutoAWQ's order) [default: float for AWQ, quantized for GPTQ].
-    #[arg(long, value_parser = ["quantized", "float"])]
-    calib_inputs: Option<String>,
+    /// AutoAWQ's order).
+    #[arg(long, default_value = "quantized", value_parser = ["quantized", "float"])]
+    calib_inputs: String,
     /// Symmetric grid (zero point fixed at the middle code).
     #[arg(long)]
     sym: bool,
@@ -213,7 +213,7 @@ pub(super) struct Setup {
     act_order: bool,
     mse: bool,
     awq_tokens: usize,
-    calib_inputs: Option<CalibInputs>,
+    calib_inputs: CalibInputs,
     layer_params: usize,
 }
 
@@ -263,7 +263,7 @@ impl Setup {
             act_order: c.act_order,
             mse: c.mse,
             awq_tokens: c.awq_tokens,
-            calib_inputs: c.calib_inputs.as_deref().and_then(CalibInputs::parse),
+            calib_inputs: CalibInputs::parse(&c.calib_inputs).unwrap_or_default(),
             layer_params,
         })
     }
@@ -348,15 +348,12 @@ impl Setup {
             act_order: self.act_order && method == Method::Gptq,
             mse: self.mse && method == Method::Gptq,
             awq_tokens: self.awq_tokens,
-            inputs: self
-                .calib_inputs
-                .unwrap_or_else(|| CalibInputs::default_for(method)),
+            inputs: self.calib_inputs,
         };
-        // The calibration order is named only where it differs from the method's default.
+        // The calibration order is named only where it is not the default.
         let inputs = match cfg.inputs {
-            i if method == Method::Rtn || i == CalibInputs::default_for(method) => "",
-            CalibInputs::Quantized => " quantized-inputs",
-            CalibInputs::Float => " float-inputs",
+            CalibInputs::Float if method != Method::Rtn => " float-inputs",
+            _ => "",
         };
         let name = format!(
             "{} {}{}{}{inputs}",

@@ -61,25 +61,16 @@ impl Method {
 #[serde(rename_all = "lowercase")]
 pub enum CalibInputs {
     /// The outputs of the already-quantized layers before it (GPTQ's order), so a layer's
-    /// calibration sees the error upstream.
+    /// calibration sees the error upstream. The default for GPTQ and AWQ.
     #[default]
     Quantized,
     /// The float model's activations (AutoAWQ's order: its next-layer inputs come from the layer
-    /// before quantization). For AWQ on SmolLM2 4-bit g128 this closed 35 / 30 / 41 % of RTN's
-    /// gap over calibration seeds 0–2, against 40 / 17 / 31 % with quantized inputs.
+    /// before quantization). For AWQ on SmolLM2 4-bit g128 neither order was clearly better
+    /// (README, LLM weight PTQ).
     Float,
 }
 
 impl CalibInputs {
-    /// What `method` uses unless told otherwise: float activations for AWQ (as AutoAWQ),
-    /// quantized for GPTQ (as the reference GPTQ).
-    pub fn default_for(method: Method) -> Self {
-        match method {
-            Method::Awq => CalibInputs::Float,
-            Method::Rtn | Method::Gptq => CalibInputs::Quantized,
-        }
-    }
-
     /// The value called `s` (`quantized` or `float`).
     pub fn parse(s: &str) -> Option<Self> {
         match s {
