@@ -67,8 +67,8 @@ pub(super) struct Common {
     /// GPTQ, AWQ: calibrate each layer after the first on the outputs of the already-quantized
     /// layers (`quantized`, GPTQ's order) or on the float model's activations (`float`,
     /// AutoAWQ's order).
-    #[arg(long, default_value = "quantized", value_parser = ["quantized", "float"])]
-    calib_inputs: String,
+    #[arg(long, default_value = "quantized", value_parser = parse_calib_inputs)]
+    calib_inputs: CalibInputs,
     /// Symmetric grid (zero point fixed at the middle code).
     #[arg(long)]
     sym: bool,
@@ -99,6 +99,11 @@ pub struct QuantizeArgs {
     /// quantize_config.json; 2, 4 or 8 bits).
     #[arg(long)]
     hf_dir: Option<PathBuf>,
+}
+
+/// `--calib-inputs`: `quantized` or `float`.
+fn parse_calib_inputs(s: &str) -> Result<CalibInputs, String> {
+    CalibInputs::parse(s).ok_or_else(|| format!("{s:?}: expected `quantized` or `float`"))
 }
 
 /// Arguments of `smelt llm compare`.
@@ -263,7 +268,7 @@ impl Setup {
             act_order: c.act_order,
             mse: c.mse,
             awq_tokens: c.awq_tokens,
-            calib_inputs: CalibInputs::parse(&c.calib_inputs).unwrap_or_default(),
+            calib_inputs: c.calib_inputs,
             layer_params,
         })
     }
