@@ -75,6 +75,11 @@ pub(super) struct Common {
     /// Worker threads [default: all cores].
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// Also write the calibration windows and the held-out tokens as JSON (`calib`: token-id
+    /// lists, `eval`: one token-id list, BOS first; `bos`), so an outside tool (AutoAWQ, AutoGPTQ) can
+    /// be run on exactly this data; see benches/awq_vs_autoawq.sh.
+    #[arg(long)]
+    calib_out: Option<PathBuf>,
 }
 
 /// Arguments of `smelt llm quantize`.
@@ -246,6 +251,12 @@ impl Setup {
         let mut loaded = super::run::load(ctx, &c.model, c.threads)?;
         loaded.model.dequantize_to_f32()?;
         let (calib, calib_count, eval_tokens) = calibration(ctx, &loaded, n, len, c.seed)?;
+        if let Some(path) = &c.calib_out {
+            let json =
+                serde_json::json!({ "calib": calib, "eval": eval_tokens, "bos": loaded.bos });
+            smelt_files::write_atomic(path, json.to_string().as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         let cfg = &loaded.model.config;
         let kv = cfg.head_dim() * cfg.n_head_kv;
         let layer_params = cfg.n_layer
