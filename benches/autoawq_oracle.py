@@ -25,6 +25,7 @@ runs smelt's side.
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 
@@ -228,8 +229,6 @@ def main() -> int:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    import os
-
     os.replace(a.out + ".tmp", a.out)
     print(f"wrote {a.out}", flush=True)
     return 0

@@ -76,8 +76,9 @@ pub(super) struct Common {
     #[arg(short = 't', long)]
     threads: Option<usize>,
     /// Also write the calibration windows and the held-out tokens as JSON (`calib`: token-id
-    /// lists, `eval`: one token-id list, BOS first; `bos`), so an outside tool (AutoAWQ, AutoGPTQ) can
-    /// be run on exactly this data; see benches/awq_vs_autoawq.sh.
+    /// lists; `eval`: one token-id list; `bos`: the id each window starts with, or null), so an
+    /// outside tool (AutoAWQ, AutoGPTQ) can run on exactly this data; see
+    /// benches/awq_vs_autoawq.sh.
     #[arg(long)]
     calib_out: Option<PathBuf>,
 }
@@ -254,8 +255,7 @@ impl Setup {
         if let Some(path) = &c.calib_out {
             let json =
                 serde_json::json!({ "calib": calib, "eval": eval_tokens, "bos": loaded.bos });
-            smelt_files::write_atomic(path, json.to_string().as_bytes())
-                .with_context(|| format!("writing {}", path.display()))?;
+            write_atomic(path, json.to_string().as_bytes())?;
         }
         let cfg = &loaded.model.config;
         let kv = cfg.head_dim() * cfg.n_head_kv;
