@@ -27,7 +27,7 @@ pub struct FixedMultiplier {
 }
 
 impl FixedMultiplier {
-    /// The closest fixed-point form of `real` (`None` outside `[2^−31, 2^30)` or not finite).
+    /// The closest fixed-point form of `real` (`None` outside about `[2^−32, 2^30)` or not finite).
     pub fn new(real: f64) -> Option<Self> {
         if !real.is_finite() || real <= 0.0 {
             return None;

@@ -131,8 +131,9 @@ fn output_block_ranges_equal_the_full_product() {
 fn fixed_multiplier_matches_real_product() {
     let mut rng = Rng(seed());
     for _ in 0..2000 {
-        let real = (rng.below(1 << 20) as f64 + 1.0) / (1u64 << 20) as f64
-            * 2f64.powi(-(rng.below(20) as i32));
+        // Mantissa in [0.5, 1], exponent 0..=30: the whole documented range [2^-31, 1].
+        let real = (rng.below(1 << 19) as f64 + (1u64 << 19) as f64 + 1.0) / (1u64 << 20) as f64
+            * 2f64.powi(-(rng.below(31) as i32));
         let m = FixedMultiplier::new(real).expect("in range");
         assert!(
             (m.real() / real - 1.0).abs() < 1e-9,
@@ -140,12 +141,16 @@ fn fixed_multiplier_matches_real_product() {
             m.real()
         );
         let x = rng.below(1 << 24) as i32 - (1 << 23);
-        let exact = x as f64 * m.real();
-        let got = m.apply(x);
-        // Round half up of the exact product.
-        assert_eq!(got, (exact + 0.5).floor() as i32, "x {x} real {real}");
+        // Round half up of the exact product x·m/2^shift, in exact integer arithmetic.
+        let den = 1i128 << m.shift;
+        let want = (2 * x as i128 * m.m as i128 + den).div_euclid(2 * den) as i32;
+        assert_eq!(m.apply(x), want, "x {x} real {real}");
+        assert!((m.apply(x) as f64 - x as f64 * real).abs() <= 0.5 + 1e-3);
     }
+    assert!(FixedMultiplier::new(2f64.powi(-31)).is_some());
+    assert!(FixedMultiplier::new(2f64.powi(-40)).is_none());
     assert!(FixedMultiplier::new(0.0).is_none());
+    assert!(FixedMultiplier::new(-1.0).is_none());
     assert!(FixedMultiplier::new(f64::NAN).is_none());
     assert!(FixedMultiplier::new(1e12).is_none());
 }
