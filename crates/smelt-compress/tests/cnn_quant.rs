@@ -15,19 +15,7 @@ use smelt_models::cnn::int8::Int8Engine;
 use smelt_models::cnn::{CnnParams, CnnSpec, Layer, argmax_rows};
 use smelt_quant::rng::Rng;
 
-fn seed() -> u64 {
-    let s = std::env::var("SMELT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("seed {s} (SMELT_SEED={s} replays)");
-    s
-}
+use smelt_quant::rng::test_seed as seed;
 
 fn odd_spec() -> CnnSpec {
     CnnSpec {

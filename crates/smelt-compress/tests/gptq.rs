@@ -7,14 +7,7 @@ use smelt_compress::llm::gptq::{GptqConfig, gptq};
 use smelt_compress::llm::grid::{QuantizedLinear, WeightGrid, rtn};
 use smelt_quant::rng::Rng;
 
-fn seed() -> u64 {
-    let s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {s}");
-    s
-}
+use smelt_quant::rng::test_seed as seed;
 
 /// (n, cols) inputs with correlated channels and a few large ones, like a transformer's.
 fn inputs(rng: &mut Rng, n: usize, cols: usize) -> Vec<f32> {

@@ -99,11 +99,7 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 /// A fresh seed (printed), a temporary directory holding a tiny model written with it, and the
 /// mapped file.
 fn tiny() -> (u64, tempfile::TempDir, Arc<GgufFile>) {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("seed {seed}");
+    let seed = smelt_quant::rng::test_seed();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
     write_tiny_llama(&path, seed);
@@ -271,12 +267,14 @@ fn smoothquant_w8a8_tames_an_outlier_channel() {
         let mut m = Llama::load(&file).unwrap();
         m.dequantize_to_f32().unwrap();
         for l in 0..2 {
-            m.norm_mut(l, true)[5] *= 100.0;
+            // Exactly 100 (not 100× a random norm that may sit near 0), with q/k/v's columns
+            // scaled by old/100 so the float model is unchanged.
+            let old = std::mem::replace(&mut m.norm_mut(l, true)[5], 100.0);
             for k in [Linear::Q, Linear::K, Linear::V] {
                 let w = m.linear(l, k);
                 let (rows, cols) = (w.rows, w.cols);
                 let mut v = w.to_f32();
-                v.chunks_exact_mut(cols).for_each(|r| r[5] /= 100.0);
+                v.chunks_exact_mut(cols).for_each(|r| r[5] *= old / 100.0);
                 m.set_linear(l, k, QMatrix::from_f32(rows, cols, &v).unwrap())
                     .unwrap();
             }

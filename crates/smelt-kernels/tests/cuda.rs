@@ -26,10 +26,7 @@ fn gpu_or_skip() -> Option<gpu::Gpu> {
 #[test]
 fn every_kernel_matches_its_reference() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
+    let seed = smelt_quant::rng::test_seed();
     let rows = check::run_all(&gpu, seed).unwrap();
     let (table, ok) = check::format_rows(&rows);
     eprintln!("seed {seed}\n{table}");

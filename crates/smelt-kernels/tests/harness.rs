@@ -13,17 +13,7 @@ struct Rng(u64);
 
 impl Rng {
     fn fresh() -> Self {
-        let seed = std::env::var("SMELT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("SMELT_SEED={seed}");
-        Self(seed)
+        Self(smelt_quant::rng::test_seed())
     }
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -473,10 +463,11 @@ fn silu_variants_match_the_reference() {
     use smelt_kernels::silu::{silu_mul_reference, silu_mul_with};
     let mut rng = Rng::fresh();
     // Ordinary activations, large magnitudes, and the clamp region; 203 values leave a tail.
-    let mut gate: Vec<f32> = (0..203).map(|_| rng.activation() * 3.0).collect();
-    gate.extend([
+    // The edge values go first, so the SIMD loop (not the scalar tail) sees them.
+    let mut gate = vec![
         0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 100.0, -100.0, 1e4, -1e4,
-    ]);
+    ];
+    gate.extend((0..203).map(|_| rng.activation() * 3.0));
     let up: Vec<f32> = gate.iter().map(|_| rng.activation()).collect();
     let mut want = gate.clone();
     silu_mul_reference(&mut want, &up);
@@ -484,7 +475,9 @@ fn silu_variants_match_the_reference() {
         let mut got = gate.clone();
         silu_mul_with(v, &mut got, &up);
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            let tol = 4.0 * f32::EPSILON * b.abs() + 1e-37;
+            // Below −88.4 the SIMD exp clamps its input where the reference's overflows to
+            // inf: both results are then under 1e-30 (|up|·|gate|/e^88), nothing SwiGLU sees.
+            let tol = 4.0 * f32::EPSILON * b.abs() + 1e-30;
             assert!(
                 (a - b).abs() <= tol,
                 "{} element {i} (gate {}): {a} vs {b}",

@@ -20,20 +20,7 @@ impl Rng {
     }
 }
 
-fn seed() -> u64 {
-    let s = std::env::var("SMELT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("seed {s} (SMELT_SEED={s} replays)");
-    s
-}
+use smelt_quant::rng::test_seed as seed;
 
 /// Shapes from LeNet and the ccexam CNN plus awkward ones (k and oc not multiples of 4 / 8).
 const SHAPES: [(usize, usize, usize); 8] = [

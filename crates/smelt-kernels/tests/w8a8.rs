@@ -25,20 +25,7 @@ impl Rng {
     }
 }
 
-fn seed() -> u64 {
-    let s = std::env::var("SMELT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("seed {s} (SMELT_SEED={s} replays)");
-    s
-}
+use smelt_quant::rng::test_seed as seed;
 
 /// (tokens, rows, cols): decode and prefill batches, SmolLM2's shapes, odd sizes.
 const SHAPES: [(usize, usize, usize); 6] = [

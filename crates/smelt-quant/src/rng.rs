@@ -1,6 +1,23 @@
 //! A small seeded generator (xoshiro256++ seeded by SplitMix64) with the distributions the
 //! experiments draw from. Our own, so results never change with a dependency's version.
 
+/// A seed for randomized tests: `SMELT_SEED` if set, else the clock (nonzero, so xorshift
+/// generators work too). Printed, so a failure seen once can be replayed.
+pub fn test_seed() -> u64 {
+    let s = std::env::var("SMELT_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+                | 1
+        });
+    eprintln!("seed {s} (SMELT_SEED={s} replays)");
+    s
+}
+
 /// xoshiro256++ (Blackman & Vigna).
 #[derive(Debug, Clone)]
 pub struct Rng {
