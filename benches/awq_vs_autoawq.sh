@@ -13,8 +13,9 @@
 #      model before rounding (scaling leaves the float model unchanged, clipping does not).
 #
 # AutoAWQ needs the group to divide every matrix's input width (576 and 1536 for SmolLM2-135M):
-# group 64 or 32, not 128. It runs on PyTorch on the CPU here: 76 minutes for 128x512 on two
-# shared cores. The Python packages go to a venv under the smelt cache, outside the repository.
+# group 64 or 32, not 128. AutoAWQ runs on PyTorch on the CPU: the whole script took about 40
+# minutes for 32x512 on two cores (2026-11-28). The Python packages go to a venv under the smelt
+# cache, outside the repository.
 #
 # Usage: benches/awq_vs_autoawq.sh [BITS:GROUP] [CALIB] [SEED] [EVAL_CHUNKS] [CALIB_INPUTS]
 #   e.g. benches/awq_vs_autoawq.sh 4:64 128x512 0 200 float
@@ -45,9 +46,13 @@ echo "== smelt: base, RTN, AWQ ($grid, calib $calib seed $seed, --calib-inputs $
   --seed "$seed" --eval-chunks "$chunks" --calib-inputs "$inputs" \
   --calib-out "$work/calib.json" --out "$work/smelt" | grep '^|'
 echo "== AutoAWQ on the same windows"
-"$venv/bin/python" benches/autoawq_oracle.py "$gguf" "$work/calib.json" "$work/autoawq.gguf" \
-  --bits "$bits" --group "$group" 2>&1 | grep -E "conversion check|after AutoAWQ|wrote" || true
-[ -f "$work/autoawq.gguf" ] || { echo "AutoAWQ did not produce a model" >&2; exit 1; }
+if ! "$venv/bin/python" benches/autoawq_oracle.py "$gguf" "$work/calib.json" "$work/autoawq.gguf" \
+  --bits "$bits" --group "$group" > "$work/oracle.log" 2>&1; then
+  echo "AutoAWQ failed; the end of its log:" >&2
+  tail -n 30 "$work/oracle.log" >&2
+  exit 1
+fi
+grep -E "conversion check|after AutoAWQ|wrote" "$work/oracle.log"
 "$smelt" -q llm compare --model "$work/autoawq.gguf" --methods rtn --grids "$grid" \
   --calib "$calib" --seed "$seed" --eval-chunks "$chunks" --out "$work/autoawq" | grep '^|'
 python3 - "$work/smelt/compare.json" "$work/autoawq/compare.json" <<'EOF'

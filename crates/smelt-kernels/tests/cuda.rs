@@ -29,7 +29,7 @@ fn every_kernel_matches_its_reference() {
     let seed = smelt_quant::rng::test_seed();
     let rows = check::run_all(&gpu, seed).unwrap();
     let (table, ok) = check::format_rows(&rows);
-    eprintln!("seed {seed}\n{table}");
+    eprintln!("{table}");
     assert!(
         ok,
         "a kernel differs from its reference (seed {seed}):\n{table}"
