@@ -3,7 +3,7 @@
 //! then fail with a one-line error, never a panic.
 #![cfg(feature = "cuda")]
 
-use smelt_kernels::gpu::{self, AddVariant, check};
+use smelt_kernels::gpu::{self, check};
 
 fn gpu_or_skip() -> Option<gpu::Gpu> {
     match gpu::open(0, None) {
@@ -39,23 +39,5 @@ fn every_kernel_matches_its_reference() {
 #[test]
 fn bad_shapes_are_errors_not_faults() {
     let Some(gpu) = gpu_or_skip() else { return };
-    let a = gpu.upload(&[1i8; 10]).unwrap();
-    let b = gpu.upload(&[1i8; 11]).unwrap();
-    let mut out = gpu.upload(&[0i8; 10]).unwrap();
-    assert!(
-        gpu.int8_add(AddVariant::Vec4, &a, &b, &mut out, 1.0, 1.0, 1.0)
-            .is_err()
-    );
-    let w = gpu.upload(&[0u8; 144]).unwrap();
-    let x = gpu.upload(&[0f32; 100]).unwrap();
-    let mut y = gpu.upload(&[0f32; 1]).unwrap();
-    assert!(
-        gpu.gemv_ggml(true, &w, &x, &mut y).is_err(),
-        "K not a multiple of 256"
-    );
-    let c = gpu.upload(&[0i8; 12]).unwrap();
-    assert!(
-        gpu.gemm_int8(&c, &c, (1, 1, 12), None, None).is_err(),
-        "K not a multiple of 16"
-    );
+    check::bad_shapes_are_rejected(&gpu).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -28,6 +28,11 @@ pub struct CheckArgs {
     /// GPU ordinal.
     #[arg(long, default_value_t = 0)]
     device: usize,
+    /// Run the same checks on the CPU emulator instead of a GPU: the kernel files compiled by
+    /// the system C++ compiler (g++, or $SMELT_CXX), one fiber per CUDA thread. It shows the
+    /// kernels compute the right values with their real launch plans; it times nothing.
+    #[arg(long)]
+    emulate: bool,
 }
 
 /// `smelt gpu bench` options.
@@ -75,15 +80,26 @@ mod imp {
                 Ok(())
             }
             GpuCommand::Check(args) => {
-                let g = open(ctx, args.device)?;
                 let seed = args.seed.unwrap_or_else(|| {
                     std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_nanos() as u64)
                         .unwrap_or(1)
                 });
-                println!("GPU: {}  seed: {seed}", g.describe());
-                let rows = check::run_all(&g, seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let rows = if args.emulate {
+                    let emu = gpu::emu::Emulator::open(Some(&ctx.home.join("cuda-emu")))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!(
+                        "CPU emulator ({}, one fiber per CUDA thread)  seed: {seed}",
+                        gpu::emu::cxx()
+                    );
+                    check::run_all(&emu, seed)
+                } else {
+                    let g = open(ctx, args.device)?;
+                    println!("GPU: {}  seed: {seed}", g.describe());
+                    check::run_all(&g, seed)
+                }
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let (table, ok) = check::format_rows(&rows);
                 print!("{table}");
                 if !ok {

@@ -2,12 +2,12 @@
 //! each launch so an element the kernel never writes cannot pass. Used by `tests/cuda.rs` and
 //! `smelt gpu check`.
 
-use cudarc::driver::CudaSlice;
 use smelt_gguf::GgmlType;
 use smelt_quant::rng::Rng;
 
+use super::backend::KernelBackend;
 use super::reference::{self as r, normalised_error};
-use super::{AddVariant, GptqDevice, Gpu, GpuError};
+use super::{AddVariant, GpuError};
 
 /// Tolerance for GEMV results (normalised error vs an f64 sum of the same weights).
 pub const GEMV_TOLERANCE: f64 = 5e-5;
@@ -63,12 +63,12 @@ pub(super) fn random_i8(rng: &mut Rng, n: usize) -> Vec<i8> {
 }
 
 /// f32 values that are all NaN: what float outputs hold before a launch.
-fn poisoned_f32(gpu: &Gpu, n: usize) -> Result<CudaSlice<f32>, GpuError> {
+fn poisoned_f32<B: KernelBackend>(gpu: &B, n: usize) -> Result<B::Buf<f32>, GpuError> {
     gpu.upload(&vec![f32::NAN; n])
 }
 
-/// Runs every check; `Err` only when the GPU itself fails.
-pub fn run_all(gpu: &Gpu, seed: u64) -> Result<Vec<CheckRow>, GpuError> {
+/// Runs every check on a GPU or the CPU emulator; `Err` only when the backend itself fails.
+pub fn run_all<B: KernelBackend>(gpu: &B, seed: u64) -> Result<Vec<CheckRow>, GpuError> {
     let mut rng = Rng::new(seed);
     let mut rows = Vec::new();
     for n in [1usize, 15, 1_000_003] {
@@ -116,7 +116,11 @@ pub fn run_all(gpu: &Gpu, seed: u64) -> Result<Vec<CheckRow>, GpuError> {
 }
 
 /// The three INT8-add variants on `n` values with random scales.
-pub fn check_int8_add(gpu: &Gpu, rng: &mut Rng, n: usize) -> Result<Vec<CheckRow>, GpuError> {
+pub fn check_int8_add<B: KernelBackend>(
+    gpu: &B,
+    rng: &mut Rng,
+    n: usize,
+) -> Result<Vec<CheckRow>, GpuError> {
     let (a, b) = (random_i8(rng, n), random_i8(rng, n));
     let sa = (0.01 + 0.05 * rng.uniform()) as f32;
     let sb = (0.01 + 0.05 * rng.uniform()) as f32;
@@ -140,8 +144,8 @@ fn random_weights(rng: &mut Rng, n: usize) -> Vec<f32> {
 }
 
 /// Q8_0 or Q4_K dequantize on `n` values quantized by smelt-gguf.
-pub fn check_dequant_ggml(
-    gpu: &Gpu,
+pub fn check_dequant_ggml<B: KernelBackend>(
+    gpu: &B,
     rng: &mut Rng,
     ty: GgmlType,
     n: usize,
@@ -163,8 +167,8 @@ pub fn check_dequant_ggml(
 }
 
 /// NF4 dequantize on `n` values in blocks of `block`.
-pub fn check_dequant_nf4(
-    gpu: &Gpu,
+pub fn check_dequant_nf4<B: KernelBackend>(
+    gpu: &B,
     rng: &mut Rng,
     n: usize,
     block: usize,
@@ -183,8 +187,8 @@ pub fn check_dequant_nf4(
 }
 
 /// GPTQ int4 dequantize, group 128, with or without act-order.
-pub fn check_dequant_gptq(
-    gpu: &Gpu,
+pub fn check_dequant_gptq<B: KernelBackend>(
+    gpu: &B,
     rng: &mut Rng,
     k: usize,
     n: usize,
@@ -192,7 +196,7 @@ pub fn check_dequant_gptq(
 ) -> Result<CheckRow, GpuError> {
     let q = r::random_gptq_int4(rng, k, n, 128, act_order);
     let want = r::dequant_gptq_int4(&q);
-    let dq = GptqDevice::upload(gpu, &q)?;
+    let dq = gpu.upload_gptq(&q)?;
     let mut out = poisoned_f32(gpu, k * n)?;
     gpu.dequant_gptq(&dq, &mut out)?;
     let got = gpu.download(&out)?;
@@ -204,8 +208,8 @@ pub fn check_dequant_gptq(
 }
 
 /// Q4_K or Q8_0 GEMV on a `rows × k` matrix.
-pub fn check_gemv_ggml(
-    gpu: &Gpu,
+pub fn check_gemv_ggml<B: KernelBackend>(
+    gpu: &B,
     rng: &mut Rng,
     ty: GgmlType,
     rows: usize,
@@ -226,8 +230,8 @@ pub fn check_gemv_ggml(
 }
 
 /// NF4 GEMV (block 64) on a `rows × k` matrix.
-pub fn check_gemv_nf4(
-    gpu: &Gpu,
+pub fn check_gemv_nf4<B: KernelBackend>(
+    gpu: &B,
     rng: &mut Rng,
     rows: usize,
     k: usize,
@@ -248,8 +252,8 @@ pub fn check_gemv_nf4(
 }
 
 /// GPTQ int4 GEMV, group 128.
-pub fn check_gemv_gptq(
-    gpu: &Gpu,
+pub fn check_gemv_gptq<B: KernelBackend>(
+    gpu: &B,
     rng: &mut Rng,
     k: usize,
     n: usize,
@@ -259,7 +263,7 @@ pub fn check_gemv_gptq(
     let w = r::dequant_gptq_int4(&q);
     let x = rng.normals(k);
     let want = r::gemv_kn_f64(&w, &x, n);
-    let (dq, dx) = (GptqDevice::upload(gpu, &q)?, gpu.upload(&x)?);
+    let (dq, dx) = (gpu.upload_gptq(&q)?, gpu.upload(&x)?);
     let mut y = poisoned_f32(gpu, n)?;
     gpu.gemv_gptq(&dq, &dx, &mut y)?;
     let got = gpu.download(&y)?;
@@ -268,8 +272,8 @@ pub fn check_gemv_gptq(
 }
 
 /// INT8 GEMM: int32 output exact, and the W8A8 float epilogue exact.
-pub fn check_gemm(
-    gpu: &Gpu,
+pub fn check_gemm<B: KernelBackend>(
+    gpu: &B,
     rng: &mut Rng,
     m: usize,
     n: usize,
@@ -301,6 +305,41 @@ pub fn check_gemm(
     let bad =
         got.iter().zip(&want).filter(|(g, w)| g != w).count() + count_bits_differ(&got_d, &want_d);
     Ok(exact_row("gemm_int8_dp4a", format!("{m}x{n}x{k}"), bad))
+}
+
+/// Launches with inconsistent lengths or unsupported shapes must be errors before anything
+/// runs; `Err` names the first one that was accepted.
+pub fn bad_shapes_are_rejected<B: KernelBackend>(gpu: &B) -> Result<(), GpuError> {
+    let accepted = |what: &str| Err(GpuError::new(format!("accepted {what}")));
+    let a = gpu.upload(&[1i8; 10])?;
+    let b = gpu.upload(&[1i8; 11])?;
+    let mut out = gpu.upload(&[0i8; 10])?;
+    if gpu
+        .int8_add(AddVariant::Vec4, &a, &b, &mut out, 1.0, 1.0, 1.0)
+        .is_ok()
+    {
+        return accepted("int8_add with inputs of different lengths");
+    }
+    let w = gpu.upload(&[0u8; 144])?;
+    let x = gpu.upload(&[0f32; 100])?;
+    let mut y = gpu.upload(&[0f32; 1])?;
+    if gpu.gemv_ggml(true, &w, &x, &mut y).is_ok() {
+        return accepted("gemv_q4_k with K not a multiple of 256");
+    }
+    let q8 = gpu.upload(&[0u8; 34 * 8 - 1])?;
+    let x = gpu.upload(&[0f32; 256])?;
+    if gpu.gemv_ggml(false, &q8, &x, &mut y).is_ok() {
+        return accepted("gemv_q8_0 with a short weight buffer");
+    }
+    let mut deq = gpu.upload(&[0f32; 33])?;
+    if gpu.dequant_ggml(false, &q8, &mut deq).is_ok() {
+        return accepted("dequant_q8_0 of 33 values");
+    }
+    let c = gpu.upload(&[0i8; 12])?;
+    if gpu.gemm_int8(&c, &c, (1, 1, 12), None, None).is_ok() {
+        return accepted("gemm_int8 with K not a multiple of 16");
+    }
+    Ok(())
 }
 
 /// A table of the rows, one per line, and whether all passed.

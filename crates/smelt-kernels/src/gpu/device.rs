@@ -7,12 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::sys::CUdevice_attribute;
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 
 use super::GpuError;
+use super::backend::{self as plan, Geometry};
 use super::compile::{self, KernelSource};
 
 /// Which INT8-add kernel to launch.
@@ -36,14 +35,6 @@ impl AddVariant {
             AddVariant::Scalar => "int8_add_scalar",
             AddVariant::Vec4 => "int8_add_vec4",
             AddVariant::Vec16 => "int8_add_vec16",
-        }
-    }
-
-    fn per_thread(self) -> usize {
-        match self {
-            AddVariant::Scalar => 1,
-            AddVariant::Vec4 => 4,
-            AddVariant::Vec16 => 16,
         }
     }
 }
@@ -194,18 +185,11 @@ impl Gpu {
         Ok(self.stream.synchronize()?)
     }
 
-    /// A grid for a grid-stride loop over `work` items: enough blocks to fill every SM
-    /// `waves` times over, never more than the work needs.
-    fn stride_grid(&self, work: usize, threads: u32, waves: u32) -> LaunchConfig {
-        let need = work.div_ceil(threads as usize).max(1);
-        let cap = match self.max_blocks.load(Ordering::Relaxed) {
-            0 => (self.sms * waves) as usize,
-            m => m as usize,
-        };
-        LaunchConfig {
-            grid_dim: (need.min(cap) as u32, 1, 1),
-            block_dim: (threads, 1, 1),
-            shared_mem_bytes: 0,
+    /// What grid-stride grids are sized from.
+    fn geometry(&self) -> Geometry {
+        Geometry {
+            sms: self.sms,
+            max_blocks: self.max_blocks.load(Ordering::Relaxed),
         }
     }
 
@@ -239,11 +223,8 @@ impl Gpu {
         n: usize,
         (sa, sb, inv_so): (f32, f32, f32),
     ) -> Result<(), GpuError> {
-        if a.len() < n || b.len() < n || out.len() < n {
-            return Err(GpuError::new("int8_add: buffers shorter than n"));
-        }
+        let cfg = plan::int8_add_plan(self.geometry(), variant, (a.len(), b.len(), out.len()), n)?;
         let f = self.function(&compile::INT8_ADD, variant.kernel())?;
-        let cfg = self.stride_grid(n.div_ceil(variant.per_thread()), 256, 16);
         let n = n as u64;
         let mut l = stream.launch_builder(&f);
         l.arg(a)
@@ -265,22 +246,9 @@ impl Gpu {
         src: &CudaSlice<u8>,
         out: &mut CudaSlice<f32>,
     ) -> Result<(), GpuError> {
-        let n = out.len();
-        let (block, bytes, name) = if q4k {
-            (256, 144, "dequant_q4_k")
-        } else {
-            (32, 34, "dequant_q8_0")
-        };
-        if !n.is_multiple_of(block) || src.len() != n / block * bytes {
-            return Err(GpuError::new(format!(
-                "{name}: {n} values need a multiple of {block} and {} bytes, got {}",
-                n / block * bytes,
-                src.len()
-            )));
-        }
+        let (name, cfg) = plan::dequant_ggml_plan(self.geometry(), q4k, src.len(), out.len())?;
         let f = self.function(&compile::DEQUANT, name)?;
-        let cfg = self.stride_grid(n, 256, 32);
-        let n = n as u64;
+        let n = out.len() as u64;
         let mut l = self.stream.launch_builder(&f);
         l.arg(src).arg(out).arg(&n);
         // SAFETY: as above.
@@ -297,15 +265,8 @@ impl Gpu {
         out: &mut CudaSlice<f32>,
     ) -> Result<(), GpuError> {
         let n = out.len();
-        if block == 0 || packed.len() != n.div_ceil(2) || absmax.len() != n.div_ceil(block) {
-            return Err(GpuError::new(format!(
-                "dequant_nf4: {n} values need {} code bytes and {} absmax values",
-                n.div_ceil(2),
-                n.div_ceil(block.max(1))
-            )));
-        }
+        let cfg = plan::dequant_nf4_plan(self.geometry(), packed.len(), absmax.len(), block, n)?;
         let f = self.function(&compile::DEQUANT, "dequant_nf4")?;
-        let cfg = self.stride_grid(n, 256, 32);
         let (n, block) = (n as u64, block as u32);
         let mut l = self.stream.launch_builder(&f);
         l.arg(packed).arg(absmax).arg(out).arg(&n).arg(&block);
@@ -316,13 +277,8 @@ impl Gpu {
 
     /// Dequantizes a GPTQ int4 layer to `(k, n)`.
     pub fn dequant_gptq(&self, q: &GptqDevice, out: &mut CudaSlice<f32>) -> Result<(), GpuError> {
-        if out.len() != q.k * q.n {
-            return Err(GpuError::new(
-                "dequant_gptq_int4: out must hold k x n values",
-            ));
-        }
+        let cfg = plan::dequant_gptq_plan(self.geometry(), (q.k, q.n), out.len())?;
         let f = self.function(&compile::DEQUANT, "dequant_gptq_int4")?;
-        let cfg = self.stride_grid(q.k * q.n, 256, 32);
         let (k, n) = (q.k as u32, q.n as u32);
         let mut l = self.stream.launch_builder(&f);
         l.arg(&q.qweight)
@@ -346,24 +302,13 @@ impl Gpu {
         y: &mut CudaSlice<f32>,
     ) -> Result<(), GpuError> {
         let (k, rows) = (x.len(), y.len());
-        let (block, bytes, name) = if q4k {
-            (256, 144, "gemv_q4_k")
-        } else {
-            (32, 34, "gemv_q8_0")
-        };
-        if rows == 0 || k == 0 || !k.is_multiple_of(256) || w.len() != rows * (k / block) * bytes {
-            return Err(GpuError::new(format!(
-                "{name}: K = {k} must be a positive multiple of 256 and W must hold \
-                 {rows} x {} bytes",
-                k / block * bytes
-            )));
-        }
+        let (name, cfg) = plan::gemv_ggml_plan(q4k, w.len(), k, rows)?;
         let f = self.function(&compile::GEMV, name)?;
         let (rows32, k32) = (rows as u32, k as u32);
         let mut l = self.stream.launch_builder(&f);
         l.arg(w).arg(x).arg(y).arg(&rows32).arg(&k32);
         // SAFETY: lengths checked above; argument order matches the kernel.
-        unsafe { l.launch(row_cfg(rows)) }?;
+        unsafe { l.launch(cfg) }?;
         Ok(())
     }
 
@@ -376,19 +321,7 @@ impl Gpu {
         y: &mut CudaSlice<f32>,
     ) -> Result<(), GpuError> {
         let (k, rows) = (x.len(), y.len());
-        if rows == 0
-            || k == 0
-            || !k.is_multiple_of(64)
-            || packed.len() != rows * k / 2
-            || absmax.len() != rows * k / 64
-        {
-            return Err(GpuError::new(format!(
-                "gemv_nf4: K = {k} must be a positive multiple of 64, with {} code bytes and \
-                 {} absmax values (block 64)",
-                rows * k / 2,
-                rows * k / 64
-            )));
-        }
+        let cfg = plan::gemv_nf4_plan(packed.len(), absmax.len(), k, rows)?;
         let f = self.function(&compile::GEMV, "gemv_nf4")?;
         let (rows32, k32) = (rows as u32, k as u32);
         let mut l = self.stream.launch_builder(&f);
@@ -399,7 +332,7 @@ impl Gpu {
             .arg(&rows32)
             .arg(&k32);
         // SAFETY: lengths checked above; argument order matches the kernel.
-        unsafe { l.launch(row_cfg(rows)) }?;
+        unsafe { l.launch(cfg) }?;
         Ok(())
     }
 
@@ -410,18 +343,9 @@ impl Gpu {
         x: &CudaSlice<f32>,
         y: &mut CudaSlice<f32>,
     ) -> Result<(), GpuError> {
-        if x.len() != q.k || y.len() != q.n {
-            return Err(GpuError::new(
-                "gemv_gptq_int4: x must hold k and y n values",
-            ));
-        }
+        let cfg = plan::gemv_gptq_plan((q.k, q.n), (x.len(), y.len()))?;
         self.stream.memset_zeros(y)?;
         let f = self.function(&compile::GEMV, "gemv_gptq_int4")?;
-        let cfg = LaunchConfig {
-            grid_dim: ((q.n / 4).div_ceil(128) as u32, q.k.div_ceil(256) as u32, 1),
-            block_dim: (128, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let (k, n) = (q.k as u32, q.n as u32);
         let mut l = self.stream.launch_builder(&f);
         l.arg(&q.qweight)
@@ -447,33 +371,14 @@ impl Gpu {
         c: Option<&mut CudaSlice<i32>>,
         w8a8: Option<(&CudaSlice<f32>, &CudaSlice<f32>, &mut CudaSlice<f32>)>,
     ) -> Result<(), GpuError> {
-        if m == 0
-            || n == 0
-            || k == 0
-            || !k.is_multiple_of(16)
-            || a.len() != m * k
-            || b.len() != n * k
-        {
-            return Err(GpuError::new(format!(
-                "gemm_int8_dp4a: a must be m x k and b n x k with K a positive multiple of 16 \
-                 (m {m}, n {n}, k {k})"
-            )));
-        }
-        if c.as_ref().is_some_and(|c| c.len() != m * n)
-            || w8a8
-                .as_ref()
-                .is_some_and(|(sa, sb, d)| sa.len() != m || sb.len() != n || d.len() != m * n)
-        {
-            return Err(GpuError::new(
-                "gemm_int8_dp4a: output or scale lengths do not match",
-            ));
-        }
+        let cfg = plan::gemm_int8_plan(
+            (m, n, k),
+            (a.len(), b.len()),
+            c.as_ref().map(|c| c.len()),
+            w8a8.as_ref()
+                .map(|(sa, sb, d)| (sa.len(), sb.len(), d.len())),
+        )?;
         let f = self.function(&compile::GEMM_INT8, "gemm_int8_dp4a")?;
-        let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1),
-            block_dim: (256, 1, 1),
-            shared_mem_bytes: 0,
-        };
         let null = 0u64;
         let (m32, n32, k32) = (m as u32, n as u32, k as u32);
         let mut l = self.stream.launch_builder(&f);
@@ -496,15 +401,6 @@ impl Gpu {
 
 fn poisoned() -> GpuError {
     GpuError::new("kernel cache lock poisoned")
-}
-
-/// Blocks of 256 threads, one warp per row.
-fn row_cfg(rows: usize) -> LaunchConfig {
-    LaunchConfig {
-        grid_dim: (rows.div_ceil(8) as u32, 1, 1),
-        block_dim: (256, 1, 1),
-        shared_mem_bytes: 0,
-    }
 }
 
 /// A GPTQ int4 layer on the device.

@@ -6,9 +6,13 @@
 //! by NVRTC at first use and cached as PTX. Each has a CPU reference in [`reference`] that
 //! defines its exact result; `tests/cuda.rs` compares them on fresh random inputs (skipped
 //! without a GPU) and `tests/cuda_compile.rs` compiles every file with NVRTC (no GPU needed).
+//! [`emu`] runs the same kernel files on the CPU under a fiber-per-thread stand-in for CUDA,
+//! so `tests/cuda_emu.rs` executes every kernel against its reference in CI as well.
 
 pub mod reference;
 
+#[cfg(feature = "cuda")]
+pub mod backend;
 #[cfg(feature = "cuda")]
 pub mod bench;
 #[cfg(feature = "cuda")]
@@ -17,7 +21,11 @@ pub mod check;
 pub mod compile;
 #[cfg(feature = "cuda")]
 mod device;
+#[cfg(feature = "cuda")]
+pub mod emu;
 
+#[cfg(feature = "cuda")]
+pub use backend::KernelBackend;
 #[cfg(feature = "cuda")]
 pub use device::{AddVariant, GptqDevice, Gpu};
 

@@ -8,9 +8,13 @@ typedef unsigned long long u64;
 
 // IEEE half bits to float, exactly (PTX cvt), as half::f16::to_f32 does on the CPU.
 __device__ __forceinline__ float f16_to_f32(u16 h) {
+#ifdef SMELT_CUDA_EMU
+    return smelt_emu_f16_to_f32(h);  // the CPU emulator (src/gpu/emu/runtime.hpp)
+#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
+#endif
 }
 
 // Little-endian u16 from two bytes (block fields are not 2-byte aligned in every format).
