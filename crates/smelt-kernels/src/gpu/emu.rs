@@ -38,6 +38,9 @@ const ALIGN: usize = 256;
 const GUARD: usize = 64;
 const GUARD_BYTE: u8 = 0xA5;
 
+/// Numbers the build folders of this process, so concurrent builds never share files.
+static BUILDS: AtomicU32 = AtomicU32::new(0);
+
 /// One emulated launch at a time in the whole process: the runtime's state is global.
 static LAUNCH: Mutex<()> = Mutex::new(());
 
@@ -210,8 +213,11 @@ impl Emulator {
         let dir = match cache_dir {
             Some(d) => d.to_path_buf(),
             None => {
-                own_dir = std::env::temp_dir()
-                    .join(format!("smelt-cuda-emu-{}-{key:016x}", std::process::id()));
+                own_dir = std::env::temp_dir().join(format!(
+                    "smelt-cuda-emu-{}-{}",
+                    std::process::id(),
+                    BUILDS.fetch_add(1, Ordering::Relaxed)
+                ));
                 own_dir.clone()
             }
         };
@@ -305,10 +311,27 @@ impl Emulator {
     }
 }
 
-/// Writes one C++ file per kernel file and compiles them into `lib_path` (temp name, renamed).
+/// Writes one C++ file per kernel file into a fresh folder under `dir`, compiles them, and
+/// renames the library to `lib_path`, so concurrent builds (two processes sharing a cache)
+/// never read each other's half-written files.
 fn build(sources: &[KernelSource], dir: &Path, lib_path: &Path) -> Result<(), GpuError> {
     let io = |e: std::io::Error| GpuError::new(format!("CUDA emulator build folder: {e}"));
-    std::fs::create_dir_all(dir).map_err(io)?;
+    let work = dir.join(format!(
+        "build-{}-{}",
+        std::process::id(),
+        BUILDS.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&work).map_err(io)?;
+    let built =
+        compile_in(sources, &work).and_then(|lib| std::fs::rename(lib, lib_path).map_err(io));
+    let _ = std::fs::remove_dir_all(&work);
+    built
+}
+
+/// Compiles `sources` in `work`; returns the library's path there.
+fn compile_in(sources: &[KernelSource], work: &Path) -> Result<PathBuf, GpuError> {
+    let io = |e: std::io::Error| GpuError::new(format!("CUDA emulator build folder: {e}"));
+    let dir = work;
     std::fs::write(dir.join("runtime.hpp"), RUNTIME).map_err(io)?;
     let mut files: Vec<PathBuf> = Vec::new();
     for s in sources {
@@ -323,7 +346,7 @@ fn build(sources: &[KernelSource], dir: &Path, lib_path: &Path) -> Result<(), Gp
         std::fs::write(&path, text).map_err(io)?;
         files.push(path);
     }
-    let tmp = lib_path.with_extension(format!("tmp{}", std::process::id()));
+    let tmp = dir.join("libsmelt-cuda-emu.so");
     let out = Command::new(cxx())
         .args([
             "-std=c++17",
@@ -347,13 +370,12 @@ fn build(sources: &[KernelSource], dir: &Path, lib_path: &Path) -> Result<(), Gp
             ))
         })?;
     if !out.status.success() {
-        let _ = std::fs::remove_file(&tmp);
         return Err(GpuError::new(format!(
             "the CUDA emulator did not compile:\n{}",
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    std::fs::rename(&tmp, lib_path).map_err(io)
+    Ok(tmp)
 }
 
 /// A GPTQ int4 layer in emulator memory.
