@@ -73,6 +73,10 @@ mod imp {
                     Ok((a, b)) => println!("NVRTC {a}.{b}"),
                     Err(e) => println!("NVRTC: {e}"),
                 }
+                match gpu::driver_version() {
+                    Ok((a, b)) => println!("driver supports CUDA {a}.{b}"),
+                    Err(e) => println!("driver: {e}"),
+                }
                 match gpu::open(0, None) {
                     Ok(g) => println!("GPU 0: {}", g.describe()),
                     Err(e) => println!("no GPU: {e}; smelt runs on the CPU"),

@@ -2,11 +2,13 @@
 //! events around repeated launches, bytes moved per call, and that rate as a share of the
 //! device-to-device copy bandwidth measured in the same run; plus host↔device transfers
 //! with pageable memory, pinned memory, and pinned memory split over streams so copies overlap
-//! the kernel.
+//! each other and the kernel (each the median of 3 runs after a warm-up). GEMV and dequantize
+//! timings rotate through copies of their weights that together exceed 4× the L2 cache, so
+//! the rates are those of reading device memory, like the copy they are compared with.
 
 use std::time::Instant;
 
-use cudarc::driver::{DevicePtr, DevicePtrMut, sys::CUevent_flags};
+use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut, sys::CUevent_flags};
 use half::f16;
 use smelt_quant::rng::Rng;
 
@@ -105,6 +107,29 @@ fn time_ms(
     Ok(start.elapsed_ms(&end)? as f64 / reps as f64)
 }
 
+/// How many copies of a `bytes`-long weight buffer the GEMV timings rotate through, so that
+/// together they exceed the L2 cache four times over and every call reads its weights from
+/// device memory, not from the cache the previous call filled (at most 16).
+fn rotation(gpu: &Gpu, bytes: usize) -> usize {
+    use cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE;
+    let l2 = gpu
+        .context()
+        .attribute(CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+        .map(|v| v.max(0) as usize)
+        .unwrap_or(64 << 20)
+        .max(1 << 20);
+    (4 * l2).div_ceil(bytes.max(1)).clamp(1, 16)
+}
+
+/// `copies` device buffers holding `v`.
+fn upload_copies<T: cudarc::driver::DeviceRepr>(
+    gpu: &Gpu,
+    v: &[T],
+    copies: usize,
+) -> Result<Vec<CudaSlice<T>>, GpuError> {
+    (0..copies).map(|_| gpu.upload(v)).collect()
+}
+
 /// Random bytes with a valid f16 factor written at each listed offset of every block.
 fn random_blocks(rng: &mut Rng, blocks: usize, size: usize, f16_at: &[usize]) -> Vec<u8> {
     let mut b: Vec<u8> = (0..blocks * size).map(|_| rng.next_u64() as u8).collect();
@@ -165,32 +190,48 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         for q4k in [true, false] {
             let (block, bsize) = if q4k { (256, 144) } else { (32, 34) };
             let offsets: &[usize] = if q4k { &[0, 2] } else { &[0] };
-            let w = gpu.upload(&random_blocks(&mut rng, n / block, bsize, offsets))?;
-            let ms = time_ms(gpu, reps, || gpu.gemv_ggml(q4k, &w, &dx, &mut y))?;
+            let host = random_blocks(&mut rng, n / block, bsize, offsets);
+            let ws = upload_copies(gpu, &host, rotation(gpu, host.len()))?;
+            let mut i = 0;
+            let ms = time_ms(gpu, reps, || {
+                i += 1;
+                gpu.gemv_ggml(q4k, &ws[i % ws.len()], &dx, &mut y)
+            })?;
             rows.push(BenchRow::new(
                 if q4k { "gemv_q4_k" } else { "gemv_q8_0" },
                 size.clone(),
                 ms,
-                (w.len() + 4 * (k + rows_)) as f64,
+                (host.len() + 4 * (k + rows_)) as f64,
                 2.0 * n as f64,
             ));
             if rows_ == 4096 {
                 let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
-                let ms = time_ms(gpu, reps, || gpu.dequant_ggml(q4k, &w, &mut out))?;
+                let ms = time_ms(gpu, reps, || {
+                    i += 1;
+                    gpu.dequant_ggml(q4k, &ws[i % ws.len()], &mut out)
+                })?;
                 rows.push(BenchRow::new(
                     if q4k { "dequant_q4_k" } else { "dequant_q8_0" },
                     size.clone(),
                     ms,
-                    (w.len() + 4 * n) as f64,
+                    (host.len() + 4 * n) as f64,
                     0.0,
                 ));
             }
         }
         let packed: Vec<u8> = (0..n / 2).map(|_| rng.next_u64() as u8).collect();
         let absmax: Vec<f32> = (0..n / 64).map(|_| 0.05 * rng.uniform() as f32).collect();
-        let (dp, da) = (gpu.upload(&packed)?, gpu.upload(&absmax)?);
-        let ms = time_ms(gpu, reps, || gpu.gemv_nf4(&dp, &da, &dx, &mut y))?;
         let nf4_bytes = (packed.len() + 4 * absmax.len()) as f64;
+        let copies = rotation(gpu, nf4_bytes as usize);
+        let (dps, das) = (
+            upload_copies(gpu, &packed, copies)?,
+            upload_copies(gpu, &absmax, copies)?,
+        );
+        let mut i = 0;
+        let ms = time_ms(gpu, reps, || {
+            i += 1;
+            gpu.gemv_nf4(&dps[i % copies], &das[i % copies], &dx, &mut y)
+        })?;
         rows.push(BenchRow::new(
             "gemv_nf4",
             size.clone(),
@@ -201,17 +242,28 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         // GPTQ stores W as (K, N): the same matrix is k = K inputs, n = rows outputs.
         let q = r::random_gptq_int4(&mut rng, k, rows_, 128, false);
         let dq = GptqDevice::upload(gpu, &q)?;
-        let ms = time_ms(gpu, reps, || gpu.gemv_gptq(&dq, &dx, &mut y))?;
+        let gptq_bytes = dq.weight_bytes();
+        let mut dqs = vec![dq];
+        for _ in 1..rotation(gpu, gptq_bytes) {
+            dqs.push(GptqDevice::upload(gpu, &q)?);
+        }
+        let ms = time_ms(gpu, reps, || {
+            i += 1;
+            gpu.gemv_gptq(&dqs[i % dqs.len()], &dx, &mut y)
+        })?;
         rows.push(BenchRow::new(
             "gemv_gptq_int4",
             size.clone(),
             ms,
-            (dq.weight_bytes() + 4 * (k + rows_)) as f64,
+            (gptq_bytes + 4 * (k + rows_)) as f64,
             2.0 * n as f64,
         ));
         if rows_ == 4096 {
             let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
-            let ms = time_ms(gpu, reps, || gpu.dequant_nf4(&dp, &da, 64, &mut out))?;
+            let ms = time_ms(gpu, reps, || {
+                i += 1;
+                gpu.dequant_nf4(&dps[i % copies], &das[i % copies], 64, &mut out)
+            })?;
             rows.push(BenchRow::new(
                 "dequant_nf4",
                 size.clone(),
@@ -219,8 +271,11 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
                 nf4_bytes + 4.0 * n as f64,
                 0.0,
             ));
-            let ms = time_ms(gpu, reps, || gpu.dequant_gptq(&dq, &mut out))?;
-            let bytes = (dq.weight_bytes() + 4 * n) as f64;
+            let ms = time_ms(gpu, reps, || {
+                i += 1;
+                gpu.dequant_gptq(&dqs[i % dqs.len()], &mut out)
+            })?;
+            let bytes = (gptq_bytes + 4 * n) as f64;
             rows.push(BenchRow::new("dequant_gptq_int4", size, ms, bytes, 0.0));
         }
     }
@@ -260,6 +315,20 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
     })
 }
 
+/// Median wall-clock milliseconds of 3 runs of `f` after one untimed run (which absorbs the
+/// driver's first-use costs, so no mode is charged for them).
+fn median_ms(mut f: impl FnMut() -> Result<(), GpuError>) -> Result<f64, GpuError> {
+    f()?;
+    let mut ms = [0f64; 3];
+    for m in &mut ms {
+        let t = Instant::now();
+        f()?;
+        *m = t.elapsed().as_secs_f64() * 1e3;
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms[1])
+}
+
 /// INT8 add of two `n`-byte host tensors, result back on the host: pageable, pinned, and
 /// pinned in `chunks` pieces round-robin over `streams` streams.
 pub fn transfers(
@@ -290,23 +359,23 @@ pub fn transfers(
     s.synchronize()?;
 
     // Pageable: Vec memory; the driver stages every copy through its own pinned buffer.
-    let t = Instant::now();
-    s.memcpy_htod(&a, &mut da)?;
-    s.memcpy_htod(&b, &mut db)?;
-    gpu.int8_add(AddVariant::Vec16, &da, &db, &mut dout, sa, sb, inv_so)?;
-    s.memcpy_dtoh(&dout, &mut out_pageable)?;
-    s.synchronize()?;
-    let pageable_ms = t.elapsed().as_secs_f64() * 1e3;
+    let pageable_ms = median_ms(|| {
+        s.memcpy_htod(&a, &mut da)?;
+        s.memcpy_htod(&b, &mut db)?;
+        gpu.int8_add(AddVariant::Vec16, &da, &db, &mut dout, sa, sb, inv_so)?;
+        s.memcpy_dtoh(&dout, &mut out_pageable)?;
+        Ok(s.synchronize()?)
+    })?;
 
     // Pinned: page-locked host buffers (flags 0: cached, so the CPU reads them fast), DMA
     // straight from and to them.
-    let t = Instant::now();
-    s.memcpy_htod(&ha, &mut da)?;
-    s.memcpy_htod(&hb, &mut db)?;
-    gpu.int8_add(AddVariant::Vec16, &da, &db, &mut dout, sa, sb, inv_so)?;
-    s.memcpy_dtoh(&dout, &mut hout)?;
-    s.synchronize()?;
-    let pinned_ms = t.elapsed().as_secs_f64() * 1e3;
+    let pinned_ms = median_ms(|| {
+        s.memcpy_htod(&ha, &mut da)?;
+        s.memcpy_htod(&hb, &mut db)?;
+        gpu.int8_add(AddVariant::Vec16, &da, &db, &mut dout, sa, sb, inv_so)?;
+        s.memcpy_dtoh(&dout, &mut hout)?;
+        Ok(s.synchronize()?)
+    })?;
     let out_pinned = hout.as_slice()?.to_vec();
 
     // Pinned, chunked over several streams: chunk i's copies overlap chunk i-1's kernel.
@@ -326,35 +395,36 @@ pub fn transfers(
     hout.as_mut_slice()?.fill(0);
     let (ha_s, hb_s) = (ha.as_slice()?, hb.as_slice()?);
     let ho = hout.as_mut_slice()?;
-    let t = Instant::now();
-    for c in 0..chunks {
-        let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
-        if lo >= hi {
-            break;
-        }
-        let (ca, cb, co, st) = &mut lanes[c % streams];
-        let len = hi - lo;
-        {
-            let (pa, _ga) = ca.device_ptr_mut(st);
-            let (pb, _gb) = cb.device_ptr_mut(st);
-            // SAFETY: device buffers hold `chunk` ≥ len bytes; the host ranges are in bounds
-            // and pinned, and outlive the stream work (synchronized below).
+    let overlapped_ms = median_ms(|| {
+        for c in 0..chunks {
+            let (lo, hi) = (c * chunk, ((c + 1) * chunk).min(n));
+            if lo >= hi {
+                break;
+            }
+            let (ca, cb, co, st) = &mut lanes[c % streams];
+            let len = hi - lo;
+            {
+                let (pa, _ga) = ca.device_ptr_mut(st);
+                let (pb, _gb) = cb.device_ptr_mut(st);
+                // SAFETY: device buffers hold `chunk` ≥ len bytes; the host ranges are in bounds
+                // and pinned, and outlive the stream work (synchronized below).
+                unsafe {
+                    cudarc::driver::result::memcpy_htod_async(pa, &ha_s[lo..hi], st.cu_stream())?;
+                    cudarc::driver::result::memcpy_htod_async(pb, &hb_s[lo..hi], st.cu_stream())?;
+                }
+            }
+            gpu.int8_add_on(st, AddVariant::Vec16, ca, cb, co, len, (sa, sb, inv_so))?;
+            let (po, _go) = co.device_ptr(st);
+            // SAFETY: as above.
             unsafe {
-                cudarc::driver::result::memcpy_htod_async(pa, &ha_s[lo..hi], st.cu_stream())?;
-                cudarc::driver::result::memcpy_htod_async(pb, &hb_s[lo..hi], st.cu_stream())?;
+                cudarc::driver::result::memcpy_dtoh_async(&mut ho[lo..hi], po, st.cu_stream())?;
             }
         }
-        gpu.int8_add_on(st, AddVariant::Vec16, ca, cb, co, len, (sa, sb, inv_so))?;
-        let (po, _go) = co.device_ptr(st);
-        // SAFETY: as above.
-        unsafe {
-            cudarc::driver::result::memcpy_dtoh_async(&mut ho[lo..hi], po, st.cu_stream())?;
+        for (_, _, _, st) in &lanes {
+            st.synchronize()?;
         }
-    }
-    for (_, _, _, st) in &lanes {
-        st.synchronize()?;
-    }
-    let overlapped_ms = t.elapsed().as_secs_f64() * 1e3;
+        Ok(())
+    })?;
     let outputs_match = out_pageable == want && out_pinned == want && ho[..] == want[..];
     Ok(TransferReport {
         bytes: n,

@@ -61,6 +61,27 @@ pub fn open(ordinal: usize, cache_dir: Option<std::path::PathBuf>) -> Result<Gpu
     Gpu::open(ordinal, cache_dir)
 }
 
+/// The CUDA version the installed driver supports, e.g. `(13, 0)`: PTX from an NVRTC newer
+/// than this does not load, so `smelt gpu info` prints both.
+#[cfg(feature = "cuda")]
+pub fn driver_version() -> Result<(i32, i32), GpuError> {
+    // SAFETY: only tries to dlopen libcuda by its usual names.
+    let present = std::panic::catch_unwind(|| unsafe { cudarc::driver::sys::is_culib_present() })
+        .unwrap_or(false);
+    if !present {
+        return Err(GpuError::new("no CUDA driver (libcuda.so) found"));
+    }
+    let mut v = 0;
+    // SAFETY: the library is present; the pointer is valid. cuDriverGetVersion needs no cuInit.
+    let status = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+    if status != cudarc::driver::sys::CUresult::CUDA_SUCCESS {
+        return Err(GpuError::new(format!(
+            "cuDriverGetVersion failed: {status:?}"
+        )));
+    }
+    Ok((v / 1000, (v % 1000) / 10))
+}
+
 /// Without the `cuda` feature there is never a GPU.
 #[cfg(not(feature = "cuda"))]
 pub fn open(_ordinal: usize, _cache_dir: Option<std::path::PathBuf>) -> Result<Never, GpuError> {
