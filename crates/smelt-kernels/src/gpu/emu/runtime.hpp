@@ -11,6 +11,7 @@
 // separately.
 #pragma once
 
+#include <sys/mman.h>
 #include <ucontext.h>
 
 #include <climits>
@@ -57,20 +58,45 @@ struct Fiber {
     State state;
 };
 
+constexpr size_t STACK_BYTES = 64 * 1024;
+constexpr size_t GUARD_BYTES = 4096;
+
+// A fiber stack with an inaccessible page below it, so an overflow faults instead of
+// silently overwriting another fiber's stack.
+struct Stack {
+    char* base = nullptr;  // the guard page; the stack follows it
+    Stack() {
+        void* p = mmap(nullptr, GUARD_BYTES + STACK_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            fprintf(stderr, "cuda emulator: cannot map a fiber stack\n");
+            abort();
+        }
+        base = (char*)p;
+        mprotect(base, GUARD_BYTES, PROT_NONE);
+    }
+    Stack(const Stack&) = delete;
+    Stack& operator=(const Stack&) = delete;
+    Stack(Stack&& o) noexcept : base(o.base) { o.base = nullptr; }
+    ~Stack() {
+        if (base) munmap(base, GUARD_BYTES + STACK_BYTES);
+    }
+    char* data() const { return base + GUARD_BYTES; }
+    size_t size() const { return STACK_BYTES; }
+};
+
 // Per loaded library (built with -fvisibility=hidden -fno-gnu-unique, so two emulators in one
 // process never share it): the launch in progress. Launches never overlap: the Rust side
 // serialises them.
 struct Launch {
     ucontext_t sched;
     std::vector<Fiber> fibers;          // (threads per block,)
-    std::vector<std::vector<char>> stacks;  // one per fiber, reused across blocks and launches
+    std::vector<Stack> stacks;          // one per fiber, reused across blocks and launches
     std::vector<uint64_t> slots;        // (threads per block,) shuffle mailboxes
     unsigned cur = 0;                   // linear index of the running fiber in its block
     std::function<void()> body;         // the kernel call with its arguments
 };
 inline Launch g;
-
-constexpr size_t STACK_BYTES = 64 * 1024;
 
 inline void set_thread(unsigned t) {
     g.cur = t;
@@ -159,7 +185,7 @@ int launch(void (*k)(A...), const unsigned* grid, const unsigned* block, void** 
     gridDim = {grid[0], grid[1], grid[2]};
     blockDim = {block[0], block[1], block[2]};
     g.fibers.assign(n, Fiber{});
-    while (g.stacks.size() < n) g.stacks.emplace_back(STACK_BYTES);
+    while (g.stacks.size() < n) g.stacks.emplace_back();
     g.slots.assign(n, 0);
     g.body = [=] { call(k, params, std::index_sequence_for<A...>{}); };
     std::string e;
