@@ -4,6 +4,7 @@
 //! calls `check.rs` drives, so the same checks run on a GPU and, in CI, on the emulator.
 
 use cudarc::driver::LaunchConfig;
+use smelt_gguf::GgmlType;
 
 use super::GpuError;
 use super::device::{AddVariant, GptqDevice, Gpu};
@@ -67,6 +68,13 @@ pub(crate) fn int8_add_plan(
     Ok(geo.stride(n.div_ceil(variant.per_thread()), 256, 16))
 }
 
+/// (values, bytes) per block of Q4_K (`q4k`) or Q8_0, from the GGUF type table.
+fn ggml_block(q4k: bool) -> (usize, usize) {
+    let ty = if q4k { GgmlType::Q4_K } else { GgmlType::Q8_0 };
+    let (values, bytes) = ty.block();
+    (values as usize, bytes as usize)
+}
+
 /// Q8_0 (`q4k = false`) or Q4_K dequantize of `n` values from `src_len` bytes: the kernel's
 /// name and grid.
 pub(crate) fn dequant_ggml_plan(
@@ -75,11 +83,8 @@ pub(crate) fn dequant_ggml_plan(
     src_len: usize,
     n: usize,
 ) -> Result<(&'static str, LaunchConfig), GpuError> {
-    let (block, bytes, name) = if q4k {
-        (256, 144, "dequant_q4_k")
-    } else {
-        (32, 34, "dequant_q8_0")
-    };
+    let name = if q4k { "dequant_q4_k" } else { "dequant_q8_0" };
+    let (block, bytes) = ggml_block(q4k);
     if !n.is_multiple_of(block) || src_len != n / block * bytes {
         return Err(GpuError::new(format!(
             "{name}: {n} values need a multiple of {block} and {} bytes, got {src_len}",
@@ -137,11 +142,8 @@ pub(crate) fn gemv_ggml_plan(
     k: usize,
     rows: usize,
 ) -> Result<(&'static str, LaunchConfig), GpuError> {
-    let (block, bytes, name) = if q4k {
-        (256, 144, "gemv_q4_k")
-    } else {
-        (32, 34, "gemv_q8_0")
-    };
+    let name = if q4k { "gemv_q4_k" } else { "gemv_q8_0" };
+    let (block, bytes) = ggml_block(q4k);
     if rows == 0 || k == 0 || !k.is_multiple_of(256) || w_len != rows * (k / block) * bytes {
         return Err(GpuError::new(format!(
             "{name}: K = {k} must be a positive multiple of 256 and W must hold \

@@ -87,20 +87,21 @@ pub struct BenchReport {
 }
 
 /// Mean milliseconds per call of `f` over `reps` calls after 3 warm-up calls, by CUDA events.
+/// `f` gets the call's number, so it can rotate through copies of its inputs.
 fn time_ms(
     gpu: &Gpu,
     reps: usize,
-    mut f: impl FnMut() -> Result<(), GpuError>,
+    mut f: impl FnMut(usize) -> Result<(), GpuError>,
 ) -> Result<f64, GpuError> {
-    for _ in 0..3 {
-        f()?;
+    for call in 0..3 {
+        f(call)?;
     }
     let ctx = gpu.context();
     let start = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
     let end = ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))?;
     start.record(gpu.stream())?;
-    for _ in 0..reps {
-        f()?;
+    for call in 3..3 + reps {
+        f(call)?;
     }
     end.record(gpu.stream())?;
     end.synchronize()?;
@@ -153,7 +154,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         let n = 1usize << 30;
         let src = gpu.stream().alloc_zeros::<u8>(n)?;
         let mut dst = gpu.stream().alloc_zeros::<u8>(n)?;
-        let ms = time_ms(gpu, reps, || {
+        let ms = time_ms(gpu, reps, |_| {
             Ok(gpu.stream().memcpy_dtod(&src, &mut dst)?)
         })?;
         2.0 * n as f64 / ms / 1e6
@@ -166,7 +167,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         let (da, db) = (gpu.upload(&a)?, gpu.upload(&a)?);
         let mut out = gpu.stream().alloc_zeros::<i8>(n)?;
         for v in AddVariant::ALL {
-            let ms = time_ms(gpu, reps, || {
+            let ms = time_ms(gpu, reps, |_| {
                 gpu.int8_add(v, &da, &db, &mut out, 0.02, 0.03, 20.0)
             })?;
             rows.push(BenchRow::new(
@@ -192,9 +193,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
             let offsets: &[usize] = if q4k { &[0, 2] } else { &[0] };
             let host = random_blocks(&mut rng, n / block, bsize, offsets);
             let ws = upload_copies(gpu, &host, rotation(gpu, host.len()))?;
-            let mut i = 0;
-            let ms = time_ms(gpu, reps, || {
-                i += 1;
+            let ms = time_ms(gpu, reps, |i| {
                 gpu.gemv_ggml(q4k, &ws[i % ws.len()], &dx, &mut y)
             })?;
             rows.push(BenchRow::new(
@@ -206,8 +205,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
             ));
             if rows_ == 4096 {
                 let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
-                let ms = time_ms(gpu, reps, || {
-                    i += 1;
+                let ms = time_ms(gpu, reps, |i| {
                     gpu.dequant_ggml(q4k, &ws[i % ws.len()], &mut out)
                 })?;
                 rows.push(BenchRow::new(
@@ -227,9 +225,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
             upload_copies(gpu, &packed, copies)?,
             upload_copies(gpu, &absmax, copies)?,
         );
-        let mut i = 0;
-        let ms = time_ms(gpu, reps, || {
-            i += 1;
+        let ms = time_ms(gpu, reps, |i| {
             gpu.gemv_nf4(&dps[i % copies], &das[i % copies], &dx, &mut y)
         })?;
         rows.push(BenchRow::new(
@@ -247,8 +243,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         for _ in 1..rotation(gpu, gptq_bytes) {
             dqs.push(GptqDevice::upload(gpu, &q)?);
         }
-        let ms = time_ms(gpu, reps, || {
-            i += 1;
+        let ms = time_ms(gpu, reps, |i| {
             gpu.gemv_gptq(&dqs[i % dqs.len()], &dx, &mut y)
         })?;
         rows.push(BenchRow::new(
@@ -260,8 +255,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
         ));
         if rows_ == 4096 {
             let mut out = gpu.stream().alloc_zeros::<f32>(n)?;
-            let ms = time_ms(gpu, reps, || {
-                i += 1;
+            let ms = time_ms(gpu, reps, |i| {
                 gpu.dequant_nf4(&dps[i % copies], &das[i % copies], 64, &mut out)
             })?;
             rows.push(BenchRow::new(
@@ -271,8 +265,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
                 nf4_bytes + 4.0 * n as f64,
                 0.0,
             ));
-            let ms = time_ms(gpu, reps, || {
-                i += 1;
+            let ms = time_ms(gpu, reps, |i| {
                 gpu.dequant_gptq(&dqs[i % dqs.len()], &mut out)
             })?;
             let bytes = (gptq_bytes + 4 * n) as f64;
@@ -289,7 +282,7 @@ pub fn run(gpu: &Gpu, reps: usize) -> Result<BenchReport, GpuError> {
             gpu.upload(&vec![0.01f32; n])?,
         );
         let mut d = gpu.stream().alloc_zeros::<f32>(m * n)?;
-        let ms = time_ms(gpu, reps, || {
+        let ms = time_ms(gpu, reps, |_| {
             gpu.gemm_int8(&da, &db, (m, n, k), None, Some((&sa, &sb, &mut d)))
         })?;
         let bytes = (m * k + n * k + 4 * (m * n + m + n)) as f64;
