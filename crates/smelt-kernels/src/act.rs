@@ -22,6 +22,9 @@ pub struct BlockQ8x32 {
     pub s_f16: f32,
     /// `Σ q` exactly, for kernels that start an integer sum at `−k·Σ q` (the interleaved ones).
     pub sum: i32,
+    /// (8,) `−128 · Σ q` over each four consecutive codes, which start the Q8_0 kernel's eight
+    /// lane sums (ggml's order keeps one partial sum per four codes; see `interleaved.rs`).
+    pub bias4: [i32; 8],
     /// (32,) codes in [−127, 127].
     pub qs: [i8; 32],
 }
@@ -135,11 +138,15 @@ impl BlockQ8x32 {
     fn from_codes(qs: [i8; 32], amax: f32, sum: i32) -> Self {
         let d = amax / 127.0;
         let d16 = f16_round(d);
+        let bias4 = std::array::from_fn(|j| {
+            -128 * qs[4 * j..4 * j + 4].iter().map(|&q| q as i32).sum::<i32>()
+        });
         Self {
             d: d16,
             s: d16 * sum as f32,
             s_f16: f16_round(d * sum as f32),
             sum,
+            bias4,
             qs,
         }
     }

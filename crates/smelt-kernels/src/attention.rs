@@ -1,11 +1,21 @@
 //! One attention head for one query over an f16 KV cache: `out = softmax(q·Kᵀ · scale) · V`.
 //!
-//! Rounding follows llama.cpp's CPU path without flash attention: the query and the attention
-//! weights are rounded to f16 before they meet the f16 keys and values; dot products, the
-//! softmax and the weighted sum are in f32. The AVX2 variant (head widths 32–128) serves the
-//! query heads of one KV head together: eight keys (or values) at a time are converted from
-//! f16 once and read by every head, which scores eight positions per step and reduces them
-//! with one horizontal-add tree; the reference is the plain loop.
+//! The arithmetic is llama.cpp's CPU path without flash attention, operation for operation, so
+//! that the results are the same floats (`docs/design.md`, "Why ggml's rounding"):
+//! - the query and the attention weights are rounded to f16 before they meet the f16 keys and
+//!   values;
+//! - both products sum in the order of the ggml routine llama.cpp uses for them ([`Order`]):
+//!   with one new token, `ggml_vec_dot_f16` (AVX-512: four 16-lane accumulators over every 64
+//!   values, the leftovers added in f64); with several, llamafile's `tinyBLAS` (one 16-lane
+//!   accumulator chain), when the length is a multiple of 16. Sixteen lanes then reduce in
+//!   GCC's `_mm512_reduce_add_ps` tree ([`reduce16`]);
+//! - the softmax is ggml's: e^x by `silu::exp` over 16-position chunks aligned to position 0,
+//!   each chunk's sum added in f64, and the weights scaled by `(float)(1.0 / sum)`.
+//!
+//! The weighted sum over positions runs lane by lane: position p feeds lane `p % 16` of chunk
+//! `p / 16`. The AVX2 variant (head widths that are multiples of 16, up to 128) keeps each
+//! lane's chain over positions in registers across the head's dimensions, serves the query
+//! heads of one KV head together, and computes every head exactly as the reference does.
 
 use half::f16;
 
@@ -65,35 +75,131 @@ fn f16_round(v: f32) -> f32 {
     f16::from_f32(v).to_f32()
 }
 
-fn softmax_f16_weights(scores: &mut [f32]) {
-    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut sum = 0.0;
-    for v in scores.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+/// Which of llama.cpp's two f16 products an attention step's sums follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// A sequence's single new token (decode): `ggml_vec_dot_f16`.
+    Single,
+    /// Several new tokens of a sequence (a prompt): llamafile's `tinyBLAS`, which llama.cpp
+    /// uses for products over more than one token when the summed length is a multiple of 16
+    /// (otherwise it falls back to `ggml_vec_dot_f16`, and so does this).
+    Batch,
+}
+
+impl Order {
+    /// The order llama.cpp uses when a sequence runs `n_new` tokens in one pass.
+    pub fn for_tokens(n_new: usize) -> Self {
+        if n_new >= 2 {
+            Order::Batch
+        } else {
+            Order::Single
+        }
     }
-    for v in scores.iter_mut() {
-        *v = f16_round(*v / sum);
+
+    /// Whether a length-`n` product sums as one 16-lane chain.
+    fn chained(self, n: usize) -> bool {
+        self == Order::Batch && n.is_multiple_of(16)
     }
 }
 
-/// Reference: `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`.
-pub fn attend_reference(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, out: &mut [f32]) {
+/// Sixteen lanes summed as GCC's `_mm512_reduce_add_ps` does: halves, quarters, then pairs.
+pub fn reduce16(a: &[f32; 16]) -> f32 {
+    let t8: [f32; 8] = std::array::from_fn(|i| a[i] + a[i + 8]);
+    let t4: [f32; 4] = std::array::from_fn(|i| t8[i] + t8[i + 4]);
+    (t4[0] + t4[2]) + (t4[1] + t4[3])
+}
+
+/// `Σ x·y` in `order`'s summation order (see the module docs).
+pub fn dot_in_order(order: Order, x: &[f32], y: &[f32]) -> f32 {
+    assert_eq!(x.len(), y.len(), "dot of unequal lengths");
+    let n = x.len();
+    if order.chained(n) {
+        let mut acc = [0f32; 16];
+        for (xc, yc) in x.chunks_exact(16).zip(y.chunks_exact(16)) {
+            for l in 0..16 {
+                acc[l] = xc[l].mul_add(yc[l], acc[l]);
+            }
+        }
+        return reduce16(&acc);
+    }
+    let np = n - n % 64;
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (l, s) in a.iter_mut().enumerate() {
+                let k = i + 16 * j + l;
+                *s = x[k].mul_add(y[k], *s);
+            }
+        }
+    }
+    let a0: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    let mut sum = reduce16(&a0) as f64;
+    for k in np..n {
+        sum += (x[k] * y[k]) as f64;
+    }
+    sum as f32
+}
+
+/// Positions padded for the weighted sum: whole 64-position steps for [`Order::Single`] (its
+/// four accumulators), whole 16-position chunks for [`Order::Batch`]. The padding has zero
+/// weight, so it adds nothing; llama.cpp's own padding (to 256 positions) is a multiple of both.
+fn padded(order: Order, n_pos: usize) -> usize {
+    match order {
+        Order::Single => n_pos.div_ceil(64) * 64,
+        Order::Batch => n_pos.div_ceil(16) * 16,
+    }
+}
+
+/// ggml's softmax of `scores` (n_pos,), in place, then each weight rounded to f16.
+fn softmax_f16_weights(scores: &mut [f32]) {
+    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f64;
+    for chunk in scores.chunks_mut(16) {
+        let mut lanes = [0f32; 16];
+        for (l, v) in chunk.iter_mut().enumerate() {
+            *v = crate::silu::exp(*v - max);
+            lanes[l] = *v;
+        }
+        sum += reduce16(&lanes) as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    for v in scores.iter_mut() {
+        *v = f16_round(*v * inv);
+    }
+}
+
+/// Reference: `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`, summed
+/// in `order`.
+pub fn attend_reference(
+    q: &[f32],
+    kv: HeadSlabs,
+    n_pos: usize,
+    scale: f32,
+    order: Order,
+    out: &mut [f32],
+) {
     let hd = q.len();
     let q16: Vec<f32> = q.iter().map(|&v| f16_round(v)).collect();
-    let mut scores: Vec<f32> = (0..n_pos)
-        .map(|p| {
-            let k = &kv.keys[kv.row(p) * kv.stride + kv.offset..][..hd];
-            q16.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum::<f32>() * scale
-        })
+    let row = |slab: &[f16], p: usize| -> Vec<f32> {
+        slab[kv.row(p) * kv.stride + kv.offset..][..hd]
+            .iter()
+            .map(|v| v.to_f32())
+            .collect()
+    };
+    let mut w: Vec<f32> = (0..n_pos)
+        .map(|p| dot_in_order(order, &row(kv.keys, p), &q16) * scale)
         .collect();
-    softmax_f16_weights(&mut scores);
-    out[..hd].iter_mut().for_each(|o| *o = 0.0);
-    for (p, &w) in scores.iter().enumerate() {
-        let v = &kv.values[kv.row(p) * kv.stride + kv.offset..][..hd];
-        for (o, x) in out.iter_mut().zip(v) {
-            *o += w * x.to_f32();
-        }
+    softmax_f16_weights(&mut w);
+    let n_pad = padded(order, n_pos);
+    w.resize(n_pad, 0.0);
+    // (n_pad, hd) values, zero past n_pos.
+    let mut v = vec![0f32; n_pad * hd];
+    for p in 0..n_pos {
+        v[p * hd..(p + 1) * hd].copy_from_slice(&row(kv.values, p));
+    }
+    for (d, o) in out[..hd].iter_mut().enumerate() {
+        let col: Vec<f32> = (0..n_pad).map(|p| v[p * hd + d]).collect();
+        *o = dot_in_order(order, &col, &w);
     }
 }
 
@@ -101,225 +207,357 @@ pub fn attend_reference(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, out:
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{HeadSlabs, f16, f16_round};
+    use super::{HeadSlabs, Order, f16, padded};
     use crate::silu::x86::exp8;
 
-    /// [`super::softmax_f16_weights`] eight lanes at a time: the same max, the vectorized exp
-    /// of the SiLU kernel (within 4 ulp of libm), sums in 8 lanes, and the f16 rounding of
-    /// the weights by `vcvtps2ph` (round to nearest even, as `half` does).
+    thread_local! {
+        /// (weights (g, n_pad), rounded queries (g, hd), keys or values converted (128, hd),
+        /// lane sums (g, 4, 16, hd)) reused between calls on a thread.
+        static SCRATCH: std::cell::RefCell<[Vec<f32>; 4]> =
+            const { std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]) };
+        /// (n_pos,) each position's slab row.
+        static ROWS: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// [`super::reduce16`] of the lanes `lo` (0..8) and `hi` (8..16).
     #[inline(always)]
-    unsafe fn softmax_f16_weights(scores: &mut [f32]) {
+    unsafe fn reduce16(lo: __m256, hi: __m256) -> f32 {
         unsafe {
-            let n = scores.len();
-            let body = n - n % 8;
-            let ptr = scores.as_mut_ptr();
-            let mut mv = _mm256_set1_ps(f32::NEG_INFINITY);
-            for i in (0..body).step_by(8) {
-                mv = _mm256_max_ps(mv, _mm256_loadu_ps(ptr.add(i)));
-            }
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), mv);
-            let max = lanes
-                .iter()
-                .chain(&scores[body..])
-                .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let maxv = _mm256_set1_ps(max);
-            let mut sv = _mm256_setzero_ps();
-            for i in (0..body).step_by(8) {
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(ptr.add(i)), maxv));
-                _mm256_storeu_ps(ptr.add(i), e);
-                sv = _mm256_add_ps(sv, e);
-            }
-            // The tail through the same exp, in a padded copy.
-            let mut tail = [0f32; 8];
-            tail[..n - body].copy_from_slice(&scores[body..]);
-            _mm256_storeu_ps(
-                tail.as_mut_ptr(),
-                exp8(_mm256_sub_ps(_mm256_loadu_ps(tail.as_ptr()), maxv)),
-            );
-            scores[body..].copy_from_slice(&tail[..n - body]);
-            _mm256_storeu_ps(lanes.as_mut_ptr(), sv);
-            let sum: f32 = lanes.iter().sum::<f32>() + scores[body..].iter().sum::<f32>();
-            let sumv = _mm256_set1_ps(sum);
-            for i in (0..body).step_by(8) {
-                let w = _mm256_div_ps(_mm256_loadu_ps(ptr.add(i)), sumv);
-                let w = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(w));
-                _mm256_storeu_ps(ptr.add(i), w);
-            }
-            for v in &mut scores[body..] {
-                *v = f16_round(*v / sum);
+            let t = _mm256_add_ps(lo, hi);
+            let t = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+            let t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+            _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)))
+        }
+    }
+
+    /// Eight [`reduce16`]s at once: `t[k]` holds lanes `lo + hi` of item k; item k's result
+    /// lands in lane k. The 8×8 transpose turns the tree's additions into vertical ones, the
+    /// same additions in the same order.
+    #[inline(always)]
+    unsafe fn reduce16_x8(t: [__m256; 8]) -> __m256 {
+        unsafe {
+            // Transpose: c[i] lane k = t[k] lane i.
+            let a0 = _mm256_unpacklo_ps(t[0], t[1]);
+            let a1 = _mm256_unpackhi_ps(t[0], t[1]);
+            let a2 = _mm256_unpacklo_ps(t[2], t[3]);
+            let a3 = _mm256_unpackhi_ps(t[2], t[3]);
+            let a4 = _mm256_unpacklo_ps(t[4], t[5]);
+            let a5 = _mm256_unpackhi_ps(t[4], t[5]);
+            let a6 = _mm256_unpacklo_ps(t[6], t[7]);
+            let a7 = _mm256_unpackhi_ps(t[6], t[7]);
+            let b0 = _mm256_shuffle_ps::<0x44>(a0, a2);
+            let b1 = _mm256_shuffle_ps::<0xee>(a0, a2);
+            let b2 = _mm256_shuffle_ps::<0x44>(a1, a3);
+            let b3 = _mm256_shuffle_ps::<0xee>(a1, a3);
+            let b4 = _mm256_shuffle_ps::<0x44>(a4, a6);
+            let b5 = _mm256_shuffle_ps::<0xee>(a4, a6);
+            let b6 = _mm256_shuffle_ps::<0x44>(a5, a7);
+            let b7 = _mm256_shuffle_ps::<0xee>(a5, a7);
+            let c0 = _mm256_permute2f128_ps::<0x20>(b0, b4);
+            let c1 = _mm256_permute2f128_ps::<0x20>(b1, b5);
+            let c2 = _mm256_permute2f128_ps::<0x20>(b2, b6);
+            let c3 = _mm256_permute2f128_ps::<0x20>(b3, b7);
+            let c4 = _mm256_permute2f128_ps::<0x31>(b0, b4);
+            let c5 = _mm256_permute2f128_ps::<0x31>(b1, b5);
+            let c6 = _mm256_permute2f128_ps::<0x31>(b2, b6);
+            let c7 = _mm256_permute2f128_ps::<0x31>(b3, b7);
+            // ((t0 + t4) + (t2 + t6)) + ((t1 + t5) + (t3 + t7)), lane by lane.
+            let u0 = _mm256_add_ps(c0, c4);
+            let u1 = _mm256_add_ps(c1, c5);
+            let u2 = _mm256_add_ps(c2, c6);
+            let u3 = _mm256_add_ps(c3, c7);
+            _mm256_add_ps(_mm256_add_ps(u0, u2), _mm256_add_ps(u1, u3))
+        }
+    }
+
+    /// `n` f16 values at `src` into `dst` as f32 (`n` a multiple of 8).
+    #[inline(always)]
+    unsafe fn convert(src: *const f16, n: usize, dst: *mut f32) {
+        unsafe {
+            for i in (0..n).step_by(8) {
+                let v = _mm256_cvtph_ps(_mm_loadu_si128(src.add(i) as *const __m128i));
+                _mm256_storeu_ps(dst.add(i), v);
             }
         }
     }
 
+    /// The 16 lanes of [`super::dot_in_order`] of `hd` values (a multiple of 16), as
+    /// `lo + hi` (the first step of [`reduce16`]), and the f64 leftovers of the `Single` order
+    /// (`None` when there are none).
     #[inline(always)]
-    unsafe fn load_h(p: *const f16) -> __m256 {
-        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) }
+    unsafe fn dot_lanes(order: Order, x: *const f32, y: *const f32, hd: usize) -> (__m256, bool) {
+        unsafe {
+            let ld = |p: *const f32, i: usize| _mm256_loadu_ps(p.add(i));
+            if order.chained(hd) {
+                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for i in (0..hd).step_by(16) {
+                    lo = _mm256_fmadd_ps(ld(x, i), ld(y, i), lo);
+                    hi = _mm256_fmadd_ps(ld(x, i + 8), ld(y, i + 8), hi);
+                }
+                return (_mm256_add_ps(lo, hi), false);
+            }
+            let np = hd - hd % 64;
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for i in (0..np).step_by(64) {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(ld(x, i + 8 * j), ld(y, i + 8 * j), *a);
+                }
+            }
+            // Accumulator j is lanes (acc[2j], acc[2j + 1]): (a0 + a2) + (a1 + a3).
+            let lo = _mm256_add_ps(_mm256_add_ps(acc[0], acc[4]), _mm256_add_ps(acc[2], acc[6]));
+            let hi = _mm256_add_ps(_mm256_add_ps(acc[1], acc[5]), _mm256_add_ps(acc[3], acc[7]));
+            (_mm256_add_ps(lo, hi), np < hd)
+        }
     }
 
-    thread_local! {
-        /// (scores (g, n_pos), rounded queries (g, 8C), keys or values of 8 positions
-        /// (8, 8C), outputs (g, 8C)) reused between calls on a thread.
-        static SCRATCH: std::cell::RefCell<[Vec<f32>; 4]> =
-            const { std::cell::RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]) };
+    /// `reduced` plus the f64 leftovers `np..hd` of the `Single` order.
+    #[inline(always)]
+    unsafe fn add_leftovers(reduced: f32, x: *const f32, y: *const f32, hd: usize) -> f32 {
+        unsafe {
+            let mut sum = reduced as f64;
+            for k in hd - hd % 64..hd {
+                sum += (*x.add(k) * *y.add(k)) as f64;
+            }
+            sum as f32
+        }
     }
 
-    /// `g` query heads of width 8·C that share one KV head: `q` and `out` are (g, 8C). Each
-    /// run of 8 keys (and of 8 values) is converted from f16 once into a small f32 buffer
-    /// and read by every head; per head, the operations and their order are those of a
-    /// single head, so the result equals `g` separate calls bit for bit.
+    /// `g` query heads of width `hd` (a multiple of 16, at most 128) that share one KV head:
+    /// `q` and `out` are (g, hd). Each head's result is [`super::attend_reference`]'s, bit for
+    /// bit.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn attend_group<const C: usize>(
+    pub(super) unsafe fn attend_group(
         q: &[f32],
         g: usize,
+        hd: usize,
         kv: HeadSlabs,
         n_pos: usize,
         scale: f32,
+        order: Order,
         out: &mut [f32],
     ) {
-        let w = 8 * C;
-        assert!(g > 0 && q.len() == g * w && out.len() >= g * w && n_pos > 0);
+        assert!(g > 0 && q.len() == g * hd && out.len() >= g * hd && n_pos > 0);
+        assert!(hd.is_multiple_of(16) && hd <= 128);
         assert!(n_pos.div_ceil(kv.block) <= kv.table.len());
         for (_, row, len) in kv.runs(n_pos) {
             assert!(
-                kv.keys.len().min(kv.values.len()) >= (row + len - 1) * kv.stride + kv.offset + w
+                kv.keys.len().min(kv.values.len()) >= (row + len - 1) * kv.stride + kv.offset + hd
             );
         }
+        let row_of = ROWS.with(|r| {
+            let mut row_of = r.take();
+            row_of.clear();
+            for (_, row0, len) in kv.runs(n_pos) {
+                row_of.extend(row0..row0 + len);
+            }
+            row_of
+        });
         SCRATCH.with(|cell| {
             let mut bufs = cell.borrow_mut();
-            let [scores, qr, rows8, o] = &mut *bufs;
-            scores.clear();
-            scores.resize(g * n_pos, 0.0);
-            qr.clear();
-            qr.resize(g * w, 0.0);
-            rows8.clear();
-            rows8.resize(8 * w, 0.0);
-            o.clear();
-            o.resize(g * w, 0.0);
-            // SAFETY: the CPU features are this function's; every slab read was bounds-checked
-            // above and every buffer is sized here.
-            unsafe { group_body::<C>(q, g, kv, n_pos, scale, scores, qr, rows8, o) };
-            out[..g * w].copy_from_slice(o);
-        })
-    }
-
-    /// Rows `j0..j0 + m` of a run starting at slab row `row0` (keys or values, from `base`),
-    /// this head's 8·C elements each, into `rows8` as (m, 8C) f32.
-    #[inline(always)]
-    unsafe fn convert_rows<const C: usize>(
-        base: *const f16,
-        kv: &HeadSlabs,
-        row0: usize,
-        j0: usize,
-        m: usize,
-        rows8: *mut f32,
-    ) {
-        unsafe {
-            for j in 0..m {
-                let src = base.add((row0 + j0 + j) * kv.stride + kv.offset);
-                for c in 0..C {
-                    _mm256_storeu_ps(rows8.add(j * 8 * C + 8 * c), load_h(src.add(8 * c)));
+            let [w, qr, rows, lanes] = &mut *bufs;
+            let n_pad = padded(order, n_pos);
+            // Sized, not cleared: every value read is written first (`body`).
+            for (buf, len) in [
+                (&mut *w, g * n_pad),
+                (&mut *qr, g * hd),
+                (&mut *rows, 128 * hd),
+                (&mut *lanes, g * 4 * 16 * hd),
+            ] {
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
                 }
             }
-        }
+            // SAFETY: the CPU features are this function's; every slab read was bounds-checked
+            // above and every buffer is sized here. The width is a constant in each body, so
+            // its accumulators stay in registers.
+            unsafe {
+                match hd {
+                    16 => body::<2>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                    32 => body::<4>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                    48 => body::<6>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                    64 => body::<8>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                    80 => body::<10>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                    96 => body::<12>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                    112 => body::<14>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                    _ => body::<16>(
+                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
+                    ),
+                }
+            }
+        });
+        ROWS.with(|r| r.replace(row_of));
     }
 
-    /// The body of [`attend_group`], compiled with its features (not inside a closure, whose
-    /// code would not get them).
+    /// The body of [`attend_group`] for head width `8·C`, compiled with its features (not
+    /// inside a closure, whose code would not get them).
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn group_body<const C: usize>(
+    unsafe fn body<const C: usize>(
         q: &[f32],
         g: usize,
         kv: HeadSlabs,
+        row_of: &[usize],
         n_pos: usize,
         scale: f32,
-        scores: &mut [f32],
+        order: Order,
+        w: &mut [f32],
         qr: &mut [f32],
-        rows8: &mut [f32],
-        o: &mut [f32],
+        rows: &mut [f32],
+        lanes: &mut [f32],
+        out: &mut [f32],
     ) {
         unsafe {
-            let w = 8 * C;
+            let hd = 8 * C;
+            let n_pad = padded(order, n_pos);
             // The queries, rounded to f16 and back (vcvtps2ph/vcvtph2ps round to nearest even).
-            for i in (0..g * w).step_by(8) {
+            for i in (0..g * hd).step_by(8) {
                 let x = _mm256_loadu_ps(q.as_ptr().add(i));
                 let r = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
                 _mm256_storeu_ps(qr.as_mut_ptr().add(i), r);
             }
-            let rb = rows8.as_mut_ptr();
-            for (p0, row0, len) in kv.runs(n_pos) {
-                let mut p = 0;
-                while p + 8 <= len {
-                    convert_rows::<C>(kv.keys.as_ptr(), &kv, row0, p, 8, rb);
-                    for h in 0..g {
-                        let qh = qr.as_ptr().add(h * w);
-                        let mut acc = [_mm256_setzero_ps(); 8];
-                        for (j, a) in acc.iter_mut().enumerate() {
-                            for c in 0..C {
-                                let qc = _mm256_loadu_ps(qh.add(8 * c));
-                                *a =
-                                    _mm256_fmadd_ps(qc, _mm256_loadu_ps(rb.add(j * w + 8 * c)), *a);
+            // Scores, eight positions at a time: their keys converted once into the first
+            // eight rows of `rows` for every head, then reduced together (positions past
+            // n_pos in the last eight get zero keys and unused scores).
+            let kp = rows.as_mut_ptr();
+            for p0 in (0..n_pos).step_by(8) {
+                let m = 8.min(n_pos - p0);
+                for k in 0..8 {
+                    if k < m {
+                        let p = p0 + k;
+                        let src = kv.keys.as_ptr().add(row_of[p] * kv.stride + kv.offset);
+                        convert(src, hd, kp.add(k * hd));
+                    } else {
+                        rows[k * hd..(k + 1) * hd].iter_mut().for_each(|v| *v = 0.0);
+                    }
+                }
+                for h in 0..g {
+                    let qh = qr.as_ptr().add(h * hd);
+                    let mut t = [_mm256_setzero_ps(); 8];
+                    let mut leftovers = false;
+                    for (k, tk) in t.iter_mut().enumerate() {
+                        let (lanes16, left) = dot_lanes(order, kp.add(k * hd), qh, hd);
+                        *tk = lanes16;
+                        leftovers |= left;
+                    }
+                    let mut s = [0f32; 8];
+                    _mm256_storeu_ps(s.as_mut_ptr(), reduce16_x8(t));
+                    let wh = w.as_mut_ptr().add(h * n_pad + p0);
+                    for (k, &sk) in s.iter().enumerate().take(m) {
+                        let sk = if leftovers {
+                            add_leftovers(sk, kp.add(k * hd), qh, hd)
+                        } else {
+                            sk
+                        };
+                        *wh.add(k) = sk * scale;
+                    }
+                }
+            }
+            // Softmax per head: 16-position chunks, positions past n_pos at −∞ (weight 0).
+            for h in 0..g {
+                let wh = &mut w[h * n_pad..(h + 1) * n_pad];
+                let max = wh[..n_pos].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                wh[n_pos..].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+                let maxv = _mm256_set1_ps(max);
+                let mut sum = 0f64;
+                let ptr = wh.as_mut_ptr();
+                let n16 = n_pos.div_ceil(16) * 16;
+                for c in (0..n16).step_by(16) {
+                    let lo = exp8(_mm256_sub_ps(_mm256_loadu_ps(ptr.add(c)), maxv));
+                    let hi = exp8(_mm256_sub_ps(_mm256_loadu_ps(ptr.add(c + 8)), maxv));
+                    _mm256_storeu_ps(ptr.add(c), lo);
+                    _mm256_storeu_ps(ptr.add(c + 8), hi);
+                    sum += reduce16(lo, hi) as f64;
+                }
+                let inv = _mm256_set1_ps((1.0 / sum) as f32);
+                for c in (0..n16).step_by(8) {
+                    let r = _mm256_mul_ps(_mm256_loadu_ps(ptr.add(c)), inv);
+                    let r = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
+                    _mm256_storeu_ps(ptr.add(c), r);
+                }
+                wh[n16..].iter_mut().for_each(|v| *v = 0.0);
+            }
+            // Weighted sum. Lane l of chunk c is position 16c + l; Single keeps four chunk
+            // accumulators (chunk c in c % 4), Batch one. Positions go in blocks of BLOCK
+            // chunks whose values are converted once into `rows` (L1-sized) and read by every
+            // head; each (head, accumulator, lane) chain carries over in `lanes`.
+            const BLOCK: usize = 8;
+            let n_acc = if order.chained(n_pad) { 1 } else { 4 };
+            let n_chunks = n_pos.div_ceil(16);
+            let vp = rows.as_mut_ptr();
+            let lp = lanes.as_mut_ptr();
+            for b0 in (0..n_chunks).step_by(BLOCK) {
+                let b1 = (b0 + BLOCK).min(n_chunks);
+                let (p_lo, p_hi) = (16 * b0, (16 * b1).min(n_pos));
+                for (i, &row) in row_of[p_lo..p_hi].iter().enumerate() {
+                    let src = kv.values.as_ptr().add(row * kv.stride + kv.offset);
+                    convert(src, hd, vp.add(i * hd));
+                }
+                for h in 0..g {
+                    let wh = w.as_ptr().add(h * n_pad);
+                    for j in 0..n_acc {
+                        for l in 0..16 {
+                            let dst = lp.add(((h * n_acc + j) * 16 + l) * hd);
+                            let mut acc = [_mm256_setzero_ps(); C];
+                            if b0 > 0 {
+                                for (i, a) in acc.iter_mut().enumerate() {
+                                    *a = _mm256_loadu_ps(dst.add(8 * i));
+                                }
+                            }
+                            // BLOCK is a multiple of 4, so the block's first chunk is ≡ 0.
+                            let mut c = b0 + j;
+                            while c < b1 && 16 * c + l < n_pos {
+                                let p = 16 * c + l;
+                                let wv = _mm256_set1_ps(*wh.add(p));
+                                let src = vp.add((p - p_lo) * hd);
+                                for (i, a) in acc.iter_mut().enumerate() {
+                                    *a = _mm256_fmadd_ps(_mm256_loadu_ps(src.add(8 * i)), wv, *a);
+                                }
+                                c += n_acc;
+                            }
+                            for (i, a) in acc.iter().enumerate() {
+                                _mm256_storeu_ps(dst.add(8 * i), *a);
                             }
                         }
-                        let t0 = _mm256_hadd_ps(acc[0], acc[1]);
-                        let t1 = _mm256_hadd_ps(acc[2], acc[3]);
-                        let t2 = _mm256_hadd_ps(acc[4], acc[5]);
-                        let t3 = _mm256_hadd_ps(acc[6], acc[7]);
-                        let u0 = _mm256_hadd_ps(t0, t1);
-                        let u1 = _mm256_hadd_ps(t2, t3);
-                        let sums = _mm256_add_ps(
-                            _mm256_permute2f128_ps(u0, u1, 0x20),
-                            _mm256_permute2f128_ps(u0, u1, 0x31),
-                        );
-                        _mm256_storeu_ps(
-                            scores.as_mut_ptr().add(h * n_pos + p0 + p),
-                            _mm256_mul_ps(sums, _mm256_set1_ps(scale)),
-                        );
                     }
-                    p += 8;
-                }
-                while p < len {
-                    convert_rows::<C>(kv.keys.as_ptr(), &kv, row0, p, 1, rb);
-                    for h in 0..g {
-                        let qh = qr.as_ptr().add(h * w);
-                        let mut a = _mm256_setzero_ps();
-                        for c in 0..C {
-                            let qc = _mm256_loadu_ps(qh.add(8 * c));
-                            a = _mm256_fmadd_ps(qc, _mm256_loadu_ps(rb.add(8 * c)), a);
-                        }
-                        let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-                        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                        scores[h * n_pos + p0 + p] =
-                            _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s))) * scale;
-                    }
-                    p += 1;
                 }
             }
             for h in 0..g {
-                softmax_f16_weights(&mut scores[h * n_pos..(h + 1) * n_pos]);
-            }
-            for (p0, row0, len) in kv.runs(n_pos) {
-                for j0 in (0..len).step_by(8) {
-                    let m = 8.min(len - j0);
-                    convert_rows::<C>(kv.values.as_ptr(), &kv, row0, j0, m, rb);
-                    for h in 0..g {
-                        let oh = o.as_mut_ptr().add(h * w);
-                        let mut acc = [_mm256_setzero_ps(); C];
-                        for (c, a) in acc.iter_mut().enumerate() {
-                            *a = _mm256_loadu_ps(oh.add(8 * c));
+                let lp = lp.add(h * n_acc * 16 * hd);
+                let at =
+                    |j: usize, l: usize, i: usize| _mm256_loadu_ps(lp.add((j * 16 + l) * hd + i));
+                let oh = out.as_mut_ptr().add(h * hd);
+                for i in (0..hd).step_by(8) {
+                    // Per lane: the chunk accumulators combined as ggml does, then the 16 lanes.
+                    let lane = |l: usize| {
+                        if n_acc == 1 {
+                            at(0, l, i)
+                        } else {
+                            _mm256_add_ps(
+                                _mm256_add_ps(at(0, l, i), at(2, l, i)),
+                                _mm256_add_ps(at(1, l, i), at(3, l, i)),
+                            )
                         }
-                        for j in 0..m {
-                            let wv = _mm256_set1_ps(scores[h * n_pos + p0 + j0 + j]);
-                            for (c, a) in acc.iter_mut().enumerate() {
-                                *a =
-                                    _mm256_fmadd_ps(wv, _mm256_loadu_ps(rb.add(j * w + 8 * c)), *a);
-                            }
-                        }
-                        for (c, a) in acc.iter().enumerate() {
-                            _mm256_storeu_ps(oh.add(8 * c), *a);
-                        }
-                    }
+                    };
+                    let a: [__m256; 16] = std::array::from_fn(lane);
+                    let t8: [__m256; 8] = std::array::from_fn(|k| _mm256_add_ps(a[k], a[k + 8]));
+                    let t4: [__m256; 4] = std::array::from_fn(|k| _mm256_add_ps(t8[k], t8[k + 4]));
+                    let r = _mm256_add_ps(_mm256_add_ps(t4[0], t4[2]), _mm256_add_ps(t4[1], t4[3]));
+                    _mm256_storeu_ps(oh.add(i), r);
                 }
             }
         }
@@ -339,34 +577,38 @@ pub fn attend_group_with(
     kv: HeadSlabs,
     n_pos: usize,
     scale: f32,
+    order: Order,
     out: &mut [f32],
 ) {
     assert!(g > 0 && q.len().is_multiple_of(g) && out.len() >= q.len());
     let hd = q.len() / g;
     #[cfg(target_arch = "x86_64")]
-    if v != Variant::Reference && available_variants().contains(&v) {
+    if v != Variant::Reference
+        && available_variants().contains(&v)
+        && hd.is_multiple_of(16)
+        && hd <= 128
+    {
         // SAFETY: AVX2, FMA and F16C were detected; `attend_group` checks the slab bounds.
-        unsafe {
-            match hd {
-                32 => return x86::attend_group::<4>(q, g, kv, n_pos, scale, out),
-                64 => return x86::attend_group::<8>(q, g, kv, n_pos, scale, out),
-                80 => return x86::attend_group::<10>(q, g, kv, n_pos, scale, out),
-                96 => return x86::attend_group::<12>(q, g, kv, n_pos, scale, out),
-                128 => return x86::attend_group::<16>(q, g, kv, n_pos, scale, out),
-                _ => {}
-            }
-        }
+        return unsafe { x86::attend_group(q, g, hd, kv, n_pos, scale, order, out) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
     for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-        attend_reference(qh, kv, n_pos, scale, oh);
+        attend_reference(qh, kv, n_pos, scale, order, oh);
     }
 }
 
 /// [`attend_group_with`] with the process's kernel variant.
-pub fn attend_group(q: &[f32], g: usize, kv: HeadSlabs, n_pos: usize, scale: f32, out: &mut [f32]) {
-    attend_group_with(crate::variant(), q, g, kv, n_pos, scale, out)
+pub fn attend_group(
+    q: &[f32],
+    g: usize,
+    kv: HeadSlabs,
+    n_pos: usize,
+    scale: f32,
+    order: Order,
+    out: &mut [f32],
+) {
+    attend_group_with(crate::variant(), q, g, kv, n_pos, scale, order, out)
 }
 
 /// `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`, with variant `v`
@@ -377,12 +619,13 @@ pub fn attend_with(
     kv: HeadSlabs,
     n_pos: usize,
     scale: f32,
+    order: Order,
     out: &mut [f32],
 ) {
-    attend_group_with(v, q, 1, kv, n_pos, scale, out)
+    attend_group_with(v, q, 1, kv, n_pos, scale, order, out)
 }
 
 /// [`attend_with`] with the process's kernel variant.
-pub fn attend(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, out: &mut [f32]) {
-    attend_with(crate::variant(), q, kv, n_pos, scale, out)
+pub fn attend(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, order: Order, out: &mut [f32]) {
+    attend_with(crate::variant(), q, kv, n_pos, scale, order, out)
 }

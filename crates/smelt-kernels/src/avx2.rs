@@ -371,8 +371,9 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
                 let blk = a[t].get_unchecked(i);
                 let yu = _mm256_xor_si256(load_codes(&blk.qs), _mm256_set1_epi8(-128));
                 let s = _mm256_cvtepi32_ps(I::dot_acc(start, yu, c));
-                let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
-                acc[t] = _mm256_fmadd_ps(sy, dw, acc[t]);
+                // ggml's order (see `reference::dot_q8_0`): d_w · d_y, then one FMA per lane.
+                let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
+                acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
             }
             return;
         }
@@ -391,6 +392,11 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
                 y
             };
             let s = _mm256_cvtepi32_ps(I::dot_u8_i8(u, y));
+            if B::OFFSET == Offset::Signed {
+                let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
+                acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
+                continue;
+            }
             let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
             acc[t] = _mm256_fmadd_ps(sy, dw, acc[t]);
             match B::OFFSET {
@@ -413,6 +419,13 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
         let lut = f16_table();
         let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
         let (mut off0, mut off1) = ([0f32; T], [0f32; T]);
+        if B::OFFSET == Offset::Signed {
+            // Q8_0: one chain over the blocks, as ggml sums it.
+            for i in 0..nb {
+                step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
+            }
+            return std::array::from_fn(|t| hsum(acc0[t]));
+        }
         let mut i = 0;
         while i + 2 <= nb {
             // Two accumulator sets for every tile width, so a token's sum is added in the same
@@ -429,7 +442,7 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
 }
 
 macro_rules! block32_kernel {
-    ($avx2:ident, $vnni:ident, $vnni512:ident, $paired:ident, $b:ty, $what:literal) => {
+    ($avx2:ident, $vnni:ident, $vnni512:ident, $b:ty, $what:literal) => {
         #[doc = concat!($what, " × a tile of 32-block rows (AVX2).")]
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(crate) unsafe fn $avx2(
@@ -460,12 +473,16 @@ macro_rules! block32_kernel {
             a: &[&[BlockQ8x32]],
             out: &mut [f32],
         ) {
-            if a.len() == 8 && crate::paired_tiles() {
+            // Q8_0 keeps ggml's order, which the paired kernel does not.
+            if a.len() == 8 && crate::paired_tiles() && <$b as Block32>::OFFSET != Offset::Signed {
                 unsafe { x8::rows_x8::<$b>(w, row_bytes, a, out) }
             } else {
                 unsafe { by_tokens!(tile32::<Vnni512, $b>, w, row_bytes, a, out) }
             }
         }
+    };
+    ($avx2:ident, $vnni:ident, $vnni512:ident, $paired:ident, $b:ty, $what:literal) => {
+        block32_kernel!($avx2, $vnni, $vnni512, $b, $what);
 
         #[doc = concat!($what, " × 8 tokens of pre-paired blocks (AVX-512 VNNI).")]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
@@ -512,14 +529,8 @@ block32_kernel!(
     Q5_1,
     "Q5_1"
 );
-block32_kernel!(
-    dot_q8_0,
-    dot_q8_0_vnni,
-    dot_q8_0_vnni512,
-    dot_q8_0_paired,
-    Q8_0,
-    "Q8_0"
-);
+// Q8_0 has no paired kernel: it sums in ggml's order (`reference::dot_q8_0`).
+block32_kernel!(dot_q8_0, dot_q8_0_vnni, dot_q8_0_vnni512, Q8_0, "Q8_0");
 
 /// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K super-block as bytes, unpacked
 /// with word operations (the layout `scale_min_k4` reads one at a time).

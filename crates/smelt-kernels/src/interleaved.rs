@@ -134,6 +134,8 @@ trait Format {
     const NIBBLES: bool;
     /// The integer sum starts at `−OFFSET · Σy` (the codes' centre, or Q8_0's bias).
     const OFFSET: i32;
+    /// Q8_0, summed in ggml's order by [`group_q8_0`].
+    const EXACT_Q8_0: bool = false;
 }
 
 macro_rules! format {
@@ -153,7 +155,15 @@ format!(Q4_0, 18, min: false, fifth: false, nibbles: true, offset: 8);
 format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0);
 format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 16);
 format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0);
-format!(Q8_0, 34, min: false, fifth: false, nibbles: false, offset: 128);
+struct Q8_0;
+impl Format for Q8_0 {
+    const BYTES: usize = 34;
+    const MIN: bool = false;
+    const FIFTH: bool = false;
+    const NIBBLES: bool = false;
+    const OFFSET: i32 = 128;
+    const EXACT_Q8_0: bool = true;
+}
 
 /// The four activation bytes 4j..4j+4 of a block in every i32 lane.
 #[inline(always)]
@@ -247,6 +257,52 @@ unsafe fn group<F: Format, const T: usize>(
     }
 }
 
+/// Q8_0's group in ggml's summation order, so that its products equal llama.cpp's bit for
+/// bit: per row and token, eight float partial sums, lane j taking the exact integer dot of
+/// codes 4j..4j+4 of every block, scaled by `d_w · d_y` (one f32 product) with a fused
+/// multiply-add, block after block; then the tree `((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))`.
+/// That is what ggml's AVX2 `vec_dot_q8_0_q8_0` (decode) and llamafile's `tinyBLAS_Q0_AVX`
+/// (prompts) both compute. Eight accumulators per token limit a call to two tokens.
+#[inline(always)]
+unsafe fn group_q8_0<const T: usize>(w: &[u8], a: &[&[BlockQ8x32]; T], out: *mut f32, ld: usize) {
+    unsafe {
+        let block_bytes = GROUP * <Q8_0 as Format>::BYTES;
+        let nb = w.len() / block_bytes;
+        // (T, 8) accumulators: token t, lane j, 16 rows.
+        let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        for b in 0..nb {
+            let p = w.as_ptr().add(b * block_bytes);
+            if b + PREFETCH_BLOCKS < nb {
+                let ahead = p.add(PREFETCH_BLOCKS * block_bytes);
+                for line in (0..block_bytes).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8);
+                }
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+            let codes: [__m512i; 8] =
+                std::array::from_fn(|k| _mm512_loadu_si512(p.add(32 + 64 * k) as *const _));
+            for t in 0..T {
+                let blk = a[t].get_unchecked(b);
+                let d = _mm512_mul_ps(dw, _mm512_set1_ps(blk.d));
+                for j in 0..8 {
+                    // Σ (c + 128)·y − 128·Σ y over codes 4j..4j+4: the exact signed dot.
+                    let s = _mm512_dpbusd_epi32(
+                        _mm512_set1_epi32(*blk.bias4.get_unchecked(j)),
+                        codes[j],
+                        y4(blk, j),
+                    );
+                    acc[t][j] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[t][j]);
+                }
+            }
+        }
+        for (t, s) in acc.iter().enumerate() {
+            let lo = _mm512_add_ps(_mm512_add_ps(s[0], s[4]), _mm512_add_ps(s[2], s[6]));
+            let hi = _mm512_add_ps(_mm512_add_ps(s[1], s[5]), _mm512_add_ps(s[3], s[7]));
+            _mm512_storeu_ps(out.add(t * ld), _mm512_add_ps(lo, hi));
+        }
+    }
+}
+
 /// Every group of `w` (whole groups of 16 rows of `row_bytes`) against the tile `a`; token
 /// t's result for row r goes to `out + t · ld + r`, so the products land in their final
 /// (tokens, rows) place with 64-byte stores.
@@ -272,6 +328,26 @@ unsafe fn rows<F: Format>(
             && a.iter().all(|r| r.len() >= row_bytes / F::BYTES),
         "interleaved kernel tile shape"
     );
+    if F::EXACT_Q8_0 {
+        for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
+            // Pairs of tokens, then a last one; the group's weights stay in L1 between them.
+            let mut t = 0;
+            while t < nt {
+                let o = out.wrapping_add(t * ld + g * GROUP);
+                // SAFETY: as for `tiles!` below.
+                unsafe {
+                    if t + 2 <= nt {
+                        group_q8_0::<2>(gw, &[a[t], a[t + 1]], o, ld);
+                        t += 2;
+                    } else {
+                        group_q8_0::<1>(gw, &[a[t]], o, ld);
+                        t += 1;
+                    }
+                }
+            }
+        }
+        return;
+    }
     macro_rules! tiles {
         ($t:literal) => {
             for (g, gw) in w.chunks_exact(group_bytes).enumerate() {

@@ -124,6 +124,10 @@ impl WeightType {
                 q8k: true,
                 ..ActKinds::default()
             },
+            Self::Q8_0 => ActKinds {
+                q8: true,
+                ..ActKinds::default()
+            },
             _ => ActKinds {
                 q8: true,
                 q8_paired: true,
@@ -279,7 +283,8 @@ impl DotFn {
                 W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, Some(avx2::dot_q4_1_paired)),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, Some(avx2::dot_q5_0_paired)),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, Some(avx2::dot_q5_1_paired)),
-                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512, Some(avx2::dot_q8_0_paired)),
+                // Q8_0 sums in ggml's order (`reference::dot_q8_0`), which pairing breaks.
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512, None),
                 _ => Self::new(ty, Variant::Avx2),
             };
         }

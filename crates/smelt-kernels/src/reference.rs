@@ -1,7 +1,8 @@
 //! Plain reference dot products: one weight row (ggml block bytes) against one activation row.
 //! Each one decodes a block's integer codes exactly as the format defines them, sums code ×
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
-//! integer sums; only the order of the final float additions may differ.
+//! integer sums; only the order of the final float additions may differ, except for Q8_0,
+//! whose order is ggml's and which every variant follows exactly.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -89,18 +90,24 @@ pub fn dot_q5_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     sum
 }
 
-/// Q8_0 (34-byte blocks: f16 d, 32 int8 codes): w = d·q.
+/// Q8_0 (34-byte blocks: f16 d, 32 int8 codes): w = d·q, summed in ggml's order so that the
+/// result is llama.cpp's, bit for bit (its x86 `vec_dot_q8_0_q8_0` for one token and llamafile's
+/// `tinyBLAS_Q0_AVX` for several both compute this): eight lanes, lane j taking the exact
+/// integer dot of codes 4j..4j+4 of each block, scaled by `d_w · d_y` (one f32 product) in a
+/// fused multiply-add, block after block; then `((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))`. Every
+/// variant computes exactly this.
 pub fn dot_q8_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
     for (b, a) in w.chunks_exact(34).zip(a) {
-        let isum: i32 = b[2..34]
-            .iter()
-            .zip(&a.qs)
-            .map(|(&q, &x)| q as i8 as i32 * x as i32)
-            .sum();
-        sum += f16_at(b) * a.d * isum as f32;
+        let d = f16_at(b) * a.d;
+        for (j, s) in acc.iter_mut().enumerate() {
+            let isum: i32 = (4 * j..4 * j + 4)
+                .map(|i| b[2 + i] as i8 as i32 * a.qs[i] as i32)
+                .sum();
+            *s = d.mul_add(isum as f32, *s);
+        }
     }
-    sum
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
 /// Q4_K (144-byte super-blocks): w = d·sc·q − dmin·m per 32-weight sub-block.

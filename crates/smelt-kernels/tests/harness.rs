@@ -167,6 +167,15 @@ fn every_variant_matches_the_reference() {
                                 "{ty:?} {} cols={cols} raw={raw} row {r} token {t} (tile {t0}+{nt}): {got} vs {want} ({err:e})",
                                 v.name()
                             );
+                            // Q8_0 sums in ggml's order in every variant: the same bits.
+                            if ty == WeightType::Q8_0 {
+                                assert_eq!(
+                                    got.to_bits(),
+                                    want.to_bits(),
+                                    "Q8_0 {} row {r} token {t} (tile {t0}+{nt})",
+                                    v.name()
+                                );
+                            }
                         }
                     }
                 }
@@ -270,6 +279,9 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
                         err < 1e-6,
                         "{ty:?} rows={rows} cols={cols} raw={raw} [{t}, {r}]: {got} vs {want} ({err:e})"
                     );
+                    if ty == WeightType::Q8_0 {
+                        assert_eq!(got.to_bits(), want.to_bits(), "Q8_0 [{t}, {r}] ggml order");
+                    }
                 }
             }
         }
@@ -278,10 +290,10 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
 
 #[test]
 fn attention_variants_match_the_reference() {
-    use smelt_kernels::attention::{HeadSlabs, attend_reference, attend_with};
+    use smelt_kernels::attention::{HeadSlabs, Order, attend_reference, attend_with};
     let mut rng = Rng::fresh();
-    for hd in [64usize, 128, 48] {
-        for n_pos in [1usize, 7, 8, 37] {
+    for hd in [64usize, 128, 48, 80, 40] {
+        for n_pos in [1usize, 7, 8, 16, 37, 64, 130] {
             // Two KV heads per position; test the second.
             let stride = 2 * hd;
             let keys: Vec<half::f16> = (0..n_pos * stride)
@@ -293,67 +305,61 @@ fn attention_variants_match_the_reference() {
             let q: Vec<f32> = (0..hd).map(|_| rng.activation()).collect();
             let kv = HeadSlabs::contiguous(&keys, &values, stride, hd);
             let scale = 1.0 / (hd as f32).sqrt();
-            let mut want = vec![f32::NAN; hd];
-            attend_reference(&q, kv, n_pos, scale, &mut want);
-            // The reference is a convex combination of the value rows.
-            for (d, w) in want.iter().enumerate() {
-                let col = (0..n_pos).map(|p| values[p * stride + hd + d].to_f32());
-                let (lo, hi) = col.fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
-                assert!(
-                    *w >= lo - 1e-3 && *w <= hi + 1e-3,
-                    "hd {hd} n {n_pos} dim {d}"
-                );
-            }
-            for &v in available_variants() {
-                let mut got = vec![f32::NAN; hd];
-                attend_with(v, &q, kv, n_pos, scale, &mut got);
-                for (a, b) in got.iter().zip(&want) {
+            for order in [Order::Single, Order::Batch] {
+                let mut want = vec![f32::NAN; hd];
+                attend_reference(&q, kv, n_pos, scale, order, &mut want);
+                // The reference is a convex combination of the value rows.
+                for (d, w) in want.iter().enumerate() {
+                    let col = (0..n_pos).map(|p| values[p * stride + hd + d].to_f32());
+                    let (lo, hi) = col.fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
                     assert!(
-                        (a - b).abs() <= 2e-3 * (1.0 + b.abs()),
-                        "{} hd {hd} n {n_pos}: {a} vs {b}",
-                        v.name()
+                        *w >= lo - 1e-3 && *w <= hi + 1e-3,
+                        "hd {hd} n {n_pos} dim {d}"
                     );
                 }
-                // The same rows scattered over shuffled blocks of a paged cache: blocks of 16
-                // keep the kernel's groups of 8, so the result is bit-identical; blocks of 5
-                // regroup the sums and stay within rounding.
-                for block in [16usize, 5] {
-                    let n_blocks = n_pos.div_ceil(block) + 3;
-                    let mut table: Vec<u32> = (0..n_blocks as u32).collect();
-                    for i in (1..table.len()).rev() {
-                        table.swap(i, rng.below(i + 1));
+                for &v in available_variants() {
+                    let mut got = vec![f32::NAN; hd];
+                    attend_with(v, &q, kv, n_pos, scale, order, &mut got);
+                    for (d, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(
+                            a.to_bits(),
+                            b.to_bits(),
+                            "{} {order:?} hd {hd} n {n_pos} dim {d}: {a} vs {b}",
+                            v.name()
+                        );
                     }
-                    let mut pk = vec![half::f16::from_f32(f32::NAN); n_blocks * block * stride];
-                    let mut pv = pk.clone();
-                    let paged = HeadSlabs {
-                        keys: &[],
-                        values: &[],
-                        stride,
-                        offset: hd,
-                        block,
-                        table: &table,
-                    };
-                    for p in 0..n_pos {
-                        let (src, dst) = (p * stride, paged.row(p) * stride);
-                        pk[dst..dst + stride].copy_from_slice(&keys[src..src + stride]);
-                        pv[dst..dst + stride].copy_from_slice(&values[src..src + stride]);
-                    }
-                    let paged = HeadSlabs {
-                        keys: &pk,
-                        values: &pv,
-                        ..paged
-                    };
-                    let mut from_pages = vec![f32::NAN; hd];
-                    attend_with(v, &q, paged, n_pos, scale, &mut from_pages);
-                    for (a, b) in from_pages.iter().zip(&got) {
-                        if block == 16 {
+                    // The same rows scattered over shuffled blocks of a paged cache, unused
+                    // rows poisoned: the result is the same, bit for bit.
+                    for block in [16usize, 5] {
+                        let n_blocks = n_pos.div_ceil(block) + 3;
+                        let mut table: Vec<u32> = (0..n_blocks as u32).collect();
+                        for i in (1..table.len()).rev() {
+                            table.swap(i, rng.below(i + 1));
+                        }
+                        let mut pk = vec![half::f16::from_f32(f32::NAN); n_blocks * block * stride];
+                        let mut pv = pk.clone();
+                        let paged = HeadSlabs {
+                            keys: &[],
+                            values: &[],
+                            stride,
+                            offset: hd,
+                            block,
+                            table: &table,
+                        };
+                        for p in 0..n_pos {
+                            let (src, dst) = (p * stride, paged.row(p) * stride);
+                            pk[dst..dst + stride].copy_from_slice(&keys[src..src + stride]);
+                            pv[dst..dst + stride].copy_from_slice(&values[src..src + stride]);
+                        }
+                        let paged = HeadSlabs {
+                            keys: &pk,
+                            values: &pv,
+                            ..paged
+                        };
+                        let mut from_pages = vec![f32::NAN; hd];
+                        attend_with(v, &q, paged, n_pos, scale, order, &mut from_pages);
+                        for (a, b) in from_pages.iter().zip(&got) {
                             assert_eq!(a.to_bits(), b.to_bits(), "{} paged {block}", v.name());
-                        } else {
-                            assert!(
-                                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                                "{} paged {block}",
-                                v.name()
-                            );
                         }
                     }
                 }
@@ -363,8 +369,42 @@ fn attention_variants_match_the_reference() {
 }
 
 #[test]
+fn attention_orders_sum_as_ggml_does() {
+    use smelt_kernels::attention::{Order, dot_in_order, reduce16};
+    // Values whose sums depend on the order: 1 + 2^-24 rounds to 1, and 2^-24 + 2^-24 does not.
+    let tiny = f32::EPSILON / 2.0;
+    let mut lanes = [tiny; 16];
+    lanes[0] = 1.0;
+    // Halves first: lane 0 meets lane 8 (tiny, lost), then lane 4's pair, then lane 2's, then
+    // lane 1's; every tiny added to 1 alone is lost, but the tree pairs tinies first.
+    let by_tree = {
+        let t8: Vec<f32> = (0..8).map(|i| lanes[i] + lanes[i + 8]).collect();
+        let t4: Vec<f32> = (0..4).map(|i| t8[i] + t8[i + 4]).collect();
+        (t4[0] + t4[2]) + (t4[1] + t4[3])
+    };
+    assert_eq!(reduce16(&lanes), by_tree);
+    assert_ne!(reduce16(&lanes), lanes.iter().sum::<f32>());
+    // Batch over 32 values: two chained products per lane; Single over 64: four accumulators.
+    let x: Vec<f32> = (0..64)
+        .map(|i| if i % 17 == 0 { 1.0 } else { tiny })
+        .collect();
+    let ones = vec![1f32; 64];
+    let batch = dot_in_order(Order::Batch, &x, &ones);
+    let single = dot_in_order(Order::Single, &x, &ones);
+    let chained: [f32; 16] =
+        std::array::from_fn(|l| (0..4).fold(0f32, |a, c| x[16 * c + l].mul_add(1.0, a)));
+    assert_eq!(batch, reduce16(&chained));
+    let four: [f32; 16] = std::array::from_fn(|l| (x[l] + x[32 + l]) + (x[16 + l] + x[48 + l]));
+    assert_eq!(single, reduce16(&four));
+    // A length that is not a multiple of 16 falls back to Single's order, leftovers in f64.
+    let odd = dot_in_order(Order::Batch, &x[..40], &ones[..40]);
+    assert_eq!(odd, dot_in_order(Order::Single, &x[..40], &ones[..40]));
+    assert_eq!(odd, x[..40].iter().fold(0f64, |a, &v| a + v as f64) as f32);
+}
+
+#[test]
 fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
-    use smelt_kernels::attention::{HeadSlabs, attend_group_with, attend_with};
+    use smelt_kernels::attention::{HeadSlabs, Order, attend_group_with, attend_with};
     let mut rng = Rng::fresh();
     for hd in [64usize, 128] {
         for g in [1usize, 3, 4] {
@@ -394,12 +434,14 @@ fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
                 };
                 let q: Vec<f32> = (0..g * hd).map(|_| rng.activation()).collect();
                 let scale = 1.0 / (hd as f32).sqrt();
+                let order = Order::for_tokens(n_pos % 2 + 1);
                 for &v in available_variants() {
                     let mut together = vec![f32::NAN; g * hd];
-                    attend_group_with(v, &q, g, kv, n_pos, scale, &mut together);
+                    attend_group_with(v, &q, g, kv, n_pos, scale, order, &mut together);
                     for h in 0..g {
                         let mut alone = vec![f32::NAN; hd];
-                        attend_with(v, &q[h * hd..(h + 1) * hd], kv, n_pos, scale, &mut alone);
+                        let qh = &q[h * hd..(h + 1) * hd];
+                        attend_with(v, qh, kv, n_pos, scale, order, &mut alone);
                         for (d, (a, b)) in together[h * hd..].iter().zip(&alone).enumerate() {
                             assert_eq!(
                                 a.to_bits(),
@@ -462,28 +504,61 @@ fn float_gemm_path_matches_the_reference() {
 fn silu_variants_match_the_reference() {
     use smelt_kernels::silu::{silu_mul_reference, silu_mul_with};
     let mut rng = Rng::fresh();
-    // Ordinary activations, large magnitudes, and the clamp region; 203 values leave a tail.
-    // The edge values go first, so the SIMD loop (not the scalar tail) sees them.
+    // Ordinary activations, large magnitudes, and the overflow and subnormal regions; rows of
+    // 101 values leave a 5-value tail per row that takes libm's expf.
     let mut gate = vec![
-        0.0, -0.0, 1e-30, -1e-30, 88.0, -88.0, 100.0, -100.0, 1e4, -1e4,
+        0.0,
+        -0.0,
+        1e-30,
+        -1e-30,
+        88.0,
+        -88.0,
+        100.0,
+        -100.0,
+        1e4,
+        -1e4,
+        87.5,
+        -87.5,
+        95.0,
+        -95.0,
+        104.0,
+        -104.0,
+        200.0,
+        -200.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
     ];
-    gate.extend((0..203).map(|_| rng.activation() * 3.0));
+    gate.extend((0..283).map(|_| rng.activation() * 3.0));
     let up: Vec<f32> = gate.iter().map(|_| rng.activation()).collect();
     let mut want = gate.clone();
-    silu_mul_reference(&mut want, &up);
+    silu_mul_reference(&mut want, &up, 101);
     for &v in available_variants() {
         let mut got = gate.clone();
-        silu_mul_with(v, &mut got, &up);
+        silu_mul_with(v, &mut got, &up, 101);
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            // Below −88.4 the SIMD exp clamps its input where the reference's overflows to
-            // inf: both results are then under 1e-30 (|up|·|gate|/e^88), nothing SwiGLU sees.
-            let tol = 4.0 * f32::EPSILON * b.abs() + 1e-30;
             assert!(
-                (a - b).abs() <= tol,
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
                 "{} element {i} (gate {}): {a} vs {b}",
                 v.name(),
                 gate[i]
             );
         }
     }
+}
+
+#[test]
+fn ggml_exp_is_within_two_ulp_of_libm() {
+    // The approximation's own bound is 1.5 ulp; libm's expf is within 1 ulp of e^x.
+    let mut rng = Rng::fresh();
+    for _ in 0..100_000 {
+        let x = rng.uniform() * 87.0;
+        let (a, b) = (smelt_kernels::silu::exp(x), x.exp());
+        assert!(
+            (a - b).abs() <= 2.0 * f32::EPSILON * b,
+            "e^{x}: {a} vs libm {b}"
+        );
+    }
+    assert_eq!(smelt_kernels::silu::exp(f32::NEG_INFINITY), 0.0);
+    assert_eq!(smelt_kernels::silu::exp(0.0), 1.0);
+    assert_eq!(smelt_kernels::silu::exp(200.0), f32::INFINITY);
 }

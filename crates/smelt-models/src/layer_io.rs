@@ -113,6 +113,10 @@ pub struct Span<'a> {
 pub trait Tap {
     /// `x` is the (n, cols) activation that layer `layer`'s matrices at `at` multiply.
     fn input(&mut self, layer: usize, at: LinearInput, x: &[f32], n: usize);
+
+    /// `x` is the (n, cols) intermediate `name` of layer `layer`, named as llama.cpp's graph
+    /// names it (`Qcur`, `ffn_gate`, ...), so the two runtimes can be compared op by op.
+    fn tensor(&mut self, _layer: usize, _name: &'static str, _x: &[f32], _n: usize) {}
 }
 
 /// A tap that looks at nothing.

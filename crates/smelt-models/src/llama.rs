@@ -530,9 +530,14 @@ impl Llama {
             &mut [&mut s.q, &mut s.k, &mut s.v],
         );
         drop(op);
+        tap.tensor(l, "Qcur", &s.q, n);
+        tap.tensor(l, "Kcur", &s.k, n);
+        tap.tensor(l, "Vcur", &s.v, n);
         let op = trace::span("op", "rope+kv_store");
         c.rope.apply(&mut s.q, hd, &cos, &sin);
         c.rope.apply(&mut s.k, hd, &cos, &sin);
+        tap.tensor(l, "Qrope", &s.q, n);
+        tap.tensor(l, "Krope", &s.k, n);
         let mut t = 0;
         for sp in spans {
             for p in sp.pos0..sp.pos0 + sp.n {
@@ -549,6 +554,7 @@ impl Llama {
         drop(op);
         let op = mm("attn_output", &[&layer.wo]);
         layer.wo.matmul(&s.acts, &mut s.tmp);
+        tap.tensor(l, "attn_out", &s.tmp, n);
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
         drop(op);
         let op = trace::span("op", "ffn_norm+quantize");
@@ -563,13 +569,16 @@ impl Llama {
             &mut [&mut s.gate, &mut s.up],
         );
         drop(op);
+        tap.tensor(l, "ffn_gate", &s.gate, n);
+        tap.tensor(l, "ffn_up", &s.up, n);
         let op = trace::span("op", "swiglu+quantize");
-        ops::swiglu(&mut s.gate, &s.up);
+        ops::swiglu(&mut s.gate, &s.up, ff);
         tap.input(l, LinearInput::FfnDown, &s.gate, n);
         s.acts.set(&s.gate, n, ff, layer.w_down.act_kinds());
         drop(op);
         let op = mm("ffn_down", &[&layer.w_down]);
         layer.w_down.matmul(&s.acts, &mut s.tmp);
+        tap.tensor(l, "ffn_out", &s.tmp, n);
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
         drop(op);
     }

@@ -53,20 +53,25 @@ pub struct Rope {
 }
 
 impl Rope {
-    /// (n_pos, n_rot / 2) cos and sin for positions `pos0..pos0 + n_pos`.
+    /// (n_pos, n_rot / 2) cos and sin for positions `pos0..pos0 + n_pos`, computed as ggml
+    /// does so the angles are the same floats: pair i's angle is `freq_scale · θ_i`, with θ
+    /// starting at the position and multiplied by `base^(−2/n_rot)` from pair to pair (not a
+    /// power per pair).
     pub fn table(&self, pos0: usize, n_pos: usize) -> (Vec<f32>, Vec<f32>) {
         let half = self.n_rot / 2;
         let (mut cos, mut sin) = (
             Vec::with_capacity(n_pos * half),
             Vec::with_capacity(n_pos * half),
         );
+        let theta_scale = self.base.powf(-2.0 / self.n_rot as f32);
+        let freq_scale = 1.0 / self.linear_scale;
         for p in pos0..pos0 + n_pos {
-            let pos = p as f32 / self.linear_scale;
-            for i in 0..half {
-                let theta = pos * self.base.powf(-2.0 * i as f32 / self.n_rot as f32);
-                let (s, c) = theta.sin_cos();
-                cos.push(c);
-                sin.push(s);
+            let mut theta = p as f32;
+            for _ in 0..half {
+                let angle = freq_scale * theta;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+                theta *= theta_scale;
             }
         }
         (cos, sin)
@@ -74,6 +79,23 @@ impl Rope {
 
     /// Rotates every head of each row of `x`, (n_pos, n_heads · head_dim), by its row's angles.
     pub fn apply(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("fma") {
+            // SAFETY: FMA was detected.
+            return unsafe { self.apply_fma(x, head_dim, cos, sin) };
+        }
+        self.apply_plain(x, head_dim, cos, sin)
+    }
+
+    /// [`Rope::apply`] with hardware FMA (the same results as `mul_add`'s library call).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "fma")]
+    unsafe fn apply_fma(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+        self.apply_plain(x, head_dim, cos, sin)
+    }
+
+    #[inline(always)]
+    fn apply_plain(&self, x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
         let half = self.n_rot / 2;
         assert!(
             half > 0 && cos.len().is_multiple_of(half),
@@ -92,8 +114,9 @@ impl Rope {
                         RopeLayout::Neox => (i, i + half),
                     };
                     let (a, b) = (head[ia], head[ib]);
-                    head[ia] = a * c[i] - b * s[i];
-                    head[ib] = a * s[i] + b * c[i];
+                    // Fused as ggml's AVX-512 build contracts them: a·c − (b·s), a·s + (b·c).
+                    head[ia] = a.mul_add(c[i], -(b * s[i]));
+                    head[ib] = a.mul_add(s[i], b * c[i]);
                 }
             }
         }
@@ -156,7 +179,8 @@ pub fn attention(
             table: sp.kv.table,
         };
         let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
-        attention::attend_group(q, per_task, kv, pos + 1, scale, o);
+        let order = attention::Order::for_tokens(sp.n);
+        attention::attend_group(q, per_task, kv, pos + 1, scale, order, o);
     };
     // Multiply-adds (scores and weighted sum, every head): below ~256 K (one token's decode
     // step at a context of a few hundred) a parallel region costs more than it saves.
@@ -171,16 +195,17 @@ pub fn attention(
     }
 }
 
-/// `gate = SiLU(gate) · up`, elementwise, in parallel chunks (`smelt_kernels::silu`: the
-/// reference with libm's `expf`, or eight lanes at a time with a polynomial e^x).
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    if gate.len() <= 4096 {
-        smelt_kernels::silu::silu_mul(gate, up);
+/// `gate = SiLU(gate) · up` for rows of `row` values (n_ff), in parallel chunks of whole rows
+/// (`smelt_kernels::silu`, which follows ggml's e^x and its per-row tail).
+pub fn swiglu(gate: &mut [f32], up: &[f32], row: usize) {
+    let per_chunk = row * 4096usize.div_ceil(row);
+    if gate.len() <= per_chunk {
+        smelt_kernels::silu::silu_mul(gate, up, row);
         return;
     }
-    gate.par_chunks_mut(4096)
-        .zip(up.par_chunks(4096))
-        .for_each(|(gs, us)| smelt_kernels::silu::silu_mul(gs, us));
+    gate.par_chunks_mut(per_chunk)
+        .zip(up.par_chunks(per_chunk))
+        .for_each(|(gs, us)| smelt_kernels::silu::silu_mul(gs, us, row));
 }
 
 #[cfg(test)]

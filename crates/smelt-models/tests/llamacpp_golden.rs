@@ -1,0 +1,88 @@
+//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 in Q8_0, without flash attention.
+//!
+//! The golden data (`data/llamacpp_q8_0_greedy.json`) are llama.cpp's own logits along its
+//! greedy path for three prompts, written by `benches/llamacpp_golden.sh` (the source is named
+//! in the file): per step the top five (token, f32 bits) and an FNV-1a hash of the whole row.
+//! The model is the shipped Q4_1 SmolLM2 requantized to Q8_0 by smelt's quantizer, as there.
+//!
+//! The equality holds on every kernel variant: Q8_0 products, attention, RoPE, SiLU and the
+//! softmax all follow the operations of llama.cpp's x86 AVX-512 build (`docs/design.md`).
+
+use std::sync::Arc;
+
+use smelt_gguf::GgufFile;
+use smelt_gguf::mix::FileType;
+use smelt_gguf::quantize::{QuantizeOptions, quantize_model};
+use smelt_models::llama::{Llama, Logits};
+use smelt_models::tokenizer;
+
+fn fnv1a64(row: &[f32]) -> u64 {
+    row.iter()
+        .flat_map(|v| v.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
+fn q8_0_smollm2(dir: &std::path::Path) -> Arc<GgufFile> {
+    let src = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+        .ensure_gguf(smelt_data::assets::find("smollm2-135m").unwrap())
+        .unwrap();
+    let src = GgufFile::open(src).unwrap();
+    let opts = QuantizeOptions {
+        ftype: FileType::Q8_0,
+        allow_requantize: true,
+        threads: 2,
+    };
+    let (writer, _) = quantize_model(&src, opts, |_, _| {}).unwrap();
+    let path = dir.join("SmolLM2-135M.Q8_0.gguf");
+    writer.write(&path).unwrap();
+    Arc::new(GgufFile::open(path).unwrap())
+}
+
+#[test]
+fn q8_0_logits_equal_llamacpp_bit_for_bit() {
+    let doc: serde_json::Value =
+        serde_json::from_str(include_str!("data/llamacpp_q8_0_greedy.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = q8_0_smollm2(dir.path());
+    let model = Llama::load(&file).unwrap();
+    let tok = tokenizer::from_gguf(&file.header).unwrap();
+    let bos = tokenizer::bos_to_add(&file.header);
+    assert_eq!(doc["n_vocab"].as_u64(), Some(model.config.n_vocab as u64));
+    for run in doc["runs"].as_array().unwrap() {
+        let prompt = run["prompt"].as_str().unwrap();
+        let tokens: Vec<u32> = run["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap() as u32)
+            .collect();
+        let mut ids: Vec<u32> = bos.into_iter().collect();
+        ids.extend(tok.encode(prompt, true));
+        let mut cache = model.new_cache(ids.len() + tokens.len());
+        // The prompt in one batch, then one token at a time, as llama.cpp ran them.
+        let mut logits = model.forward_batch(&ids, &mut cache, Logits::Last).unwrap();
+        for (k, step) in run["steps"].as_array().unwrap().iter().enumerate() {
+            let want_hash = step["fnv1a64"].as_str().unwrap();
+            let got_hash = format!("{:016x}", fnv1a64(&logits));
+            if got_hash != want_hash {
+                let top: Vec<(u64, f32, f32)> = step["top"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        let t = e[0].as_u64().unwrap();
+                        let want = f32::from_bits(e[1].as_u64().unwrap() as u32);
+                        (t, want, logits[t as usize])
+                    })
+                    .collect();
+                panic!(
+                    "{prompt:?} step {k}: the logits differ from llama.cpp's \
+                     (token, llama.cpp, smelt) for its top five: {top:?}"
+                );
+            }
+            logits = model.forward(tokens[k], &mut cache).unwrap();
+        }
+    }
+}
