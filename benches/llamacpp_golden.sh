@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Writes crates/smelt-models/tests/data/llamacpp_q8_0_greedy.json: llama.cpp's own logits along
-# its greedy path for three prompts, with SmolLM2 quantized to Q8_0 by smelt, flash attention
-# off, so that tests/llamacpp_golden.rs can hold smelt to them without llama.cpp at hand.
+# Writes crates/smelt-models/tests/data/llamacpp_{q8_0,q4_1}_greedy.json: llama.cpp's own logits
+# along its greedy path for three prompts, with SmolLM2 as shipped (Q4_1) and quantized to Q8_0
+# by smelt, flash attention off, so that tests/llamacpp_golden.rs can hold smelt to them without
+# llama.cpp at hand.
 #
 # Per step it keeps the top five (token, logit bits) and an FNV-1a hash of the whole logit row
 # (n_vocab f32, little-endian), which only the same floats reproduce. The path is smelt's greedy
@@ -22,24 +23,27 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 benches/llamacpp_logits.c -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama \
   -Wl,-rpath,"$bin" -o "$work/llamacpp_logits"
-model="$work/SmolLM2-135M.Q8_0.gguf"
-$smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$model" Q8_0 --allow-requantize > /dev/null
+q8="$work/SmolLM2-135M.Q8_0.gguf"
+$smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$q8" Q8_0 --allow-requantize > /dev/null
+q41="${SMELT_HOME:-$HOME/.cache/smelt}/assets/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
 prompts=(
   "The capital of France is"
   "Once upon a time, in a small village by the sea,"
   "def fibonacci(n):"
 )
-for i in "${!prompts[@]}"; do
-  p=${prompts[$i]}
-  $smelt -q run "$model" -p "$p" -n "$n" -t 2 --logits-top 1 > /dev/null 2> "$work/steps.$i.jsonl"
-  tokens=$(python3 -c 'import json,sys; print(",".join(str(json.loads(l)["token"]) for l in open(sys.argv[1]) if l.startswith("{")))' "$work/steps.$i.jsonl")
-  echo "$tokens" > "$work/tokens.$i"
-  "$work/llamacpp_logits" "$model" "$p" "$tokens" 0 "$work/logits.$i.bin" 2> /dev/null
-done
-out=crates/smelt-models/tests/data/llamacpp_q8_0_greedy.json
-python3 - "$work" "$out" "${prompts[@]}" <<'PY'
-import array, json, sys
-work, out, prompts = sys.argv[1], sys.argv[2], sys.argv[3:]
+for kind in q8_0 q4_1; do
+  if [ "$kind" = q8_0 ]; then model=$q8; else model=$q41; fi
+  mkdir -p "$work/$kind"
+  for i in "${!prompts[@]}"; do
+    p=${prompts[$i]}
+    $smelt -q run "$model" -p "$p" -n "$n" -t 2 --logits-top 1 > /dev/null 2> "$work/$kind/steps.$i.jsonl"
+    tokens=$(python3 -c 'import json,sys; print(",".join(str(json.loads(l)["token"]) for l in open(sys.argv[1]) if l.startswith("{")))' "$work/$kind/steps.$i.jsonl")
+    echo "$tokens" > "$work/$kind/tokens.$i"
+    "$work/llamacpp_logits" "$model" "$p" "$tokens" 0 "$work/$kind/logits.$i.bin" 2> /dev/null
+  done
+  python3 - "$work/$kind" "crates/smelt-models/tests/data/llamacpp_${kind}_greedy.json" "$kind" "${prompts[@]}" <<'PY'
+import array, json, os, sys
+work, out, kind, prompts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 
 def fnv1a64(data):
     h = 0xcbf29ce484222325
@@ -59,18 +63,22 @@ for i, prompt in enumerate(prompts):
         row.frombytes(row_bytes)
         top = sorted(range(n_vocab), key=lambda t: -row[t])[:5]
         if top[0] != tok:
-            sys.exit(f"prompt {i} step {k}: llama.cpp's argmax is {top[0]}, smelt chose {tok}")
+            sys.exit(f"{kind} prompt {i} step {k}: llama.cpp's argmax is {top[0]}, smelt chose {tok}")
         bits = array.array("I")
         bits.frombytes(row_bytes)
         steps.append({"top": [[t, bits[t]] for t in top], "fnv1a64": f"{fnv1a64(row_bytes):016x}"})
     runs.append({"prompt": prompt, "tokens": tokens, "steps": steps})
+model = {
+    "q8_0": "SmolLM2-135M-Instruct (DATA.md's Q4_1 GGUF) requantized to Q8_0 by "
+            "`smelt gguf quantize smollm2-135m OUT Q8_0 --allow-requantize`",
+    "q4_1": "SmolLM2-135M-Instruct.Q4_1.gguf as shipped (DATA.md)",
+}[kind]
 doc = {
     "source": "llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored), built by "
               "benches/llamacpp_native.sh for x86-64 with AVX-512 (no AMX), CPU, 2 threads, "
               "flash attention off; logits of llama_decode along the path via "
               "benches/llamacpp_logits.c; written by benches/llamacpp_golden.sh",
-    "model": "SmolLM2-135M-Instruct (DATA.md's Q4_1 GGUF) requantized to Q8_0 by "
-             "`smelt gguf quantize smollm2-135m OUT Q8_0 --allow-requantize`",
+    "model": model,
     "n_vocab": n_vocab,
     "step": "step k holds the logits after the prompt and tokens[..k]; tokens[k] is their argmax",
     "runs": runs,
@@ -78,7 +86,7 @@ doc = {
 with open(out + ".tmp", "w") as f:
     json.dump(doc, f, indent=1)
     f.write("\n")
-import os
 os.replace(out + ".tmp", out)
 print(f"{out}: {len(runs)} prompts, {sum(len(r['steps']) for r in runs)} steps; every step's argmax is the path's next token")
 PY
+done

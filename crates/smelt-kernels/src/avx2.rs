@@ -271,6 +271,9 @@ trait Block32 {
     const BYTES: usize;
     /// How codes become weights.
     const OFFSET: Offset;
+    /// Whether the kernel sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`): Q8_0, Q4_1
+    /// and Q5_1, whose llama.cpp products are the row-at-a-time `vec_dot` form.
+    const GGML_ORDER: bool = !matches!(Self::OFFSET, Offset::Centre(_));
     /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
     unsafe fn codes(p: *const u8) -> __m256i;
     /// The same codes where AVX-512BW may be used.
@@ -392,9 +395,14 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
                 y
             };
             let s = _mm256_cvtepi32_ps(I::dot_u8_i8(u, y));
-            if B::OFFSET == Offset::Signed {
+            if B::GGML_ORDER {
                 let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
                 acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
+                if B::OFFSET == Offset::Stored {
+                    off[t] = lut
+                        .get_unchecked(half_bits(p.add(2)))
+                        .mul_add(blk.s_f16, off[t]);
+                }
                 continue;
             }
             let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
@@ -419,12 +427,12 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
         let lut = f16_table();
         let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
         let (mut off0, mut off1) = ([0f32; T], [0f32; T]);
-        if B::OFFSET == Offset::Signed {
-            // Q8_0: one chain over the blocks, as ggml sums it.
+        if B::GGML_ORDER {
+            // One chain over the blocks, as ggml sums it; the mins' chain added last.
             for i in 0..nb {
                 step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
             }
-            return std::array::from_fn(|t| hsum(acc0[t]));
+            return std::array::from_fn(|t| hsum(acc0[t]) + off0[t]);
         }
         let mut i = 0;
         while i + 2 <= nb {
@@ -473,8 +481,8 @@ macro_rules! block32_kernel {
             a: &[&[BlockQ8x32]],
             out: &mut [f32],
         ) {
-            // Q8_0 keeps ggml's order, which the paired kernel does not.
-            if a.len() == 8 && crate::paired_tiles() && <$b as Block32>::OFFSET != Offset::Signed {
+            // Formats in ggml's order skip the paired kernel, which sums otherwise.
+            if a.len() == 8 && crate::paired_tiles() && !<$b as Block32>::GGML_ORDER {
                 unsafe { x8::rows_x8::<$b>(w, row_bytes, a, out) }
             } else {
                 unsafe { by_tokens!(tile32::<Vnni512, $b>, w, row_bytes, a, out) }
@@ -505,14 +513,8 @@ block32_kernel!(
     Q4_0,
     "Q4_0"
 );
-block32_kernel!(
-    dot_q4_1,
-    dot_q4_1_vnni,
-    dot_q4_1_vnni512,
-    dot_q4_1_paired,
-    Q4_1,
-    "Q4_1"
-);
+// Q4_1, Q5_1 and Q8_0 have no paired kernel: they sum in ggml's order.
+block32_kernel!(dot_q4_1, dot_q4_1_vnni, dot_q4_1_vnni512, Q4_1, "Q4_1");
 block32_kernel!(
     dot_q5_0,
     dot_q5_0_vnni,
@@ -521,15 +523,7 @@ block32_kernel!(
     Q5_0,
     "Q5_0"
 );
-block32_kernel!(
-    dot_q5_1,
-    dot_q5_1_vnni,
-    dot_q5_1_vnni512,
-    dot_q5_1_paired,
-    Q5_1,
-    "Q5_1"
-);
-// Q8_0 has no paired kernel: it sums in ggml's order (`reference::dot_q8_0`).
+block32_kernel!(dot_q5_1, dot_q5_1_vnni, dot_q5_1_vnni512, Q5_1, "Q5_1");
 block32_kernel!(dot_q8_0, dot_q8_0_vnni, dot_q8_0_vnni512, Q8_0, "Q8_0");
 
 /// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K super-block as bytes, unpacked

@@ -134,12 +134,12 @@ trait Format {
     const NIBBLES: bool;
     /// The integer sum starts at `−OFFSET · Σy` (the codes' centre, or Q8_0's bias).
     const OFFSET: i32;
-    /// Q8_0, summed in ggml's order by [`group_q8_0`].
-    const EXACT_Q8_0: bool = false;
+    /// Summed in ggml's order by [`group_ggml`] (Q8_0, Q4_1, Q5_1).
+    const GGML_ORDER: bool = false;
 }
 
 macro_rules! format {
-    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal) => {
+    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, $ggml:ident)?) => {
         struct $name;
         impl Format for $name {
             const BYTES: usize = $bytes;
@@ -147,23 +147,16 @@ macro_rules! format {
             const FIFTH: bool = $fifth;
             const NIBBLES: bool = $nib;
             const OFFSET: i32 = $off;
+            $(const GGML_ORDER: bool = { let _ = stringify!($ggml); true };)?
         }
     };
 }
 
 format!(Q4_0, 18, min: false, fifth: false, nibbles: true, offset: 8);
-format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0);
 format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 16);
-format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0);
-struct Q8_0;
-impl Format for Q8_0 {
-    const BYTES: usize = 34;
-    const MIN: bool = false;
-    const FIFTH: bool = false;
-    const NIBBLES: bool = false;
-    const OFFSET: i32 = 128;
-    const EXACT_Q8_0: bool = true;
-}
+format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0, ggml_order);
+format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0, ggml_order);
+format!(Q8_0, 34, min: false, fifth: false, nibbles: false, offset: 128, ggml_order);
 
 /// The four activation bytes 4j..4j+4 of a block in every i32 lane.
 #[inline(always)]
@@ -172,6 +165,56 @@ unsafe fn y4(blk: &BlockQ8x32, j: usize) -> __m512i {
         _mm512_set1_epi32(std::ptr::read_unaligned(
             blk.qs.as_ptr().add(4 * j) as *const i32
         ))
+    }
+}
+
+/// Block `b` of a group (`nb` blocks): its (16,) scales, (16,) mins (zero without), and its
+/// (8,) decoded code registers, register j holding elements 4j..4j+4 of the 16 rows. Prefetches
+/// the block PREFETCH_BLOCKS ahead into L1, line by line (the rows of a group are one
+/// contiguous stream; this runs ahead of the hardware prefetcher's distance).
+#[inline(always)]
+unsafe fn block<F: Format>(w: &[u8], b: usize, nb: usize) -> (__m512, __m512, [__m512i; 8]) {
+    unsafe {
+        let block_bytes = GROUP * F::BYTES;
+        let p = w.as_ptr().add(b * block_bytes);
+        if b + PREFETCH_BLOCKS < nb {
+            let ahead = p.add(PREFETCH_BLOCKS * block_bytes);
+            for line in (0..block_bytes).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8);
+            }
+        }
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
+        let mut at = if F::MIN { 64 } else { 32 };
+        let masks = p.add(at) as *const u64;
+        if F::FIFTH {
+            at += 64;
+        }
+        let mut codes = [_mm512_setzero_si512(); 8];
+        if F::NIBBLES {
+            let low4 = _mm512_set1_epi8(0x0f);
+            for k in 0..4 {
+                let v = _mm512_loadu_si512(p.add(at + 64 * k) as *const _);
+                codes[k] = _mm512_and_si512(v, low4);
+                codes[4 + k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+            }
+            if F::FIFTH {
+                let bit5 = _mm512_set1_epi8(0x10);
+                for (j, c) in codes.iter_mut().enumerate() {
+                    let m: __mmask64 = std::ptr::read_unaligned(masks.add(j));
+                    *c = _mm512_mask_add_epi8(*c, m, *c, bit5);
+                }
+            }
+        } else {
+            for (k, c) in codes.iter_mut().enumerate() {
+                *c = _mm512_loadu_si512(p.add(at + 64 * k) as *const _);
+            }
+        }
+        let mins = if F::MIN {
+            _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i))
+        } else {
+            _mm512_setzero_ps()
+        };
+        (dw, mins, codes)
     }
 }
 
@@ -188,47 +231,7 @@ unsafe fn group<F: Format, const T: usize>(
         let nb = w.len() / block_bytes;
         let mut acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
-            let p = w.as_ptr().add(b * block_bytes);
-            // The block PREFETCH_BLOCKS ahead into L1, line by line (the rows of a group are
-            // one contiguous stream; this runs ahead of the hardware prefetcher's distance).
-            if b + PREFETCH_BLOCKS < nb {
-                let ahead = p.add(PREFETCH_BLOCKS * block_bytes);
-                for line in (0..block_bytes).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8);
-                }
-            }
-            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
-            let mut at = if F::MIN { 64 } else { 32 };
-            let masks = p.add(at) as *const u64;
-            if F::FIFTH {
-                at += 64;
-            }
-            // (8,) decoded code registers: register j holds elements 4j..4j+4 of the 16 rows.
-            let mut codes = [_mm512_setzero_si512(); 8];
-            if F::NIBBLES {
-                let low4 = _mm512_set1_epi8(0x0f);
-                for k in 0..4 {
-                    let v = _mm512_loadu_si512(p.add(at + 64 * k) as *const _);
-                    codes[k] = _mm512_and_si512(v, low4);
-                    codes[4 + k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-                }
-                if F::FIFTH {
-                    let bit5 = _mm512_set1_epi8(0x10);
-                    for (j, c) in codes.iter_mut().enumerate() {
-                        let m: __mmask64 = std::ptr::read_unaligned(masks.add(j));
-                        *c = _mm512_mask_add_epi8(*c, m, *c, bit5);
-                    }
-                }
-            } else {
-                for (k, c) in codes.iter_mut().enumerate() {
-                    *c = _mm512_loadu_si512(p.add(at + 64 * k) as *const _);
-                }
-            }
-            let mins = if F::MIN {
-                _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i))
-            } else {
-                _mm512_setzero_ps()
-            };
+            let (dw, mins, codes) = block::<F>(w, b, nb);
             for t in 0..T {
                 let blk = a[t].get_unchecked(b);
                 let start = if F::OFFSET != 0 {
@@ -257,48 +260,53 @@ unsafe fn group<F: Format, const T: usize>(
     }
 }
 
-/// Q8_0's group in ggml's summation order, so that its products equal llama.cpp's bit for
-/// bit: per row and token, eight float partial sums, lane j taking the exact integer dot of
-/// codes 4j..4j+4 of every block, scaled by `d_w · d_y` (one f32 product) with a fused
-/// multiply-add, block after block; then the tree `((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))`.
-/// That is what ggml's AVX2 `vec_dot_q8_0_q8_0` (decode) and llamafile's `tinyBLAS_Q0_AVX`
-/// (prompts) both compute. Eight accumulators per token limit a call to two tokens.
+/// A group in ggml's summation order (Q8_0, Q4_1, Q5_1), so that its products equal
+/// llama.cpp's bit for bit: per row and token, eight float partial sums, lane j taking the exact
+/// integer dot of codes 4j..4j+4 of every block, scaled by `d_w · d_y` (one f32 product) with a
+/// fused multiply-add, block after block; then the tree `((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))`,
+/// plus, for the formats with mins, their own chain of `m · s_y` fused multiply-adds. That is
+/// what ggml's AVX2 `vec_dot` routines compute, and for Q8_0 also llamafile's `tinyBLAS_Q0_AVX`
+/// (prompts). Eight accumulators per token limit a call to two tokens.
 #[inline(always)]
-unsafe fn group_q8_0<const T: usize>(w: &[u8], a: &[&[BlockQ8x32]; T], out: *mut f32, ld: usize) {
+unsafe fn group_ggml<F: Format, const T: usize>(
+    w: &[u8],
+    a: &[&[BlockQ8x32]; T],
+    out: *mut f32,
+    ld: usize,
+) {
     unsafe {
-        let block_bytes = GROUP * <Q8_0 as Format>::BYTES;
-        let nb = w.len() / block_bytes;
-        // (T, 8) accumulators: token t, lane j, 16 rows.
+        let nb = w.len() / (GROUP * F::BYTES);
+        // (T, 8) lane accumulators and (T,) mins chains, 16 rows each.
         let mut acc = [[_mm512_setzero_ps(); 8]; T];
+        let mut mins_acc = [_mm512_setzero_ps(); T];
         for b in 0..nb {
-            let p = w.as_ptr().add(b * block_bytes);
-            if b + PREFETCH_BLOCKS < nb {
-                let ahead = p.add(PREFETCH_BLOCKS * block_bytes);
-                for line in (0..block_bytes).step_by(64) {
-                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8);
-                }
-            }
-            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
-            let codes: [__m512i; 8] =
-                std::array::from_fn(|k| _mm512_loadu_si512(p.add(32 + 64 * k) as *const _));
+            let (dw, mins, codes) = block::<F>(w, b, nb);
             for t in 0..T {
                 let blk = a[t].get_unchecked(b);
                 let d = _mm512_mul_ps(dw, _mm512_set1_ps(blk.d));
-                for j in 0..8 {
-                    // Σ (c + 128)·y − 128·Σ y over codes 4j..4j+4: the exact signed dot.
-                    let s = _mm512_dpbusd_epi32(
-                        _mm512_set1_epi32(*blk.bias4.get_unchecked(j)),
-                        codes[j],
-                        y4(blk, j),
-                    );
+                for (j, code) in codes.iter().enumerate() {
+                    // Q8_0: Σ (c + 128)·y − 128·Σ y over codes 4j..4j+4, the exact signed dot.
+                    let start = if F::OFFSET != 0 {
+                        _mm512_set1_epi32(*blk.bias4.get_unchecked(j))
+                    } else {
+                        _mm512_setzero_si512()
+                    };
+                    let s = _mm512_dpbusd_epi32(start, *code, y4(blk, j));
                     acc[t][j] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(s), acc[t][j]);
+                }
+                if F::MIN {
+                    mins_acc[t] = _mm512_fmadd_ps(mins, _mm512_set1_ps(blk.s_f16), mins_acc[t]);
                 }
             }
         }
         for (t, s) in acc.iter().enumerate() {
             let lo = _mm512_add_ps(_mm512_add_ps(s[0], s[4]), _mm512_add_ps(s[2], s[6]));
             let hi = _mm512_add_ps(_mm512_add_ps(s[1], s[5]), _mm512_add_ps(s[3], s[7]));
-            _mm512_storeu_ps(out.add(t * ld), _mm512_add_ps(lo, hi));
+            let mut r = _mm512_add_ps(lo, hi);
+            if F::MIN {
+                r = _mm512_add_ps(r, mins_acc[t]);
+            }
+            _mm512_storeu_ps(out.add(t * ld), r);
         }
     }
 }
@@ -328,7 +336,7 @@ unsafe fn rows<F: Format>(
             && a.iter().all(|r| r.len() >= row_bytes / F::BYTES),
         "interleaved kernel tile shape"
     );
-    if F::EXACT_Q8_0 {
+    if F::GGML_ORDER {
         for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
             // Pairs of tokens, then a last one; the group's weights stay in L1 between them.
             let mut t = 0;
@@ -337,10 +345,10 @@ unsafe fn rows<F: Format>(
                 // SAFETY: as for `tiles!` below.
                 unsafe {
                     if t + 2 <= nt {
-                        group_q8_0::<2>(gw, &[a[t], a[t + 1]], o, ld);
+                        group_ggml::<F, 2>(gw, &[a[t], a[t + 1]], o, ld);
                         t += 2;
                     } else {
-                        group_q8_0::<1>(gw, &[a[t]], o, ld);
+                        group_ggml::<F, 1>(gw, &[a[t]], o, ld);
                         t += 1;
                     }
                 }

@@ -124,7 +124,7 @@ impl WeightType {
                 q8k: true,
                 ..ActKinds::default()
             },
-            Self::Q8_0 => ActKinds {
+            Self::Q8_0 | Self::Q4_1 | Self::Q5_1 => ActKinds {
                 q8: true,
                 ..ActKinds::default()
             },
@@ -280,10 +280,10 @@ impl DotFn {
         if variant == Variant::Avx512Vnni && available_variants().contains(&Variant::Avx512Vnni) {
             return match ty {
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, Some(avx2::dot_q4_0_paired)),
-                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, Some(avx2::dot_q4_1_paired)),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, None),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, Some(avx2::dot_q5_0_paired)),
-                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, Some(avx2::dot_q5_1_paired)),
-                // Q8_0 sums in ggml's order (`reference::dot_q8_0`), which pairing breaks.
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, None),
+                // Q4_1, Q5_1 and Q8_0 sum in ggml's order (`reference`), which pairing breaks.
                 W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512, None),
                 _ => Self::new(ty, Variant::Avx2),
             };

@@ -1,8 +1,8 @@
 //! Plain reference dot products: one weight row (ggml block bytes) against one activation row.
 //! Each one decodes a block's integer codes exactly as the format defines them, sums code ×
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
-//! integer sums; only the order of the final float additions may differ, except for Q8_0,
-//! whose order is ggml's and which every variant follows exactly.
+//! integer sums; only the order of the final float additions may differ, except for Q8_0, Q4_1
+//! and Q5_1, whose order is ggml's and which every variant follows exactly.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -40,18 +40,36 @@ pub fn dot_q4_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     sum
 }
 
-/// Q4_1 (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles): w = d·q + m.
+/// Q4_1 (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles): w = d·q + m, summed in ggml's
+/// order (x86 `vec_dot_q4_1_q8_1`, which llama.cpp uses for one token and several):
+/// [`ggml_lanes`] for `d·q`, plus `m · s_y` accumulated with a fused multiply-add per block.
 pub fn dot_q4_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
+    let mut mins = 0f32;
     for (b, a) in w.chunks_exact(20).zip(a) {
-        let mut isum = 0i32;
-        for (j, &q) in b[4..20].iter().enumerate() {
-            isum += (q & 0x0f) as i32 * a.qs[j] as i32;
-            isum += (q >> 4) as i32 * a.qs[j + 16] as i32;
+        let mut q = [0i32; 32];
+        for (j, &c) in b[4..20].iter().enumerate() {
+            q[j] = (c & 0x0f) as i32;
+            q[j + 16] = (c >> 4) as i32;
         }
-        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s_f16;
+        mins = f16_at(&b[2..]).mul_add(a.s_f16, mins);
+        ggml_lanes(&mut acc, f16_at(b) * a.d, &q, &a.qs);
     }
-    sum
+    ggml_hsum(&acc) + mins
+}
+
+/// One block into ggml's eight lane sums: lane j adds the exact integer dot of codes
+/// 4j..4j+4, scaled by `d` (= d_w · d_y, one f32 product), in a fused multiply-add.
+fn ggml_lanes(acc: &mut [f32; 8], d: f32, q: &[i32; 32], y: &[i8; 32]) {
+    for (j, s) in acc.iter_mut().enumerate() {
+        let isum: i32 = (4 * j..4 * j + 4).map(|i| q[i] * y[i] as i32).sum();
+        *s = d.mul_add(isum as f32, *s);
+    }
+}
+
+/// ggml's `hsum_float_8`: `((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))`.
+fn ggml_hsum(acc: &[f32; 8]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
 }
 
 /// The 5-bit codes of a Q5 block from its 16 nibble bytes and 32 high bits.
@@ -79,15 +97,17 @@ pub fn dot_q5_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     sum
 }
 
-/// Q5_1 (24-byte blocks: f16 d, f16 m, u32 high bits, 16 bytes of nibbles): w = d·q + m.
+/// Q5_1 (24-byte blocks: f16 d, f16 m, u32 high bits, 16 bytes of nibbles): w = d·q + m,
+/// summed in ggml's order (x86 `vec_dot_q5_1_q8_1`), as [`dot_q4_1`].
 pub fn dot_q5_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
+    let mut mins = 0f32;
     for (b, a) in w.chunks_exact(24).zip(a) {
         let q = q5_codes(&b[8..24], u32::from_le_bytes([b[4], b[5], b[6], b[7]]));
-        let isum: i32 = q.iter().zip(&a.qs).map(|(&q, &x)| q * x as i32).sum();
-        sum += f16_at(b) * a.d * isum as f32 + f16_at(&b[2..]) * a.s_f16;
+        mins = f16_at(&b[2..]).mul_add(a.s_f16, mins);
+        ggml_lanes(&mut acc, f16_at(b) * a.d, &q, &a.qs);
     }
-    sum
+    ggml_hsum(&acc) + mins
 }
 
 /// Q8_0 (34-byte blocks: f16 d, 32 int8 codes): w = d·q, summed in ggml's order so that the
@@ -99,15 +119,10 @@ pub fn dot_q5_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
 pub fn dot_q8_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     let mut acc = [0f32; 8];
     for (b, a) in w.chunks_exact(34).zip(a) {
-        let d = f16_at(b) * a.d;
-        for (j, s) in acc.iter_mut().enumerate() {
-            let isum: i32 = (4 * j..4 * j + 4)
-                .map(|i| b[2 + i] as i8 as i32 * a.qs[i] as i32)
-                .sum();
-            *s = d.mul_add(isum as f32, *s);
-        }
+        let q: [i32; 32] = std::array::from_fn(|i| b[2 + i] as i8 as i32);
+        ggml_lanes(&mut acc, f16_at(b) * a.d, &q, &a.qs);
     }
-    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+    ggml_hsum(&acc)
 }
 
 /// Q4_K (144-byte super-blocks): w = d·sc·q − dmin·m per 32-weight sub-block.

@@ -132,6 +132,9 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
     }
 }
 
+/// The formats every variant sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`).
+const GGML_ORDER: [WeightType; 3] = [WeightType::Q8_0, WeightType::Q4_1, WeightType::Q5_1];
+
 #[test]
 fn every_variant_matches_the_reference() {
     let mut rng = Rng::fresh();
@@ -167,12 +170,12 @@ fn every_variant_matches_the_reference() {
                                 "{ty:?} {} cols={cols} raw={raw} row {r} token {t} (tile {t0}+{nt}): {got} vs {want} ({err:e})",
                                 v.name()
                             );
-                            // Q8_0 sums in ggml's order in every variant: the same bits.
-                            if ty == WeightType::Q8_0 {
+                            // Formats in ggml's order: every variant gives the same bits.
+                            if GGML_ORDER.contains(&ty) {
                                 assert_eq!(
                                     got.to_bits(),
                                     want.to_bits(),
-                                    "Q8_0 {} row {r} token {t} (tile {t0}+{nt})",
+                                    "{ty:?} {} row {r} token {t} (tile {t0}+{nt})",
                                     v.name()
                                 );
                             }
@@ -279,8 +282,12 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
                         err < 1e-6,
                         "{ty:?} rows={rows} cols={cols} raw={raw} [{t}, {r}]: {got} vs {want} ({err:e})"
                     );
-                    if ty == WeightType::Q8_0 {
-                        assert_eq!(got.to_bits(), want.to_bits(), "Q8_0 [{t}, {r}] ggml order");
+                    if GGML_ORDER.contains(&ty) {
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{ty:?} [{t}, {r}] ggml order"
+                        );
                     }
                 }
             }

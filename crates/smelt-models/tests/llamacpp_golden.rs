@@ -1,12 +1,14 @@
-//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 in Q8_0, without flash attention.
+//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0,
+//! without flash attention.
 //!
-//! The golden data (`data/llamacpp_q8_0_greedy.json`) are llama.cpp's own logits along its
-//! greedy path for three prompts, written by `benches/llamacpp_golden.sh` (the source is named
-//! in the file): per step the top five (token, f32 bits) and an FNV-1a hash of the whole row.
-//! The model is the shipped Q4_1 SmolLM2 requantized to Q8_0 by smelt's quantizer, as there.
+//! The golden data (`data/llamacpp_{q4_1,q8_0}_greedy.json`) are llama.cpp's own logits along
+//! its greedy path for three prompts, written by `benches/llamacpp_golden.sh` (the source is
+//! named in each file): per step the top five (token, f32 bits) and an FNV-1a hash of the whole
+//! row. The Q8_0 model is the shipped one requantized by smelt's quantizer, as there.
 //!
-//! The equality holds on every kernel variant: Q8_0 products, attention, RoPE, SiLU and the
-//! softmax all follow the operations of llama.cpp's x86 AVX-512 build (`docs/design.md`).
+//! The equality holds on every kernel variant: the Q4_1/Q8_0 products, attention, RoPE, SiLU
+//! and the softmax all follow the operations of llama.cpp's x86 AVX-512 build
+//! (`docs/design.md`).
 
 use std::sync::Arc;
 
@@ -24,11 +26,15 @@ fn fnv1a64(row: &[f32]) -> u64 {
         })
 }
 
-fn q8_0_smollm2(dir: &std::path::Path) -> Arc<GgufFile> {
-    let src = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+fn shipped_smollm2() -> GgufFile {
+    let path = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
         .ensure_gguf(smelt_data::assets::find("smollm2-135m").unwrap())
         .unwrap();
-    let src = GgufFile::open(src).unwrap();
+    GgufFile::open(path).unwrap()
+}
+
+fn q8_0_smollm2(dir: &std::path::Path) -> Arc<GgufFile> {
+    let src = shipped_smollm2();
     let opts = QuantizeOptions {
         ftype: FileType::Q8_0,
         allow_requantize: true,
@@ -42,11 +48,22 @@ fn q8_0_smollm2(dir: &std::path::Path) -> Arc<GgufFile> {
 
 #[test]
 fn q8_0_logits_equal_llamacpp_bit_for_bit() {
-    let doc: serde_json::Value =
-        serde_json::from_str(include_str!("data/llamacpp_q8_0_greedy.json")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = q8_0_smollm2(dir.path());
-    let model = Llama::load(&file).unwrap();
+    check(&file, include_str!("data/llamacpp_q8_0_greedy.json"));
+}
+
+#[test]
+fn shipped_q4_1_logits_equal_llamacpp_bit_for_bit() {
+    let file = Arc::new(shipped_smollm2());
+    check(&file, include_str!("data/llamacpp_q4_1_greedy.json"));
+}
+
+/// Runs every path of the golden document `json` on `file`: the prompt in one batch, then one
+/// token at a time, as llama.cpp ran them; each step's logits must hash to llama.cpp's.
+fn check(file: &Arc<GgufFile>, json: &str) {
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+    let model = Llama::load(file).unwrap();
     let tok = tokenizer::from_gguf(&file.header).unwrap();
     let bos = tokenizer::bos_to_add(&file.header);
     assert_eq!(doc["n_vocab"].as_u64(), Some(model.config.n_vocab as u64));
@@ -61,7 +78,6 @@ fn q8_0_logits_equal_llamacpp_bit_for_bit() {
         let mut ids: Vec<u32> = bos.into_iter().collect();
         ids.extend(tok.encode(prompt, true));
         let mut cache = model.new_cache(ids.len() + tokens.len());
-        // The prompt in one batch, then one token at a time, as llama.cpp ran them.
         let mut logits = model.forward_batch(&ids, &mut cache, Logits::Last).unwrap();
         for (k, step) in run["steps"].as_array().unwrap().iter().enumerate() {
             let want_hash = step["fnv1a64"].as_str().unwrap();
