@@ -100,6 +100,12 @@ for i, prompt in enumerate(prompts):
         print(f"  first differing step {k}: smelt takes token {a}, llama.cpp FA-off token {b}; "
               f"margin logit[{a}] - logit[{b}]: smelt {smelt_rows[k][a] - smelt_rows[k][b]:+.4f}, "
               f"llama.cpp FA-off {l0[k][a] - l0[k][b]:+.4f}, FA-on {l1[k][a] - l1[k][b]:+.4f}")
+    k1 = next((j for j, s in enumerate(steps) if argmax(l1[j]) != s["token"]), None)
+    if k1 is not None:
+        a, b = steps[k1]["token"], argmax(l1[k1])
+        print(f"  llama.cpp FA-on first leaves smelt's path at step {k1}: token {b} over smelt's {a}; "
+              f"margin logit[{b}] - logit[{a}]: FA-on {l1[k1][b] - l1[k1][a]:+.4f}, "
+              f"FA-off {l0[k1][b] - l0[k1][a]:+.4f}, smelt {smelt_rows[k1][b] - smelt_rows[k1][a]:+.4f}")
 for name, n in agree.items():
     print(f"identical continuations, {name}: {n} of {len(prompts)}")
 PY
