@@ -70,11 +70,11 @@ fn f16_round(v: f32) -> f32 {
     half::f16::from_f32(v).to_f32()
 }
 
-/// (codes, max |x|, Σ codes) of 32 activations, all in registers: the same max, the same
-/// `vroundps` rounding and the same clamp as the scalar path, so the same codes.
+/// (codes, max |x|, Σ codes, `bias4`) of 32 activations, all in registers: the same max, the
+/// same `vroundps` rounding and the same clamp as the scalar path, so the same codes.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_x32_avx2(x: &[f32; 32]) -> ([i8; 32], f32, i32) {
+unsafe fn quantize_x32_avx2(x: &[f32; 32]) -> ([i8; 32], f32, i32, [i32; 8]) {
     use std::arch::x86_64::*;
     unsafe {
         let p = x.as_ptr();
@@ -113,7 +113,15 @@ unsafe fn quantize_x32_avx2(x: &[f32; 32]) -> ([i8; 32], f32, i32) {
         let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
         let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        (qs, amax, _mm_cvtsi128_si32(s))
+        // Sums of four: the hadds leave chunks (0, 2, 4, 6 | 1, 3, 5, 7); the permute orders them.
+        let h = _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3]));
+        let h = _mm256_permutevar8x32_epi32(h, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        let mut bias4 = [0i32; 8];
+        _mm256_storeu_si256(
+            bias4.as_mut_ptr() as *mut __m256i,
+            _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<7>(h)),
+        );
+        (qs, amax, _mm_cvtsi128_si32(s), bias4)
     }
 }
 
@@ -124,23 +132,24 @@ impl BlockQ8x32 {
         #[cfg(target_arch = "x86_64")]
         if crate::variant() != crate::Variant::Reference {
             // SAFETY: a non-reference variant means AVX2 and FMA were detected.
-            let (qs, amax, sum) = unsafe { quantize_x32_avx2(x) };
-            return Self::from_codes(qs, amax, sum);
+            let (qs, amax, sum, bias4) = unsafe { quantize_x32_avx2(x) };
+            return Self::from_codes(qs, amax, sum, bias4);
         }
         let mut qs = [0i8; 32];
         let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
         scale_round(x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut qs);
         let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-        Self::from_codes(qs, amax, sum)
-    }
-
-    /// The block of codes `qs` (Σ = `sum`) quantized with `max |x| = amax`.
-    fn from_codes(qs: [i8; 32], amax: f32, sum: i32) -> Self {
-        let d = amax / 127.0;
-        let d16 = f16_round(d);
         let bias4 = std::array::from_fn(|j| {
             -128 * qs[4 * j..4 * j + 4].iter().map(|&q| q as i32).sum::<i32>()
         });
+        Self::from_codes(qs, amax, sum, bias4)
+    }
+
+    /// The block of codes `qs` (Σ = `sum`, sums of four as `bias4`) quantized with
+    /// `max |x| = amax`.
+    fn from_codes(qs: [i8; 32], amax: f32, sum: i32, bias4: [i32; 8]) -> Self {
+        let d = amax / 127.0;
+        let d16 = f16_round(d);
         Self {
             d: d16,
             s: d16 * sum as f32,
@@ -441,6 +450,10 @@ mod tests {
             scale_round_plain(&x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut plain);
             assert_eq!(b.qs, plain, "block {i}");
             assert_eq!(b.sum, plain.iter().map(|&q| q as i32).sum::<i32>());
+            for (j, &bias) in b.bias4.iter().enumerate() {
+                let four: i32 = plain[4 * j..4 * j + 4].iter().map(|&q| q as i32).sum();
+                assert_eq!(bias, -128 * four, "block {i} chunk {j}");
+            }
             assert_eq!(b.d, f16_round(amax / 127.0));
         }
     }

@@ -271,8 +271,9 @@ trait Block32 {
     const BYTES: usize;
     /// How codes become weights.
     const OFFSET: Offset;
-    /// Whether the kernel sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`): Q8_0, Q4_1
-    /// and Q5_1, whose llama.cpp products are the row-at-a-time `vec_dot` form.
+    /// Whether the kernel sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`) unless
+    /// `SMELT_FAST_SUMS` is set (`crate::ggml_sums`): Q8_0, Q4_1 and Q5_1, whose llama.cpp
+    /// products are the row-at-a-time `vec_dot` form.
     const GGML_ORDER: bool = !matches!(Self::OFFSET, Offset::Centre(_));
     /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
     unsafe fn codes(p: *const u8) -> __m256i;
@@ -350,7 +351,7 @@ impl Block32 for Q8_0 {
 /// to the weight block alone, so it is computed once and starts every token's sum; no per-token
 /// sign fix-up remains.
 #[inline(always)]
-unsafe fn step32<I: Isa, B: Block32, const T: usize>(
+unsafe fn step32<I: Isa, B: Block32, const T: usize, const GGML: bool>(
     w: &[u8],
     a: &[&[BlockQ8x32]; T],
     lut: &[f32; 65536],
@@ -374,9 +375,14 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
                 let blk = a[t].get_unchecked(i);
                 let yu = _mm256_xor_si256(load_codes(&blk.qs), _mm256_set1_epi8(-128));
                 let s = _mm256_cvtepi32_ps(I::dot_acc(start, yu, c));
-                // ggml's order (see `reference::dot_q8_0`): d_w · d_y, then one FMA per lane.
-                let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
-                acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
+                if GGML {
+                    // ggml's order (`reference::dot_q8_0`): d_w · d_y, then one FMA per lane.
+                    let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
+                    acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
+                } else {
+                    let sy = _mm256_mul_ps(s, _mm256_broadcast_ss(&blk.d));
+                    acc[t] = _mm256_fmadd_ps(sy, dw, acc[t]);
+                }
             }
             return;
         }
@@ -395,7 +401,7 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize>(
                 y
             };
             let s = _mm256_cvtepi32_ps(I::dot_u8_i8(u, y));
-            if B::GGML_ORDER {
+            if GGML {
                 let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
                 acc[t] = _mm256_fmadd_ps(d, s, acc[t]);
                 if B::OFFSET == Offset::Stored {
@@ -427,10 +433,10 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
         let lut = f16_table();
         let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
         let (mut off0, mut off1) = ([0f32; T], [0f32; T]);
-        if B::GGML_ORDER {
+        if B::GGML_ORDER && crate::ggml_sums() {
             // One chain over the blocks, as ggml sums it; the mins' chain added last.
             for i in 0..nb {
-                step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
+                step32::<I, B, T, true>(w, &a, lut, i, &mut acc0, &mut off0);
             }
             return std::array::from_fn(|t| hsum(acc0[t]) + off0[t]);
         }
@@ -438,12 +444,12 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
         while i + 2 <= nb {
             // Two accumulator sets for every tile width, so a token's sum is added in the same
             // order whatever the batch: batched and one-at-a-time logits are bit-identical.
-            step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
-            step32::<I, B, T>(w, &a, lut, i + 1, &mut acc1, &mut off1);
+            step32::<I, B, T, false>(w, &a, lut, i, &mut acc0, &mut off0);
+            step32::<I, B, T, false>(w, &a, lut, i + 1, &mut acc1, &mut off1);
             i += 2;
         }
         if i < nb {
-            step32::<I, B, T>(w, &a, lut, i, &mut acc0, &mut off0);
+            step32::<I, B, T, false>(w, &a, lut, i, &mut acc0, &mut off0);
         }
         std::array::from_fn(|t| hsum(_mm256_add_ps(acc0[t], acc1[t])) + (off0[t] + off1[t]))
     }
@@ -482,7 +488,8 @@ macro_rules! block32_kernel {
             out: &mut [f32],
         ) {
             // Formats in ggml's order skip the paired kernel, which sums otherwise.
-            if a.len() == 8 && crate::paired_tiles() && !<$b as Block32>::GGML_ORDER {
+            let ggml = <$b as Block32>::GGML_ORDER && crate::ggml_sums();
+            if a.len() == 8 && crate::paired_tiles() && !ggml {
                 unsafe { x8::rows_x8::<$b>(w, row_bytes, a, out) }
             } else {
                 unsafe { by_tokens!(tile32::<Vnni512, $b>, w, row_bytes, a, out) }
@@ -513,8 +520,14 @@ block32_kernel!(
     Q4_0,
     "Q4_0"
 );
-// Q4_1, Q5_1 and Q8_0 have no paired kernel: they sum in ggml's order.
-block32_kernel!(dot_q4_1, dot_q4_1_vnni, dot_q4_1_vnni512, Q4_1, "Q4_1");
+block32_kernel!(
+    dot_q4_1,
+    dot_q4_1_vnni,
+    dot_q4_1_vnni512,
+    dot_q4_1_paired,
+    Q4_1,
+    "Q4_1"
+);
 block32_kernel!(
     dot_q5_0,
     dot_q5_0_vnni,
@@ -523,8 +536,22 @@ block32_kernel!(
     Q5_0,
     "Q5_0"
 );
-block32_kernel!(dot_q5_1, dot_q5_1_vnni, dot_q5_1_vnni512, Q5_1, "Q5_1");
-block32_kernel!(dot_q8_0, dot_q8_0_vnni, dot_q8_0_vnni512, Q8_0, "Q8_0");
+block32_kernel!(
+    dot_q5_1,
+    dot_q5_1_vnni,
+    dot_q5_1_vnni512,
+    dot_q5_1_paired,
+    Q5_1,
+    "Q5_1"
+);
+block32_kernel!(
+    dot_q8_0,
+    dot_q8_0_vnni,
+    dot_q8_0_vnni512,
+    dot_q8_0_paired,
+    Q8_0,
+    "Q8_0"
+);
 
 /// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K super-block as bytes, unpacked
 /// with word operations (the layout `scale_min_k4` reads one at a time).

@@ -336,7 +336,7 @@ unsafe fn rows<F: Format>(
             && a.iter().all(|r| r.len() >= row_bytes / F::BYTES),
         "interleaved kernel tile shape"
     );
-    if F::GGML_ORDER {
+    if F::GGML_ORDER && crate::ggml_sums() {
         for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
             // Pairs of tokens, then a last one; the group's weights stay in L1 between them.
             let mut t = 0;

@@ -124,7 +124,7 @@ impl WeightType {
                 q8k: true,
                 ..ActKinds::default()
             },
-            Self::Q8_0 | Self::Q4_1 | Self::Q5_1 => ActKinds {
+            Self::Q8_0 | Self::Q4_1 | Self::Q5_1 if ggml_sums() => ActKinds {
                 q8: true,
                 ..ActKinds::default()
             },
@@ -217,6 +217,16 @@ pub fn paired_tiles() -> bool {
     })
 }
 
+/// Whether Q8_0, Q4_1 and Q5_1 products sum in ggml's order (the default): eight lane sums per
+/// output, so that logits equal llama.cpp's bit for bit (`reference::dot_q8_0`). It costs
+/// compute where many tokens share the weights (prompts, batched decode): `SMELT_FAST_SUMS=1`
+/// switches to smelt's own order (one sum per block, 8-token tiles, the paired kernels), whose
+/// results differ from ggml's in float rounding only.
+pub fn ggml_sums() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("SMELT_FAST_SUMS").is_none())
+}
+
 /// Whether matrices of the 32-block formats whose row count is a multiple of 16 are stored 16
 /// rows interleaved for the AVX-512 VNNI kernels (see `interleaved.rs`), when that variant is
 /// in use; `SMELT_NO_INTERLEAVE` switches it off for side-by-side benchmarks. Results differ
@@ -261,6 +271,12 @@ pub type RowsKernel<A> = unsafe fn(&[u8], usize, &[&[A]], &mut [f32]);
 /// `f(w_rows, row_bytes, 8 tokens' paired blocks, out)`, out (rows, 8).
 pub type PairedKernel = unsafe fn(&[u8], usize, &[PairedQ8x32], &mut [f32]);
 
+/// `paired` unless the formats that have one only with fast sums sum in ggml's order.
+#[cfg(target_arch = "x86_64")]
+fn fast(paired: PairedKernel) -> Option<PairedKernel> {
+    (!ggml_sums()).then_some(paired)
+}
+
 impl DotFn {
     /// The kernel for `ty` in `variant`; the reference when this CPU cannot run `variant`.
     pub fn new(ty: WeightType, variant: Variant) -> Self {
@@ -279,12 +295,12 @@ impl DotFn {
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::Avx512Vnni && available_variants().contains(&Variant::Avx512Vnni) {
             return match ty {
+                // In ggml's order Q4_1, Q5_1 and Q8_0 have no paired kernel ([`ggml_sums`]).
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, Some(avx2::dot_q4_0_paired)),
-                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, None),
+                W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, fast(avx2::dot_q4_1_paired)),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, Some(avx2::dot_q5_0_paired)),
-                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, None),
-                // Q4_1, Q5_1 and Q8_0 sum in ggml's order (`reference`), which pairing breaks.
-                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512, None),
+                W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, fast(avx2::dot_q5_1_paired)),
+                W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512, fast(avx2::dot_q8_0_paired)),
                 _ => Self::new(ty, Variant::Avx2),
             };
         }
