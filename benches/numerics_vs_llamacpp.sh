@@ -80,7 +80,7 @@ for s, (a, b) in enumerate(zip(llama, ours)):
         elif first is None:
             fx, fy = struct.unpack(f"<{len(x) // 4}f", x), struct.unpack(f"<{len(y) // 4}f", y)
             d = [abs(u - v) for u, v in zip(fx, fy) if u != v]
-            first = f"{name}: {len(d)} of {len(fx)} values differ, max |Δ| {max(d):.3g}"
+            first = f"{name}: {len(d)} of {len(fx)} values differ, max |Δ| {max(d, default=0.0):.3g}"
     total_same += same
     total += len(names)
     kind = "prompt" if s == 0 else f"token {s}"

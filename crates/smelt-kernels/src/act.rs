@@ -22,8 +22,9 @@ pub struct BlockQ8x32 {
     pub s_f16: f32,
     /// `Σ q` exactly, for kernels that start an integer sum at `−k·Σ q` (the interleaved ones).
     pub sum: i32,
-    /// (8,) `−128 · Σ q` over each four consecutive codes, which start the Q8_0 kernel's eight
-    /// lane sums (ggml's order keeps one partial sum per four codes; see `interleaved.rs`).
+    /// (8,) `−128 · Σ q` over each four consecutive codes, which start the eight lane sums of
+    /// the interleaved Q8_0 kernel in ggml's order (its unsigned codes carry a +128 bias; see
+    /// `interleaved.rs`); no other kernel reads it.
     pub bias4: [i32; 8],
     /// (32,) codes in [−127, 127].
     pub qs: [i8; 32],

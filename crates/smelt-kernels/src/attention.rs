@@ -179,6 +179,7 @@ pub fn attend_reference(
     out: &mut [f32],
 ) {
     let hd = q.len();
+    // (hd,) the query rounded to f16.
     let q16: Vec<f32> = q.iter().map(|&v| f16_round(v)).collect();
     let row = |slab: &[f16], p: usize| -> Vec<f32> {
         slab[kv.row(p) * kv.stride + kv.offset..][..hd]
@@ -186,6 +187,7 @@ pub fn attend_reference(
             .map(|v| v.to_f32())
             .collect()
     };
+    // (n_pos,) scores, then weights; padded to (n_pad,) with zeros below.
     let mut w: Vec<f32> = (0..n_pos)
         .map(|p| dot_in_order(order, &row(kv.keys, p), &q16) * scale)
         .collect();
@@ -282,8 +284,8 @@ mod x86 {
     }
 
     /// The 16 lanes of [`super::dot_in_order`] of `hd` values (a multiple of 16), as
-    /// `lo + hi` (the first step of [`reduce16`]), and the f64 leftovers of the `Single` order
-    /// (`None` when there are none).
+    /// `lo + hi` (the first step of [`reduce16`]), and whether the `Single` order leaves values
+    /// past the last 64 to add in f64 ([`add_leftovers`]).
     #[inline(always)]
     unsafe fn dot_lanes(order: Order, x: *const f32, y: *const f32, hd: usize) -> (__m256, bool) {
         unsafe {
@@ -322,7 +324,23 @@ mod x86 {
         }
     }
 
-    /// `g` query heads of width `hd` (a multiple of 16, at most 128) that share one KV head:
+    /// [`body`]'s signature, for one width.
+    type Body = unsafe fn(
+        &[f32],
+        usize,
+        HeadSlabs,
+        &[usize],
+        usize,
+        f32,
+        Order,
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+        &mut [f32],
+    );
+
+    /// `g` query heads of width `hd` (a multiple of 16, from 16 to 128) that share one KV head:
     /// `q` and `out` are (g, hd). Each head's result is [`super::attend_reference`]'s, bit for
     /// bit.
     #[allow(clippy::too_many_arguments)]
@@ -338,7 +356,7 @@ mod x86 {
         out: &mut [f32],
     ) {
         assert!(g > 0 && q.len() == g * hd && out.len() >= g * hd && n_pos > 0);
-        assert!(hd.is_multiple_of(16) && hd <= 128);
+        assert!(hd.is_multiple_of(16) && (16..=128).contains(&hd));
         assert!(n_pos.div_ceil(kv.block) <= kv.table.len());
         for (_, row, len) in kv.runs(n_pos) {
             assert!(
@@ -355,13 +373,13 @@ mod x86 {
         });
         SCRATCH.with(|cell| {
             let mut bufs = cell.borrow_mut();
-            let [w, qr, rows, lanes] = &mut *bufs;
+            let [w, qr, kv32, lanes] = &mut *bufs;
             let n_pad = padded(order, n_pos);
             // Sized, not cleared: every value read is written first (`body`).
             for (buf, len) in [
                 (&mut *w, g * n_pad),
                 (&mut *qr, g * hd),
-                (&mut *rows, 128 * hd),
+                (&mut *kv32, 128 * hd),
                 (&mut *lanes, g * 4 * 16 * hd),
             ] {
                 if buf.len() < len {
@@ -372,32 +390,20 @@ mod x86 {
             // above and every buffer is sized here. The width is a constant in each body, so
             // its accumulators stay in registers.
             unsafe {
-                match hd {
-                    16 => body::<2>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                    32 => body::<4>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                    48 => body::<6>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                    64 => body::<8>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                    80 => body::<10>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                    96 => body::<12>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                    112 => body::<14>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                    _ => body::<16>(
-                        q, g, kv, &row_of, n_pos, scale, order, w, qr, rows, lanes, out,
-                    ),
-                }
+                let body: Body = match hd {
+                    16 => body::<2>,
+                    32 => body::<4>,
+                    48 => body::<6>,
+                    64 => body::<8>,
+                    80 => body::<10>,
+                    96 => body::<12>,
+                    112 => body::<14>,
+                    128 => body::<16>,
+                    _ => unreachable!("head widths are checked above"),
+                };
+                body(
+                    q, g, kv, &row_of, n_pos, scale, order, w, qr, kv32, lanes, out,
+                );
             }
         });
         ROWS.with(|r| r.replace(row_of));
@@ -417,7 +423,7 @@ mod x86 {
         order: Order,
         w: &mut [f32],
         qr: &mut [f32],
-        rows: &mut [f32],
+        kv32: &mut [f32],
         lanes: &mut [f32],
         out: &mut [f32],
     ) {
@@ -431,9 +437,9 @@ mod x86 {
                 _mm256_storeu_ps(qr.as_mut_ptr().add(i), r);
             }
             // Scores, eight positions at a time: their keys converted once into the first
-            // eight rows of `rows` for every head, then reduced together (positions past
+            // eight rows of `kv32` for every head, then reduced together (positions past
             // n_pos in the last eight get zero keys and unused scores).
-            let kp = rows.as_mut_ptr();
+            let kp = kv32.as_mut_ptr();
             for p0 in (0..n_pos).step_by(8) {
                 let m = 8.min(n_pos - p0);
                 for k in 0..8 {
@@ -442,7 +448,7 @@ mod x86 {
                         let src = kv.keys.as_ptr().add(row_of[p] * kv.stride + kv.offset);
                         convert(src, hd, kp.add(k * hd));
                     } else {
-                        rows[k * hd..(k + 1) * hd].iter_mut().for_each(|v| *v = 0.0);
+                        kv32[k * hd..(k + 1) * hd].iter_mut().for_each(|v| *v = 0.0);
                     }
                 }
                 for h in 0..g {
@@ -493,12 +499,12 @@ mod x86 {
             }
             // Weighted sum. Lane l of chunk c is position 16c + l; Single keeps four chunk
             // accumulators (chunk c in c % 4), Batch one. Positions go in blocks of BLOCK
-            // chunks whose values are converted once into `rows` (L1-sized) and read by every
+            // chunks whose values are converted once into `kv32` (L1-sized) and read by every
             // head; each (head, accumulator, lane) chain carries over in `lanes`.
             const BLOCK: usize = 8;
             let n_acc = if order.chained(n_pad) { 1 } else { 4 };
             let n_chunks = n_pos.div_ceil(16);
-            let vp = rows.as_mut_ptr();
+            let vp = kv32.as_mut_ptr();
             let lp = lanes.as_mut_ptr();
             for b0 in (0..n_chunks).step_by(BLOCK) {
                 let b1 = (b0 + BLOCK).min(n_chunks);
@@ -586,7 +592,7 @@ pub fn attend_group_with(
     if v != Variant::Reference
         && available_variants().contains(&v)
         && hd.is_multiple_of(16)
-        && hd <= 128
+        && (16..=128).contains(&hd)
     {
         // SAFETY: AVX2, FMA and F16C were detected; `attend_group` checks the slab bounds.
         return unsafe { x86::attend_group(q, g, hd, kv, n_pos, scale, order, out) };

@@ -139,7 +139,7 @@ trait Format {
 }
 
 macro_rules! format {
-    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, $ggml:ident)?) => {
+    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, ggml_order: $ggml:literal)?) => {
         struct $name;
         impl Format for $name {
             const BYTES: usize = $bytes;
@@ -147,16 +147,16 @@ macro_rules! format {
             const FIFTH: bool = $fifth;
             const NIBBLES: bool = $nib;
             const OFFSET: i32 = $off;
-            $(const GGML_ORDER: bool = { let _ = stringify!($ggml); true };)?
+            $(const GGML_ORDER: bool = $ggml;)?
         }
     };
 }
 
 format!(Q4_0, 18, min: false, fifth: false, nibbles: true, offset: 8);
 format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 16);
-format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0, ggml_order);
-format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0, ggml_order);
-format!(Q8_0, 34, min: false, fifth: false, nibbles: false, offset: 128, ggml_order);
+format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0, ggml_order: true);
+format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0, ggml_order: true);
+format!(Q8_0, 34, min: false, fifth: false, nibbles: false, offset: 128, ggml_order: true);
 
 /// The four activation bytes 4j..4j+4 of a block in every i32 lane.
 #[inline(always)]

@@ -2,7 +2,8 @@
 //! Each one decodes a block's integer codes exactly as the format defines them, sums code ×
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
 //! integer sums; only the order of the final float additions may differ, except for Q8_0, Q4_1
-//! and Q5_1, whose order is ggml's and which every variant follows exactly.
+//! and Q5_1, whose order is ggml's and which every variant follows exactly (unless
+//! `SMELT_FAST_SUMS` is set: `crate::ggml_sums`).
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -115,7 +116,7 @@ pub fn dot_q5_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
 /// `tinyBLAS_Q0_AVX` for several both compute this): eight lanes, lane j taking the exact
 /// integer dot of codes 4j..4j+4 of each block, scaled by `d_w · d_y` (one f32 product) in a
 /// fused multiply-add, block after block; then `((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))`. Every
-/// variant computes exactly this.
+/// variant computes exactly this unless `SMELT_FAST_SUMS` is set (`crate::ggml_sums`).
 pub fn dot_q8_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     let mut acc = [0f32; 8];
     for (b, a) in w.chunks_exact(34).zip(a) {

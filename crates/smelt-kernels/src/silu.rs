@@ -43,7 +43,7 @@ fn pow2(n: i32) -> f32 {
     f32::from_bits(((n + 127) as u32) << 23)
 }
 
-/// e^x as ggml's AVX-512 `ggml_v_expf` computes it (within 1.5 ulp of the true value).
+/// e^x as ggml's AVX-512 `ggml_v_expf` computes it (its stated error: 1.45 ulp plus 0.5 ulp).
 pub fn exp(x: f32) -> f32 {
     let shift = k(c::SHIFT);
     let z = x.mul_add(k(c::LOG2E), shift);
@@ -58,10 +58,8 @@ pub fn exp(x: f32) -> f32 {
     if n.abs() > 192.0 {
         return if n <= 0.0 { 0.0 } else { f32::INFINITY };
     }
-    if n.is_nan() {
-        return f32::NAN;
-    }
-    // scalef(j, n): the first product is exact, the second rounds once.
+    // scalef(j, n): the first product is exact, the second rounds once. A NaN n casts to 0,
+    // leaving j, which is then NaN, as in the SIMD form.
     let n = n as i32;
     let n1 = n >> 1;
     j * pow2(n1) * pow2(n - n1)

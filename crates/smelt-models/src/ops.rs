@@ -12,17 +12,10 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let e = w.len();
     let rows = x.par_chunks_exact(e).zip(out.par_chunks_exact_mut(e));
     rows.with_min_len(16).for_each(|(xr, or)| {
-        // Squares in f32 summed in f64, as ggml does, in eight partial sums (vector registers)
-        // rather than one long serial chain.
-        let mut acc = [0f64; 8];
-        let chunks = xr.chunks_exact(8);
-        let tail: f64 = chunks.remainder().iter().map(|v| (v * v) as f64).sum();
-        for c in chunks {
-            for (a, v) in acc.iter_mut().zip(c) {
-                *a += (v * v) as f64;
-            }
-        }
-        let ms = ((acc.iter().sum::<f64>() + tail) / e as f64) as f32;
+        // Squares in f32 summed in f64 in one chain, in order, as ggml does (so the scale is
+        // ggml's float, not just close to it).
+        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
+        let ms = (sum / e as f64) as f32;
         let s = 1.0 / (ms + eps).sqrt();
         for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
             *o = v * s * g;
@@ -198,6 +191,7 @@ pub fn attention(
 /// `gate = SiLU(gate) · up` for rows of `row` values (n_ff), in parallel chunks of whole rows
 /// (`smelt_kernels::silu`, which follows ggml's e^x and its per-row tail).
 pub fn swiglu(gate: &mut [f32], up: &[f32], row: usize) {
+    assert!(row > 0, "SwiGLU rows of zero values");
     let per_chunk = row * 4096usize.div_ceil(row);
     if gate.len() <= per_chunk {
         smelt_kernels::silu::silu_mul(gate, up, row);

@@ -93,8 +93,13 @@ fn check(file: &Arc<GgufFile>, json: &str) {
                         (t, want, logits[t as usize])
                     })
                     .collect();
+                let why = if smelt_kernels::ggml_sums() {
+                    ""
+                } else {
+                    " (SMELT_FAST_SUMS is set: products sum in smelt's own order, not ggml's)"
+                };
                 panic!(
-                    "{prompt:?} step {k}: the logits differ from llama.cpp's \
+                    "{prompt:?} step {k}: the logits differ from llama.cpp's{why} \
                      (token, llama.cpp, smelt) for its top five: {top:?}"
                 );
             }
