@@ -115,7 +115,9 @@ pub trait Tap {
     fn input(&mut self, layer: usize, at: LinearInput, x: &[f32], n: usize);
 
     /// `x` is the (n, cols) intermediate `name` of layer `layer`, named as llama.cpp's graph
-    /// names it (`Qcur`, `ffn_gate`, ...), so the two runtimes can be compared op by op.
+    /// names it (`Qcur`, `Kcur`, `Vcur`, `attn_out`, `ffn_gate`, `ffn_up`, `ffn_out`; the roped
+    /// query and keys, which llama.cpp calls `Qcur`/`Kcur` again, are `Qrope`/`Krope`), so the
+    /// two runtimes can be compared op by op (`benches/numerics_vs_llamacpp.sh`).
     fn tensor(&mut self, _layer: usize, _name: &'static str, _x: &[f32], _n: usize) {}
 }
 
