@@ -274,6 +274,8 @@ unsafe fn group_ggml<F: Format, const T: usize>(
     out: *mut f32,
     ld: usize,
 ) {
+    // `bias4` is Q8_0's −128·Σ y per four codes: the only offset this form takes.
+    const { assert!(!F::GGML_ORDER || F::OFFSET == 0 || F::OFFSET == 128) };
     unsafe {
         let nb = w.len() / (GROUP * F::BYTES);
         // (T, 8) lane accumulators and (T,) mins chains, 16 rows each.
