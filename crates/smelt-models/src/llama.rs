@@ -510,13 +510,9 @@ impl Llama {
             let flops: usize = mats.iter().map(|m| 2 * m.rows * m.cols * n).sum();
             span.arg("bytes", bytes as f64).arg("flops", flops as f64)
         };
-        // (n, n_rot / 2) rotation angles, each row at its sequence's position.
-        let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for sp in spans {
-            let (c1, s1) = c.rope.table(sp.pos0, sp.n);
-            cos.extend(c1);
-            sin.extend(s1);
-        }
+        // (n, n_rot / 2) rotation angles, each row at its sequence's position: built by the
+        // first layer of a pass, reused by the rest.
+        s.rope.fill(&c.rope, spans);
         let op = trace::span("op", "attn_norm+quantize");
         ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Attn, &s.h, n);
@@ -534,8 +530,8 @@ impl Llama {
         tap.tensor(l, "Kcur", &s.k, n);
         tap.tensor(l, "Vcur", &s.v, n);
         let op = trace::span("op", "rope+kv_store");
-        c.rope.apply(&mut s.q, hd, &cos, &sin);
-        c.rope.apply(&mut s.k, hd, &cos, &sin);
+        c.rope.apply(&mut s.q, hd, &s.rope.cos, &s.rope.sin);
+        c.rope.apply(&mut s.k, hd, &s.rope.cos, &s.rope.sin);
         tap.tensor(l, "Qrope", &s.q, n);
         tap.tensor(l, "Krope", &s.k, n);
         let mut t = 0;
