@@ -23,8 +23,9 @@ pub struct BlockQ8x32 {
     /// `Σ q` exactly, for kernels that start an integer sum at `−k·Σ q` (the interleaved ones).
     pub sum: i32,
     /// (8,) `−128 · Σ q` over each four consecutive codes, which start the eight lane sums of
-    /// the interleaved Q8_0 kernel in ggml's order (its unsigned codes carry a +128 bias; see
-    /// `interleaved.rs`); no other kernel reads it.
+    /// the kernels in ggml's order that need an offset: the interleaved Q8_0 and Q5_0 ones
+    /// (their unsigned codes carry a +128 bias; see `interleaved.rs`) and, shifted right by 3
+    /// (`−16 · Σ q`), the row-at-a-time Q5_0 one.
     pub bias4: [i32; 8],
     /// (32,) codes in [−127, 127].
     pub qs: [i8; 32],

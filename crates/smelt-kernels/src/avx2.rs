@@ -272,9 +272,9 @@ trait Block32 {
     /// How codes become weights.
     const OFFSET: Offset;
     /// Whether the kernel sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`) unless
-    /// `SMELT_FAST_SUMS` is set (`crate::ggml_sums`): Q8_0, Q4_1 and Q5_1, whose llama.cpp
-    /// products are the row-at-a-time `vec_dot` form.
-    const GGML_ORDER: bool = !matches!(Self::OFFSET, Offset::Centre(_));
+    /// `SMELT_FAST_SUMS` is set (`crate::ggml_sums`): Q8_0, Q5_0, Q4_1 and Q5_1, whose
+    /// llama.cpp products are the row-at-a-time `vec_dot` form (Q4_0 is repacked there).
+    const GGML_ORDER: bool = !matches!(Self::OFFSET, Offset::Centre(8));
     /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
     unsafe fn codes(p: *const u8) -> __m256i;
     /// The same codes where AVX-512BW may be used.
@@ -400,7 +400,15 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize, const GGML: bool>(
             } else {
                 y
             };
-            let s = _mm256_cvtepi32_ps(I::dot_u8_i8(u, y));
+            let mut dot = I::dot_u8_i8(u, y);
+            if GGML && let Offset::Centre(k) = B::OFFSET {
+                // Each lane's exact dot of the centred codes: Σ q·y − k·Σ y over its four, with
+                // −k·Σ y = bias4 · k/128 (exact: bias4 is −128·Σ y).
+                let bias = _mm256_loadu_si256(blk.bias4.as_ptr() as *const __m256i);
+                let shift = _mm_cvtsi32_si128((128 / k as i32).trailing_zeros() as i32);
+                dot = _mm256_add_epi32(dot, _mm256_sra_epi32(bias, shift));
+            }
+            let s = _mm256_cvtepi32_ps(dot);
             if GGML {
                 let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
                 acc[t] = _mm256_fmadd_ps(d, s, acc[t]);

@@ -9,8 +9,8 @@
 //! accumulate) is then done once per 16 rows, and no horizontal sum remains. The codes are
 //! decoded once per block and reused for every token of the tile.
 //!
-//! The integer sums are exact, offsets included (Q4_0's −8, Q5_0's −16 and Q8_0's +128 bias
-//! start the sum as `−k·Σy`), as ggml computes `Σ (q − k)·y`; Q4_1/Q5_1 add `m · s` after, as
+//! The integer sums are exact, offsets included (Q4_0's −8 and the +128 bias of Q8_0's and
+//! Q5_0's codes start the sum as `−k·Σy`), as ggml computes `Σ (q − k)·y`; Q4_1/Q5_1 add `m · s` after, as
 //! ggml does with `block_q8_1`. Each token's lanes see the same operations whatever the tile
 //! width, so a token's result in a batch is bit-identical to its result alone.
 //!
@@ -20,7 +20,9 @@
 //! - Q5_0/Q5_1: (8,) u64 masks, mask j bit 4r + i = the fifth bit of row r's element 4j + i;
 //! - codes: (4, 16, 4) bytes for nibble formats: chunk k, row r holds the row's code bytes
 //!   4k..4k+4 (low nibbles elements 4k.., high nibbles elements 16 + 4k..); (8, 16, 4) for Q8_0,
-//!   elements 4k.. with the sign bit flipped (c + 128, unsigned).
+//!   elements 4k.. with the sign bit flipped (c + 128, unsigned). Q5_0's codes are decoded as
+//!   `(c − 16) + 128` for the same reason: Q8_0's −128·Σy per four codes then starts their
+//!   sums as well, which ggml's eight-lane order needs per four codes (`BlockQ8x32::bias4`).
 
 use std::arch::x86_64::*;
 
@@ -132,14 +134,17 @@ trait Format {
     const FIFTH: bool;
     /// Nibbles (4 chunks of 64 bytes, two codes a byte) or bytes (8 chunks).
     const NIBBLES: bool;
-    /// The integer sum starts at `−OFFSET · Σy` (the codes' centre, or Q8_0's bias).
+    /// The integer sum starts at `−OFFSET · Σy` (the codes' centre, or the +128 bias of Q8_0's
+    /// and Q5_0's decoded codes).
     const OFFSET: i32;
-    /// Summed in ggml's order by [`group_ggml`] (Q8_0, Q4_1, Q5_1).
+    /// Q5_0: the 5-bit codes c are decoded as `c + 112` (centred at 16, then biased by 128).
+    const RECENTRED: bool = false;
+    /// Summed in ggml's order by [`group_ggml`] (Q8_0, Q5_0, Q4_1, Q5_1).
     const GGML_ORDER: bool = false;
 }
 
 macro_rules! format {
-    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, ggml_order: $ggml:literal)?) => {
+    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, ggml_order: $ggml:literal)? $(, recentred: $rc:literal)?) => {
         struct $name;
         impl Format for $name {
             const BYTES: usize = $bytes;
@@ -148,12 +153,13 @@ macro_rules! format {
             const NIBBLES: bool = $nib;
             const OFFSET: i32 = $off;
             $(const GGML_ORDER: bool = $ggml;)?
+            $(const RECENTRED: bool = $rc;)?
         }
     };
 }
 
 format!(Q4_0, 18, min: false, fifth: false, nibbles: true, offset: 8);
-format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 16);
+format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 128, ggml_order: true, recentred: true);
 format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0, ggml_order: true);
 format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0, ggml_order: true);
 format!(Q8_0, 34, min: false, fifth: false, nibbles: false, offset: 128, ggml_order: true);
@@ -194,14 +200,23 @@ unsafe fn block<F: Format>(w: &[u8], b: usize, nb: usize) -> (__m512, __m512, [_
             let low4 = _mm512_set1_epi8(0x0f);
             for k in 0..4 {
                 let v = _mm512_loadu_si512(p.add(at + 64 * k) as *const _);
-                codes[k] = _mm512_and_si512(v, low4);
-                codes[4 + k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+                codes[k] = v;
+                codes[4 + k] = _mm512_srli_epi16(v, 4);
             }
-            if F::FIFTH {
-                let bit5 = _mm512_set1_epi8(0x10);
-                for (j, c) in codes.iter_mut().enumerate() {
+            for (j, c) in codes.iter_mut().enumerate() {
+                if F::RECENTRED {
+                    // c + 112 = nibble | 0x70, or nibble | 0x80 where the fifth bit is set.
                     let m: __mmask64 = std::ptr::read_unaligned(masks.add(j));
-                    *c = _mm512_mask_add_epi8(*c, m, *c, bit5);
+                    let top =
+                        _mm512_mask_blend_epi8(m, _mm512_set1_epi8(0x70), _mm512_set1_epi8(-128));
+                    // (c & 0x0f) | top.
+                    *c = _mm512_ternarylogic_epi32::<0xEA>(*c, low4, top);
+                } else if F::FIFTH {
+                    let m: __mmask64 = std::ptr::read_unaligned(masks.add(j));
+                    let nib = _mm512_and_si512(*c, low4);
+                    *c = _mm512_mask_add_epi8(nib, m, nib, _mm512_set1_epi8(0x10));
+                } else {
+                    *c = _mm512_and_si512(*c, low4);
                 }
             }
         } else {
@@ -260,7 +275,7 @@ unsafe fn group<F: Format, const T: usize>(
     }
 }
 
-/// A group in ggml's summation order (Q8_0, Q4_1, Q5_1), so that its products equal
+/// A group in ggml's summation order (Q8_0, Q5_0, Q4_1, Q5_1), so that its products equal
 /// llama.cpp's bit for bit: per row and token, eight float partial sums, lane j taking the exact
 /// integer dot of codes 4j..4j+4 of every block, scaled by `d_w · d_y` (one f32 product) with a
 /// fused multiply-add, block after block; then the tree `((s0+s4)+(s2+s6)) + ((s1+s5)+(s3+s7))`,
@@ -274,7 +289,8 @@ unsafe fn group_ggml<F: Format, const T: usize>(
     out: *mut f32,
     ld: usize,
 ) {
-    // `bias4` is Q8_0's −128·Σ y per four codes: the only offset this form takes.
+    // `bias4` is −128·Σ y per four codes: the only offset this form takes (Q8_0's and Q5_0's
+    // biased codes).
     const { assert!(!F::GGML_ORDER || F::OFFSET == 0 || F::OFFSET == 128) };
     unsafe {
         let nb = w.len() / (GROUP * F::BYTES);
@@ -287,7 +303,8 @@ unsafe fn group_ggml<F: Format, const T: usize>(
                 let blk = a[t].get_unchecked(b);
                 let d = _mm512_mul_ps(dw, _mm512_set1_ps(blk.d));
                 for (j, code) in codes.iter().enumerate() {
-                    // Q8_0: Σ (c + 128)·y − 128·Σ y over codes 4j..4j+4, the exact signed dot.
+                    // Σ (c + 128)·y − 128·Σ y over codes 4j..4j+4: the exact dot of Q8_0's
+                    // signed codes, or of Q5_0's centred ones.
                     let start = if F::OFFSET != 0 {
                         _mm512_set1_epi32(*blk.bias4.get_unchecked(j))
                     } else {

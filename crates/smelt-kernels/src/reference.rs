@@ -1,8 +1,8 @@
 //! Plain reference dot products: one weight row (ggml block bytes) against one activation row.
 //! Each one decodes a block's integer codes exactly as the format defines them, sums code ×
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
-//! integer sums; only the order of the final float additions may differ, except for Q8_0, Q4_1
-//! and Q5_1, whose order is ggml's and which every variant follows exactly (unless
+//! integer sums; only the order of the final float additions may differ, except for Q8_0, Q5_0,
+//! Q4_1 and Q5_1, whose order is ggml's and which every variant follows exactly (unless
 //! `SMELT_FAST_SUMS` is set: `crate::ggml_sums`).
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
@@ -83,19 +83,16 @@ fn q5_codes(qs: &[u8], qh: u32) -> [i32; 32] {
     q
 }
 
-/// Q5_0 (22-byte blocks: f16 d, u32 high bits, 16 bytes of nibbles): w = d·(q − 16).
+/// Q5_0 (22-byte blocks: f16 d, u32 high bits, 16 bytes of nibbles): w = d·(q − 16), summed
+/// in ggml's order (x86 `vec_dot_q5_0_q8_0` for one token, llamafile's `tinyBLAS_Q0_AVX` for
+/// several): [`ggml_lanes`] on the centred codes, as [`dot_q8_0`].
 pub fn dot_q5_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
     for (b, a) in w.chunks_exact(22).zip(a) {
-        let q = q5_codes(&b[6..22], u32::from_le_bytes([b[2], b[3], b[4], b[5]]));
-        let isum: i32 = q
-            .iter()
-            .zip(&a.qs)
-            .map(|(&q, &x)| (q - 16) * x as i32)
-            .sum();
-        sum += f16_at(b) * a.d * isum as f32;
+        let q = q5_codes(&b[6..22], u32::from_le_bytes([b[2], b[3], b[4], b[5]])).map(|q| q - 16);
+        ggml_lanes(&mut acc, f16_at(b) * a.d, &q, &a.qs);
     }
-    sum
+    ggml_hsum(&acc)
 }
 
 /// Q5_1 (24-byte blocks: f16 d, f16 m, u32 high bits, 16 bytes of nibbles): w = d·q + m,

@@ -1,12 +1,12 @@
-//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0,
-//! without flash attention.
+//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0 and
+//! Q5_0, without flash attention.
 //!
-//! The golden data (`data/llamacpp_{q4_1,q8_0}_greedy.json`) are llama.cpp's own logits along
+//! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0}_greedy.json`) are llama.cpp's own logits along
 //! its greedy path for three prompts, written by `benches/llamacpp_golden.sh` (the source is
 //! named in each file): per step the top five (token, f32 bits) and an FNV-1a hash of the whole
-//! row. The Q8_0 model is the shipped one requantized by smelt's quantizer, as there.
+//! row. The Q8_0 and Q5_0 models are the shipped one requantized by smelt's quantizer, as there.
 //!
-//! The equality holds on every kernel variant: the Q4_1/Q8_0 products, attention, RoPE, SiLU
+//! The equality holds on every kernel variant: the Q4_1/Q5_0/Q8_0 products, attention, RoPE, SiLU
 //! and the softmax all follow the operations of llama.cpp's x86 AVX-512 build
 //! (`docs/design.md`).
 
@@ -33,15 +33,16 @@ fn shipped_smollm2() -> GgufFile {
     GgufFile::open(path).unwrap()
 }
 
-fn q8_0_smollm2(dir: &std::path::Path) -> Arc<GgufFile> {
+/// The shipped model requantized to `ftype` by smelt's quantizer, written into `dir`.
+fn requantized_smollm2(dir: &std::path::Path, ftype: FileType) -> Arc<GgufFile> {
     let src = shipped_smollm2();
     let opts = QuantizeOptions {
-        ftype: FileType::Q8_0,
+        ftype,
         allow_requantize: true,
         threads: 2,
     };
     let (writer, _) = quantize_model(&src, opts, |_, _| {}).unwrap();
-    let path = dir.join("SmolLM2-135M.Q8_0.gguf");
+    let path = dir.join(format!("SmolLM2-135M.{ftype:?}.gguf"));
     writer.write(&path).unwrap();
     Arc::new(GgufFile::open(path).unwrap())
 }
@@ -49,8 +50,15 @@ fn q8_0_smollm2(dir: &std::path::Path) -> Arc<GgufFile> {
 #[test]
 fn q8_0_logits_equal_llamacpp_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let file = q8_0_smollm2(dir.path());
+    let file = requantized_smollm2(dir.path(), FileType::Q8_0);
     check(&file, include_str!("data/llamacpp_q8_0_greedy.json"));
+}
+
+#[test]
+fn q5_0_logits_equal_llamacpp_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = requantized_smollm2(dir.path(), FileType::Q5_0);
+    check(&file, include_str!("data/llamacpp_q5_0_greedy.json"));
 }
 
 #[test]
