@@ -272,9 +272,9 @@ trait Block32 {
     /// How codes become weights.
     const OFFSET: Offset;
     /// Whether the kernel sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`) unless
-    /// `SMELT_FAST_SUMS` is set (`crate::ggml_sums`): Q8_0, Q5_0, Q4_1 and Q5_1, whose
-    /// llama.cpp products are the row-at-a-time `vec_dot` form (Q4_0 is repacked there).
-    const GGML_ORDER: bool = !matches!(Self::OFFSET, Offset::Centre(8));
+    /// `SMELT_FAST_SUMS` is set (`crate::ggml_sums`): Q8_0, Q5_0, Q4_1 and Q5_1 say so, as
+    /// their llama.cpp products are the row-at-a-time `vec_dot` form (Q4_0 is repacked there).
+    const GGML_ORDER: bool = false;
     /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
     unsafe fn codes(p: *const u8) -> __m256i;
     /// The same codes where AVX-512BW may be used.
@@ -302,6 +302,7 @@ impl Block32 for Q4_0 {
 impl Block32 for Q4_1 {
     const BYTES: usize = 20;
     const OFFSET: Offset = Offset::Stored;
+    const GGML_ORDER: bool = true;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { nibbles_32(p.add(4)) }
@@ -311,6 +312,7 @@ impl Block32 for Q4_1 {
 impl Block32 for Q5_0 {
     const BYTES: usize = 22;
     const OFFSET: Offset = Offset::Centre(16);
+    const GGML_ORDER: bool = true;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { _mm256_or_si256(nibbles_32(p.add(6)), fifth_bits(p.add(2))) }
@@ -324,6 +326,7 @@ impl Block32 for Q5_0 {
 impl Block32 for Q5_1 {
     const BYTES: usize = 24;
     const OFFSET: Offset = Offset::Stored;
+    const GGML_ORDER: bool = true;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { _mm256_or_si256(nibbles_32(p.add(8)), fifth_bits(p.add(4))) }
@@ -337,6 +340,7 @@ impl Block32 for Q5_1 {
 impl Block32 for Q8_0 {
     const BYTES: usize = 34;
     const OFFSET: Offset = Offset::Signed;
+    const GGML_ORDER: bool = true;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { _mm256_loadu_si256(p.add(2) as *const __m256i) }

@@ -10,8 +10,8 @@
 //! decoded once per block and reused for every token of the tile.
 //!
 //! The integer sums are exact, offsets included (Q4_0's −8 and the +128 bias of Q8_0's and
-//! Q5_0's codes start the sum as `−k·Σy`), as ggml computes `Σ (q − k)·y`; Q4_1/Q5_1 add `m · s` after, as
-//! ggml does with `block_q8_1`. Each token's lanes see the same operations whatever the tile
+//! Q5_0's codes start the sum as `−k·Σy`), as ggml computes `Σ (q − k)·y`; Q4_1/Q5_1 add
+//! `m · s` after, as ggml does with `block_q8_1`. Each token's lanes see the same operations whatever the tile
 //! width, so a token's result in a batch is bit-identical to its result alone.
 //!
 //! Layout of a group of 16 rows (`16 · row_bytes` bytes, the same size as the rows), block by

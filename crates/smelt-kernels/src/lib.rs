@@ -217,11 +217,11 @@ pub fn paired_tiles() -> bool {
     })
 }
 
-/// Whether Q8_0, Q5_0, Q4_1 and Q5_1 products sum in ggml's order (the default): eight lane sums per
-/// output, so that logits equal llama.cpp's bit for bit (`reference::dot_q8_0`). It costs
-/// compute where many tokens share the weights (prompts, batched decode): setting
-/// `SMELT_FAST_SUMS` (to any value) switches to smelt's own order (one sum per block, 8-token tiles, the paired kernels), whose
-/// results differ from ggml's in float rounding only.
+/// Whether Q8_0, Q5_0, Q4_1 and Q5_1 products sum in ggml's order (the default): eight lane
+/// sums per output, so that logits equal llama.cpp's bit for bit (`reference::dot_q8_0`). It
+/// costs compute where many tokens share the weights (prompts, batched decode): setting
+/// `SMELT_FAST_SUMS` (to any value) switches to smelt's own order (one sum per block, 8-token
+/// tiles, the paired kernels), whose results differ from ggml's in float rounding only.
 pub fn ggml_sums() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("SMELT_FAST_SUMS").is_none())

@@ -34,10 +34,12 @@ pub struct AwqConfig {
     pub grid: WeightGrid,
     /// α grid points in [0, 1) (default 20).
     pub n_grid: usize,
-    /// Search clipping ratios down to `1 - max_shrink` (default 0.5; 0 disables clipping).
+    /// Clipping ratios searched: `1 − i/n_grid` for `i < max_shrink · n_grid` (default 0.5:
+    /// 1 down to 0.55; 0 disables clipping).
     pub max_shrink: f32,
-    /// Calibration rows the clipping search uses (default 2048, every sampled row; AutoAWQ uses
-    /// 512, but with the error taken from `XᵀX` more rows cost little).
+    /// Calibration rows the clipping search uses, evenly spaced over the sample (default 2048:
+    /// every row `--awq-tokens` keeps by default; AutoAWQ uses 512, but with the error taken
+    /// from `XᵀX` more rows cost little).
     pub clip_tokens: usize,
     /// Also search AutoAWQ's "duo" scales `mean|x|^α / mean|ŵ|^(1−α)` (ŵ: weights relative to
     /// their group's max) and keep whichever form gives the lower error.
