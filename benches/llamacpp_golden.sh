@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Writes crates/smelt-models/tests/data/llamacpp_{q8_0,q5_0,q4_1}_greedy.json: llama.cpp's own
-# logits along its greedy path for three prompts, with SmolLM2 as shipped (Q4_1) and quantized
-# to Q8_0 and to Q5_0 by smelt, flash attention off, so that tests/llamacpp_golden.rs can hold smelt to them without
+# Writes crates/smelt-models/tests/data/llamacpp_{q8_0,q5_0,q4_0,q4_1}_greedy.json: llama.cpp's
+# own logits along its greedy path for three prompts, with SmolLM2 as shipped (Q4_1) and
+# quantized to Q8_0, Q5_0 and Q4_0 by smelt, flash attention off, so that tests/llamacpp_golden.rs can hold smelt to them without
 # llama.cpp at hand.
 #
 # Per step it keeps the top five (token, logit bits) and an FNV-1a hash of the whole logit row
@@ -23,7 +23,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 benches/llamacpp_logits.c -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama \
   -Wl,-rpath,"$bin" -o "$work/llamacpp_logits"
-for t in Q8_0 Q5_0; do
+for t in Q8_0 Q5_0 Q4_0; do
   $smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$work/SmolLM2-135M.$t.gguf" $t --allow-requantize > /dev/null
 done
 q41="${SMELT_HOME:-$HOME/.cache/smelt}/assets/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,11 +32,10 @@ prompts=(
   "Once upon a time, in a small village by the sea,"
   "def fibonacci(n):"
 )
-for kind in q8_0 q5_0 q4_1; do
+for kind in q8_0 q5_0 q4_0 q4_1; do
   case $kind in
-    q8_0) model="$work/SmolLM2-135M.Q8_0.gguf" ;;
-    q5_0) model="$work/SmolLM2-135M.Q5_0.gguf" ;;
-    *) model=$q41 ;;
+    q4_1) model=$q41 ;;
+    *) model="$work/SmolLM2-135M.${kind^^}.gguf" ;;
   esac
   mkdir -p "$work/$kind"
   for i in "${!prompts[@]}"; do
@@ -79,6 +78,9 @@ model = {
     "q5_0": "SmolLM2-135M-Instruct (DATA.md's Q4_1 GGUF) requantized to Q5_0 by "
             "`smelt gguf quantize smollm2-135m OUT Q5_0 --allow-requantize` (its output "
             "matrix is Q8_0, llama.cpp's mix)",
+    "q4_0": "SmolLM2-135M-Instruct (DATA.md's Q4_1 GGUF) requantized to Q4_0 by "
+            "`smelt gguf quantize smollm2-135m OUT Q4_0 --allow-requantize` (its output "
+            "matrix is Q8_0, llama.cpp's mix; llama.cpp repacks the Q4_0 matrices)",
     "q4_1": "SmolLM2-135M-Instruct.Q4_1.gguf as shipped (DATA.md)",
 }[kind]
 doc = {

@@ -26,6 +26,16 @@ unsafe fn hsum(v: __m256) -> f32 {
     }
 }
 
+/// The sum of the eight i32 lanes (exact while it fits, as every block dot here does).
+#[inline(always)]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 1)))
+    }
+}
+
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
     unsafe {
@@ -272,9 +282,11 @@ trait Block32 {
     /// How codes become weights.
     const OFFSET: Offset;
     /// Whether the kernel sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`) unless
-    /// `SMELT_FAST_SUMS` is set (`crate::ggml_sums`): Q8_0, Q5_0, Q4_1 and Q5_1 say so, as
-    /// their llama.cpp products are the row-at-a-time `vec_dot` form (Q4_0 is repacked there).
+    /// `SMELT_FAST_SUMS` is set (`crate::ggml_sums`): every format here says so.
     const GGML_ORDER: bool = false;
+    /// In ggml's order, one float chain per output (`reference::dot_q4_0`: llama.cpp's x86
+    /// build repacks Q4_0 and sums it so) instead of eight lanes (the `vec_dot` form).
+    const ONE_CHAIN: bool = false;
     /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
     unsafe fn codes(p: *const u8) -> __m256i;
     /// The same codes where AVX-512BW may be used.
@@ -293,6 +305,8 @@ struct Q8_0;
 impl Block32 for Q4_0 {
     const BYTES: usize = 18;
     const OFFSET: Offset = Offset::Centre(8);
+    const GGML_ORDER: bool = true;
+    const ONE_CHAIN: bool = true;
     #[inline(always)]
     unsafe fn codes(p: *const u8) -> __m256i {
         unsafe { nibbles_32(p.add(2)) }
@@ -412,6 +426,13 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize, const GGML: bool>(
                 let shift = _mm_cvtsi32_si128((128 / k as i32).trailing_zeros() as i32);
                 dot = _mm256_add_epi32(dot, _mm256_sra_epi32(bias, shift));
             }
+            if GGML && B::ONE_CHAIN {
+                // The block's exact integer dot, then one FMA by d_w · d_y into the chain.
+                let isum = hsum_i32(dot);
+                let d = *lut.get_unchecked(half_bits(p)) * blk.d;
+                off[t] = (isum as f32).mul_add(d, off[t]);
+                continue;
+            }
             let s = _mm256_cvtepi32_ps(dot);
             if GGML {
                 let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
@@ -449,6 +470,9 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
             // One chain over the blocks, as ggml sums it; the mins' chain added last.
             for i in 0..nb {
                 step32::<I, B, T, true>(w, &a, lut, i, &mut acc0, &mut off0);
+            }
+            if B::ONE_CHAIN {
+                return off0;
             }
             return std::array::from_fn(|t| hsum(acc0[t]) + off0[t]);
         }

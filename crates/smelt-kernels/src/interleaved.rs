@@ -139,12 +139,16 @@ trait Format {
     const OFFSET: i32;
     /// Q5_0: the 5-bit codes c are decoded as `c + 112` (centred at 16, then biased by 128).
     const RECENTRED: bool = false;
-    /// Summed in ggml's order by [`group_ggml`] (Q8_0, Q5_0, Q4_1, Q5_1).
+    /// Summed in ggml's order: by [`group_ggml`] (Q8_0, Q5_0, Q4_1, Q5_1), or by [`group`]'s
+    /// exact form for [`Format::ONE_CHAIN`] (Q4_0).
     const GGML_ORDER: bool = false;
+    /// ggml's order is one float chain per output (Q4_0, which llama.cpp's x86 build repacks
+    /// and sums so: `reference::dot_q4_0`), not eight lanes.
+    const ONE_CHAIN: bool = false;
 }
 
 macro_rules! format {
-    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, ggml_order: $ggml:literal)? $(, recentred: $rc:literal)?) => {
+    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, ggml_order: $ggml:literal)? $(, recentred: $rc:literal)? $(, one_chain: $oc:literal)?) => {
         struct $name;
         impl Format for $name {
             const BYTES: usize = $bytes;
@@ -154,11 +158,12 @@ macro_rules! format {
             const OFFSET: i32 = $off;
             $(const GGML_ORDER: bool = $ggml;)?
             $(const RECENTRED: bool = $rc;)?
+            $(const ONE_CHAIN: bool = $oc;)?
         }
     };
 }
 
-format!(Q4_0, 18, min: false, fifth: false, nibbles: true, offset: 8);
+format!(Q4_0, 18, min: false, fifth: false, nibbles: true, offset: 8, ggml_order: true, one_chain: true);
 format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 128, ggml_order: true, recentred: true);
 format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0, ggml_order: true);
 format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0, ggml_order: true);
@@ -233,9 +238,12 @@ unsafe fn block<F: Format>(w: &[u8], b: usize, nb: usize) -> (__m512, __m512, [_
     }
 }
 
-/// One group of 16 rows against `T` tokens; token t's 16 results go to `out + t · ld`.
+/// One group of 16 rows against `T` tokens; token t's 16 results go to `out + t · ld`. With
+/// `EXACT` (Q4_0 in ggml's order) each block's exact integer dot goes into the chain with one
+/// fused multiply-add by `d_w · d_y`, as llama.cpp's repacked Q4_0 kernels add it; otherwise by
+/// `d_w` after a product with `d_y`.
 #[inline(always)]
-unsafe fn group<F: Format, const T: usize>(
+unsafe fn group<F: Format, const T: usize, const EXACT: bool>(
     w: &[u8],
     a: &[&[BlockQ8x32]; T],
     out: *mut f32,
@@ -262,8 +270,12 @@ unsafe fn group<F: Format, const T: usize>(
                     hi = _mm512_dpbusd_epi32(hi, codes[4 + j], y4(blk, 4 + j));
                 }
                 let s = _mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi));
-                let sy = _mm512_mul_ps(s, _mm512_set1_ps(blk.d));
-                acc[t] = _mm512_fmadd_ps(sy, dw, acc[t]);
+                acc[t] = if EXACT {
+                    _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(blk.d)), acc[t])
+                } else {
+                    let sy = _mm512_mul_ps(s, _mm512_set1_ps(blk.d));
+                    _mm512_fmadd_ps(sy, dw, acc[t])
+                };
                 if F::MIN {
                     acc[t] = _mm512_fmadd_ps(mins, _mm512_set1_ps(blk.s_f16), acc[t]);
                 }
@@ -290,8 +302,8 @@ unsafe fn group_ggml<F: Format, const T: usize>(
     ld: usize,
 ) {
     // `bias4` is −128·Σ y per four codes: the only offset this form takes (Q8_0's and Q5_0's
-    // biased codes).
-    const { assert!(!F::GGML_ORDER || F::OFFSET == 0 || F::OFFSET == 128) };
+    // biased codes). One-chain formats (Q4_0) are compiled here but `rows` never sends them.
+    const { assert!(!F::GGML_ORDER || F::ONE_CHAIN || F::OFFSET == 0 || F::OFFSET == 128) };
     unsafe {
         let nb = w.len() / (GROUP * F::BYTES);
         // (T, 8) lane accumulators and (T,) mins chains, 16 rows each.
@@ -355,7 +367,8 @@ unsafe fn rows<F: Format>(
             && a.iter().all(|r| r.len() >= row_bytes / F::BYTES),
         "interleaved kernel tile shape"
     );
-    if F::GGML_ORDER && crate::ggml_sums() {
+    let exact = F::GGML_ORDER && crate::ggml_sums();
+    if exact && !F::ONE_CHAIN {
         for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
             // Pairs of tokens, then a last one; the group's weights stay in L1 between them.
             let mut t = 0;
@@ -379,10 +392,17 @@ unsafe fn rows<F: Format>(
         ($t:literal) => {
             for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
                 let tile: [&[BlockQ8x32]; $t] = std::array::from_fn(|i| a[i]);
+                let o = out.wrapping_add(g * GROUP);
                 // SAFETY: the callers' target features; `gw` is one whole group, every
                 // activation row covers its blocks (checked above), and the caller vouches
                 // for `out`.
-                unsafe { group::<F, $t>(gw, &tile, out.add(g * GROUP), ld) };
+                unsafe {
+                    if exact {
+                        group::<F, $t, true>(gw, &tile, o, ld)
+                    } else {
+                        group::<F, $t, false>(gw, &tile, o, ld)
+                    }
+                };
             }
         };
     }

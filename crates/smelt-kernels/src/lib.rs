@@ -124,10 +124,12 @@ impl WeightType {
                 q8k: true,
                 ..ActKinds::default()
             },
-            Self::Q8_0 | Self::Q5_0 | Self::Q4_1 | Self::Q5_1 if ggml_sums() => ActKinds {
-                q8: true,
-                ..ActKinds::default()
-            },
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 if ggml_sums() => {
+                ActKinds {
+                    q8: true,
+                    ..ActKinds::default()
+                }
+            }
             _ => ActKinds {
                 q8: true,
                 q8_paired: true,
@@ -217,9 +219,10 @@ pub fn paired_tiles() -> bool {
     })
 }
 
-/// Whether Q8_0, Q5_0, Q4_1 and Q5_1 products sum in ggml's order (the default): eight lane
-/// sums per output, so that logits equal llama.cpp's bit for bit (`reference::dot_q8_0`). It
-/// costs compute where many tokens share the weights (prompts, batched decode): setting
+/// Whether the 32-block formats' products sum in ggml's order (the default), so that logits
+/// equal llama.cpp's bit for bit: eight lane sums per output for Q8_0, Q5_0, Q4_1 and Q5_1
+/// (`reference::dot_q8_0`), one chain for Q4_0 (`reference::dot_q4_0`). The eight lanes cost
+/// compute where many tokens share the weights (prompts, batched decode): setting
 /// `SMELT_FAST_SUMS` (to any value) switches to smelt's own order (one sum per block, 8-token
 /// tiles, the paired kernels), whose results differ from ggml's in float rounding only.
 pub fn ggml_sums() -> bool {
@@ -295,8 +298,8 @@ impl DotFn {
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::Avx512Vnni && available_variants().contains(&Variant::Avx512Vnni) {
             return match ty {
-                // In ggml's order Q8_0, Q5_0, Q4_1 and Q5_1 have no paired kernel ([`ggml_sums`]).
-                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, Some(avx2::dot_q4_0_paired)),
+                // In ggml's order the 32-block formats have no paired kernel ([`ggml_sums`]).
+                W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, fast(avx2::dot_q4_0_paired)),
                 W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, fast(avx2::dot_q4_1_paired)),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, fast(avx2::dot_q5_0_paired)),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, fast(avx2::dot_q5_1_paired)),

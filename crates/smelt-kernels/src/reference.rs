@@ -1,9 +1,9 @@
 //! Plain reference dot products: one weight row (ggml block bytes) against one activation row.
 //! Each one decodes a block's integer codes exactly as the format defines them, sums code ×
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
-//! integer sums; only the order of the final float additions may differ, except for Q8_0, Q5_0,
-//! Q4_1 and Q5_1, whose order is ggml's and which every variant follows exactly (unless
-//! `SMELT_FAST_SUMS` is set: `crate::ggml_sums`).
+//! integer sums; only the order of the final float additions may differ, except for the 32-block
+//! formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), whose order is ggml's and which every variant follows
+//! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`).
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -27,7 +27,10 @@ pub fn dot_f16(w: &[u8], x: &[f32]) -> f32 {
     w.chunks_exact(2).zip(x).map(|(b, &v)| f16_at(b) * v).sum()
 }
 
-/// Q4_0 (18-byte blocks: f16 d, 16 bytes of nibbles): w = d·(q − 8).
+/// Q4_0 (18-byte blocks: f16 d, 16 bytes of nibbles): w = d·(q − 8), summed in the order of
+/// llama.cpp's x86 build, which repacks Q4_0 eight rows at a time (`block_q4_0x8`, gemv and
+/// gemm `q4_0_8x8_q8_0`): one float chain per output, each block's exact integer dot added with
+/// a fused multiply-add by `d_w · d_y` (one f32 product).
 pub fn dot_q4_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     let mut sum = 0f32;
     for (b, a) in w.chunks_exact(18).zip(a) {
@@ -36,7 +39,7 @@ pub fn dot_q4_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
             isum += ((q & 0x0f) as i32 - 8) * a.qs[j] as i32;
             isum += ((q >> 4) as i32 - 8) * a.qs[j + 16] as i32;
         }
-        sum += f16_at(b) * a.d * isum as f32;
+        sum = (isum as f32).mul_add(f16_at(b) * a.d, sum);
     }
     sum
 }

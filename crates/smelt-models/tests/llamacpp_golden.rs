@@ -1,12 +1,13 @@
-//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0 and
-//! Q5_0, without flash attention.
+//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0
+//! and Q4_0, without flash attention.
 //!
-//! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0}_greedy.json`) are llama.cpp's own logits along
+//! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0}_greedy.json`) are llama.cpp's own logits along
 //! its greedy path for three prompts, written by `benches/llamacpp_golden.sh` (the source is
 //! named in each file): per step the top five (token, f32 bits) and an FNV-1a hash of the whole
-//! row. The Q8_0 and Q5_0 models are the shipped one requantized by smelt's quantizer, as there.
+//! row. The Q8_0, Q5_0 and Q4_0 models are the shipped one requantized by smelt's quantizer, as
+//! there.
 //!
-//! The equality holds on every kernel variant: the Q4_1/Q5_0/Q8_0 products, attention, RoPE, SiLU
+//! The equality holds on every kernel variant: the 32-block products, attention, RoPE, SiLU
 //! and the softmax all follow the operations of llama.cpp's x86 AVX-512 build
 //! (`docs/design.md`).
 
@@ -59,6 +60,13 @@ fn q5_0_logits_equal_llamacpp_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let file = requantized_smollm2(dir.path(), FileType::Q5_0);
     check(&file, include_str!("data/llamacpp_q5_0_greedy.json"));
+}
+
+#[test]
+fn q4_0_logits_equal_llamacpp_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = requantized_smollm2(dir.path(), FileType::Q4_0);
+    check(&file, include_str!("data/llamacpp_q4_0_greedy.json"));
 }
 
 #[test]
