@@ -3,8 +3,9 @@
 //!
 //! The rounding follows ggml's CPU quantizers, so that smelt's logits track llama.cpp's: for
 //! 32-blocks `q = round_half_even(x · 127 / max|x|)` with the scale then stored as f16
-//! (`block_q8_0`/`block_q8_1`); for 256-blocks `q = round(x · −128 / max)` where max is the
-//! signed value of largest magnitude, clamped to 127 (`block_q8_K`). Every variant of every
+//! (`block_q8_0`/`block_q8_1`); for 256-blocks `q = round(x · −127 / max)` where max is the
+//! signed value of largest magnitude, clamped to 127 (`block_q8_K`; ggml moved from −128 to
+//! −127 for IQ2_XXS, and llama.cpp's x86 build quantizes so). Every variant of every
 //! kernel reads these same blocks, so the integer sums they compute are identical.
 
 use crate::w8a8::TokenInt8;
@@ -37,7 +38,7 @@ pub struct BlockQ8x32 {
 pub struct BlockQ8K {
     /// Scale: `x ≈ d · q`.
     pub d: f32,
-    /// (256,) codes in [−128, 127].
+    /// (256,) codes in [−127, 127].
     pub qs: [i8; 256],
     /// (16,) sums of each 16 consecutive codes (for the k-quant minimum and offset terms).
     pub bsums: [i16; 16],
@@ -164,7 +165,7 @@ impl BlockQ8x32 {
 }
 
 impl BlockQ8K {
-    /// Quantizes 256 activations (ggml's `quantize_row_q8_K_ref`).
+    /// Quantizes 256 activations (ggml's `quantize_row_q8_K_ref`: `iscale = −127/max`).
     pub fn quantize(x: &[f32]) -> Self {
         let x = &x[..256];
         let (mut max, mut amax) = (0f32, 0f32);
@@ -182,7 +183,7 @@ impl BlockQ8K {
                 bsums: [0; 16],
             };
         }
-        let iscale = -128.0 / max;
+        let iscale = -127.0 / max;
         scale_round(x, iscale, &mut qs);
         let bsums =
             std::array::from_fn(|i| qs[16 * i..16 * i + 16].iter().map(|&q| q as i16).sum());
@@ -392,8 +393,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
             .collect();
         let b = BlockQ8K::quantize(&x);
-        // −128/max maps the extreme to −128 exactly; the other sign may clip at 127 (ggml's
-        // behaviour), costing up to one more step there.
+        // −127/max maps the extreme to −127 exactly, and nothing reaches ±128.
         for (q, v) in b.qs.iter().zip(&x) {
             let steps = if *q == 127 { 1.5 } else { 0.5 };
             assert!((*q as f32 * b.d - v).abs() <= steps * b.d.abs() + 1e-7);

@@ -696,7 +696,8 @@ pub(crate) unsafe fn dot_q5_k(w: &[u8], row_bytes: usize, a: &[&[BlockQ8K]], out
     unsafe { by_tokens!(tile_q5_k, w, row_bytes, a, out) }
 }
 
-/// Q6_K: Σ (q − 32)·y = Σ q·y − 32·Σ y, the second term from the block sums.
+/// Q6_K in ggml's order (`reference::dot_q6_k`): Σ (q − 32)·y = Σ q·y − 32·Σ y, the second
+/// term from the block sums, both in the integer lanes; then one FMA per lane and super-block.
 #[inline(always)]
 unsafe fn tile_q6_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
     unsafe {
@@ -706,7 +707,6 @@ unsafe fn tile_q6_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
         }
         let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
         let mut acc = [_mm256_setzero_ps(); T];
-        let mut offs = [_mm256_setzero_ps(); T];
         for i in 0..nb {
             let b = w.as_ptr().add(i * 210);
             let d = f16_at(b.add(208));
@@ -740,19 +740,16 @@ unsafe fn tile_q6_k<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
                     let p = _mm256_maddubs_epi16(q[v], load_codes(&blk.qs[32 * v..]));
                     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scale[v]));
                 }
-                let dd = _mm256_set1_ps(d * blk.d);
-                acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), acc[t]);
+                // Lane k: 32·(sc·Σ y) of sub-blocks 2k and 2k + 1, as ggml subtracts it.
                 let bs = _mm256_loadu_si256(blk.bsums.as_ptr() as *const __m256i);
-                let o = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, sc16));
-                offs[t] = _mm256_fmadd_ps(dd, o, offs[t]);
+                let off = _mm256_slli_epi32(_mm256_madd_epi16(bs, sc16), 5);
+                let sumi = _mm256_sub_epi32(sumi, off);
+                let dd = _mm256_set1_ps(blk.d * d);
+                acc[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), acc[t]);
             }
         }
-        std::array::from_fn(|t| {
-            hsum(_mm256_sub_ps(
-                acc[t],
-                _mm256_mul_ps(_mm256_set1_ps(32.0), offs[t]),
-            ))
-        })
+        // `hsum` is ggml's `hsum_float_8` tree.
+        std::array::from_fn(|t| hsum(acc[t]))
     }
 }
 

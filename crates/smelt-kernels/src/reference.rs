@@ -165,31 +165,38 @@ fn dot_q45_k(w: &[u8], a: &[BlockQ8K], five: bool) -> f32 {
     sum
 }
 
-/// Q6_K (210-byte super-blocks): w = d·sc·(q − 32) per 16-weight sub-block.
+/// Q6_K (210-byte super-blocks): w = d·sc·(q − 32) per 16-weight sub-block, summed in ggml's
+/// order (x86 `ggml_vec_dot_q6_K_q8_K`, for one token and several: llama.cpp's x86 build neither
+/// repacks Q6_K nor sends it to llamafile): eight integer lanes per super-block, lane j taking
+/// `sc·q·y` over the elements whose index mod 32 is in 4j..4j+4, minus `32·sc·Σy` of sub-blocks
+/// 2j and 2j + 1 (from the block sums); one fused multiply-add per lane by `d_y · d`; then
+/// `hsum_float_8`.
 pub fn dot_q6_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
+    let mut acc = [0f32; 8];
     for (b, a) in w.chunks_exact(210).zip(a) {
         let (ql, qh) = (&b[..128], &b[128..192]);
-        let mut sumi = 0i32;
+        let sc = |s: usize| b[192 + s] as i8 as i32;
+        let mut lanes = [0i32; 8];
         // Weight 128h + 32k + l takes nibble k/2 of ql[64h + 32(k%2) + l] and 2 bits
         // (2k) of qh[32h + l]; its scale is scales[8h + 2k + l/16].
         for h in 0..2 {
             for k in 0..4 {
-                for half in 0..2 {
-                    let mut isum = 0i32;
-                    for l in 16 * half..16 * half + 16 {
-                        let low = (ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0f;
-                        let high = (qh[32 * h + l] >> (2 * k)) & 3;
-                        let q = (low | (high << 4)) as i32 - 32;
-                        isum += q * a.qs[128 * h + 32 * k + l] as i32;
-                    }
-                    sumi += b[192 + 8 * h + 2 * k + half] as i8 as i32 * isum;
+                for l in 0..32 {
+                    let low = (ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0f;
+                    let high = (qh[32 * h + l] >> (2 * k)) & 3;
+                    let q = (low | (high << 4)) as i32;
+                    lanes[l / 4] +=
+                        sc(8 * h + 2 * k + l / 16) * q * a.qs[128 * h + 32 * k + l] as i32;
                 }
             }
         }
-        sum += f16_at(&b[208..]) * a.d * sumi as f32;
+        let d = a.d * f16_at(&b[208..]);
+        for (j, s) in acc.iter_mut().enumerate() {
+            let off = sc(2 * j) * a.bsums[2 * j] as i32 + sc(2 * j + 1) * a.bsums[2 * j + 1] as i32;
+            *s = d.mul_add((lanes[j] - 32 * off) as f32, *s);
+        }
     }
-    sum
+    ggml_hsum(&acc)
 }
 
 /// Tile forms of the references: one weight row against several activation rows.
