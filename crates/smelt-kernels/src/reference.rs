@@ -3,7 +3,8 @@
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
 //! integer sums; only the order of the final float additions may differ, except for the 32-block
 //! formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), whose order is ggml's and which every variant follows
-//! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`).
+//! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`), and Q6_K, always in ggml's
+//! `vec_dot` order.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
