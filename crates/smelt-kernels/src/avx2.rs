@@ -617,6 +617,9 @@ unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
     }
 }
 
+/// Q4_K and Q5_K. Q5_K sums in ggml's order (`reference::dot_q5_k`): one FMA per lane and
+/// super-block by `d_y · d`, and the mins as one scalar chain `fma(−d_y · dmin, Σ m·Σy, ·)`
+/// added after `hsum_float_8`.
 #[inline(always)]
 unsafe fn tile_q45_k<const FIVE: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
     unsafe {
@@ -628,6 +631,7 @@ unsafe fn tile_q45_k<const FIVE: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]
         let m4 = _mm256_set1_epi8(0x0f);
         let mut acc = [_mm256_setzero_ps(); T];
         let mut mins = [_mm256_setzero_ps(); T];
+        let mut summs = [0f32; T];
         for i in 0..nb {
             let b = w.as_ptr().add(i * bytes);
             let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
@@ -664,11 +668,20 @@ unsafe fn tile_q45_k<const FIVE: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]
                     );
                 }
                 acc[t] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(d * blk.d), _mm256_cvtepi32_ps(sumi), acc[t]);
+                    _mm256_fmadd_ps(_mm256_set1_ps(blk.d * d), _mm256_cvtepi32_ps(sumi), acc[t]);
                 let bs = _mm256_loadu_si256(blk.bsums.as_ptr() as *const __m256i);
-                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16));
-                mins[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * blk.d), m, mins[t]);
+                if FIVE {
+                    // Σ m_j · (Σ y of sub-block j), exactly, into the scalar chain.
+                    let isum = hsum_i32(_mm256_madd_epi16(bs, mn16));
+                    summs[t] = (-blk.d * dmin).mul_add(isum as f32, summs[t]);
+                } else {
+                    let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mn16));
+                    mins[t] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * blk.d), m, mins[t]);
+                }
             }
+        }
+        if FIVE {
+            return std::array::from_fn(|t| hsum(acc[t]) + summs[t]);
         }
         std::array::from_fn(|t| hsum(_mm256_sub_ps(acc[t], mins[t])))
     }

@@ -3,8 +3,8 @@
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
 //! integer sums; only the order of the final float additions may differ, except for the 32-block
 //! formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), whose order is ggml's and which every variant follows
-//! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`), and Q6_K, always in ggml's
-//! `vec_dot` order.
+//! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`), and Q5_K and Q6_K, always in
+//! ggml's `vec_dot` order.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -127,36 +127,51 @@ pub fn dot_q8_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     ggml_hsum(&acc)
 }
 
-/// Q4_K (144-byte super-blocks): w = d·sc·q − dmin·m per 32-weight sub-block.
-pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
-    dot_q45_k(w, a, false)
-}
-
-/// Q5_K (176-byte super-blocks): as Q4_K with a fifth bit per weight from `qh`.
+/// Q5_K (176-byte super-blocks): as Q4_K with a fifth bit per weight from `qh`, summed in
+/// ggml's order (x86 `ggml_vec_dot_q5_K_q8_K`, llama.cpp's path for decode and batches under 8
+/// rows; Q5_K is not repacked on x86): eight integer lanes per super-block, lane j taking
+/// `sc·q·y` over the elements whose index mod 32 is in 4j..4j+4, one fused multiply-add per
+/// lane by `d_y · d`; the mins as one chain of `fma(−d_y · dmin, Σ m·Σy, ·)`; then
+/// `hsum_float_8` plus that chain.
 pub fn dot_q5_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
-    dot_q45_k(w, a, true)
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
+    for (b, a) in w.chunks_exact(176).zip(a) {
+        let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
+        let (qh, qs) = (&b[16..48], &b[48..176]);
+        let mut lanes = [0i32; 8];
+        let mut isum_m = 0i32;
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, scales);
+            let (codes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
+            for l in 0..32 {
+                let q = ((codes[l] >> shift) & 0x0f) | (((qh[l] >> j) & 1) << 4);
+                lanes[l / 4] += sc as i32 * q as i32 * a.qs[32 * j + l] as i32;
+            }
+            isum_m += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
+        }
+        let d = a.d * f16_at(b);
+        summs = (-a.d * f16_at(&b[2..])).mul_add(isum_m as f32, summs);
+        for (s, &lane) in acc.iter_mut().zip(&lanes) {
+            *s = d.mul_add(lane as f32, *s);
+        }
+    }
+    ggml_hsum(&acc) + summs
 }
 
-/// Q4_K and Q5_K share their layout but for Q5_K's 32 bytes of fifth bits before the codes.
-fn dot_q45_k(w: &[u8], a: &[BlockQ8K], five: bool) -> f32 {
-    let bytes = if five { 176 } else { 144 };
+/// Q4_K (144-byte super-blocks): w = d·sc·q − dmin·m per 32-weight sub-block, summed per
+/// super-block in i32 and scaled in f32 (smelt's own order: llama.cpp repacks Q4_K on x86).
+pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     let mut sum = 0f32;
-    for (b, a) in w.chunks_exact(bytes).zip(a) {
+    for (b, a) in w.chunks_exact(144).zip(a) {
         let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
-        let (qh, qs) = if five {
-            (&b[16..48], &b[48..176])
-        } else {
-            (&b[..0], &b[16..144])
-        };
+        let qs = &b[16..144];
         let (mut sumi, mut summ) = (0i32, 0i32);
         for j in 0..8 {
             let (sc, m) = scale_min_k4(j, scales);
             let (codes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
             let isum: i32 = (0..32)
-                .map(|l| {
-                    let high = if five { ((qh[l] >> j) & 1) << 4 } else { 0 };
-                    (((codes[l] >> shift) & 0x0f) | high) as i32 * a.qs[32 * j + l] as i32
-                })
+                .map(|l| ((codes[l] >> shift) & 0x0f) as i32 * a.qs[32 * j + l] as i32)
                 .sum();
             sumi += sc as i32 * isum;
             summ += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);

@@ -133,7 +133,8 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
 }
 
 /// The formats every variant sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`).
-const GGML_ORDER: [WeightType; 6] = [
+const GGML_ORDER: [WeightType; 7] = [
+    WeightType::Q5K,
     WeightType::Q6K,
     WeightType::Q4_0,
     WeightType::Q8_0,
