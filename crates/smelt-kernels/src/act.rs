@@ -69,6 +69,35 @@ fn scale_round_plain(x: &[f32], scale: f32, qs: &mut [i8]) {
     }
 }
 
+/// `qs[i] = min(127, round_half_even(x[i] · scale))` with the product not rounded first: ggml's
+/// `quantize_row_q8_K_ref` calls `nearest_int(iscale · x)`, whose `+ 12582912.f` GCC fuses
+/// with the product into one FMA (its built x86 library has `vfmadd132ps` there), so a product
+/// that rounds to k + ½ in f32 is rounded as the exact value it came from.
+fn scale_round_fused(x: &[f32], scale: f32, qs: &mut [i8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("fma") {
+        // SAFETY: FMA was detected.
+        return unsafe { scale_round_fused_fma(x, scale, qs) };
+    }
+    scale_round_fused_plain(x, scale, qs)
+}
+
+/// [`scale_round_fused`] with hardware FMA (`mul_add` compiles to `vfmadd`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn scale_round_fused_fma(x: &[f32], scale: f32, qs: &mut [i8]) {
+    scale_round_fused_plain(x, scale, qs)
+}
+
+#[inline(always)]
+fn scale_round_fused_plain(x: &[f32], scale: f32, qs: &mut [i8]) {
+    // 1.5·2^23: adding it puts |v| < 2^22 on the integer grid, rounding half to even.
+    const MAGIC: f32 = 12_582_912.0;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = (v.mul_add(scale, MAGIC) - MAGIC).min(127.0) as i8;
+    }
+}
+
 fn f16_round(v: f32) -> f32 {
     half::f16::from_f32(v).to_f32()
 }
@@ -184,7 +213,7 @@ impl BlockQ8K {
             };
         }
         let iscale = -127.0 / max;
-        scale_round(x, iscale, &mut qs);
+        scale_round_fused(x, iscale, &mut qs);
         let bsums =
             std::array::from_fn(|i| qs[16 * i..16 * i + 16].iter().map(|&q| q as i16).sum());
         Self {
@@ -386,6 +415,34 @@ impl std::ops::BitOr for ActKinds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q8k_rounds_the_exact_product_as_ggml_does() {
+        // f32 pairs (x, scale) whose product rounds in f32 to exactly k + ½ while the exact
+        // product is not a tie: ggml's fused `iscale·x + 1.5·2^23` rounds the exact value.
+        let mut seen = 0;
+        for i in 0..2000u32 {
+            let scale = -127.0f32 / (0.5 + i as f32 * 0.001);
+            let target = -37.5f32 + (i % 50) as f32;
+            let x = target / scale;
+            let p = x * scale;
+            let exact = x as f64 * scale as f64;
+            if p != target || exact == target as f64 {
+                continue;
+            }
+            let want = exact.round_ties_even() as i8;
+            if want == p.round_ties_even() as i8 {
+                continue; // both roundings agree here: not a telling case
+            }
+            let mut q = [0i8];
+            scale_round_fused(&[x], scale, &mut q);
+            assert_eq!(q[0], want, "x {x}: f32 product {p}, exact {exact}");
+            scale_round_fused_plain(&[x], scale, &mut q);
+            assert_eq!(q[0], want, "plain path, x {x}");
+            seen += 1;
+        }
+        assert!(seen > 0, "no f32 tie found to test");
+    }
 
     #[test]
     fn blocks_round_trip_within_half_a_step() {
