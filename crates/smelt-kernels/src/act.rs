@@ -44,57 +44,39 @@ pub struct BlockQ8K {
     pub bsums: [i16; 16],
 }
 
-/// `qs[i] = min(round_half_even(x[i] · scale), 127)`.
-fn scale_round(x: &[f32], scale: f32, qs: &mut [i8]) {
+/// `qs[i] = min(round_half_even(x[i] · scale), 127)`. With `FUSED` the product is not rounded
+/// first: ggml's `quantize_row_q8_K_ref` calls `nearest_int(iscale · x)`, whose `+ 12582912.f`
+/// GCC fuses with the product into one FMA (its built x86 library has `vfmadd132ps` there), so a
+/// product that rounds to k + ½ in f32 is rounded as the exact value it came from (Q8_K).
+/// Without it, the product is rounded as ggml's `quantize_row_q8_0` rounds it (`vroundps`).
+fn scale_round<const FUSED: bool>(x: &[f32], scale: f32, qs: &mut [i8]) {
     #[cfg(target_arch = "x86_64")]
     if crate::variant() != crate::Variant::Reference {
-        // SAFETY: a non-reference variant means AVX2 was detected.
-        return unsafe { scale_round_avx2(x, scale, qs) };
+        // SAFETY: a non-reference variant means AVX2 and FMA were detected.
+        return unsafe { scale_round_avx2::<FUSED>(x, scale, qs) };
     }
-    scale_round_plain(x, scale, qs)
+    scale_round_plain::<FUSED>(x, scale, qs)
 }
 
-/// The same code compiled for AVX2, so the rounding is one `vroundps` instead of a libm call
-/// per element (identical results: both are IEEE round-half-to-even).
+/// The same code compiled for AVX2 + FMA, so the rounding is one `vroundps` (or the fused
+/// product one `vfmadd`) instead of a libm call per element, with identical results.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn scale_round_avx2(x: &[f32], scale: f32, qs: &mut [i8]) {
-    scale_round_plain(x, scale, qs)
+unsafe fn scale_round_avx2<const FUSED: bool>(x: &[f32], scale: f32, qs: &mut [i8]) {
+    scale_round_plain::<FUSED>(x, scale, qs)
 }
 
 #[inline(always)]
-fn scale_round_plain(x: &[f32], scale: f32, qs: &mut [i8]) {
-    for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * scale).round_ties_even().min(127.0) as i8;
-    }
-}
-
-/// `qs[i] = min(127, round_half_even(x[i] · scale))` with the product not rounded first: ggml's
-/// `quantize_row_q8_K_ref` calls `nearest_int(iscale · x)`, whose `+ 12582912.f` GCC fuses
-/// with the product into one FMA (its built x86 library has `vfmadd132ps` there), so a product
-/// that rounds to k + ½ in f32 is rounded as the exact value it came from.
-fn scale_round_fused(x: &[f32], scale: f32, qs: &mut [i8]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("fma") {
-        // SAFETY: FMA was detected.
-        return unsafe { scale_round_fused_fma(x, scale, qs) };
-    }
-    scale_round_fused_plain(x, scale, qs)
-}
-
-/// [`scale_round_fused`] with hardware FMA (`mul_add` compiles to `vfmadd`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn scale_round_fused_fma(x: &[f32], scale: f32, qs: &mut [i8]) {
-    scale_round_fused_plain(x, scale, qs)
-}
-
-#[inline(always)]
-fn scale_round_fused_plain(x: &[f32], scale: f32, qs: &mut [i8]) {
+fn scale_round_plain<const FUSED: bool>(x: &[f32], scale: f32, qs: &mut [i8]) {
     // 1.5·2^23: adding it puts |v| < 2^22 on the integer grid, rounding half to even.
     const MAGIC: f32 = 12_582_912.0;
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v.mul_add(scale, MAGIC) - MAGIC).min(127.0) as i8;
+        let r = if FUSED {
+            v.mul_add(scale, MAGIC) - MAGIC
+        } else {
+            (v * scale).round_ties_even()
+        };
+        *q = r.min(127.0) as i8;
     }
 }
 
@@ -169,7 +151,7 @@ impl BlockQ8x32 {
         }
         let mut qs = [0i8; 32];
         let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
-        scale_round(x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut qs);
+        scale_round::<false>(x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut qs);
         let sum: i32 = qs.iter().map(|&q| q as i32).sum();
         let bias4 = std::array::from_fn(|j| {
             -128 * qs[4 * j..4 * j + 4].iter().map(|&q| q as i32).sum::<i32>()
@@ -213,7 +195,7 @@ impl BlockQ8K {
             };
         }
         let iscale = -127.0 / max;
-        scale_round_fused(x, iscale, &mut qs);
+        scale_round::<true>(x, iscale, &mut qs);
         let bsums =
             std::array::from_fn(|i| qs[16 * i..16 * i + 16].iter().map(|&q| q as i16).sum());
         Self {
@@ -435,9 +417,9 @@ mod tests {
                 continue; // both roundings agree here: not a telling case
             }
             let mut q = [0i8];
-            scale_round_fused(&[x], scale, &mut q);
+            scale_round::<true>(&[x], scale, &mut q);
             assert_eq!(q[0], want, "x {x}: f32 product {p}, exact {exact}");
-            scale_round_fused_plain(&[x], scale, &mut q);
+            scale_round_plain::<true>(&[x], scale, &mut q);
             assert_eq!(q[0], want, "plain path, x {x}");
             seen += 1;
         }
@@ -464,7 +446,7 @@ mod tests {
         // The SIMD path gives the scalar path's codes: check against the plain loop.
         let amax = x[..32].iter().fold(0f32, |m, v| m.max(v.abs()));
         let mut plain = [0i8; 32];
-        scale_round_plain(&x[..32], 127.0 / amax, &mut plain);
+        scale_round_plain::<false>(&x[..32], 127.0 / amax, &mut plain);
         assert_eq!(s.qs, plain);
         assert_eq!(s.s, s.d * sum as f32);
         assert_eq!(s.sum, sum);
@@ -506,7 +488,7 @@ mod tests {
             let b = BlockQ8x32::quantize(&x);
             let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
             let mut plain = [0i8; 32];
-            scale_round_plain(&x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut plain);
+            scale_round_plain::<false>(&x, if amax > 0.0 { 127.0 / amax } else { 0.0 }, &mut plain);
             assert_eq!(b.qs, plain, "block {i}");
             assert_eq!(b.sum, plain.iter().map(|&q| q as i32).sum::<i32>());
             for (j, &bias) in b.bias4.iter().enumerate() {
