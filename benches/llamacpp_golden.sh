@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Writes crates/smelt-models/tests/data/llamacpp_{q8_0,q5_0,q4_0,q4_1}_greedy.json: llama.cpp's
-# own logits along its greedy path for three prompts, with SmolLM2 as shipped (Q4_1) and
-# quantized to Q8_0, Q5_0 and Q4_0 by smelt, flash attention off, so that tests/llamacpp_golden.rs can hold smelt to them without
-# llama.cpp at hand.
+# Writes crates/smelt-models/tests/data/llamacpp_{q8_0,q5_0,q4_0,q4_1,q4_k_m,q5_k_s}_greedy.json:
+# llama.cpp's own logits along its greedy path for three prompts, with SmolLM2 as shipped (Q4_1)
+# and quantized to Q8_0, Q5_0, Q4_0, Q4_K_M and Q5_K_S by smelt, flash attention off, so that
+# tests/llamacpp_golden.rs can hold smelt to them without llama.cpp at hand.
 #
 # Per step it keeps the top five (token, logit bits) and an FNV-1a hash of the whole logit row
 # (n_vocab f32, little-endian), which only the same floats reproduce. The path is smelt's greedy
@@ -23,7 +23,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cc -O2 benches/llamacpp_logits.c -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama \
   -Wl,-rpath,"$bin" -o "$work/llamacpp_logits"
-for t in Q8_0 Q5_0 Q4_0; do
+for t in Q8_0 Q5_0 Q4_0 Q4_K_M Q5_K_S; do
   $smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$work/SmolLM2-135M.$t.gguf" $t --allow-requantize > /dev/null
 done
 q41="${SMELT_HOME:-$HOME/.cache/smelt}/assets/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,7 +32,7 @@ prompts=(
   "Once upon a time, in a small village by the sea,"
   "def fibonacci(n):"
 )
-for kind in q8_0 q5_0 q4_0 q4_1; do
+for kind in q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s; do
   case $kind in
     q4_1) model=$q41 ;;
     *) model="$work/SmolLM2-135M.${kind^^}.gguf" ;;
@@ -82,6 +82,14 @@ model = {
             "`smelt gguf quantize smollm2-135m OUT Q4_0 --allow-requantize` (its output "
             "matrix is Q8_0, llama.cpp's mix; llama.cpp repacks the Q4_0 matrices)",
     "q4_1": "SmolLM2-135M-Instruct.Q4_1.gguf as shipped (DATA.md)",
+    "q4_k_m": "SmolLM2-135M-Instruct (DATA.md's Q4_1 GGUF) requantized to Q4_K_M by "
+              "`smelt gguf quantize smollm2-135m OUT Q4_K_M --allow-requantize` (llama.cpp's "
+              "mix: Q4_K and Q6_K ffn_down, Q5_0 and Q8_0 where rows are not whole 256-blocks; "
+              "llama.cpp repacks the Q4_K matrices, and sends the 13-token prompt's Q6_K "
+              "products through its tiled matmul)",
+    "q5_k_s": "SmolLM2-135M-Instruct (DATA.md's Q4_1 GGUF) requantized to Q5_K_S by "
+              "`smelt gguf quantize smollm2-135m OUT Q5_K_S --allow-requantize` (Q5_K ffn_down, "
+              "Q5_1 and Q8_0 elsewhere)",
 }[kind]
 doc = {
     "source": "llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored), built by "

@@ -186,16 +186,21 @@ impl BlockQ8K {
                 max = v;
             }
         }
+        Self::with_scale::<true>(x, if amax == 0.0 { 0.0 } else { -127.0 / max })
+    }
+
+    /// The block of `x` at `iscale` (`q = round(x · iscale)`, `d = 1 / iscale`; all zero for
+    /// `iscale` 0), the product `FUSED` into the rounding or not (`scale_round`).
+    fn with_scale<const FUSED: bool>(x: &[f32], iscale: f32) -> Self {
         let mut qs = [0i8; 256];
-        if amax == 0.0 {
+        if iscale == 0.0 {
             return Self {
                 d: 0.0,
                 qs,
                 bsums: [0; 16],
             };
         }
-        let iscale = -127.0 / max;
-        scale_round::<true>(x, iscale, &mut qs);
+        scale_round::<FUSED>(x, iscale, &mut qs);
         let bsums =
             std::array::from_fn(|i| qs[16 * i..16 * i + 16].iter().map(|&q| q as i16).sum());
         Self {
@@ -204,6 +209,34 @@ impl BlockQ8K {
             bsums,
         }
     }
+
+    /// Quantizes 256 activations as llama.cpp's x86 build does for the rows it hands to the
+    /// repacked Q4_K gemm in groups of 4 (`ggml_quantize_mat_q8_K_4x8`): the same scale, except
+    /// that a positive value of largest magnitude wins over a negative one, and each product
+    /// rounded in f32 before it is rounded to an integer (`vmulps`, `vroundps`).
+    pub fn quantize_x4(x: &[f32]) -> Self {
+        let x = &x[..256];
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let iscale = match amax {
+            0.0 => 0.0,
+            _ if x.contains(&amax) => -127.0 / amax,
+            _ => 127.0 / amax,
+        };
+        Self::with_scale::<false>(x, iscale)
+    }
+}
+
+/// The two orders llama.cpp sums a k-quant product in, by the batch a row is in (see
+/// `reference`); a matrix's kernel follows one rule, and [`Activations::k_batch`] answers it
+/// for each row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KBatch {
+    /// Repacked Q4_K: the rows of a sequence's batch go through the gemm in groups of 4, the
+    /// rest (`n % 4` at the end; all of a single token) through the gemv.
+    Groups4,
+    /// Q5_K, Q6_K: a sequence's batch of 8 rows or more goes through the tiled matmul, a
+    /// smaller one through `vec_dot`.
+    Tiled8,
 }
 
 /// A batch of activation rows in every form the weights of one product may need.
@@ -218,6 +251,11 @@ pub struct Activations {
     pub q8: Vec<BlockQ8x32>,
     /// (n, cols / 256) 256-blocks, filled when some weight needs them.
     pub q8k: Vec<BlockQ8K>,
+    /// (n, cols / 256) 256-blocks for repacked Q4_K: rows in groups of 4
+    /// ([`KBatch::Groups4`]) by [`BlockQ8K::quantize_x4`], the others as in `q8k`.
+    pub q8k_x4: Vec<BlockQ8K>,
+    /// (n,) per row: (in one of its sequence's groups of 4, its sequence has 8 rows or more).
+    batch: Vec<(bool, bool)>,
     /// Per-token int8 rows, filled when some weight is W8A8.
     pub i8row: TokenInt8,
     /// (n / 8, cols / 32) the 32-blocks of each full group of 8 tokens in token pairs, filled
@@ -270,15 +308,30 @@ impl Activations {
             f32: Vec::new(),
             q8: Vec::new(),
             q8k: Vec::new(),
+            q8k_x4: Vec::new(),
+            batch: Vec::new(),
             i8row: TokenInt8::default(),
             q8_paired: Vec::new(),
         }
     }
 
-    /// Takes `x`, (n, cols), and quantizes it into the block forms that `kinds` ask for. The
-    /// buffers are reused between calls, so a decode loop does not allocate.
+    /// Takes `x`, (n, cols), the rows of one sequence, and quantizes it into the block forms
+    /// that `kinds` ask for. The buffers are reused between calls, so a decode loop does not
+    /// allocate.
     pub fn set(&mut self, x: &[f32], n: usize, cols: usize, kinds: ActKinds) {
+        self.set_spans(x, &[n], cols, kinds)
+    }
+
+    /// [`Activations::set`] for the rows of several sequences, `spans[i]` rows each in order:
+    /// a k-quant product sums each row in the order llama.cpp would for its sequence's batch
+    /// alone ([`KBatch`]), so a sequence's results do not depend on what it is batched with.
+    pub fn set_spans(&mut self, x: &[f32], spans: &[usize], cols: usize, kinds: ActKinds) {
+        let n: usize = spans.iter().sum();
         assert_eq!(x.len(), n * cols, "activations are (n, cols)");
+        self.batch.clear();
+        for &m in spans {
+            self.batch.extend((0..m).map(|i| (i < m - m % 4, m >= 8)));
+        }
         self.n = n;
         self.cols = cols;
         self.f32.clear();
@@ -289,7 +342,7 @@ impl Activations {
                 cols.is_multiple_of(32),
                 "32-block weights need cols % 32 == 0"
             );
-            fill_parallel(&mut self.q8, x, 32, cols, BlockQ8x32::quantize);
+            fill_parallel(&mut self.q8, x, 32, cols, |_| BlockQ8x32::quantize);
         }
         self.q8_paired.clear();
         if kinds.q8_paired && n >= 8 && crate::paired_tiles() {
@@ -307,7 +360,22 @@ impl Activations {
                 cols.is_multiple_of(256),
                 "k-quant weights need cols % 256 == 0"
             );
-            fill_parallel(&mut self.q8k, x, 256, cols, BlockQ8K::quantize);
+            fill_parallel(&mut self.q8k, x, 256, cols, |_| BlockQ8K::quantize);
+        }
+        self.q8k_x4.clear();
+        if kinds.q8k_x4 {
+            assert!(
+                cols.is_multiple_of(256),
+                "k-quant weights need cols % 256 == 0"
+            );
+            let batch = &self.batch;
+            fill_parallel(&mut self.q8k_x4, x, 256, cols, |t| {
+                if batch[t].0 {
+                    BlockQ8K::quantize_x4
+                } else {
+                    BlockQ8K::quantize
+                }
+            });
         }
         if kinds.i8row {
             self.i8row.set(x, n, cols);
@@ -338,6 +406,30 @@ impl Activations {
         let b = self.cols / 256;
         &self.q8k[t * b..(t + 1) * b]
     }
+
+    /// Row `t`'s (cols / 256,) blocks for repacked Q4_K.
+    pub fn row_q8k_x4(&self, t: usize) -> &[BlockQ8K] {
+        let b = self.cols / 256;
+        &self.q8k_x4[t * b..(t + 1) * b]
+    }
+
+    /// Whether row `t` takes the batch order under `rule` (else the one-token order).
+    pub fn k_batch(&self, t: usize, rule: KBatch) -> bool {
+        let (group, wide) = self.batch[t];
+        match rule {
+            KBatch::Groups4 => group,
+            KBatch::Tiled8 => wide,
+        }
+    }
+
+    /// How many rows from `t0` on (at most `max`) take the same order under `rule` as `t0`.
+    pub fn k_run(&self, t0: usize, max: usize, rule: KBatch) -> usize {
+        let first = self.k_batch(t0, rule);
+        (t0 + 1..(t0 + max).min(self.n))
+            .take_while(|&t| self.k_batch(t, rule) == first)
+            .count()
+            + 1
+    }
 }
 
 impl Default for Activations {
@@ -348,21 +440,25 @@ impl Default for Activations {
 
 /// `out = x.chunks(block).map(quantize)`, rows of a batch spread over the thread pool (a prompt
 /// batch has hundreds; a single token stays on the calling thread).
+/// `quantize(t)` is the quantizer for row t.
 fn fill_parallel<B: Copy + Send + Sync>(
     out: &mut Vec<B>,
     x: &[f32],
     block: usize,
     cols: usize,
-    quantize: fn(&[f32]) -> B,
+    quantize: impl Fn(usize) -> fn(&[f32]) -> B + Sync,
 ) {
     use rayon::prelude::*;
     // A few decode tokens are a few microseconds of work: less than a parallel region costs.
     if x.len() <= cols || x.len() < 1 << 15 {
-        out.extend(x.chunks_exact(block).map(quantize));
+        for (t, row) in x.chunks_exact(cols).enumerate() {
+            out.extend(row.chunks_exact(block).map(quantize(t)));
+        }
         return;
     }
     x.par_chunks(cols)
-        .map(|row| row.chunks_exact(block).map(quantize).collect::<Vec<B>>())
+        .enumerate()
+        .map(|(t, row)| row.chunks_exact(block).map(quantize(t)).collect::<Vec<B>>())
         .collect::<Vec<_>>()
         .into_iter()
         .for_each(|r| out.extend(r));
@@ -376,8 +472,10 @@ pub struct ActKinds {
     /// The 32-blocks also paired per 8 tokens for the paired kernels ([`PairedQ8x32`]); not
     /// wanted by interleaved matrices, whose kernels read the plain blocks.
     pub q8_paired: bool,
-    /// 256-blocks (Q4_K, Q5_K, Q6_K).
+    /// 256-blocks (Q5_K, Q6_K).
     pub q8k: bool,
+    /// 256-blocks as repacked Q4_K reads them ([`Activations::q8k_x4`]).
+    pub q8k_x4: bool,
     /// Per-token int8 rows (W8A8).
     pub i8row: bool,
 }
@@ -389,6 +487,7 @@ impl std::ops::BitOr for ActKinds {
             q8: self.q8 || o.q8,
             q8_paired: self.q8_paired || o.q8_paired,
             q8k: self.q8k || o.q8k,
+            q8k_x4: self.q8k_x4 || o.q8k_x4,
             i8row: self.i8row || o.i8row,
         }
     }
@@ -397,6 +496,40 @@ impl std::ops::BitOr for ActKinds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn q8k_x4_prefers_a_positive_maximum_and_rounds_the_rounded_product() {
+        // −a before +a: ggml's row quantizer keeps the first, the 4-row one the positive.
+        let mut x = [0.25f32; 256];
+        (x[0], x[1]) = (-2.0, 2.0);
+        let (row, x4) = (BlockQ8K::quantize(&x), BlockQ8K::quantize_x4(&x));
+        assert!(row.d > 0.0 && x4.d < 0.0, "{} {}", row.d, x4.d);
+        assert_eq!((row.qs[0], x4.qs[0]), (-127, 127));
+        // A value whose f32 product with the scale is exactly k + ½ while the exact product
+        // is not: the two quantizers round it apart.
+        let amax = 1.7f32;
+        let scale = -127.0f32 / amax;
+        let mut found = None;
+        'search: for k in -120..120 {
+            let t = k as f32 + 0.5;
+            let x0 = t / scale;
+            for du in -4i32..=4 {
+                let v = f32::from_bits((x0.to_bits() as i32 + du) as u32);
+                let (p, exact) = (v * scale, v as f64 * scale as f64);
+                if v.abs() < amax && p == t && exact.round_ties_even() != p.round_ties_even() as f64
+                {
+                    found = Some((v, p, exact));
+                    break 'search;
+                }
+            }
+        }
+        let (v, p, exact) = found.expect("a telling value exists for this scale");
+        let mut x = [0.1f32; 256];
+        (x[0], x[5]) = (amax, v);
+        let (row, x4) = (BlockQ8K::quantize(&x), BlockQ8K::quantize_x4(&x));
+        assert_eq!(x4.qs[5], p.round_ties_even() as i8);
+        assert_eq!(row.qs[5], exact.round_ties_even() as i8);
+    }
 
     #[test]
     fn q8k_rounds_the_exact_product_as_ggml_does() {

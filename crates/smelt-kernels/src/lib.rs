@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 use smelt_gguf::GgmlType;
 
-pub use act::{ActKinds, Activations, BlockQ8K, BlockQ8x32, PairedQ8x32};
+pub use act::{ActKinds, Activations, BlockQ8K, BlockQ8x32, KBatch, PairedQ8x32};
 pub use matmul::{GEMM_MIN_TOKENS, QMatrix, WeightBytes, matmul_multi};
 
 /// Weight formats that have a direct kernel (others are dequantized to f32 at load).
@@ -120,7 +120,11 @@ impl WeightType {
     pub fn act_kinds(self) -> ActKinds {
         match self {
             Self::F32 | Self::F16 => ActKinds::default(),
-            Self::Q4K | Self::Q5K | Self::Q6K => ActKinds {
+            Self::Q4K => ActKinds {
+                q8k_x4: true,
+                ..ActKinds::default()
+            },
+            Self::Q5K | Self::Q6K => ActKinds {
                 q8k: true,
                 ..ActKinds::default()
             },
@@ -264,8 +268,10 @@ pub enum DotFn {
     /// 32-block weights × [`BlockQ8x32`] activations; with a kernel for pre-paired 8-token
     /// tiles where the variant has one.
     Q8(RowsKernel<BlockQ8x32>, Option<PairedKernel>),
-    /// 256-block weights × [`BlockQ8K`] activations.
-    Q8K(RowsKernel<BlockQ8K>),
+    /// 256-block weights × [`BlockQ8K`] activations: the kernel for rows in llama.cpp's
+    /// one-token order, the one for rows in its batch order, and the rule that tells a row's
+    /// order ([`Activations::k_batch`]).
+    Q8K(RowsKernel<BlockQ8K>, RowsKernel<BlockQ8K>, KBatch),
 }
 
 /// `f(w_rows, row_bytes, activation rows, out)`: see [`DotFn`].
@@ -317,9 +323,9 @@ impl DotFn {
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0, None),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1, None),
                 W::Q8_0 => Self::Q8(avx2::dot_q8_0, None),
-                W::Q4K => Self::Q8K(avx2::dot_q4_k),
-                W::Q5K => Self::Q8K(avx2::dot_q5_k),
-                W::Q6K => Self::Q8K(avx2::dot_q6_k),
+                W::Q4K => Self::Q8K(avx2::dot_q4_k, avx2::dot_q4_k_x4, KBatch::Groups4),
+                W::Q5K => Self::Q8K(avx2::dot_q5_k, avx2::dot_q5_k_tiled, KBatch::Tiled8),
+                W::Q6K => Self::Q8K(avx2::dot_q6_k, avx2::dot_q6_k_tiled, KBatch::Tiled8),
             };
         }
         let _ = variant;
@@ -332,14 +338,15 @@ impl DotFn {
             W::Q5_0 => Self::Q8(tile::q5_0, None),
             W::Q5_1 => Self::Q8(tile::q5_1, None),
             W::Q8_0 => Self::Q8(tile::q8_0, None),
-            W::Q4K => Self::Q8K(tile::q4_k),
-            W::Q5K => Self::Q8K(tile::q5_k),
-            W::Q6K => Self::Q8K(tile::q6_k),
+            W::Q4K => Self::Q8K(tile::q4_k, tile::q4_k_x4, KBatch::Groups4),
+            W::Q5K => Self::Q8K(tile::q5_k, tile::q5_k_tiled, KBatch::Tiled8),
+            W::Q6K => Self::Q8K(tile::q6_k, tile::q6_k_tiled, KBatch::Tiled8),
         }
     }
 
     /// `out (rows, nt) = w_rows · (activation rows t0..t0 + nt)ᵀ` for the whole rows of
-    /// `row_bytes` in `w_rows`; nt ≤ [`MAX_TILE_TOKENS`].
+    /// `row_bytes` in `w_rows`; nt ≤ [`MAX_TILE_TOKENS`], and for the k-quants no more than
+    /// [`DotFn::run`] allows.
     #[inline]
     pub fn dot_rows(
         self,
@@ -379,12 +386,28 @@ impl DotFn {
                         std::array::from_fn(|i| acts.row_q8(t0 + i.min(nt - 1)));
                     f(w_rows, row_bytes, &rows[..nt], out)
                 }
-                Self::Q8K(f) => {
+                Self::Q8K(alone, batch, rule) => {
+                    assert!(self.run(acts, t0, nt) >= nt, "a tile mixes k-quant orders");
+                    let row = |t| match rule {
+                        KBatch::Groups4 => acts.row_q8k_x4(t),
+                        KBatch::Tiled8 => acts.row_q8k(t),
+                    };
                     let rows: [&[BlockQ8K]; MAX_TILE_TOKENS] =
-                        std::array::from_fn(|i| acts.row_q8k(t0 + i.min(nt - 1)));
+                        std::array::from_fn(|i| row(t0 + i.min(nt - 1)));
+                    let f = if acts.k_batch(t0, rule) { batch } else { alone };
                     f(w_rows, row_bytes, &rows[..nt], out)
                 }
             }
+        }
+    }
+
+    /// How many activation rows from `t0` on (at most `max`) one call can take: for the
+    /// k-quants, the rows that share `t0`'s order.
+    #[inline]
+    pub fn run(self, acts: &Activations, t0: usize, max: usize) -> usize {
+        match self {
+            Self::Q8K(_, _, rule) => acts.k_run(t0, max, rule),
+            _ => max.min(acts.n - t0),
         }
     }
 

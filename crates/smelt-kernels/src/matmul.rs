@@ -269,6 +269,10 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             !k.q8k || acts.q8k.len() == n * acts.cols / 256,
             "256-blocks missing"
         );
+        assert!(
+            !k.q8k_x4 || acts.q8k_x4.len() == n * acts.cols / 256,
+            "Q4_K 256-blocks missing"
+        );
     }
     let ptrs: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
     // Tasks [first[m], first[m + 1]) cover matrix m, `per[m]` rows each.
@@ -324,7 +328,7 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             let rows = &bytes[r0 * w.row_bytes..r1 * w.row_bytes];
             let mut t0 = 0;
             while t0 < n {
-                let nt = tile_width(n - t0);
+                let nt = tile_width(w.dot.run(acts, t0, MAX_TILE_TOKENS));
                 w.dot.dot_rows(rows, w.row_bytes, acts, t0, nt, &mut tile);
                 // Token by token, so the stores into `out` (n, rows) are contiguous.
                 for i in 0..nt {

@@ -3,8 +3,11 @@
 //! activation code in i32, and applies the scales in f32. The SIMD variants must compute the same
 //! integer sums; only the order of the final float additions may differ, except for the 32-block
 //! formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), whose order is ggml's and which every variant follows
-//! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`), and Q5_K and Q6_K, always in
-//! ggml's `vec_dot` order.
+//! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`), and the k-quants (Q4_K, Q5_K,
+//! Q6_K), always in ggml's order. llama.cpp sums a k-quant product in one of two orders
+//! depending on the batch it is in: each has a `dot_*` here for one token (and small batches),
+//! and a `dot_*_x4` or `dot_*_tiled` for rows of larger batches (`Activations::k_batch` says
+//! which a row takes).
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -127,31 +130,46 @@ pub fn dot_q8_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     ggml_hsum(&acc)
 }
 
-/// Q5_K (176-byte super-blocks): as Q4_K with a fifth bit per weight from `qh`, summed in
-/// ggml's order (x86 `ggml_vec_dot_q5_K_q8_K`, llama.cpp's path for decode and batches under 8
-/// rows; Q5_K is not repacked on x86): eight integer lanes per super-block, lane j taking
-/// `sc·q·y` over the elements whose index mod 32 is in 4j..4j+4, one fused multiply-add per
-/// lane by `d_y · d`; the mins as one chain of `fma(−d_y · dmin, Σ m·Σy, ·)`; then
-/// `hsum_float_8` plus that chain.
+/// Per 64-weight pair of sub-blocks of a Q4_K (`FIVE` false, 144 bytes) or Q5_K (176 bytes)
+/// super-block: (Σ sc·q·y, Σ m·Σy), exact; and the 8 ggml lanes of Σ sc·q·y (lane l over the
+/// elements whose index mod 32 is in 4l..4l+4).
+fn k45_sums<const FIVE: bool>(b: &[u8], a: &BlockQ8K) -> ([i32; 4], [i32; 4], [i32; 8]) {
+    let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
+    let (qh, qs) = if FIVE {
+        (&b[16..48], &b[48..176])
+    } else {
+        (&b[0..0], &b[16..144])
+    };
+    let (mut pairs, mut mins, mut lanes) = ([0i32; 4], [0i32; 4], [0i32; 8]);
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, scales);
+        let (codes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
+        for l in 0..32 {
+            let mut q = (codes[l] >> shift) & 0x0f;
+            if FIVE {
+                q |= ((qh[l] >> j) & 1) << 4;
+            }
+            let p = sc as i32 * q as i32 * a.qs[32 * j + l] as i32;
+            pairs[j / 2] += p;
+            lanes[l / 4] += p;
+        }
+        mins[j / 2] += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
+    }
+    (pairs, mins, lanes)
+}
+
+/// Q5_K (176-byte super-blocks: f16 d, f16 dmin, 12 scale bytes, 32 high-bit bytes, 128 nibble
+/// bytes): w = d·sc·q − dmin·m per 32-weight sub-block, summed in ggml's order for one token
+/// and batches under 8 rows (x86 `ggml_vec_dot_q5_K_q8_K`; Q5_K is not repacked on x86): eight
+/// integer lanes per super-block, one fused multiply-add per lane by `d_y · d`; the mins as one
+/// chain of `fma(−d_y · dmin, Σ m·Σy, ·)`; then `hsum_float_8` plus that chain.
 pub fn dot_q5_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     let mut acc = [0f32; 8];
     let mut summs = 0f32;
     for (b, a) in w.chunks_exact(176).zip(a) {
-        let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
-        let (qh, qs) = (&b[16..48], &b[48..176]);
-        let mut lanes = [0i32; 8];
-        let mut isum_m = 0i32;
-        for j in 0..8 {
-            let (sc, m) = scale_min_k4(j, scales);
-            let (codes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
-            for l in 0..32 {
-                let q = ((codes[l] >> shift) & 0x0f) | (((qh[l] >> j) & 1) << 4);
-                lanes[l / 4] += sc as i32 * q as i32 * a.qs[32 * j + l] as i32;
-            }
-            isum_m += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
-        }
+        let (_, mins, lanes) = k45_sums::<true>(b, a);
         let d = a.d * f16_at(b);
-        summs = (-a.d * f16_at(&b[2..])).mul_add(isum_m as f32, summs);
+        summs = (-a.d * f16_at(&b[2..])).mul_add(mins.iter().sum::<i32>() as f32, summs);
         for (s, &lane) in acc.iter_mut().zip(&lanes) {
             *s = d.mul_add(lane as f32, *s);
         }
@@ -159,60 +177,104 @@ pub fn dot_q5_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     ggml_hsum(&acc) + summs
 }
 
-/// Q4_K (144-byte super-blocks): w = d·sc·q − dmin·m per 32-weight sub-block, summed per
-/// super-block in i32 and scaled in f32 (smelt's own order: llama.cpp repacks Q4_K on x86).
-pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
-    let mut sum = 0f32;
-    for (b, a) in w.chunks_exact(144).zip(a) {
-        let scales: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
-        let qs = &b[16..144];
-        let (mut sumi, mut summ) = (0i32, 0i32);
-        for j in 0..8 {
-            let (sc, m) = scale_min_k4(j, scales);
-            let (codes, shift) = (&qs[32 * (j / 2)..32 * (j / 2) + 32], 4 * (j % 2));
-            let isum: i32 = (0..32)
-                .map(|l| ((codes[l] >> shift) & 0x0f) as i32 * a.qs[32 * j + l] as i32)
-                .sum();
-            sumi += sc as i32 * isum;
-            summ += m as i32 * (a.bsums[2 * j] as i32 + a.bsums[2 * j + 1] as i32);
-        }
-        sum += a.d * (f16_at(b) * sumi as f32 - f16_at(&b[2..]) * summ as f32);
+/// Q5_K in the order of llama.cpp's tiled k-quant matmul (`ggml-cpu/tiled`), which its x86
+/// build takes for batches of 8 rows or more: per super-block `r = S·d − dmin·M` (S = Σ sc·q·y,
+/// M = Σ m·Σy, exact; the subtraction fused), then `acc = fma(r, d_y, acc)` (GCC contracts the
+/// kernel's multiply and add: `vfmadd213ps` in its built library).
+pub fn dot_q5_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (b, a) in w.chunks_exact(176).zip(a) {
+        let (pairs, mins, _) = k45_sums::<true>(b, a);
+        let s = pairs.iter().sum::<i32>() as f32 * f16_at(b);
+        let r = (-f16_at(&b[2..])).mul_add(mins.iter().sum::<i32>() as f32, s);
+        acc = r.mul_add(a.d, acc);
     }
-    sum
+    acc
 }
 
-/// Q6_K (210-byte super-blocks): w = d·sc·(q − 32) per 16-weight sub-block, summed in ggml's
-/// order (x86 `ggml_vec_dot_q6_K_q8_K`, for one token and several: llama.cpp's x86 build neither
-/// repacks Q6_K nor sends it to llamafile): eight integer lanes per super-block, lane j taking
-/// `sc·q·y` over the elements whose index mod 32 is in 4j..4j+4, minus `32·sc·Σy` of sub-blocks
-/// 2j and 2j + 1 (from the block sums); one fused multiply-add per lane by `d_y · d`; then
-/// `hsum_float_8`.
+/// Q4_K (144-byte super-blocks: f16 d, f16 dmin, 12 scale bytes, 128 nibble bytes): w =
+/// d·sc·q − dmin·m per 32-weight sub-block. llama.cpp's x86 build repacks Q4_K matrices whose
+/// row count is a multiple of 8 (`block_q4_Kx8`); this is its gemv's order (`ggml_gemv_q4_K_8x8
+/// _q8_K`, one token and the rows a batch leaves over after its groups of 4): per super-block
+/// the exact S = Σ sc·q·y and M = Σ m·Σy, `acc = fma(S, d·d_y, acc)`, `mins = fma(M, dmin·d_y,
+/// mins)`, then `acc − mins`.
+pub fn dot_q4_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut mins) = (0f32, 0f32);
+    for (b, a) in w.chunks_exact(144).zip(a) {
+        let (pairs, m, _) = k45_sums::<false>(b, a);
+        acc = (pairs.iter().sum::<i32>() as f32).mul_add(f16_at(b) * a.d, acc);
+        mins = (m.iter().sum::<i32>() as f32).mul_add(f16_at(&b[2..]) * a.d, mins);
+    }
+    acc - mins
+}
+
+/// Q4_K in the order of the repacked form's gemm (`ggml_gemm_q4_K_8x8_q8_K`), which takes a
+/// batch's rows in groups of 4 (their activations quantized by [`BlockQ8K::quantize_x4`]): as
+/// [`dot_q4_k`], with one fused multiply-add per 64-weight pair of sub-blocks instead of per
+/// super-block.
+pub fn dot_q4_k_x4(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut mins) = (0f32, 0f32);
+    for (b, a) in w.chunks_exact(144).zip(a) {
+        let (pairs, m, _) = k45_sums::<false>(b, a);
+        let (d, dmin) = (f16_at(b) * a.d, f16_at(&b[2..]) * a.d);
+        for k in 0..4 {
+            acc = (pairs[k] as f32).mul_add(d, acc);
+            mins = (m[k] as f32).mul_add(dmin, mins);
+        }
+    }
+    acc - mins
+}
+
+/// Per super-block of Q6_K: ggml's eight integer lanes of Σ sc·(q − 32)·y (lane j over the
+/// elements whose index mod 32 is in 4j..4j+4, minus `32·sc·Σy` of sub-blocks 2j and 2j + 1).
+fn q6_k_lanes(b: &[u8], a: &BlockQ8K) -> [i32; 8] {
+    let (ql, qh) = (&b[..128], &b[128..192]);
+    let sc = |s: usize| b[192 + s] as i8 as i32;
+    let mut lanes = [0i32; 8];
+    // Weight 128h + 32k + l takes nibble k/2 of ql[64h + 32(k%2) + l] and 2 bits (2k) of
+    // qh[32h + l]; its scale is scales[8h + 2k + l/16].
+    for h in 0..2 {
+        for k in 0..4 {
+            for l in 0..32 {
+                let low = (ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0f;
+                let high = (qh[32 * h + l] >> (2 * k)) & 3;
+                let q = (low | (high << 4)) as i32;
+                lanes[l / 4] += sc(8 * h + 2 * k + l / 16) * q * a.qs[128 * h + 32 * k + l] as i32;
+            }
+        }
+    }
+    for (j, lane) in lanes.iter_mut().enumerate() {
+        *lane -=
+            32 * (sc(2 * j) * a.bsums[2 * j] as i32 + sc(2 * j + 1) * a.bsums[2 * j + 1] as i32);
+    }
+    lanes
+}
+
+/// Q6_K (210-byte super-blocks: 128 low-nibble bytes, 64 high-bit bytes, 16 int8 scales, f16
+/// d): w = d·sc·(q − 32) per 16-weight sub-block, summed in ggml's order for one token and
+/// batches under 8 rows (x86 `ggml_vec_dot_q6_K_q8_K`; Q6_K is not repacked on x86): the
+/// [`q6_k_lanes`], one fused multiply-add per lane by `d_y · d`, then `hsum_float_8`.
 pub fn dot_q6_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     let mut acc = [0f32; 8];
     for (b, a) in w.chunks_exact(210).zip(a) {
-        let (ql, qh) = (&b[..128], &b[128..192]);
-        let sc = |s: usize| b[192 + s] as i8 as i32;
-        let mut lanes = [0i32; 8];
-        // Weight 128h + 32k + l takes nibble k/2 of ql[64h + 32(k%2) + l] and 2 bits
-        // (2k) of qh[32h + l]; its scale is scales[8h + 2k + l/16].
-        for h in 0..2 {
-            for k in 0..4 {
-                for l in 0..32 {
-                    let low = (ql[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0f;
-                    let high = (qh[32 * h + l] >> (2 * k)) & 3;
-                    let q = (low | (high << 4)) as i32;
-                    lanes[l / 4] +=
-                        sc(8 * h + 2 * k + l / 16) * q * a.qs[128 * h + 32 * k + l] as i32;
-                }
-            }
-        }
+        let lanes = q6_k_lanes(b, a);
         let d = a.d * f16_at(&b[208..]);
-        for (j, s) in acc.iter_mut().enumerate() {
-            let off = sc(2 * j) * a.bsums[2 * j] as i32 + sc(2 * j + 1) * a.bsums[2 * j + 1] as i32;
-            *s = d.mul_add((lanes[j] - 32 * off) as f32, *s);
+        for (s, &lane) in acc.iter_mut().zip(&lanes) {
+            *s = d.mul_add(lane as f32, *s);
         }
     }
     ggml_hsum(&acc)
+}
+
+/// Q6_K in the order of llama.cpp's tiled k-quant matmul (batches of 8 rows or more): per
+/// super-block `r = S·d` (S the exact sum of the lanes), then `acc = fma(r, d_y, acc)`.
+pub fn dot_q6_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (b, a) in w.chunks_exact(210).zip(a) {
+        let r = q6_k_lanes(b, a).iter().sum::<i32>() as f32 * f16_at(&b[208..]);
+        acc = r.mul_add(a.d, acc);
+    }
+    acc
 }
 
 /// Tile forms of the references: one weight row against several activation rows.
@@ -242,7 +304,10 @@ pub mod tile {
         q5_1 = dot_q5_1: BlockQ8x32,
         q8_0 = dot_q8_0: BlockQ8x32,
         q4_k = dot_q4_k: BlockQ8K,
+        q4_k_x4 = dot_q4_k_x4: BlockQ8K,
         q5_k = dot_q5_k: BlockQ8K,
+        q5_k_tiled = dot_q5_k_tiled: BlockQ8K,
         q6_k = dot_q6_k: BlockQ8K,
+        q6_k_tiled = dot_q6_k_tiled: BlockQ8K,
     );
 }

@@ -80,9 +80,13 @@ fn seen_activations(a: &Activations, ty: WeightType, t: usize) -> Vec<f32> {
             .iter()
             .flat_map(|b| b.qs.iter().map(move |&q| b.d * q as f32))
             .collect()
-    } else if k.q8k {
-        a.row_q8k(t)
-            .iter()
+    } else if k.q8k || k.q8k_x4 {
+        let row = if k.q8k_x4 {
+            a.row_q8k_x4(t)
+        } else {
+            a.row_q8k(t)
+        };
+        row.iter()
             .flat_map(|b| b.qs.iter().map(move |&q| b.d * q as f32))
             .collect()
     } else {
@@ -97,12 +101,13 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
     for ty in WEIGHT_TYPES {
         for raw in [false, true] {
             let w = random_weights(ty, 4, cols, &mut rng, raw);
-            let acts = activations(3, cols, ty, &mut rng);
+            // 9 rows: the k-quants' batch orders for most, the one-token order for some.
+            let acts = activations(9, cols, ty, &mut rng);
             let m = QMatrix::new(ty, 4, cols, WeightBytes::Owned(w)).unwrap();
             let dot = DotFn::new(ty, Variant::Reference);
             for r in 0..4 {
                 let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
-                for t in 0..3 {
+                for t in 0..9 {
                     let x = seen_activations(&acts, ty, t);
                     let mut exact: f64 =
                         wf.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
@@ -133,7 +138,8 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
 }
 
 /// The formats every variant sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`).
-const GGML_ORDER: [WeightType; 7] = [
+const GGML_ORDER: [WeightType; 8] = [
+    WeightType::Q4K,
     WeightType::Q5K,
     WeightType::Q6K,
     WeightType::Q4_0,
@@ -150,10 +156,16 @@ fn every_variant_matches_the_reference() {
     eprintln!("variants: {variants:?}");
     for ty in WEIGHT_TYPES {
         for &cols in &[256usize, 768] {
-            for raw in [false, true] {
+            // The k-quants' two orders: 9 rows of one sequence (Q4_K: 8 in groups of 4, one
+            // alone; Q5_K, Q6_K: a batch of 8 or more) and 9 single-token sequences.
+            for (raw, alone) in [(false, false), (true, false), (true, true)] {
                 let (rows, n) = (5, 9);
                 let w = random_weights(ty, rows, cols, &mut rng, raw);
-                let acts = activations(n, cols, ty, &mut rng);
+                let mut acts = activations(n, cols, ty, &mut rng);
+                if alone {
+                    let x = acts.f32.clone();
+                    acts.set_spans(&x, &[1; 9], cols, ty.act_kinds());
+                }
                 let m = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w)).unwrap();
                 let reference = DotFn::new(ty, Variant::Reference);
                 for &v in variants {
@@ -165,6 +177,9 @@ fn every_variant_matches_the_reference() {
                             .flat_map(|nt| (0..=n - nt).map(move |t0| (nt, t0)))
                             .flat_map(|(nt, t0)| (t0..t0 + nt).map(move |t| (t, nt, t0)))
                         {
+                            if fast.run(&acts, t0, nt) < nt {
+                                continue; // the tile mixes k-quant orders: matmul cuts it
+                            }
                             let want = reference.dot(m.row(r), &acts, t);
                             let mut tile = vec![f32::NAN; nt];
                             fast.dot_tokens(m.row(r), &acts, t0, &mut tile);
@@ -175,7 +190,7 @@ fn every_variant_matches_the_reference() {
                             let err = (got - want).abs() / norm.max(1e-30);
                             assert!(
                                 err < 1e-6,
-                                "{ty:?} {} cols={cols} raw={raw} row {r} token {t} (tile {t0}+{nt}): {got} vs {want} ({err:e})",
+                                "{ty:?} {} cols={cols} raw={raw} alone={alone} row {r} token {t} (tile {t0}+{nt}): {got} vs {want} ({err:e})",
                                 v.name()
                             );
                             // Formats in ggml's order: every variant gives the same bits.
@@ -241,6 +256,47 @@ fn threaded_products_equal_row_by_row_dots() {
                         v.name()
                     );
                 }
+            }
+        }
+    }
+}
+
+#[test]
+fn k_quant_rows_sum_as_their_sequence_alone_would() {
+    let mut rng = Rng::fresh();
+    let cols = 512;
+    // One sequence of each kind: groups of 4 and a rest, a single token, a batch of 8 or more.
+    let spans = [5usize, 9, 1, 4, 12];
+    let n: usize = spans.iter().sum();
+    for ty in [WeightType::Q4K, WeightType::Q5K, WeightType::Q6K] {
+        let rows = 24;
+        let w = random_weights(ty, rows, cols, &mut rng, false);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+        for &v in available_variants() {
+            let m = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w.clone()))
+                .unwrap()
+                .with_variant(v);
+            let mut acts = Activations::new();
+            acts.set_spans(&x, &spans, cols, ty.act_kinds());
+            let mut y = vec![f32::NAN; n * rows];
+            matmul_multi(&[&m], &acts, &mut [&mut y]);
+            let mut t0 = 0;
+            for &len in &spans {
+                let mut alone = Activations::new();
+                alone.set(&x[t0 * cols..(t0 + len) * cols], len, cols, ty.act_kinds());
+                let mut y1 = vec![f32::NAN; len * rows];
+                matmul_multi(&[&m], &alone, &mut [&mut y1]);
+                for (i, want) in y1.iter().enumerate() {
+                    let got = y[t0 * rows + i];
+                    let (t, r) = (t0 + i / rows, i % rows);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{ty:?} {} [{t}, {r}]",
+                        v.name()
+                    );
+                }
+                t0 += len;
             }
         }
     }

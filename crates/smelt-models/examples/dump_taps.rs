@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use smelt_models::layer_io::{LinearInput, Scratch, Tap};
+use smelt_models::layer_io::{LinearInput, Scratch, Span, Tap};
 use smelt_models::llama::{Llama, Logits};
 
 /// Appends one record: a 64-byte name, four i64 dims (ne0 = row length), the f32 values.
@@ -64,7 +64,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         record(&mut out, &format!("STEP {i}"), 0, 0, &[]);
         let mut x = model.embed(tokens)?;
         let pos0 = cache.len();
-        for l in 0..model.config.n_layer {
+        let last = model.config.n_layer - 1;
+        for l in 0..last {
             model.run_layer(
                 l,
                 &mut x,
@@ -74,15 +75,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &mut Dump(&mut out),
             );
         }
-        cache.advance(tokens.len());
-        let logits = model.head(&x, Logits::All);
-        record(
-            &mut out,
-            "result_output",
-            model.config.n_vocab,
-            tokens.len(),
-            &logits,
+        // The last layer finishes only the row whose logits are wanted, as in a generation
+        // pass (and in llama.cpp's graph).
+        let (pool, kv) = cache.paged();
+        let span = Span {
+            n: tokens.len(),
+            pos0,
+            kv,
+        };
+        let row = model.run_last_layer_spans(
+            &mut x,
+            &[span],
+            &[1],
+            pool,
+            &mut scratch,
+            &mut Dump(&mut out),
         );
+        cache.advance(tokens.len());
+        let logits = model.head(&row, Logits::All);
+        record(&mut out, "result_output", model.config.n_vocab, 1, &logits);
     }
     let tmp = format!("{out_path}.tmp");
     std::fs::write(&tmp, &out)?;

@@ -120,7 +120,8 @@ impl LlamaConfig {
             },
             n_vocab,
         };
-        if config.n_head == 0
+        if config.n_layer == 0
+            || config.n_head == 0
             || config.n_head_kv == 0
             || !config.n_head.is_multiple_of(config.n_head_kv)
             || !config.n_embd.is_multiple_of(config.n_head)
@@ -131,7 +132,8 @@ impl LlamaConfig {
             || config.n_vocab == 0
         {
             return Err(ModelError::Unsupported(format!(
-                "inconsistent hyper-parameters: {} heads, {} KV heads, width {}, {} rotated dims, RoPE scale {}, vocabulary {}",
+                "inconsistent hyper-parameters: {} layers, {} heads, {} KV heads, width {}, {} rotated dims, RoPE scale {}, vocabulary {}",
+                config.n_layer,
                 config.n_head,
                 config.n_head_kv,
                 config.n_embd,
@@ -413,23 +415,20 @@ impl Llama {
         // (n, n_embd) residual stream of every sequence's tokens, one after another.
         let mut x = self.embed(&tokens)?;
         let mut scratch = Scratch::default();
-        for l in 0..self.layers.len() {
+        for l in 0..self.layers.len() - 1 {
             self.run_layer_spans(l, &mut x, &spans, pool, &mut scratch, &mut NoTap);
         }
-        // Rows whose logits are wanted, and how many per sequence.
-        let e = self.config.n_embd;
-        let (mut rows, mut counts, mut at) = (Vec::new(), Vec::new(), 0);
-        for s in seqs {
-            let n = s.tokens.len();
-            let take = match s.want {
-                Logits::Last => at + n - 1..at + n,
-                Logits::All => at..at + n,
-            };
-            counts.push(take.len());
-            rows.extend_from_slice(&x[take.start * e..take.end * e]);
-            at += n;
-        }
-        let logits = self.head(&rows, Logits::All);
+        // How many rows' logits each sequence wants; only those finish the last layer.
+        let counts: Vec<usize> = seqs
+            .iter()
+            .map(|s| match s.want {
+                Logits::Last => 1,
+                Logits::All => s.tokens.len(),
+            })
+            .collect();
+        let rows =
+            self.run_last_layer_spans(&mut x, &spans, &counts, pool, &mut scratch, &mut NoTap);
+        let logits = self.head_rows(&rows, &counts);
         let v = self.config.n_vocab;
         let mut out = Vec::with_capacity(seqs.len());
         let mut from = 0;
@@ -488,6 +487,54 @@ impl Llama {
         s: &mut Scratch,
         tap: &mut dyn Tap,
     ) {
+        let _layer = trace::span("layer", "layer");
+        self.attention_block(l, x, spans, pool, s, tap);
+        let lens: Vec<usize> = spans.iter().map(|sp| sp.n).collect();
+        self.ffn_block(l, x, &lens, s, tap);
+    }
+
+    /// [`Llama::run_layer_spans`] for a pass's last layer, as llama.cpp runs it: attention for
+    /// every row, then only the rows whose logits are wanted (the last `keep[i]` of sequence i)
+    /// go on through the feed-forward block, which saves that block's work for the rest of a
+    /// prompt and gives its k-quant products the batch llama.cpp gives them. Returns those
+    /// (Σ keep, n_embd) rows.
+    pub fn run_last_layer_spans(
+        &self,
+        x: &mut [f32],
+        spans: &[Span],
+        keep: &[usize],
+        pool: &mut KvPool,
+        s: &mut Scratch,
+        tap: &mut dyn Tap,
+    ) -> Vec<f32> {
+        assert_eq!(spans.len(), keep.len(), "one count per sequence");
+        let l = self.layers.len() - 1;
+        let _layer = trace::span("layer", "layer");
+        self.attention_block(l, x, spans, pool, s, tap);
+        let e = self.config.n_embd;
+        // (Σ keep, n_embd)
+        let mut rows = Vec::with_capacity(keep.iter().sum::<usize>() * e);
+        let mut at = 0;
+        for (sp, &k) in spans.iter().zip(keep) {
+            assert!(k <= sp.n, "keeps more rows than the sequence has");
+            rows.extend_from_slice(&x[(at + sp.n - k) * e..(at + sp.n) * e]);
+            at += sp.n;
+        }
+        self.ffn_block(l, &mut rows, keep, s, tap);
+        rows
+    }
+
+    /// The attention half of layer `l` (norm, q/k/v, rope, KV store, attention, output
+    /// projection and residual) on the (n, n_embd) stream `x` in place.
+    fn attention_block(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        spans: &[Span],
+        pool: &mut KvPool,
+        s: &mut Scratch,
+        tap: &mut dyn Tap,
+    ) {
         let c = &self.config;
         let layer = &self.layers[l];
         let (e, hd, ff) = (c.n_embd, c.head_dim(), c.n_ff);
@@ -499,25 +546,17 @@ impl Llama {
             head_dim: hd,
         };
         s.size(n, e, kv_dim, ff);
-        let _layer = trace::span("layer", "layer");
-        // Bytes and flops of the products, for the profile's roofline columns.
-        let mm = |name: &'static str, mats: &[&QMatrix]| {
-            let span = trace::span("matmul", name);
-            if !trace::enabled() {
-                return span;
-            }
-            let bytes: usize = mats.iter().map(|m| m.nbytes()).sum();
-            let flops: usize = mats.iter().map(|m| 2 * m.rows * m.cols * n).sum();
-            span.arg("bytes", bytes as f64).arg("flops", flops as f64)
-        };
+        let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
         // (n, n_rot / 2) rotation angles, each row at its sequence's position: built by the
         // first layer of a pass, reused by the rest.
         s.rope.fill(&c.rope, spans);
+        // Each sequence's rows, so k-quant products sum as llama.cpp would for its batch.
+        let lens: Vec<usize> = spans.iter().map(|sp| sp.n).collect();
         let op = trace::span("op", "attn_norm+quantize");
         ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Attn, &s.h, n);
         s.acts
-            .set(&s.h, n, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
+            .set_spans(&s.h, &lens, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
         drop(op);
         let op = mm("qkv", &[&layer.wq, &layer.wk, &layer.wv]);
         matmul_multi(
@@ -546,17 +585,36 @@ impl Llama {
         let op = trace::span("op", "attention");
         ops::attention(&s.q, pool, l, spans, heads, &mut s.att);
         tap.input(l, LinearInput::AttnOut, &s.att, n);
-        s.acts.set(&s.att, n, e, layer.wo.act_kinds());
+        s.acts.set_spans(&s.att, &lens, e, layer.wo.act_kinds());
         drop(op);
         let op = mm("attn_output", &[&layer.wo]);
         layer.wo.matmul(&s.acts, &mut s.tmp);
         tap.tensor(l, "attn_out", &s.tmp, n);
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
         drop(op);
+    }
+
+    /// The feed-forward half of layer `l` on the (n, n_embd) stream `x` in place, `lens[i]`
+    /// rows from sequence i (see [`Llama::attention_block`]).
+    fn ffn_block(
+        &self,
+        l: usize,
+        x: &mut [f32],
+        lens: &[usize],
+        s: &mut Scratch,
+        tap: &mut dyn Tap,
+    ) {
+        let c = &self.config;
+        let layer = &self.layers[l];
+        let (e, ff) = (c.n_embd, c.n_ff);
+        let n = x.len() / e;
+        s.size(n, e, c.n_head_kv * c.head_dim(), ff);
+        let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
         let op = trace::span("op", "ffn_norm+quantize");
         ops::rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Ffn, &s.h, n);
-        s.acts.set(&s.h, n, e, kinds(&[&layer.w_gate, &layer.w_up]));
+        s.acts
+            .set_spans(&s.h, lens, e, kinds(&[&layer.w_gate, &layer.w_up]));
         drop(op);
         let op = mm("gate+up", &[&layer.w_gate, &layer.w_up]);
         matmul_multi(
@@ -570,7 +628,8 @@ impl Llama {
         let op = trace::span("op", "swiglu+quantize");
         ops::swiglu(&mut s.gate, &s.up, ff);
         tap.input(l, LinearInput::FfnDown, &s.gate, n);
-        s.acts.set(&s.gate, n, ff, layer.w_down.act_kinds());
+        s.acts
+            .set_spans(&s.gate, lens, ff, layer.w_down.act_kinds());
         drop(op);
         let op = mm("ffn_down", &[&layer.w_down]);
         layer.w_down.matmul(&s.acts, &mut s.tmp);
@@ -589,6 +648,14 @@ impl Llama {
             Logits::Last => &x[(n - 1) * e..],
             Logits::All => x,
         };
+        self.head_rows(rows, &[rows.len() / e])
+    }
+
+    /// Final norm and output projection of (n_out, n_embd) `rows`, `spans[i]` of them from
+    /// sequence i: (n_out, n_vocab) logits.
+    fn head_rows(&self, rows: &[f32], spans: &[usize]) -> Vec<f32> {
+        let c = &self.config;
+        let e = c.n_embd;
         let n_out = rows.len() / e;
         let out = self.output_matrix();
         let _span = trace::span("matmul", "output_head")
@@ -598,7 +665,7 @@ impl Llama {
         let mut normed = vec![0f32; rows.len()];
         ops::rms_norm(rows, &self.output_norm, c.rms_eps, &mut normed);
         let mut acts = Activations::new();
-        acts.set(&normed, n_out, e, out.act_kinds());
+        acts.set_spans(&normed, spans, e, out.act_kinds());
         // (n_out, n_vocab)
         let mut logits = vec![0f32; n_out * c.n_vocab];
         out.matmul(&acts, &mut logits);
@@ -708,4 +775,16 @@ impl Llama {
             take(o);
         }
     }
+}
+
+/// A trace span for one product of `mats` over `n` rows, with its bytes and flops for the
+/// profile's roofline columns.
+fn matmul_span(name: &'static str, mats: &[&QMatrix], n: usize) -> trace::Span {
+    let span = trace::span("matmul", name);
+    if !trace::enabled() {
+        return span;
+    }
+    let bytes: usize = mats.iter().map(|m| m.nbytes()).sum();
+    let flops: usize = mats.iter().map(|m| 2 * m.rows * m.cols * n).sum();
+    span.arg("bytes", bytes as f64).arg("flops", flops as f64)
 }

@@ -1,15 +1,14 @@
-//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0
-//! and Q4_0, without flash attention.
+//! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0,
+//! Q4_0, Q4_K_M and Q5_K_S, without flash attention.
 //!
-//! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0}_greedy.json`) are llama.cpp's own logits along
-//! its greedy path for three prompts, written by `benches/llamacpp_golden.sh` (the source is
-//! named in each file): per step the top five (token, f32 bits) and an FNV-1a hash of the whole
-//! row. The Q8_0, Q5_0 and Q4_0 models are the shipped one requantized by smelt's quantizer, as
-//! there.
+//! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0,q4_k_m,q5_k_s}_greedy.json`) are
+//! llama.cpp's own logits along its greedy path for three prompts, written by
+//! `benches/llamacpp_golden.sh` (the source is named in each file): per step the top five
+//! (token, f32 bits) and an FNV-1a hash of the whole row. The requantized models are the shipped
+//! one requantized by smelt's quantizer, as there.
 //!
-//! The equality holds on every kernel variant: the 32-block products, attention, RoPE, SiLU
-//! and the softmax all follow the operations of llama.cpp's x86 AVX-512 build
-//! (`docs/design.md`).
+//! The equality holds on every kernel variant: the products, attention, RoPE, SiLU and the
+//! softmax all follow the operations of llama.cpp's x86 AVX-512 build (`docs/design.md`).
 
 use std::sync::Arc;
 
@@ -67,6 +66,24 @@ fn q4_0_logits_equal_llamacpp_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let file = requantized_smollm2(dir.path(), FileType::Q4_0);
     check(&file, include_str!("data/llamacpp_q4_0_greedy.json"));
+}
+
+/// Q4_K (repacked by llama.cpp: gemm for the prompt's groups of 4 rows, gemv for the rest and
+/// for each token) and Q6_K (`vec_dot` for 5- and 6-token prompts and each token, the tiled
+/// matmul for the 13-token prompt), besides Q5_0 and Q8_0.
+#[test]
+fn q4_k_m_logits_equal_llamacpp_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = requantized_smollm2(dir.path(), FileType::Q4_K_M);
+    check(&file, include_str!("data/llamacpp_q4_k_m_greedy.json"));
+}
+
+/// Q5_K (`vec_dot` and tiled), besides Q5_1 and Q8_0.
+#[test]
+fn q5_k_s_logits_equal_llamacpp_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = requantized_smollm2(dir.path(), FileType::Q5_K_S);
+    check(&file, include_str!("data/llamacpp_q5_k_s_greedy.json"));
 }
 
 #[test]
