@@ -449,6 +449,9 @@ fn fill_parallel<B: Copy + Send + Sync>(
     quantize: impl Fn(usize) -> fn(&[f32]) -> B + Sync,
 ) {
     use rayon::prelude::*;
+    if cols == 0 {
+        return;
+    }
     // A few decode tokens are a few microseconds of work: less than a parallel region costs.
     if x.len() <= cols || x.len() < 1 << 15 {
         for (t, row) in x.chunks_exact(cols).enumerate() {

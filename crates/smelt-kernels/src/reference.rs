@@ -5,9 +5,11 @@
 //! formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), whose order is ggml's and which every variant follows
 //! exactly (unless `SMELT_FAST_SUMS` is set: `crate::ggml_sums`), and the k-quants (Q4_K, Q5_K,
 //! Q6_K), always in ggml's order. llama.cpp sums a k-quant product in one of two orders
-//! depending on the batch it is in: each has a `dot_*` here for one token (and small batches),
-//! and a `dot_*_x4` or `dot_*_tiled` for rows of larger batches (`Activations::k_batch` says
-//! which a row takes).
+//! depending on the batch it is in: each has a `dot_*` here for one token (Q5_K, Q6_K: and
+//! batches under 8 rows; Q4_K: and the `n % 4` rows a batch leaves over), and a `dot_*_x4`
+//! (Q4_K's rows in groups of 4) or `dot_*_tiled` (batches of 8 rows or more) for the others
+//! (`Activations::k_batch` says which a row takes). Q4_K follows llama.cpp's repacked form,
+//! which it uses for matrices whose row count is a multiple of 8.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 

@@ -497,7 +497,11 @@ impl Llama {
     /// every row, then only the rows whose logits are wanted (the last `keep[i]` of sequence i)
     /// go on through the feed-forward block, which saves that block's work for the rest of a
     /// prompt and gives its k-quant products the batch llama.cpp gives them. Returns those
-    /// (Σ keep, n_embd) rows.
+    /// (Σ keep, n_embd) rows; `x` is left holding the stream after attention.
+    ///
+    /// # Panics
+    ///
+    /// If `keep` and `spans` differ in length or a count exceeds its sequence's rows.
     pub fn run_last_layer_spans(
         &self,
         x: &mut [f32],
