@@ -205,7 +205,7 @@ unsafe fn tile_q6_k<const BATCH: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]
 }
 
 macro_rules! kquant_kernels {
-    ($($(#[$doc:meta])* $name:ident = $tile:ident::<$($c:literal),+>;)*) => {$(
+    ($($name:ident = $tile:ident::<$($c:literal),+>;)*) => {$(
         #[inline(always)]
         unsafe fn $name<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
             unsafe { $tile::<$($c,)+ T>(w, a) }

@@ -488,8 +488,8 @@ impl Llama {
         tap: &mut dyn Tap,
     ) {
         let _layer = trace::span("layer", "layer");
-        self.attention_block(l, x, spans, pool, s, tap);
-        let lens: Vec<usize> = spans.iter().map(|sp| sp.n).collect();
+        let lens = span_lens(spans);
+        self.attention_block(l, x, spans, &lens, pool, s, tap);
         self.ffn_block(l, x, &lens, s, tap);
     }
 
@@ -514,7 +514,7 @@ impl Llama {
         assert_eq!(spans.len(), keep.len(), "one count per sequence");
         let l = self.layers.len() - 1;
         let _layer = trace::span("layer", "layer");
-        self.attention_block(l, x, spans, pool, s, tap);
+        self.attention_block(l, x, spans, &span_lens(spans), pool, s, tap);
         let e = self.config.n_embd;
         // (Σ keep, n_embd)
         let mut rows = Vec::with_capacity(keep.iter().sum::<usize>() * e);
@@ -529,12 +529,15 @@ impl Llama {
     }
 
     /// The attention half of layer `l` (norm, q/k/v, rope, KV store, attention, output
-    /// projection and residual) on the (n, n_embd) stream `x` in place.
+    /// projection and residual) on the (n, n_embd) stream `x` in place; `lens` is
+    /// [`span_lens`] of `spans`.
+    #[allow(clippy::too_many_arguments)]
     fn attention_block(
         &self,
         l: usize,
         x: &mut [f32],
         spans: &[Span],
+        lens: &[usize],
         pool: &mut KvPool,
         s: &mut Scratch,
         tap: &mut dyn Tap,
@@ -554,13 +557,11 @@ impl Llama {
         // (n, n_rot / 2) rotation angles, each row at its sequence's position: built by the
         // first layer of a pass, reused by the rest.
         s.rope.fill(&c.rope, spans);
-        // Each sequence's rows, so k-quant products sum as llama.cpp would for its batch.
-        let lens: Vec<usize> = spans.iter().map(|sp| sp.n).collect();
         let op = trace::span("op", "attn_norm+quantize");
         ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Attn, &s.h, n);
         s.acts
-            .set_spans(&s.h, &lens, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
+            .set_spans(&s.h, lens, e, kinds(&[&layer.wq, &layer.wk, &layer.wv]));
         drop(op);
         let op = mm("qkv", &[&layer.wq, &layer.wk, &layer.wv]);
         matmul_multi(
@@ -589,7 +590,7 @@ impl Llama {
         let op = trace::span("op", "attention");
         ops::attention(&s.q, pool, l, spans, heads, &mut s.att);
         tap.input(l, LinearInput::AttnOut, &s.att, n);
-        s.acts.set_spans(&s.att, &lens, e, layer.wo.act_kinds());
+        s.acts.set_spans(&s.att, lens, e, layer.wo.act_kinds());
         drop(op);
         let op = mm("attn_output", &[&layer.wo]);
         layer.wo.matmul(&s.acts, &mut s.tmp);
@@ -779,6 +780,12 @@ impl Llama {
             take(o);
         }
     }
+}
+
+/// Each sequence's row count, which the activations take so that k-quant products sum as
+/// llama.cpp would for that sequence's batch.
+fn span_lens(spans: &[Span]) -> Vec<usize> {
+    spans.iter().map(|sp| sp.n).collect()
 }
 
 /// A trace span for one product of `mats` over `n` rows, with its bytes and flops for the

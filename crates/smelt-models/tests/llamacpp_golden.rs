@@ -33,8 +33,10 @@ fn shipped_smollm2() -> GgufFile {
     GgufFile::open(path).unwrap()
 }
 
-/// The shipped model requantized to `ftype` by smelt's quantizer, written into `dir`.
-fn requantized_smollm2(dir: &std::path::Path, ftype: FileType) -> Arc<GgufFile> {
+/// [`check`] on the shipped model requantized to `ftype` by smelt's quantizer (written to a
+/// temporary directory).
+fn check_requantized(ftype: FileType, json: &str) {
+    let dir = tempfile::tempdir().unwrap();
     let src = shipped_smollm2();
     let opts = QuantizeOptions {
         ftype,
@@ -42,30 +44,33 @@ fn requantized_smollm2(dir: &std::path::Path, ftype: FileType) -> Arc<GgufFile> 
         threads: 2,
     };
     let (writer, _) = quantize_model(&src, opts, |_, _| {}).unwrap();
-    let path = dir.join(format!("SmolLM2-135M.{ftype:?}.gguf"));
+    let path = dir.path().join(format!("SmolLM2-135M.{ftype:?}.gguf"));
     writer.write(&path).unwrap();
-    Arc::new(GgufFile::open(path).unwrap())
+    check(&Arc::new(GgufFile::open(path).unwrap()), json);
 }
 
 #[test]
 fn q8_0_logits_equal_llamacpp_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = requantized_smollm2(dir.path(), FileType::Q8_0);
-    check(&file, include_str!("data/llamacpp_q8_0_greedy.json"));
+    check_requantized(
+        FileType::Q8_0,
+        include_str!("data/llamacpp_q8_0_greedy.json"),
+    );
 }
 
 #[test]
 fn q5_0_logits_equal_llamacpp_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = requantized_smollm2(dir.path(), FileType::Q5_0);
-    check(&file, include_str!("data/llamacpp_q5_0_greedy.json"));
+    check_requantized(
+        FileType::Q5_0,
+        include_str!("data/llamacpp_q5_0_greedy.json"),
+    );
 }
 
 #[test]
 fn q4_0_logits_equal_llamacpp_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = requantized_smollm2(dir.path(), FileType::Q4_0);
-    check(&file, include_str!("data/llamacpp_q4_0_greedy.json"));
+    check_requantized(
+        FileType::Q4_0,
+        include_str!("data/llamacpp_q4_0_greedy.json"),
+    );
 }
 
 /// Q4_K (repacked by llama.cpp: gemm for the prompt's groups of 4 rows, gemv for the rest and
@@ -73,17 +78,19 @@ fn q4_0_logits_equal_llamacpp_bit_for_bit() {
 /// matmul for the 13-token prompt), besides Q5_0 and Q8_0.
 #[test]
 fn q4_k_m_logits_equal_llamacpp_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = requantized_smollm2(dir.path(), FileType::Q4_K_M);
-    check(&file, include_str!("data/llamacpp_q4_k_m_greedy.json"));
+    check_requantized(
+        FileType::Q4_K_M,
+        include_str!("data/llamacpp_q4_k_m_greedy.json"),
+    );
 }
 
 /// Q5_K (`vec_dot` and tiled), besides Q5_1 and Q8_0.
 #[test]
 fn q5_k_s_logits_equal_llamacpp_bit_for_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = requantized_smollm2(dir.path(), FileType::Q5_K_S);
-    check(&file, include_str!("data/llamacpp_q5_k_s_greedy.json"));
+    check_requantized(
+        FileType::Q5_K_S,
+        include_str!("data/llamacpp_q5_k_s_greedy.json"),
+    );
 }
 
 #[test]
