@@ -29,7 +29,7 @@ fn main() {
         let mut acts = Activations::new();
         acts.set(&a, n, cols, ty.act_kinds());
         for &v in available_variants() {
-            let f = DotFn::new(ty, v);
+            let f = DotFn::new(ty, v, rows);
             let mut out = vec![0f32; 8];
             let reps = if v == smelt_kernels::Variant::Reference {
                 3

@@ -313,6 +313,19 @@ impl Block32 for Q4_0 {
     }
 }
 
+/// Q4_0 in a matrix llama.cpp does not repack: eight lanes (`reference::dot_q4_0_lanes`).
+struct Q4_0Lanes;
+
+impl Block32 for Q4_0Lanes {
+    const BYTES: usize = 18;
+    const OFFSET: Offset = Offset::Centre(8);
+    const GGML_ORDER: bool = true;
+    #[inline(always)]
+    unsafe fn codes(p: *const u8) -> __m256i {
+        unsafe { Q4_0::codes(p) }
+    }
+}
+
 impl Block32 for Q4_1 {
     const BYTES: usize = 20;
     const OFFSET: Offset = Offset::Stored;
@@ -557,6 +570,13 @@ block32_kernel!(
     "Q4_0"
 );
 block32_kernel!(
+    dot_q4_0_lanes,
+    dot_q4_0_lanes_vnni,
+    dot_q4_0_lanes_vnni512,
+    Q4_0Lanes,
+    "Q4_0 (not repacked)"
+);
+block32_kernel!(
     dot_q4_1,
     dot_q4_1_vnni,
     dot_q4_1_vnni512,
@@ -592,5 +612,6 @@ block32_kernel!(
 #[path = "avx2_kquant.rs"]
 mod kquant;
 pub(crate) use kquant::{
-    dot_q4_k, dot_q4_k_x4, dot_q5_k, dot_q5_k_tiled, dot_q6_k, dot_q6_k_tiled,
+    dot_q4_k, dot_q4_k_tiled, dot_q4_k_vec, dot_q4_k_x4, dot_q5_k, dot_q5_k_tiled, dot_q6_k,
+    dot_q6_k_tiled,
 };

@@ -1,6 +1,6 @@
-//! AVX2 k-quant products (Q4_K, Q5_K, Q6_K), each in both of llama.cpp's orders (see
-//! `reference`): the one for a token alone (`BATCH = false`) and the one for rows of a larger
-//! batch (`BATCH = true`). The integer sums are exact either way; only where they are
+//! AVX2 k-quant products (Q4_K, Q5_K, Q6_K), each in every order llama.cpp sums it in (see
+//! `reference`): the one for a token alone and the one for rows of a larger batch, and for
+//! Q4_K both of these for a repacked matrix and for one left as written. The integer sums are exact either way; only where they are
 //! converted and how they are scaled and added differ.
 
 use std::arch::x86_64::*;
@@ -48,14 +48,27 @@ unsafe fn hsum4_i32(v: [__m256i; 4]) -> [i32; 4] {
     }
 }
 
-/// Q4_K (`FIVE` false) and Q5_K (true) against a tile of `T` tokens, in the order `BATCH`
-/// selects: Q5_K `reference::dot_q5_k` / `dot_q5_k_tiled`, Q4_K `reference::dot_q4_k` /
-/// `dot_q4_k_x4`.
+/// llama.cpp's orders for Q4_K and Q5_K (see `reference`); a [`tile_q45_k`] parameter.
+mod order {
+    /// Repacked Q4_K's gemv: S and M per super-block in two chains, `acc − mins`.
+    pub const GEMV: u8 = 0;
+    /// Repacked Q4_K's gemm (rows in groups of 4): one FMA per 64-weight pair.
+    pub const GEMM: u8 = 1;
+    /// ggml's `vec_dot`: eight lanes; the mins one chain (Q5_K) or four lanes (Q4_K).
+    pub const VEC_DOT: u8 = 2;
+    /// The tiled matmul: `r = S·d − dmin·M`, `acc = fma(r, d_y, acc)`.
+    pub const TILED: u8 = 3;
+}
+
+/// Q4_K (`FIVE` false) and Q5_K (true) against a tile of `T` tokens, in llama.cpp's order
+/// `ORDER` ([`order`]): `reference::dot_q4_k` (GEMV), `dot_q4_k_x4` (GEMM), `dot_q4_k_vec` /
+/// `dot_q5_k` (VEC_DOT), `dot_q4_k_tiled` / `dot_q5_k_tiled` (TILED).
 #[inline(always)]
-unsafe fn tile_q45_k<const FIVE: bool, const BATCH: bool, const T: usize>(
+unsafe fn tile_q45_k<const FIVE: bool, const ORDER: u8, const T: usize>(
     w: &[u8],
     a: [&[BlockQ8K]; T],
 ) -> [f32; T] {
+    use order::*;
     unsafe {
         let bytes = if FIVE { 176 } else { 144 };
         let nb = w.len() / bytes;
@@ -63,10 +76,11 @@ unsafe fn tile_q45_k<const FIVE: bool, const BATCH: bool, const T: usize>(
             assert!(row.len() >= nb, "activation row shorter than the weights");
         }
         let m4 = _mm256_set1_epi8(0x0f);
-        // Q5_K alone: ggml's eight lanes; the rest: scalar chains.
+        // VEC_DOT: ggml's eight lanes (and Q4_K's four lanes of mins); the rest: scalar chains.
         let mut lanes = [_mm256_setzero_ps(); T];
         let mut acc = [0f32; T];
         let mut mins = [0f32; T];
+        let mut mins4 = [[0f32; 4]; T];
         for i in 0..nb {
             let b = w.as_ptr().add(i * bytes);
             let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
@@ -104,7 +118,7 @@ unsafe fn tile_q45_k<const FIVE: bool, const BATCH: bool, const T: usize>(
                 // Lane j: m_j · Σ y of sub-block j.
                 let bs = _mm256_loadu_si256(blk.bsums.as_ptr() as *const __m256i);
                 let mv = _mm256_madd_epi16(bs, mn16);
-                if !FIVE && BATCH {
+                if ORDER == GEMM {
                     let s = hsum4_i32(pair);
                     let m: [i32; 8] = std::mem::transmute(mv);
                     let (dd, dm) = (d * blk.d, dmin * blk.d);
@@ -118,25 +132,43 @@ unsafe fn tile_q45_k<const FIVE: bool, const BATCH: bool, const T: usize>(
                     _mm256_add_epi32(pair[0], pair[1]),
                     _mm256_add_epi32(pair[2], pair[3]),
                 );
-                let msum = hsum_i32(mv) as f32;
-                if FIVE && !BATCH {
-                    let dd = _mm256_set1_ps(blk.d * d);
-                    lanes[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), lanes[t]);
-                    mins[t] = (-blk.d * dmin).mul_add(msum, mins[t]);
-                } else if FIVE {
-                    let r = (-dmin).mul_add(msum, hsum_i32(sumi) as f32 * d);
-                    acc[t] = r.mul_add(blk.d, acc[t]);
-                } else {
-                    acc[t] = (hsum_i32(sumi) as f32).mul_add(d * blk.d, acc[t]);
-                    mins[t] = msum.mul_add(dmin * blk.d, mins[t]);
+                match ORDER {
+                    VEC_DOT => {
+                        let dd = _mm256_set1_ps(blk.d * d);
+                        lanes[t] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi), lanes[t]);
+                        let dm = -blk.d * dmin;
+                        if FIVE {
+                            mins[t] = dm.mul_add(hsum_i32(mv) as f32, mins[t]);
+                        } else {
+                            let m: [i32; 8] = std::mem::transmute(mv);
+                            for k in 0..4 {
+                                let mk = (m[2 * k] + m[2 * k + 1]) as f32;
+                                mins4[t][k] = dm.mul_add(mk, mins4[t][k]);
+                            }
+                        }
+                    }
+                    TILED => {
+                        let msum = hsum_i32(mv) as f32;
+                        let r = (-dmin).mul_add(msum, hsum_i32(sumi) as f32 * d);
+                        acc[t] = r.mul_add(blk.d, acc[t]);
+                    }
+                    _ => {
+                        let msum = hsum_i32(mv) as f32;
+                        acc[t] = (hsum_i32(sumi) as f32).mul_add(d * blk.d, acc[t]);
+                        mins[t] = msum.mul_add(dmin * blk.d, mins[t]);
+                    }
                 }
             }
         }
-        std::array::from_fn(|t| match (FIVE, BATCH) {
+        std::array::from_fn(|t| match ORDER {
             // `hsum` is ggml's `hsum_float_8` tree.
-            (true, false) => hsum(lanes[t]) + mins[t],
-            (true, true) => acc[t],
-            (false, _) => acc[t] - mins[t],
+            VEC_DOT if FIVE => hsum(lanes[t]) + mins[t],
+            VEC_DOT => {
+                let m = mins4[t];
+                hsum(lanes[t]) + ((m[0] + m[2]) + (m[1] + m[3]))
+            }
+            TILED => acc[t],
+            _ => acc[t] - mins[t],
         })
     }
 }
@@ -205,7 +237,7 @@ unsafe fn tile_q6_k<const BATCH: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]
 }
 
 macro_rules! kquant_kernels {
-    ($($name:ident = $tile:ident::<$($c:literal),+>;)*) => {$(
+    ($($name:ident = $tile:ident::<$($c:tt),+>;)*) => {$(
         #[inline(always)]
         unsafe fn $name<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
             unsafe { $tile::<$($c,)+ T>(w, a) }
@@ -214,10 +246,12 @@ macro_rules! kquant_kernels {
 }
 
 kquant_kernels! {
-    tile_q4_k = tile_q45_k::<false, false>;
-    tile_q4_k_x4 = tile_q45_k::<false, true>;
-    tile_q5_k = tile_q45_k::<true, false>;
-    tile_q5_k_tiled = tile_q45_k::<true, true>;
+    tile_q4_k = tile_q45_k::<false, { order::GEMV }>;
+    tile_q4_k_x4 = tile_q45_k::<false, { order::GEMM }>;
+    tile_q4_k_vec = tile_q45_k::<false, { order::VEC_DOT }>;
+    tile_q4_k_tiled = tile_q45_k::<false, { order::TILED }>;
+    tile_q5_k = tile_q45_k::<true, { order::VEC_DOT }>;
+    tile_q5_k_tiled = tile_q45_k::<true, { order::TILED }>;
     tile_q6_k_alone = tile_q6_k::<false>;
     tile_q6_k_tiled = tile_q6_k::<true>;
 }
@@ -242,6 +276,12 @@ kquant_entries! {
     dot_q4_k = tile_q4_k;
     /// Q4_K × a tile of rows in groups of 4, as llama.cpp's repacked gemm sums.
     dot_q4_k_x4 = tile_q4_k_x4;
+    /// Q4_K × a tile of 256-block rows of a matrix llama.cpp does not repack, as ggml's
+    /// `vec_dot` sums.
+    dot_q4_k_vec = tile_q4_k_vec;
+    /// Q4_K × a tile of rows of a batch of 8 or more, of a matrix llama.cpp does not repack,
+    /// as its tiled matmul sums.
+    dot_q4_k_tiled = tile_q4_k_tiled;
     /// Q5_K × a tile of 256-block rows, as ggml's `vec_dot` sums.
     dot_q5_k = tile_q5_k;
     /// Q5_K × a tile of rows of a batch of 8 or more, as llama.cpp's tiled matmul sums.

@@ -116,11 +116,13 @@ impl WeightType {
         }
     }
 
-    /// The activation blocks this format's kernel reads.
+    /// The activation blocks this format's kernels read (for Q4_K, those of both layouts:
+    /// [`QMatrix::act_kinds`] tells one matrix's).
     pub fn act_kinds(self) -> ActKinds {
         match self {
             Self::F32 | Self::F16 => ActKinds::default(),
             Self::Q4K => ActKinds {
+                q8k: true,
                 q8k_x4: true,
                 ..ActKinds::default()
             },
@@ -234,6 +236,14 @@ pub fn ggml_sums() -> bool {
     *ON.get_or_init(|| std::env::var_os("SMELT_FAST_SUMS").is_none())
 }
 
+/// Whether llama.cpp's x86 build repacks a `ty` matrix of `rows` rows (8 rows interleaved,
+/// `block_q4_0x8` / `block_q4_Kx8`), as it does Q4_0 and Q4_K matrices whose row count is a
+/// multiple of 8. A repacked matrix sums its products in another order than one left as
+/// written, so smelt picks a matrix's kernels by this to compute llama.cpp's floats.
+pub fn ggml_repacks(ty: WeightType, rows: usize) -> bool {
+    matches!(ty, WeightType::Q4_0 | WeightType::Q4K) && rows.is_multiple_of(8)
+}
+
 /// Whether matrices of the 32-block formats whose row count is a multiple of 16 are stored 16
 /// rows interleaved for the AVX-512 VNNI kernels (see `interleaved.rs`), when that variant is
 /// in use; `SMELT_NO_INTERLEAVE` switches it off for side-by-side benchmarks. Results differ
@@ -287,9 +297,14 @@ fn fast(paired: PairedKernel) -> Option<PairedKernel> {
 }
 
 impl DotFn {
-    /// The kernel for `ty` in `variant`; the reference when this CPU cannot run `variant`.
-    pub fn new(ty: WeightType, variant: Variant) -> Self {
+    /// The kernel for a `ty` matrix of `rows` rows in `variant` (the row count decides
+    /// llama.cpp's order for Q4_0 and Q4_K: [`ggml_repacks`]); the reference when this CPU
+    /// cannot run `variant`.
+    pub fn new(ty: WeightType, variant: Variant, rows: usize) -> Self {
         use WeightType as W;
+        if matches!(ty, W::Q4_0 | W::Q4K) && !ggml_repacks(ty, rows) {
+            return Self::written_as_is(ty, variant);
+        }
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::AvxVnni && available_variants().contains(&Variant::AvxVnni) {
             return match ty {
@@ -298,7 +313,7 @@ impl DotFn {
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni, None),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni, None),
                 W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni, None),
-                _ => Self::new(ty, Variant::Avx2),
+                _ => Self::new(ty, Variant::Avx2, rows),
             };
         }
         #[cfg(target_arch = "x86_64")]
@@ -310,7 +325,7 @@ impl DotFn {
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, fast(avx2::dot_q5_0_paired)),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, fast(avx2::dot_q5_1_paired)),
                 W::Q8_0 => Self::Q8(avx2::dot_q8_0_vnni512, fast(avx2::dot_q8_0_paired)),
-                _ => Self::new(ty, Variant::Avx2),
+                _ => Self::new(ty, Variant::Avx2, rows),
             };
         }
         #[cfg(target_arch = "x86_64")]
@@ -341,6 +356,53 @@ impl DotFn {
             W::Q4K => Self::Q8K(tile::q4_k, tile::q4_k_x4, KBatch::Groups4),
             W::Q5K => Self::Q8K(tile::q5_k, tile::q5_k_tiled, KBatch::Tiled8),
             W::Q6K => Self::Q8K(tile::q6_k, tile::q6_k_tiled, KBatch::Tiled8),
+        }
+    }
+
+    /// The Q4_0 and Q4_K kernels for a matrix llama.cpp leaves as written (not repacked):
+    /// Q4_0 in eight lanes (`reference::dot_q4_0_lanes`), Q4_K as ggml's `vec_dot` and its
+    /// tiled matmul sum it (`reference::dot_q4_k_vec`, `dot_q4_k_tiled`).
+    fn written_as_is(ty: WeightType, variant: Variant) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let has = |v| variant == v && available_variants().contains(&v);
+            match ty {
+                WeightType::Q4_0 if has(Variant::Avx512Vnni) => {
+                    return Self::Q8(avx2::dot_q4_0_lanes_vnni512, fast(avx2::dot_q4_0_paired));
+                }
+                WeightType::Q4_0 if has(Variant::AvxVnni) => {
+                    return Self::Q8(avx2::dot_q4_0_lanes_vnni, None);
+                }
+                WeightType::Q4_0 if has(Variant::Avx2) => {
+                    return Self::Q8(avx2::dot_q4_0_lanes, None);
+                }
+                WeightType::Q4K
+                    if variant != Variant::Reference
+                        && available_variants().contains(&Variant::Avx2) =>
+                {
+                    return Self::Q8K(avx2::dot_q4_k_vec, avx2::dot_q4_k_tiled, KBatch::Tiled8);
+                }
+                _ => {}
+            }
+        }
+        use reference::tile;
+        match ty {
+            WeightType::Q4_0 => Self::Q8(tile::q4_0_lanes, None),
+            _ => Self::Q8K(tile::q4_k_vec, tile::q4_k_tiled, KBatch::Tiled8),
+        }
+    }
+
+    /// The activation blocks this kernel reads, where that depends on more than the format
+    /// ([`WeightType::act_kinds`]): which 256-blocks a k-quant kernel takes.
+    pub fn act_kinds(self, ty: WeightType) -> ActKinds {
+        let kinds = ty.act_kinds();
+        match self {
+            Self::Q8K(_, _, rule) => ActKinds {
+                q8k: rule == KBatch::Tiled8,
+                q8k_x4: rule == KBatch::Groups4,
+                ..kinds
+            },
+            _ => kinds,
         }
     }
 

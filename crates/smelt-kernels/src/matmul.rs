@@ -107,7 +107,7 @@ impl QMatrix {
             data,
             #[cfg(target_arch = "x86_64")]
             interleaved: None,
-            dot: DotFn::new(ty, variant()),
+            dot: DotFn::new(ty, variant(), rows),
             variant: variant(),
             float_gemm: false,
             int8: None,
@@ -120,7 +120,7 @@ impl QMatrix {
     /// AVX-512 VNNI, the format has one and the rows come in whole groups; else `v`'s own.
     fn choose_kernel(&mut self, v: Variant) {
         self.variant = v;
-        self.dot = DotFn::new(self.ty, v);
+        self.dot = DotFn::new(self.ty, v, self.rows);
         #[cfg(target_arch = "x86_64")]
         {
             let eligible = v == Variant::Avx512Vnni
@@ -180,9 +180,10 @@ impl QMatrix {
                 ..ActKinds::default()
             }
         } else {
+            let kinds = self.dot.act_kinds(self.ty);
             ActKinds {
-                q8_paired: self.ty.act_kinds().q8_paired && !self.is_interleaved(),
-                ..self.ty.act_kinds()
+                q8_paired: kinds.q8_paired && !self.is_interleaved(),
+                ..kinds
             }
         }
     }

@@ -8,8 +8,10 @@
 //! depending on the batch it is in: each has a `dot_*` here for one token (Q5_K, Q6_K: and
 //! batches under 8 rows; Q4_K: and the `n % 4` rows a batch leaves over), and a `dot_*_x4`
 //! (Q4_K's rows in groups of 4) or `dot_*_tiled` (batches of 8 rows or more) for the others
-//! (`Activations::k_batch` says which a row takes). Q4_K follows llama.cpp's repacked form,
-//! which it uses for matrices whose row count is a multiple of 8.
+//! (`Activations::k_batch` says which a row takes). llama.cpp repacks Q4_0 and Q4_K matrices
+//! whose row count is a multiple of 8 and sums those in other orders (`dot_q4_0`, `dot_q4_k`,
+//! `dot_q4_k_x4`) than the matrices it leaves as written (`dot_q4_0_lanes`, `dot_q4_k_vec`,
+//! `dot_q4_k_tiled`); `crate::ggml_repacks` tells which.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -48,6 +50,19 @@ pub fn dot_q4_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         sum = (isum as f32).mul_add(f16_at(b) * a.d, sum);
     }
     sum
+}
+
+/// Q4_0 as llama.cpp's x86 build sums a matrix it does not repack (row count not a multiple
+/// of 8): `vec_dot_q4_0_q8_0` for one token, llamafile's `tinyBLAS_Q0_AVX` for several; both
+/// [`ggml_lanes`] on the centred codes, as [`dot_q8_0`].
+pub fn dot_q4_0_lanes(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (b, a) in w.chunks_exact(18).zip(a) {
+        let q: [i32; 32] =
+            std::array::from_fn(|i| (b[2 + i % 16] >> (4 * (i / 16)) & 0x0f) as i32 - 8);
+        ggml_lanes(&mut acc, f16_at(b) * a.d, &q, &a.qs);
+    }
+    ggml_hsum(&acc)
 }
 
 /// Q4_1 (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles): w = d·q + m, summed in ggml's
@@ -180,13 +195,19 @@ pub fn dot_q5_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
 }
 
 /// Q5_K in the order of llama.cpp's tiled k-quant matmul (`ggml-cpu/tiled`), which its x86
-/// build takes for batches of 8 rows or more: per super-block `r = S·d − dmin·M` (S = Σ sc·q·y,
-/// M = Σ m·Σy, exact; the subtraction fused), then `acc = fma(r, d_y, acc)` (GCC contracts the
-/// kernel's multiply and add: `vfmadd213ps` in its built library).
+/// build takes for batches of 8 rows or more: [`k45_tiled`].
 pub fn dot_q5_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    k45_tiled::<true>(w, a)
+}
+
+/// Q4_K (`FIVE` false) or Q5_K in the tiled matmul's order, which is the same for both: per
+/// super-block `r = S·d − dmin·M` (S = Σ sc·q·y, M = Σ m·Σy, exact; the subtraction fused),
+/// then `acc = fma(r, d_y, acc)` (GCC contracts the kernel's multiply and add: `vfmadd213ps`
+/// in its built library).
+fn k45_tiled<const FIVE: bool>(w: &[u8], a: &[BlockQ8K]) -> f32 {
     let mut acc = 0f32;
-    for (b, a) in w.chunks_exact(176).zip(a) {
-        let (pairs, mins, _) = k45_sums::<true>(b, a);
+    for (b, a) in w.chunks_exact(if FIVE { 176 } else { 144 }).zip(a) {
+        let (pairs, mins, _) = k45_sums::<FIVE>(b, a);
         let s = pairs.iter().sum::<i32>() as f32 * f16_at(b);
         let r = (-f16_at(&b[2..])).mul_add(mins.iter().sum::<i32>() as f32, s);
         acc = r.mul_add(a.d, acc);
@@ -225,6 +246,32 @@ pub fn dot_q4_k_x4(w: &[u8], a: &[BlockQ8K]) -> f32 {
         }
     }
     acc - mins
+}
+
+/// Q4_K as llama.cpp's x86 build sums a matrix it does not repack (row count not a multiple
+/// of 8), for one token and batches under 8 rows (`ggml_vec_dot_q4_K_q8_K`): eight integer
+/// lanes per super-block, one fused multiply-add per lane by `d_y · d`; the mins in four lanes,
+/// lane k taking `fma(−d_y · dmin, Σ m·Σy over sub-blocks 2k and 2k + 1, ·)`; then
+/// `hsum_float_8` plus `(m0 + m2) + (m1 + m3)`.
+pub fn dot_q4_k_vec(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut mins) = ([0f32; 8], [0f32; 4]);
+    for (b, a) in w.chunks_exact(144).zip(a) {
+        let (_, m, lanes) = k45_sums::<false>(b, a);
+        let (d, dmin) = (a.d * f16_at(b), -a.d * f16_at(&b[2..]));
+        for (s, &lane) in acc.iter_mut().zip(&lanes) {
+            *s = d.mul_add(lane as f32, *s);
+        }
+        for (s, &m) in mins.iter_mut().zip(&m) {
+            *s = dmin.mul_add(m as f32, *s);
+        }
+    }
+    ggml_hsum(&acc) + ((mins[0] + mins[2]) + (mins[1] + mins[3]))
+}
+
+/// Q4_K in the order of llama.cpp's tiled matmul (batches of 8 rows or more of a matrix it
+/// does not repack): [`k45_tiled`].
+pub fn dot_q4_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    k45_tiled::<false>(w, a)
 }
 
 /// Per super-block of Q6_K: ggml's eight integer lanes of Σ sc·(q − 32)·y (lane j over the
@@ -301,12 +348,15 @@ pub mod tile {
         f32 = dot_f32: f32,
         f16 = dot_f16: f32,
         q4_0 = dot_q4_0: BlockQ8x32,
+        q4_0_lanes = dot_q4_0_lanes: BlockQ8x32,
         q4_1 = dot_q4_1: BlockQ8x32,
         q5_0 = dot_q5_0: BlockQ8x32,
         q5_1 = dot_q5_1: BlockQ8x32,
         q8_0 = dot_q8_0: BlockQ8x32,
         q4_k = dot_q4_k: BlockQ8K,
         q4_k_x4 = dot_q4_k_x4: BlockQ8K,
+        q4_k_vec = dot_q4_k_vec: BlockQ8K,
+        q4_k_tiled = dot_q4_k_tiled: BlockQ8K,
         q5_k = dot_q5_k: BlockQ8K,
         q5_k_tiled = dot_q5_k_tiled: BlockQ8K,
         q6_k = dot_q6_k: BlockQ8K,

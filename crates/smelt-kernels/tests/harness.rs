@@ -104,8 +104,12 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
             // 9 rows: the k-quants' batch orders for most, the one-token order for some.
             let acts = activations(9, cols, ty, &mut rng);
             let m = QMatrix::new(ty, 4, cols, WeightBytes::Owned(w)).unwrap();
-            let dot = DotFn::new(ty, Variant::Reference);
-            for r in 0..4 {
+            // Q4_0 and Q4_K in both of llama.cpp's layouts: as written (4 rows), repacked (8).
+            for (dot, r) in [4, 8]
+                .map(|layout| DotFn::new(ty, Variant::Reference, layout))
+                .into_iter()
+                .flat_map(|dot| (0..4).map(move |r| (dot, r)))
+            {
                 let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
                 for t in 0..9 {
                     let x = seen_activations(&acts, ty, t);
@@ -167,9 +171,13 @@ fn every_variant_matches_the_reference() {
                     acts.set_spans(&x, &[1; 9], cols, ty.act_kinds());
                 }
                 let m = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w)).unwrap();
-                let reference = DotFn::new(ty, Variant::Reference);
-                for &v in variants {
-                    let fast = DotFn::new(ty, v);
+                // Q4_0 and Q4_K in both of llama.cpp's layouts: as written, repacked.
+                for (layout, &v) in [rows, 8]
+                    .into_iter()
+                    .flat_map(|l| variants.iter().map(move |v| (l, v)))
+                {
+                    let reference = DotFn::new(ty, Variant::Reference, layout);
+                    let fast = DotFn::new(ty, v, layout);
                     for r in 0..rows {
                         // Every tile width at every start that fits.
                         for (t, nt, t0) in TILE_WIDTHS
@@ -237,7 +245,7 @@ fn threaded_products_equal_row_by_row_dots() {
             acts.set(&x, n, cols, ta.act_kinds() | tb.act_kinds());
             let (mut ya, mut yb) = (vec![f32::NAN; n * 37], vec![f32::NAN; n * 21]);
             matmul_multi(&[&a, &b], &acts, &mut [&mut ya, &mut yb]);
-            let (da, db) = (DotFn::new(ta, v), DotFn::new(tb, v));
+            let (da, db) = (DotFn::new(ta, v, 37), DotFn::new(tb, v, 21));
             // Every tile width adds a token's terms in the same order: batching changes no bit.
             for t in 0..n {
                 for r in 0..37 {
@@ -268,8 +276,13 @@ fn k_quant_rows_sum_as_their_sequence_alone_would() {
     // One sequence of each kind: groups of 4 and a rest, a single token, a batch of 8 or more.
     let spans = [5usize, 9, 1, 4, 12];
     let n: usize = spans.iter().sum();
-    for ty in [WeightType::Q4K, WeightType::Q5K, WeightType::Q6K] {
-        let rows = 24;
+    // 24 rows: Q4_K repacked by llama.cpp; 13: left as written.
+    for (ty, rows) in [
+        (WeightType::Q4K, 24),
+        (WeightType::Q4K, 13),
+        (WeightType::Q5K, 24),
+        (WeightType::Q6K, 13),
+    ] {
         let w = random_weights(ty, rows, cols, &mut rng, false);
         let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
         for &v in available_variants() {
@@ -327,7 +340,7 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
             acts.set(&x, n, cols, ty.act_kinds());
             let mut y = vec![f32::NAN; n * rows];
             matmul_multi(&[&m], &acts, &mut [&mut y]);
-            let reference = DotFn::new(ty, Variant::Reference);
+            let reference = DotFn::new(ty, Variant::Reference, rows);
             for t in 0..n {
                 // The token alone: every tile width gives each token the same operations.
                 let mut alone = Activations::new();
@@ -552,7 +565,7 @@ fn float_gemm_path_matches_the_reference() {
     acts.set(&x, n, cols, WeightType::F32.act_kinds());
     let mut y = vec![f32::NAN; n * rows];
     m.matmul(&acts, &mut y);
-    let reference = DotFn::new(WeightType::F32, Variant::Reference);
+    let reference = DotFn::new(WeightType::F32, Variant::Reference, rows);
     for t in 0..n {
         for r in 0..rows {
             let want = reference.dot(m.row(r), &acts, t);

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Writes crates/smelt-kernels/tests/data/ggml_matmul.bin: ggml's own quantized matrix products
+# (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; 13, 24 and 32 rows of 512 columns;
+# batches of 1 to 17 tokens), for tests/ggml_matmul_golden.rs. The layout is at the top of
+# benches/ggml_matmul.c, which does the work against the ggml libraries that
+# benches/llamacpp_native.sh builds outside the repository (llama-cpp-python 0.3.36's vendored
+# llama.cpp, x86-64 with AVX-512, no AMX). 2 threads; 1, 2 and 4 give the same bytes.
+# Usage: benches/ggml_matmul_golden.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(benches/llamacpp_native.sh llama-completion)
+src="${SMELT_HOME:-$HOME/.cache/smelt}/anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cc -O2 benches/ggml_matmul.c -I"$src/ggml/include" -L"$bin" -lggml -lggml-base -lggml-cpu \
+  -Wl,-rpath,"$bin" -o "$work/ggml_matmul"
+out=crates/smelt-kernels/tests/data/ggml_matmul.bin
+"$work/ggml_matmul" 2 "$out.tmp" 2> "$work/log"
+echo "$(grep -c ': repacked' "$work/log") of $(grep -c ' rows ' "$work/log") matrices repacked by ggml:" \
+  "$(grep ': repacked' "$work/log" | cut -d: -f1 | paste -sd ',')"
+mv "$out.tmp" "$out"
+echo "$out: $(stat -c %s "$out") bytes"
