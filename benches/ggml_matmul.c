@@ -99,7 +99,8 @@ int main(int argc, char **argv) {
   fwrite(x, 4, MAX_TOKENS * COLS, out);
 
   const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
-                                  GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K};
+                                  GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
+                                  GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_IQ4_XS};
   const int row_counts[] = {13, 24, 32};  // as written; repacked by ggml; and interleaved by smelt too
   const int token_counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17};
   const int n_types = sizeof types / sizeof *types, n_rows = sizeof row_counts / sizeof *row_counts;

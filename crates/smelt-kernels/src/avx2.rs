@@ -609,6 +609,13 @@ block32_kernel!(
     "Q8_0"
 );
 
+#[path = "avx2_klanes.rs"]
+mod klanes;
+pub(crate) use klanes::{
+    dot_iq4_xs, dot_iq4_xs_tiled, dot_q2_k, dot_q2_k_gemm, dot_q2_k_gemv, dot_q2_k_tiled, dot_q3_k,
+    dot_q3_k_tiled,
+};
+
 #[path = "avx2_kquant.rs"]
 mod kquant;
 pub(crate) use kquant::{

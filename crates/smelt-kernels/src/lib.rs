@@ -50,10 +50,16 @@ pub enum WeightType {
     Q5K,
     /// 6-bit k-quant, 256-blocks.
     Q6K,
+    /// 2-bit k-quant with mins, 256-blocks of 16-weight sub-blocks.
+    Q2K,
+    /// 3-bit k-quant, 256-blocks of 16-weight sub-blocks.
+    Q3K,
+    /// 4-bit non-linear (IQ4_NL's table), 256-blocks of 32-weight sub-blocks.
+    IQ4XS,
 }
 
 /// Every weight type with a kernel.
-pub const WEIGHT_TYPES: [WeightType; 10] = [
+pub const WEIGHT_TYPES: [WeightType; 13] = [
     WeightType::F32,
     WeightType::F16,
     WeightType::Q4_0,
@@ -64,6 +70,9 @@ pub const WEIGHT_TYPES: [WeightType; 10] = [
     WeightType::Q4K,
     WeightType::Q5K,
     WeightType::Q6K,
+    WeightType::Q2K,
+    WeightType::Q3K,
+    WeightType::IQ4XS,
 ];
 
 impl WeightType {
@@ -80,6 +89,9 @@ impl WeightType {
             GgmlType::Q4_K => Self::Q4K,
             GgmlType::Q5_K => Self::Q5K,
             GgmlType::Q6_K => Self::Q6K,
+            GgmlType::Q2_K => Self::Q2K,
+            GgmlType::Q3_K => Self::Q3K,
+            GgmlType::IQ4_XS => Self::IQ4XS,
             _ => return None,
         })
     }
@@ -97,6 +109,9 @@ impl WeightType {
             Self::Q4K => GgmlType::Q4_K,
             Self::Q5K => GgmlType::Q5_K,
             Self::Q6K => GgmlType::Q6_K,
+            Self::Q2K => GgmlType::Q2_K,
+            Self::Q3K => GgmlType::Q3_K,
+            Self::IQ4XS => GgmlType::IQ4_XS,
         }
     }
 
@@ -113,20 +128,23 @@ impl WeightType {
             Self::Q4K => (256, 144),
             Self::Q5K => (256, 176),
             Self::Q6K => (256, 210),
+            Self::Q2K => (256, 84),
+            Self::Q3K => (256, 110),
+            Self::IQ4XS => (256, 136),
         }
     }
 
-    /// The activation blocks this format's kernels read (for Q4_K, those of both layouts:
+    /// The activation blocks this format's kernels read (for Q4_K and Q2_K, those of both layouts:
     /// [`QMatrix::act_kinds`] tells one matrix's).
     pub fn act_kinds(self) -> ActKinds {
         match self {
             Self::F32 | Self::F16 => ActKinds::default(),
-            Self::Q4K => ActKinds {
+            Self::Q4K | Self::Q2K => ActKinds {
                 q8k: true,
                 q8k_x4: true,
                 ..ActKinds::default()
             },
-            Self::Q5K | Self::Q6K => ActKinds {
+            Self::Q5K | Self::Q6K | Self::Q3K | Self::IQ4XS => ActKinds {
                 q8k: true,
                 ..ActKinds::default()
             },
@@ -236,12 +254,14 @@ pub fn ggml_sums() -> bool {
     *ON.get_or_init(|| std::env::var_os("SMELT_FAST_SUMS").is_none())
 }
 
-/// Whether llama.cpp's x86 build repacks a `ty` matrix of `rows` rows (8 rows interleaved,
-/// `block_q4_0x8` / `block_q4_Kx8`), as it does Q4_0 and Q4_K matrices whose row count is a
-/// multiple of 8. A repacked matrix sums its products in another order than one left as
-/// written, so smelt picks a matrix's kernels by this to compute llama.cpp's floats.
+/// Whether llama.cpp's x86 AVX-512 build repacks a `ty` matrix of `rows` rows (8 rows
+/// interleaved, `block_q4_0x8` / `block_q4_Kx8` / `block_q2_Kx8`), as it does Q4_0, Q4_K and
+/// Q2_K matrices whose row count is a multiple of 8 (Q2_K only where AVX-512 is compiled in,
+/// the build smelt follows on every CPU). A repacked matrix sums its products in another order
+/// than one left as written, so smelt picks a matrix's kernels by this to compute llama.cpp's
+/// floats.
 pub fn ggml_repacks(ty: WeightType, rows: usize) -> bool {
-    matches!(ty, WeightType::Q4_0 | WeightType::Q4K) && rows.is_multiple_of(8)
+    matches!(ty, WeightType::Q4_0 | WeightType::Q4K | WeightType::Q2K) && rows.is_multiple_of(8)
 }
 
 /// Whether matrices of the 32-block formats whose row count is a multiple of 16 are stored 16
@@ -305,6 +325,17 @@ impl DotFn {
         if matches!(ty, W::Q4_0 | W::Q4K) && !ggml_repacks(ty, rows) {
             return Self::written_as_is(ty, variant);
         }
+        if ty == W::Q2K && !ggml_repacks(ty, rows) {
+            #[cfg(target_arch = "x86_64")]
+            if variant != Variant::Reference && available_variants().contains(&Variant::Avx2) {
+                return Self::Q8K(avx2::dot_q2_k, avx2::dot_q2_k_tiled, KBatch::Tiled8);
+            }
+            return Self::Q8K(
+                reference::tile::q2_k,
+                reference::tile::q2_k_tiled,
+                KBatch::Tiled8,
+            );
+        }
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::AvxVnni && available_variants().contains(&Variant::AvxVnni) {
             return match ty {
@@ -341,6 +372,9 @@ impl DotFn {
                 W::Q4K => Self::Q8K(avx2::dot_q4_k, avx2::dot_q4_k_x4, KBatch::Groups4),
                 W::Q5K => Self::Q8K(avx2::dot_q5_k, avx2::dot_q5_k_tiled, KBatch::Tiled8),
                 W::Q6K => Self::Q8K(avx2::dot_q6_k, avx2::dot_q6_k_tiled, KBatch::Tiled8),
+                W::Q2K => Self::Q8K(avx2::dot_q2_k_gemv, avx2::dot_q2_k_gemm, KBatch::Groups4),
+                W::Q3K => Self::Q8K(avx2::dot_q3_k, avx2::dot_q3_k_tiled, KBatch::Tiled8),
+                W::IQ4XS => Self::Q8K(avx2::dot_iq4_xs, avx2::dot_iq4_xs_tiled, KBatch::Tiled8),
             };
         }
         let _ = variant;
@@ -356,6 +390,9 @@ impl DotFn {
             W::Q4K => Self::Q8K(tile::q4_k, tile::q4_k_x4, KBatch::Groups4),
             W::Q5K => Self::Q8K(tile::q5_k, tile::q5_k_tiled, KBatch::Tiled8),
             W::Q6K => Self::Q8K(tile::q6_k, tile::q6_k_tiled, KBatch::Tiled8),
+            W::Q2K => Self::Q8K(tile::q2_k_gemv, tile::q2_k_gemm, KBatch::Groups4),
+            W::Q3K => Self::Q8K(tile::q3_k, tile::q3_k_tiled, KBatch::Tiled8),
+            W::IQ4XS => Self::Q8K(tile::iq4_xs, tile::iq4_xs_tiled, KBatch::Tiled8),
         }
     }
 

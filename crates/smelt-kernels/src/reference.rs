@@ -11,7 +11,8 @@
 //! (`Activations::k_batch` says which a row takes). llama.cpp repacks Q4_0 and Q4_K matrices
 //! whose row count is a multiple of 8 and sums those in other orders (`dot_q4_0`, `dot_q4_k`,
 //! `dot_q4_k_x4`) than the matrices it leaves as written (`dot_q4_0_lanes`, `dot_q4_k_vec`,
-//! `dot_q4_k_tiled`); `crate::ggml_repacks` tells which.
+//! `dot_q4_k_tiled`); its AVX-512 build does the same with Q2_K (`dot_q2_k_gemv`,
+//! `dot_q2_k_gemm`; else `dot_q2_k`, `dot_q2_k_tiled`). `crate::ggml_repacks` tells which.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
@@ -326,6 +327,205 @@ pub fn dot_q6_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
     acc
 }
 
+/// ggml's eight integer lanes of one super-block's Σ w·y, from each weight's integer factor
+/// (`w[e]` = sc·q, exact): lane l over the elements whose index mod 32 is in 4l..4l+4 (the
+/// `vec_dot` kernels' `maddubs` + `madd` lanes, summed over the eight 32-weight chunks).
+fn lanes_256(w: &[i32; 256], y: &[i8; 256]) -> [i32; 8] {
+    let mut lanes = [0i32; 8];
+    for (e, (&w, &y)) in w.iter().zip(y).enumerate() {
+        lanes[e % 32 / 4] += w * y as i32;
+    }
+    lanes
+}
+
+/// The integer factors sc·q of a Q2_K super-block (84 bytes: 16 scale bytes, low nibble the
+/// scale and high nibble the min of a 16-weight sub-block; 64 bytes of 2-bit codes; f16 d,
+/// f16 dmin), and its 16 mins. Weight 128j + 32k + l takes bits 2k of qs[32j + l] and
+/// sub-block 8j + 2k + l/16.
+fn q2_k_codes(b: &[u8]) -> ([i32; 256], [i32; 16]) {
+    let w = std::array::from_fn(|e| {
+        let (j, k, l) = (e / 128, e % 128 / 32, e % 32);
+        let q = (b[16 + 32 * j + l] >> (2 * k)) & 3;
+        (b[8 * j + 2 * k + l / 16] & 0x0f) as i32 * q as i32
+    });
+    (w, std::array::from_fn(|s| (b[s] >> 4) as i32))
+}
+
+/// The integer factors sc·q of a Q3_K super-block (110 bytes: 32 high-bit bytes, 64 bytes of
+/// 2-bit codes, 12 bytes of 6-bit scales, f16 d): q = low 2 bits − 4 unless the high bit is
+/// set, sc the sub-block's scale − 32. Weight 128j + 32k + l takes bits 2k of qs[32j + l], bit
+/// 4j + k of hmask[l] and scale 8j + 2k + l/16.
+fn q3_k_codes(b: &[u8]) -> [i32; 256] {
+    let s = &b[96..108];
+    let scale = |i: usize| {
+        let low = if i < 8 { s[i] & 0x0f } else { s[i - 8] >> 4 };
+        (low | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4) as i32 - 32
+    };
+    std::array::from_fn(|e| {
+        let (j, k, l) = (e / 128, e % 128 / 32, e % 32);
+        let low = ((b[32 + 32 * j + l] >> (2 * k)) & 3) as i32;
+        let high = (b[l] >> (4 * j + k)) & 1;
+        scale(8 * j + 2 * k + l / 16) * (low - if high == 1 { 0 } else { 4 })
+    })
+}
+
+/// The integer factors ls·K[q] of an IQ4_XS super-block (136 bytes: f16 d, u16 high scale
+/// bits, 4 bytes of low scale nibbles, 128 bytes of 4-bit indices into IQ4_NL's table): 32-weight
+/// sub-block i has ls = (its 4 low bits | 2 high bits << 4) − 32, and its weights the low
+/// nibbles of 16 bytes, then the high ones.
+fn iq4_xs_codes(b: &[u8]) -> [i32; 256] {
+    use smelt_gguf::blocks::iq4_nl::KVALUES;
+    let high = u16::from_le_bytes([b[2], b[3]]);
+    std::array::from_fn(|e| {
+        let (i, l) = (e / 32, e % 32);
+        let low = (b[4 + i / 2] >> (4 * (i % 2))) & 0x0f;
+        let ls = (low as u16 | ((high >> (2 * i)) & 3) << 4) as i32 - 32;
+        let q = (b[8 + 16 * i + l % 16] >> (4 * (l / 16))) & 0x0f;
+        ls * KVALUES[q as usize] as i32
+    })
+}
+
+/// Σ m·Σy over Q2_K's sub-blocks in ggml's eight lanes: lane l takes sub-blocks 2l and
+/// 2l + 1 (`madd` of the 16 mins against the 16 block sums).
+fn q2_k_min_lanes(m: &[i32; 16], a: &BlockQ8K) -> [i32; 8] {
+    std::array::from_fn(|l| {
+        m[2 * l] * a.bsums[2 * l] as i32 + m[2 * l + 1] * a.bsums[2 * l + 1] as i32
+    })
+}
+
+/// Q2_K (w = d·sc·q − dmin·m per 16-weight sub-block) as ggml's `vec_dot_q2_K_q8_K` sums it
+/// (one token, batches under 8 rows): per super-block each lane first takes its mins,
+/// `fma(−d_y · dmin, Σ m·Σy, ·)`, then its [`lanes_256`] sum, `fma(d_y · d, ·, ·)`; then
+/// `hsum_float_8`.
+pub fn dot_q2_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (b, a) in w.chunks_exact(84).zip(a) {
+        let (codes, m) = q2_k_codes(b);
+        let (d, dmin) = (a.d * f16_at(&b[80..]), -a.d * f16_at(&b[82..]));
+        let (lanes, mins) = (lanes_256(&codes, &a.qs), q2_k_min_lanes(&m, a));
+        for ((s, &lane), &min) in acc.iter_mut().zip(&lanes).zip(&mins) {
+            *s = d.mul_add(lane as f32, dmin.mul_add(min as f32, *s));
+        }
+    }
+    ggml_hsum(&acc)
+}
+
+/// Q2_K in the tiled matmul's order (batches of 8 rows or more): `r = S·d − dmin·M` (fused),
+/// `acc = fma(r, d_y, acc)`, as [`k45_tiled`].
+pub fn dot_q2_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (b, a) in w.chunks_exact(84).zip(a) {
+        let (codes, m) = q2_k_codes(b);
+        let s = lanes_256(&codes, &a.qs).iter().sum::<i32>() as f32 * f16_at(&b[80..]);
+        let msum: i32 = q2_k_min_lanes(&m, a).iter().sum();
+        acc = (-f16_at(&b[82..]))
+            .mul_add(msum as f32, s)
+            .mul_add(a.d, acc);
+    }
+    acc
+}
+
+/// Q2_K's (S, M) per 128-weight half of a super-block: S = Σ sc·q·y, M = Σ m·Σy, exact.
+fn q2_k_halves(b: &[u8], a: &BlockQ8K) -> ([i32; 2], [i32; 2]) {
+    let (codes, m) = q2_k_codes(b);
+    let s = |h: usize| {
+        (128 * h..128 * h + 128)
+            .map(|e| codes[e] * a.qs[e] as i32)
+            .sum()
+    };
+    let mins = |h: usize| (8 * h..8 * h + 8).map(|i| m[i] * a.bsums[i] as i32).sum();
+    ([s(0), s(1)], [mins(0), mins(1)])
+}
+
+/// Q2_K as llama.cpp's AVX-512 build sums a matrix it repacks (row count a multiple of 8,
+/// `block_q2_Kx8`) for one token and the rows a batch leaves over after its groups of 4
+/// (`ggml_gemv_q2_K_8x8_q8_K`): per super-block `acc = fma(S, d·d_y, acc)` and `mins =
+/// fma(M, dmin·d_y, mins)`, then `acc − mins`.
+pub fn dot_q2_k_gemv(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut mins) = (0f32, 0f32);
+    for (b, a) in w.chunks_exact(84).zip(a) {
+        let (s, m) = q2_k_halves(b, a);
+        acc = ((s[0] + s[1]) as f32).mul_add(f16_at(&b[80..]) * a.d, acc);
+        mins = ((m[0] + m[1]) as f32).mul_add(f16_at(&b[82..]) * a.d, mins);
+    }
+    acc - mins
+}
+
+/// Q2_K in the repacked form's gemm order (`ggml_gemm_q2_K_8x8_q8_K`, a batch's rows in
+/// groups of 4, their activations from [`BlockQ8K::quantize_x4`]): as [`dot_q2_k_gemv`] with
+/// one fused multiply-add per 128-weight half instead of per super-block.
+pub fn dot_q2_k_gemm(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut mins) = (0f32, 0f32);
+    for (b, a) in w.chunks_exact(84).zip(a) {
+        let (s, m) = q2_k_halves(b, a);
+        let (d, dmin) = (f16_at(&b[80..]) * a.d, f16_at(&b[82..]) * a.d);
+        for h in 0..2 {
+            acc = (s[h] as f32).mul_add(d, acc);
+            mins = (m[h] as f32).mul_add(dmin, mins);
+        }
+    }
+    acc - mins
+}
+
+/// A format without mins whose `vec_dot` is eight lanes by `d_y · d` (Q3_K, IQ4_XS): `codes`
+/// gives a super-block's integer factors and `d` its scale.
+fn lanes_dot(
+    w: &[u8],
+    a: &[BlockQ8K],
+    bytes: usize,
+    codes: fn(&[u8]) -> [i32; 256],
+    d: usize,
+) -> f32 {
+    let mut acc = [0f32; 8];
+    for (b, a) in w.chunks_exact(bytes).zip(a) {
+        let lanes = lanes_256(&codes(b), &a.qs);
+        let d = a.d * f16_at(&b[d..]);
+        for (s, &lane) in acc.iter_mut().zip(&lanes) {
+            *s = d.mul_add(lane as f32, *s);
+        }
+    }
+    ggml_hsum(&acc)
+}
+
+/// The same formats in the tiled matmul's order: `r = S·d`, `acc = fma(r, d_y, acc)`.
+fn lanes_tiled(
+    w: &[u8],
+    a: &[BlockQ8K],
+    bytes: usize,
+    codes: fn(&[u8]) -> [i32; 256],
+    d: usize,
+) -> f32 {
+    let mut acc = 0f32;
+    for (b, a) in w.chunks_exact(bytes).zip(a) {
+        let s: i32 = lanes_256(&codes(b), &a.qs).iter().sum();
+        acc = (s as f32 * f16_at(&b[d..])).mul_add(a.d, acc);
+    }
+    acc
+}
+
+/// Q3_K (w = d·sc·q, q in −4..3, per 16-weight sub-block) as ggml's `vec_dot_q3_K_q8_K` sums it
+/// (one token, batches under 8 rows): [`lanes_256`], one FMA per lane by `d_y · d`,
+/// `hsum_float_8`.
+pub fn dot_q3_k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    lanes_dot(w, a, 110, q3_k_codes, 108)
+}
+
+/// Q3_K in the tiled matmul's order (batches of 8 rows or more).
+pub fn dot_q3_k_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    lanes_tiled(w, a, 110, q3_k_codes, 108)
+}
+
+/// IQ4_XS (w = d·ls·K[q] per 32-weight sub-block) as ggml's `vec_dot_iq4_xs_q8_K` sums it (one
+/// token, batches under 8 rows): as [`dot_q3_k`].
+pub fn dot_iq4_xs(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    lanes_dot(w, a, 136, iq4_xs_codes, 0)
+}
+
+/// IQ4_XS in the tiled matmul's order (batches of 8 rows or more).
+pub fn dot_iq4_xs_tiled(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    lanes_tiled(w, a, 136, iq4_xs_codes, 0)
+}
+
 /// Tile forms of the references: one weight row against several activation rows.
 pub mod tile {
     use super::*;
@@ -361,5 +561,13 @@ pub mod tile {
         q5_k_tiled = dot_q5_k_tiled: BlockQ8K,
         q6_k = dot_q6_k: BlockQ8K,
         q6_k_tiled = dot_q6_k_tiled: BlockQ8K,
+        q2_k = dot_q2_k: BlockQ8K,
+        q2_k_tiled = dot_q2_k_tiled: BlockQ8K,
+        q2_k_gemv = dot_q2_k_gemv: BlockQ8K,
+        q2_k_gemm = dot_q2_k_gemm: BlockQ8K,
+        q3_k = dot_q3_k: BlockQ8K,
+        q3_k_tiled = dot_q3_k_tiled: BlockQ8K,
+        iq4_xs = dot_iq4_xs: BlockQ8K,
+        iq4_xs_tiled = dot_iq4_xs_tiled: BlockQ8K,
     );
 }

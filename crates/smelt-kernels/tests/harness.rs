@@ -54,6 +54,8 @@ fn random_weights(ty: WeightType, rows: usize, cols: usize, rng: &mut Rng, raw: 
     let f16_fields: &[usize] = match ty {
         WeightType::Q4_1 | WeightType::Q5_1 | WeightType::Q4K | WeightType::Q5K => &[0, 2],
         WeightType::Q6K => &[208],
+        WeightType::Q2K => &[80, 82],
+        WeightType::Q3K => &[108],
         _ => &[0],
     };
     for b in bytes.chunks_exact_mut(bb) {
@@ -142,10 +144,13 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
 }
 
 /// The formats every variant sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`).
-const GGML_ORDER: [WeightType; 8] = [
+const GGML_ORDER: [WeightType; 11] = [
     WeightType::Q4K,
     WeightType::Q5K,
     WeightType::Q6K,
+    WeightType::Q2K,
+    WeightType::Q3K,
+    WeightType::IQ4XS,
     WeightType::Q4_0,
     WeightType::Q8_0,
     WeightType::Q5_0,
@@ -282,6 +287,9 @@ fn k_quant_rows_sum_as_their_sequence_alone_would() {
         (WeightType::Q4K, 13),
         (WeightType::Q5K, 24),
         (WeightType::Q6K, 13),
+        (WeightType::Q2K, 13),
+        (WeightType::Q3K, 24),
+        (WeightType::IQ4XS, 13),
     ] {
         let w = random_weights(ty, rows, cols, &mut rng, false);
         let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();

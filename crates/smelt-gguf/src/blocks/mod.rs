@@ -5,7 +5,7 @@
 //! layout is the spec. Values are little-endian; `f16` fields are IEEE half bits.
 
 mod float;
-mod iq4_nl;
+pub mod iq4_nl;
 mod iq4_xs;
 pub mod kquant;
 mod q2_k;
