@@ -9,10 +9,13 @@
 // Built against the llama.cpp that benches/llamacpp_native.sh builds; nothing of it is copied.
 //
 // Output, little-endian:
-//   "SMGM", u32 version (1), u32 cols, u32 max_tokens, f32 x[max_tokens][cols],
+//   "SMGM", u32 version (2), u32 max_cols, u32 max_tokens, f32 x[max_tokens][max_cols],
 //   u32 n_matrices, then per matrix:
-//     u32 ggml_type, u32 rows, u32 repacked (0/1), u32 n_bytes, u8 weights[n_bytes],
-//     u32 n_runs, then per run: u32 n_tokens, f32 y[n_tokens][rows] (y = x[..n_tokens] · Wᵀ).
+//     u32 ggml_type, u32 rows, u32 cols, u32 repacked (0/1), u32 n_bytes, u8 weights[n_bytes],
+//     u32 n_runs, then per run: u32 n_tokens, f32 y[n_tokens][rows]
+//     (y = x[..n_tokens][..cols] · Wᵀ).
+// The 32-block formats have 544 columns (17 blocks: an odd count, which vec_dot kernels that
+// pair blocks treat apart), the 256-block ones 512.
 //
 // Usage: ggml_matmul THREADS OUT.bin
 #include "ggml.h"
@@ -24,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COLS 512
+#define MAX_COLS 544
 #define MAX_TOKENS 17
 
 static uint64_t rng_state = 0x5eed;
@@ -61,12 +64,12 @@ static ggml_backend_buffer_type_t repack_buft(ggml_backend_dev_t dev) {
 // Whether the CPU device runs W · x from the repack buffer: llama.cpp's own question
 // (weight_buft_supported) with a zero-size buffer standing in for the weights.
 static int repack_supported(ggml_backend_dev_t dev, ggml_backend_buffer_type_t buft,
-                            enum ggml_type type, int rows) {
+                            enum ggml_type type, int rows, int cols) {
   if (!buft) return 0;
   struct ggml_init_params p = {ggml_tensor_overhead() * 8, NULL, true};
   struct ggml_context *ctx = ggml_init(p);
-  struct ggml_tensor *w = ggml_new_tensor_2d(ctx, type, COLS, rows);
-  struct ggml_tensor *x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, COLS, 512);
+  struct ggml_tensor *w = ggml_new_tensor_2d(ctx, type, cols, rows);
+  struct ggml_tensor *x = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, cols, 512);
   struct ggml_tensor *y = ggml_mul_mat(ctx, w, x);
   ggml_backend_buffer_t dummy = ggml_backend_buft_alloc_buffer(buft, 0);
   w->buffer = dummy;
@@ -90,17 +93,18 @@ int main(int argc, char **argv) {
   ggml_backend_dev_t dev = ggml_backend_get_device(backend);
   ggml_backend_buffer_type_t repack = repack_buft(dev);
 
-  static float x[MAX_TOKENS * COLS];  // (MAX_TOKENS, COLS)
-  for (int i = 0; i < MAX_TOKENS * COLS; i++) x[i] = activation();
+  static float x[MAX_TOKENS * MAX_COLS];  // (MAX_TOKENS, MAX_COLS)
+  for (int i = 0; i < MAX_TOKENS * MAX_COLS; i++) x[i] = activation();
   fwrite("SMGM", 1, 4, out);
-  put_u32(out, 1);
-  put_u32(out, COLS);
+  put_u32(out, 2);
+  put_u32(out, MAX_COLS);
   put_u32(out, MAX_TOKENS);
-  fwrite(x, 4, MAX_TOKENS * COLS, out);
+  fwrite(x, 4, MAX_TOKENS * MAX_COLS, out);
+  static float xc[MAX_TOKENS * MAX_COLS];  // (MAX_TOKENS, cols): x's first cols of each row
 
   const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                   GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
-                                  GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_IQ4_XS};
+                                  GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL};
   const int row_counts[] = {13, 24, 32};  // as written; repacked by ggml; and interleaved by smelt too
   const int token_counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17};
   const int n_types = sizeof types / sizeof *types, n_rows = sizeof row_counts / sizeof *row_counts;
@@ -110,14 +114,18 @@ int main(int argc, char **argv) {
     for (int ri = 0; ri < n_rows; ri++) {
       enum ggml_type type = types[ti];
       int rows = row_counts[ri];
-      float *wf = malloc(sizeof(float) * rows * COLS);  // (rows, COLS)
-      for (int i = 0; i < rows * COLS; i++) wf[i] = uniform();
-      size_t row_bytes = ggml_row_size(type, COLS), n_bytes = row_bytes * rows;
+      int cols = ggml_blck_size(type) == 32 ? 544 : 512;
+      for (int t = 0; t < MAX_TOKENS; t++)
+        memcpy(xc + t * cols, x + t * MAX_COLS, sizeof(float) * cols);
+      float *wf = malloc(sizeof(float) * rows * cols);  // (rows, cols)
+      for (int i = 0; i < rows * cols; i++) wf[i] = uniform();
+      size_t row_bytes = ggml_row_size(type, cols), n_bytes = row_bytes * rows;
       void *wq = malloc(n_bytes);
-      ggml_quantize_chunk(type, wf, wq, 0, rows, COLS, NULL);
-      int repacked = repack_supported(dev, repack, type, rows);
+      ggml_quantize_chunk(type, wf, wq, 0, rows, cols, NULL);
+      int repacked = repack_supported(dev, repack, type, rows, cols);
       put_u32(out, type);
       put_u32(out, rows);
+      put_u32(out, cols);
       put_u32(out, repacked);
       put_u32(out, n_bytes);
       fwrite(wq, 1, n_bytes, out);
@@ -125,7 +133,7 @@ int main(int argc, char **argv) {
 
       struct ggml_init_params wp = {ggml_tensor_overhead() * 2, NULL, true};
       struct ggml_context *wctx = ggml_init(wp);
-      struct ggml_tensor *w = ggml_new_tensor_2d(wctx, type, COLS, rows);
+      struct ggml_tensor *w = ggml_new_tensor_2d(wctx, type, cols, rows);
       ggml_backend_buffer_t wbuf = ggml_backend_alloc_ctx_tensors_from_buft(
           wctx, repacked ? repack : ggml_backend_cpu_buffer_type());
       ggml_backend_tensor_set(w, wq, 0, n_bytes);
@@ -133,13 +141,13 @@ int main(int argc, char **argv) {
         int n = token_counts[k];
         struct ggml_init_params gp = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), NULL, true};
         struct ggml_context *gctx = ggml_init(gp);
-        struct ggml_tensor *xt = ggml_new_tensor_2d(gctx, GGML_TYPE_F32, COLS, n);
+        struct ggml_tensor *xt = ggml_new_tensor_2d(gctx, GGML_TYPE_F32, cols, n);
         struct ggml_tensor *y = ggml_mul_mat(gctx, w, xt);
         struct ggml_cgraph *gf = ggml_new_graph(gctx);
         ggml_build_forward_expand(gf, y);
         ggml_gallocr_t galloc = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
         if (!ggml_gallocr_alloc_graph(galloc, gf)) { fprintf(stderr, "graph allocation failed\n"); return 1; }
-        ggml_backend_tensor_set(xt, x, 0, sizeof(float) * n * COLS);
+        ggml_backend_tensor_set(xt, xc, 0, sizeof(float) * n * cols);
         if (ggml_backend_graph_compute(backend, gf) != GGML_STATUS_SUCCESS) {
           fprintf(stderr, "compute failed\n");
           return 1;

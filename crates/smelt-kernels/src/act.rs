@@ -226,9 +226,9 @@ impl BlockQ8K {
     }
 }
 
-/// The two orders llama.cpp sums a k-quant product in, by the batch a row is in (see
-/// `reference`); a matrix's kernel follows one rule, and [`Activations::k_batch`] answers it
-/// for each row.
+/// The rules by which llama.cpp picks one of two orders for a product, by the batch a row is
+/// in (see `reference`); a matrix's kernel follows one rule, and [`Activations::k_batch`]
+/// answers it for each row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KBatch {
     /// Repacked Q4_K: the rows of a sequence's batch go through the gemm in groups of 4, the
@@ -237,6 +237,9 @@ pub enum KBatch {
     /// Q5_K, Q6_K: a sequence's batch of 8 rows or more goes through the tiled matmul, a
     /// smaller one through `vec_dot`.
     Tiled8,
+    /// IQ4_NL not repacked: a sequence of 2 rows or more goes through llamafile's sgemm, a
+    /// token alone through `vec_dot`.
+    Several,
 }
 
 /// A batch of activation rows in every form the weights of one product may need.
@@ -254,8 +257,9 @@ pub struct Activations {
     /// (n, cols / 256) 256-blocks for repacked Q4_K: rows in groups of 4
     /// ([`KBatch::Groups4`]) by [`BlockQ8K::quantize_x4`], the others as in `q8k`.
     pub q8k_x4: Vec<BlockQ8K>,
-    /// (n,) per row: (in one of its sequence's groups of 4, its sequence has 8 rows or more).
-    batch: Vec<(bool, bool)>,
+    /// (n,) per row: (in one of its sequence's groups of 4, its sequence has 8 rows or more,
+    /// its sequence has 2 rows or more).
+    batch: Vec<(bool, bool, bool)>,
     /// Per-token int8 rows, filled when some weight is W8A8.
     pub i8row: TokenInt8,
     /// (n / 8, cols / 32) the 32-blocks of each full group of 8 tokens in token pairs, filled
@@ -330,7 +334,8 @@ impl Activations {
         assert_eq!(x.len(), n * cols, "activations are (n, cols)");
         self.batch.clear();
         for &m in spans {
-            self.batch.extend((0..m).map(|i| (i < m - m % 4, m >= 8)));
+            self.batch
+                .extend((0..m).map(|i| (i < m - m % 4, m >= 8, m >= 2)));
         }
         self.n = n;
         self.cols = cols;
@@ -415,10 +420,11 @@ impl Activations {
 
     /// Whether row `t` takes the batch order under `rule` (else the one-token order).
     pub fn k_batch(&self, t: usize, rule: KBatch) -> bool {
-        let (group, wide) = self.batch[t];
+        let (group, wide, several) = self.batch[t];
         match rule {
             KBatch::Groups4 => group,
             KBatch::Tiled8 => wide,
+            KBatch::Several => several,
         }
     }
 

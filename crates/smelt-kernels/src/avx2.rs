@@ -287,6 +287,9 @@ trait Block32 {
     /// In ggml's order, one float chain per output (`reference::dot_q4_0`: llama.cpp's x86
     /// build repacks Q4_0 and sums it so) instead of eight lanes (the `vec_dot` form).
     const ONE_CHAIN: bool = false;
+    /// In ggml's order, eight lanes in two sets (even and odd blocks) added before the final
+    /// sum, and an odd last block's dot added after it unfused (`reference::dot_iq4_nl_vec`).
+    const TWO_CHAINS: bool = false;
     /// The 32 codes (unsigned bytes, or signed for [`Offset::Signed`]).
     unsafe fn codes(p: *const u8) -> __m256i;
     /// The same codes where AVX-512BW may be used.
@@ -325,6 +328,47 @@ impl Block32 for Q4_0Lanes {
         unsafe { Q4_0::codes(p) }
     }
 }
+
+/// IQ4_NL's 32 table values (signed) from the 16 index bytes at `p`.
+#[inline(always)]
+unsafe fn iq4_nl_values(p: *const u8) -> __m256i {
+    unsafe {
+        let table = smelt_gguf::blocks::iq4_nl::KVALUES;
+        let values = _mm_loadu_si128(table.as_ptr() as *const __m128i);
+        let m4 = _mm_set1_epi8(0x0f);
+        let raw = _mm_loadu_si128(p as *const __m128i);
+        let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
+        let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        _mm256_set_m128i(high, low)
+    }
+}
+
+/// IQ4_NL in a matrix llama.cpp repacks: one chain (`reference::dot_iq4_nl`).
+struct Iq4Nl;
+/// IQ4_NL as llamafile's sgemm sums it: eight lanes (`reference::dot_iq4_nl_lanes`).
+struct Iq4NlLanes;
+/// IQ4_NL as `vec_dot` sums it: two lane sets (`reference::dot_iq4_nl_vec`).
+struct Iq4NlVec;
+
+macro_rules! iq4_nl_block {
+    ($t:ty, $one:literal, $two:literal) => {
+        impl Block32 for $t {
+            const BYTES: usize = 18;
+            const OFFSET: Offset = Offset::Signed;
+            const GGML_ORDER: bool = true;
+            const ONE_CHAIN: bool = $one;
+            const TWO_CHAINS: bool = $two;
+            #[inline(always)]
+            unsafe fn codes(p: *const u8) -> __m256i {
+                unsafe { iq4_nl_values(p.add(2)) }
+            }
+        }
+    };
+}
+
+iq4_nl_block!(Iq4Nl, true, false);
+iq4_nl_block!(Iq4NlLanes, false, false);
+iq4_nl_block!(Iq4NlVec, false, true);
 
 impl Block32 for Q4_1 {
     const BYTES: usize = 20;
@@ -405,7 +449,13 @@ unsafe fn step32<I: Isa, B: Block32, const T: usize, const GGML: bool>(
             for t in 0..T {
                 let blk = a[t].get_unchecked(i);
                 let yu = _mm256_xor_si256(load_codes(&blk.qs), _mm256_set1_epi8(-128));
-                let s = _mm256_cvtepi32_ps(I::dot_acc(start, yu, c));
+                let dot = I::dot_acc(start, yu, c);
+                if GGML && B::ONE_CHAIN {
+                    let d = *lut.get_unchecked(half_bits(p)) * blk.d;
+                    off[t] = (hsum_i32(dot) as f32).mul_add(d, off[t]);
+                    continue;
+                }
+                let s = _mm256_cvtepi32_ps(dot);
                 if GGML {
                     // ggml's order (`reference::dot_q8_0`): d_w · d_y, then one FMA per lane.
                     let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&blk.d));
@@ -479,6 +529,25 @@ unsafe fn tile32<I: Isa, B: Block32, const T: usize>(w: &[u8], a: [&[BlockQ8x32]
         let lut = f16_table();
         let (mut acc0, mut acc1) = ([_mm256_setzero_ps(); T], [_mm256_setzero_ps(); T]);
         let (mut off0, mut off1) = ([0f32; T], [0f32; T]);
+        if B::GGML_ORDER && crate::ggml_sums() && B::TWO_CHAINS {
+            // Even blocks into one lane set, odd into the other; an odd last block alone.
+            let pairs = nb / 2 * 2;
+            for i in 0..pairs {
+                let acc = if i % 2 == 0 { &mut acc0 } else { &mut acc1 };
+                step32::<I, B, T, true>(w, &a, lut, i, acc, &mut off0);
+            }
+            if pairs < nb {
+                let p = w.as_ptr().add(pairs * B::BYTES);
+                let q = B::codes(p);
+                for t in 0..T {
+                    let blk = a[t].get_unchecked(pairs);
+                    let y = _mm256_sign_epi8(load_codes(&blk.qs), q);
+                    let isum = hsum_i32(I::dot_u8_i8(_mm256_sign_epi8(q, q), y));
+                    off1[t] = *lut.get_unchecked(half_bits(p)) * blk.d * isum as f32;
+                }
+            }
+            return std::array::from_fn(|t| hsum(_mm256_add_ps(acc0[t], acc1[t])) + off1[t]);
+        }
         if B::GGML_ORDER && crate::ggml_sums() {
             // One chain over the blocks, as ggml sums it; the mins' chain added last.
             for i in 0..nb {
@@ -607,6 +676,28 @@ block32_kernel!(
     dot_q8_0_paired,
     Q8_0,
     "Q8_0"
+);
+
+block32_kernel!(
+    dot_iq4_nl,
+    dot_iq4_nl_vnni,
+    dot_iq4_nl_vnni512,
+    Iq4Nl,
+    "IQ4_NL (repacked by llama.cpp)"
+);
+block32_kernel!(
+    dot_iq4_nl_lanes,
+    dot_iq4_nl_lanes_vnni,
+    dot_iq4_nl_lanes_vnni512,
+    Iq4NlLanes,
+    "IQ4_NL (not repacked, batches)"
+);
+block32_kernel!(
+    dot_iq4_nl_vec,
+    dot_iq4_nl_vec_vnni,
+    dot_iq4_nl_vec_vnni512,
+    Iq4NlVec,
+    "IQ4_NL (not repacked, one token)"
 );
 
 #[path = "avx2_klanes.rs"]

@@ -142,13 +142,15 @@ trait Format {
     /// Summed in ggml's order: by [`group_ggml`] (Q8_0, Q5_0, Q4_1, Q5_1), or by [`group`]'s
     /// exact form for [`Format::ONE_CHAIN`] (Q4_0).
     const GGML_ORDER: bool = false;
-    /// ggml's order is one float chain per output (Q4_0, which llama.cpp's x86 build repacks
-    /// and sums so: `reference::dot_q4_0`), not eight lanes.
+    /// ggml's order is one float chain per output (Q4_0 and IQ4_NL, which llama.cpp's x86
+    /// build repacks and sums so: `reference::dot_q4_0`, `dot_iq4_nl`), not eight lanes.
     const ONE_CHAIN: bool = false;
+    /// IQ4_NL: the nibbles index its table; the codes are the table's values + 128.
+    const TABLE: bool = false;
 }
 
 macro_rules! format {
-    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, ggml_order: $ggml:literal)? $(, recentred: $rc:literal)? $(, one_chain: $oc:literal)?) => {
+    ($name:ident, $bytes:literal, min: $min:literal, fifth: $fifth:literal, nibbles: $nib:literal, offset: $off:literal $(, ggml_order: $ggml:literal)? $(, recentred: $rc:literal)? $(, one_chain: $oc:literal)? $(, table: $tb:literal)?) => {
         struct $name;
         impl Format for $name {
             const BYTES: usize = $bytes;
@@ -159,6 +161,7 @@ macro_rules! format {
             $(const GGML_ORDER: bool = $ggml;)?
             $(const RECENTRED: bool = $rc;)?
             $(const ONE_CHAIN: bool = $oc;)?
+            $(const TABLE: bool = $tb;)?
         }
     };
 }
@@ -168,6 +171,14 @@ format!(Q5_0, 22, min: false, fifth: true, nibbles: true, offset: 128, ggml_orde
 format!(Q4_1, 20, min: true, fifth: false, nibbles: true, offset: 0, ggml_order: true);
 format!(Q5_1, 24, min: true, fifth: true, nibbles: true, offset: 0, ggml_order: true);
 format!(Q8_0, 34, min: false, fifth: false, nibbles: false, offset: 128, ggml_order: true);
+format!(Iq4Nl, 18, min: false, fifth: false, nibbles: true, offset: 128, ggml_order: true, one_chain: true, table: true);
+
+/// IQ4_NL's table + 128 (unsigned) in each 128-bit lane, for `shuffle_epi8` by nibble.
+#[inline(always)]
+unsafe fn iq4_nl_table() -> __m512i {
+    let biased = smelt_gguf::blocks::iq4_nl::KVALUES.map(|v| (v as i16 + 128) as u8);
+    unsafe { _mm512_broadcast_i32x4(_mm_loadu_si128(biased.as_ptr() as *const __m128i)) }
+}
 
 /// The four activation bytes 4j..4j+4 of a block in every i32 lane.
 #[inline(always)]
@@ -220,6 +231,8 @@ unsafe fn block<F: Format>(w: &[u8], b: usize, nb: usize) -> (__m512, __m512, [_
                     let m: __mmask64 = std::ptr::read_unaligned(masks.add(j));
                     let nib = _mm512_and_si512(*c, low4);
                     *c = _mm512_mask_add_epi8(nib, m, nib, _mm512_set1_epi8(0x10));
+                } else if F::TABLE {
+                    *c = _mm512_shuffle_epi8(iq4_nl_table(), _mm512_and_si512(*c, low4));
                 } else {
                     *c = _mm512_and_si512(*c, low4);
                 }
@@ -443,6 +456,7 @@ interleaved_kernel!(dot_q4_1_x16, Q4_1, "Q4_1");
 interleaved_kernel!(dot_q5_0_x16, Q5_0, "Q5_0");
 interleaved_kernel!(dot_q5_1_x16, Q5_1, "Q5_1");
 interleaved_kernel!(dot_q8_0_x16, Q8_0, "Q8_0");
+interleaved_kernel!(dot_iq4_nl_x16, Iq4Nl, "IQ4_NL");
 
 /// `rows` rows of `row_bytes` bytes of `ty` blocks interleaved, with their kernel; `None` when
 /// `ty` has no interleaved form or the rows do not come in whole groups of 16.
@@ -462,6 +476,7 @@ pub(crate) fn interleave(
         W::Q5_0 => (repack::<Q5_0>, dot_q5_0_x16),
         W::Q5_1 => (repack::<Q5_1>, dot_q5_1_x16),
         W::Q8_0 => (repack::<Q8_0>, dot_q8_0_x16),
+        W::IQ4NL => (repack::<Iq4Nl>, dot_iq4_nl_x16),
         _ => return None,
     };
     Some((repack(src, rows, row_bytes), kernel))

@@ -56,10 +56,12 @@ pub enum WeightType {
     Q3K,
     /// 4-bit non-linear (IQ4_NL's table), 256-blocks of 32-weight sub-blocks.
     IQ4XS,
+    /// 4-bit non-linear table, 32-blocks.
+    IQ4NL,
 }
 
 /// Every weight type with a kernel.
-pub const WEIGHT_TYPES: [WeightType; 13] = [
+pub const WEIGHT_TYPES: [WeightType; 14] = [
     WeightType::F32,
     WeightType::F16,
     WeightType::Q4_0,
@@ -73,6 +75,7 @@ pub const WEIGHT_TYPES: [WeightType; 13] = [
     WeightType::Q2K,
     WeightType::Q3K,
     WeightType::IQ4XS,
+    WeightType::IQ4NL,
 ];
 
 impl WeightType {
@@ -92,6 +95,7 @@ impl WeightType {
             GgmlType::Q2_K => Self::Q2K,
             GgmlType::Q3_K => Self::Q3K,
             GgmlType::IQ4_XS => Self::IQ4XS,
+            GgmlType::IQ4_NL => Self::IQ4NL,
             _ => return None,
         })
     }
@@ -112,6 +116,7 @@ impl WeightType {
             Self::Q2K => GgmlType::Q2_K,
             Self::Q3K => GgmlType::Q3_K,
             Self::IQ4XS => GgmlType::IQ4_XS,
+            Self::IQ4NL => GgmlType::IQ4_NL,
         }
     }
 
@@ -131,6 +136,7 @@ impl WeightType {
             Self::Q2K => (256, 84),
             Self::Q3K => (256, 110),
             Self::IQ4XS => (256, 136),
+            Self::IQ4NL => (32, 18),
         }
     }
 
@@ -146,6 +152,10 @@ impl WeightType {
             },
             Self::Q5K | Self::Q6K | Self::Q3K | Self::IQ4XS => ActKinds {
                 q8k: true,
+                ..ActKinds::default()
+            },
+            Self::IQ4NL => ActKinds {
+                q8: true,
                 ..ActKinds::default()
             },
             Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 if ggml_sums() => {
@@ -261,7 +271,8 @@ pub fn ggml_sums() -> bool {
 /// than one left as written, so smelt picks a matrix's kernels by this to compute llama.cpp's
 /// floats.
 pub fn ggml_repacks(ty: WeightType, rows: usize) -> bool {
-    matches!(ty, WeightType::Q4_0 | WeightType::Q4K | WeightType::Q2K) && rows.is_multiple_of(8)
+    use WeightType as W;
+    matches!(ty, W::Q4_0 | W::Q4K | W::Q2K | W::IQ4NL) && rows.is_multiple_of(8)
 }
 
 /// Whether matrices of the 32-block formats whose row count is a multiple of 16 are stored 16
@@ -302,6 +313,9 @@ pub enum DotFn {
     /// one-token order, the one for rows in its batch order, and the rule that tells a row's
     /// order ([`Activations::k_batch`]).
     Q8K(RowsKernel<BlockQ8K>, RowsKernel<BlockQ8K>, KBatch),
+    /// 32-block weights whose order depends on the batch: the kernel for a token alone, the
+    /// one for rows of a sequence of 2 or more ([`KBatch::Several`]); IQ4_NL not repacked.
+    Q8Split(RowsKernel<BlockQ8x32>, RowsKernel<BlockQ8x32>),
 }
 
 /// `f(w_rows, row_bytes, activation rows, out)`: see [`DotFn`].
@@ -322,7 +336,7 @@ impl DotFn {
     /// cannot run `variant`.
     pub fn new(ty: WeightType, variant: Variant, rows: usize) -> Self {
         use WeightType as W;
-        if matches!(ty, W::Q4_0 | W::Q4K) && !ggml_repacks(ty, rows) {
+        if matches!(ty, W::Q4_0 | W::Q4K | W::IQ4NL) && !ggml_repacks(ty, rows) {
             return Self::written_as_is(ty, variant);
         }
         if ty == W::Q2K && !ggml_repacks(ty, rows) {
@@ -340,6 +354,7 @@ impl DotFn {
         if variant == Variant::AvxVnni && available_variants().contains(&Variant::AvxVnni) {
             return match ty {
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni, None),
+                W::IQ4NL => Self::Q8(avx2::dot_iq4_nl_vnni, None),
                 W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni, None),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni, None),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni, None),
@@ -352,6 +367,7 @@ impl DotFn {
             return match ty {
                 // In ggml's order the 32-block formats have no paired kernel ([`ggml_sums`]).
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, fast(avx2::dot_q4_0_paired)),
+                W::IQ4NL => Self::Q8(avx2::dot_iq4_nl_vnni512, None),
                 W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, fast(avx2::dot_q4_1_paired)),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, fast(avx2::dot_q5_0_paired)),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, fast(avx2::dot_q5_1_paired)),
@@ -365,6 +381,7 @@ impl DotFn {
                 W::F32 => Self::F32(avx2::dot_f32),
                 W::F16 => Self::F32(avx2::dot_f16),
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0, None),
+                W::IQ4NL => Self::Q8(avx2::dot_iq4_nl, None),
                 W::Q4_1 => Self::Q8(avx2::dot_q4_1, None),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0, None),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1, None),
@@ -383,6 +400,7 @@ impl DotFn {
             W::F32 => Self::F32(tile::f32),
             W::F16 => Self::F32(tile::f16),
             W::Q4_0 => Self::Q8(tile::q4_0, None),
+            W::IQ4NL => Self::Q8(tile::iq4_nl, None),
             W::Q4_1 => Self::Q8(tile::q4_1, None),
             W::Q5_0 => Self::Q8(tile::q5_0, None),
             W::Q5_1 => Self::Q8(tile::q5_1, None),
@@ -396,9 +414,10 @@ impl DotFn {
         }
     }
 
-    /// The Q4_0 and Q4_K kernels for a matrix llama.cpp leaves as written (not repacked):
-    /// Q4_0 in eight lanes (`reference::dot_q4_0_lanes`), Q4_K as ggml's `vec_dot` and its
-    /// tiled matmul sum it (`reference::dot_q4_k_vec`, `dot_q4_k_tiled`).
+    /// The Q4_0, Q4_K and IQ4_NL kernels for a matrix llama.cpp leaves as written (not
+    /// repacked): Q4_0 in eight lanes (`reference::dot_q4_0_lanes`), Q4_K as ggml's `vec_dot`
+    /// and its tiled matmul sum it (`reference::dot_q4_k_vec`, `dot_q4_k_tiled`), IQ4_NL as
+    /// `vec_dot` and llamafile's sgemm do (`dot_iq4_nl_vec`, `dot_iq4_nl_lanes`).
     fn written_as_is(ty: WeightType, variant: Variant) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
@@ -413,6 +432,18 @@ impl DotFn {
                 WeightType::Q4_0 if has(Variant::Avx2) => {
                     return Self::Q8(avx2::dot_q4_0_lanes, None);
                 }
+                WeightType::IQ4NL if has(Variant::Avx512Vnni) => {
+                    return Self::Q8Split(
+                        avx2::dot_iq4_nl_vec_vnni512,
+                        avx2::dot_iq4_nl_lanes_vnni512,
+                    );
+                }
+                WeightType::IQ4NL if has(Variant::AvxVnni) => {
+                    return Self::Q8Split(avx2::dot_iq4_nl_vec_vnni, avx2::dot_iq4_nl_lanes_vnni);
+                }
+                WeightType::IQ4NL if has(Variant::Avx2) => {
+                    return Self::Q8Split(avx2::dot_iq4_nl_vec, avx2::dot_iq4_nl_lanes);
+                }
                 WeightType::Q4K
                     if variant != Variant::Reference
                         && available_variants().contains(&Variant::Avx2) =>
@@ -425,6 +456,7 @@ impl DotFn {
         use reference::tile;
         match ty {
             WeightType::Q4_0 => Self::Q8(tile::q4_0_lanes, None),
+            WeightType::IQ4NL => Self::Q8Split(tile::iq4_nl_vec, tile::iq4_nl_lanes),
             _ => Self::Q8K(tile::q4_k_vec, tile::q4_k_tiled, KBatch::Tiled8),
         }
     }
@@ -435,7 +467,7 @@ impl DotFn {
         let kinds = ty.act_kinds();
         match self {
             Self::Q8K(_, _, rule) => ActKinds {
-                q8k: rule == KBatch::Tiled8,
+                q8k: rule != KBatch::Groups4,
                 q8k_x4: rule == KBatch::Groups4,
                 ..kinds
             },
@@ -485,11 +517,22 @@ impl DotFn {
                         std::array::from_fn(|i| acts.row_q8(t0 + i.min(nt - 1)));
                     f(w_rows, row_bytes, &rows[..nt], out)
                 }
+                Self::Q8Split(alone, batch) => {
+                    assert!(self.run(acts, t0, nt) >= nt, "a tile mixes orders");
+                    let rows: [&[BlockQ8x32]; MAX_TILE_TOKENS] =
+                        std::array::from_fn(|i| acts.row_q8(t0 + i.min(nt - 1)));
+                    let f = if acts.k_batch(t0, KBatch::Several) {
+                        batch
+                    } else {
+                        alone
+                    };
+                    f(w_rows, row_bytes, &rows[..nt], out)
+                }
                 Self::Q8K(alone, batch, rule) => {
                     assert!(self.run(acts, t0, nt) >= nt, "a tile mixes k-quant orders");
                     let row = |t| match rule {
                         KBatch::Groups4 => acts.row_q8k_x4(t),
-                        KBatch::Tiled8 => acts.row_q8k(t),
+                        _ => acts.row_q8k(t),
                     };
                     let rows: [&[BlockQ8K]; MAX_TILE_TOKENS] =
                         std::array::from_fn(|i| row(t0 + i.min(nt - 1)));
@@ -506,6 +549,7 @@ impl DotFn {
     pub fn run(self, acts: &Activations, t0: usize, max: usize) -> usize {
         match self {
             Self::Q8K(_, _, rule) => acts.k_run(t0, max, rule),
+            Self::Q8Split(..) => acts.k_run(t0, max, KBatch::Several),
             _ => max.min(acts.n - t0),
         }
     }

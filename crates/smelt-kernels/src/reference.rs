@@ -66,6 +66,63 @@ pub fn dot_q4_0_lanes(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     ggml_hsum(&acc)
 }
 
+/// The 32 codes of an IQ4_NL block (18 bytes: f16 d, 16 bytes of 4-bit indices into
+/// `KVALUES`, low nibbles first): w = d·K[q].
+fn iq4_nl_codes(b: &[u8]) -> [i32; 32] {
+    use smelt_gguf::blocks::iq4_nl::KVALUES;
+    std::array::from_fn(|i| KVALUES[((b[2 + i % 16] >> (4 * (i / 16))) & 0x0f) as usize] as i32)
+}
+
+/// IQ4_NL as llama.cpp's x86 build sums a matrix it repacks (row count a multiple of 8,
+/// `iq4_nl_8x8_q8_0`, gemv and gemm alike): as [`dot_q4_0`], one chain of each block's exact
+/// integer dot by `d_w · d_y`.
+pub fn dot_iq4_nl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut sum = 0f32;
+    for (b, a) in w.chunks_exact(18).zip(a) {
+        let isum: i32 = iq4_nl_codes(b)
+            .iter()
+            .zip(&a.qs)
+            .map(|(&q, &y)| q * y as i32)
+            .sum();
+        sum = (isum as f32).mul_add(f16_at(b) * a.d, sum);
+    }
+    sum
+}
+
+/// IQ4_NL in a matrix llama.cpp does not repack, for batches of 2 rows or more (llamafile's
+/// `tinyBLAS_Q0_AVX`): [`ggml_lanes`], as [`dot_q8_0`].
+pub fn dot_iq4_nl_lanes(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (b, a) in w.chunks_exact(18).zip(a) {
+        ggml_lanes(&mut acc, f16_at(b) * a.d, &iq4_nl_codes(b), &a.qs);
+    }
+    ggml_hsum(&acc)
+}
+
+/// IQ4_NL in a matrix llama.cpp does not repack, for a token alone (`vec_dot_iq4_nl_q8_0`):
+/// [`ggml_lanes`] in two sets, one for the even blocks and one for the odd ones, added lane
+/// by lane before `hsum_float_8`; an odd last block then adds `d_w·d_y·Σ` (multiply, then add:
+/// GCC does not fuse them there).
+pub fn dot_iq4_nl_vec(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let (mut even, mut odd) = ([0f32; 8], [0f32; 8]);
+    let blocks: Vec<_> = w.chunks_exact(18).zip(a).collect();
+    let pairs = blocks.len() / 2 * 2;
+    for (i, (b, a)) in blocks[..pairs].iter().enumerate() {
+        let acc = if i % 2 == 0 { &mut even } else { &mut odd };
+        ggml_lanes(acc, f16_at(b) * a.d, &iq4_nl_codes(b), &a.qs);
+    }
+    let mut sum = ggml_hsum(&std::array::from_fn(|l| even[l] + odd[l]));
+    if let Some((b, a)) = blocks.get(pairs) {
+        let isum: i32 = iq4_nl_codes(b)
+            .iter()
+            .zip(&a.qs)
+            .map(|(&q, &y)| q * y as i32)
+            .sum();
+        sum += f16_at(b) * a.d * isum as f32;
+    }
+    sum
+}
+
 /// Q4_1 (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles): w = d·q + m, summed in ggml's
 /// order (x86 `vec_dot_q4_1_q8_1`, which llama.cpp uses for one token and several):
 /// [`ggml_lanes`] for `d·q`, plus `m · s_y` accumulated with a fused multiply-add per block.
@@ -553,6 +610,9 @@ pub mod tile {
         q5_0 = dot_q5_0: BlockQ8x32,
         q5_1 = dot_q5_1: BlockQ8x32,
         q8_0 = dot_q8_0: BlockQ8x32,
+        iq4_nl = dot_iq4_nl: BlockQ8x32,
+        iq4_nl_lanes = dot_iq4_nl_lanes: BlockQ8x32,
+        iq4_nl_vec = dot_iq4_nl_vec: BlockQ8x32,
         q4_k = dot_q4_k: BlockQ8K,
         q4_k_x4 = dot_q4_k_x4: BlockQ8K,
         q4_k_vec = dot_q4_k_vec: BlockQ8K,

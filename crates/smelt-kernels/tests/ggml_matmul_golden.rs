@@ -1,5 +1,6 @@
 //! Every kernel variant's quantized products equal ggml's own, bit for bit, over a sweep of
-//! shapes: 8 block formats × row counts 13, 24, 32 × batches of 1 to 17 tokens.
+//! shapes: 12 block formats × row counts 13, 24, 32 × batches of 1 to 17 tokens (544 columns
+//! for the 32-block formats, an odd number of blocks; 512 for the 256-block ones).
 //!
 //! The golden data (`data/ggml_matmul.bin`) is ggml's output: `benches/ggml_matmul.c`, built
 //! against llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored; x86-64 with AVX-512, no
@@ -36,17 +37,19 @@ impl<'a> Cursor<'a> {
 struct Case {
     ty: WeightType,
     rows: usize,
+    cols: usize,
     repacked: bool,
     weights: Vec<u8>,
     /// (n_tokens, y (n_tokens, rows)).
     runs: Vec<(usize, Vec<f32>)>,
 }
 
-/// The activations x (max_tokens, cols), their width, and the cases.
+/// The activations x (max_tokens, max_cols), their width, and the cases (whose activations are
+/// the first `cols` of each row).
 fn golden() -> (Vec<f32>, usize, Vec<Case>) {
     let mut c = Cursor(include_bytes!("data/ggml_matmul.bin"));
     assert_eq!(c.take(4), b"SMGM");
-    assert_eq!(c.u32(), 1, "layout version");
+    assert_eq!(c.u32(), 2, "layout version");
     let (cols, max_tokens) = (c.u32(), c.u32());
     let x = c.f32s(max_tokens * cols);
     let cases = (0..c.u32())
@@ -54,7 +57,7 @@ fn golden() -> (Vec<f32>, usize, Vec<Case>) {
             let id = c.u32() as u32;
             let ggml = GgmlType::from_id(id).unwrap_or_else(|| panic!("ggml type {id}"));
             let ty = WeightType::from_ggml(ggml).unwrap_or_else(|| panic!("{ggml:?}"));
-            let (rows, repacked) = (c.u32(), c.u32() == 1);
+            let (rows, cols, repacked) = (c.u32(), c.u32(), c.u32() == 1);
             let n_bytes = c.u32();
             let weights = c.take(n_bytes).to_vec();
             let runs = (0..c.u32())
@@ -66,6 +69,7 @@ fn golden() -> (Vec<f32>, usize, Vec<Case>) {
             Case {
                 ty,
                 rows,
+                cols,
                 repacked,
                 weights,
                 runs,
@@ -78,10 +82,17 @@ fn golden() -> (Vec<f32>, usize, Vec<Case>) {
 
 #[test]
 fn products_equal_ggml_bit_for_bit_for_every_shape_and_batch() {
-    let (x, cols, cases) = golden();
+    let (x, max_cols, cases) = golden();
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in &cases {
+        let cols = case.cols;
+        // (max_tokens, cols): the first `cols` of each activation row.
+        let xc: Vec<f32> = x
+            .chunks_exact(max_cols)
+            .flat_map(|r| &r[..cols])
+            .copied()
+            .collect();
         for &v in available_variants() {
             let m = QMatrix::new(
                 case.ty,
@@ -93,7 +104,7 @@ fn products_equal_ggml_bit_for_bit_for_every_shape_and_batch() {
             .with_variant(v);
             for (n, want) in &case.runs {
                 let mut acts = Activations::new();
-                acts.set(&x[..n * cols], *n, cols, m.act_kinds());
+                acts.set(&xc[..n * cols], *n, cols, m.act_kinds());
                 let mut got = vec![f32::NAN; n * case.rows];
                 m.matmul(&acts, &mut got);
                 let differ = got

@@ -335,6 +335,7 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
         WeightType::Q5_0,
         WeightType::Q5_1,
         WeightType::Q8_0,
+        WeightType::IQ4NL,
     ] {
         // 576 columns: an odd number of blocks; 48 rows: three groups of 16.
         for (rows, cols, raw) in [(48usize, 576usize, false), (32, 256, true)] {
