@@ -707,6 +707,13 @@ pub(crate) use klanes::{
     dot_q3_k_tiled,
 };
 
+#[path = "avx512_ktiled.rs"]
+mod ktiled;
+pub(crate) use ktiled::{
+    dot_iq4_xs_tiled_vnni512, dot_q2_k_tiled_vnni512, dot_q3_k_tiled_vnni512,
+    dot_q4_k_tiled_vnni512, dot_q5_k_tiled_vnni512, dot_q6_k_tiled_vnni512,
+};
+
 #[path = "avx2_kquant.rs"]
 mod kquant;
 pub(crate) use kquant::{

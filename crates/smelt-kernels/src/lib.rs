@@ -341,6 +341,10 @@ impl DotFn {
         }
         if ty == W::Q2K && !ggml_repacks(ty, rows) {
             #[cfg(target_arch = "x86_64")]
+            if variant == Variant::Avx512Vnni && available_variants().contains(&variant) {
+                return Self::Q8K(avx2::dot_q2_k, avx2::dot_q2_k_tiled_vnni512, KBatch::Tiled8);
+            }
+            #[cfg(target_arch = "x86_64")]
             if variant != Variant::Reference && available_variants().contains(&Variant::Avx2) {
                 return Self::Q8K(avx2::dot_q2_k, avx2::dot_q2_k_tiled, KBatch::Tiled8);
             }
@@ -368,6 +372,14 @@ impl DotFn {
                 // In ggml's order the 32-block formats have no paired kernel ([`ggml_sums`]).
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, fast(avx2::dot_q4_0_paired)),
                 W::IQ4NL => Self::Q8(avx2::dot_iq4_nl_vnni512, None),
+                W::Q5K => Self::Q8K(avx2::dot_q5_k, avx2::dot_q5_k_tiled_vnni512, KBatch::Tiled8),
+                W::Q6K => Self::Q8K(avx2::dot_q6_k, avx2::dot_q6_k_tiled_vnni512, KBatch::Tiled8),
+                W::Q3K => Self::Q8K(avx2::dot_q3_k, avx2::dot_q3_k_tiled_vnni512, KBatch::Tiled8),
+                W::IQ4XS => Self::Q8K(
+                    avx2::dot_iq4_xs,
+                    avx2::dot_iq4_xs_tiled_vnni512,
+                    KBatch::Tiled8,
+                ),
                 W::Q4_1 => Self::Q8(avx2::dot_q4_1_vnni512, fast(avx2::dot_q4_1_paired)),
                 W::Q5_0 => Self::Q8(avx2::dot_q5_0_vnni512, fast(avx2::dot_q5_0_paired)),
                 W::Q5_1 => Self::Q8(avx2::dot_q5_1_vnni512, fast(avx2::dot_q5_1_paired)),
@@ -443,6 +455,13 @@ impl DotFn {
                 }
                 WeightType::IQ4NL if has(Variant::Avx2) => {
                     return Self::Q8Split(avx2::dot_iq4_nl_vec, avx2::dot_iq4_nl_lanes);
+                }
+                WeightType::Q4K if has(Variant::Avx512Vnni) => {
+                    return Self::Q8K(
+                        avx2::dot_q4_k_vec,
+                        avx2::dot_q4_k_tiled_vnni512,
+                        KBatch::Tiled8,
+                    );
                 }
                 WeightType::Q4K
                     if variant != Variant::Reference

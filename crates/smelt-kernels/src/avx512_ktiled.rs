@@ -1,0 +1,319 @@
+//! AVX-512 VNNI k-quant products in llama.cpp's tiled order (the order of a batch of 8 rows or
+//! more: per super-block `r = S·d` (minus `dmin·M`, fused), `acc = fma(r, d_y, acc)`). Only
+//! the super-block's exact integer sums S and M enter the floats, so they may be formed any
+//! way: here the codes go unsigned (biased where the format's are signed) into `vpdpbusd`
+//! against the activation bytes, 64 at a time, each 4-code sum is scaled by its sub-block's
+//! scale with one `vpmulld`, and the bias comes off once per super-block through the block
+//! sums (`S = Σ sc·u·y − bias·Σ sc·Σy`). The `vec_dot` orders, which need ggml's eight lanes,
+//! stay with the AVX2 kernels.
+
+use std::arch::x86_64::*;
+
+use super::{f16_at, hsum_i32, srl};
+use crate::TILE_WIDTHS;
+use crate::act::BlockQ8K;
+
+/// One super-block of one row, decoded once for every token of a tile.
+struct Unsigned {
+    /// (8,) unsigned code vectors: vector c holds weights 32c..32c+32.
+    q: [__m256i; 8],
+    /// (16,) the scale of each 16-weight group.
+    scales: [i32; 16],
+    /// (16,) the min of each 16-weight group (formats with mins).
+    mins: [i16; 16],
+    /// Super-block scale and min scale.
+    d: f32,
+    dmin: f32,
+}
+
+/// A k-quant format as this kernel reads it: w = d·sc·(u − BIAS) (− dmin·m with MINS).
+trait Tiled {
+    /// Bytes per super-block.
+    const BYTES: usize;
+    /// What the unsigned codes are offset by.
+    const BIAS: i32;
+    /// Whether the weights have mins.
+    const MINS: bool;
+    /// The super-block at `b`.
+    unsafe fn decode(b: *const u8) -> Unsigned;
+}
+
+/// Each of 8 values for the two 16-weight groups of its 32-weight sub-block.
+fn twice<T: Copy>(v: [T; 8]) -> [T; 16] {
+    std::array::from_fn(|g| v[g / 2])
+}
+
+/// Q4_K's (`FIVE` false) or Q5_K's super-block: nibbles (and fifth bits), 6-bit scales and mins.
+#[inline(always)]
+unsafe fn q45<const FIVE: bool>(b: *const u8) -> Unsigned {
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0f);
+        let qs = b.add(if FIVE { 48 } else { 16 });
+        let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for k in 0..4 {
+            let raw = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
+            q[2 * k] = _mm256_and_si256(raw, m4);
+            q[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if FIVE {
+                let one = _mm256_set1_epi8(1);
+                let h0 = _mm256_and_si256(srl(qh, 2 * k as i32), one);
+                let h1 = _mm256_and_si256(srl(qh, 2 * k as i32 + 1), one);
+                q[2 * k] = _mm256_or_si256(q[2 * k], _mm256_slli_epi16(h0, 4));
+                q[2 * k + 1] = _mm256_or_si256(q[2 * k + 1], _mm256_slli_epi16(h1, 4));
+            }
+        }
+        let packed = std::ptr::read_unaligned(b.add(4) as *const [u8; 12]);
+        let sm: [(u8, u8); 8] =
+            std::array::from_fn(|j| smelt_gguf::blocks::kquant::scale_min_k4(j, &packed));
+        Unsigned {
+            q,
+            scales: twice(sm.map(|(s, _)| s as i32)),
+            mins: twice(sm.map(|(_, m)| m as i16)),
+            d: f16_at(b),
+            dmin: f16_at(b.add(2)),
+        }
+    }
+}
+
+struct Q4K;
+struct Q5K;
+struct Q6K;
+struct Q2K;
+struct Q3K;
+struct Iq4Xs;
+
+impl Tiled for Q4K {
+    const BYTES: usize = 144;
+    const BIAS: i32 = 0;
+    const MINS: bool = true;
+    #[inline(always)]
+    unsafe fn decode(b: *const u8) -> Unsigned {
+        unsafe { q45::<false>(b) }
+    }
+}
+
+impl Tiled for Q5K {
+    const BYTES: usize = 176;
+    const BIAS: i32 = 0;
+    const MINS: bool = true;
+    #[inline(always)]
+    unsafe fn decode(b: *const u8) -> Unsigned {
+        unsafe { q45::<true>(b) }
+    }
+}
+
+impl Tiled for Q6K {
+    const BYTES: usize = 210;
+    const BIAS: i32 = 32;
+    const MINS: bool = false;
+    #[inline(always)]
+    unsafe fn decode(b: *const u8) -> Unsigned {
+        unsafe {
+            let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+            // Vector 4h + k holds weights 128h + 32k .. +32.
+            let mut q = [_mm256_setzero_si256(); 8];
+            for h in 0..2 {
+                let ql0 = _mm256_loadu_si256(b.add(64 * h) as *const __m256i);
+                let ql1 = _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i);
+                let qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
+                let lows = [
+                    _mm256_and_si256(ql0, m4),
+                    _mm256_and_si256(ql1, m4),
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                ];
+                for (k, low) in lows.into_iter().enumerate() {
+                    let high = _mm256_and_si256(srl(qh, 2 * k as i32), m2);
+                    q[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+                }
+            }
+            Unsigned {
+                q,
+                scales: std::array::from_fn(|g| *b.add(192 + g) as i8 as i32),
+                mins: [0; 16],
+                d: f16_at(b.add(208)),
+                dmin: 0.0,
+            }
+        }
+    }
+}
+
+impl Tiled for Q2K {
+    const BYTES: usize = 84;
+    const BIAS: i32 = 0;
+    const MINS: bool = true;
+    #[inline(always)]
+    unsafe fn decode(b: *const u8) -> Unsigned {
+        unsafe {
+            let m3 = _mm256_set1_epi8(3);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let raw = _mm256_loadu_si256(b.add(16 + 32 * j) as *const __m256i);
+                for k in 0..4 {
+                    q[4 * j + k] = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
+                }
+            }
+            let sb = std::ptr::read_unaligned(b as *const [u8; 16]);
+            Unsigned {
+                q,
+                scales: sb.map(|s| (s & 0x0f) as i32),
+                mins: sb.map(|s| (s >> 4) as i16),
+                d: f16_at(b.add(80)),
+                dmin: f16_at(b.add(82)),
+            }
+        }
+    }
+}
+
+impl Tiled for Q3K {
+    const BYTES: usize = 110;
+    const BIAS: i32 = 4;
+    const MINS: bool = false;
+    #[inline(always)]
+    unsafe fn decode(b: *const u8) -> Unsigned {
+        unsafe {
+            let (m3, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+            // Bit 4j + k of hmask[l] is the high bit of weight 128j + 32k + l.
+            let hmask = _mm256_loadu_si256(b as *const __m256i);
+            let mut q = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let raw = _mm256_loadu_si256(b.add(32 + 32 * j) as *const __m256i);
+                for k in 0..4 {
+                    let low = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
+                    let high = _mm256_and_si256(srl(hmask, (4 * j + k) as i32), one);
+                    q[4 * j + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+                }
+            }
+            let s = std::ptr::read_unaligned(b.add(96) as *const [u8; 12]);
+            let scale = |i: usize| {
+                let low = if i < 8 { s[i] & 0x0f } else { s[i - 8] >> 4 };
+                (low | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4) as i32 - 32
+            };
+            Unsigned {
+                q,
+                scales: std::array::from_fn(scale),
+                mins: [0; 16],
+                d: f16_at(b.add(108)),
+                dmin: 0.0,
+            }
+        }
+    }
+}
+
+impl Tiled for Iq4Xs {
+    const BYTES: usize = 136;
+    const BIAS: i32 = 128;
+    const MINS: bool = false;
+    #[inline(always)]
+    unsafe fn decode(b: *const u8) -> Unsigned {
+        unsafe {
+            // The table's values + 128, as unsigned bytes.
+            let biased = smelt_gguf::blocks::iq4_nl::KVALUES.map(|v| (v as i16 + 128) as u8);
+            let values = _mm_loadu_si128(biased.as_ptr() as *const __m128i);
+            let m4 = _mm_set1_epi8(0x0f);
+            let q = std::array::from_fn(|c| {
+                let raw = _mm_loadu_si128(b.add(8 + 16 * c) as *const __m128i);
+                let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
+                let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+                _mm256_set_m128i(high, low)
+            });
+            let high_bits = u16::from_le_bytes([*b.add(2), *b.add(3)]);
+            let ls: [i32; 8] = std::array::from_fn(|c| {
+                let low = (*b.add(4 + c / 2) >> (4 * (c % 2))) & 0x0f;
+                (low as u16 | ((high_bits >> (2 * c)) & 3) << 4) as i32 - 32
+            });
+            Unsigned {
+                q,
+                scales: twice(ls),
+                mins: [0; 16],
+                d: f16_at(b),
+                dmin: 0.0,
+            }
+        }
+    }
+}
+
+/// `F` against a tile of `T` tokens in the tiled matmul's order (`reference::dot_*_tiled`).
+#[inline(always)]
+unsafe fn tile_tiled<F: Tiled, const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
+    unsafe {
+        let nb = w.len() / F::BYTES;
+        for row in &a {
+            assert!(row.len() >= nb, "activation row shorter than the weights");
+        }
+        let mut acc = [0f32; T];
+        for i in 0..nb {
+            let blk = F::decode(w.as_ptr().add(i * F::BYTES));
+            // (4,) 64-code vectors; vector k: weights 64k..64k + 64.
+            let u: [__m512i; 4] = std::array::from_fn(|k| {
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(blk.q[2 * k]), blk.q[2 * k + 1])
+            });
+            // (16,) i32 group scales; i32 lane l of vector k takes group 4k + l/4.
+            let all = _mm512_loadu_si512(blk.scales.as_ptr() as *const _);
+            let sc: [__m512i; 4] = std::array::from_fn(|k| {
+                let idx: [i32; 16] = std::array::from_fn(|l| (4 * k + l / 4) as i32);
+                _mm512_permutexvar_epi32(_mm512_loadu_si512(idx.as_ptr() as *const _), all)
+            });
+            let sc16 = _mm512_cvtepi32_epi16(all);
+            let mins16 = _mm256_loadu_si256(blk.mins.as_ptr() as *const __m256i);
+            for t in 0..T {
+                let y = a[t].get_unchecked(i);
+                let mut sumi = _mm512_setzero_si512();
+                for k in 0..4 {
+                    let yk = _mm512_loadu_si512(y.qs.as_ptr().add(64 * k) as *const _);
+                    let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[k], yk);
+                    sumi = _mm512_add_epi32(sumi, _mm512_mullo_epi32(dot, sc[k]));
+                }
+                let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+                let mut s = _mm512_reduce_add_epi32(sumi);
+                if F::BIAS != 0 {
+                    s -= F::BIAS * hsum_i32(_mm256_madd_epi16(bs, sc16));
+                }
+                let sd = s as f32 * blk.d;
+                let r = if F::MINS {
+                    let m = hsum_i32(_mm256_madd_epi16(bs, mins16));
+                    (-blk.dmin).mul_add(m as f32, sd)
+                } else {
+                    sd
+                };
+                acc[t] = r.mul_add(y.d, acc[t]);
+            }
+        }
+        acc
+    }
+}
+
+macro_rules! tiled_entries {
+    ($($(#[$doc:meta])* $name:ident = $f:ty;)*) => {$(
+        $(#[$doc])*
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+        pub(crate) unsafe fn $name(
+            w: &[u8],
+            row_bytes: usize,
+            a: &[&[BlockQ8K]],
+            out: &mut [f32],
+        ) {
+            #[inline(always)]
+            unsafe fn tile<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
+                unsafe { tile_tiled::<$f, T>(w, a) }
+            }
+            unsafe { by_tokens!(tile, w, row_bytes, a, out) }
+        }
+    )*};
+}
+
+tiled_entries! {
+    /// Q4_K (a matrix llama.cpp does not repack) × rows of a batch of 8 or more.
+    dot_q4_k_tiled_vnni512 = Q4K;
+    /// Q5_K × rows of a batch of 8 or more.
+    dot_q5_k_tiled_vnni512 = Q5K;
+    /// Q6_K × rows of a batch of 8 or more.
+    dot_q6_k_tiled_vnni512 = Q6K;
+    /// Q2_K (a matrix llama.cpp does not repack) × rows of a batch of 8 or more.
+    dot_q2_k_tiled_vnni512 = Q2K;
+    /// Q3_K × rows of a batch of 8 or more.
+    dot_q3_k_tiled_vnni512 = Q3K;
+    /// IQ4_XS × rows of a batch of 8 or more.
+    dot_iq4_xs_tiled_vnni512 = Iq4Xs;
+}
