@@ -15,6 +15,8 @@ pub mod gpu;
 pub mod int8;
 #[cfg(target_arch = "x86_64")]
 mod interleaved;
+#[cfg(target_arch = "x86_64")]
+mod interleaved_k;
 mod matmul;
 pub mod reference;
 pub mod silu;

@@ -67,6 +67,15 @@ pub struct QMatrix {
     /// (rows / 16, blocks per row, 16 · block bytes), see `interleaved.rs`.
     #[cfg(target_arch = "x86_64")]
     interleaved: Option<(crate::interleaved::Lines, crate::interleaved::StridedKernel)>,
+    /// k-quants: the same rows decoded and interleaved 16 at a time, their kernel for the rows
+    /// of a batch (llama.cpp's batch orders) and the bytes of one 16-row group; see
+    /// `interleaved_k.rs`.
+    #[cfg(target_arch = "x86_64")]
+    kgroups: Option<(
+        crate::interleaved::Lines,
+        crate::interleaved_k::KGroupKernel,
+        usize,
+    )>,
     dot: DotFn,
     variant: Variant,
     /// F32 only: batches of at least [`GEMM_MIN_TOKENS`] go through a blocked GEMM.
@@ -107,6 +116,8 @@ impl QMatrix {
             data,
             #[cfg(target_arch = "x86_64")]
             interleaved: None,
+            #[cfg(target_arch = "x86_64")]
+            kgroups: None,
             dot: DotFn::new(ty, variant(), rows),
             variant: variant(),
             float_gemm: false,
@@ -134,6 +145,17 @@ impl QMatrix {
                         self.data.bytes(),
                         self.rows,
                         self.row_bytes,
+                    )
+                })
+                .flatten();
+            self.kgroups = eligible
+                .then(|| {
+                    crate::interleaved_k::interleave(
+                        self.ty,
+                        self.data.bytes(),
+                        self.rows,
+                        self.row_bytes,
+                        crate::ggml_repacks(self.ty, self.rows),
                     )
                 })
                 .flatten();
@@ -330,6 +352,31 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             let mut t0 = 0;
             while t0 < n {
                 let nt = tile_width(w.dot.run(acts, t0, MAX_TILE_TOKENS));
+                #[cfg(target_arch = "x86_64")]
+                if let Some((packed, kernel, group_bytes)) = &w.kgroups
+                    && let DotFn::Q8K(_, _, rule) = w.dot
+                    && acts.k_batch(t0, rule)
+                {
+                    use crate::interleaved::GROUP;
+                    let groups =
+                        &packed.bytes()[r0 / GROUP * group_bytes..r1 / GROUP * group_bytes];
+                    let row = |t| match rule {
+                        crate::KBatch::Groups4 => acts.row_q8k_x4(t),
+                        _ => acts.row_q8k(t),
+                    };
+                    let tile: [&[crate::BlockQ8K]; MAX_TILE_TOKENS] =
+                        std::array::from_fn(|i| row(t0 + i.min(nt - 1)));
+                    // SAFETY: the kernel was chosen after detecting its CPU features; rows
+                    // r0..r1 are whole groups (the matrix's rows are), tokens t0..t0 + nt and
+                    // those rows are inside `outs[m]` (checked above), and only this task
+                    // writes rows start..end.
+                    unsafe {
+                        let dst = out.0.add(t0 * w.rows + r0);
+                        kernel(groups, *group_bytes, &tile[..nt], dst, w.rows)
+                    };
+                    t0 += nt;
+                    continue;
+                }
                 w.dot.dot_rows(rows, w.row_bytes, acts, t0, nt, &mut tile);
                 // Token by token, so the stores into `out` (n, rows) are contiguous.
                 for i in 0..nt {
