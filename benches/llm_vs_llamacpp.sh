@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Benchmark: `smelt bench` against llama.cpp's `llama-bench` on the same GGUF files, same machine,
 # same thread count, interleaved round by round (this machine is shared, so the two must see the
-# same load). Models: SmolLM2-135M as shipped (Q4_1), and Q8_0 and Q4_K_M quantized by smelt.
+# same load). Models: SmolLM2-135M as shipped (Q4_1), and the TYPES (default Q8_0,Q4_K_M)
+# quantized by smelt.
 # Prints pp512 / tg128 tokens/s for both and the ratio smelt ÷ llama.cpp.
 #
 # llama.cpp is built outside the repository by benches/llamacpp_native.sh (native, no AMX).
 #
-# Usage: benches/llm_vs_llamacpp.sh [ROUNDS] [THREADS] [PROMPT] [GEN]
+# Usage: benches/llm_vs_llamacpp.sh [ROUNDS] [THREADS] [PROMPT] [GEN] [TYPES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
 threads=${2:-2}
 n_prompt=${3:-512}
 n_gen=${4:-128}
+types=${5:-Q8_0,Q4_K_M}
 bin=$(benches/llamacpp_native.sh llama-bench)
 llama_bench="$bin/llama-bench"
 cargo build --release -q
@@ -20,10 +22,13 @@ smelt=target/release/smelt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 q4_1=$($smelt -q gguf inspect smollm2-135m --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
-$smelt -q --runs-dir "$work/runs" gguf quantize "$q4_1" "$work/SmolLM2-135M.Q8_0.gguf" Q8_0 --allow-requantize > /dev/null
-$smelt -q --runs-dir "$work/runs" gguf quantize "$q4_1" "$work/SmolLM2-135M.Q4_K_M.gguf" Q4_K_M --allow-requantize > /dev/null
+models=("$q4_1")
+for t in ${types//,/ }; do
+  $smelt -q --runs-dir "$work/runs" gguf quantize "$q4_1" "$work/SmolLM2-135M.$t.gguf" "$t" --allow-requantize > /dev/null
+  models+=("$work/SmolLM2-135M.$t.gguf")
+done
 results="$work/results.jsonl"
-for model in "$q4_1" "$work/SmolLM2-135M.Q8_0.gguf" "$work/SmolLM2-135M.Q4_K_M.gguf"; do
+for model in "${models[@]}"; do
   name=$(basename "$model")
   for round in $(seq "$rounds"); do
     echo "$name: round $round/$rounds" >&2
