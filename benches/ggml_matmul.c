@@ -15,7 +15,8 @@
 //     u32 n_runs, then per run: u32 n_tokens, f32 y[n_tokens][rows]
 //     (y = x[..n_tokens][..cols] · Wᵀ).
 // The 32-block formats have 544 columns (17 blocks: an odd count, which vec_dot kernels that
-// pair blocks treat apart), the 256-block ones 512.
+// pair blocks treat apart) with 13 rows and 576 (SmolLM2's width) otherwise; the 256-block
+// ones 512.
 //
 // Usage: ggml_matmul THREADS OUT.bin
 #include "ggml.h"
@@ -27,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_COLS 544
+#define MAX_COLS 576
 #define MAX_TOKENS 17
 
 static uint64_t rng_state = 0x5eed;
@@ -105,7 +106,8 @@ int main(int argc, char **argv) {
   const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                   GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
                                   GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL};
-  const int row_counts[] = {13, 24, 32};  // as written; repacked by ggml; and interleaved by smelt too
+  // As written; repacked by ggml; and interleaved by smelt too (three 16-row groups).
+  const int row_counts[] = {13, 24, 48};
   const int token_counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17};
   const int n_types = sizeof types / sizeof *types, n_rows = sizeof row_counts / sizeof *row_counts;
   const int n_runs = sizeof token_counts / sizeof *token_counts;
@@ -114,7 +116,7 @@ int main(int argc, char **argv) {
     for (int ri = 0; ri < n_rows; ri++) {
       enum ggml_type type = types[ti];
       int rows = row_counts[ri];
-      int cols = ggml_blck_size(type) == 32 ? 544 : 512;
+      int cols = ggml_blck_size(type) != 32 ? 512 : rows % 2 ? 544 : 576;
       for (int t = 0; t < MAX_TOKENS; t++)
         memcpy(xc + t * cols, x + t * MAX_COLS, sizeof(float) * cols);
       float *wf = malloc(sizeof(float) * rows * cols);  // (rows, cols)

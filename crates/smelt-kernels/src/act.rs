@@ -231,10 +231,12 @@ impl BlockQ8K {
 /// answers it for each row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KBatch {
-    /// Repacked Q4_K: the rows of a sequence's batch go through the gemm in groups of 4, the
+    /// Repacked Q4_K and Q2_K: the rows of a sequence's batch go through the gemm in groups
+    /// of 4, the
     /// rest (`n % 4` at the end; all of a single token) through the gemv.
     Groups4,
-    /// Q5_K, Q6_K: a sequence's batch of 8 rows or more goes through the tiled matmul, a
+    /// Q3_K, Q5_K, Q6_K, IQ4_XS, and Q4_K and Q2_K left as written: a sequence's batch of 8
+    /// rows or more goes through the tiled matmul, a
     /// smaller one through `vec_dot`.
     Tiled8,
     /// IQ4_NL not repacked: a sequence of 2 rows or more goes through llamafile's sgemm, a
@@ -254,7 +256,7 @@ pub struct Activations {
     pub q8: Vec<BlockQ8x32>,
     /// (n, cols / 256) 256-blocks, filled when some weight needs them.
     pub q8k: Vec<BlockQ8K>,
-    /// (n, cols / 256) 256-blocks for repacked Q4_K: rows in groups of 4
+    /// (n, cols / 256) 256-blocks for repacked Q4_K and Q2_K: rows in groups of 4
     /// ([`KBatch::Groups4`]) by [`BlockQ8K::quantize_x4`], the others as in `q8k`.
     pub q8k_x4: Vec<BlockQ8K>,
     /// (n,) per row: (in one of its sequence's groups of 4, its sequence has 8 rows or more,
@@ -412,7 +414,7 @@ impl Activations {
         &self.q8k[t * b..(t + 1) * b]
     }
 
-    /// Row `t`'s (cols / 256,) blocks for repacked Q4_K.
+    /// Row `t`'s (cols / 256,) blocks for repacked Q4_K and Q2_K.
     pub fn row_q8k_x4(&self, t: usize) -> &[BlockQ8K] {
         let b = self.cols / 256;
         &self.q8k_x4[t * b..(t + 1) * b]
@@ -483,7 +485,7 @@ pub struct ActKinds {
     pub q8_paired: bool,
     /// 256-blocks (Q5_K, Q6_K).
     pub q8k: bool,
-    /// 256-blocks as repacked Q4_K reads them ([`Activations::q8k_x4`]).
+    /// 256-blocks as repacked Q4_K and Q2_K read them ([`Activations::q8k_x4`]).
     pub q8k_x4: bool,
     /// Per-token int8 rows (W8A8).
     pub i8row: bool,

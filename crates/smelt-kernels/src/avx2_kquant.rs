@@ -1,7 +1,7 @@
 //! AVX2 k-quant products (Q4_K, Q5_K, Q6_K), each in every order llama.cpp sums it in (see
 //! `reference`): the one for a token alone and the one for rows of a larger batch, and for
-//! Q4_K both of these for a repacked matrix and for one left as written. The integer sums are exact either way; only where they are
-//! converted and how they are scaled and added differ.
+//! Q4_K both of these for a repacked matrix and for one left as written. The integer sums are
+//! exact either way; only where they are converted and how they are scaled and added differ.
 
 use std::arch::x86_64::*;
 

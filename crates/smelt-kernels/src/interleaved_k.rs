@@ -8,7 +8,8 @@
 //! token's four activation bytes (broadcast from memory) adds four codes of 16 rows into one
 //! lane per row; a 16-weight group's sum is then scaled by the 16 rows' group scales with one
 //! `vpmulld`, and the float work runs on 16 rows at once. The row-at-a-time kernels keep the
-//! one-token orders (ggml's eight lanes) and read the file's own bytes.
+//! one-token orders (ggml's eight lanes; repacked Q4_K's and Q2_K's gemv) and read the file's
+//! own bytes.
 //!
 //! Layout of a group of 16 rows, super-block by super-block ([`BLOCK_BYTES`] each):
 //! - codes: (64, 16, 4) bytes: dword k of each row's 256 unsigned codes u (w = d·sc·(u − bias)
@@ -17,9 +18,12 @@
 //! - d, dmin: (16,) f32 each.
 //!
 //! The copy takes 1.16 bytes per weight besides the file's own bytes (which single tokens
-//! still read); `SMELT_NO_INTERLEAVE` switches it off.
+//! still read); the copies of a process stay within a budget (`SMELT_INTERLEAVE_BUDGET_MB`,
+//! default 1024), and `SMELT_NO_INTERLEAVE` switches them off.
 
 use std::arch::x86_64::*;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -313,36 +317,84 @@ macro_rules! kgroup_kernel {
     };
 }
 
-kgroup_kernel!(tiled_mins, 0, true, TILED);
+kgroup_kernel!(tiled_mins, 0, true, TILED); // Q5_K
 kgroup_kernel!(tiled_bias4, 4, false, TILED);
 kgroup_kernel!(tiled_bias32, 32, false, TILED);
 kgroup_kernel!(tiled_bias128, 128, false, TILED);
 kgroup_kernel!(gemm_64, 0, true, GEMM_64);
 kgroup_kernel!(gemm_128, 0, true, GEMM_128);
 
+/// Bytes of interleaved k-quant copies alive in this process, against [`budget`].
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+/// The most bytes the copies may take together: `SMELT_INTERLEAVE_BUDGET_MB` (default 1024).
+/// Matrices past it keep the row-at-a-time kernels (same results, slower prompts), so a large
+/// model does not grow by its k-quant bytes again.
+fn budget() -> usize {
+    static BYTES: OnceLock<usize> = OnceLock::new();
+    *BYTES.get_or_init(|| {
+        std::env::var("SMELT_INTERLEAVE_BUDGET_MB")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1024)
+            << 20
+    })
+}
+
+/// A matrix's share of [`IN_USE`], given back when the copy is dropped.
+pub(crate) struct Reserved(usize);
+
+impl Reserved {
+    fn take(bytes: usize) -> Option<Self> {
+        IN_USE
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + bytes <= budget()).then_some(used + bytes)
+            })
+            .ok()
+            .map(|_| Self(bytes))
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        IN_USE.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
+
+/// A matrix's interleaved copy: the groups, their kernel, the bytes of one group of 16 rows,
+/// and its share of the budget.
+pub(crate) type KGroups = (Lines, KGroupKernel, usize, Reserved);
+
 /// The interleaved copy of a `ty` matrix and the kernel for the rows of a batch, when `ty` is
-/// a k-quant whose batch order this covers and the rows come in whole groups of 16; `repacked`
-/// says whether llama.cpp repacks the matrix (Q4_K, Q2_K: then its gemm's order).
+/// a k-quant, the rows come in whole groups of 16 and the budget has room. Such a matrix is
+/// one llama.cpp repacks where it repacks the format (Q4_K, Q2_K: then the order of its gemm),
+/// and takes the tiled matmul's order otherwise.
 pub(crate) fn interleave(
     ty: WeightType,
     src: &[u8],
     rows: usize,
     row_bytes: usize,
-    repacked: bool,
-) -> Option<(Lines, KGroupKernel, usize)> {
+) -> Option<KGroups> {
     use WeightType as W;
     if rows == 0 || !rows.is_multiple_of(GROUP) {
         return None;
     }
-    let kernel: KGroupKernel = match (ty, repacked) {
-        (W::Q4K, true) => gemm_64,
-        (W::Q2K, true) => gemm_128,
-        (W::Q2K | W::Q4K | W::Q5K, false) => tiled_mins,
-        (W::Q3K, _) => tiled_bias4,
-        (W::Q6K, _) => tiled_bias32,
-        (W::IQ4XS, _) => tiled_bias128,
+    debug_assert!(!matches!(ty, W::Q4K | W::Q2K) || crate::ggml_repacks(ty, rows));
+    let kernel: KGroupKernel = match ty {
+        W::Q4K => gemm_64,
+        W::Q2K => gemm_128,
+        W::Q5K => tiled_mins,
+        W::Q3K => tiled_bias4,
+        W::Q6K => tiled_bias32,
+        W::IQ4XS => tiled_bias128,
         _ => return None,
     };
     let group_bytes = row_bytes / ty.block().1 * BLOCK_BYTES;
-    Some((repack(ty, src, rows, row_bytes), kernel, group_bytes))
+    let reserved = Reserved::take(rows / GROUP * group_bytes)?;
+    Some((
+        repack(ty, src, rows, row_bytes),
+        kernel,
+        group_bytes,
+        reserved,
+    ))
 }

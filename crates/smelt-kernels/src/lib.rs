@@ -267,8 +267,9 @@ pub fn ggml_sums() -> bool {
 }
 
 /// Whether llama.cpp's x86 AVX-512 build repacks a `ty` matrix of `rows` rows (8 rows
-/// interleaved, `block_q4_0x8` / `block_q4_Kx8` / `block_q2_Kx8`), as it does Q4_0, Q4_K and
-/// Q2_K matrices whose row count is a multiple of 8 (Q2_K only where AVX-512 is compiled in,
+/// interleaved, `block_q4_0x8` / `block_iq4_nlx8` / `block_q4_Kx8` / `block_q2_Kx8`), as it
+/// does Q4_0, IQ4_NL, Q4_K and Q2_K matrices whose row count is a multiple of 8 (Q2_K only
+/// where AVX-512 is compiled in,
 /// the build smelt follows on every CPU). A repacked matrix sums its products in another order
 /// than one left as written, so smelt picks a matrix's kernels by this to compute llama.cpp's
 /// floats.
@@ -277,10 +278,11 @@ pub fn ggml_repacks(ty: WeightType, rows: usize) -> bool {
     matches!(ty, W::Q4_0 | W::Q4K | W::Q2K | W::IQ4NL) && rows.is_multiple_of(8)
 }
 
-/// Whether matrices of the 32-block formats whose row count is a multiple of 16 are stored 16
-/// rows interleaved for the AVX-512 VNNI kernels (see `interleaved.rs`), when that variant is
-/// in use; `SMELT_NO_INTERLEAVE` switches it off for side-by-side benchmarks. Results differ
-/// from the row-at-a-time kernels in float rounding only.
+/// Whether matrices whose row count is a multiple of 16 get 16-row interleaved copies for the
+/// AVX-512 VNNI kernels when that variant is in use: the 32-block formats for every batch
+/// (`interleaved.rs`), the k-quants for the rows of a batch (`interleaved_k.rs`).
+/// `SMELT_NO_INTERLEAVE` switches them off for side-by-side benchmarks; in ggml's order the
+/// results are the same bits either way.
 pub fn interleaved_rows() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("SMELT_NO_INTERLEAVE").is_none())
@@ -334,8 +336,8 @@ fn fast(paired: PairedKernel) -> Option<PairedKernel> {
 
 impl DotFn {
     /// The kernel for a `ty` matrix of `rows` rows in `variant` (the row count decides
-    /// llama.cpp's order for Q4_0 and Q4_K: [`ggml_repacks`]); the reference when this CPU
-    /// cannot run `variant`.
+    /// llama.cpp's order for Q4_0, Q4_K, Q2_K and IQ4_NL: [`ggml_repacks`]); the reference when
+    /// this CPU cannot run `variant`.
     pub fn new(ty: WeightType, variant: Variant, rows: usize) -> Self {
         use WeightType as W;
         if matches!(ty, W::Q4_0 | W::Q4K | W::IQ4NL) && !ggml_repacks(ty, rows) {

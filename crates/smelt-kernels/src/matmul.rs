@@ -71,11 +71,7 @@ pub struct QMatrix {
     /// of a batch (llama.cpp's batch orders) and the bytes of one 16-row group; see
     /// `interleaved_k.rs`.
     #[cfg(target_arch = "x86_64")]
-    kgroups: Option<(
-        crate::interleaved::Lines,
-        crate::interleaved_k::KGroupKernel,
-        usize,
-    )>,
+    kgroups: Option<crate::interleaved_k::KGroups>,
     dot: DotFn,
     variant: Variant,
     /// F32 only: batches of at least [`GEMM_MIN_TOKENS`] go through a blocked GEMM.
@@ -129,6 +125,8 @@ impl QMatrix {
 
     /// The kernel for `v`: the 16-row interleaved one (repacking the rows once) where `v` is
     /// AVX-512 VNNI, the format has one and the rows come in whole groups; else `v`'s own.
+    /// k-quants keep `v`'s row kernels and, on AVX-512 VNNI with whole groups, also get the
+    /// 16-row copies their batch rows take (`interleaved_k.rs`).
     fn choose_kernel(&mut self, v: Variant) {
         self.variant = v;
         self.dot = DotFn::new(self.ty, v, self.rows);
@@ -155,7 +153,6 @@ impl QMatrix {
                         self.data.bytes(),
                         self.rows,
                         self.row_bytes,
-                        crate::ggml_repacks(self.ty, self.rows),
                     )
                 })
                 .flatten();
@@ -271,7 +268,7 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// `outs[m] (n, rows_m) = acts (n, cols) · W_mᵀ` for every matrix, in one parallel region.
-/// `acts` must hold the block forms the matrices need (see [`WeightType::act_kinds`]).
+/// `acts` must hold the block forms the matrices need (see [`QMatrix::act_kinds`]).
 pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32]]) {
     assert_eq!(mats.len(), outs.len(), "one output per matrix");
     let n = acts.n;
@@ -353,11 +350,13 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
             while t0 < n {
                 let nt = tile_width(w.dot.run(acts, t0, MAX_TILE_TOKENS));
                 #[cfg(target_arch = "x86_64")]
-                if let Some((packed, kernel, group_bytes)) = &w.kgroups
+                if let Some((packed, kernel, group_bytes, _)) = &w.kgroups
                     && let DotFn::Q8K(_, _, rule) = w.dot
                     && acts.k_batch(t0, rule)
                 {
                     use crate::interleaved::GROUP;
+                    // Whole groups: the matrix's rows are, and so are TILE and the task bounds.
+                    assert!(r0.is_multiple_of(GROUP) && r1.is_multiple_of(GROUP));
                     let groups =
                         &packed.bytes()[r0 / GROUP * group_bytes..r1 / GROUP * group_bytes];
                     let row = |t| match rule {

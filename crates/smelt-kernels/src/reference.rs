@@ -12,7 +12,9 @@
 //! whose row count is a multiple of 8 and sums those in other orders (`dot_q4_0`, `dot_q4_k`,
 //! `dot_q4_k_x4`) than the matrices it leaves as written (`dot_q4_0_lanes`, `dot_q4_k_vec`,
 //! `dot_q4_k_tiled`); its AVX-512 build does the same with Q2_K (`dot_q2_k_gemv`,
-//! `dot_q2_k_gemm`; else `dot_q2_k`, `dot_q2_k_tiled`). `crate::ggml_repacks` tells which.
+//! `dot_q2_k_gemm`; else `dot_q2_k`, `dot_q2_k_tiled`), and IQ4_NL (`dot_iq4_nl`; else
+//! `dot_iq4_nl_vec` for a token alone, `dot_iq4_nl_lanes` for 2 rows or more).
+//! `crate::ggml_repacks` tells which.
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 

@@ -1,17 +1,21 @@
 //! Every kernel variant's quantized products equal ggml's own, bit for bit, over a sweep of
-//! shapes: 12 block formats × row counts 13, 24, 32 × batches of 1 to 17 tokens (544 columns
-//! for the 32-block formats, an odd number of blocks; 512 for the 256-block ones).
+//! shapes: 12 block formats × row counts 13, 24, 48 × batches of 1 to 17 tokens (for the
+//! 32-block formats 544 columns with 13 rows, an odd number of blocks, and 576 otherwise; 512
+//! for the 256-block ones).
 //!
 //! The golden data (`data/ggml_matmul.bin`) is ggml's output: `benches/ggml_matmul.c`, built
 //! against llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored; x86-64 with AVX-512, no
 //! AMX), quantizes random weights with `ggml_quantize_chunk`, places them as llama.cpp's loader
-//! does (repacked where the CPU device takes them so: Q4_0 and Q4_K with rows a multiple of 8)
+//! does (repacked where the CPU device takes them so: Q4_0, Q4_K, Q2_K and IQ4_NL with rows a
+//! multiple of 8; the test checks that `ggml_repacks` agrees)
 //! and runs `ggml_mul_mat` on f32 activations. Written by `benches/ggml_matmul_golden.sh`, which
 //! states the layout. Unlike the model-level golden tests this covers row counts SmolLM2 does
 //! not have, and every batch size on each side of ggml's order switches (4, 8).
 
 use smelt_gguf::GgmlType;
-use smelt_kernels::{Activations, QMatrix, WeightBytes, WeightType, available_variants};
+use smelt_kernels::{
+    Activations, QMatrix, WeightBytes, WeightType, available_variants, ggml_repacks,
+};
 
 /// Reads the little-endian fields of the golden file in order.
 struct Cursor<'a>(&'a [u8]);
@@ -86,6 +90,13 @@ fn products_equal_ggml_bit_for_bit_for_every_shape_and_batch() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in &cases {
+        assert_eq!(
+            ggml_repacks(case.ty, case.rows),
+            case.repacked,
+            "{:?} with {} rows: does ggml repack it?",
+            case.ty,
+            case.rows
+        );
         let cols = case.cols;
         // (max_tokens, cols): the first `cols` of each activation row.
         let xc: Vec<f32> = x

@@ -144,7 +144,8 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
 }
 
 /// The formats every variant sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`).
-const GGML_ORDER: [WeightType; 11] = [
+const GGML_ORDER: [WeightType; 12] = [
+    WeightType::IQ4NL,
     WeightType::Q4K,
     WeightType::Q5K,
     WeightType::Q6K,
@@ -290,6 +291,12 @@ fn k_quant_rows_sum_as_their_sequence_alone_would() {
         (WeightType::Q2K, 13),
         (WeightType::Q3K, 24),
         (WeightType::IQ4XS, 13),
+        // Whole 16-row groups: the batch rows take the interleaved copies on AVX-512 VNNI.
+        (WeightType::Q4K, 32),
+        (WeightType::Q2K, 48),
+        (WeightType::Q6K, 48),
+        // IQ4_NL as written: a token alone takes `vec_dot`'s order, 2 rows or more sgemm's.
+        (WeightType::IQ4NL, 13),
     ] {
         let w = random_weights(ty, rows, cols, &mut rng, false);
         let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
@@ -318,6 +325,48 @@ fn k_quant_rows_sum_as_their_sequence_alone_would() {
                     );
                 }
                 t0 += len;
+            }
+        }
+    }
+}
+
+#[test]
+fn interleaved_k_quant_batches_equal_the_reference_bit_for_bit() {
+    let mut rng = Rng::fresh();
+    let cols = 512;
+    // Sequences of every order: groups of 4 and a rest, a token alone, batches of 8 or more.
+    let spans = [5usize, 9, 1, 4, 12];
+    let n: usize = spans.iter().sum();
+    // 48 rows: three groups of 16, so a row tile starts past 0 and one holds a single group.
+    let rows = 48;
+    for ty in [
+        WeightType::Q2K,
+        WeightType::Q3K,
+        WeightType::Q4K,
+        WeightType::Q5K,
+        WeightType::Q6K,
+        WeightType::IQ4XS,
+    ] {
+        for raw in [false, true] {
+            let w = random_weights(ty, rows, cols, &mut rng, raw);
+            let m = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w))
+                .unwrap()
+                .with_variant(smelt_kernels::variant());
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+            let mut acts = Activations::new();
+            acts.set_spans(&x, &spans, cols, ty.act_kinds());
+            let mut y = vec![f32::NAN; n * rows];
+            matmul_multi(&[&m], &acts, &mut [&mut y]);
+            let reference = DotFn::new(ty, Variant::Reference, rows);
+            for t in 0..n {
+                for r in 0..rows {
+                    let want = reference.dot(m.row(r), &acts, t);
+                    assert_eq!(
+                        y[t * rows + r].to_bits(),
+                        want.to_bits(),
+                        "{ty:?} raw={raw} [{t}, {r}]"
+                    );
+                }
             }
         }
     }
