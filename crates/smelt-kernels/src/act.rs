@@ -420,6 +420,15 @@ impl Activations {
         &self.q8k_x4[t * b..(t + 1) * b]
     }
 
+    /// Row `t`'s (cols / 256,) blocks as a kernel under `rule` reads them (`q8k_x4` for
+    /// [`KBatch::Groups4`], else `q8k`).
+    pub fn row_q8k_for(&self, t: usize, rule: KBatch) -> &[BlockQ8K] {
+        match rule {
+            KBatch::Groups4 => self.row_q8k_x4(t),
+            _ => self.row_q8k(t),
+        }
+    }
+
     /// Whether row `t` takes the batch order under `rule` (else the one-token order).
     pub fn k_batch(&self, t: usize, rule: KBatch) -> bool {
         let (group, wide, several) = self.batch[t];

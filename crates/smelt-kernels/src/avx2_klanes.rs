@@ -106,10 +106,7 @@ impl Lanes256 for Q3K {
                 }
             }
             let s = std::ptr::read_unaligned(b.add(96) as *const [u8; 12]);
-            let scale = |i: usize| {
-                let low = if i < 8 { s[i] & 0x0f } else { s[i - 8] >> 4 };
-                (low | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4) as i16 - 32
-            };
+            let scale = |i: usize| (smelt_gguf::blocks::q3_k_scale6(&s, i) - 32) as i16;
             Decoded {
                 q,
                 scales: std::array::from_fn(|c| two_scales(scale(2 * c), scale(2 * c + 1))),
@@ -137,11 +134,10 @@ impl Lanes256 for Iq4Xs {
                 let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
                 _mm256_set_m128i(high, low)
             });
-            let high_bits = u16::from_le_bytes([*b.add(2), *b.add(3)]);
+            let high = std::ptr::read_unaligned(b.add(2) as *const [u8; 2]);
+            let low = std::ptr::read_unaligned(b.add(4) as *const [u8; 4]);
             let scales = std::array::from_fn(|c| {
-                let low = (*b.add(4 + c / 2) >> (4 * (c % 2))) & 0x0f;
-                let ls = (low as u16 | ((high_bits >> (2 * c)) & 3) << 4) as i16 - 32;
-                _mm256_set1_epi16(ls)
+                _mm256_set1_epi16(smelt_gguf::blocks::iq4_xs_scale(high, low, c) as i16)
             });
             Decoded {
                 q,

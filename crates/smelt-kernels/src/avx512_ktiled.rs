@@ -12,6 +12,7 @@ use std::arch::x86_64::*;
 use super::{f16_at, hsum_i32, srl};
 use crate::TILE_WIDTHS;
 use crate::act::BlockQ8K;
+use crate::kdecode::twice;
 
 /// One super-block of one row, decoded once for every token of a tile.
 struct Unsigned {
@@ -36,11 +37,6 @@ trait Tiled {
     const MINS: bool;
     /// The super-block at `b`.
     unsafe fn decode(b: *const u8) -> Unsigned;
-}
-
-/// Each of 8 values for the two 16-weight groups of its 32-weight sub-block.
-fn twice<T: Copy>(v: [T; 8]) -> [T; 16] {
-    std::array::from_fn(|g| v[g / 2])
 }
 
 /// Q4_K's (`FIVE` false) or Q5_K's super-block: nibbles (and fifth bits), 6-bit scales and mins.
@@ -186,10 +182,7 @@ impl Tiled for Q3K {
                 }
             }
             let s = std::ptr::read_unaligned(b.add(96) as *const [u8; 12]);
-            let scale = |i: usize| {
-                let low = if i < 8 { s[i] & 0x0f } else { s[i - 8] >> 4 };
-                (low | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4) as i32 - 32
-            };
+            let scale = |i: usize| smelt_gguf::blocks::q3_k_scale6(&s, i) - 32;
             Unsigned {
                 q,
                 scales: std::array::from_fn(scale),
@@ -208,8 +201,7 @@ impl Tiled for Iq4Xs {
     #[inline(always)]
     unsafe fn decode(b: *const u8) -> Unsigned {
         unsafe {
-            // The table's values + 128, as unsigned bytes.
-            let biased = smelt_gguf::blocks::iq4_nl::KVALUES.map(|v| (v as i16 + 128) as u8);
+            let biased = smelt_gguf::blocks::iq4_nl::KVALUES_U8;
             let values = _mm_loadu_si128(biased.as_ptr() as *const __m128i);
             let m4 = _mm_set1_epi8(0x0f);
             let q = std::array::from_fn(|c| {
@@ -218,11 +210,10 @@ impl Tiled for Iq4Xs {
                 let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
                 _mm256_set_m128i(high, low)
             });
-            let high_bits = u16::from_le_bytes([*b.add(2), *b.add(3)]);
-            let ls: [i32; 8] = std::array::from_fn(|c| {
-                let low = (*b.add(4 + c / 2) >> (4 * (c % 2))) & 0x0f;
-                (low as u16 | ((high_bits >> (2 * c)) & 3) << 4) as i32 - 32
-            });
+            let high = std::ptr::read_unaligned(b.add(2) as *const [u8; 2]);
+            let low = std::ptr::read_unaligned(b.add(4) as *const [u8; 4]);
+            let ls: [i32; 8] =
+                std::array::from_fn(|c| smelt_gguf::blocks::iq4_xs_scale(high, low, c));
             Unsigned {
                 q,
                 scales: twice(ls),

@@ -176,7 +176,7 @@ format!(Iq4Nl, 18, min: false, fifth: false, nibbles: true, offset: 128, ggml_or
 /// IQ4_NL's table + 128 (unsigned) in each 128-bit lane, for `shuffle_epi8` by nibble.
 #[inline(always)]
 unsafe fn iq4_nl_table() -> __m512i {
-    let biased = smelt_gguf::blocks::iq4_nl::KVALUES.map(|v| (v as i16 + 128) as u8);
+    let biased = smelt_gguf::blocks::iq4_nl::KVALUES_U8;
     unsafe { _mm512_broadcast_i32x4(_mm_loadu_si128(biased.as_ptr() as *const __m128i)) }
 }
 

@@ -30,110 +30,9 @@ use rayon::prelude::*;
 use crate::WeightType;
 use crate::act::BlockQ8K;
 use crate::interleaved::{GROUP, Lines};
-use crate::reference::f16_at;
 
 /// Bytes of one super-block of a 16-row group.
 const BLOCK_BYTES: usize = 64 * 64 + 2 * 256 + 2 * 64;
-
-/// One super-block of one row: w = d·sc[g]·(u − bias) − dmin·m[g] for a weight in 16-group g.
-struct Decoded {
-    /// (256,) unsigned codes.
-    u: [u8; 256],
-    /// (16,) group scales.
-    sc: [i8; 16],
-    /// (16,) group mins (formats with mins).
-    m: [u8; 16],
-    d: f32,
-    dmin: f32,
-}
-
-/// Decodes one super-block of `ty` (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS).
-fn decode(ty: WeightType, b: &[u8]) -> Decoded {
-    use WeightType as W;
-    let twice = |v: [u8; 8]| -> [u8; 16] { std::array::from_fn(|g| v[g / 2]) };
-    match ty {
-        W::Q2K => Decoded {
-            u: std::array::from_fn(|e| {
-                let (j, k, l) = (e / 128, e % 128 / 32, e % 32);
-                (b[16 + 32 * j + l] >> (2 * k)) & 3
-            }),
-            sc: std::array::from_fn(|g| (b[g] & 0x0f) as i8),
-            m: std::array::from_fn(|g| b[g] >> 4),
-            d: f16_at(&b[80..]),
-            dmin: f16_at(&b[82..]),
-        },
-        W::Q3K => {
-            let s = &b[96..108];
-            Decoded {
-                u: std::array::from_fn(|e| {
-                    let (j, k, l) = (e / 128, e % 128 / 32, e % 32);
-                    let low = (b[32 + 32 * j + l] >> (2 * k)) & 3;
-                    low | ((b[l] >> (4 * j + k)) & 1) << 2
-                }),
-                sc: std::array::from_fn(|i| {
-                    let low = if i < 8 { s[i] & 0x0f } else { s[i - 8] >> 4 };
-                    (low | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4) as i8 - 32
-                }),
-                m: [0; 16],
-                d: f16_at(&b[108..]),
-                dmin: 0.0,
-            }
-        }
-        W::Q4K | W::Q5K => {
-            let five = ty == W::Q5K;
-            let packed: &[u8; 12] = b[4..16].try_into().expect("12 scale bytes");
-            let sm: [(u8, u8); 8] =
-                std::array::from_fn(|j| smelt_gguf::blocks::kquant::scale_min_k4(j, packed));
-            let qs = &b[if five { 48 } else { 16 }..];
-            Decoded {
-                u: std::array::from_fn(|e| {
-                    let (j, l) = (e / 32, e % 32);
-                    let q = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0f;
-                    if five {
-                        q | ((b[16 + l] >> j) & 1) << 4
-                    } else {
-                        q
-                    }
-                }),
-                sc: twice(sm.map(|(s, _)| s)).map(|s| s as i8),
-                m: twice(sm.map(|(_, m)| m)),
-                d: f16_at(b),
-                dmin: f16_at(&b[2..]),
-            }
-        }
-        W::Q6K => Decoded {
-            u: std::array::from_fn(|e| {
-                let (h, k, l) = (e / 128, e % 128 / 32, e % 32);
-                let low = (b[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2))) & 0x0f;
-                low | ((b[128 + 32 * h + l] >> (2 * k)) & 3) << 4
-            }),
-            sc: std::array::from_fn(|g| b[192 + g] as i8),
-            m: [0; 16],
-            d: f16_at(&b[208..]),
-            dmin: 0.0,
-        },
-        _ => {
-            // IQ4_XS: the table's values + 128.
-            let table = smelt_gguf::blocks::iq4_nl::KVALUES;
-            let high = u16::from_le_bytes([b[2], b[3]]);
-            let ls: [u8; 8] = std::array::from_fn(|i| {
-                let low = (b[4 + i / 2] >> (4 * (i % 2))) & 0x0f;
-                ((low as u16 | ((high >> (2 * i)) & 3) << 4) as i16 - 32) as u8
-            });
-            Decoded {
-                u: std::array::from_fn(|e| {
-                    let (i, l) = (e / 32, e % 32);
-                    let q = (b[8 + 16 * i + l % 16] >> (4 * (l / 16))) & 0x0f;
-                    (table[q as usize] as i16 + 128) as u8
-                }),
-                sc: twice(ls).map(|s| s as i8),
-                m: [0; 16],
-                d: f16_at(b),
-                dmin: 0.0,
-            }
-        }
-    }
-}
 
 /// `rows` rows of `row_bytes` bytes of `ty` super-blocks → the interleaved layout.
 fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Lines {
@@ -148,7 +47,7 @@ fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Lines {
                 let dst = &mut out[b * BLOCK_BYTES..][..BLOCK_BYTES];
                 for r in 0..GROUP {
                     let row = &src[(g * GROUP + r) * row_bytes..][..row_bytes];
-                    let x = decode(ty, &row[b * bb..][..bb]);
+                    let x = crate::kdecode::decode(ty, &row[b * bb..][..bb]);
                     for k in 0..64 {
                         dst[(k * GROUP + r) * 4..][..4].copy_from_slice(&x.u[4 * k..4 * k + 4]);
                     }

@@ -17,6 +17,7 @@ pub mod int8;
 mod interleaved;
 #[cfg(target_arch = "x86_64")]
 mod interleaved_k;
+mod kdecode;
 mod matmul;
 pub mod reference;
 pub mod silu;
@@ -553,12 +554,8 @@ impl DotFn {
                 }
                 Self::Q8K(alone, batch, rule) => {
                     assert!(self.run(acts, t0, nt) >= nt, "a tile mixes k-quant orders");
-                    let row = |t| match rule {
-                        KBatch::Groups4 => acts.row_q8k_x4(t),
-                        _ => acts.row_q8k(t),
-                    };
                     let rows: [&[BlockQ8K]; MAX_TILE_TOKENS] =
-                        std::array::from_fn(|i| row(t0 + i.min(nt - 1)));
+                        std::array::from_fn(|i| acts.row_q8k_for(t0 + i.min(nt - 1), rule));
                     let f = if acts.k_batch(t0, rule) { batch } else { alone };
                     f(w_rows, row_bytes, &rows[..nt], out)
                 }

@@ -359,12 +359,8 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
                     assert!(r0.is_multiple_of(GROUP) && r1.is_multiple_of(GROUP));
                     let groups =
                         &packed.bytes()[r0 / GROUP * group_bytes..r1 / GROUP * group_bytes];
-                    let row = |t| match rule {
-                        crate::KBatch::Groups4 => acts.row_q8k_x4(t),
-                        _ => acts.row_q8k(t),
-                    };
                     let tile: [&[crate::BlockQ8K]; MAX_TILE_TOKENS] =
-                        std::array::from_fn(|i| row(t0 + i.min(nt - 1)));
+                        std::array::from_fn(|i| acts.row_q8k_for(t0 + i.min(nt - 1), rule));
                     // SAFETY: the kernel was chosen after detecting its CPU features; rows
                     // r0..r1 are whole groups (the matrix's rows are), tokens t0..t0 + nt and
                     // those rows are inside `outs[m]` (checked above), and only this task

@@ -18,6 +18,7 @@
 
 use smelt_gguf::blocks::kquant::scale_min_k4;
 
+use crate::WeightType;
 use crate::act::{BlockQ8K, BlockQ8x32};
 
 /// An f16 stored little-endian at `b[0..2]`.
@@ -397,51 +398,28 @@ fn lanes_256(w: &[i32; 256], y: &[i8; 256]) -> [i32; 8] {
     lanes
 }
 
-/// The integer factors sc·q of a Q2_K super-block (84 bytes: 16 scale bytes, low nibble the
-/// scale and high nibble the min of a 16-weight sub-block; 64 bytes of 2-bit codes; f16 d,
-/// f16 dmin), and its 16 mins. Weight 128j + 32k + l takes bits 2k of qs[32j + l] and
-/// sub-block 8j + 2k + l/16.
+/// A super-block's integer factors sc·(u − bias) per weight ([`crate::kdecode`]), and its
+/// (16,) group mins.
+fn k_codes(ty: WeightType, b: &[u8]) -> ([i32; 256], [i32; 16]) {
+    let k = crate::kdecode::decode(ty, b);
+    let bias = crate::kdecode::bias(ty);
+    let w = std::array::from_fn(|e| k.sc[e / 16] as i32 * (k.u[e] as i32 - bias));
+    (w, k.m.map(|m| m as i32))
+}
+
+/// Q2_K's factors: 16-weight sub-blocks of 2-bit codes with 4-bit scales and mins.
 fn q2_k_codes(b: &[u8]) -> ([i32; 256], [i32; 16]) {
-    let w = std::array::from_fn(|e| {
-        let (j, k, l) = (e / 128, e % 128 / 32, e % 32);
-        let q = (b[16 + 32 * j + l] >> (2 * k)) & 3;
-        (b[8 * j + 2 * k + l / 16] & 0x0f) as i32 * q as i32
-    });
-    (w, std::array::from_fn(|s| (b[s] >> 4) as i32))
+    k_codes(WeightType::Q2K, b)
 }
 
-/// The integer factors sc·q of a Q3_K super-block (110 bytes: 32 high-bit bytes, 64 bytes of
-/// 2-bit codes, 12 bytes of 6-bit scales, f16 d): q = low 2 bits − 4 unless the high bit is
-/// set, sc the sub-block's scale − 32. Weight 128j + 32k + l takes bits 2k of qs[32j + l], bit
-/// 4j + k of hmask[l] and scale 8j + 2k + l/16.
+/// Q3_K's factors: 3-bit codes − 4, 16-weight sub-blocks with 6-bit scales − 32.
 fn q3_k_codes(b: &[u8]) -> [i32; 256] {
-    let s = &b[96..108];
-    let scale = |i: usize| {
-        let low = if i < 8 { s[i] & 0x0f } else { s[i - 8] >> 4 };
-        (low | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4) as i32 - 32
-    };
-    std::array::from_fn(|e| {
-        let (j, k, l) = (e / 128, e % 128 / 32, e % 32);
-        let low = ((b[32 + 32 * j + l] >> (2 * k)) & 3) as i32;
-        let high = (b[l] >> (4 * j + k)) & 1;
-        scale(8 * j + 2 * k + l / 16) * (low - if high == 1 { 0 } else { 4 })
-    })
+    k_codes(WeightType::Q3K, b).0
 }
 
-/// The integer factors ls·K[q] of an IQ4_XS super-block (136 bytes: f16 d, u16 high scale
-/// bits, 4 bytes of low scale nibbles, 128 bytes of 4-bit indices into IQ4_NL's table): 32-weight
-/// sub-block i has ls = (its 4 low bits | 2 high bits << 4) − 32, and its weights the low
-/// nibbles of 16 bytes, then the high ones.
+/// IQ4_XS's factors: IQ4_NL's table values, 32-weight sub-blocks with 6-bit scales − 32.
 fn iq4_xs_codes(b: &[u8]) -> [i32; 256] {
-    use smelt_gguf::blocks::iq4_nl::KVALUES;
-    let high = u16::from_le_bytes([b[2], b[3]]);
-    std::array::from_fn(|e| {
-        let (i, l) = (e / 32, e % 32);
-        let low = (b[4 + i / 2] >> (4 * (i % 2))) & 0x0f;
-        let ls = (low as u16 | ((high >> (2 * i)) & 3) << 4) as i32 - 32;
-        let q = (b[8 + 16 * i + l % 16] >> (4 * (l / 16))) & 0x0f;
-        ls * KVALUES[q as usize] as i32
-    })
+    k_codes(WeightType::IQ4XS, b).0
 }
 
 /// Σ m·Σy over Q2_K's sub-blocks in ggml's eight lanes: lane l takes sub-blocks 2l and

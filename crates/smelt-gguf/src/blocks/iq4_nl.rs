@@ -12,6 +12,17 @@ pub const KVALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
+/// [`KVALUES`] + 128 as unsigned bytes, the form integer kernels that take unsigned codes want.
+pub const KVALUES_U8: [u8; 16] = {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        out[i] = (KVALUES[i] as i16 + 128) as u8;
+        i += 1;
+    }
+    out
+};
+
 /// One block, as ggml's `block_iq4_nl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]

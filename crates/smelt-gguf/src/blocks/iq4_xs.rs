@@ -24,6 +24,14 @@ const _: () = assert!(std::mem::size_of::<BlockIq4Xs>() == 136);
 /// Levels searched around the first guess (ggml's `ntry = 7`).
 const NTRY: i32 = 7;
 
+/// 32-weight sub-block `ib`'s scale (−32..=31) from an IQ4_XS block's high scale bits
+/// (`scales_h`) and low scale nibbles (`scales_l`).
+pub fn scale(scales_h: [u8; 2], scales_l: [u8; 4], ib: usize) -> i32 {
+    let low = (scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f;
+    let high = ((u16::from_le_bytes(scales_h) >> (2 * ib)) & 3) as u8;
+    (low | (high << 4)) as i32 - 32
+}
+
 impl BlockIq4Xs {
     /// Quantizes 256 weights (ggml's `quantize_row_iq4_xs_ref`, no importance weights).
     pub fn quantize(x: &[f32]) -> Self {
@@ -98,11 +106,8 @@ impl BlockIq4Xs {
     /// The 256 weights.
     pub fn dequantize(&self, out: &mut [f32]) {
         let d = f16_value(self.d);
-        let scales_h = u16::from_le_bytes(self.scales_h);
         for (ib, y) in out.chunks_exact_mut(32).enumerate() {
-            let low = (self.scales_l[ib / 2] >> (4 * (ib % 2))) & 0x0f;
-            let high = ((scales_h >> (2 * ib)) & 3) as u8;
-            let dl = d * ((low | (high << 4)) as i32 - 32) as f32;
+            let dl = d * scale(self.scales_h, self.scales_l, ib) as f32;
             let qs = &self.qs[16 * ib..16 * ib + 16];
             for j in 0..16 {
                 y[j] = dl * KVALUES[(qs[j] & 0x0f) as usize] as f32;

@@ -22,6 +22,8 @@ mod q8_k;
 pub mod regrid;
 
 pub use float::{bf16_to_f32, f32_to_bf16};
+pub use iq4_xs::scale as iq4_xs_scale;
+pub use q3_k::scale6 as q3_k_scale6;
 
 use crate::GgmlType;
 

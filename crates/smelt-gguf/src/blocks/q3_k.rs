@@ -20,8 +20,9 @@ pub struct BlockQ3K {
 }
 const _: () = assert!(std::mem::size_of::<BlockQ3K>() == 110);
 
-/// Sub-block `j`'s 6-bit scale (0..=63, not yet offset by 32).
-fn scale6(scales: &[u8; 12], j: usize) -> i32 {
+/// Sub-block `j`'s 6-bit scale (0..=63, not yet offset by 32) from a Q3_K block's 12 scale
+/// bytes.
+pub fn scale6(scales: &[u8; 12], j: usize) -> i32 {
     let low = if j < 8 {
         scales[j] & 0x0f
     } else {
