@@ -1,4 +1,5 @@
-//! Micro-timing of the slice kernels on a cache-resident row (development aid).
+//! Micro-timing of the slice kernels on a cache-resident row (development aid):
+//! `cargo run --release -p smelt-quant --example quant_micro`.
 use smelt_quant::{INT8, QParams, Scheme, rng::Rng, simd};
 use std::time::Instant;
 
