@@ -42,6 +42,59 @@ unsafe fn two_scales(low: i16, high: i16) -> __m256i {
     unsafe { _mm256_set_m128i(_mm_set1_epi16(high), _mm_set1_epi16(low)) }
 }
 
+/// A Q2_K super-block's (8,) code vectors (0..3): vector 4j + k holds weights 128j + 32k ..
+/// +32, bits 2k of qs[32j + l].
+#[inline(always)]
+pub(super) unsafe fn q2_k_codes(b: *const u8) -> [__m256i; 8] {
+    unsafe {
+        let m3 = _mm256_set1_epi8(3);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for j in 0..2 {
+            let raw = _mm256_loadu_si256(b.add(16 + 32 * j) as *const __m256i);
+            for k in 0..4 {
+                q[4 * j + k] = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
+            }
+        }
+        q
+    }
+}
+
+/// A Q3_K super-block's (8,) code vectors, unsigned (low | high << 2, 0..7: the weight's
+/// q + 4): vector 4j + k holds weights 128j + 32k .. +32; bit 4j + k of hmask[l] is the high
+/// bit of weight 128j + 32k + l.
+#[inline(always)]
+pub(super) unsafe fn q3_k_codes(b: *const u8) -> [__m256i; 8] {
+    unsafe {
+        let (m3, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
+        let hmask = _mm256_loadu_si256(b as *const __m256i);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for j in 0..2 {
+            let raw = _mm256_loadu_si256(b.add(32 + 32 * j) as *const __m256i);
+            for k in 0..4 {
+                let low = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
+                let high = _mm256_and_si256(srl(hmask, (4 * j + k) as i32), one);
+                q[4 * j + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
+            }
+        }
+        q
+    }
+}
+
+/// An IQ4_XS super-block's (8,) code vectors, each index looked up in `values` (16 bytes):
+/// vector c holds sub-block c, the low nibbles of its 16 bytes, then the high ones.
+#[inline(always)]
+pub(super) unsafe fn iq4_xs_codes(b: *const u8, values: __m128i) -> [__m256i; 8] {
+    unsafe {
+        let m4 = _mm_set1_epi8(0x0f);
+        std::array::from_fn(|c| {
+            let raw = _mm_loadu_si128(b.add(8 + 16 * c) as *const __m128i);
+            let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
+            let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+            _mm256_set_m128i(high, low)
+        })
+    }
+}
+
 struct Q2K;
 struct Q3K;
 struct Iq4Xs;
@@ -53,14 +106,7 @@ impl Lanes256 for Q2K {
     #[inline(always)]
     unsafe fn decode(b: *const u8) -> Decoded {
         unsafe {
-            let m3 = _mm256_set1_epi8(3);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for j in 0..2 {
-                let raw = _mm256_loadu_si256(b.add(16 + 32 * j) as *const __m256i);
-                for k in 0..4 {
-                    q[4 * j + k] = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
-                }
-            }
+            let q = q2_k_codes(b);
             let sb = std::ptr::read_unaligned(b as *const [u8; 16]);
             let scales = std::array::from_fn(|c| {
                 two_scales((sb[2 * c] & 0x0f) as i16, (sb[2 * c + 1] & 0x0f) as i16)
@@ -88,23 +134,8 @@ impl Lanes256 for Q3K {
     #[inline(always)]
     unsafe fn decode(b: *const u8) -> Decoded {
         unsafe {
-            let (m3, one, four) = (
-                _mm256_set1_epi8(3),
-                _mm256_set1_epi8(1),
-                _mm256_set1_epi8(4),
-            );
-            // Bit 4j + k of hmask[l] is the high bit of weight 128j + 32k + l.
-            let hmask = _mm256_loadu_si256(b as *const __m256i);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for j in 0..2 {
-                let raw = _mm256_loadu_si256(b.add(32 + 32 * j) as *const __m256i);
-                for k in 0..4 {
-                    let low = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
-                    let high = _mm256_and_si256(srl(hmask, (4 * j + k) as i32), one);
-                    let code = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
-                    q[4 * j + k] = _mm256_sub_epi8(code, four);
-                }
-            }
+            let four = _mm256_set1_epi8(4);
+            let q = q3_k_codes(b).map(|c| _mm256_sub_epi8(c, four));
             let s = std::ptr::read_unaligned(b.add(96) as *const [u8; 12]);
             let scale = |i: usize| (smelt_gguf::blocks::q3_k_scale6(&s, i) - 32) as i16;
             Decoded {
@@ -126,14 +157,7 @@ impl Lanes256 for Iq4Xs {
     unsafe fn decode(b: *const u8) -> Decoded {
         unsafe {
             let table = smelt_gguf::blocks::iq4_nl::KVALUES;
-            let values = _mm_loadu_si128(table.as_ptr() as *const __m128i);
-            let m4 = _mm_set1_epi8(0x0f);
-            let q = std::array::from_fn(|c| {
-                let raw = _mm_loadu_si128(b.add(8 + 16 * c) as *const __m128i);
-                let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
-                let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
-                _mm256_set_m128i(high, low)
-            });
+            let q = iq4_xs_codes(b, _mm_loadu_si128(table.as_ptr() as *const __m128i));
             let high = std::ptr::read_unaligned(b.add(2) as *const [u8; 2]);
             let low = std::ptr::read_unaligned(b.add(4) as *const [u8; 4]);
             let scales = std::array::from_fn(|c| {

@@ -37,6 +37,57 @@ unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
     }
 }
 
+/// A Q4_K (`FIVE` false, 144 bytes) or Q5_K (176 bytes) super-block's (8,) code vectors,
+/// unsigned: vector j holds weights 32j..32j+32 (sub-block j).
+#[inline(always)]
+pub(super) unsafe fn q45_codes<const FIVE: bool>(b: *const u8) -> [__m256i; 8] {
+    unsafe {
+        let (m4, one) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(1));
+        let qs = b.add(if FIVE { 48 } else { 16 });
+        let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
+        let mut q = [_mm256_setzero_si256(); 8];
+        for k in 0..4 {
+            let raw = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
+            q[2 * k] = _mm256_and_si256(raw, m4);
+            q[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if FIVE {
+                let h0 = _mm256_and_si256(srl(qh, 2 * k as i32), one);
+                let h1 = _mm256_and_si256(srl(qh, 2 * k as i32 + 1), one);
+                q[2 * k] = _mm256_or_si256(q[2 * k], _mm256_slli_epi16(h0, 4));
+                q[2 * k + 1] = _mm256_or_si256(q[2 * k + 1], _mm256_slli_epi16(h1, 4));
+            }
+        }
+        q
+    }
+}
+
+/// A Q6_K super-block's (8,) code vectors, unsigned (0..63, the weight's q + 32): vector
+/// 4h + k holds weights 128h + 32k .. +32, from nibble k / 2 of ql[64h + 32(k % 2) + l] and
+/// bits 2k of qh[32h + l].
+#[inline(always)]
+pub(super) unsafe fn q6_k_codes(b: *const u8) -> [__m256i; 8] {
+    unsafe {
+        let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+        let mut q = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let ql0 = _mm256_loadu_si256(b.add(64 * h) as *const __m256i);
+            let ql1 = _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i);
+            let qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
+            let lows = [
+                _mm256_and_si256(ql0, m4),
+                _mm256_and_si256(ql1, m4),
+                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+            ];
+            for (k, low) in lows.into_iter().enumerate() {
+                let high = _mm256_and_si256(srl(qh, 2 * k as i32), m2);
+                q[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
+            }
+        }
+        q
+    }
+}
+
 /// The four i32 sums of `v[0]`..`v[3]`'s eight lanes each.
 #[inline(always)]
 unsafe fn hsum4_i32(v: [__m256i; 4]) -> [i32; 4] {
@@ -75,7 +126,6 @@ unsafe fn tile_q45_k<const FIVE: bool, const ORDER: u8, const T: usize>(
         for row in &a {
             assert!(row.len() >= nb, "activation row shorter than the weights");
         }
-        let m4 = _mm256_set1_epi8(0x0f);
         // VEC_DOT: ggml's eight lanes (and Q4_K's four lanes of mins); the rest: scalar chains.
         let mut lanes = [_mm256_setzero_ps(); T];
         let mut acc = [0f32; T];
@@ -86,26 +136,7 @@ unsafe fn tile_q45_k<const FIVE: bool, const ORDER: u8, const T: usize>(
             let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
             let (sc, mn) = k4_scales_mins(b.add(4));
             let mn16 = pairs_i16(mn);
-            let qs = b.add(if FIVE { 48 } else { 16 });
-            let qh = if FIVE {
-                _mm256_loadu_si256(b.add(16) as *const __m256i)
-            } else {
-                _mm256_setzero_si256()
-            };
-            // (8,) code vectors: sub-block j holds weights 32j..32j+32.
-            let mut q = [_mm256_setzero_si256(); 8];
-            for k in 0..4 {
-                let raw = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
-                q[2 * k] = _mm256_and_si256(raw, m4);
-                q[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                if FIVE {
-                    let one = _mm256_set1_epi8(1);
-                    let h0 = _mm256_and_si256(srl(qh, 2 * k as i32), one);
-                    let h1 = _mm256_and_si256(srl(qh, 2 * k as i32 + 1), one);
-                    q[2 * k] = _mm256_or_si256(q[2 * k], _mm256_slli_epi16(h0, 4));
-                    q[2 * k + 1] = _mm256_or_si256(q[2 * k + 1], _mm256_slli_epi16(h1, 4));
-                }
-            }
+            let q = q45_codes::<FIVE>(b);
             for t in 0..T {
                 let blk = a[t].get_unchecked(i);
                 // pair[k]: sc·q·y of sub-blocks 2k and 2k + 1, in ggml's lanes.
@@ -183,7 +214,6 @@ unsafe fn tile_q6_k<const BATCH: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]
         for row in &a {
             assert!(row.len() >= nb, "activation row shorter than the weights");
         }
-        let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
         let mut lanes = [_mm256_setzero_ps(); T];
         let mut acc = [0f32; T];
         for i in 0..nb {
@@ -191,27 +221,15 @@ unsafe fn tile_q6_k<const BATCH: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]
             let d = f16_at(b.add(208));
             // (16,) sub-block scales as i16.
             let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
-            // Code vector 4h + k holds weights 128h + 32k .. +32 (sub-blocks 8h + 2k, 8h + 2k + 1).
-            let mut q = [_mm256_setzero_si256(); 8];
-            let mut scale = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let ql0 = _mm256_loadu_si256(b.add(64 * h) as *const __m256i);
-                let ql1 = _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i);
-                let qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
-                let lows = [
-                    _mm256_and_si256(ql0, m4),
-                    _mm256_and_si256(ql1, m4),
-                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                ];
-                for (k, low) in lows.into_iter().enumerate() {
-                    let high = _mm256_and_si256(srl(qh, 2 * k as i32), m2);
-                    q[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-                    let s = 8 * h + 2 * k;
-                    let (s0, s1) = (*b.add(192 + s) as i8 as i16, *b.add(193 + s) as i8 as i16);
-                    scale[4 * h + k] = _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0));
-                }
-            }
+            // Code vector c holds weights 32c..32c+32 (sub-blocks 2c, 2c + 1).
+            let q = q6_k_codes(b);
+            let scale: [__m256i; 8] = std::array::from_fn(|c| {
+                let (s0, s1) = (
+                    *b.add(192 + 2 * c) as i8 as i16,
+                    *b.add(193 + 2 * c) as i8 as i16,
+                );
+                _mm256_set_m128i(_mm_set1_epi16(s1), _mm_set1_epi16(s0))
+            });
             for t in 0..T {
                 let blk = a[t].get_unchecked(i);
                 let mut sumi = _mm256_setzero_si256();

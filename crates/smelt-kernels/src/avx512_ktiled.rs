@@ -9,7 +9,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_at, hsum_i32, srl};
+use super::{f16_at, hsum_i32};
 use crate::TILE_WIDTHS;
 use crate::act::BlockQ8K;
 use crate::kdecode::twice;
@@ -43,22 +43,7 @@ trait Tiled {
 #[inline(always)]
 unsafe fn q45<const FIVE: bool>(b: *const u8) -> Unsigned {
     unsafe {
-        let m4 = _mm256_set1_epi8(0x0f);
-        let qs = b.add(if FIVE { 48 } else { 16 });
-        let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
-        let mut q = [_mm256_setzero_si256(); 8];
-        for k in 0..4 {
-            let raw = _mm256_loadu_si256(qs.add(32 * k) as *const __m256i);
-            q[2 * k] = _mm256_and_si256(raw, m4);
-            q[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            if FIVE {
-                let one = _mm256_set1_epi8(1);
-                let h0 = _mm256_and_si256(srl(qh, 2 * k as i32), one);
-                let h1 = _mm256_and_si256(srl(qh, 2 * k as i32 + 1), one);
-                q[2 * k] = _mm256_or_si256(q[2 * k], _mm256_slli_epi16(h0, 4));
-                q[2 * k + 1] = _mm256_or_si256(q[2 * k + 1], _mm256_slli_epi16(h1, 4));
-            }
-        }
+        let q = super::kquant::q45_codes::<FIVE>(b);
         let packed = std::ptr::read_unaligned(b.add(4) as *const [u8; 12]);
         let sm: [(u8, u8); 8] =
             std::array::from_fn(|j| smelt_gguf::blocks::kquant::scale_min_k4(j, &packed));
@@ -106,24 +91,7 @@ impl Tiled for Q6K {
     #[inline(always)]
     unsafe fn decode(b: *const u8) -> Unsigned {
         unsafe {
-            let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
-            // Vector 4h + k holds weights 128h + 32k .. +32.
-            let mut q = [_mm256_setzero_si256(); 8];
-            for h in 0..2 {
-                let ql0 = _mm256_loadu_si256(b.add(64 * h) as *const __m256i);
-                let ql1 = _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i);
-                let qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
-                let lows = [
-                    _mm256_and_si256(ql0, m4),
-                    _mm256_and_si256(ql1, m4),
-                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                ];
-                for (k, low) in lows.into_iter().enumerate() {
-                    let high = _mm256_and_si256(srl(qh, 2 * k as i32), m2);
-                    q[4 * h + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 4));
-                }
-            }
+            let q = super::kquant::q6_k_codes(b);
             Unsigned {
                 q,
                 scales: std::array::from_fn(|g| *b.add(192 + g) as i8 as i32),
@@ -142,14 +110,7 @@ impl Tiled for Q2K {
     #[inline(always)]
     unsafe fn decode(b: *const u8) -> Unsigned {
         unsafe {
-            let m3 = _mm256_set1_epi8(3);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for j in 0..2 {
-                let raw = _mm256_loadu_si256(b.add(16 + 32 * j) as *const __m256i);
-                for k in 0..4 {
-                    q[4 * j + k] = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
-                }
-            }
+            let q = super::klanes::q2_k_codes(b);
             let sb = std::ptr::read_unaligned(b as *const [u8; 16]);
             Unsigned {
                 q,
@@ -169,18 +130,7 @@ impl Tiled for Q3K {
     #[inline(always)]
     unsafe fn decode(b: *const u8) -> Unsigned {
         unsafe {
-            let (m3, one) = (_mm256_set1_epi8(3), _mm256_set1_epi8(1));
-            // Bit 4j + k of hmask[l] is the high bit of weight 128j + 32k + l.
-            let hmask = _mm256_loadu_si256(b as *const __m256i);
-            let mut q = [_mm256_setzero_si256(); 8];
-            for j in 0..2 {
-                let raw = _mm256_loadu_si256(b.add(32 + 32 * j) as *const __m256i);
-                for k in 0..4 {
-                    let low = _mm256_and_si256(srl(raw, 2 * k as i32), m3);
-                    let high = _mm256_and_si256(srl(hmask, (4 * j + k) as i32), one);
-                    q[4 * j + k] = _mm256_or_si256(low, _mm256_slli_epi16(high, 2));
-                }
-            }
+            let q = super::klanes::q3_k_codes(b);
             let s = std::ptr::read_unaligned(b.add(96) as *const [u8; 12]);
             let scale = |i: usize| smelt_gguf::blocks::q3_k_scale6(&s, i) - 32;
             Unsigned {
@@ -202,14 +152,8 @@ impl Tiled for Iq4Xs {
     unsafe fn decode(b: *const u8) -> Unsigned {
         unsafe {
             let biased = smelt_gguf::blocks::iq4_nl::KVALUES_U8;
-            let values = _mm_loadu_si128(biased.as_ptr() as *const __m128i);
-            let m4 = _mm_set1_epi8(0x0f);
-            let q = std::array::from_fn(|c| {
-                let raw = _mm_loadu_si128(b.add(8 + 16 * c) as *const __m128i);
-                let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
-                let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
-                _mm256_set_m128i(high, low)
-            });
+            let q =
+                super::klanes::iq4_xs_codes(b, _mm_loadu_si128(biased.as_ptr() as *const __m128i));
             let high = std::ptr::read_unaligned(b.add(2) as *const [u8; 2]);
             let low = std::ptr::read_unaligned(b.add(4) as *const [u8; 4]);
             let ls: [i32; 8] =
