@@ -205,6 +205,60 @@ macro_rules! by_tokens {
     }};
 }
 
+/// Kernel entry points over 256-block activations, compiled for `$features`: each `$name` runs
+/// `$tile::<$c.., T>` (a function of one weight row and a tile of `T` activation rows) on
+/// every weight row, for the tile width given.
+macro_rules! k_entries {
+    ($features:literal; $($(#[$doc:meta])* $name:ident = $tile:ident::<$($c:tt),+>;)*) => {$(
+        $(#[$doc])*
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn $name(
+            w: &[u8],
+            row_bytes: usize,
+            a: &[&[crate::act::BlockQ8K]],
+            out: &mut [f32],
+        ) {
+            #[inline(always)]
+            unsafe fn tile<const T: usize>(
+                w: &[u8],
+                a: [&[crate::act::BlockQ8K]; T],
+            ) -> [f32; T] {
+                unsafe { $tile::<$($c,)+ T>(w, a) }
+            }
+            unsafe { by_tokens!(tile, w, row_bytes, a, out) }
+        }
+    )*};
+}
+
+/// llama.cpp's summation orders for the 256-block formats (a kernel's `ORDER` parameter; see
+/// `reference`).
+mod korder {
+    /// A repacked matrix's gemv (Q4_K, Q2_K): S and M per super-block in two chains,
+    /// `acc − mins`.
+    pub const GEMV: u8 = 0;
+    /// A repacked matrix's gemm (rows in groups of 4): the same per 64 weights (Q4_K) or 128
+    /// (Q2_K).
+    pub const GEMM: u8 = 1;
+    /// ggml's `vec_dot`: eight integer lanes, one FMA per lane by `d_y·d`; the format's mins
+    /// as its `vec_dot` adds them.
+    pub const VEC_DOT: u8 = 2;
+    /// The tiled matmul: `r = S·d − dmin·M` (fused), `acc = fma(r, d_y, acc)`.
+    pub const TILED: u8 = 3;
+}
+
+/// 32 values looked up by the 32 nibbles of the 16 bytes at `p` in the 16-byte table `values`:
+/// the low nibbles first, then the high ones (IQ4_NL's and IQ4_XS's index layout).
+#[inline(always)]
+unsafe fn nibble_lookup(p: *const u8, values: __m128i) -> __m256i {
+    unsafe {
+        let m4 = _mm_set1_epi8(0x0f);
+        let raw = _mm_loadu_si128(p as *const __m128i);
+        let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
+        let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+        _mm256_set_m128i(high, low)
+    }
+}
+
 #[inline(always)]
 unsafe fn tile_float<const HALF: bool, const T: usize>(w: &[u8], x: [&[f32]; T]) -> [f32; T] {
     unsafe {
@@ -334,12 +388,7 @@ impl Block32 for Q4_0Lanes {
 unsafe fn iq4_nl_values(p: *const u8) -> __m256i {
     unsafe {
         let table = smelt_gguf::blocks::iq4_nl::KVALUES;
-        let values = _mm_loadu_si128(table.as_ptr() as *const __m128i);
-        let m4 = _mm_set1_epi8(0x0f);
-        let raw = _mm_loadu_si128(p as *const __m128i);
-        let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
-        let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
-        _mm256_set_m128i(high, low)
+        nibble_lookup(p, _mm_loadu_si128(table.as_ptr() as *const __m128i))
     }
 }
 

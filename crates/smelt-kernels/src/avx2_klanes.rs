@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{f16_at, hsum, hsum_i32, load_codes, srl};
+use super::{f16_at, hsum, hsum_i32, load_codes, nibble_lookup, srl};
 use crate::TILE_WIDTHS;
 use crate::act::BlockQ8K;
 
@@ -84,15 +84,7 @@ pub(super) unsafe fn q3_k_codes(b: *const u8) -> [__m256i; 8] {
 /// vector c holds sub-block c, the low nibbles of its 16 bytes, then the high ones.
 #[inline(always)]
 pub(super) unsafe fn iq4_xs_codes(b: *const u8, values: __m128i) -> [__m256i; 8] {
-    unsafe {
-        let m4 = _mm_set1_epi8(0x0f);
-        std::array::from_fn(|c| {
-            let raw = _mm_loadu_si128(b.add(8 + 16 * c) as *const __m128i);
-            let low = _mm_shuffle_epi8(values, _mm_and_si128(raw, m4));
-            let high = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(raw, 4), m4));
-            _mm256_set_m128i(high, low)
-        })
-    }
+    unsafe { std::array::from_fn(|c| nibble_lookup(b.add(8 + 16 * c), values)) }
 }
 
 struct Q2K;
@@ -174,19 +166,8 @@ impl Lanes256 for Iq4Xs {
     }
 }
 
-/// llama.cpp's orders for these formats; a [`tile_lanes`] parameter.
-mod order {
-    /// ggml's `vec_dot`: per lane the mins' `fma(−d_y·dmin, ·)`, then `fma(d_y·d, ·)`.
-    pub const VEC_DOT: u8 = 0;
-    /// The tiled matmul: `r = S·d − dmin·M` (fused), `acc = fma(r, d_y, acc)`.
-    pub const TILED: u8 = 1;
-    /// Repacked Q2_K's gemv: S and M per super-block in two chains, `acc − mins`.
-    pub const GEMV: u8 = 2;
-    /// Repacked Q2_K's gemm: the same per 128-weight half.
-    pub const GEMM: u8 = 3;
-}
-
-/// `F` against a tile of `T` tokens in llama.cpp's order `ORDER` ([`order`]):
+/// `F` against a tile of `T` tokens in llama.cpp's order `ORDER` (`korder`; VEC_DOT's mins:
+/// per lane `fma(−d_y·dmin, ·)` before the lane's sum):
 /// `reference::dot_q2_k` (VEC_DOT), `dot_q2_k_tiled` (TILED), `dot_q2_k_gemv`, `dot_q2_k_gemm`,
 /// and the same for Q3_K and IQ4_XS, which have the first two.
 #[inline(always)]
@@ -194,7 +175,7 @@ unsafe fn tile_lanes<F: Lanes256, const ORDER: u8, const T: usize>(
     w: &[u8],
     a: [&[BlockQ8K]; T],
 ) -> [f32; T] {
-    use order::*;
+    use super::korder::*;
     unsafe {
         let nb = w.len() / F::BYTES;
         for row in &a {
@@ -278,40 +259,22 @@ unsafe fn tile_lanes<F: Lanes256, const ORDER: u8, const T: usize>(
     }
 }
 
-macro_rules! lanes_entries {
-    ($($(#[$doc:meta])* $name:ident = $f:ty, $order:ident;)*) => {$(
-        $(#[$doc])*
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) unsafe fn $name(
-            w: &[u8],
-            row_bytes: usize,
-            a: &[&[BlockQ8K]],
-            out: &mut [f32],
-        ) {
-            #[inline(always)]
-            unsafe fn tile<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
-                unsafe { tile_lanes::<$f, { order::$order }, T>(w, a) }
-            }
-            unsafe { by_tokens!(tile, w, row_bytes, a, out) }
-        }
-    )*};
-}
-
-lanes_entries! {
+k_entries! {
+    "avx2,fma,f16c";
     /// Q2_K × a tile of 256-block rows, as ggml's `vec_dot` sums.
-    dot_q2_k = Q2K, VEC_DOT;
+    dot_q2_k = tile_lanes::<Q2K, { super::korder::VEC_DOT }>;
     /// Q2_K × a tile of rows of a batch of 8 or more, as llama.cpp's tiled matmul sums.
-    dot_q2_k_tiled = Q2K, TILED;
+    dot_q2_k_tiled = tile_lanes::<Q2K, { super::korder::TILED }>;
     /// Q2_K × a tile of rows of a matrix llama.cpp repacks, as its gemv sums.
-    dot_q2_k_gemv = Q2K, GEMV;
+    dot_q2_k_gemv = tile_lanes::<Q2K, { super::korder::GEMV }>;
     /// Q2_K × a tile of rows in groups of 4, of a matrix llama.cpp repacks, as its gemm sums.
-    dot_q2_k_gemm = Q2K, GEMM;
+    dot_q2_k_gemm = tile_lanes::<Q2K, { super::korder::GEMM }>;
     /// Q3_K × a tile of 256-block rows, as ggml's `vec_dot` sums.
-    dot_q3_k = Q3K, VEC_DOT;
+    dot_q3_k = tile_lanes::<Q3K, { super::korder::VEC_DOT }>;
     /// Q3_K × a tile of rows of a batch of 8 or more, as llama.cpp's tiled matmul sums.
-    dot_q3_k_tiled = Q3K, TILED;
+    dot_q3_k_tiled = tile_lanes::<Q3K, { super::korder::TILED }>;
     /// IQ4_XS × a tile of 256-block rows, as ggml's `vec_dot` sums.
-    dot_iq4_xs = Iq4Xs, VEC_DOT;
+    dot_iq4_xs = tile_lanes::<Iq4Xs, { super::korder::VEC_DOT }>;
     /// IQ4_XS × a tile of rows of a batch of 8 or more, as llama.cpp's tiled matmul sums.
-    dot_iq4_xs_tiled = Iq4Xs, TILED;
+    dot_iq4_xs_tiled = tile_lanes::<Iq4Xs, { super::korder::TILED }>;
 }

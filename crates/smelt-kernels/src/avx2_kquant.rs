@@ -99,27 +99,16 @@ unsafe fn hsum4_i32(v: [__m256i; 4]) -> [i32; 4] {
     }
 }
 
-/// llama.cpp's orders for Q4_K and Q5_K (see `reference`); a [`tile_q45_k`] parameter.
-mod order {
-    /// Repacked Q4_K's gemv: S and M per super-block in two chains, `acc − mins`.
-    pub const GEMV: u8 = 0;
-    /// Repacked Q4_K's gemm (rows in groups of 4): one FMA per 64-weight pair.
-    pub const GEMM: u8 = 1;
-    /// ggml's `vec_dot`: eight lanes; the mins one chain (Q5_K) or four lanes (Q4_K).
-    pub const VEC_DOT: u8 = 2;
-    /// The tiled matmul: `r = S·d − dmin·M`, `acc = fma(r, d_y, acc)`.
-    pub const TILED: u8 = 3;
-}
-
 /// Q4_K (`FIVE` false) and Q5_K (true) against a tile of `T` tokens, in llama.cpp's order
-/// `ORDER` ([`order`]): `reference::dot_q4_k` (GEMV), `dot_q4_k_x4` (GEMM), `dot_q4_k_vec` /
-/// `dot_q5_k` (VEC_DOT), `dot_q4_k_tiled` / `dot_q5_k_tiled` (TILED).
+/// `ORDER` (`korder`; VEC_DOT's mins: Q5_K one chain, Q4_K four lanes): `reference::dot_q4_k`
+/// (GEMV), `dot_q4_k_x4` (GEMM), `dot_q4_k_vec` / `dot_q5_k` (VEC_DOT), `dot_q4_k_tiled` /
+/// `dot_q5_k_tiled` (TILED).
 #[inline(always)]
 unsafe fn tile_q45_k<const FIVE: bool, const ORDER: u8, const T: usize>(
     w: &[u8],
     a: [&[BlockQ8K]; T],
 ) -> [f32; T] {
-    use order::*;
+    use super::korder::*;
     unsafe {
         let bytes = if FIVE { 176 } else { 144 };
         let nb = w.len() / bytes;
@@ -254,58 +243,24 @@ unsafe fn tile_q6_k<const BATCH: bool, const T: usize>(w: &[u8], a: [&[BlockQ8K]
     }
 }
 
-macro_rules! kquant_kernels {
-    ($($name:ident = $tile:ident::<$($c:tt),+>;)*) => {$(
-        #[inline(always)]
-        unsafe fn $name<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
-            unsafe { $tile::<$($c,)+ T>(w, a) }
-        }
-    )*};
-}
-
-kquant_kernels! {
-    tile_q4_k = tile_q45_k::<false, { order::GEMV }>;
-    tile_q4_k_x4 = tile_q45_k::<false, { order::GEMM }>;
-    tile_q4_k_vec = tile_q45_k::<false, { order::VEC_DOT }>;
-    tile_q4_k_tiled = tile_q45_k::<false, { order::TILED }>;
-    tile_q5_k = tile_q45_k::<true, { order::VEC_DOT }>;
-    tile_q5_k_tiled = tile_q45_k::<true, { order::TILED }>;
-    tile_q6_k_alone = tile_q6_k::<false>;
-    tile_q6_k_tiled = tile_q6_k::<true>;
-}
-
-macro_rules! kquant_entries {
-    ($($(#[$doc:meta])* $name:ident = $tile:ident;)*) => {$(
-        $(#[$doc])*
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) unsafe fn $name(
-            w: &[u8],
-            row_bytes: usize,
-            a: &[&[BlockQ8K]],
-            out: &mut [f32],
-        ) {
-            unsafe { by_tokens!($tile, w, row_bytes, a, out) }
-        }
-    )*};
-}
-
-kquant_entries! {
+k_entries! {
+    "avx2,fma,f16c";
     /// Q4_K × a tile of 256-block rows, as llama.cpp's repacked gemv sums.
-    dot_q4_k = tile_q4_k;
+    dot_q4_k = tile_q45_k::<false, { super::korder::GEMV }>;
     /// Q4_K × a tile of rows in groups of 4, as llama.cpp's repacked gemm sums.
-    dot_q4_k_x4 = tile_q4_k_x4;
+    dot_q4_k_x4 = tile_q45_k::<false, { super::korder::GEMM }>;
     /// Q4_K × a tile of 256-block rows of a matrix llama.cpp does not repack, as ggml's
     /// `vec_dot` sums.
-    dot_q4_k_vec = tile_q4_k_vec;
+    dot_q4_k_vec = tile_q45_k::<false, { super::korder::VEC_DOT }>;
     /// Q4_K × a tile of rows of a batch of 8 or more, of a matrix llama.cpp does not repack,
     /// as its tiled matmul sums.
-    dot_q4_k_tiled = tile_q4_k_tiled;
+    dot_q4_k_tiled = tile_q45_k::<false, { super::korder::TILED }>;
     /// Q5_K × a tile of 256-block rows, as ggml's `vec_dot` sums.
-    dot_q5_k = tile_q5_k;
+    dot_q5_k = tile_q45_k::<true, { super::korder::VEC_DOT }>;
     /// Q5_K × a tile of rows of a batch of 8 or more, as llama.cpp's tiled matmul sums.
-    dot_q5_k_tiled = tile_q5_k_tiled;
+    dot_q5_k_tiled = tile_q45_k::<true, { super::korder::TILED }>;
     /// Q6_K × a tile of 256-block rows, as ggml's `vec_dot` sums.
-    dot_q6_k = tile_q6_k_alone;
+    dot_q6_k = tile_q6_k::<false>;
     /// Q6_K × a tile of rows of a batch of 8 or more, as llama.cpp's tiled matmul sums.
-    dot_q6_k_tiled = tile_q6_k_tiled;
+    dot_q6_k_tiled = tile_q6_k::<true>;
 }

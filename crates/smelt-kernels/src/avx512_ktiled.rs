@@ -219,36 +219,18 @@ unsafe fn tile_tiled<F: Tiled, const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) ->
     }
 }
 
-macro_rules! tiled_entries {
-    ($($(#[$doc:meta])* $name:ident = $f:ty;)*) => {$(
-        $(#[$doc])*
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-        pub(crate) unsafe fn $name(
-            w: &[u8],
-            row_bytes: usize,
-            a: &[&[BlockQ8K]],
-            out: &mut [f32],
-        ) {
-            #[inline(always)]
-            unsafe fn tile<const T: usize>(w: &[u8], a: [&[BlockQ8K]; T]) -> [f32; T] {
-                unsafe { tile_tiled::<$f, T>(w, a) }
-            }
-            unsafe { by_tokens!(tile, w, row_bytes, a, out) }
-        }
-    )*};
-}
-
-tiled_entries! {
+k_entries! {
+    "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni";
     /// Q4_K (a matrix llama.cpp does not repack) × rows of a batch of 8 or more.
-    dot_q4_k_tiled_vnni512 = Q4K;
+    dot_q4_k_tiled_vnni512 = tile_tiled::<Q4K>;
     /// Q5_K × rows of a batch of 8 or more.
-    dot_q5_k_tiled_vnni512 = Q5K;
+    dot_q5_k_tiled_vnni512 = tile_tiled::<Q5K>;
     /// Q6_K × rows of a batch of 8 or more.
-    dot_q6_k_tiled_vnni512 = Q6K;
+    dot_q6_k_tiled_vnni512 = tile_tiled::<Q6K>;
     /// Q2_K (a matrix llama.cpp does not repack) × rows of a batch of 8 or more.
-    dot_q2_k_tiled_vnni512 = Q2K;
+    dot_q2_k_tiled_vnni512 = tile_tiled::<Q2K>;
     /// Q3_K × rows of a batch of 8 or more.
-    dot_q3_k_tiled_vnni512 = Q3K;
+    dot_q3_k_tiled_vnni512 = tile_tiled::<Q3K>;
     /// IQ4_XS × rows of a batch of 8 or more.
-    dot_iq4_xs_tiled_vnni512 = Iq4Xs;
+    dot_iq4_xs_tiled_vnni512 = tile_tiled::<Iq4Xs>;
 }
