@@ -12,6 +12,7 @@ pub mod generate;
 pub mod kv_cache;
 pub mod layer_io;
 pub mod llama;
+mod llama_config;
 pub mod ops;
 pub mod perplexity;
 pub mod sampler;
