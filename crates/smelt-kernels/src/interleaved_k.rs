@@ -11,15 +11,18 @@
 //! one-token orders (ggml's eight lanes; repacked Q4_K's and Q2_K's gemv) and read the file's
 //! own bytes.
 //!
-//! Layout of a group of 16 rows, super-block by super-block ([`BLOCK_BYTES`] each):
+//! Layout of a group of 16 rows, super-block by super-block ([`block_bytes`] each):
 //! - codes: (64, 16, 4) bytes: dword k of each row's 256 unsigned codes u (w = d·sc·(u − bias)
-//!   − dmin·m), row after row;
+//!   − dmin·m), row after row. Formats whose codes take 4 bits or fewer (Q2_K, Q3_K, Q4_K; and
+//!   IQ4_XS, whose codes are 16 table values) keep them as nibbles instead, half the bytes:
+//!   (32, 16, 4), where dwords 4g + i and 4g + i + 2 (i = 0, 1) of a 16-weight group g share
+//!   one 64-byte line, the first in the low nibbles; IQ4_XS keeps the table index;
 //! - scales: (16, 16) i8, 16-weight group g of each row; mins: (16, 16) u8;
 //! - d, dmin: (16,) f32 each.
 //!
-//! The copy takes 1.16 bytes per weight besides the file's own bytes (which single tokens
-//! still read); the copies of a process stay within a budget (`SMELT_INTERLEAVE_BUDGET_MB`,
-//! default 1024), and `SMELT_NO_INTERLEAVE` switches them off.
+//! The copy takes 0.66 bytes per weight (nibbles) or 1.16 (Q5_K, Q6_K) besides the file's own
+//! bytes (which single tokens still read); the copies of a process stay within a budget
+//! (`SMELT_INTERLEAVE_BUDGET_MB`, default 1024), and `SMELT_NO_INTERLEAVE` switches them off.
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -27,36 +30,92 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
+use smelt_gguf::blocks::iq4_nl::KVALUES_U8;
+
 use crate::WeightType;
 use crate::act::BlockQ8K;
 use crate::interleaved::{GROUP, Lines};
 
-/// Bytes of one super-block of a 16-row group.
-const BLOCK_BYTES: usize = 64 * 64 + 2 * 256 + 2 * 64;
+/// How a copy keeps its codes ([`group`]'s `CODES`).
+mod codes {
+    /// One byte per code.
+    pub const BYTES: u8 = 0;
+    /// Two codes per byte, the code itself.
+    pub const NIBBLES: u8 = 1;
+    /// Two per byte, an index into IQ4_NL's 16 values (as unsigned bytes).
+    pub const TABLE: u8 = 2;
+}
+
+/// Bytes of the codes of one super-block of a 16-row group.
+const fn code_bytes(codes: u8) -> usize {
+    if codes == codes::BYTES {
+        64 * 64
+    } else {
+        32 * 64
+    }
+}
+
+/// Bytes of one super-block of a 16-row group: codes, scales, mins, d, dmin.
+const fn block_bytes(codes: u8) -> usize {
+    code_bytes(codes) + 2 * 256 + 2 * 64
+}
+
+/// How `ty`'s copy keeps its codes.
+fn codes_of(ty: WeightType) -> u8 {
+    match ty {
+        WeightType::Q2K | WeightType::Q3K | WeightType::Q4K => codes::NIBBLES,
+        WeightType::IQ4XS => codes::TABLE,
+        _ => codes::BYTES,
+    }
+}
 
 /// `rows` rows of `row_bytes` bytes of `ty` super-blocks → the interleaved layout.
 fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Lines {
     let bb = ty.block().1;
     let nb = row_bytes / bb;
-    let mut buf = Lines::zeroed(rows / GROUP * nb * BLOCK_BYTES);
+    let kind = codes_of(ty);
+    let (cb, blk) = (code_bytes(kind), block_bytes(kind));
+    // The nibble that stands for code u.
+    let nibble = |u: u8| -> u8 {
+        match kind {
+            codes::TABLE => KVALUES_U8
+                .iter()
+                .position(|&v| v == u)
+                .expect("an IQ4 value") as u8,
+            _ => {
+                debug_assert!(u < 16);
+                u
+            }
+        }
+    };
+    let mut buf = Lines::zeroed(rows / GROUP * nb * blk);
     buf.bytes_mut()
-        .par_chunks_mut(nb * BLOCK_BYTES)
+        .par_chunks_mut(nb * blk)
         .enumerate()
         .for_each(|(g, out)| {
             for b in 0..nb {
-                let dst = &mut out[b * BLOCK_BYTES..][..BLOCK_BYTES];
+                let dst = &mut out[b * blk..][..blk];
                 for r in 0..GROUP {
                     let row = &src[(g * GROUP + r) * row_bytes..][..row_bytes];
                     let x = crate::kdecode::decode(ty, &row[b * bb..][..bb]);
                     for k in 0..64 {
-                        dst[(k * GROUP + r) * 4..][..4].copy_from_slice(&x.u[4 * k..4 * k + 4]);
+                        let four = &x.u[4 * k..4 * k + 4];
+                        if kind == codes::BYTES {
+                            dst[(k * GROUP + r) * 4..][..4].copy_from_slice(four);
+                            continue;
+                        }
+                        // Line 2·(k / 4) + k % 2, the low nibbles for k % 4 < 2.
+                        let (line, shift) = (2 * (k / 4) + k % 2, 4 * (k % 4 / 2));
+                        for (e, &u) in four.iter().enumerate() {
+                            dst[line * 64 + r * 4 + e] |= nibble(u) << shift;
+                        }
                     }
                     for grp in 0..16 {
-                        dst[4096 + grp * GROUP + r] = x.sc[grp] as u8;
-                        dst[4096 + 256 + grp * GROUP + r] = x.m[grp];
+                        dst[cb + grp * GROUP + r] = x.sc[grp] as u8;
+                        dst[cb + 256 + grp * GROUP + r] = x.m[grp];
                     }
-                    dst[4608 + 4 * r..][..4].copy_from_slice(&x.d.to_le_bytes());
-                    dst[4672 + 4 * r..][..4].copy_from_slice(&x.dmin.to_le_bytes());
+                    dst[cb + 512 + 4 * r..][..4].copy_from_slice(&x.d.to_le_bytes());
+                    dst[cb + 576 + 4 * r..][..4].copy_from_slice(&x.dmin.to_le_bytes());
                 }
             }
         });
@@ -75,35 +134,58 @@ mod order {
 
 /// One group of 16 rows against `T` tokens; token t's 16 results go to `out + t · ld`.
 #[inline(always)]
-unsafe fn group<const BIAS: i32, const MINS: bool, const ORDER: u8, const T: usize>(
+unsafe fn group<
+    const BIAS: i32,
+    const MINS: bool,
+    const ORDER: u8,
+    const CODES: u8,
+    const T: usize,
+>(
     w: &[u8],
     a: &[&[BlockQ8K]; T],
     out: *mut f32,
     ld: usize,
 ) {
     use order::*;
+    let (cb, blk) = (code_bytes(CODES), block_bytes(CODES));
     unsafe {
-        let nb = w.len() / BLOCK_BYTES;
+        let nb = w.len() / blk;
+        let low = _mm512_set1_epi8(0x0f);
+        let table = _mm512_broadcast_i32x4(_mm_loadu_si128(KVALUES_U8.as_ptr() as *const _));
         let (mut acc, mut macc) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
         for b in 0..nb {
-            let p = w.as_ptr().add(b * BLOCK_BYTES);
+            let p = w.as_ptr().add(b * blk);
             if b + 1 < nb {
-                let ahead = p.add(BLOCK_BYTES);
-                for line in (0..BLOCK_BYTES).step_by(64) {
+                let ahead = p.add(blk);
+                for line in (0..blk).step_by(64) {
                     _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8);
                 }
             }
-            let d = _mm512_loadu_ps(p.add(4608) as *const f32);
-            let dmin = _mm512_loadu_ps(p.add(4672) as *const f32);
+            let d = _mm512_loadu_ps(p.add(cb + 512) as *const f32);
+            let dmin = _mm512_loadu_ps(p.add(cb + 576) as *const f32);
             // (T,) per-row integer sums S and M of the current span.
             let (mut s, mut m) = ([_mm512_setzero_si512(); T], [_mm512_setzero_si512(); T]);
             for g in 0..16 {
-                let codes: [__m512i; 4] =
-                    std::array::from_fn(
-                        |i| _mm512_loadu_si512(p.add((4 * g + i) * 64) as *const _),
-                    );
-                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(4096 + 16 * g) as *const _));
-                let mn = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(4352 + 16 * g) as *const _));
+                let codes: [__m512i; 4] = if CODES == codes::BYTES {
+                    std::array::from_fn(|i| _mm512_loadu_si512(p.add((4 * g + i) * 64) as *const _))
+                } else {
+                    let x0 = _mm512_loadu_si512(p.add(2 * g * 64) as *const _);
+                    let x1 = _mm512_loadu_si512(p.add((2 * g + 1) * 64) as *const _);
+                    let c = [
+                        _mm512_and_si512(x0, low),
+                        _mm512_and_si512(x1, low),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(x0), low),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(x1), low),
+                    ];
+                    if CODES == codes::TABLE {
+                        c.map(|i| _mm512_shuffle_epi8(table, i))
+                    } else {
+                        c
+                    }
+                };
+                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(cb + 16 * g) as *const _));
+                let mn =
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(cb + 256 + 16 * g) as *const _));
                 for t in 0..T {
                     let y = a[t].get_unchecked(b);
                     let bsum = *y.bsums.get_unchecked(g) as i32;
@@ -166,7 +248,7 @@ pub(crate) type KGroupKernel = unsafe fn(&[u8], usize, &[&[BlockQ8K]], *mut f32,
 
 /// The tile through [`group`], at most 4 tokens a call (the accumulators stay in registers).
 #[inline(always)]
-unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8>(
+unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8, const CODES: u8>(
     w: &[u8],
     group_bytes: usize,
     a: &[&[BlockQ8K]],
@@ -178,7 +260,9 @@ unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8>(
             && group_bytes > 0
             && w.len().is_multiple_of(group_bytes)
             && ld >= w.len() / group_bytes * GROUP
-            && a.iter().all(|r| r.len() >= group_bytes / BLOCK_BYTES),
+            && group_bytes.is_multiple_of(block_bytes(CODES))
+            && a.iter()
+                .all(|r| r.len() >= group_bytes / block_bytes(CODES)),
         "interleaved k-quant tile shape"
     );
     for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
@@ -191,10 +275,12 @@ unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8>(
             // `out` at (token, row) of the tile.
             unsafe {
                 match left {
-                    1 => group::<BIAS, MINS, ORDER, 1>(gw, &[a[t]], o, ld),
-                    2 => group::<BIAS, MINS, ORDER, 2>(gw, &[a[t], a[t + 1]], o, ld),
-                    3 => group::<BIAS, MINS, ORDER, 3>(gw, &[a[t], a[t + 1], a[t + 2]], o, ld),
-                    _ => group::<BIAS, MINS, ORDER, 4>(
+                    1 => group::<BIAS, MINS, ORDER, CODES, 1>(gw, &[a[t]], o, ld),
+                    2 => group::<BIAS, MINS, ORDER, CODES, 2>(gw, &[a[t], a[t + 1]], o, ld),
+                    3 => {
+                        group::<BIAS, MINS, ORDER, CODES, 3>(gw, &[a[t], a[t + 1], a[t + 2]], o, ld)
+                    }
+                    _ => group::<BIAS, MINS, ORDER, CODES, 4>(
                         gw,
                         &[a[t], a[t + 1], a[t + 2], a[t + 3]],
                         o,
@@ -208,20 +294,28 @@ unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8>(
 }
 
 macro_rules! kgroup_kernel {
-    ($name:ident, $bias:literal, $mins:literal, $order:ident) => {
+    ($name:ident, $bias:literal, $mins:literal, $order:ident, $codes:ident) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
         unsafe fn $name(w: &[u8], group_bytes: usize, a: &[&[BlockQ8K]], out: *mut f32, ld: usize) {
-            unsafe { rows::<$bias, $mins, { order::$order }>(w, group_bytes, a, out, ld) }
+            unsafe {
+                rows::<$bias, $mins, { order::$order }, { codes::$codes }>(
+                    w,
+                    group_bytes,
+                    a,
+                    out,
+                    ld,
+                )
+            }
         }
     };
 }
 
-kgroup_kernel!(tiled_mins, 0, true, TILED); // Q5_K
-kgroup_kernel!(tiled_bias4, 4, false, TILED);
-kgroup_kernel!(tiled_bias32, 32, false, TILED);
-kgroup_kernel!(tiled_bias128, 128, false, TILED);
-kgroup_kernel!(gemm_64, 0, true, GEMM_64);
-kgroup_kernel!(gemm_128, 0, true, GEMM_128);
+kgroup_kernel!(tiled_mins, 0, true, TILED, BYTES); // Q5_K
+kgroup_kernel!(tiled_bias4, 4, false, TILED, NIBBLES); // Q3_K
+kgroup_kernel!(tiled_bias32, 32, false, TILED, BYTES); // Q6_K
+kgroup_kernel!(tiled_bias128, 128, false, TILED, TABLE); // IQ4_XS
+kgroup_kernel!(gemm_64, 0, true, GEMM_64, NIBBLES); // Q4_K
+kgroup_kernel!(gemm_128, 0, true, GEMM_128, NIBBLES); // Q2_K
 
 /// Bytes of interleaved k-quant copies alive in this process, against [`budget`].
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
@@ -288,7 +382,7 @@ pub(crate) fn interleave(
         W::IQ4XS => tiled_bias128,
         _ => return None,
     };
-    let group_bytes = row_bytes / ty.block().1 * BLOCK_BYTES;
+    let group_bytes = row_bytes / ty.block().1 * block_bytes(codes_of(ty));
     let reserved = Reserved::take(rows / GROUP * group_bytes)?;
     Some((
         repack(ty, src, rows, row_bytes),
