@@ -15,11 +15,9 @@ calib=${2:-32x512}
 shift 2 || true
 extra=("$@")
 [ ${#extra[@]} -gt 0 ] || extra=(--act-order)
-bin=$(benches/llamacpp_native.sh llama-quantize llama-perplexity)
-cargo build --release -q
-smelt=target/release/smelt
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source benches/llamacpp_common.sh
+llamacpp_tools llama-quantize llama-perplexity
+smelt_and_scratch
 home=${SMELT_HOME:-$HOME/.cache/smelt}
 $smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$work/base-f32.gguf" F32 --allow-requantize > /dev/null
 # The held-out text: every tragedy, in the order of the play index (as `smelt llm` splits it).

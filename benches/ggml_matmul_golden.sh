@@ -9,12 +9,11 @@
 # Usage: benches/ggml_matmul_golden.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(benches/llamacpp_native.sh llama-completion)
-src="${SMELT_HOME:-$HOME/.cache/smelt}/anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
+source benches/llamacpp_common.sh
+llamacpp_tools llama-completion
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 benches/ggml_matmul.c -I"$src/ggml/include" -L"$bin" -lggml -lggml-base -lggml-cpu \
-  -Wl,-rpath,"$bin" -o "$work/ggml_matmul"
+llamacpp_cc ggml_matmul ggml ggml-base ggml-cpu
 out=crates/smelt-kernels/tests/data/ggml_matmul.bin
 "$work/ggml_matmul" 2 "$out.tmp" 2> "$work/log"
 echo "$(grep -c ': repacked' "$work/log") of $(grep -c ' rows ' "$work/log") matrices repacked by ggml:" \

@@ -14,25 +14,12 @@
 # Usage: benches/greedy_vs_llamacpp.sh [MODEL.gguf]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(benches/llamacpp_native.sh llama-completion)
+source benches/llamacpp_common.sh
+llamacpp_tools llama-completion
 completion="$bin/llama-completion"
-src="${SMELT_HOME:-$HOME/.cache/smelt}/anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
-cargo build --release -q
-smelt=target/release/smelt
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cc -O2 benches/llamacpp_logits.c -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama \
-  -Wl,-rpath,"$bin" -o "$work/llamacpp_logits"
-model=${1:-}
-if [ -z "$model" ]; then
-  model="$work/SmolLM2-135M.Q8_0.gguf"
-  $smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$model" Q8_0 --allow-requantize > /dev/null
-fi
-prompts=(
-  "The capital of France is"
-  "Once upon a time, in a small village by the sea,"
-  "def fibonacci(n):"
-)
+smelt_and_scratch
+llamacpp_cc llamacpp_logits llama
+model=${1:-$(smelt_requantized Q8_0)}
 for i in "${!prompts[@]}"; do
   p=${prompts[$i]}
   for fa in off on; do

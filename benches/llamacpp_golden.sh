@@ -15,27 +15,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-bin=$(benches/llamacpp_native.sh llama-completion)
-src="${SMELT_HOME:-$HOME/.cache/smelt}/anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
-cargo build --release -q
-smelt=target/release/smelt
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cc -O2 benches/llamacpp_logits.c -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama \
-  -Wl,-rpath,"$bin" -o "$work/llamacpp_logits"
-for t in Q8_0 Q5_0 Q4_0 Q4_K_M Q5_K_S; do
-  $smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$work/SmolLM2-135M.$t.gguf" $t --allow-requantize > /dev/null
-done
+source benches/llamacpp_common.sh
+llamacpp_tools llama-completion
+smelt_and_scratch
+llamacpp_cc llamacpp_logits llama
 q41="${SMELT_HOME:-$HOME/.cache/smelt}/assets/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
-prompts=(
-  "The capital of France is"
-  "Once upon a time, in a small village by the sea,"
-  "def fibonacci(n):"
-)
 for kind in q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s; do
   case $kind in
     q4_1) model=$q41 ;;
-    *) model="$work/SmolLM2-135M.${kind^^}.gguf" ;;
+    *) model=$(smelt_requantized "${kind^^}") ;;
   esac
   mkdir -p "$work/$kind"
   for i in "${!prompts[@]}"; do

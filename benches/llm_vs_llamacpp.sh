@@ -15,12 +15,10 @@ threads=${2:-2}
 n_prompt=${3:-512}
 n_gen=${4:-128}
 types=${5:-Q8_0,Q4_K_M}
-bin=$(benches/llamacpp_native.sh llama-bench)
+source benches/llamacpp_common.sh
+llamacpp_tools llama-bench
 llama_bench="$bin/llama-bench"
-cargo build --release -q
-smelt=target/release/smelt
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+smelt_and_scratch
 q4_1=$($smelt -q gguf inspect smollm2-135m --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')
 models=("$q4_1")
 for t in ${types//,/ }; do

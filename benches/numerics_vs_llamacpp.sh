@@ -12,20 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prompt=${1:-The capital of France is}
 n=${2:-16}
-bin=$(benches/llamacpp_native.sh llama-completion)
-src="${SMELT_HOME:-$HOME/.cache/smelt}/anchors/llama_cpp_python-0.3.36/vendor/llama.cpp"
-cargo build --release -q
+source benches/llamacpp_common.sh
+llamacpp_tools llama-completion
+smelt_and_scratch
 cargo build --release -q -p smelt-models --example dump_taps
-smelt=target/release/smelt
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cc -O2 benches/llamacpp_dump.c -I"$src/include" -I"$src/ggml/include" -L"$bin" -lllama -lggml -lggml-base \
-  -Wl,-rpath,"$bin" -o "$work/llamacpp_dump"
-model=${3:-}
-if [ -z "$model" ]; then
-  model="$work/SmolLM2-135M.Q8_0.gguf"
-  $smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$model" Q8_0 --allow-requantize > /dev/null
-fi
+llamacpp_cc llamacpp_dump llama ggml ggml-base
+model=${3:-$(smelt_requantized Q8_0)}
 # smelt's greedy tokens are the path; the last is not run.
 $smelt -q run "$model" -p "$prompt" -n "$n" -t 2 --logits-top 1 > /dev/null 2> "$work/steps.jsonl"
 forced=$(python3 -c 'import json,sys; t=[json.loads(l)["token"] for l in open(sys.argv[1]) if l.startswith("{")]; print(",".join(map(str, t[:-1])))' "$work/steps.jsonl")
