@@ -44,6 +44,23 @@ pub struct GenParams {
     pub stop_tokens: Vec<u32>,
     /// Report each token's log-probability.
     pub logprobs: bool,
+    /// With `logprobs`, also the this many most likely tokens at each step (OpenAI's
+    /// `top_logprobs`; at most [`MAX_TOP_LOGPROBS`]).
+    pub top_logprobs: usize,
+}
+
+/// The most alternatives a request may ask for per token (OpenAI's limit for chat).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// A generated token's log-probability under the model (before sampling settings), and the
+/// most likely tokens of that step when asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// log p of the generated token.
+    pub logprob: f32,
+    /// (top_logprobs,) the step's most likely tokens and their log p, most likely first
+    /// (the lower id first on ties).
+    pub top: Vec<(u32, f32)>,
 }
 
 /// Why a sequence ended (OpenAI's `finish_reason`, plus abort).
@@ -94,8 +111,8 @@ pub enum Event {
         text: String,
         /// Token id.
         token: Option<u32>,
-        /// Its log-probability, when asked for.
-        logprob: Option<f32>,
+        /// Its log-probability (and the step's most likely tokens), when asked for.
+        logprob: Option<TokenLogprob>,
     },
     /// The sequence ended.
     Done {
@@ -469,7 +486,10 @@ fn sample(s: &mut Seq<Live>, logits: &[f32], tok: &Tokenizer, n_ctx: usize, m: &
     s.tokens.push(next);
     m.generation_tokens.inc();
     let (text, stopped) = live.stream.update(tok.decode(&s.tokens[s.prompt_len..]));
-    let logprob = live.params.logprobs.then(|| log_softmax_at(logits, next));
+    let logprob = live
+        .params
+        .logprobs
+        .then(|| token_logprob(logits, next, live.params.top_logprobs));
     let sent = live.events.try_send(Event::Token {
         index: live.index,
         text,
@@ -486,9 +506,60 @@ fn sample(s: &mut Seq<Live>, logits: &[f32], tok: &Tokenizer, n_ctx: usize, m: &
     }
 }
 
-/// `log softmax(logits)[i]`.
-fn log_softmax_at(logits: &[f32], i: u32) -> f32 {
+/// `log softmax(logits)` at token `i`, and the `k` most likely tokens with theirs.
+fn token_logprob(logits: &[f32], i: u32, k: usize) -> TokenLogprob {
     let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let sum: f64 = logits.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    logits[i as usize] - max - sum.ln() as f32
+    let norm = max + sum.ln() as f32;
+    TokenLogprob {
+        logprob: logits[i as usize] - norm,
+        top: top_k(logits, k)
+            .into_iter()
+            .map(|t| (t, logits[t as usize] - norm))
+            .collect(),
+    }
+}
+
+/// The ids of the `k` largest logits, largest first, the lower id first on ties (k is small:
+/// one pass keeping a sorted list).
+fn top_k(logits: &[f32], k: usize) -> Vec<u32> {
+    // (k,) (logit, id), largest first.
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return Vec::new();
+    }
+    for (id, &v) in logits.iter().enumerate() {
+        // NaN logits are never kept.
+        if v.is_nan() || (best.len() == k && v <= best[k - 1].0) {
+            continue;
+        }
+        let at = best.partition_point(|&(b, _)| b >= v);
+        best.insert(at, (v, id as u32));
+        best.truncate(k);
+    }
+    best.into_iter().map(|(_, id)| id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{token_logprob, top_k};
+
+    #[test]
+    fn top_k_is_the_largest_first_lower_id_on_ties() {
+        let logits = [0.5, 3.0, -1.0, 3.0, 2.0, f32::NEG_INFINITY];
+        assert_eq!(top_k(&logits, 0), Vec::<u32>::new());
+        assert_eq!(top_k(&logits, 3), vec![1, 3, 4]);
+        assert_eq!(top_k(&logits, 10), vec![1, 3, 4, 0, 2, 5]);
+    }
+
+    #[test]
+    fn log_probabilities_are_a_log_softmax() {
+        let logits = [1.0f32, 2.0, 3.0];
+        let lp = token_logprob(&logits, 0, 2);
+        let z: f64 = logits.iter().map(|&v| (v as f64).exp()).sum();
+        let want = |i: usize| (logits[i] as f64 - z.ln()) as f32;
+        assert!((lp.logprob - want(0)).abs() < 1e-6);
+        assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![2, 1]);
+        assert!((lp.top[0].1 - want(2)).abs() < 1e-6 && (lp.top[1].1 - want(1)).abs() < 1e-6);
+    }
 }

@@ -19,7 +19,10 @@ use smelt_models::sampler::SamplerConfig;
 use smelt_models::tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
-use crate::engine::{EngineHandle, Event, Finish, GenParams, Request, SubmitError, Usage};
+use crate::engine::{
+    EngineHandle, Event, Finish, GenParams, MAX_TOP_LOGPROBS, Request, SubmitError, TokenLogprob,
+    Usage,
+};
 
 /// What the handlers share.
 pub struct AppState {
@@ -194,6 +197,7 @@ struct ChatBody {
     messages: Vec<ChatMessage>,
     #[serde(default)]
     logprobs: bool,
+    top_logprobs: Option<usize>,
     #[serde(flatten)]
     common: Common,
 }
@@ -217,7 +221,8 @@ struct Job {
     n: usize,
     stream: bool,
     include_usage: bool,
-    logprobs: bool,
+    /// Log-probabilities asked for: `Some(k)` with k alternatives per token.
+    logprobs: Option<usize>,
 }
 
 fn unix_now() -> u64 {
@@ -233,8 +238,22 @@ impl AppState {
         kind: Kind,
         prompt: Vec<u32>,
         c: Common,
-        logprobs: bool,
+        logprobs: Option<usize>,
     ) -> Result<Job, ApiError> {
+        if let Some(k) = logprobs
+            && k > MAX_TOP_LOGPROBS
+        {
+            return Err(ApiError::bad_request(format!(
+                "{k} alternatives per token asked for; at most {MAX_TOP_LOGPROBS}"
+            )));
+        }
+        if let Some(t) = c.temperature
+            && t < 0.0
+        {
+            return Err(ApiError::bad_request(format!(
+                "temperature {t} is negative (0 is greedy)"
+            )));
+        }
         if let Some(m) = &c.model
             && m != &self.model_name
         {
@@ -293,7 +312,8 @@ impl AppState {
                 } else {
                     self.stop_tokens.clone()
                 },
-                logprobs,
+                logprobs: logprobs.is_some(),
+                top_logprobs: logprobs.unwrap_or(0),
             },
             n,
             stream: c.stream,
@@ -337,7 +357,8 @@ pub async fn completions(
             "token id {bad} is outside the vocabulary"
         )));
     }
-    let lp = b.logprobs.is_some_and(|k| k > 0) || b.logprobs == Some(0);
+    // Legacy `logprobs: k`: the chosen tokens' log-probabilities and k alternatives each.
+    let lp = b.logprobs.map(|k| k as usize);
     let job = state.job(Kind::Completion, prompt, b.common, lp)?;
     run(state.0, job).await
 }
@@ -358,7 +379,14 @@ pub async fn chat_completions(
         .render(&b.messages, true)
         .map_err(ApiError::bad_request)?;
     let prompt = state.encode(&text);
-    let job = state.job(Kind::Chat, prompt, b.common, b.logprobs)?;
+    let lp = match (b.logprobs, b.top_logprobs) {
+        (false, Some(_)) => {
+            return Err(ApiError::bad_request("top_logprobs needs logprobs: true"));
+        }
+        (false, None) => None,
+        (true, k) => Some(k.unwrap_or(0)),
+    };
+    let job = state.job(Kind::Chat, prompt, b.common, lp)?;
     run(state.0, job).await
 }
 
@@ -405,7 +433,7 @@ async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
         created: unix_now(),
         model: state.model_name.clone(),
         kind: job.kind,
-        logprobs: job.logprobs,
+        logprobs: job.logprobs.is_some(),
         tok: state.tok.clone(),
     };
     if job.stream {
@@ -450,22 +478,38 @@ impl Output {
         v
     }
 
-    /// Log-probabilities of `tokens` in the endpoint's shape.
-    fn logprobs_json(&self, tokens: &[(u32, f32)]) -> Value {
+    /// Log-probabilities of `tokens` in the endpoint's shape; `offset` is where the first
+    /// token's text starts, in characters of the choice's tokens' texts (legacy completions'
+    /// `text_offset`, as vLLM counts it).
+    fn logprobs_json(&self, tokens: &[(u32, TokenLogprob)], offset: usize) -> Value {
         if !self.logprobs {
             return Value::Null;
         }
         let text = |t: u32| self.tok.decode(&[t]);
         match self.kind {
-            Kind::Completion => json!({
-                "tokens": tokens.iter().map(|&(t, _)| text(t)).collect::<Vec<_>>(),
-                "token_logprobs": tokens.iter().map(|&(_, l)| l).collect::<Vec<_>>(),
-                "top_logprobs": null, "text_offset": null,
-            }),
-            Kind::Chat => json!({"content": tokens.iter().map(|&(t, l)| {
-                let s = text(t);
-                json!({"token": s, "logprob": l, "bytes": s.as_bytes(), "top_logprobs": []})
-            }).collect::<Vec<_>>()}),
+            Kind::Completion => {
+                let offsets = tokens.iter().scan(offset, |at, (t, _)| {
+                    let here = *at;
+                    *at += text(*t).chars().count();
+                    Some(here)
+                });
+                json!({
+                    "tokens": tokens.iter().map(|(t, _)| text(*t)).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|(_, l)| l.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": tokens.iter().map(|(_, l)| {
+                        l.top.iter().map(|&(a, p)| (text(a), json!(p))).collect::<serde_json::Map<_, _>>()
+                    }).collect::<Vec<_>>(),
+                    "text_offset": offsets.collect::<Vec<_>>(),
+                })
+            }
+            Kind::Chat => {
+                let entry = |t: u32, l: f32| json!({"token": text(t), "logprob": l, "bytes": self.tok.decode_bytes(&[t])});
+                json!({"content": tokens.iter().map(|(t, l)| {
+                    let mut e = entry(*t, l.logprob);
+                    e["top_logprobs"] = l.top.iter().map(|&(a, p)| entry(a, p)).collect();
+                    e
+                }).collect::<Vec<_>>()})
+            }
         }
     }
 }
@@ -493,7 +537,8 @@ async fn collect_response(
     n: usize,
 ) -> Result<Response, ApiError> {
     let mut text = vec![String::new(); n];
-    let mut lps: Vec<Vec<(u32, f32)>> = vec![Vec::new(); n];
+    // (n, generated) each choice's tokens and their log-probabilities.
+    let mut lps: Vec<Vec<(u32, TokenLogprob)>> = vec![Vec::new(); n];
     let mut finish = vec![None; n];
     let mut usage = Usage::default();
     let mut done = 0;
@@ -536,7 +581,7 @@ async fn collect_response(
     let choices = (0..n)
         .map(|i| {
             let reason = finish[i].map(Finish::as_str);
-            let lp = out.logprobs_json(&lps[i]);
+            let lp = out.logprobs_json(&lps[i], 0);
             match out.kind {
                 Kind::Completion => json!({
                     "index": i, "text": text[i], "finish_reason": reason, "logprobs": lp,
@@ -557,6 +602,8 @@ struct ChunkStream {
     rx: mpsc::Receiver<Event>,
     queue: VecDeque<SseEvent>,
     opened: Vec<bool>,
+    /// (n,) characters of each choice's tokens' texts so far (for `text_offset`).
+    offset: Vec<usize>,
     include_usage: bool,
     usage: Usage,
     done: usize,
@@ -603,7 +650,11 @@ impl ChunkStream {
                     return;
                 }
                 let lp = match (token, logprob) {
-                    (Some(t), Some(l)) => self.out.logprobs_json(&[(t, l)]),
+                    (Some(t), Some(l)) => {
+                        let lp = self.out.logprobs_json(&[(t, l)], self.offset[index]);
+                        self.offset[index] += self.out.tok.decode(&[t]).chars().count();
+                        lp
+                    }
                     _ => Value::Null,
                 };
                 self.chunk(index, Some(text), None, lp);
@@ -657,6 +708,7 @@ fn stream_response(
         rx,
         queue: VecDeque::new(),
         opened: vec![false; n],
+        offset: vec![0; n],
         include_usage,
         usage: Usage::default(),
         done: 0,

@@ -43,6 +43,7 @@ fn greedy(max_tokens: usize) -> GenParams {
         stop_strings: vec![],
         stop_tokens: vec![],
         logprobs: false,
+        top_logprobs: 0,
     }
 }
 

@@ -1,6 +1,6 @@
 """Drives `smelt serve` with the official OpenAI Python client (the outside oracle for the API
-shape): models, completion, chat, streaming chat with usage, stop strings, n > 1, and the
-error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
+log-probabilities with their alternatives (top_logprobs), and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
 
@@ -60,6 +60,31 @@ assert a.usage.completion_tokens == 18
 r = c.completions.create(model=model, prompt="Hello", max_tokens=3, temperature=0, logprobs=1)
 lp = r.choices[0].logprobs
 assert len(lp.tokens) == 3 and all(v <= 0 for v in lp.token_logprobs)
+# ... with k alternatives per token: greedy picks the most likely, offsets follow the texts.
+r = c.completions.create(model=model, prompt="Hello", max_tokens=4, temperature=0, logprobs=3)
+lp = r.choices[0].logprobs
+assert [len(t) for t in lp.top_logprobs] == [3] * 4, lp.top_logprobs
+for tok, p, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+    best = max(top.values())
+    assert abs(p - best) < 1e-6 and top.get(tok) == p, (tok, p, top)
+assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(4)], lp.text_offset
+# Chat's top_logprobs: sorted, the chosen (greedy) token first, bytes that decode to the token.
+r = c.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0,
+                              logprobs=True, top_logprobs=4)
+content = r.choices[0].logprobs.content
+assert "".join(e.token for e in content) == r.choices[0].message.content
+for e in content:
+    alts = e.top_logprobs
+    assert len(alts) == 4 and alts[0].token == e.token and alts[0].logprob == e.logprob, e
+    assert all(a.logprob >= b.logprob for a, b in zip(alts, alts[1:])), alts
+    assert bytes(e.bytes).decode("utf-8", "replace") == e.token
+# Streamed, each chunk carries its token's alternatives.
+stream = c.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0,
+                                   logprobs=True, top_logprobs=2, stream=True)
+streamed = [e for ch in stream if ch.choices and ch.choices[0].logprobs
+            for e in ch.choices[0].logprobs.content]
+assert [(e.token, [a.token for a in e.top_logprobs]) for e in streamed] == \
+    [(e.token, [a.token for a in e.top_logprobs[:2]]) for e in content], streamed
 
 def expect(err, fn, code=None):
     try:
@@ -78,4 +103,9 @@ expect(openai.BadRequestError,
        "context_length_exceeded")
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", top_p=5))
 expect(openai.BadRequestError, lambda: c.chat.completions.create(model=model, messages=[]))
+expect(openai.BadRequestError, lambda: c.chat.completions.create(
+    model=model, messages=messages, top_logprobs=2))
+expect(openai.BadRequestError, lambda: c.chat.completions.create(
+    model=model, messages=messages, logprobs=True, top_logprobs=21))
+expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", temperature=-1))
 print("openai client: ok")

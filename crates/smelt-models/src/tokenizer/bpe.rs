@@ -183,6 +183,11 @@ impl BpeTokenizer {
 
     /// Text of `ids` (control tokens included as written); invalid UTF-8 is replaced.
     pub fn decode(&self, ids: &[u32]) -> String {
+        String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned()
+    }
+
+    /// The bytes of `ids`, which may end inside a character.
+    pub fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
         let mut bytes = Vec::new();
         for &id in ids {
             let Some(t) = self.tokens.get(id as usize) else {
@@ -199,7 +204,7 @@ impl BpeTokenizer {
                 }
             }
         }
-        String::from_utf8_lossy(&bytes).into_owned()
+        bytes
     }
 
     /// The string of one token.

@@ -48,6 +48,15 @@ impl Tokenizer {
         }
     }
 
+    /// The bytes of `ids`, which may end inside a character (a byte-level token can hold
+    /// part of one), as OpenAI's `logprobs.content[].bytes` gives them.
+    pub fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
+        match self {
+            Self::Bpe(t) => t.decode_bytes(ids),
+            Self::Spm(t) => t.decode_bytes(ids),
+        }
+    }
+
     /// The string of one token.
     pub fn token(&self, id: u32) -> Option<&str> {
         match self {

@@ -251,6 +251,11 @@ impl SpmTokenizer {
     /// Text of `ids`: `▁` becomes a space, byte tokens their byte, special tokens their text;
     /// invalid UTF-8 is replaced. (No leading space is removed, so pieces concatenate.)
     pub fn decode(&self, ids: &[u32]) -> String {
+        String::from_utf8_lossy(&self.decode_bytes(ids)).into_owned()
+    }
+
+    /// The bytes of `ids`, which may end inside a character.
+    pub fn decode_bytes(&self, ids: &[u32]) -> Vec<u8> {
         let mut bytes = Vec::new();
         for &id in ids {
             if let Some(&b) = self.token_bytes.get(&id) {
@@ -263,7 +268,7 @@ impl SpmTokenizer {
                 }
             }
         }
-        String::from_utf8_lossy(&bytes).into_owned()
+        bytes
     }
 
     /// The string of one token.
