@@ -15,6 +15,8 @@ use smelt_models::sampler::{Sampler, SamplerConfig};
 use smelt_models::tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
+use rayon::prelude::*;
+
 use crate::blocks::{BlockManager, SharedBlocks, lock};
 use crate::metrics::Metrics;
 use crate::scheduler::{Scheduler, SchedulerConfig, Seq};
@@ -47,6 +49,11 @@ pub struct GenParams {
     /// With `logprobs`, also the this many most likely tokens at each step (OpenAI's
     /// `top_logprobs`; at most [`MAX_TOP_LOGPROBS`]).
     pub top_logprobs: usize,
+    /// Also the log-probability of each prompt token after the first, given the ones before
+    /// (with `top_logprobs` alternatives), sent as one [`Event::Prompt`] once the prompt has
+    /// run: what evaluation harnesses score (completions' `echo` with `logprobs`). The prompt
+    /// then skips the prefix cache, and `max_tokens` may be 0.
+    pub prompt_logprobs: bool,
 }
 
 /// The most alternatives a request may ask for per token (OpenAI's limit for chat).
@@ -113,6 +120,13 @@ pub enum Event {
         token: Option<u32>,
         /// Its log-probability (and the step's most likely tokens), when asked for.
         logprob: Option<TokenLogprob>,
+    },
+    /// The prompt's log-probabilities ([`GenParams::prompt_logprobs`]), before any token.
+    Prompt {
+        /// Choice index.
+        index: usize,
+        /// (prompt_len − 1,) of prompt tokens 1.., each given the tokens before it.
+        logprobs: Vec<TokenLogprob>,
     },
     /// The sequence ended.
     Done {
@@ -185,6 +199,17 @@ impl EngineHandle {
             return Err(SubmitError::Invalid("the prompt is empty".into()));
         }
         r.params.sampler.validate().map_err(SubmitError::Invalid)?;
+        if r.params.max_tokens == 0 && !r.params.prompt_logprobs {
+            return Err(SubmitError::Invalid(
+                "max_tokens must be at least 1 (0 only to score the prompt)".into(),
+            ));
+        }
+        if r.params.top_logprobs > MAX_TOP_LOGPROBS {
+            return Err(SubmitError::Invalid(format!(
+                "{} alternatives per token asked for; at most {MAX_TOP_LOGPROBS}",
+                r.params.top_logprobs
+            )));
+        }
         if r.prompt.len() + r.params.max_tokens > self.max_context {
             return Err(SubmitError::TooLong {
                 max: self.max_context,
@@ -218,6 +243,10 @@ struct Live {
     admitted: bool,
     last_token: Option<Instant>,
     finish: Option<Finish>,
+    /// (positions scored,) prompt log-probabilities so far, of tokens 1.. (when asked).
+    prompt_lps: Vec<TokenLogprob>,
+    /// Whether [`Event::Prompt`] went out (or was not asked for).
+    prompt_sent: bool,
 }
 
 /// Starts the engine thread for `model`; it runs until every handle is dropped. Fails only if
@@ -326,16 +355,19 @@ impl EngineLoop {
         let live = Live {
             sampler: Sampler::new(r.params.sampler.clone()),
             stream: TextStream::new(&r.params.stop_strings),
-            params: r.params,
             events: r.events,
             index: r.index,
             arrival: r.arrival,
             admitted: false,
             last_token: None,
             finish: None,
+            prompt_lps: Vec::new(),
+            prompt_sent: !r.params.prompt_logprobs,
+            params: r.params,
         };
         self.next_id += 1;
-        let seq = Seq::new(self.next_id, r.prompt, &self.blocks, live);
+        let mut seq = Seq::new(self.next_id, r.prompt, &self.blocks, live);
+        seq.reuse_prefix = seq.payload.prompt_sent;
         self.sched.waiting.push_back(seq);
     }
 
@@ -406,7 +438,11 @@ impl EngineLoop {
                         table: s.blocks.table(),
                         block: bs,
                     },
-                    want: Logits::Last,
+                    want: if s.payload.prompt_sent || w.start >= s.prompt_len {
+                        Logits::Last
+                    } else {
+                        Logits::All
+                    },
                 }
             })
             .collect();
@@ -433,14 +469,18 @@ impl EngineLoop {
         self.sched.complete(work);
         for (w, logits) in work.iter().zip(logits) {
             let s = &mut self.sched.running[w.seq];
+            let vocab = self.model.config.n_vocab;
+            if !s.payload.prompt_sent && w.start < s.prompt_len {
+                // (end − start, n_vocab): every row of a prompt chunk (`Logits::All` above).
+                score_prompt(s, w, &logits, vocab);
+            }
             if w.end == s.tokens.len() {
-                sample(
-                    s,
-                    &logits,
-                    &self.tok,
-                    self.model.config.n_ctx,
-                    &self.metrics,
-                );
+                let last = &logits[logits.len() - vocab..];
+                if s.payload.params.max_tokens == 0 {
+                    s.payload.finish = Some(Finish::Length);
+                } else {
+                    sample(s, last, &self.tok, self.model.config.n_ctx, &self.metrics);
+                }
             }
         }
         let (mut allocated, mut unused) = (0u64, 0u64);
@@ -503,6 +543,40 @@ fn sample(s: &mut Seq<Live>, logits: &[f32], tok: &Tokenizer, n_ctx: usize, m: &
         live.finish = Some(Finish::Stop);
     } else if generated >= live.params.max_tokens || s.tokens.len() >= n_ctx {
         live.finish = Some(Finish::Length);
+    }
+}
+
+/// Prompt log-probabilities from the rows of a chunk, `logits` (end − start, n_vocab): row r
+/// scores token start + r + 1. Positions scored before a preemption are not scored again; the
+/// event goes out once the whole prompt is scored.
+fn score_prompt(s: &mut Seq<Live>, w: &crate::scheduler::Work, logits: &[f32], vocab: usize) {
+    let live = &mut s.payload;
+    debug_assert_eq!(logits.len(), (w.end - w.start) * vocab);
+    // Targets start + 1.., the first not yet scored, up to the prompt's end.
+    let first = (w.start + 1).max(live.prompt_lps.len() + 1);
+    let last = w.end.min(s.prompt_len - 1);
+    if first <= last {
+        let k = live.params.top_logprobs;
+        let tokens = &s.tokens;
+        let scored: Vec<TokenLogprob> = (first..=last)
+            .into_par_iter()
+            .map(|t| {
+                let row = &logits[(t - 1 - w.start) * vocab..][..vocab];
+                token_logprob(row, tokens[t], k)
+            })
+            .collect();
+        live.prompt_lps.extend(scored);
+    }
+    if w.end >= s.prompt_len {
+        live.prompt_sent = true;
+        let logprobs = std::mem::take(&mut live.prompt_lps);
+        let sent = live.events.try_send(Event::Prompt {
+            index: live.index,
+            logprobs,
+        });
+        if sent.is_err() {
+            live.finish = Some(Finish::Abort);
+        }
     }
 }
 

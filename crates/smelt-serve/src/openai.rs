@@ -188,6 +188,9 @@ struct Common {
 struct CompletionBody {
     prompt: PromptInput,
     logprobs: Option<u32>,
+    /// Put the prompt before the completion (and, with `logprobs`, score its tokens).
+    #[serde(default)]
+    echo: bool,
     #[serde(flatten)]
     common: Common,
 }
@@ -223,6 +226,8 @@ struct Job {
     include_usage: bool,
     /// Log-probabilities asked for: `Some(k)` with k alternatives per token.
     logprobs: Option<usize>,
+    /// The prompt's text, to put before the completion (completions' `echo`).
+    echo: Option<String>,
 }
 
 fn unix_now() -> u64 {
@@ -239,7 +244,11 @@ impl AppState {
         prompt: Vec<u32>,
         c: Common,
         logprobs: Option<usize>,
+        echo: Option<String>,
     ) -> Result<Job, ApiError> {
+        // Scoring the prompt: echo with log-probabilities (what evaluation harnesses send,
+        // often with max_tokens 0).
+        let prompt_logprobs = echo.is_some() && logprobs.is_some();
         if let Some(k) = logprobs
             && k > MAX_TOP_LOGPROBS
         {
@@ -273,7 +282,11 @@ impl AppState {
         }
         let room = self.engine.max_context.saturating_sub(prompt.len());
         let max_tokens = match c.max_completion_tokens.or(c.max_tokens) {
-            Some(0) => return Err(ApiError::bad_request("max_tokens must be at least 1")),
+            Some(0) if !prompt_logprobs => {
+                return Err(ApiError::bad_request(
+                    "max_tokens must be at least 1 (0 only with echo and logprobs)",
+                ));
+            }
             Some(m) => m,
             // OpenAI's legacy completions default to 16; chat to "as long as fits".
             None if kind == Kind::Completion => 16.min(room.max(1)),
@@ -314,11 +327,13 @@ impl AppState {
                 },
                 logprobs: logprobs.is_some(),
                 top_logprobs: logprobs.unwrap_or(0),
+                prompt_logprobs,
             },
             n,
             stream: c.stream,
             include_usage: c.stream_options.unwrap_or_default().include_usage,
             logprobs,
+            echo,
         })
     }
 
@@ -339,6 +354,11 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     admit(&state, &headers)?;
     let b: CompletionBody = parse(&body)?;
+    let echo = b.echo.then(|| match &b.prompt {
+        PromptInput::Text(t) => t.clone(),
+        PromptInput::Texts(v) => v.first().cloned().unwrap_or_default(),
+        PromptInput::Tokens(ids) => state.tok.decode(ids),
+    });
     let prompt = match b.prompt {
         PromptInput::Text(t) => state.encode(&t),
         PromptInput::Texts(v) if v.len() == 1 => state.encode(&v[0]),
@@ -359,7 +379,7 @@ pub async fn completions(
     }
     // Legacy `logprobs: k`: the chosen tokens' log-probabilities and k alternatives each.
     let lp = b.logprobs.map(|k| k as usize);
-    let job = state.job(Kind::Completion, prompt, b.common, lp)?;
+    let job = state.job(Kind::Completion, prompt, b.common, lp, echo)?;
     run(state.0, job).await
 }
 
@@ -386,7 +406,7 @@ pub async fn chat_completions(
         (false, None) => None,
         (true, k) => Some(k.unwrap_or(0)),
     };
-    let job = state.job(Kind::Chat, prompt, b.common, lp)?;
+    let job = state.job(Kind::Chat, prompt, b.common, lp, None)?;
     run(state.0, job).await
 }
 
@@ -435,6 +455,12 @@ async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
         kind: job.kind,
         logprobs: job.logprobs.is_some(),
         tok: state.tok.clone(),
+        prompt: if job.params.prompt_logprobs {
+            job.prompt.clone()
+        } else {
+            Vec::new()
+        },
+        echo: job.echo,
     };
     if job.stream {
         Ok(stream_response(out, rx, job.n, job.include_usage))
@@ -456,9 +482,33 @@ struct Output {
     kind: Kind,
     logprobs: bool,
     tok: Arc<Tokenizer>,
+    /// The prompt's tokens when they are scored (echo with logprobs), else empty.
+    prompt: Vec<u32>,
+    /// The prompt's text, put before each choice's text (`echo`).
+    echo: Option<String>,
 }
 
+/// A token and its log-probability (`None` for the prompt's first token, which has none).
+type Scored = (u32, Option<TokenLogprob>);
+
 impl Output {
+    /// The echoed prompt tokens' entries, from the engine's scores of tokens 1.. (the first
+    /// has none).
+    fn prompt_entries(&self, scores: Vec<TokenLogprob>) -> Vec<Scored> {
+        let rest = self
+            .prompt
+            .iter()
+            .skip(1)
+            .zip(scores)
+            .map(|(&t, l)| (t, Some(l)));
+        self.prompt
+            .first()
+            .map(|&t| (t, None))
+            .into_iter()
+            .chain(rest)
+            .collect()
+    }
+
     fn object(&self, chunk: bool) -> &'static str {
         match (self.kind, chunk) {
             (Kind::Completion, _) => "text_completion",
@@ -481,7 +531,7 @@ impl Output {
     /// Log-probabilities of `tokens` in the endpoint's shape; `offset` is where the first
     /// token's text starts, in characters of the choice's tokens' texts (legacy completions'
     /// `text_offset`, as vLLM counts it).
-    fn logprobs_json(&self, tokens: &[(u32, TokenLogprob)], offset: usize) -> Value {
+    fn logprobs_json(&self, tokens: &[Scored], offset: usize) -> Value {
         if !self.logprobs {
             return Value::Null;
         }
@@ -495,19 +545,21 @@ impl Output {
                 });
                 json!({
                     "tokens": tokens.iter().map(|(t, _)| text(*t)).collect::<Vec<_>>(),
-                    "token_logprobs": tokens.iter().map(|(_, l)| l.logprob).collect::<Vec<_>>(),
-                    "top_logprobs": tokens.iter().map(|(_, l)| {
+                    "token_logprobs": tokens.iter().map(|(_, l)| l.as_ref().map(|l| l.logprob))
+                        .collect::<Vec<_>>(),
+                    "top_logprobs": tokens.iter().map(|(_, l)| l.as_ref().map(|l| {
                         l.top.iter().map(|&(a, p)| (text(a), json!(p))).collect::<serde_json::Map<_, _>>()
-                    }).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
                     "text_offset": offsets.collect::<Vec<_>>(),
                 })
             }
             Kind::Chat => {
                 let entry = |t: u32, l: f32| json!({"token": text(t), "logprob": l, "bytes": self.tok.decode_bytes(&[t])});
-                json!({"content": tokens.iter().map(|(t, l)| {
+                json!({"content": tokens.iter().filter_map(|(t, l)| {
+                    let l = l.as_ref()?;
                     let mut e = entry(*t, l.logprob);
                     e["top_logprobs"] = l.top.iter().map(|&(a, p)| entry(a, p)).collect();
-                    e
+                    Some(e)
                 }).collect::<Vec<_>>()})
             }
         }
@@ -538,7 +590,7 @@ async fn collect_response(
 ) -> Result<Response, ApiError> {
     let mut text = vec![String::new(); n];
     // (n, generated) each choice's tokens and their log-probabilities.
-    let mut lps: Vec<Vec<(u32, TokenLogprob)>> = vec![Vec::new(); n];
+    let mut lps: Vec<Vec<Scored>> = vec![Vec::new(); n];
     let mut finish = vec![None; n];
     let mut usage = Usage::default();
     let mut done = 0;
@@ -552,8 +604,13 @@ async fn collect_response(
             } => {
                 text[index].push_str(&t);
                 if let (Some(tk), Some(l)) = (token, logprob) {
-                    lps[index].push((tk, l));
+                    lps[index].push((tk, Some(l)));
                 }
+            }
+            Event::Prompt { index, logprobs } => {
+                let mut entries = out.prompt_entries(logprobs);
+                entries.append(&mut lps[index]);
+                lps[index] = entries;
             }
             Event::Done {
                 index,
@@ -582,13 +639,14 @@ async fn collect_response(
         .map(|i| {
             let reason = finish[i].map(Finish::as_str);
             let lp = out.logprobs_json(&lps[i], 0);
+            let text = format!("{}{}", out.echo.as_deref().unwrap_or(""), text[i]);
             match out.kind {
                 Kind::Completion => json!({
-                    "index": i, "text": text[i], "finish_reason": reason, "logprobs": lp,
+                    "index": i, "text": text, "finish_reason": reason, "logprobs": lp,
                 }),
                 Kind::Chat => json!({
                     "index": i, "finish_reason": reason, "logprobs": lp,
-                    "message": {"role": "assistant", "content": text[i]},
+                    "message": {"role": "assistant", "content": text},
                 }),
             }
         })
@@ -651,12 +709,23 @@ impl ChunkStream {
                 }
                 let lp = match (token, logprob) {
                     (Some(t), Some(l)) => {
-                        let lp = self.out.logprobs_json(&[(t, l)], self.offset[index]);
+                        let lp = self.out.logprobs_json(&[(t, Some(l))], self.offset[index]);
                         self.offset[index] += self.out.tok.decode(&[t]).chars().count();
                         lp
                     }
                     _ => Value::Null,
                 };
+                self.chunk(index, Some(text), None, lp);
+            }
+            Event::Prompt { index, logprobs } => {
+                // Echo with logprobs: the prompt's text goes out with its scores.
+                let entries = self.out.prompt_entries(logprobs);
+                let lp = self.out.logprobs_json(&entries, 0);
+                self.offset[index] = entries
+                    .iter()
+                    .map(|(t, _)| self.out.tok.decode(&[*t]).chars().count())
+                    .sum();
+                let text = self.out.echo.clone().unwrap_or_default();
                 self.chunk(index, Some(text), None, lp);
             }
             Event::Done {
@@ -703,7 +772,9 @@ fn stream_response(
     n: usize,
     include_usage: bool,
 ) -> Response {
-    let s = ChunkStream {
+    // Echo without scores: each choice starts with the prompt's text.
+    let echo_now = out.prompt.is_empty().then(|| out.echo.clone()).flatten();
+    let mut s = ChunkStream {
         out,
         rx,
         queue: VecDeque::new(),
@@ -714,6 +785,11 @@ fn stream_response(
         done: 0,
         ended: false,
     };
+    if let Some(text) = echo_now {
+        for index in 0..n {
+            s.chunk(index, Some(text.clone()), None, Value::Null);
+        }
+    }
     let stream = futures_util::stream::unfold(s, |mut s| async move {
         s.next()
             .await

@@ -44,6 +44,9 @@ pub struct Seq<P> {
     pub cached_tokens: Option<usize>,
     /// Times it was preempted.
     pub preemptions: u32,
+    /// Whether its prompt may start from cached blocks (not when every prompt position's
+    /// logits are wanted, as for prompt log-probabilities).
+    pub reuse_prefix: bool,
     /// The engine's state for it.
     pub payload: P,
 }
@@ -60,6 +63,7 @@ impl<P> Seq<P> {
             hashes: Vec::new(),
             cached_tokens: None,
             preemptions: 0,
+            reuse_prefix: true,
             payload,
         }
     }
@@ -202,7 +206,7 @@ impl<P> Scheduler<P> {
     fn reuse_cached_prefix(&self, s: &mut Seq<P>) {
         let bs = self.config.block_size;
         let mut m = lock(&self.blocks);
-        let reusable = if self.config.prefix_caching {
+        let reusable = if self.config.prefix_caching && s.reuse_prefix {
             (s.tokens.len() - 1) / bs
         } else {
             0

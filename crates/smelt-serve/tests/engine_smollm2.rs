@@ -1,12 +1,13 @@
 //! The engine on the real SmolLM2, driven through its handle (no HTTP): batched greedy output
 //! equals each request run alone; a thousand requests of which a fifth disconnect mid-stream
 //! leave every KV block free; a burst past the queue limit is refused cleanly while the rest
-//! is served.
+//! is served; prompt log-probabilities, scored in chunks beside other work, equal a one-shot
+//! forward pass.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use smelt_models::llama::Llama;
+use smelt_models::llama::{Llama, Logits};
 use smelt_models::sampler::SamplerConfig;
 use smelt_models::tokenizer::{self, Tokenizer};
 use smelt_serve::blocks::lock;
@@ -44,6 +45,7 @@ fn greedy(max_tokens: usize) -> GenParams {
         stop_tokens: vec![],
         logprobs: false,
         top_logprobs: 0,
+        prompt_logprobs: false,
     }
 }
 
@@ -77,6 +79,7 @@ async fn collect(mut rx: mpsc::Receiver<Event>) -> (Vec<u32>, Finish) {
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Token { token, .. } => ids.extend(token),
+            Event::Prompt { .. } => panic!("prompt scores were not asked for"),
             Event::Done { finish, .. } => return (ids, finish),
         }
     }
@@ -182,6 +185,7 @@ async fn a_thousand_requests_with_disconnects_leave_every_block_free() {
                 }
                 match ev {
                     Event::Token { .. } => got += 1,
+                    Event::Prompt { .. } => panic!("prompt scores were not asked for"),
                     Event::Done { finish, .. } => {
                         assert_eq!(finish, Finish::Length);
                         return;
@@ -257,5 +261,114 @@ async fn a_burst_past_the_queue_limit_is_refused_and_the_rest_served() {
         })
         .unwrap_err();
     assert!(matches!(err, engine::SubmitError::TooLong { .. }), "{err}");
+    all_blocks_free(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompt_log_probabilities_equal_a_one_shot_forward_pass() {
+    let (model, tok) = smollm2();
+    // 16 tokens a step, so the prompt runs in chunks over several steps.
+    let mut cfg = config(4, 256, 16);
+    cfg.sched.max_batched_tokens = 16;
+    let (h, _t) = engine::start(model.clone(), tok.clone(), cfg).unwrap();
+    let prompt = tok.encode(&LINES.join(" "), true);
+    // The prompt's blocks are in the prefix cache now; scoring must not start from them.
+    collect(submit(&h, prompt.clone(), greedy(1))).await;
+    let mut p = greedy(2);
+    p.logprobs = true;
+    p.top_logprobs = 3;
+    p.prompt_logprobs = true;
+    let other = submit(&h, tok.encode(LINES[0], true), greedy(8));
+    let mut rx = submit(&h, prompt.clone(), p.clone());
+    let (mut scores, mut generated) = (None, 0);
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Prompt { logprobs, .. } => {
+                assert!(
+                    scores.is_none() && generated == 0,
+                    "one Prompt event, first"
+                );
+                scores = Some(logprobs);
+            }
+            Event::Token { token, logprob, .. } => {
+                generated += usize::from(token.is_some());
+                assert!(token.is_none() || logprob.is_some_and(|l| l.top.len() == 3));
+            }
+            Event::Done { finish, .. } => {
+                assert_eq!(finish, Finish::Length);
+                break;
+            }
+        }
+    }
+    assert_eq!(collect(other).await.1, Finish::Length);
+    let scores = scores.expect("a Prompt event");
+    assert_eq!((scores.len(), generated), (prompt.len() - 1, 2));
+
+    let mut cache = model.new_cache(prompt.len());
+    // (prompt_len, n_vocab) in one pass.
+    let logits = model
+        .forward_batch(&prompt, &mut cache, Logits::All)
+        .unwrap();
+    let v = model.config.n_vocab;
+    let mut worst = 0f32;
+    for (t, s) in scores.iter().enumerate() {
+        let row = &logits[t * v..(t + 1) * v];
+        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let lse = max
+            + row
+                .iter()
+                .map(|&x| ((x - max) as f64).exp())
+                .sum::<f64>()
+                .ln() as f32;
+        let want = row[prompt[t + 1] as usize] - lse;
+        worst = worst.max((s.logprob - want).abs());
+        assert_eq!(s.top.len(), 3);
+        let best = smelt_models::sampler::argmax(row);
+        assert!(
+            s.top[0].0 == best || row[best as usize] - row[s.top[0].0 as usize] < 1e-3,
+            "position {t}: top token {} against the argmax {best}",
+            s.top[0].0
+        );
+        assert!(s.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+    // Chunked against one pass: attention may sum in another order, nothing more.
+    assert!(worst < 2e-3, "largest log-probability difference {worst}");
+    eprintln!(
+        "{} prompt tokens scored; largest difference from one pass {worst:e}",
+        scores.len()
+    );
+
+    // max_tokens 0: the scores and the end, no token.
+    p.max_tokens = 0;
+    let mut rx = submit(&h, prompt.clone(), p);
+    let mut kinds = Vec::new();
+    while let Some(ev) = rx.recv().await {
+        kinds.push(match ev {
+            Event::Prompt { logprobs, .. } => {
+                assert_eq!(logprobs, scores);
+                "prompt"
+            }
+            Event::Token { token, .. } => {
+                assert!(token.is_none(), "a token was generated");
+                "text"
+            }
+            Event::Done { finish, .. } => {
+                assert_eq!(finish, Finish::Length);
+                "done"
+            }
+        });
+    }
+    assert_eq!(kinds.first(), Some(&"prompt"));
+    assert_eq!(kinds.last(), Some(&"done"));
+    // ... which is refused where nothing would be scored.
+    let (tx, _rx) = mpsc::channel(4);
+    let refused = h.submit(Request {
+        prompt: prompt.clone(),
+        params: greedy(0),
+        index: 0,
+        events: tx,
+        arrival: Instant::now(),
+    });
+    assert!(refused.is_err());
     all_blocks_free(&h);
 }

@@ -1,6 +1,7 @@
 """Drives `smelt serve` with the official OpenAI Python client (the outside oracle for the API
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
-log-probabilities with their alternatives (top_logprobs), and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, and the
+error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
 
@@ -68,6 +69,32 @@ for tok, p, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
     best = max(top.values())
     assert abs(p - best) < 1e-6 and top.get(tok) == p, (tok, p, top)
 assert lp.text_offset == [sum(len(t) for t in lp.tokens[:i]) for i in range(4)], lp.text_offset
+# Echo with logprobs scores the prompt (what evaluation harnesses send, max_tokens 0): the
+# first token has no value; generating after it leaves the prompt's scores unchanged.
+prompt = "The capital of France is Paris"
+r = c.completions.create(model=model, prompt=prompt, max_tokens=0, echo=True, logprobs=2)
+lp = r.choices[0].logprobs
+assert r.choices[0].text == prompt and "".join(lp.tokens) == prompt, (r.choices[0].text, lp.tokens)
+assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+assert len(lp.tokens) == r.usage.prompt_tokens and r.usage.completion_tokens == 0
+assert all(v <= 0 for v in lp.token_logprobs[1:]) and r.choices[0].finish_reason == "length"
+g = c.completions.create(model=model, prompt=prompt, max_tokens=3, echo=True, logprobs=2,
+                         temperature=0)
+glp = g.choices[0].logprobs
+assert g.choices[0].text.startswith(prompt) and len(glp.tokens) == len(lp.tokens) + 3
+assert glp.token_logprobs[:len(lp.tokens)] == lp.token_logprobs
+# ... with the prompt as token ids (lm-eval's form).
+ids = [504, 3575, 282, 4649, 314, 7042]
+r = c.completions.create(model=model, prompt=ids, max_tokens=0, echo=True, logprobs=0)
+assert len(r.choices[0].logprobs.token_logprobs) == len(ids)
+# Streamed, the first chunk is the prompt with its scores.
+stream = c.completions.create(model=model, prompt=prompt, max_tokens=2, echo=True, logprobs=1,
+                              temperature=0, stream=True)
+chunks = [ch for ch in stream if ch.choices]
+assert chunks[0].choices[0].text == prompt
+assert chunks[0].choices[0].logprobs.token_logprobs == lp.token_logprobs
+assert "".join(ch.choices[0].text for ch in chunks) == g.choices[0].text[:len(prompt)] + \
+    "".join(ch.choices[0].text for ch in chunks[1:])
 # Chat's top_logprobs: sorted, the chosen (greedy) token first, bytes that decode to the token.
 r = c.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0,
                               logprobs=True, top_logprobs=4)
@@ -108,4 +135,5 @@ expect(openai.BadRequestError, lambda: c.chat.completions.create(
 expect(openai.BadRequestError, lambda: c.chat.completions.create(
     model=model, messages=messages, logprobs=True, top_logprobs=21))
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", temperature=-1))
+expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", max_tokens=0))
 print("openai client: ok")
