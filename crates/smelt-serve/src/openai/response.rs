@@ -1,0 +1,347 @@
+//! Responses of the OpenAI-compatible API: a whole JSON body, or Server-Sent Events chunk by
+//! chunk, from the engine's events; log-probabilities in each endpoint's shape.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use smelt_models::tokenizer::Tokenizer;
+use tokio::sync::mpsc;
+
+use super::{ApiError, Kind};
+use crate::engine::{Event, Finish, TokenLogprob, Usage};
+
+/// What every response chunk repeats.
+pub(super) struct Output {
+    /// `chatcmpl-…` or `cmpl-…`.
+    pub(super) id: String,
+    /// Unix time of the request.
+    pub(super) created: u64,
+    /// The model's name.
+    pub(super) model: String,
+    /// Which endpoint.
+    pub(super) kind: Kind,
+    /// Whether log-probabilities were asked for.
+    pub(super) logprobs: bool,
+    /// For the tokens' texts and bytes.
+    pub(super) tok: Arc<Tokenizer>,
+    /// The prompt's tokens when they are scored (echo with logprobs), else empty.
+    pub(super) prompt: Vec<u32>,
+    /// The prompt's text, put before each choice's text (`echo`).
+    pub(super) echo: Option<String>,
+}
+
+/// A token and its log-probability (`None` for the prompt's first token, which has none).
+type Scored = (u32, Option<TokenLogprob>);
+
+impl Output {
+    /// The echoed prompt tokens' entries, from the engine's scores of tokens 1.. (the first
+    /// has none).
+    fn prompt_entries(&self, scores: Vec<TokenLogprob>) -> Vec<Scored> {
+        let rest = self
+            .prompt
+            .iter()
+            .skip(1)
+            .zip(scores)
+            .map(|(&t, l)| (t, Some(l)));
+        self.prompt
+            .first()
+            .map(|&t| (t, None))
+            .into_iter()
+            .chain(rest)
+            .collect()
+    }
+
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.kind, chunk) {
+            (Kind::Completion, _) => "text_completion",
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+        }
+    }
+
+    fn envelope(&self, chunk: bool, choices: Vec<Value>, usage: Option<Value>) -> Value {
+        let mut v = json!({
+            "id": self.id, "object": self.object(chunk), "created": self.created,
+            "model": self.model, "choices": choices,
+        });
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        v
+    }
+
+    /// Log-probabilities of `tokens` in the endpoint's shape; `offset` is where the first
+    /// token's text starts, in characters of the choice's tokens' texts (legacy completions'
+    /// `text_offset`, as vLLM counts it).
+    fn logprobs_json(&self, tokens: &[Scored], offset: usize) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        let text = |t: u32| self.tok.decode(&[t]);
+        match self.kind {
+            Kind::Completion => {
+                let offsets = tokens.iter().scan(offset, |at, (t, _)| {
+                    let here = *at;
+                    *at += text(*t).chars().count();
+                    Some(here)
+                });
+                json!({
+                    "tokens": tokens.iter().map(|(t, _)| text(*t)).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|(_, l)| l.as_ref().map(|l| l.logprob))
+                        .collect::<Vec<_>>(),
+                    "top_logprobs": tokens.iter().map(|(_, l)| l.as_ref().map(|l| {
+                        l.top.iter().map(|&(a, p)| (text(a), json!(p))).collect::<serde_json::Map<_, _>>()
+                    })).collect::<Vec<_>>(),
+                    "text_offset": offsets.collect::<Vec<_>>(),
+                })
+            }
+            Kind::Chat => {
+                let entry = |t: u32, l: f32| json!({"token": text(t), "logprob": l, "bytes": self.tok.decode_bytes(&[t])});
+                json!({"content": tokens.iter().filter_map(|(t, l)| {
+                    let l = l.as_ref()?;
+                    let mut e = entry(*t, l.logprob);
+                    e["top_logprobs"] = l.top.iter().map(|&(a, p)| entry(a, p)).collect();
+                    Some(e)
+                }).collect::<Vec<_>>()})
+            }
+        }
+    }
+}
+
+fn usage_json(u: Usage) -> Value {
+    json!({
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    })
+}
+
+fn add_usage(total: &mut Usage, u: Usage, first: bool) {
+    // The n choices share one prompt: count it once, as OpenAI does.
+    if first {
+        total.prompt_tokens = u.prompt_tokens;
+        total.cached_tokens = u.cached_tokens;
+    }
+    total.completion_tokens += u.completion_tokens;
+}
+
+pub(super) async fn collect_response(
+    out: Output,
+    mut rx: mpsc::Receiver<Event>,
+    n: usize,
+) -> Result<Response, ApiError> {
+    let mut text = vec![String::new(); n];
+    // (n, generated) each choice's tokens and their log-probabilities.
+    let mut lps: Vec<Vec<Scored>> = vec![Vec::new(); n];
+    let mut finish = vec![None; n];
+    let mut usage = Usage::default();
+    let mut done = 0;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Token {
+                index,
+                text: t,
+                token,
+                logprob,
+            } => {
+                text[index].push_str(&t);
+                if let (Some(tk), Some(l)) = (token, logprob) {
+                    lps[index].push((tk, Some(l)));
+                }
+            }
+            Event::Prompt { index, logprobs } => {
+                let mut entries = out.prompt_entries(logprobs);
+                entries.append(&mut lps[index]);
+                lps[index] = entries;
+            }
+            Event::Done {
+                index,
+                finish: f,
+                usage: u,
+            } => {
+                add_usage(&mut usage, u, done == 0);
+                finish[index] = Some(f);
+                done += 1;
+            }
+        }
+    }
+    if done < n
+        || finish
+            .iter()
+            .any(|f| matches!(f, Some(Finish::Abort | Finish::Error)))
+    {
+        return Err(ApiError::with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "aborted",
+            "the request was aborted (the server is shutting down or the model failed)".into(),
+        ));
+    }
+    let choices = (0..n)
+        .map(|i| {
+            let reason = finish[i].map(Finish::as_str);
+            let lp = out.logprobs_json(&lps[i], 0);
+            let text = format!("{}{}", out.echo.as_deref().unwrap_or(""), text[i]);
+            match out.kind {
+                Kind::Completion => json!({
+                    "index": i, "text": text, "finish_reason": reason, "logprobs": lp,
+                }),
+                Kind::Chat => json!({
+                    "index": i, "finish_reason": reason, "logprobs": lp,
+                    "message": {"role": "assistant", "content": text},
+                }),
+            }
+        })
+        .collect();
+    Ok(axum::Json(out.envelope(false, choices, Some(usage_json(usage)))).into_response())
+}
+
+/// Turns engine events into SSE chunks; ends with the usage chunk (if asked) and `[DONE]`.
+struct ChunkStream {
+    out: Output,
+    rx: mpsc::Receiver<Event>,
+    queue: VecDeque<SseEvent>,
+    opened: Vec<bool>,
+    /// (n,) characters of each choice's tokens' texts so far (for `text_offset`).
+    offset: Vec<usize>,
+    include_usage: bool,
+    usage: Usage,
+    done: usize,
+    ended: bool,
+}
+
+impl ChunkStream {
+    fn chunk(&mut self, index: usize, text: Option<String>, finish: Option<Finish>, lp: Value) {
+        let choice = match self.out.kind {
+            Kind::Completion => json!({
+                "index": index, "text": text.unwrap_or_default(),
+                "finish_reason": finish.map(Finish::as_str), "logprobs": lp,
+            }),
+            Kind::Chat => {
+                let mut delta = json!({});
+                if !self.opened[index] {
+                    self.opened[index] = true;
+                    delta["role"] = json!("assistant");
+                }
+                if let Some(t) = text {
+                    delta["content"] = json!(t);
+                }
+                json!({"index": index, "delta": delta,
+                       "finish_reason": finish.map(Finish::as_str), "logprobs": lp})
+            }
+        };
+        let mut v = self.out.envelope(true, vec![choice], None);
+        if self.include_usage {
+            v["usage"] = Value::Null;
+        }
+        self.queue
+            .push_back(SseEvent::default().data(v.to_string()));
+    }
+
+    fn on(&mut self, ev: Event) {
+        match ev {
+            Event::Token {
+                index,
+                text,
+                token,
+                logprob,
+            } => {
+                if text.is_empty() && !(self.out.logprobs && token.is_some()) {
+                    return;
+                }
+                let lp = match (token, logprob) {
+                    (Some(t), Some(l)) => {
+                        let lp = self.out.logprobs_json(&[(t, Some(l))], self.offset[index]);
+                        self.offset[index] += self.out.tok.decode(&[t]).chars().count();
+                        lp
+                    }
+                    _ => Value::Null,
+                };
+                self.chunk(index, Some(text), None, lp);
+            }
+            Event::Prompt { index, logprobs } => {
+                // Echo with logprobs: the prompt's text goes out with its scores.
+                let entries = self.out.prompt_entries(logprobs);
+                let lp = self.out.logprobs_json(&entries, 0);
+                self.offset[index] = entries
+                    .iter()
+                    .map(|(t, _)| self.out.tok.decode(&[*t]).chars().count())
+                    .sum();
+                let text = self.out.echo.clone().unwrap_or_default();
+                self.chunk(index, Some(text), None, lp);
+            }
+            Event::Done {
+                index,
+                finish,
+                usage,
+            } => {
+                add_usage(&mut self.usage, usage, self.done == 0);
+                self.done += 1;
+                self.chunk(index, None, Some(finish), Value::Null);
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.rx.recv().await {
+                Some(ev) => self.on(ev),
+                None => {
+                    self.ended = true;
+                    if self.include_usage {
+                        let v = self
+                            .out
+                            .envelope(true, vec![], Some(usage_json(self.usage)));
+                        self.queue
+                            .push_back(SseEvent::default().data(v.to_string()));
+                    }
+                    self.queue.push_back(SseEvent::default().data("[DONE]"));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn stream_response(
+    out: Output,
+    rx: mpsc::Receiver<Event>,
+    n: usize,
+    include_usage: bool,
+) -> Response {
+    // Echo without scores: each choice starts with the prompt's text.
+    let echo_now = out.prompt.is_empty().then(|| out.echo.clone()).flatten();
+    let mut s = ChunkStream {
+        out,
+        rx,
+        queue: VecDeque::new(),
+        opened: vec![false; n],
+        offset: vec![0; n],
+        include_usage,
+        usage: Usage::default(),
+        done: 0,
+        ended: false,
+    };
+    if let Some(text) = echo_now {
+        for index in 0..n {
+            s.chunk(index, Some(text.clone()), None, Value::Null);
+        }
+    }
+    let stream = futures_util::stream::unfold(s, |mut s| async move {
+        s.next()
+            .await
+            .map(|e| (Ok::<_, std::convert::Infallible>(e), s))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
