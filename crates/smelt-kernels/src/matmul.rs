@@ -78,6 +78,8 @@ pub struct QMatrix {
     float_gemm: bool,
     /// W8A8 weights (then `data` is empty): per-row int8 × per-token int8 activations.
     int8: Option<RowInt8>,
+    /// Whether a k-quant matrix may take `kgroups` (not for [`QMatrix::new_one_row`]).
+    batch_copies: bool,
 }
 
 /// Smallest batch that [`QMatrix::set_float_gemm`] sends through the GEMM.
@@ -90,6 +92,30 @@ impl QMatrix {
         rows: usize,
         cols: usize,
         data: WeightBytes,
+    ) -> Result<Self, String> {
+        Self::build(ty, rows, cols, data, true)
+    }
+
+    /// [`QMatrix::new`] for a matrix that mostly sees one row at a time, such as a model's
+    /// output head (run on each sequence's last position): a k-quant one gets no 16-row copy
+    /// for batch rows, whose memory (0.66–1.16 bytes per weight; a 128k-token vocabulary
+    /// × 2048 is 262M weights) the rare batch (perplexity) would not repay. Same bits either
+    /// way.
+    pub fn new_one_row(
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+        data: WeightBytes,
+    ) -> Result<Self, String> {
+        Self::build(ty, rows, cols, data, false)
+    }
+
+    fn build(
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+        data: WeightBytes,
+        batch_copies: bool,
     ) -> Result<Self, String> {
         let (be, bb) = ty.block();
         if !cols.is_multiple_of(be) {
@@ -118,6 +144,7 @@ impl QMatrix {
             variant: variant(),
             float_gemm: false,
             int8: None,
+            batch_copies,
         };
         m.choose_kernel(variant());
         Ok(m)
@@ -146,7 +173,7 @@ impl QMatrix {
                     )
                 })
                 .flatten();
-            self.kgroups = eligible
+            self.kgroups = (eligible && self.batch_copies)
                 .then(|| {
                     crate::interleaved_k::interleave(
                         self.ty,
@@ -173,6 +200,15 @@ impl QMatrix {
     pub fn is_interleaved(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
         return self.interleaved.is_some();
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// Whether a k-quant matrix holds the 16-row copy its batch rows take
+    /// (`interleaved_k.rs`).
+    pub fn has_batch_copy(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self.kgroups.is_some();
         #[cfg(not(target_arch = "x86_64"))]
         false
     }

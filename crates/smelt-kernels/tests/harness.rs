@@ -373,6 +373,28 @@ fn interleaved_k_quant_batches_equal_the_reference_bit_for_bit() {
 }
 
 #[test]
+fn one_row_matrices_skip_the_batch_copy_and_give_the_same_bits() {
+    let mut rng = Rng::fresh();
+    let (rows, cols, n) = (48, 512, 9);
+    let copying =
+        smelt_kernels::variant() == Variant::Avx512Vnni && smelt_kernels::interleaved_rows();
+    for ty in [WeightType::Q4K, WeightType::Q6K] {
+        let w = random_weights(ty, rows, cols, &mut rng, false);
+        let batch = QMatrix::new(ty, rows, cols, WeightBytes::Owned(w.clone())).unwrap();
+        let head = QMatrix::new_one_row(ty, rows, cols, WeightBytes::Owned(w)).unwrap();
+        assert_eq!(batch.has_batch_copy(), copying, "{ty:?}");
+        assert!(!head.has_batch_copy(), "{ty:?}");
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.activation()).collect();
+        let mut acts = Activations::new();
+        acts.set(&x, n, cols, ty.act_kinds());
+        let (mut a, mut b) = (vec![f32::NAN; n * rows], vec![f32::NAN; n * rows]);
+        matmul_multi(&[&batch, &head], &acts, &mut [&mut a, &mut b]);
+        let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+        assert!(same, "{ty:?}: the head matrix's products differ");
+    }
+}
+
+#[test]
 fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
     let mut rng = Rng::fresh();
     let interleaving =

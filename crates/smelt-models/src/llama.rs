@@ -96,6 +96,28 @@ fn matrix(
     cols: usize,
     rows: usize,
 ) -> Result<QMatrix, ModelError> {
+    matrix_for(file, name, cols, rows, QMatrix::new)
+}
+
+/// [`matrix`] for the output head (its own or the tied embedding): one row per sequence,
+/// so no batch copy ([`QMatrix::new_one_row`]).
+fn head_matrix(
+    file: &Arc<GgufFile>,
+    name: &str,
+    cols: usize,
+    rows: usize,
+) -> Result<QMatrix, ModelError> {
+    matrix_for(file, name, cols, rows, QMatrix::new_one_row)
+}
+
+/// [`matrix`] with the wrapper `new`.
+fn matrix_for(
+    file: &Arc<GgufFile>,
+    name: &str,
+    cols: usize,
+    rows: usize,
+    new: fn(WeightType, usize, usize, WeightBytes) -> Result<QMatrix, String>,
+) -> Result<QMatrix, ModelError> {
     let t = tensor(file, name, &[cols, rows])?;
     let err = |why: String| ModelError::Tensor {
         name: name.into(),
@@ -110,7 +132,7 @@ fn matrix(
                 start,
                 len: bytes.len(),
             };
-            QMatrix::new(ty, rows, cols, data).map_err(err)
+            new(ty, rows, cols, data).map_err(err)
         }
         None => {
             let w = load_f32(file, name, &[cols, rows])?;
@@ -150,12 +172,12 @@ impl Llama {
             .iter()
             .any(|t| t.name == "output.weight")
         {
-            Some(matrix(file, "output.weight", e, config.n_vocab)?)
+            Some(head_matrix(file, "output.weight", e, config.n_vocab)?)
         } else {
             None
         };
         Ok(Self {
-            tok_embd: matrix(file, "token_embd.weight", e, config.n_vocab)?,
+            tok_embd: head_matrix(file, "token_embd.weight", e, config.n_vocab)?,
             output_norm: load_f32(file, "output_norm.weight", &[e])?,
             output,
             layers,
