@@ -57,6 +57,21 @@ assert sorted(ch.index for ch in a.choices) == [0, 1, 2]
 assert [ch.text for ch in a.choices] == [ch.text for ch in b.choices]
 assert a.usage.completion_tokens == 18
 
+# Several prompts in one request: n choices each, numbered prompt by prompt; greedy, each
+# prompt's choices equal it asked alone; the usage counts every prompt once.
+two = ["The capital of France is", "Once upon a time"]
+r = c.completions.create(model=model, prompt=two, max_tokens=5, n=2, temperature=0)
+by_index = {ch.index: ch.text for ch in r.choices}
+assert sorted(by_index) == [0, 1, 2, 3], by_index
+alone = [c.completions.create(model=model, prompt=p, max_tokens=5, temperature=0) for p in two]
+assert [by_index[i] for i in range(4)] == [a.choices[0].text for a in alone for _ in range(2)]
+assert r.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone), r.usage
+assert r.usage.completion_tokens == 20
+# ... as token ids, echoed.
+ids2 = [[504, 3575, 282], [4649, 314]]
+r = c.completions.create(model=model, prompt=ids2, max_tokens=1, echo=True, temperature=0)
+assert len(r.choices) == 2 and all(ch.text for ch in r.choices)
+
 # Log-probabilities of the chosen tokens.
 r = c.completions.create(model=model, prompt="Hello", max_tokens=3, temperature=0, logprobs=1)
 lp = r.choices[0].logprobs
@@ -136,4 +151,6 @@ expect(openai.BadRequestError, lambda: c.chat.completions.create(
     model=model, messages=messages, logprobs=True, top_logprobs=21))
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", temperature=-1))
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", max_tokens=0))
+expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=["a"] * 5, n=16))
+expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=["a", ""]))
 print("openai client: ok")

@@ -155,7 +155,11 @@ enum PromptInput {
     Text(String),
     Texts(Vec<String>),
     Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
 }
+
+/// Most choices (prompts × n) one request may ask for.
+const MAX_CHOICES: usize = 64;
 
 #[derive(Deserialize, Default)]
 struct StreamOptions {
@@ -215,18 +219,22 @@ enum Kind {
     Chat,
 }
 
-/// A validated generation: prompt, settings, choices, streaming.
+/// One prompt of a request: its tokens, and its text when echoed.
+struct Prompt {
+    tokens: Vec<u32>,
+    echo: Option<String>,
+}
+
+/// A validated generation: prompts, settings, choices, streaming.
 struct Job {
     kind: Kind,
-    prompt: Vec<u32>,
+    prompts: Vec<Prompt>,
     params: GenParams,
     n: usize,
     stream: bool,
     include_usage: bool,
     /// Log-probabilities asked for: `Some(k)` with k alternatives per token.
     logprobs: Option<usize>,
-    /// The prompt's text, to put before the completion (completions' `echo`).
-    echo: Option<String>,
 }
 
 fn unix_now() -> u64 {
@@ -240,14 +248,14 @@ impl AppState {
     fn job(
         &self,
         kind: Kind,
-        prompt: Vec<u32>,
+        prompts: Vec<Prompt>,
         c: Common,
         logprobs: Option<usize>,
-        echo: Option<String>,
     ) -> Result<Job, ApiError> {
         // Scoring the prompt: echo with log-probabilities (what evaluation harnesses send,
         // often with max_tokens 0).
-        let prompt_logprobs = echo.is_some() && logprobs.is_some();
+        let echo = prompts.iter().any(|p| p.echo.is_some());
+        let prompt_logprobs = echo && logprobs.is_some();
         if let Some(k) = logprobs
             && k > MAX_TOP_LOGPROBS
         {
@@ -279,7 +287,15 @@ impl AppState {
         if !(1..=16).contains(&n) {
             return Err(ApiError::bad_request(format!("n = {n} is outside 1..=16")));
         }
-        let room = self.engine.max_context.saturating_sub(prompt.len());
+        if prompts.len() * n > MAX_CHOICES {
+            return Err(ApiError::bad_request(format!(
+                "{} prompts × n = {n} is {} choices; at most {MAX_CHOICES} per request",
+                prompts.len(),
+                prompts.len() * n
+            )));
+        }
+        let longest = prompts.iter().map(|p| p.tokens.len()).max().unwrap_or(0);
+        let room = self.engine.max_context.saturating_sub(longest);
         let max_tokens = match c.max_completion_tokens.or(c.max_tokens) {
             Some(0) if !prompt_logprobs => {
                 return Err(ApiError::bad_request(
@@ -314,7 +330,7 @@ impl AppState {
         };
         Ok(Job {
             kind,
-            prompt,
+            prompts,
             params: GenParams {
                 max_tokens,
                 sampler,
@@ -332,7 +348,6 @@ impl AppState {
             stream: c.stream,
             include_usage: c.stream_options.unwrap_or_default().include_usage,
             logprobs,
-            echo,
         })
     }
 
@@ -353,23 +368,31 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     admit(&state, &headers)?;
     let b: CompletionBody = parse(&body)?;
-    let echo = b.echo.then(|| match &b.prompt {
-        PromptInput::Text(t) => t.clone(),
-        PromptInput::Texts(v) => v.first().cloned().unwrap_or_default(),
-        PromptInput::Tokens(ids) => state.tok.decode(ids),
-    });
-    let prompt = match b.prompt {
-        PromptInput::Text(t) => state.encode(&t),
-        PromptInput::Texts(v) if v.len() == 1 => state.encode(&v[0]),
-        PromptInput::Texts(_) => {
-            return Err(ApiError::bad_request(
-                "send one prompt per request (a list of several is not supported)",
-            ));
-        }
-        PromptInput::Tokens(ids) => ids,
+    let echo = b.echo;
+    let text = |t: String| Prompt {
+        tokens: state.encode(&t),
+        echo: echo.then_some(t),
     };
-    if let Some(&bad) = prompt
+    let ids = |tokens: Vec<u32>| Prompt {
+        echo: echo.then(|| state.tok.decode(&tokens)),
+        tokens,
+    };
+    // One prompt, or several (each with its n choices, numbered prompt by prompt).
+    let prompts: Vec<Prompt> = match b.prompt {
+        PromptInput::Text(t) => vec![text(t)],
+        PromptInput::Texts(v) => v.into_iter().map(text).collect(),
+        PromptInput::Tokens(t) => vec![ids(t)],
+        PromptInput::TokenLists(v) => v.into_iter().map(ids).collect(),
+    };
+    if prompts.is_empty() {
+        return Err(ApiError::bad_request("prompt is an empty list"));
+    }
+    if let Some(i) = prompts.iter().position(|p| p.tokens.is_empty()) {
+        return Err(ApiError::bad_request(format!("prompt {i} is empty")));
+    }
+    if let Some(&bad) = prompts
         .iter()
+        .flat_map(|p| &p.tokens)
         .find(|&&t| t as usize >= state.tok.vocab_size())
     {
         return Err(ApiError::bad_request(format!(
@@ -378,7 +401,7 @@ pub async fn completions(
     }
     // Legacy `logprobs: k`: the chosen tokens' log-probabilities and k alternatives each.
     let lp = b.logprobs.map(|k| k as usize);
-    let job = state.job(Kind::Completion, prompt, b.common, lp, echo)?;
+    let job = state.job(Kind::Completion, prompts, b.common, lp)?;
     run(state.0, job).await
 }
 
@@ -397,7 +420,10 @@ pub async fn chat_completions(
         .template
         .render(&b.messages, true)
         .map_err(ApiError::bad_request)?;
-    let prompt = state.encode(&text);
+    let prompt = Prompt {
+        tokens: state.encode(&text),
+        echo: None,
+    };
     let lp = match (b.logprobs, b.top_logprobs) {
         (false, Some(_)) => {
             return Err(ApiError::bad_request("top_logprobs needs logprobs: true"));
@@ -405,7 +431,7 @@ pub async fn chat_completions(
         (false, None) => None,
         (true, k) => Some(k.unwrap_or(0)),
     };
-    let job = state.job(Kind::Chat, prompt, b.common, lp, None)?;
+    let job = state.job(Kind::Chat, vec![prompt], b.common, lp)?;
     run(state.0, job).await
 }
 
@@ -422,16 +448,17 @@ pub async fn models(
     .into_response())
 }
 
-/// Submits the job's `n` sequences and answers with JSON or an event stream.
+/// Submits the job's sequences (n per prompt) and answers with JSON or an event stream.
 async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
-    let cap = job.n * (job.params.max_tokens + 4);
+    let choices = job.prompts.len() * job.n;
+    let cap = choices * (job.params.max_tokens + 4);
     let (tx, rx) = mpsc::channel(cap);
     let arrival = Instant::now();
-    for index in 0..job.n {
+    for index in 0..choices {
         let mut params = job.params.clone();
         params.sampler.seed = params.sampler.seed.wrapping_add(index as u64);
         state.engine.submit(Request {
-            prompt: job.prompt.clone(),
+            prompt: job.prompts[index / job.n].tokens.clone(),
             params,
             index,
             events: tx.clone(),
@@ -454,17 +481,24 @@ async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
         kind: job.kind,
         logprobs: job.logprobs.is_some(),
         tok: state.tok.clone(),
-        prompt: if job.params.prompt_logprobs {
-            job.prompt.clone()
-        } else {
-            Vec::new()
-        },
-        echo: job.echo,
+        n: job.n,
+        prompt: job
+            .prompts
+            .iter()
+            .map(|p| {
+                if job.params.prompt_logprobs {
+                    p.tokens.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect(),
+        echo: job.prompts.into_iter().map(|p| p.echo).collect(),
     };
     if job.stream {
-        Ok(stream_response(out, rx, job.n, job.include_usage))
+        Ok(stream_response(out, rx, job.include_usage))
     } else {
-        collect_response(out, rx, job.n).await
+        collect_response(out, rx).await
     }
 }
 

@@ -28,31 +28,38 @@ pub(super) struct Output {
     pub(super) logprobs: bool,
     /// For the tokens' texts and bytes.
     pub(super) tok: Arc<Tokenizer>,
-    /// The prompt's tokens when they are scored (echo with logprobs), else empty.
-    pub(super) prompt: Vec<u32>,
-    /// The prompt's text, put before each choice's text (`echo`).
-    pub(super) echo: Option<String>,
+    /// Choices per prompt: choice c answers prompt c / n.
+    pub(super) n: usize,
+    /// (prompts,) each prompt's tokens when they are scored (echo with logprobs), else empty.
+    pub(super) prompt: Vec<Vec<u32>>,
+    /// (prompts,) each prompt's text, put before its choices' texts (`echo`).
+    pub(super) echo: Vec<Option<String>>,
 }
 
 /// A token and its log-probability (`None` for the prompt's first token, which has none).
 type Scored = (u32, Option<TokenLogprob>);
 
 impl Output {
-    /// The echoed prompt tokens' entries, from the engine's scores of tokens 1.. (the first
-    /// has none).
-    fn prompt_entries(&self, scores: Vec<TokenLogprob>) -> Vec<Scored> {
-        let rest = self
-            .prompt
+    /// The echoed prompt tokens' entries of choice `c`, from the engine's scores of tokens
+    /// 1.. (the first has none).
+    fn prompt_entries(&self, c: usize, scores: Vec<TokenLogprob>) -> Vec<Scored> {
+        let prompt = &self.prompt[c / self.n];
+        let rest = prompt
             .iter()
             .skip(1)
             .zip(scores)
             .map(|(&t, l)| (t, Some(l)));
-        self.prompt
+        prompt
             .first()
             .map(|&t| (t, None))
             .into_iter()
             .chain(rest)
             .collect()
+    }
+
+    /// The text choice `c` starts with (its prompt's, with `echo`).
+    fn echo(&self, c: usize) -> &str {
+        self.echo[c / self.n].as_deref().unwrap_or("")
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -120,25 +127,44 @@ fn usage_json(u: Usage) -> Value {
     })
 }
 
-fn add_usage(total: &mut Usage, u: Usage, first: bool) {
-    // The n choices share one prompt: count it once, as OpenAI does.
-    if first {
-        total.prompt_tokens = u.prompt_tokens;
-        total.cached_tokens = u.cached_tokens;
-    }
-    total.completion_tokens += u.completion_tokens;
+/// A request's token counts over its choices.
+struct UsageSum {
+    total: Usage,
+    /// (prompts,) whether a choice of the prompt was counted.
+    counted: Vec<bool>,
+    n: usize,
 }
 
+impl UsageSum {
+    fn new(out: &Output) -> Self {
+        Self {
+            total: Usage::default(),
+            counted: vec![false; out.echo.len()],
+            n: out.n,
+        }
+    }
+
+    fn add(&mut self, choice: usize, u: Usage) {
+        // The n choices of a prompt share it: count it once, as OpenAI does.
+        if !std::mem::replace(&mut self.counted[choice / self.n], true) {
+            self.total.prompt_tokens += u.prompt_tokens;
+            self.total.cached_tokens += u.cached_tokens;
+        }
+        self.total.completion_tokens += u.completion_tokens;
+    }
+}
+
+/// The whole response of `out`'s choices (prompts × n), once every one has ended.
 pub(super) async fn collect_response(
     out: Output,
     mut rx: mpsc::Receiver<Event>,
-    n: usize,
 ) -> Result<Response, ApiError> {
+    let n = out.echo.len() * out.n;
     let mut text = vec![String::new(); n];
     // (n, generated) each choice's tokens and their log-probabilities.
     let mut lps: Vec<Vec<Scored>> = vec![Vec::new(); n];
     let mut finish = vec![None; n];
-    let mut usage = Usage::default();
+    let mut usage = UsageSum::new(&out);
     let mut done = 0;
     while let Some(ev) = rx.recv().await {
         match ev {
@@ -154,7 +180,7 @@ pub(super) async fn collect_response(
                 }
             }
             Event::Prompt { index, logprobs } => {
-                let mut entries = out.prompt_entries(logprobs);
+                let mut entries = out.prompt_entries(index, logprobs);
                 entries.append(&mut lps[index]);
                 lps[index] = entries;
             }
@@ -163,7 +189,7 @@ pub(super) async fn collect_response(
                 finish: f,
                 usage: u,
             } => {
-                add_usage(&mut usage, u, done == 0);
+                usage.add(index, u);
                 finish[index] = Some(f);
                 done += 1;
             }
@@ -185,7 +211,7 @@ pub(super) async fn collect_response(
         .map(|i| {
             let reason = finish[i].map(Finish::as_str);
             let lp = out.logprobs_json(&lps[i], 0);
-            let text = format!("{}{}", out.echo.as_deref().unwrap_or(""), text[i]);
+            let text = format!("{}{}", out.echo(i), text[i]);
             match out.kind {
                 Kind::Completion => json!({
                     "index": i, "text": text, "finish_reason": reason, "logprobs": lp,
@@ -197,7 +223,8 @@ pub(super) async fn collect_response(
             }
         })
         .collect();
-    Ok(axum::Json(out.envelope(false, choices, Some(usage_json(usage)))).into_response())
+    let usage = usage_json(usage.total);
+    Ok(axum::Json(out.envelope(false, choices, Some(usage))).into_response())
 }
 
 /// Turns engine events into SSE chunks; ends with the usage chunk (if asked) and `[DONE]`.
@@ -209,8 +236,7 @@ struct ChunkStream {
     /// (n,) characters of each choice's tokens' texts so far (for `text_offset`).
     offset: Vec<usize>,
     include_usage: bool,
-    usage: Usage,
-    done: usize,
+    usage: UsageSum,
     ended: bool,
 }
 
@@ -265,13 +291,13 @@ impl ChunkStream {
             }
             Event::Prompt { index, logprobs } => {
                 // Echo with logprobs: the prompt's text goes out with its scores.
-                let entries = self.out.prompt_entries(logprobs);
+                let entries = self.out.prompt_entries(index, logprobs);
                 let lp = self.out.logprobs_json(&entries, 0);
                 self.offset[index] = entries
                     .iter()
                     .map(|(t, _)| self.out.tok.decode(&[*t]).chars().count())
                     .sum();
-                let text = self.out.echo.clone().unwrap_or_default();
+                let text = self.out.echo(index).to_string();
                 self.chunk(index, Some(text), None, lp);
             }
             Event::Done {
@@ -279,8 +305,7 @@ impl ChunkStream {
                 finish,
                 usage,
             } => {
-                add_usage(&mut self.usage, usage, self.done == 0);
-                self.done += 1;
+                self.usage.add(index, usage);
                 self.chunk(index, None, Some(finish), Value::Null);
             }
         }
@@ -301,7 +326,7 @@ impl ChunkStream {
                     if self.include_usage {
                         let v = self
                             .out
-                            .envelope(true, vec![], Some(usage_json(self.usage)));
+                            .envelope(true, vec![], Some(usage_json(self.usage.total)));
                         self.queue
                             .push_back(SseEvent::default().data(v.to_string()));
                     }
@@ -312,14 +337,21 @@ impl ChunkStream {
     }
 }
 
+/// The response of `out`'s choices (prompts × n) as Server-Sent Events.
 pub(super) fn stream_response(
     out: Output,
     rx: mpsc::Receiver<Event>,
-    n: usize,
     include_usage: bool,
 ) -> Response {
-    // Echo without scores: each choice starts with the prompt's text.
-    let echo_now = out.prompt.is_empty().then(|| out.echo.clone()).flatten();
+    let n = out.echo.len() * out.n;
+    // Echo without scores: each choice starts with its prompt's text.
+    let echo_now: Vec<Option<String>> = (0..n)
+        .map(|c| {
+            let p = c / out.n;
+            (out.prompt[p].is_empty() && out.echo[p].is_some()).then(|| out.echo(c).to_string())
+        })
+        .collect();
+    let usage = UsageSum::new(&out);
     let mut s = ChunkStream {
         out,
         rx,
@@ -327,13 +359,12 @@ pub(super) fn stream_response(
         opened: vec![false; n],
         offset: vec![0; n],
         include_usage,
-        usage: Usage::default(),
-        done: 0,
+        usage,
         ended: false,
     };
-    if let Some(text) = echo_now {
-        for index in 0..n {
-            s.chunk(index, Some(text.clone()), None, Value::Null);
+    for (index, text) in echo_now.into_iter().enumerate() {
+        if let Some(text) = text {
+            s.chunk(index, Some(text), None, Value::Null);
         }
     }
     let stream = futures_util::stream::unfold(s, |mut s| async move {
