@@ -95,6 +95,8 @@ pub struct Scheduler<P> {
     pub waiting: VecDeque<Seq<P>>,
     /// Preemptions so far.
     pub preemptions: u64,
+    /// Times a waiting sequence was passed over to await a shared prefix being computed.
+    pub deferred: u64,
 }
 
 impl<P> Scheduler<P> {
@@ -107,6 +109,7 @@ impl<P> Scheduler<P> {
             running: Vec::new(),
             waiting: VecDeque::new(),
             preemptions: 0,
+            deferred: 0,
         }
     }
 
@@ -170,10 +173,20 @@ impl<P> Scheduler<P> {
                 budget -= chunk;
             }
         }
+        // Admissions in queue order, passing over (for now) a sequence whose prompt starts with
+        // full blocks that a running sequence is still computing: once those are in the
+        // prefix cache it will reuse them instead of computing them again.
+        let mut k = 0;
         while budget > 0 && self.running.len() < self.config.max_num_seqs {
-            let Some(mut s) = self.waiting.pop_front() else {
+            if k >= self.waiting.len() {
                 break;
-            };
+            }
+            if self.awaits_shared_prefix(&self.waiting[k]) {
+                self.deferred += 1;
+                k += 1;
+                continue;
+            }
+            let mut s = self.waiting.remove(k).expect("k < len");
             self.reuse_cached_prefix(&mut s);
             let want = s.pending().min(budget);
             let chunk = fit_chunk(&self.blocks, self.config.block_size, &mut s, want);
@@ -181,7 +194,7 @@ impl<P> Scheduler<P> {
                 s.blocks.clear();
                 s.hashes.clear();
                 s.computed = 0;
-                self.waiting.push_front(s);
+                self.waiting.insert(k, s);
                 break;
             }
             plan.push((s.id, s.computed, s.computed + chunk));
@@ -199,6 +212,27 @@ impl<P> Scheduler<P> {
                 end,
             })
             .collect()
+    }
+
+    /// Whether waiting `s` would reuse full prompt blocks that a running sequence has not
+    /// finished computing (so they are not in the prefix cache yet).
+    fn awaits_shared_prefix(&self, s: &Seq<P>) -> bool {
+        let bs = self.config.block_size;
+        // Blocks `reuse_cached_prefix` could take: all full ones but a last token to run.
+        let reusable = (s.tokens.len() - 1) / bs;
+        if !self.config.prefix_caching || !s.reuse_prefix || reusable == 0 {
+            return false;
+        }
+        self.running.iter().any(|r| {
+            // Full prompt blocks both share, counted from the start.
+            let shared = r.tokens[..r.prompt_len]
+                .chunks_exact(bs)
+                .zip(s.tokens[..reusable * bs].chunks_exact(bs))
+                .take_while(|(a, b)| a == b)
+                .count();
+            // Blocks are registered as a step completes them.
+            r.computed < shared * bs
+        })
     }
 
     /// Takes the longest run of the prompt's full blocks found in the prefix cache (always
@@ -350,5 +384,51 @@ mod tests {
         let stats = lock(&blocks).stats();
         assert_eq!(stats.used, 0);
         assert!(stats.hits > 0, "the shared prefix was found in the cache");
+    }
+
+    /// Four sequences with one 64-token prompt arrive together: the first computes it, the
+    /// others wait for its blocks and then reuse all but the last token's.
+    #[test]
+    fn equal_prompts_arriving_together_compute_their_prefix_once() {
+        let blocks: SharedBlocks = Arc::new(Mutex::new(BlockManager::new(64)));
+        let config = SchedulerConfig {
+            max_num_seqs: 8,
+            max_batched_tokens: 512,
+            block_size: 16,
+            prefix_caching: true,
+        };
+        let mut sched: Scheduler<()> = Scheduler::new(config, blocks.clone());
+        let prompt: Vec<u32> = (100..164).collect();
+        for id in 0..4 {
+            sched
+                .waiting
+                .push_back(Seq::new(id, prompt.clone(), &blocks, ()));
+        }
+        // An unrelated prompt behind them is not held up.
+        sched
+            .waiting
+            .push_back(Seq::new(9, (0..20).collect(), &blocks, ()));
+        let work = sched.schedule();
+        let ran: Vec<(u64, usize, usize)> = work
+            .iter()
+            .map(|w| (sched.running[w.seq].id, w.start, w.end))
+            .collect();
+        assert_eq!(ran, vec![(0, 0, 64), (9, 0, 20)]);
+        assert_eq!(sched.deferred, 3);
+        sched.complete(&work);
+        let work = sched.schedule();
+        let mut ran: Vec<(u64, usize, usize)> = work
+            .iter()
+            .map(|w| (sched.running[w.seq].id, w.start, w.end))
+            .collect();
+        ran.sort();
+        assert_eq!(ran, vec![(1, 48, 64), (2, 48, 64), (3, 48, 64)]);
+        assert!(
+            sched
+                .running
+                .iter()
+                .filter(|s| s.id < 4 && s.id > 0)
+                .all(|s| s.cached_tokens == Some(48))
+        );
     }
 }
