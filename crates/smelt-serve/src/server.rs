@@ -20,10 +20,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
+        .route("/tokenize", post(openai::tokenize))
+        .route("/detokenize", post(openai::detokenize))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(|| async {
-            openai::ApiError::not_found("no such route; see /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics")
+            openai::ApiError::not_found("no such route; see /v1/completions, /v1/chat/completions, /v1/models, /tokenize, /detokenize, /health, /metrics")
         })
         .with_state(state)
 }

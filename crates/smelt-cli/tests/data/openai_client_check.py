@@ -1,7 +1,7 @@
 """Drives `smelt serve` with the official OpenAI Python client (the outside oracle for the API
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
-log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, and the
-error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, vLLM's
+/tokenize and /detokenize, and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
 
@@ -127,6 +127,20 @@ streamed = [e for ch in stream if ch.choices and ch.choices[0].logprobs
             for e in ch.choices[0].logprobs.content]
 assert [(e.token, [a.token for a in e.top_logprobs]) for e in streamed] == \
     [(e.token, [a.token for a in e.top_logprobs[:2]]) for e in content], streamed
+
+# vLLM's /tokenize and /detokenize: the same count as the usage, and back to the text.
+import json, urllib.request
+def post(path, body):
+    r = urllib.request.Request(base + path, json.dumps(body).encode(),
+                               {"content-type": "application/json", "authorization": "Bearer " + key})
+    return json.load(urllib.request.urlopen(r))
+t = post("/tokenize", {"model": model, "prompt": "The capital of France is"})
+u = c.completions.create(model=model, prompt="The capital of France is", max_tokens=1).usage
+assert t["count"] == len(t["tokens"]) == u.prompt_tokens, (t, u)
+assert post("/detokenize", {"tokens": t["tokens"]})["prompt"] == "The capital of France is"
+t = post("/tokenize", {"messages": messages})
+u = c.chat.completions.create(model=model, messages=messages, max_tokens=1).usage
+assert t["count"] == u.prompt_tokens, (t, u)
 
 def expect(err, fn, code=None):
     try:

@@ -270,19 +270,7 @@ impl AppState {
                 "temperature {t} is negative (0 is greedy)"
             )));
         }
-        if let Some(m) = &c.model
-            && m != &self.model_name
-        {
-            return Err(ApiError::with(
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "model_not_found",
-                format!(
-                    "the model `{m}` does not exist; this server has `{}`",
-                    self.model_name
-                ),
-            ));
-        }
+        self.check_model(&c.model)?;
         let n = c.n.unwrap_or(1);
         if !(1..=16).contains(&n) {
             return Err(ApiError::bad_request(format!("n = {n} is outside 1..=16")));
@@ -433,6 +421,95 @@ pub async fn chat_completions(
     };
     let job = state.job(Kind::Chat, vec![prompt], b.common, lp)?;
     run(state.0, job).await
+}
+
+#[derive(Deserialize)]
+struct TokenizeBody {
+    model: Option<String>,
+    prompt: Option<String>,
+    messages: Option<Vec<ChatMessage>>,
+    /// Whether a BOS the model wants goes first (prompts), as vLLM's `add_special_tokens`.
+    #[serde(default = "yes")]
+    add_special_tokens: bool,
+    /// With `messages`, end with the assistant turn's opening.
+    #[serde(default = "yes")]
+    add_generation_prompt: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct DetokenizeBody {
+    model: Option<String>,
+    tokens: Vec<u32>,
+}
+
+impl AppState {
+    fn check_model(&self, model: &Option<String>) -> Result<(), ApiError> {
+        match model {
+            Some(m) if m != &self.model_name => Err(ApiError::with(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found",
+                format!(
+                    "the model `{m}` does not exist; this server has `{}`",
+                    self.model_name
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `POST /tokenize` (vLLM's): the token ids a prompt, or chat messages through the model's
+/// template, would run as.
+pub async fn tokenize(
+    state: axum::extract::State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let b: TokenizeBody = parse(&body)?;
+    state.check_model(&b.model)?;
+    let tokens = match (b.prompt, b.messages) {
+        (Some(p), None) if b.add_special_tokens => state.encode(&p),
+        (Some(p), None) => state.tok.encode(&p, true),
+        (None, Some(m)) => {
+            let text = state
+                .template
+                .render(&m, b.add_generation_prompt)
+                .map_err(ApiError::bad_request)?;
+            state.encode(&text)
+        }
+        _ => return Err(ApiError::bad_request("give one of prompt and messages")),
+    };
+    Ok(axum::Json(json!({
+        "tokens": tokens, "count": tokens.len(), "max_model_len": state.engine.max_context,
+    }))
+    .into_response())
+}
+
+/// `POST /detokenize` (vLLM's): the text of token ids.
+pub async fn detokenize(
+    state: axum::extract::State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let b: DetokenizeBody = parse(&body)?;
+    state.check_model(&b.model)?;
+    if let Some(&bad) = b
+        .tokens
+        .iter()
+        .find(|&&t| t as usize >= state.tok.vocab_size())
+    {
+        return Err(ApiError::bad_request(format!(
+            "token id {bad} is outside the vocabulary"
+        )));
+    }
+    Ok(axum::Json(json!({"prompt": state.tok.decode(&b.tokens)})).into_response())
 }
 
 /// `GET /v1/models`.
