@@ -5,15 +5,19 @@
 // token. So smelt's and llama.cpp's logits can be compared step by step along the same token path.
 // Built against the llama.cpp that benches/llamacpp_native.sh builds; nothing of llama.cpp is copied.
 //
-// Usage: llamacpp_logits MODEL PROMPT TOKENS(comma-separated) FLASH_ATTN(0|1) OUT.bin
+// With a sixth argument `batch`, the prompt and the forced tokens go through in one batch with
+// every position's logits kept (as llama-perplexity runs), and OUT gets the rows of the prompt's
+// last token and of each forced token but the last: the same predictions, computed at once.
+//
+// Usage: llamacpp_logits MODEL PROMPT TOKENS(comma-separated) FLASH_ATTN(0|1) OUT.bin [batch]
 #include "llama.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: %s MODEL PROMPT TOKENS FLASH_ATTN OUT.bin\n", argv[0]);
+  if (argc != 6 && !(argc == 7 && strcmp(argv[6], "batch") == 0)) {
+    fprintf(stderr, "usage: %s MODEL PROMPT TOKENS FLASH_ATTN OUT.bin [batch]\n", argv[0]);
     return 2;
   }
   llama_backend_init();
@@ -38,6 +42,26 @@ int main(int argc, char **argv) {
 
   FILE *out = fopen(argv[5], "wb");
   if (!out) { fprintf(stderr, "cannot write %s\n", argv[5]); return 1; }
+  if (argc == 7) {
+    int n = n_prompt + n_forced;
+    if (n > 1024) { fprintf(stderr, "more than 1024 tokens\n"); return 1; }
+    struct llama_batch all = llama_batch_init(n, 0, 1);
+    for (int i = 0; i < n; i++) {
+      all.token[i] = i < n_prompt ? prompt[i] : forced[i - n_prompt];
+      all.pos[i] = i;
+      all.n_seq_id[i] = 1;
+      all.seq_id[i][0] = 0;
+      all.logits[i] = 1;
+    }
+    all.n_tokens = n;
+    if (llama_decode(ctx, all)) { fprintf(stderr, "decode failed\n"); return 1; }
+    for (int i = n_prompt - 1; i < n - 1; i++) fwrite(llama_get_logits_ith(ctx, i), sizeof(float), (size_t) n_vocab, out);
+    llama_batch_free(all);
+    fclose(out);
+    llama_free(ctx);
+    llama_model_free(model);
+    return 0;
+  }
   struct llama_batch batch = llama_batch_get_one(prompt, n_prompt);
   for (int step = 0; step < n_forced; step++) {
     if (llama_decode(ctx, batch)) { fprintf(stderr, "decode failed at step %d\n", step); return 1; }
