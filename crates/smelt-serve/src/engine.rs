@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use rayon::prelude::*;
 
 use crate::blocks::{BlockManager, SharedBlocks, lock};
+use crate::json_mode::{JsonState, TokenBytes};
 use crate::metrics::Metrics;
 use crate::scheduler::{Scheduler, SchedulerConfig, Seq};
 
@@ -54,6 +55,9 @@ pub struct GenParams {
     /// run: what evaluation harnesses score (completions' `echo` with `logprobs`). The prompt
     /// then skips the prefix cache, and `max_tokens` may be 0.
     pub prompt_logprobs: bool,
+    /// Constrain the text to one JSON object (`response_format: json_object`), ending as it
+    /// closes ([`crate::json_mode`]).
+    pub json_object: bool,
 }
 
 /// The most alternatives a request may ask for per token (OpenAI's limit for chat).
@@ -247,6 +251,8 @@ struct Live {
     prompt_lps: Vec<TokenLogprob>,
     /// Whether [`Event::Prompt`] went out (or was not asked for).
     prompt_sent: bool,
+    /// JSON mode: how far the generated text is through the object.
+    json: Option<JsonState>,
 }
 
 /// Starts the engine thread for `model`; it runs until every handle is dropped. Fails only if
@@ -290,6 +296,7 @@ pub fn start(
                 abort,
                 next_id: 0,
                 last_stats: (0, 0),
+                token_bytes: None,
             };
             // The loop runs on a pool thread, so between parallel products (sampling,
             // bookkeeping) only the other pool threads wait for work, not this one as well:
@@ -311,6 +318,8 @@ struct EngineLoop {
     next_id: u64,
     /// Prefix-cache (queries, hits) already added to the metrics.
     last_stats: (u64, u64),
+    /// Every token's bytes, read at the first JSON-mode request.
+    token_bytes: Option<TokenBytes>,
 }
 
 impl EngineLoop {
@@ -363,6 +372,7 @@ impl EngineLoop {
             finish: None,
             prompt_lps: Vec::new(),
             prompt_sent: !r.params.prompt_logprobs,
+            json: r.params.json_object.then(JsonState::new),
             params: r.params,
         };
         self.next_id += 1;
@@ -479,7 +489,13 @@ impl EngineLoop {
                 if s.payload.params.max_tokens == 0 {
                     s.payload.finish = Some(Finish::Length);
                 } else {
-                    sample(s, last, &self.tok, self.model.config.n_ctx, &self.metrics);
+                    let json = s.payload.json.is_some().then(|| {
+                        &*self
+                            .token_bytes
+                            .get_or_insert_with(|| TokenBytes::new(&self.tok))
+                    });
+                    let n_ctx = self.model.config.n_ctx;
+                    sample(s, last, &self.tok, n_ctx, &self.metrics, json);
                 }
             }
         }
@@ -510,9 +526,33 @@ impl EngineLoop {
 }
 
 /// Samples the next token of `s` from its last position's `logits` and tells the client.
-fn sample(s: &mut Seq<Live>, logits: &[f32], tok: &Tokenizer, n_ctx: usize, m: &Metrics) {
+/// With `json` (JSON mode), tokens that would leave the grammar are masked out first; the
+/// log-probabilities reported stay the model's own.
+fn sample(
+    s: &mut Seq<Live>,
+    logits: &[f32],
+    tok: &Tokenizer,
+    n_ctx: usize,
+    m: &Metrics,
+    json: Option<&TokenBytes>,
+) {
     let live = &mut s.payload;
-    let next = live.sampler.sample(logits, &s.tokens);
+    let next = match (live.json.as_mut(), json) {
+        (Some(state), Some(table)) => {
+            let mut masked = logits.to_vec();
+            if table.mask(state, &mut masked) == 0 {
+                // Not expected: every state but the end allows some byte, and some token is
+                // that byte; end the text rather than break the grammar.
+                live.finish = Some(Finish::Stop);
+                return;
+            }
+            let next = live.sampler.sample(&masked, &s.tokens);
+            let fed = state.feed(&table.bytes[next as usize]);
+            debug_assert!(fed, "a masked token was drawn");
+            next
+        }
+        _ => live.sampler.sample(logits, &s.tokens),
+    };
     let now = Instant::now();
     match live.last_token {
         None => m.ttft.observe((now - live.arrival).as_secs_f64()),
@@ -539,7 +579,7 @@ fn sample(s: &mut Seq<Live>, logits: &[f32], tok: &Tokenizer, n_ctx: usize, m: &
     let generated = s.tokens.len() - s.prompt_len;
     if sent.is_err() {
         live.finish = Some(Finish::Abort);
-    } else if stopped {
+    } else if stopped || live.json.is_some_and(|j| j.done()) {
         live.finish = Some(Finish::Stop);
     } else if generated >= live.params.max_tokens || s.tokens.len() >= n_ctx {
         live.finish = Some(Finish::Length);

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod blocks;
 pub mod engine;
+pub mod json_mode;
 pub mod metrics;
 pub mod openai;
 pub mod scheduler;

@@ -48,6 +48,7 @@ fn greedy(max_tokens: usize) -> GenParams {
         logprobs: false,
         top_logprobs: 0,
         prompt_logprobs: false,
+        json_object: false,
     }
 }
 
@@ -418,5 +419,70 @@ async fn prompt_scores_survive_preemption() {
     assert_eq!(scores.len(), prompt.len() - 1);
     let worst = worst_against_one_pass(&model, &prompt, scores);
     eprintln!("{preempted} preemptions; largest difference from one pass {worst:e}");
+    all_blocks_free(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_mode_gives_objects_or_their_prefixes() {
+    use smelt_serve::json_mode::{JsonState, TokenBytes};
+    let (model, tok) = smollm2();
+    let (h, _t) = engine::start(model, tok.clone(), config(8, 256, 16)).unwrap();
+    let prompt = tok.encode("A cat, as JSON:", true);
+    let rxs: Vec<_> = (0..8u64)
+        .map(|seed| {
+            let mut p = greedy(48);
+            p.sampler = SamplerConfig {
+                temperature: 1.0,
+                seed,
+                ..SamplerConfig::default()
+            };
+            p.json_object = true;
+            submit(&h, prompt.clone(), p)
+        })
+        .collect();
+    let mut closed = 0;
+    for rx in rxs {
+        let (ids, finish) = collect(rx).await;
+        let text = tok.decode(&ids);
+        let mut state = JsonState::new();
+        assert!(
+            state.feed(&tok.decode_bytes(&ids)),
+            "{text:?} left the grammar"
+        );
+        assert!(
+            ids.iter().all(|&t| !tok.is_special(t)),
+            "a special token in {ids:?}"
+        );
+        match finish {
+            Finish::Stop => {
+                assert!(state.done());
+                let v: serde_json::Value = serde_json::from_str(&text).expect("parses");
+                assert!(v.is_object(), "{text:?}");
+                closed += 1;
+            }
+            Finish::Length => assert!(!state.done() && ids.len() == 48),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(closed > 0, "no object closed within 48 tokens");
+    // The mask's cost where it is highest: inside a string, where most tokens may follow.
+    let table = TokenBytes::new(&tok);
+    let mut state = JsonState::new();
+    assert!(state.feed(b"{\"name\": \"Fel"));
+    let mut logits = vec![0f32; tok.vocab_size()];
+    let t0 = Instant::now();
+    let left = table.mask(&state, &mut logits);
+    let elapsed = t0.elapsed();
+    // Its shortcut for plain string characters agrees with trying every token.
+    let tried = (0..tok.vocab_size())
+        .filter(|&t| !table.special[t] && !table.bytes[t].is_empty())
+        .filter(|&t| state.allows(&table.bytes[t]))
+        .count();
+    assert_eq!(left, tried);
+    eprintln!(
+        "{closed}/8 objects closed; a mask inside a string keeps {left} of {} tokens, in {:.2} ms",
+        logits.len(),
+        elapsed.as_secs_f64() * 1e3
+    );
     all_blocks_free(&h);
 }

@@ -1,7 +1,7 @@
 """Drives `smelt serve` with the official OpenAI Python client (the outside oracle for the API
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
 log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, vLLM's
-/tokenize and /detokenize, and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+/tokenize and /detokenize, JSON mode, and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
 
@@ -128,6 +128,18 @@ streamed = [e for ch in stream if ch.choices and ch.choices[0].logprobs
 assert [(e.token, [a.token for a in e.top_logprobs]) for e in streamed] == \
     [(e.token, [a.token for a in e.top_logprobs[:2]]) for e in content], streamed
 
+# JSON mode: the text is one JSON object (or, cut by max_tokens, the start of one).
+import json as _json
+for seed in range(3):
+    r = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "A cat as JSON"}],
+                                  max_tokens=64, temperature=1.0, seed=seed,
+                                  response_format={"type": "json_object"})
+    ch = r.choices[0]
+    if ch.finish_reason == "stop":
+        assert isinstance(_json.loads(ch.message.content), dict), ch.message.content
+    else:
+        assert ch.finish_reason == "length" and ch.message.content.lstrip().startswith("{")
+
 # vLLM's /tokenize and /detokenize: the same count as the usage, and back to the text.
 import json, urllib.request
 def post(path, body):
@@ -167,4 +179,8 @@ expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", max_tokens=0))
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=["a"] * 5, n=16))
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=["a", ""]))
+expect(openai.BadRequestError, lambda: c.chat.completions.create(
+    model=model, messages=messages, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}))
+expect(openai.BadRequestError, lambda: c.chat.completions.create(
+    model=model, messages=messages, tools=[{"type": "function", "function": {"name": "f"}}]))
 print("openai client: ok")

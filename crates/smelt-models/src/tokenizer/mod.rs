@@ -57,6 +57,14 @@ impl Tokenizer {
         }
     }
 
+    /// Whether `id` is a control or user-defined token (`<|im_end|>` and the like).
+    pub fn is_special(&self, id: u32) -> bool {
+        match self {
+            Self::Bpe(t) => t.is_special(id),
+            Self::Spm(t) => t.is_special(id),
+        }
+    }
+
     /// The string of one token.
     pub fn token(&self, id: u32) -> Option<&str> {
         match self {

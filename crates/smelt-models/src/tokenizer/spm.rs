@@ -271,6 +271,11 @@ impl SpmTokenizer {
         bytes
     }
 
+    /// Whether `id` is a control or user-defined token (matched literally, not by merges).
+    pub fn is_special(&self, id: u32) -> bool {
+        self.specials.iter().any(|(_, s)| *s == id)
+    }
+
     /// The string of one token.
     pub fn token(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)

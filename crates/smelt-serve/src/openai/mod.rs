@@ -185,6 +185,15 @@ struct Common {
     stream_options: Option<StreamOptions>,
     #[serde(default)]
     ignore_eos: bool,
+    response_format: Option<ResponseFormat>,
+    tools: Option<Vec<serde_json::Value>>,
+}
+
+/// OpenAI's `response_format`.
+#[derive(Deserialize)]
+struct ResponseFormat {
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 #[derive(Deserialize)]
@@ -311,6 +320,25 @@ impl AppState {
             seed,
         };
         sampler.validate().map_err(ApiError::bad_request)?;
+        if c.tools.is_some_and(|t| !t.is_empty()) {
+            return Err(ApiError::bad_request(
+                "tools (function calling) are not supported by this server",
+            ));
+        }
+        let json_object = match c.response_format.as_ref().map(|f| f.kind.as_str()) {
+            None | Some("text") => false,
+            Some("json_object") => true,
+            Some("json_schema") => {
+                return Err(ApiError::bad_request(
+                    "response_format json_schema is not supported; json_object is",
+                ));
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "response_format {other:?} is not one of text, json_object"
+                )));
+            }
+        };
         let stop_strings = match c.stop {
             None => vec![],
             Some(OneOrMany::One(s)) => vec![s],
@@ -331,6 +359,7 @@ impl AppState {
                 logprobs: logprobs.is_some(),
                 top_logprobs: logprobs.unwrap_or(0),
                 prompt_logprobs,
+                json_object,
             },
             n,
             stream: c.stream,
