@@ -184,19 +184,21 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("generate", t.elapsed());
 
     println!(
-        "\n[7/8] serve: SmolLM2 behind the OpenAI-compatible API (smelt serve, in-process), 4 concurrent chat requests"
+        "\n[7/8] serve: SmolLM2 behind the OpenAI-compatible API (smelt serve, in-process), 4 concurrent chat requests, one in JSON mode"
     );
     let t = Instant::now();
+    // (question, JSON mode)
     let questions = [
-        "What is the capital of France?",
-        "Name a fruit that is yellow.",
-        "Write one sentence about the sea.",
-        "What is two plus two?",
+        ("What is the capital of France?", false),
+        ("Name a fruit that is yellow.", false),
+        ("Write one sentence about the sea.", false),
+        ("Describe a cat in JSON, with its name and age.", true),
     ];
     let loaded = super::run::load(ctx, "smollm2-135m", None)?;
     let demo = super::tour_serve::run(loaded, &questions, 24)?;
     for (q, a) in &demo.answers {
-        let a: String = a.replace('\n', " ").chars().take(70).collect();
+        let a: String = a.split_whitespace().collect::<Vec<_>>().join(" ");
+        let a: String = a.chars().take(70).collect();
         println!("  > {q}\n    {a}");
     }
     println!(

@@ -21,8 +21,13 @@ pub struct ServeDemo {
     pub kv_usage_after: f64,
 }
 
-/// Starts the server on 127.0.0.1:0, asks `questions` concurrently, stops it.
-pub fn run(l: super::run::Loaded, questions: &[&str], max_tokens: usize) -> Result<ServeDemo> {
+/// Starts the server on 127.0.0.1:0, asks `questions` concurrently (each with whether to ask
+/// for JSON mode), stops it.
+pub fn run(
+    l: super::run::Loaded,
+    questions: &[(&str, bool)],
+    max_tokens: usize,
+) -> Result<ServeDemo> {
     let mut args = super::serve::default_args("smollm2-135m");
     args.max_num_seqs = questions.len().max(1);
     args.served_model_name = Some("smollm2-135m".into());
@@ -46,11 +51,16 @@ pub fn run(l: super::run::Loaded, questions: &[&str], max_tokens: usize) -> Resu
         let client = reqwest::Client::new();
         let t = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, q) in questions.iter().enumerate() {
-            let body = json!({
+        for (i, &(q, json_mode)) in questions.iter().enumerate() {
+            let mut body = json!({
                 "model": "smollm2-135m", "max_tokens": max_tokens, "temperature": 0,
                 "messages": [{"role": "user", "content": q}],
             });
+            if json_mode {
+                // Room for the object to close.
+                body["response_format"] = json!({"type": "json_object"});
+                body["max_tokens"] = json!(max_tokens * 3);
+            }
             let (client, url) = (client.clone(), format!("{base}/v1/chat/completions"));
             tasks.spawn(async move {
                 let r = client.post(url).body(body.to_string()).send().await?;
@@ -66,7 +76,9 @@ pub fn run(l: super::run::Loaded, questions: &[&str], max_tokens: usize) -> Resu
                 .as_str()
                 .with_context(|| format!("no answer in {text}"))?;
             tokens += v["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-            answers[i] = (questions[i].to_string(), answer.to_string());
+            let (q, json_mode) = questions[i];
+            let q = if json_mode { format!("{q} (JSON mode)") } else { q.to_string() };
+            answers[i] = (q, answer.to_string());
         }
         let seconds = t.elapsed().as_secs_f64();
         let page = client
