@@ -77,7 +77,11 @@ pub fn run(
                 .with_context(|| format!("no answer in {text}"))?;
             tokens += v["usage"]["completion_tokens"].as_u64().unwrap_or(0);
             let (q, json_mode) = questions[i];
-            let q = if json_mode { format!("{q} (JSON mode)") } else { q.to_string() };
+            let q = if json_mode {
+                format!("{q} (JSON mode)")
+            } else {
+                q.to_string()
+            };
             answers[i] = (q, answer.to_string());
         }
         let seconds = t.elapsed().as_secs_f64();
