@@ -33,8 +33,9 @@ llamacpp_cc() {
 # $work.
 smelt_requantized() {
   local out="$work/SmolLM2-135M.$1.gguf"
+  # Called inside $(...), where `set -e` does not act: fail by hand.
   [ -e "$out" ] || $smelt -q --runs-dir "$work/runs" gguf quantize smollm2-135m "$out" "$1" \
-    --allow-requantize > /dev/null
+    --allow-requantize > /dev/null || return 1
   echo "$out"
 }
 

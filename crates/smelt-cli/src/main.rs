@@ -257,12 +257,12 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes on one line ("what failed: why"), each cause once: many error
-/// types already print their source in their own message, and `{:#}` would repeat it.
+/// types already end their own message with their source's, and `{:#}` would repeat it.
 fn one_line(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if !line.contains(&text) {
+        if !line.ends_with(&text) {
             if !line.is_empty() {
                 line.push_str(": ");
             }

@@ -95,6 +95,11 @@ impl BlockManager {
         Some(b)
     }
 
+    /// Whether a block with hash `h` is cached (taking nothing, counting nothing).
+    pub fn is_cached(&self, h: u64) -> bool {
+        self.cached.contains_key(&h)
+    }
+
     /// The cached block with hash `h`, now also held by the caller; counts a query and a hit.
     pub fn lookup(&mut self, h: u64) -> Option<u32> {
         self.queries += 1;

@@ -484,7 +484,9 @@ impl EngineLoop {
                 // (end − start, n_vocab): every row of a prompt chunk (`Logits::All` above).
                 score_prompt(s, w, &logits, vocab);
             }
-            if w.end == s.tokens.len() {
+            // A sequence already ended (its client left while its prompt was scored) keeps
+            // its reason.
+            if w.end == s.tokens.len() && s.payload.finish.is_none() {
                 let last = &logits[logits.len() - vocab..];
                 if s.payload.params.max_tokens == 0 {
                     s.payload.finish = Some(Finish::Length);
@@ -609,6 +611,8 @@ fn score_prompt(s: &mut Seq<Live>, w: &crate::scheduler::Work, logits: &[f32], v
     }
     if w.end >= s.prompt_len {
         live.prompt_sent = true;
+        // Scored: a recompute after preemption may start from cached blocks again.
+        s.reuse_prefix = true;
         let logprobs = std::mem::take(&mut live.prompt_lps);
         let sent = live.events.try_send(Event::Prompt {
             index: live.index,

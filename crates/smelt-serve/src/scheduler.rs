@@ -215,7 +215,7 @@ impl<P> Scheduler<P> {
     }
 
     /// Whether waiting `s` would reuse full prompt blocks that a running sequence has not
-    /// finished computing (so they are not in the prefix cache yet).
+    /// finished computing and that are not in the prefix cache yet.
     fn awaits_shared_prefix(&self, s: &Seq<P>) -> bool {
         let bs = self.config.block_size;
         // Blocks `reuse_cached_prefix` could take: all full ones but a last token to run.
@@ -223,6 +223,19 @@ impl<P> Scheduler<P> {
         if !self.config.prefix_caching || !s.reuse_prefix || reusable == 0 {
             return false;
         }
+        // Leading blocks the cache already has (a running sequence that skips the cache,
+        // scoring its prompt, may be computing them again).
+        let cached = {
+            let m = lock(&self.blocks);
+            let mut parent = 0;
+            s.tokens[..reusable * bs]
+                .chunks_exact(bs)
+                .take_while(|b| {
+                    parent = block_hash(parent, b);
+                    m.is_cached(parent)
+                })
+                .count()
+        };
         self.running.iter().any(|r| {
             // Full prompt blocks both share, counted from the start.
             let shared = r.tokens[..r.prompt_len]
@@ -231,7 +244,7 @@ impl<P> Scheduler<P> {
                 .take_while(|(a, b)| a == b)
                 .count();
             // Blocks are registered as a step completes them.
-            r.computed < shared * bs
+            shared > cached && r.computed < shared * bs
         })
     }
 
@@ -430,5 +443,47 @@ mod tests {
                 .filter(|s| s.id < 4 && s.id > 0)
                 .all(|s| s.cached_tokens == Some(48))
         );
+    }
+
+    /// A sequence that skips the cache (scoring its prompt) recomputes cached blocks; one
+    /// arriving behind it with the same prompt takes them from the cache at once.
+    #[test]
+    fn no_wait_for_blocks_already_cached() {
+        let blocks: SharedBlocks = Arc::new(Mutex::new(BlockManager::new(64)));
+        let config = SchedulerConfig {
+            max_num_seqs: 8,
+            max_batched_tokens: 16,
+            block_size: 16,
+            prefix_caching: true,
+        };
+        let mut sched: Scheduler<()> = Scheduler::new(config, blocks.clone());
+        let prompt: Vec<u32> = (100..164).collect();
+        // Cache the prompt's blocks: run it through and let it go.
+        sched
+            .waiting
+            .push_back(Seq::new(0, prompt.clone(), &blocks, ()));
+        while sched.running.first().is_none_or(|s| s.pending() > 0) {
+            let work = sched.schedule();
+            sched.complete(&work);
+        }
+        assert_eq!(sched.retire(|_| true).len(), 1);
+        let mut scoring = Seq::new(1, prompt.clone(), &blocks, ());
+        scoring.reuse_prefix = false;
+        sched.waiting.push_back(scoring);
+        let work = sched.schedule();
+        sched.complete(&work);
+        assert_eq!(
+            sched.running[0].computed, 16,
+            "the scoring one starts from 0"
+        );
+        // The same prompt arriving now need not wait for it; a sequence that would need
+        // blocks neither has yet (one more full block than the prompt) would.
+        let same = Seq::new(2, prompt.clone(), &blocks, ());
+        assert!(!sched.awaits_shared_prefix(&same));
+        let mut longer = prompt.clone();
+        longer.extend(164..200);
+        sched.running[0].tokens.extend(164..200);
+        sched.running[0].prompt_len += 36;
+        assert!(sched.awaits_shared_prefix(&Seq::new(3, longer, &blocks, ())));
     }
 }

@@ -105,14 +105,17 @@ pub fn run(ctx: &Context, args: &ModelBenchArgs) -> Result<()> {
         .as_deref()
         .context("which model? e.g. smelt bench smollm2-135m")?;
     ensure!(args.reps >= 1, "--reps must be at least 1");
-    ensure!(
-        if args.batch.is_empty() {
-            args.n_prompt + args.n_gen > 0
-        } else {
-            args.n_gen > 0
-        },
-        "nothing to measure: give -p (prompt tokens) or -n (generated tokens) above 0"
-    );
+    if args.batch.is_empty() {
+        ensure!(
+            args.n_prompt + args.n_gen > 0,
+            "nothing to measure: give -p (prompt tokens) or -n (generated tokens) above 0"
+        );
+    } else {
+        ensure!(
+            args.n_gen > 0,
+            "nothing to measure: --batch times generation; give -n above 0"
+        );
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

@@ -179,6 +179,14 @@ expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", max_tokens=0))
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=["a"] * 5, n=16))
 expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt=["a", ""]))
+# A list with one prompt past the context is refused whole: nothing is left running.
+expect(openai.BadRequestError,
+       lambda: c.completions.create(model=model, prompt=[[504] * 4, [504] * 9000], n=4),
+       "context_length_exceeded")
+running = [l for l in urllib.request.urlopen(urllib.request.Request(
+    base + "/metrics", headers={"authorization": "Bearer " + key})).read().decode().splitlines()
+    if l.startswith("smelt:num_requests_running") or l.startswith("smelt:num_requests_waiting")]
+assert running and all(l.endswith(" 0") for l in running), running
 expect(openai.BadRequestError, lambda: c.chat.completions.create(
     model=model, messages=messages, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}))
 expect(openai.BadRequestError, lambda: c.chat.completions.create(

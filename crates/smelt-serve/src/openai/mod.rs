@@ -557,6 +557,21 @@ pub async fn models(
 /// Submits the job's sequences (n per prompt) and answers with JSON or an event stream.
 async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
     let choices = job.prompts.len() * job.n;
+    // Every prompt is checked before any is queued, so a bad one in a list leaves nothing
+    // running behind the error.
+    let max = state.engine.max_context;
+    if let Some(p) = job
+        .prompts
+        .iter()
+        .find(|p| p.tokens.len() + job.params.max_tokens > max)
+    {
+        return Err(SubmitError::TooLong {
+            max,
+            prompt: p.tokens.len(),
+            completion: job.params.max_tokens,
+        }
+        .into());
+    }
     let cap = choices * (job.params.max_tokens + 4);
     let (tx, rx) = mpsc::channel(cap);
     let arrival = Instant::now();
