@@ -60,6 +60,10 @@ pub struct GenParams {
     pub json_object: bool,
 }
 
+/// Most prompt tokens of a scored prompt ([`GenParams::prompt_logprobs`]) in one step: its
+/// logits are (rows, n_vocab), 25 MB for 128 rows of a 49,152-token vocabulary.
+pub const SCORED_CHUNK: usize = 128;
+
 /// The most alternatives a request may ask for per token (OpenAI's limit for chat).
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
@@ -378,6 +382,9 @@ impl EngineLoop {
         self.next_id += 1;
         let mut seq = Seq::new(self.next_id, r.prompt, &self.blocks, live);
         seq.reuse_prefix = seq.payload.prompt_sent;
+        if !seq.payload.prompt_sent {
+            seq.max_chunk = SCORED_CHUNK;
+        }
         self.sched.waiting.push_back(seq);
     }
 
@@ -611,8 +618,10 @@ fn score_prompt(s: &mut Seq<Live>, w: &crate::scheduler::Work, logits: &[f32], v
     }
     if w.end >= s.prompt_len {
         live.prompt_sent = true;
-        // Scored: a recompute after preemption may start from cached blocks again.
+        // Scored: a recompute after preemption may start from cached blocks again, in
+        // chunks of any size.
         s.reuse_prefix = true;
+        s.max_chunk = usize::MAX;
         let logprobs = std::mem::take(&mut live.prompt_lps);
         let sent = live.events.try_send(Event::Prompt {
             index: live.index,

@@ -47,6 +47,9 @@ pub struct Seq<P> {
     /// Whether its prompt may start from cached blocks (not when every prompt position's
     /// logits are wanted, as for prompt log-probabilities).
     pub reuse_prefix: bool,
+    /// Most tokens of it one step may run (bounds the (rows, n_vocab) logits of a prompt
+    /// whose every position is scored).
+    pub max_chunk: usize,
     /// The engine's state for it.
     pub payload: P,
 }
@@ -64,6 +67,7 @@ impl<P> Seq<P> {
             cached_tokens: None,
             preemptions: 0,
             reuse_prefix: true,
+            max_chunk: usize::MAX,
             payload,
         }
     }
@@ -167,7 +171,8 @@ impl<P> Scheduler<P> {
                 continue;
             }
             let s = &mut self.running[i];
-            let chunk = fit_chunk(&self.blocks, self.config.block_size, s, pending.min(budget));
+            let want = pending.min(budget).min(s.max_chunk);
+            let chunk = fit_chunk(&self.blocks, self.config.block_size, s, want);
             if chunk > 0 {
                 plan.push((s.id, s.computed, s.computed + chunk));
                 budget -= chunk;
@@ -188,7 +193,7 @@ impl<P> Scheduler<P> {
             }
             let mut s = self.waiting.remove(k).expect("k < len");
             self.reuse_cached_prefix(&mut s);
-            let want = s.pending().min(budget);
+            let want = s.pending().min(budget).min(s.max_chunk);
             let chunk = fit_chunk(&self.blocks, self.config.block_size, &mut s, want);
             if chunk == 0 {
                 s.blocks.clear();
@@ -485,5 +490,28 @@ mod tests {
         sched.running[0].tokens.extend(164..200);
         sched.running[0].prompt_len += 36;
         assert!(sched.awaits_shared_prefix(&Seq::new(3, longer, &blocks, ())));
+    }
+
+    /// A sequence's `max_chunk` bounds its prompt chunks, at admission and after.
+    #[test]
+    fn chunks_respect_a_sequence_limit() {
+        let blocks: SharedBlocks = Arc::new(Mutex::new(BlockManager::new(16)));
+        let config = SchedulerConfig {
+            max_num_seqs: 4,
+            max_batched_tokens: 64,
+            block_size: 8,
+            prefix_caching: true,
+        };
+        let mut sched: Scheduler<()> = Scheduler::new(config, blocks.clone());
+        let mut s = Seq::new(0, (0..30).collect(), &blocks, ());
+        s.max_chunk = 12;
+        sched.waiting.push_back(s);
+        let mut spans = Vec::new();
+        while sched.running.first().is_none_or(|s| s.pending() > 0) {
+            let work = sched.schedule();
+            spans.extend(work.iter().map(|w| (w.start, w.end)));
+            sched.complete(&work);
+        }
+        assert_eq!(spans, vec![(0, 12), (12, 24), (24, 30)]);
     }
 }
