@@ -90,28 +90,9 @@ fn load_f32(file: &GgufFile, name: &str, shape: &[usize]) -> Result<Vec<f32>, Mo
 }
 
 /// A weight matrix as stored: its mapped blocks when a kernel reads that format, else f32.
+/// `new` wraps the blocks: [`QMatrix::new`], or [`QMatrix::new_one_row`] for the output head
+/// (its own or the tied embedding), which sees one row per sequence.
 fn matrix(
-    file: &Arc<GgufFile>,
-    name: &str,
-    cols: usize,
-    rows: usize,
-) -> Result<QMatrix, ModelError> {
-    matrix_for(file, name, cols, rows, QMatrix::new)
-}
-
-/// [`matrix`] for the output head (its own or the tied embedding): one row per sequence,
-/// so no batch copy ([`QMatrix::new_one_row`]).
-fn head_matrix(
-    file: &Arc<GgufFile>,
-    name: &str,
-    cols: usize,
-    rows: usize,
-) -> Result<QMatrix, ModelError> {
-    matrix_for(file, name, cols, rows, QMatrix::new_one_row)
-}
-
-/// [`matrix`] with the wrapper `new`.
-fn matrix_for(
     file: &Arc<GgufFile>,
     name: &str,
     cols: usize,
@@ -156,14 +137,14 @@ impl Llama {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
             layers.push(Layer {
                 attn_norm: load_f32(file, &n("attn_norm"), &[e])?,
-                wq: matrix(file, &n("attn_q"), e, e)?,
-                wk: matrix(file, &n("attn_k"), e, kv)?,
-                wv: matrix(file, &n("attn_v"), e, kv)?,
-                wo: matrix(file, &n("attn_output"), e, e)?,
+                wq: matrix(file, &n("attn_q"), e, e, QMatrix::new)?,
+                wk: matrix(file, &n("attn_k"), e, kv, QMatrix::new)?,
+                wv: matrix(file, &n("attn_v"), e, kv, QMatrix::new)?,
+                wo: matrix(file, &n("attn_output"), e, e, QMatrix::new)?,
                 ffn_norm: load_f32(file, &n("ffn_norm"), &[e])?,
-                w_gate: matrix(file, &n("ffn_gate"), e, ff)?,
-                w_up: matrix(file, &n("ffn_up"), e, ff)?,
-                w_down: matrix(file, &n("ffn_down"), ff, e)?,
+                w_gate: matrix(file, &n("ffn_gate"), e, ff, QMatrix::new)?,
+                w_up: matrix(file, &n("ffn_up"), e, ff, QMatrix::new)?,
+                w_down: matrix(file, &n("ffn_down"), ff, e, QMatrix::new)?,
             });
         }
         let output = if file
@@ -172,12 +153,24 @@ impl Llama {
             .iter()
             .any(|t| t.name == "output.weight")
         {
-            Some(head_matrix(file, "output.weight", e, config.n_vocab)?)
+            Some(matrix(
+                file,
+                "output.weight",
+                e,
+                config.n_vocab,
+                QMatrix::new_one_row,
+            )?)
         } else {
             None
         };
         Ok(Self {
-            tok_embd: head_matrix(file, "token_embd.weight", e, config.n_vocab)?,
+            tok_embd: matrix(
+                file,
+                "token_embd.weight",
+                e,
+                config.n_vocab,
+                QMatrix::new_one_row,
+            )?,
             output_norm: load_f32(file, "output_norm.weight", &[e])?,
             output,
             layers,
