@@ -364,6 +364,8 @@ impl TokenBytes {
 
 #[cfg(test)]
 mod tests {
+    use smelt_quant::rng::Rng;
+
     use super::*;
 
     fn whole(text: &str) -> bool {
@@ -416,25 +418,27 @@ mod tests {
     }
 
     /// Small random values: objects, arrays, strings with escapes and non-ASCII, numbers.
-    fn random_value(next: &mut impl FnMut() -> u64, depth: u32) -> serde_json::Value {
+    fn random_value(rng: &mut Rng, depth: u32) -> serde_json::Value {
         use serde_json::Value;
-        let pick = next() % if depth >= 3 { 5 } else { 7 };
+        let pick = rng.next_u64() % if depth >= 3 { 5 } else { 7 };
         match pick {
             0 => Value::Null,
-            1 => Value::Bool(next().is_multiple_of(2)),
-            2 => serde_json::json!((next() % 2001) as i64 - 1000),
-            3 => serde_json::json!(((next() % 100_000) as f64 - 50_000.0) / 64.0),
+            1 => Value::Bool(rng.next_u64().is_multiple_of(2)),
+            2 => serde_json::json!((rng.next_u64() % 2001) as i64 - 1000),
+            3 => serde_json::json!(((rng.next_u64() % 100_000) as f64 - 50_000.0) / 64.0),
             4 => Value::String(
-                ["", "a", "é", "日本", "q\"t", "tab\t", "\u{7}", "/"][(next() % 8) as usize].into(),
+                ["", "a", "é", "日本", "q\"t", "tab\t", "\u{7}", "/"]
+                    [(rng.next_u64() % 8) as usize]
+                    .into(),
             ),
             5 => Value::Array(
-                (0..next() % 4)
-                    .map(|_| random_value(next, depth + 1))
+                (0..rng.next_u64() % 4)
+                    .map(|_| random_value(rng, depth + 1))
                     .collect(),
             ),
             _ => Value::Object(
-                (0..next() % 4)
-                    .map(|i| (format!("k{i}"), random_value(next, depth + 1)))
+                (0..rng.next_u64() % 4)
+                    .map(|i| (format!("k{i}"), random_value(rng, depth + 1)))
                     .collect(),
             ),
         }
@@ -443,27 +447,22 @@ mod tests {
     #[test]
     fn agrees_with_serde_json_on_random_texts() {
         let alphabet = b"{}[]:,\"a10-.e+ \\ut\n";
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng::new(smelt_quant::rng::test_seed());
         let (mut objects, mut total) = (0, 0);
         for _ in 0..50_000 {
             // A random object, written compact or pretty, then sometimes one byte changed.
-            let entries = (0..next() % 4).map(|i| (format!("f{i}"), random_value(&mut next, 1)));
+            let entries =
+                (0..rng.next_u64() % 4).map(|i| (format!("f{i}"), random_value(&mut rng, 1)));
             let v = serde_json::Value::Object(entries.collect());
-            let mut text = if next().is_multiple_of(2) {
+            let mut text = if rng.next_u64().is_multiple_of(2) {
                 serde_json::to_string(&v).unwrap()
             } else {
                 serde_json::to_string_pretty(&v).unwrap()
             }
             .into_bytes();
-            let at = (next() % text.len() as u64) as usize;
-            let byte = alphabet[(next() % alphabet.len() as u64) as usize];
-            match next() % 4 {
+            let at = (rng.next_u64() % text.len() as u64) as usize;
+            let byte = alphabet[(rng.next_u64() % alphabet.len() as u64) as usize];
+            match rng.next_u64() % 4 {
                 0 => text[at] = byte,
                 1 => {
                     text.remove(at);
