@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::blocks::{BlockManager, SharedBlocks, lock};
 use crate::json_mode::{JsonState, TokenBytes};
+use crate::json_schema::Grammar;
 use crate::metrics::Metrics;
 use crate::scheduler::{Scheduler, SchedulerConfig, Seq};
 
@@ -55,9 +56,9 @@ pub struct GenParams {
     /// run: what evaluation harnesses score (completions' `echo` with `logprobs`). The prompt
     /// then skips the prefix cache, and `max_tokens` may be 0.
     pub prompt_logprobs: bool,
-    /// Constrain the text to one JSON object (`response_format: json_object`), ending as it
-    /// closes ([`crate::json_mode`]).
-    pub json_object: bool,
+    /// Constrain the text to one JSON object of this grammar (`response_format`
+    /// `json_object` or `json_schema`), ending as it closes ([`crate::json_mode`]).
+    pub grammar: Option<Arc<Grammar>>,
 }
 
 /// Most prompt tokens of a scored prompt ([`GenParams::prompt_logprobs`]) in one step: its
@@ -255,7 +256,7 @@ struct Live {
     prompt_lps: Vec<TokenLogprob>,
     /// Whether [`Event::Prompt`] went out (or was not asked for).
     prompt_sent: bool,
-    /// JSON mode: how far the generated text is through the object.
+    /// JSON output: how far the generated text is through [`GenParams::grammar`]'s object.
     json: Option<JsonState>,
 }
 
@@ -376,7 +377,7 @@ impl EngineLoop {
             finish: None,
             prompt_lps: Vec::new(),
             prompt_sent: !r.params.prompt_logprobs,
-            json: r.params.json_object.then(JsonState::new),
+            json: r.params.grammar.as_deref().map(JsonState::new),
             params: r.params,
         };
         self.next_id += 1;
@@ -546,17 +547,17 @@ fn sample(
     json: Option<&TokenBytes>,
 ) {
     let live = &mut s.payload;
-    let next = match (live.json.as_mut(), json) {
-        (Some(state), Some(table)) => {
+    let next = match (live.json.as_mut(), live.params.grammar.as_deref(), json) {
+        (Some(state), Some(g), Some(table)) => {
             let mut masked = logits.to_vec();
-            if table.mask(state, &mut masked) == 0 {
+            if table.mask(g, state, &mut masked) == 0 {
                 // Not expected: every state but the end allows some byte, and some token is
                 // that byte; end the text rather than break the grammar.
                 live.finish = Some(Finish::Stop);
                 return;
             }
             let next = live.sampler.sample(&masked, &s.tokens);
-            let fed = state.feed(&table.bytes[next as usize]);
+            let fed = state.feed(g, &table.bytes[next as usize]);
             debug_assert!(fed, "a masked token was drawn");
             next
         }
@@ -588,7 +589,7 @@ fn sample(
     let generated = s.tokens.len() - s.prompt_len;
     if sent.is_err() {
         live.finish = Some(Finish::Abort);
-    } else if stopped || live.json.is_some_and(|j| j.done()) {
+    } else if stopped || live.json.as_ref().is_some_and(|j| j.done()) {
         live.finish = Some(Finish::Stop);
     } else if generated >= live.params.max_tokens || s.tokens.len() >= n_ctx {
         live.finish = Some(Finish::Length);

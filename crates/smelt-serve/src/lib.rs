@@ -9,6 +9,7 @@ pub mod bench;
 pub mod blocks;
 pub mod engine;
 pub mod json_mode;
+pub mod json_schema;
 pub mod metrics;
 pub mod openai;
 pub mod scheduler;

@@ -2,7 +2,7 @@
 //! equals each request run alone; a thousand requests of which a fifth disconnect mid-stream
 //! leave every KV block free; a burst past the queue limit is refused cleanly while the rest
 //! is served; prompt log-probabilities, scored in chunks beside other work, equal a one-shot
-//! forward pass.
+//! forward pass; JSON-constrained output stays in its grammar (any object, or a schema's).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +14,7 @@ use smelt_serve::blocks::lock;
 use smelt_serve::engine::{
     self, EngineConfig, EngineHandle, Event, Finish, GenParams, Request, TokenLogprob,
 };
+use smelt_serve::json_schema::{self, Grammar, Json};
 use smelt_serve::scheduler::SchedulerConfig;
 use tokio::sync::mpsc;
 
@@ -48,7 +49,7 @@ fn greedy(max_tokens: usize) -> GenParams {
         logprobs: false,
         top_logprobs: 0,
         prompt_logprobs: false,
-        json_object: false,
+        grammar: None,
     }
 }
 
@@ -422,31 +423,36 @@ async fn prompt_scores_survive_preemption() {
     all_blocks_free(&h);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_mode_gives_objects_or_their_prefixes() {
-    use smelt_serve::json_mode::{JsonState, TokenBytes};
+/// Runs 8 seeds of `prompt` under `g` (at most `max` tokens each); checks every text stays in
+/// the grammar and has no special token; returns the texts of the objects that closed.
+async fn constrained_runs(
+    g: &Arc<Grammar>,
+    prompt: &str,
+    max: usize,
+) -> (Vec<serde_json::Value>, Arc<Tokenizer>) {
+    use smelt_serve::json_mode::JsonState;
     let (model, tok) = smollm2();
     let (h, _t) = engine::start(model, tok.clone(), config(8, 256, 16)).unwrap();
-    let prompt = tok.encode("A cat, as JSON:", true);
+    let prompt = tok.encode(prompt, true);
     let rxs: Vec<_> = (0..8u64)
         .map(|seed| {
-            let mut p = greedy(48);
+            let mut p = greedy(max);
             p.sampler = SamplerConfig {
                 temperature: 1.0,
                 seed,
                 ..SamplerConfig::default()
             };
-            p.json_object = true;
+            p.grammar = Some(g.clone());
             submit(&h, prompt.clone(), p)
         })
         .collect();
-    let mut closed = 0;
+    let mut closed = vec![];
     for rx in rxs {
         let (ids, finish) = collect(rx).await;
         let text = tok.decode(&ids);
-        let mut state = JsonState::new();
+        let mut state = JsonState::new(g);
         assert!(
-            state.feed(&tok.decode_bytes(&ids)),
+            state.feed(g, &tok.decode_bytes(&ids)),
             "{text:?} left the grammar"
         );
         assert!(
@@ -458,31 +464,99 @@ async fn json_mode_gives_objects_or_their_prefixes() {
                 assert!(state.done());
                 let v: serde_json::Value = serde_json::from_str(&text).expect("parses");
                 assert!(v.is_object(), "{text:?}");
-                closed += 1;
+                closed.push(v);
             }
-            Finish::Length => assert!(!state.done() && ids.len() == 48),
+            Finish::Length => assert!(!state.done() && ids.len() == max),
             other => panic!("{other:?}"),
         }
     }
-    assert!(closed > 0, "no object closed within 48 tokens");
-    // The mask's cost where it is highest: inside a string, where most tokens may follow.
-    let table = TokenBytes::new(&tok);
-    let mut state = JsonState::new();
-    assert!(state.feed(b"{\"name\": \"Fel"));
+    all_blocks_free(&h);
+    (closed, tok)
+}
+
+/// The mask's cost and its shortcut's agreement with trying every token, after `text`.
+fn mask_check(tok: &Tokenizer, g: &Grammar, text: &str) -> (usize, f64) {
+    use smelt_serve::json_mode::{JsonState, TokenBytes};
+    let table = TokenBytes::new(tok);
+    let mut state = JsonState::new(g);
+    assert!(state.feed(g, text.as_bytes()));
     let mut logits = vec![0f32; tok.vocab_size()];
     let t0 = Instant::now();
-    let left = table.mask(&state, &mut logits);
-    let elapsed = t0.elapsed();
-    // Its shortcut for plain string characters agrees with trying every token.
+    let left = table.mask(g, &state, &mut logits);
+    let elapsed = t0.elapsed().as_secs_f64() * 1e3;
     let tried = (0..tok.vocab_size())
         .filter(|&t| !table.special[t] && !table.bytes[t].is_empty())
-        .filter(|&t| state.allows(&table.bytes[t]))
+        .filter(|&t| state.allows(g, &table.bytes[t]))
         .count();
-    assert_eq!(left, tried);
+    assert_eq!(left, tried, "after {text:?}");
+    (left, elapsed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_mode_gives_objects_or_their_prefixes() {
+    let g = Arc::new(Grammar::json_object());
+    let (closed, tok) = constrained_runs(&g, "A cat, as JSON:", 48).await;
+    assert!(!closed.is_empty(), "no object closed within 48 tokens");
+    // The mask's cost where it is highest: inside a string, where most tokens may follow.
+    let (left, ms) = mask_check(&tok, &g, "{\"name\": \"Fel");
     eprintln!(
-        "{closed}/8 objects closed; a mask inside a string keeps {left} of {} tokens, in {:.2} ms",
-        logits.len(),
-        elapsed.as_secs_f64() * 1e3
+        "{}/8 objects closed; a mask inside a string keeps {left} of {} tokens, in {ms:.2} ms",
+        closed.len(),
+        tok.vocab_size()
     );
-    all_blocks_free(&h);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_schema_output_is_an_instance_of_the_schema() {
+    let schema: Json = serde_json::from_str(
+        r##"{"type": "object", "properties": {
+            "name": {"type": "string", "maxLength": 12},
+            "age": {"type": "integer"},
+            "kind": {"enum": ["cat", "dog", "owl"]},
+            "friends": {"type": "array", "items": {"$ref": "#/$defs/friend"}, "maxItems": 2},
+            "nick": {"anyOf": [{"type": "string"}, {"type": "null"}]}
+        }, "required": ["name", "age", "kind", "friends"],
+        "$defs": {"friend": {"type": "object", "properties": {"name": {"type": "string"}},
+                             "required": ["name"]}}}"##,
+    )
+    .unwrap();
+    let g = Arc::new(json_schema::compile(&schema).unwrap());
+    let (closed, tok) = constrained_runs(&g, "A pet, as JSON:", 96).await;
+    assert!(!closed.is_empty(), "no object closed within 96 tokens");
+    for v in &closed {
+        // What the schema asks, checked on serde_json's reading of the text.
+        let o = v.as_object().unwrap();
+        let name = o["name"].as_str().expect("name is a string");
+        assert!(name.chars().count() <= 12, "{v}");
+        assert!(o["age"].is_i64() || o["age"].is_u64(), "{v}");
+        assert!(
+            ["cat", "dog", "owl"].contains(&o["kind"].as_str().unwrap()),
+            "{v}"
+        );
+        let friends = o["friends"].as_array().expect("friends is an array");
+        assert!(friends.len() <= 2, "{v}");
+        assert!(
+            friends
+                .iter()
+                .all(|f| f["name"].is_string() && f.as_object().unwrap().len() == 1)
+        );
+        assert!(
+            o.get("nick").is_none_or(|n| n.is_string() || n.is_null()),
+            "{v}"
+        );
+        assert!(
+            o.keys()
+                .all(|k| ["name", "age", "kind", "friends", "nick"].contains(&k.as_str()))
+        );
+    }
+    // Inside the 12-character name the shortcut counts characters; after "kind" only the
+    // enum's first bytes are left.
+    let (in_name, ms) = mask_check(&tok, &g, "{\"name\": \"Felix the");
+    let (in_kind, _) = mask_check(&tok, &g, "{\"name\": \"Felix\", \"age\": 3, \"kind\": ");
+    eprintln!(
+        "{}/8 instances closed: {closed:?}; a mask inside name keeps {in_name} tokens \
+         ({ms:.2} ms), before kind {in_kind}",
+        closed.len()
+    );
+    assert!(in_kind < 500, "{in_kind} tokens may start the enum");
 }

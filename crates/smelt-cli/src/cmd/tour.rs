@@ -184,15 +184,17 @@ pub fn run(ctx: &Context) -> Result<()> {
         .timing("generate", t.elapsed());
 
     println!(
-        "\n[7/8] serve: SmolLM2 behind the OpenAI-compatible API (smelt serve, in-process), 4 concurrent chat requests, one in JSON mode"
+        "\n[7/8] serve: SmolLM2 behind the OpenAI-compatible API (smelt serve, in-process), 4 concurrent chat requests, one held to a JSON schema"
     );
     let t = Instant::now();
-    // (question, JSON mode)
+    // (question, JSON schema of the answer)
+    let cat = r#"{"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer"}}, "required": ["name", "age"], "additionalProperties": false}"#;
     let questions = [
-        ("What is the capital of France?", false),
-        ("Name a fruit that is yellow.", false),
-        ("Write one sentence about the sea.", false),
-        ("Describe a cat in JSON, with its name and age.", true),
+        ("What is the capital of France?", None),
+        ("Name a fruit that is yellow.", None),
+        ("Write one sentence about the sea.", None),
+        ("Describe a cat in JSON, with its name and age.", Some(cat)),
     ];
     let loaded = super::run::load(ctx, "smollm2-135m", None)?;
     let demo = super::tour_serve::run(loaded, &questions, 24)?;

@@ -21,11 +21,11 @@ pub struct ServeDemo {
     pub kv_usage_after: f64,
 }
 
-/// Starts the server on 127.0.0.1:0, asks `questions` concurrently (each with whether to ask
-/// for JSON mode), stops it.
+/// Starts the server on 127.0.0.1:0, asks `questions` concurrently (each with the JSON schema
+/// its answer is held to, if any), stops it.
 pub fn run(
     l: super::run::Loaded,
-    questions: &[(&str, bool)],
+    questions: &[(&str, Option<&str>)],
     max_tokens: usize,
 ) -> Result<ServeDemo> {
     let mut args = super::serve::default_args("smollm2-135m");
@@ -51,19 +51,30 @@ pub fn run(
         let client = reqwest::Client::new();
         let t = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, &(q, json_mode)) in questions.iter().enumerate() {
-            let mut body = json!({
-                "model": "smollm2-135m", "max_tokens": max_tokens, "temperature": 0,
+        for (i, &(q, schema)) in questions.iter().enumerate() {
+            // With a schema, room for the object to close.
+            let tokens = if schema.is_some() { max_tokens * 3 } else { max_tokens };
+            let body = json!({
+                "model": "smollm2-135m", "max_tokens": tokens, "temperature": 0,
                 "messages": [{"role": "user", "content": q}],
-            });
-            if json_mode {
-                // Room for the object to close.
-                body["response_format"] = json!({"type": "json_object"});
-                body["max_tokens"] = json!(max_tokens * 3);
-            }
+            })
+            .to_string();
+            let body = match schema {
+                // The schema's text as written: its property order is the answer's, and
+                // serde_json's `Value` would sort the keys.
+                Some(schema) => {
+                    serde_json::from_str::<serde::de::IgnoredAny>(schema)
+                        .context("the tour's schema")?;
+                    format!(
+                        r#"{{"response_format": {{"type": "json_schema", "json_schema": {{"name": "answer", "schema": {schema}}}}}, {}"#,
+                        &body[1..]
+                    )
+                }
+                None => body,
+            };
             let (client, url) = (client.clone(), format!("{base}/v1/chat/completions"));
             tasks.spawn(async move {
-                let r = client.post(url).body(body.to_string()).send().await?;
+                let r = client.post(url).body(body).send().await?;
                 anyhow::Ok((i, r.text().await?))
             });
         }
@@ -76,9 +87,9 @@ pub fn run(
                 .as_str()
                 .with_context(|| format!("no answer in {text}"))?;
             tokens += v["usage"]["completion_tokens"].as_u64().unwrap_or(0);
-            let (q, json_mode) = questions[i];
-            let q = if json_mode {
-                format!("{q} (JSON mode)")
+            let (q, schema) = questions[i];
+            let q = if schema.is_some() {
+                format!("{q} (json_schema)")
             } else {
                 q.to_string()
             };

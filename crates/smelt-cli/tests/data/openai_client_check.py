@@ -1,7 +1,8 @@
 """Drives `smelt serve` with the official OpenAI Python client (the outside oracle for the API
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
 log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, vLLM's
-/tokenize and /detokenize, JSON mode, and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+/tokenize and /detokenize, JSON mode, structured outputs (a pydantic model through the client's
+parse(), vLLM's guided_json), and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
 
@@ -140,6 +141,40 @@ for seed in range(3):
     else:
         assert ch.finish_reason == "length" and ch.message.content.lstrip().startswith("{")
 
+# Structured outputs: the client's own parse() sends the pydantic model's strict JSON schema
+# and reads the answer back into the model, so pydantic checks it.
+from typing import Literal, Optional
+import pydantic
+
+class Pet(pydantic.BaseModel):
+    name: str
+    kind: Literal["cat", "dog", "owl"]
+    age: int
+    nickname: Optional[str]
+
+parsed = 0
+for seed in range(3):
+    try:
+        r = c.chat.completions.parse(model=model, messages=[{"role": "user", "content": "A pet as JSON"}],
+                                     max_tokens=64, temperature=1.0, seed=seed, response_format=Pet)
+    except openai.LengthFinishReasonError:
+        continue
+    assert r.choices[0].finish_reason == "stop" and isinstance(r.choices[0].message.parsed, Pet), r
+    parsed += 1
+assert parsed > 0, "no pet closed within 64 tokens"
+# vLLM's guided_json on a legacy completion, greedy: an instance of the schema.
+schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
+                                           "sure": {"type": "boolean"}}, "required": ["city", "sure"]}
+r = c.completions.create(model=model, prompt="The capital of France, as JSON:", max_tokens=48,
+                         temperature=0, extra_body={"guided_json": schema})
+v = _json.loads(r.choices[0].text)
+assert r.choices[0].finish_reason == "stop" and list(v) == ["city", "sure"], r.choices[0].text
+assert isinstance(v["city"], str) and len(v["city"]) <= 16 and isinstance(v["sure"], bool), v
+# The schema may also come as its text; the same greedy answer.
+r2 = c.completions.create(model=model, prompt="The capital of France, as JSON:", max_tokens=48,
+                          temperature=0, extra_body={"guided_json": _json.dumps(schema)})
+assert r2.choices[0].text == r.choices[0].text, (r2.choices[0].text, r.choices[0].text)
+
 # vLLM's /tokenize and /detokenize: the same count as the usage, and back to the text.
 import json, urllib.request
 def post(path, body):
@@ -187,8 +222,16 @@ running = [l for l in urllib.request.urlopen(urllib.request.Request(
     base + "/metrics", headers={"authorization": "Bearer " + key})).read().decode().splitlines()
     if l.startswith("smelt:num_requests_running") or l.startswith("smelt:num_requests_waiting")]
 assert running and all(l.endswith(" 0") for l in running), running
-expect(openai.BadRequestError, lambda: c.chat.completions.create(
-    model=model, messages=messages, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}))
+expect(openai.BadRequestError, lambda: c.completions.create(
+    model=model, prompt="x", extra_body={"response_format": {"type": "json_object"}, "guided_json": schema}))
+# A schema keyword smelt cannot hold the model to is refused, not ignored.
+try:
+    c.chat.completions.create(model=model, messages=messages, response_format={
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {"id": {"type": "string", "pattern": "^[a-z]+$"}}}}})
+    raise AssertionError("a pattern was accepted")
+except openai.BadRequestError as e:
+    assert "/properties/id" in str(e) and "pattern" in str(e), e
 expect(openai.BadRequestError, lambda: c.chat.completions.create(
     model=model, messages=messages, tools=[{"type": "function", "function": {"name": "f"}}]))
 print("openai client: ok")

@@ -3,8 +3,8 @@
 //! `/v1/models`; errors in OpenAI's JSON shape. Request bodies are parsed here (not by an
 //! extractor) so every malformed body gets that shape and a 400.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -22,6 +22,7 @@ mod response;
 use response::{Output, collect_response, stream_response};
 
 use crate::engine::{EngineHandle, GenParams, MAX_TOP_LOGPROBS, Request, SubmitError};
+use crate::json_schema::{self, Grammar, Json};
 
 /// What the handlers share.
 pub struct AppState {
@@ -186,6 +187,8 @@ struct Common {
     #[serde(default)]
     ignore_eos: bool,
     response_format: Option<ResponseFormat>,
+    /// vLLM's older spelling of a JSON schema constraint (a schema, or its text).
+    guided_json: Option<Json>,
     tools: Option<Vec<serde_json::Value>>,
 }
 
@@ -194,6 +197,56 @@ struct Common {
 struct ResponseFormat {
     #[serde(rename = "type")]
     kind: String,
+    json_schema: Option<JsonSchemaFormat>,
+}
+
+/// `response_format.json_schema`: a named schema (`strict` is accepted; smelt always holds
+/// the model to the schema).
+#[derive(Deserialize)]
+struct JsonSchemaFormat {
+    schema: Option<Json>,
+}
+
+/// The JSON grammar of `response_format` / `guided_json`, if any: compiled once per request.
+fn grammar(c: &Common) -> Result<Option<Arc<Grammar>>, ApiError> {
+    static JSON_OBJECT: OnceLock<Arc<Grammar>> = OnceLock::new();
+    let compiled = |schema: &Json| {
+        json_schema::compile(schema)
+            .map(|g| Some(Arc::new(g)))
+            .map_err(|e| ApiError::bad_request(e.to_string()))
+    };
+    let format = c.response_format.as_ref();
+    match (format.map(|f| f.kind.as_str()), &c.guided_json) {
+        (Some("json_object" | "json_schema"), Some(_)) => Err(ApiError::bad_request(
+            "give either response_format or guided_json, not both",
+        )),
+        (None | Some("text"), None) => Ok(None),
+        (None | Some("text"), Some(Json::String(text))) => {
+            let schema: Json = serde_json::from_str(text)
+                .map_err(|e| ApiError::bad_request(format!("guided_json: {e}")))?;
+            compiled(&schema)
+        }
+        (None | Some("text"), Some(schema)) => compiled(schema),
+        (Some("json_object"), None) => Ok(Some(
+            JSON_OBJECT
+                .get_or_init(|| Arc::new(Grammar::json_object()))
+                .clone(),
+        )),
+        (Some("json_schema"), None) => {
+            match format
+                .and_then(|f| f.json_schema.as_ref())
+                .and_then(|j| j.schema.as_ref())
+            {
+                Some(schema) => compiled(schema),
+                None => Err(ApiError::bad_request(
+                    "response_format json_schema needs json_schema.schema",
+                )),
+            }
+        }
+        (Some(other), _) => Err(ApiError::bad_request(format!(
+            "response_format {other:?} is not one of text, json_object, json_schema"
+        ))),
+    }
 }
 
 #[derive(Deserialize)]
@@ -320,25 +373,12 @@ impl AppState {
             seed,
         };
         sampler.validate().map_err(ApiError::bad_request)?;
-        if c.tools.is_some_and(|t| !t.is_empty()) {
+        if c.tools.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(ApiError::bad_request(
                 "tools (function calling) are not supported by this server",
             ));
         }
-        let json_object = match c.response_format.as_ref().map(|f| f.kind.as_str()) {
-            None | Some("text") => false,
-            Some("json_object") => true,
-            Some("json_schema") => {
-                return Err(ApiError::bad_request(
-                    "response_format json_schema is not supported; json_object is",
-                ));
-            }
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "response_format {other:?} is not one of text, json_object"
-                )));
-            }
-        };
+        let grammar = grammar(&c)?;
         let stop_strings = match c.stop {
             None => vec![],
             Some(OneOrMany::One(s)) => vec![s],
@@ -359,7 +399,7 @@ impl AppState {
                 logprobs: logprobs.is_some(),
                 top_logprobs: logprobs.unwrap_or(0),
                 prompt_logprobs,
-                json_object,
+                grammar,
             },
             n,
             stream: c.stream,

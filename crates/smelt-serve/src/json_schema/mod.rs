@@ -1,0 +1,702 @@
+//! JSON Schema → a grammar for constrained decoding (`response_format: json_schema`, OpenAI's
+//! structured outputs; vLLM's `guided_json`). [`compile`] turns the schema into a graph of
+//! [`Node`]s that [`crate::json_mode::JsonState`] walks byte by byte, so every token drawn keeps
+//! the text a prefix of some instance of the schema.
+//!
+//! The subset is what OpenAI's strict mode and pydantic's `model_json_schema` produce: `type`
+//! (one or a list), `properties` + `required`, `additionalProperties`, `items`, `min/maxItems`,
+//! `min/maxLength`, `enum`, `const`, `anyOf`/`oneOf`, one-element `allOf`, `nullable`, and
+//! `$ref` into `$defs`/`definitions` (recursion included). Annotations (`title`, `description`,
+//! …) are ignored. Any other keyword (`pattern`, `format`, `minimum`, …) is refused with a clear
+//! error rather than ignored: the model would not be held to it.
+//!
+//! Choices the grammar makes, as xgrammar's and OpenAI's strict mode do: an object's listed
+//! properties come in the schema's order, optional ones may be left out, and no unlisted one is
+//! written (`additionalProperties` applies only to objects that list no properties); `enum` and
+//! `const` values are written as serde_json writes them, compactly; the alternatives of an
+//! `anyOf` must differ in their first byte (an object or null, a string or a number), so a
+//! single pass decides which one is being written. The root must be an object.
+
+use std::collections::HashMap;
+
+mod value;
+
+pub use value::Json;
+
+/// A node's index in [`Grammar::nodes`].
+pub type NodeId = u32;
+
+/// Any JSON value.
+pub const ANY: NodeId = 0;
+/// Any object.
+pub const ANY_OBJECT: NodeId = 1;
+/// Any array.
+pub const ANY_ARRAY: NodeId = 2;
+/// Any string.
+pub const ANY_STRING: NodeId = 3;
+/// Any number.
+pub const NUMBER: NodeId = 4;
+/// `true` or `false`.
+pub const BOOLEAN: NodeId = 5;
+/// `null`.
+pub const NULL: NodeId = 6;
+/// An integer (no fraction or exponent).
+pub const INTEGER: NodeId = 7;
+
+/// Most values one `enum` (or merged `anyOf` of literals) and most properties one object may
+/// have: the recognizer tracks the candidates still matching in a `u64`.
+pub const MAX_CHOICES: usize = 64;
+
+/// Most nodes a schema may compile to.
+pub const MAX_NODES: usize = 4096;
+
+/// Deepest nesting of inline subschemas.
+const MAX_SCHEMA_DEPTH: usize = 64;
+
+/// One kind of value the grammar allows at a place.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// An object.
+    Object {
+        /// The listed properties, in the order they are written; each optional unless
+        /// required.
+        props: Vec<Prop>,
+        /// Index into [`Grammar::literals`]: each listed property's name as a JSON string,
+        /// quotes included.
+        keys: u16,
+        /// With no `props`: the node of any key's value (`None`: only `{}`).
+        extra: Option<NodeId>,
+    },
+    /// An array.
+    Array {
+        /// Each item's node.
+        items: NodeId,
+        /// Fewest items.
+        min: u32,
+        /// Most items.
+        max: u32,
+    },
+    /// A string (an escape counts as one character).
+    String {
+        /// Fewest characters.
+        min: u32,
+        /// Most characters.
+        max: u32,
+    },
+    /// A number.
+    Number {
+        /// No fraction or exponent.
+        integer: bool,
+    },
+    /// One of the texts of a literal set (enum, const, true/false, null).
+    Literals {
+        /// Index into [`Grammar::literals`].
+        set: u16,
+    },
+    /// One of several nodes, told apart by their first byte.
+    Union {
+        /// The alternatives.
+        alts: Vec<NodeId>,
+    },
+}
+
+/// A listed property of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prop {
+    /// Its value's node.
+    pub node: NodeId,
+    /// Whether it must be written.
+    pub required: bool,
+}
+
+/// A compiled schema: the nodes, the literal sets they name, and each node's first bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grammar {
+    /// (nodes,) the graph; [`ANY`] .. [`INTEGER`] are the fixed nodes.
+    pub nodes: Vec<Node>,
+    /// (sets,) each a list of at most [`MAX_CHOICES`] texts.
+    pub literals: Vec<Vec<Vec<u8>>>,
+    /// (nodes,) a 256-bit set of the bytes each node's values can start with.
+    pub first: Vec<[u64; 4]>,
+    /// The top-level node (an object).
+    pub root: NodeId,
+}
+
+/// Why a schema cannot be used, with where in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("json_schema{}: {why}", if path.is_empty() { String::new() } else { format!(" at {path}") })]
+pub struct SchemaError {
+    /// JSON pointer into the schema (`""` is its root).
+    pub path: String,
+    /// What is wrong there.
+    pub why: String,
+}
+
+fn has(set: &[u64; 4], b: u8) -> bool {
+    set[b as usize / 64] >> (b % 64) & 1 == 1
+}
+
+fn add(set: &mut [u64; 4], b: u8) {
+    set[b as usize / 64] |= 1 << (b % 64);
+}
+
+impl Grammar {
+    /// The fixed nodes, before any schema's.
+    fn base() -> Self {
+        let nodes = vec![
+            Node::Union {
+                alts: vec![ANY_OBJECT, ANY_ARRAY, ANY_STRING, NUMBER, BOOLEAN, NULL],
+            },
+            Node::Object {
+                props: vec![],
+                keys: 2,
+                extra: Some(ANY),
+            },
+            Node::Array {
+                items: ANY,
+                min: 0,
+                max: u32::MAX,
+            },
+            Node::String {
+                min: 0,
+                max: u32::MAX,
+            },
+            Node::Number { integer: false },
+            Node::Literals { set: 0 },
+            Node::Literals { set: 1 },
+            Node::Number { integer: true },
+        ];
+        Self {
+            nodes,
+            // 0: booleans, 1: null, 2: the (no) listed keys of any object.
+            literals: vec![
+                vec![b"true".to_vec(), b"false".to_vec()],
+                vec![b"null".to_vec()],
+                vec![],
+            ],
+            first: vec![],
+            root: ANY_OBJECT,
+        }
+    }
+
+    /// JSON mode (`response_format: json_object`): any one object.
+    pub fn json_object() -> Self {
+        let mut g = Self::base();
+        // The fixed nodes have no overlapping unions and no cycles without a container.
+        g.first = first_bytes(&g).unwrap_or_default();
+        g
+    }
+
+    /// Whether a value of `node` can start with `b`.
+    pub fn starts(&self, node: NodeId, b: u8) -> bool {
+        has(&self.first[node as usize], b)
+    }
+}
+
+/// Compiles a JSON Schema (see the module doc for the subset) into a [`Grammar`].
+pub fn compile(schema: &Json) -> Result<Grammar, SchemaError> {
+    let mut c = Compiler {
+        doc: schema,
+        g: Grammar::base(),
+        refs: HashMap::new(),
+        paths: HashMap::new(),
+        depth: 0,
+    };
+    let root = c.node(schema, "")?;
+    c.g.root = root;
+    c.g.first = first_bytes(&c.g).map_err(|(node, why)| SchemaError {
+        path: c.paths.get(&node).cloned().unwrap_or_default(),
+        why,
+    })?;
+    let mut object_only = [0u64; 4];
+    add(&mut object_only, b'{');
+    if c.g.first[root as usize] != object_only {
+        return Err(SchemaError {
+            path: String::new(),
+            why: "the root must be an object (as OpenAI's structured outputs require)".into(),
+        });
+    }
+    Ok(c.g)
+}
+
+/// Every node's first-byte set; `Err((node, why))` where a union's alternatives overlap or a
+/// `$ref` loops back to itself without an object or array between.
+fn first_bytes(g: &Grammar) -> Result<Vec<[u64; 4]>, (NodeId, String)> {
+    // 0: not yet, 1: in progress, 2: done.
+    let mut state = vec![0u8; g.nodes.len()];
+    let mut first = vec![[0u64; 4]; g.nodes.len()];
+    fn visit(
+        g: &Grammar,
+        n: NodeId,
+        state: &mut [u8],
+        first: &mut [[u64; 4]],
+    ) -> Result<[u64; 4], (NodeId, String)> {
+        let i = n as usize;
+        match state[i] {
+            2 => return Ok(first[i]),
+            1 => {
+                return Err((
+                    n,
+                    "a $ref refers back to itself with nothing written between".into(),
+                ));
+            }
+            _ => {}
+        }
+        state[i] = 1;
+        let mut set = [0u64; 4];
+        match &g.nodes[i] {
+            Node::Object { .. } => add(&mut set, b'{'),
+            Node::Array { .. } => add(&mut set, b'['),
+            Node::String { .. } => add(&mut set, b'"'),
+            Node::Number { .. } => {
+                for b in b"-0123456789" {
+                    add(&mut set, *b);
+                }
+            }
+            Node::Literals { set: s } => {
+                for text in &g.literals[*s as usize] {
+                    if let Some(&b) = text.first() {
+                        add(&mut set, b);
+                    }
+                }
+            }
+            Node::Union { alts } => {
+                for &a in alts {
+                    let alt = visit(g, a, state, first)?;
+                    if let Some(b) = (0..=255u8).find(|&b| has(&set, b) && has(&alt, b)) {
+                        return Err((
+                            n,
+                            format!(
+                                "two alternatives can both start with {:?}; smelt needs the \
+                                 alternatives of anyOf/oneOf/type lists to start differently \
+                                 (for example an object or null, a string or a number)",
+                                b as char
+                            ),
+                        ));
+                    }
+                    for (s, a) in set.iter_mut().zip(alt) {
+                        *s |= a;
+                    }
+                }
+            }
+        }
+        state[i] = 2;
+        first[i] = set;
+        Ok(set)
+    }
+    for n in 0..g.nodes.len() {
+        visit(g, n as NodeId, &mut state, &mut first)?;
+    }
+    Ok(first)
+}
+
+/// Keywords that only describe; they do not constrain the value.
+const ANNOTATIONS: &[&str] = &[
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$schema",
+    "$id",
+    "$comment",
+    "readOnly",
+    "writeOnly",
+    "deprecated",
+    "$defs",
+    "definitions",
+];
+
+/// Keywords this compiler enforces.
+const CONSTRAINTS: &[&str] = &[
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "enum",
+    "const",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "$ref",
+    "nullable",
+];
+
+struct Compiler<'a> {
+    /// The whole schema, which `$ref` pointers index.
+    doc: &'a Json,
+    g: Grammar,
+    /// `$ref` target → its node (an alias filled in once compiled; recursion reuses it).
+    refs: HashMap<String, NodeId>,
+    /// Union and alias nodes → where in the schema they came from, for errors.
+    paths: HashMap<NodeId, String>,
+    depth: usize,
+}
+
+fn err(path: &str, why: impl Into<String>) -> SchemaError {
+    SchemaError {
+        path: path.to_owned(),
+        why: why.into(),
+    }
+}
+
+impl Compiler<'_> {
+    fn push(&mut self, node: Node, path: &str) -> Result<NodeId, SchemaError> {
+        if self.g.nodes.len() >= MAX_NODES {
+            return Err(err(
+                path,
+                format!("the schema needs over {MAX_NODES} nodes"),
+            ));
+        }
+        self.g.nodes.push(node);
+        let id = (self.g.nodes.len() - 1) as NodeId;
+        self.paths.insert(id, path.to_owned());
+        Ok(id)
+    }
+
+    fn literal_set(&mut self, texts: Vec<Vec<u8>>, path: &str) -> Result<u16, SchemaError> {
+        if texts.len() > MAX_CHOICES {
+            return Err(err(path, format!("over {MAX_CHOICES} choices")));
+        }
+        if self.g.literals.len() >= u16::MAX as usize {
+            return Err(err(path, "too many enums and objects"));
+        }
+        self.g.literals.push(texts);
+        Ok((self.g.literals.len() - 1) as u16)
+    }
+
+    fn node(&mut self, s: &Json, path: &str) -> Result<NodeId, SchemaError> {
+        if self.depth >= MAX_SCHEMA_DEPTH {
+            return Err(err(path, format!("nested deeper than {MAX_SCHEMA_DEPTH}")));
+        }
+        self.depth += 1;
+        let r = self.node_inner(s, path);
+        self.depth -= 1;
+        r
+    }
+
+    fn node_inner(&mut self, s: &Json, path: &str) -> Result<NodeId, SchemaError> {
+        let members = match s {
+            Json::Bool(true) => return Ok(ANY),
+            Json::Bool(false) => return Err(err(path, "the schema `false` allows no value")),
+            Json::Object(m) => m,
+            _ => return Err(err(path, "a schema must be an object or a boolean")),
+        };
+        for (k, _) in members {
+            if !ANNOTATIONS.contains(&k.as_str()) && !CONSTRAINTS.contains(&k.as_str()) {
+                return Err(err(
+                    path,
+                    format!("keyword {k:?} is not supported: smelt cannot hold the model to it"),
+                ));
+            }
+        }
+        let at = |k: &str| format!("{path}/{k}");
+        let constraints: Vec<&str> = members
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| CONSTRAINTS.contains(k))
+            .collect();
+        let alone = |k: &str| -> Result<(), SchemaError> {
+            match constraints.iter().find(|&&c| c != k && c != "nullable") {
+                Some(other) => Err(err(
+                    path,
+                    format!("{k} together with {other:?} is not supported"),
+                )),
+                None => Ok(()),
+            }
+        };
+        let inner = if let Some(r) = s.get("$ref") {
+            alone("$ref")?;
+            let Json::String(r) = r else {
+                return Err(err(&at("$ref"), "must be a string"));
+            };
+            self.reference(r, &at("$ref"))?
+        } else if s.get("enum").is_some() || s.get("const").is_some() {
+            self.literals(s, path)?
+        } else if let Some(alts) = s.get("anyOf").or_else(|| s.get("oneOf")) {
+            let key = if s.get("anyOf").is_some() {
+                "anyOf"
+            } else {
+                "oneOf"
+            };
+            alone(key)?;
+            let Json::Array(alts) = alts else {
+                return Err(err(&at(key), "must be an array"));
+            };
+            let ids = alts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| self.node(a, &format!("{path}/{key}/{i}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.union(ids, path)?
+        } else if let Some(all) = s.get("allOf") {
+            alone("allOf")?;
+            match all {
+                Json::Array(v) if v.len() == 1 => self.node(&v[0], &format!("{path}/allOf/0"))?,
+                _ => return Err(err(&at("allOf"), "only a one-element allOf is supported")),
+            }
+        } else {
+            self.typed(s, path)?
+        };
+        match s.get("nullable") {
+            Some(Json::Bool(true)) => self.union(vec![inner, NULL], path),
+            None | Some(Json::Bool(false)) => Ok(inner),
+            Some(_) => Err(err(&at("nullable"), "must be a boolean")),
+        }
+    }
+
+    /// `$ref` to a JSON pointer in this document (`#`, `#/$defs/Name`, …).
+    fn reference(&mut self, r: &str, path: &str) -> Result<NodeId, SchemaError> {
+        if let Some(&id) = self.refs.get(r) {
+            return Ok(id);
+        }
+        let Some(pointer) = r.strip_prefix('#') else {
+            return Err(err(
+                path,
+                format!("{r:?}: only references inside the schema (#/...)"),
+            ));
+        };
+        let Some(target) = self.doc.pointer(pointer) else {
+            return Err(err(path, format!("{r:?} points at nothing")));
+        };
+        // An alias node first, so the target may refer back to it.
+        let alias = self.push(Node::Union { alts: vec![] }, path)?;
+        self.refs.insert(r.to_owned(), alias);
+        let id = self.node(target, pointer)?;
+        self.g.nodes[alias as usize] = Node::Union { alts: vec![id] };
+        Ok(alias)
+    }
+
+    /// `enum` or `const`: the values' compact texts.
+    fn literals(&mut self, s: &Json, path: &str) -> Result<NodeId, SchemaError> {
+        let values: Vec<&Json> = match (s.get("enum"), s.get("const")) {
+            (Some(_), Some(_)) => return Err(err(path, "enum together with const")),
+            (Some(Json::Array(v)), None) => v.iter().collect(),
+            (Some(_), None) => return Err(err(&format!("{path}/enum"), "must be an array")),
+            (None, Some(v)) => vec![v],
+            (None, None) => vec![],
+        };
+        if values.is_empty() {
+            return Err(err(path, "an empty enum allows no value"));
+        }
+        let types = match s.get("type") {
+            None => None,
+            Some(Json::String(t)) => Some(vec![t.as_str()]),
+            Some(Json::Array(ts)) => Some(
+                ts.iter()
+                    .filter_map(|t| match t {
+                        Json::String(t) => Some(t.as_str()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Some(_) => return Err(err(&format!("{path}/type"), "must be a string or a list")),
+        };
+        let mut texts: Vec<Vec<u8>> = Vec::new();
+        for v in values {
+            let name = v.type_name();
+            if let Some(ts) = &types
+                && !ts
+                    .iter()
+                    .any(|&t| t == name || t == "number" && name == "integer")
+            {
+                return Err(err(
+                    path,
+                    format!("the {name} {} is not of its type", v.to_text()),
+                ));
+            }
+            let text = v.to_text().into_bytes();
+            if !texts.contains(&text) {
+                texts.push(text);
+            }
+        }
+        let set = self.literal_set(texts, path)?;
+        self.push(Node::Literals { set }, path)
+    }
+
+    /// An `anyOf`: literal alternatives merge into one set (so `"a"` and `"b"` may share a
+    /// first byte); the others stay alternatives, checked for distinct first bytes later.
+    fn union(&mut self, ids: Vec<NodeId>, path: &str) -> Result<NodeId, SchemaError> {
+        let mut texts: Vec<Vec<u8>> = Vec::new();
+        let mut alts = Vec::new();
+        let mut literal_alts = 0;
+        for id in ids {
+            match &self.g.nodes[id as usize] {
+                Node::Literals { set } => {
+                    literal_alts += 1;
+                    for t in &self.g.literals[*set as usize] {
+                        if !texts.contains(t) {
+                            texts.push(t.clone());
+                        }
+                    }
+                }
+                Node::Union { alts: inner } if !inner.is_empty() && self.is_plain_union(id) => {
+                    alts.extend(inner.iter().copied())
+                }
+                _ => alts.push(id),
+            }
+        }
+        if literal_alts > 0 {
+            let set = self.literal_set(texts, path)?;
+            alts.push(self.push(Node::Literals { set }, path)?);
+        }
+        if alts.len() == 1 {
+            return Ok(alts[0]);
+        }
+        self.push(Node::Union { alts }, path)
+    }
+
+    /// A union that is not a `$ref` alias (whose contents may still be filled in).
+    fn is_plain_union(&self, id: NodeId) -> bool {
+        !self.refs.values().any(|&r| r == id)
+    }
+
+    /// A schema by its `type` (or, without one, by the keywords it has).
+    fn typed(&mut self, s: &Json, path: &str) -> Result<NodeId, SchemaError> {
+        let kinds: Vec<&str> = match s.get("type") {
+            Some(Json::String(t)) => vec![t.as_str()],
+            Some(Json::Array(ts)) => ts
+                .iter()
+                .map(|t| match t {
+                    Json::String(t) => Ok(t.as_str()),
+                    _ => Err(err(&format!("{path}/type"), "must hold strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(err(&format!("{path}/type"), "must be a string or a list")),
+            None if ["properties", "required", "additionalProperties"]
+                .iter()
+                .any(|k| s.get(k).is_some()) =>
+            {
+                vec!["object"]
+            }
+            None if ["items", "minItems", "maxItems"]
+                .iter()
+                .any(|k| s.get(k).is_some()) =>
+            {
+                vec!["array"]
+            }
+            None if s.get("minLength").is_some() || s.get("maxLength").is_some() => {
+                vec!["string"]
+            }
+            None => return Ok(ANY),
+        };
+        let mut ids = Vec::new();
+        for kind in kinds {
+            ids.push(match kind {
+                "object" => self.object(s, path)?,
+                "array" => {
+                    let items = match s.get("items") {
+                        None => ANY,
+                        Some(Json::Array(_)) => {
+                            return Err(err(
+                                &format!("{path}/items"),
+                                "tuple items are not supported",
+                            ));
+                        }
+                        Some(items) => self.node(items, &format!("{path}/items"))?,
+                    };
+                    let (min, max) = self.bounds(s, path, "minItems", "maxItems")?;
+                    self.push(Node::Array { items, min, max }, path)?
+                }
+                "string" => {
+                    let (min, max) = self.bounds(s, path, "minLength", "maxLength")?;
+                    self.push(Node::String { min, max }, path)?
+                }
+                "number" => NUMBER,
+                "integer" => INTEGER,
+                "boolean" => BOOLEAN,
+                "null" => NULL,
+                other => {
+                    return Err(err(
+                        &format!("{path}/type"),
+                        format!("unknown type {other:?}"),
+                    ));
+                }
+            });
+        }
+        self.union(ids, path)
+    }
+
+    fn bounds(&self, s: &Json, path: &str, lo: &str, hi: &str) -> Result<(u32, u32), SchemaError> {
+        let get = |k: &str, default: u32| match s.get(k) {
+            None => Ok(default),
+            Some(Json::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| err(&format!("{path}/{k}"), "must be a non-negative integer")),
+            Some(_) => Err(err(
+                &format!("{path}/{k}"),
+                "must be a non-negative integer",
+            )),
+        };
+        let (min, max) = (get(lo, 0)?, get(hi, u32::MAX)?);
+        if min > max {
+            return Err(err(path, format!("{lo} {min} is over {hi} {max}")));
+        }
+        Ok((min, max))
+    }
+
+    fn object(&mut self, s: &Json, path: &str) -> Result<NodeId, SchemaError> {
+        let listed: &[(String, Json)] = match s.get("properties") {
+            None => &[],
+            Some(Json::Object(m)) => m,
+            Some(_) => return Err(err(&format!("{path}/properties"), "must be an object")),
+        };
+        if listed.len() > MAX_CHOICES {
+            return Err(err(path, format!("over {MAX_CHOICES} properties")));
+        }
+        let required: Vec<&str> = match s.get("required") {
+            None => vec![],
+            Some(Json::Array(v)) => v
+                .iter()
+                .map(|r| match r {
+                    Json::String(r) => Ok(r.as_str()),
+                    _ => Err(err(&format!("{path}/required"), "must hold strings")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(err(&format!("{path}/required"), "must be an array")),
+        };
+        if let Some(r) = required
+            .iter()
+            .find(|r| !listed.iter().any(|(k, _)| k == *r))
+        {
+            return Err(err(
+                &format!("{path}/required"),
+                format!("{r:?} is required but not among the properties"),
+            ));
+        }
+        let mut props = Vec::new();
+        let mut keys = Vec::new();
+        for (name, sub) in listed {
+            if keys.contains(&Json::String(name.clone()).to_text().into_bytes()) {
+                return Err(err(path, format!("property {name:?} is listed twice")));
+            }
+            let escaped = name.replace('~', "~0").replace('/', "~1");
+            let node = self.node(sub, &format!("{path}/properties/{escaped}"))?;
+            props.push(Prop {
+                node,
+                required: required.contains(&name.as_str()),
+            });
+            keys.push(Json::String(name.clone()).to_text().into_bytes());
+        }
+        let extra = if props.is_empty() {
+            match s.get("additionalProperties") {
+                None | Some(Json::Bool(true)) => return Ok(ANY_OBJECT),
+                Some(Json::Bool(false)) => None,
+                Some(sub) => Some(self.node(sub, &format!("{path}/additionalProperties"))?),
+            }
+        } else {
+            None
+        };
+        let keys = if props.is_empty() {
+            2
+        } else {
+            self.literal_set(keys, path)?
+        };
+        self.push(Node::Object { props, keys, extra }, path)
+    }
+}

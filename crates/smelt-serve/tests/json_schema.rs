@@ -1,0 +1,358 @@
+//! JSON Schema constrained decoding without a model: which texts a compiled schema's grammar
+//! accepts and refuses, which schemas are refused (and where), and random walks through the
+//! grammar (a random byte among those allowed, until the object closes) whose every text
+//! serde_json reads and an independent check of the schema accepts.
+
+use serde_json::Value;
+use smelt_quant::rng::{Rng, test_seed};
+use smelt_serve::json_mode::{JsonState, MAX_WHITESPACE};
+use smelt_serve::json_schema::{Grammar, Json, compile};
+
+fn schema(text: &str) -> Grammar {
+    let j: Json = serde_json::from_str(text).unwrap();
+    compile(&j).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn refused_schema(text: &str) -> String {
+    let j: Json = serde_json::from_str(text).unwrap();
+    compile(&j).expect_err(text).to_string()
+}
+
+fn whole(g: &Grammar, text: &str) -> bool {
+    let mut s = JsonState::new(g);
+    s.feed(g, text.as_bytes()) && s.done()
+}
+
+/// A film, as pydantic writes a model with a nested, recursive one: `$defs`, `anyOf` with
+/// null for optional fields, enums, bounds.
+const FILM: &str = r##"{
+  "type": "object", "title": "Film",
+  "properties": {
+    "title": {"type": "string", "maxLength": 8, "title": "Title"},
+    "year": {"type": "integer"},
+    "score": {"anyOf": [{"type": "number"}, {"type": "null"}], "default": null},
+    "genre": {"enum": ["drama", "comedy", null, 3]},
+    "tags": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 3},
+             "minItems": 1, "maxItems": 3},
+    "cast": {"type": "array", "items": {"$ref": "#/$defs/Person"}, "maxItems": 2},
+    "flags": {"type": "object", "additionalProperties": {"type": "boolean"}},
+    "notes": {}
+  },
+  "required": ["title", "year", "tags"],
+  "$defs": {"Person": {"type": "object", "properties": {
+    "name": {"type": "string"},
+    "boss": {"anyOf": [{"$ref": "#/$defs/Person"}, {"type": "null"}]}
+  }, "required": ["name"]}}
+}"##;
+
+#[test]
+fn instances_are_accepted_in_schema_order() {
+    let g = schema(FILM);
+    for ok in [
+        r##"{"title":"Up","year":2009,"tags":["a"]}"##,
+        r##"{"title": "Up", "year": -1, "score": 8.5e1, "genre": null, "tags": ["ab","é日","x"]}"##,
+        r##"{"title":"","year":0,"genre":3,"tags":["\"q"],"cast":[{"name":"A","boss":{"name":"B","boss":null}}]}"##,
+        r##"{"title":"Up","year":1,"tags":["a"],"flags":{"x":true,"y":false},"notes":[1,{"a":null}]}"##,
+        r##"{"title":"12345678","year":1,"genre":"comedy","tags":["a"],"cast":[]}"##,
+        "{\"title\":\"\\ud83d\\ude00\",\"year\":1,\"tags\":[\"a\"]}",
+    ] {
+        assert!(whole(&g, ok), "{ok}");
+    }
+}
+
+#[test]
+fn texts_outside_the_schema_are_refused() {
+    let g = schema(FILM);
+    for bad in [
+        // A required property missing, or out of order, or not listed.
+        r##"{"title":"Up","tags":["a"]}"##,
+        r##"{"year":1,"title":"Up","tags":["a"]}"##,
+        r##"{"title":"Up","year":1,"tags":["a"],"extra":1}"##,
+        // Wrong types and values.
+        r##"{"title":"Up","year":1.5,"tags":["a"]}"##,
+        r##"{"title":"Up","year":"1","tags":["a"]}"##,
+        r##"{"title":"Up","year":1,"genre":"horror","tags":["a"]}"##,
+        r##"{"title":"Up","year":1,"genre":33,"tags":["a"]}"##,
+        r##"{"title":"Up","year":1,"score":true,"tags":["a"]}"##,
+        // Bounds.
+        r##"{"title":"123456789","year":1,"tags":["a"]}"##,
+        r##"{"title":"Up","year":1,"tags":[]}"##,
+        r##"{"title":"Up","year":1,"tags":[""]}"##,
+        r##"{"title":"Up","year":1,"tags":["abcd"]}"##,
+        r##"{"title":"Up","year":1,"tags":["a","b","c","d"]}"##,
+        r##"{"title":"Up","year":1,"tags":["a"],"cast":[{"name":"A"},{"name":"B"},{"name":"C"}]}"##,
+        // The nested model and the free object's values.
+        r##"{"title":"Up","year":1,"tags":["a"],"cast":[{"boss":null}]}"##,
+        r##"{"title":"Up","year":1,"tags":["a"],"flags":{"x":1}}"##,
+        // Lone surrogate escapes, which JSON readers refuse.
+        "{\"title\":\"\\ud83d\",\"year\":1,\"tags\":[\"a\"]}",
+        "{\"title\":\"\\ude00\",\"year\":1,\"tags\":[\"a\"]}",
+        // Anything after the object.
+        r##"{"title":"Up","year":1,"tags":["a"]} "##,
+    ] {
+        assert!(!whole(&g, bad), "{bad}");
+    }
+    // Invalid UTF-8 inside strings: a surrogate, an overlong form, past U+10FFFF.
+    for bytes in [
+        &b"\xed\xa0\x80"[..],
+        b"\xe0\x80\x80",
+        b"\xf4\x90\x80\x80",
+        b"\xc0\xaf",
+    ] {
+        let mut s = JsonState::new(&g);
+        assert!(s.feed(&g, b"{\"title\":\""));
+        assert!(!s.feed(&g, bytes), "{bytes:?}");
+    }
+}
+
+#[test]
+fn optional_properties_may_be_skipped_but_not_reordered() {
+    let g = schema(
+        r##"{"properties": {"a": {"type": "integer"}, "b": {"type": "integer"},
+            "c": {"type": "integer"}}, "required": ["b"]}"##,
+    );
+    for ok in [
+        r##"{"b":1}"##,
+        r##"{"a":1,"b":2}"##,
+        r##"{"b":1,"c":2}"##,
+        r##"{"a":1,"b":2,"c":3}"##,
+    ] {
+        assert!(whole(&g, ok), "{ok}");
+    }
+    for bad in [
+        r##"{}"##,
+        r##"{"a":1}"##,
+        r##"{"c":1,"b":2}"##,
+        r##"{"b":1,"b":2}"##,
+        r##"{"b":1,}"##,
+    ] {
+        assert!(!whole(&g, bad), "{bad}");
+    }
+}
+
+#[test]
+fn enums_that_are_prefixes_of_each_other_end_at_the_next_byte() {
+    let g =
+        schema(r##"{"properties": {"x": {"type": "array", "items": {"enum": [1, 12, "a"]}}}}"##);
+    for ok in [
+        r##"{"x":[1,12,1]}"##,
+        r##"{"x":[12 , 1 ]}"##,
+        r##"{"x":["a",1]}"##,
+    ] {
+        assert!(whole(&g, ok), "{ok}");
+    }
+    for bad in [
+        r##"{"x":[13]}"##,
+        r##"{"x":[121]}"##,
+        r##"{"x":["b"]}"##,
+        r##"{"x":[1.0]}"##,
+    ] {
+        assert!(!whole(&g, bad), "{bad}");
+    }
+}
+
+#[test]
+fn recursive_and_free_schemas() {
+    let tree = schema(
+        r##"{"type": "object", "properties": {"v": {"type": "integer"},
+            "kids": {"type": "array", "items": {"$ref": "#"}}}, "required": ["v"]}"##,
+    );
+    assert!(whole(
+        &tree,
+        r##"{"v":1,"kids":[{"v":2},{"v":3,"kids":[{"v":4,"kids":[]}]}]}"##
+    ));
+    assert!(!whole(&tree, r##"{"v":1,"kids":[{"kids":[]}]}"##));
+    let empty = schema(r##"{"type": "object", "additionalProperties": false}"##);
+    assert!(whole(&empty, "{}") && whole(&empty, "{ }"));
+    assert!(!whole(&empty, r##"{"a":1}"##));
+    let any = schema(r##"{"type": "object"}"##);
+    assert_eq!(any, Grammar::json_object());
+    assert!(whole(&any, r##"{"a":[1,{"b":"c"}],"d":null}"##));
+    // Type lists and nullable are unions too.
+    let g = schema(
+        r##"{"properties": {"a": {"type": ["string", "null"]},
+            "b": {"type": "integer", "nullable": true}}}"##,
+    );
+    assert!(whole(&g, r##"{"a":null,"b":null}"##) && whole(&g, r##"{"a":"x","b":-3}"##));
+    assert!(!whole(&g, r##"{"a":1}"##) && !whole(&g, r##"{"b":"x"}"##));
+}
+
+#[test]
+fn unsupported_or_impossible_schemas_are_refused_with_where() {
+    for (text, says) in [
+        (
+            r##"{"properties": {"a": {"type": "string", "pattern": "^x"}}}"##,
+            r##"at /properties/a: keyword "pattern" is not supported"##,
+        ),
+        (r##"{"type": "array"}"##, "the root must be an object"),
+        (
+            r##"{"anyOf": [{"type": "object"}, {"type": "null"}]}"##,
+            "the root must be an object",
+        ),
+        (
+            r##"{"properties": {"a": {"anyOf": [{"type": "integer"}, {"type": "number"}]}}}"##,
+            "at /properties/a: two alternatives can both start with '-'",
+        ),
+        (
+            r##"{"properties": {"a": {}}, "required": ["b"]}"##,
+            r##""b" is required but not"##,
+        ),
+        (
+            r##"{"properties": {"a": {"$ref": "#/$defs/x"}}}"##,
+            "points at nothing",
+        ),
+        (
+            r##"{"properties": {"a": {"$ref": "#/$defs/x"}}, "$defs": {"x": {"$ref": "#/$defs/x"}}}"##,
+            "refers back to itself",
+        ),
+        (
+            r##"{"properties": {"a": {"type": "string", "minLength": 3, "maxLength": 2}}}"##,
+            "over",
+        ),
+        (r##"{"properties": {"a": {"enum": []}}}"##, "empty enum"),
+        (
+            r##"{"properties": {"a": {"type": "integer", "enum": ["x"]}}}"##,
+            "not of its type",
+        ),
+        (r##"{"properties": {"a": false}}"##, "allows no value"),
+        (
+            r##"{"properties": {"a": {"type": "date"}}}"##,
+            "unknown type",
+        ),
+        (
+            r##"{"properties": {"a": {"$ref": "http://x/y"}}}"##,
+            "only references inside",
+        ),
+    ] {
+        let e = refused_schema(text);
+        assert!(e.contains(says), "{text}: {e}");
+    }
+    // Nesting past the bound is refused, not a stack overflow.
+    let deep = format!("{}{{}}{}", r#"{"items":"#.repeat(70), "}".repeat(70));
+    let e = refused_schema(&format!(r##"{{"properties": {{"a": {deep}}}}}"##));
+    assert!(e.contains("nested deeper"), "{e}");
+}
+
+/// An independent reading of [`FILM`] on serde_json's value: what the schema asks.
+fn is_film(v: &Value) -> bool {
+    fn person(v: &Value) -> bool {
+        let Some(o) = v.as_object() else { return false };
+        o.keys().all(|k| k == "name" || k == "boss")
+            && o.get("name").is_some_and(Value::is_string)
+            && o.get("boss").is_none_or(|b| b.is_null() || person(b))
+    }
+    let chars = |v: &Value, lo: usize, hi: usize| {
+        v.as_str()
+            .is_some_and(|s| (lo..=hi).contains(&s.chars().count()))
+    };
+    let Some(o) = v.as_object() else { return false };
+    let listed = [
+        "title", "year", "score", "genre", "tags", "cast", "flags", "notes",
+    ];
+    o.keys().all(|k| listed.contains(&k.as_str()))
+        && chars(&o["title"], 0, 8)
+        // An integer is a number with no fraction (a long one reads as an f64).
+        && o["year"].as_f64().is_some_and(|y| y.fract() == 0.0)
+        && o.get("score").is_none_or(|s| s.is_number() || s.is_null())
+        && o.get("genre").is_none_or(|g| {
+            [Value::from("drama"), Value::from("comedy"), Value::Null, Value::from(3)].contains(g)
+        })
+        && o["tags"]
+            .as_array()
+            .is_some_and(|t| (1..=3).contains(&t.len()) && t.iter().all(|s| chars(s, 1, 3)))
+        && o.get("cast")
+            .is_none_or(|c| c.as_array().is_some_and(|c| c.len() <= 2 && c.iter().all(person)))
+        && o.get("flags")
+            .is_none_or(|f| f.as_object().is_some_and(|f| f.values().all(Value::is_boolean)))
+}
+
+/// A random text through `g`: at each step a random byte among those allowed (bytes that end
+/// strings and containers more likely as it grows), until the object closes.
+fn random_walk(g: &Grammar, rng: &mut Rng) -> Vec<u8> {
+    let alphabet: Vec<u8> = (0x20..0x7f)
+        .chain([
+            b'\n', b'\t', 0xc3, 0xa9, 0xe6, 0x97, 0xa5, 0xf0, 0x9f, 0x98, 0x80,
+        ])
+        .collect();
+    let mut s = JsonState::new(g);
+    let mut text = Vec::new();
+    while !s.done() {
+        assert!(
+            text.len() < 20_000,
+            "no end: {}",
+            String::from_utf8_lossy(&text)
+        );
+        let weight = |b: u8| match b {
+            b'"' | b'}' | b']' => 1 + text.len() as u64 / 16,
+            b' ' | b'\n' | b'\t' => 1,
+            _ => 4,
+        };
+        let allowed: Vec<(u8, u64)> = alphabet
+            .iter()
+            .filter(|&&b| s.allows(g, &[b]))
+            .map(|&b| (b, weight(b)))
+            .collect();
+        assert!(
+            !allowed.is_empty(),
+            "stuck after {}",
+            String::from_utf8_lossy(&text)
+        );
+        let mut pick = rng.next_u64() % allowed.iter().map(|a| a.1).sum::<u64>();
+        let mut b = allowed[0].0;
+        for &(byte, w) in &allowed {
+            if pick < w {
+                b = byte;
+                break;
+            }
+            pick -= w;
+        }
+        assert!(s.feed(g, &[b]));
+        text.push(b);
+    }
+    text
+}
+
+/// serde_json's reading of a walk; `None` for a number past f64's range (JSON has none, and
+/// a walk may write `1e999`).
+fn read(text: &[u8]) -> Option<Value> {
+    match serde_json::from_slice(text) {
+        Ok(v) => Some(v),
+        Err(e) if e.to_string().starts_with("number out of range") => None,
+        Err(e) => panic!("{e}: {}", String::from_utf8_lossy(text)),
+    }
+}
+
+#[test]
+fn random_walks_are_instances_serde_json_reads() {
+    let g = schema(FILM);
+    let mut rng = Rng::new(test_seed());
+    let (mut longest, mut with_cast) = (0, 0);
+    for _ in 0..1000 {
+        let text = random_walk(&g, &mut rng);
+        let Some(v) = read(&text) else { continue };
+        assert!(is_film(&v), "{v}");
+        longest = longest.max(text.len());
+        with_cast += usize::from(
+            v.get("cast")
+                .is_some_and(|c| !c.as_array().unwrap().is_empty()),
+        );
+    }
+    // The walks reach the nested model, and whitespace runs stay bounded.
+    assert!(
+        with_cast >= 10,
+        "{with_cast} of 1000 walks wrote a cast member"
+    );
+    let g = Grammar::json_object();
+    for _ in 0..300 {
+        let text = random_walk(&g, &mut rng);
+        let Some(v) = read(&text) else { continue };
+        assert!(v.is_object());
+        let run = text
+            .split(|b| !b" \n\t".contains(b))
+            .map(<[u8]>::len)
+            .max()
+            .unwrap_or(0);
+        assert!(run <= MAX_WHITESPACE as usize, "{run} spaces in a row");
+    }
+    eprintln!("longest walk {longest} bytes; {with_cast}/1000 with a cast");
+}
