@@ -474,16 +474,20 @@ async fn constrained_runs(
     (closed, tok)
 }
 
-/// The mask's cost and its shortcut's agreement with trying every token, after `text`.
+/// The mask's cost (ms) and its shortcut's agreement with trying every token, after `text`.
 fn mask_check(tok: &Tokenizer, g: &Grammar, text: &str) -> (usize, f64) {
     use smelt_serve::json_mode::{JsonState, TokenBytes};
     let table = TokenBytes::new(tok);
     let mut state = JsonState::new(g);
     assert!(state.feed(g, text.as_bytes()));
-    let mut logits = vec![0f32; tok.vocab_size()];
-    let t0 = Instant::now();
-    let left = table.mask(g, &state, &mut logits);
-    let elapsed = t0.elapsed().as_secs_f64() * 1e3;
+    // The best of five, as the other tests run beside this one.
+    let (mut left, mut elapsed) = (0, f64::INFINITY);
+    for _ in 0..5 {
+        let mut logits = vec![0f32; tok.vocab_size()];
+        let t0 = Instant::now();
+        left = table.mask(g, &state, &mut logits);
+        elapsed = elapsed.min(t0.elapsed().as_secs_f64() * 1e3);
+    }
     let tried = (0..tok.vocab_size())
         .filter(|&t| !table.special[t] && !table.bytes[t].is_empty())
         .filter(|&t| state.allows(g, &table.bytes[t]))
@@ -499,8 +503,11 @@ async fn json_mode_gives_objects_or_their_prefixes() {
     assert!(!closed.is_empty(), "no object closed within 48 tokens");
     // The mask's cost where it is highest: inside a string, where most tokens may follow.
     let (left, ms) = mask_check(&tok, &g, "{\"name\": \"Fel");
+    // Where every token is tried: any value may start.
+    let (at_value, value_ms) = mask_check(&tok, &g, "{\"a\": [1, ");
     eprintln!(
-        "{}/8 objects closed; a mask inside a string keeps {left} of {} tokens, in {ms:.2} ms",
+        "{}/8 objects closed; a mask inside a string keeps {left} of {} tokens, in {ms:.2} ms; \
+         before an array item {at_value}, in {value_ms:.2} ms",
         closed.len(),
         tok.vocab_size()
     );
@@ -552,10 +559,10 @@ async fn json_schema_output_is_an_instance_of_the_schema() {
     // Inside the 12-character name the shortcut counts characters; after "kind" only the
     // enum's first bytes are left.
     let (in_name, ms) = mask_check(&tok, &g, "{\"name\": \"Felix the");
-    let (in_kind, _) = mask_check(&tok, &g, "{\"name\": \"Felix\", \"age\": 3, \"kind\": ");
+    let (in_kind, kind_ms) = mask_check(&tok, &g, "{\"name\": \"Felix\", \"age\": 3, \"kind\": ");
     eprintln!(
         "{}/8 instances closed: {closed:?}; a mask inside name keeps {in_name} tokens \
-         ({ms:.2} ms), before kind {in_kind}",
+         ({ms:.2} ms), before kind {in_kind} ({kind_ms:.2} ms)",
         closed.len()
     );
     assert!(in_kind < 500, "{in_kind} tokens may start the enum");

@@ -13,9 +13,9 @@
 //! Choices the grammar makes, as xgrammar's and OpenAI's strict mode do: an object's listed
 //! properties come in the schema's order, optional ones may be left out, and no unlisted one is
 //! written (`additionalProperties` applies only to objects that list no properties); `enum` and
-//! `const` values are written as serde_json writes them, compactly; the alternatives of an
-//! `anyOf` must differ in their first byte (an object or null, a string or a number), so a
-//! single pass decides which one is being written. The root must be an object.
+//! `const` values are written as serde_json writes them, compactly. The alternatives of an
+//! `anyOf` may start alike (two objects, an integer and a number): the recognizer then keeps
+//! one reading per alternative until the text tells them apart. The root must be an object.
 
 use std::collections::HashMap;
 
@@ -93,7 +93,7 @@ pub enum Node {
         /// Index into [`Grammar::literals`].
         set: u16,
     },
-    /// One of several nodes, told apart by their first byte.
+    /// One of several nodes (read in parallel while more than one fits the text).
     Union {
         /// The alternatives.
         alts: Vec<NodeId>,
@@ -219,8 +219,8 @@ pub fn compile(schema: &Json) -> Result<Grammar, SchemaError> {
     Ok(c.g)
 }
 
-/// Every node's first-byte set; `Err((node, why))` where a union's alternatives overlap or a
-/// `$ref` loops back to itself without an object or array between.
+/// Every node's first-byte set; `Err((node, why))` where a `$ref` loops back to itself without
+/// an object or array between.
 fn first_bytes(g: &Grammar) -> Result<Vec<[u64; 4]>, (NodeId, String)> {
     // 0: not yet, 1: in progress, 2: done.
     let mut state = vec![0u8; g.nodes.len()];
@@ -263,17 +263,6 @@ fn first_bytes(g: &Grammar) -> Result<Vec<[u64; 4]>, (NodeId, String)> {
             Node::Union { alts } => {
                 for &a in alts {
                     let alt = visit(g, a, state, first)?;
-                    if let Some(b) = (0..=255u8).find(|&b| has(&set, b) && has(&alt, b)) {
-                        return Err((
-                            n,
-                            format!(
-                                "two alternatives can both start with {:?}; smelt needs the \
-                                 alternatives of anyOf/oneOf/type lists to start differently \
-                                 (for example an object or null, a string or a number)",
-                                b as char
-                            ),
-                        ));
-                    }
                     for (s, a) in set.iter_mut().zip(alt) {
                         *s |= a;
                     }
@@ -302,6 +291,8 @@ const ANNOTATIONS: &[&str] = &[
     "readOnly",
     "writeOnly",
     "deprecated",
+    // OpenAPI's hint for a oneOf; the alternatives themselves say what is allowed.
+    "discriminator",
     "$defs",
     "definitions",
 ];
@@ -518,8 +509,8 @@ impl Compiler<'_> {
         self.push(Node::Literals { set }, path)
     }
 
-    /// An `anyOf`: literal alternatives merge into one set (so `"a"` and `"b"` may share a
-    /// first byte); the others stay alternatives, checked for distinct first bytes later.
+    /// An `anyOf`: literal alternatives merge into one set (one reading for all of them); the
+    /// others stay alternatives.
     fn union(&mut self, ids: Vec<NodeId>, path: &str) -> Result<NodeId, SchemaError> {
         let mut texts: Vec<Vec<u8>> = Vec::new();
         let mut alts = Vec::new();
