@@ -7,10 +7,25 @@ use serde::Serialize;
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ChatMessage {
-    /// "system", "user" or "assistant".
+    /// "system", "user", "assistant" or "tool".
     pub role: String,
-    /// The text.
+    /// The text (an assistant turn that only calls tools sends `null`: empty here).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
+    /// An assistant turn's tool calls, as the client sent them back (for templates that
+    /// render them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A tool turn's answer is to this call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A tool turn's function name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(<Option<String> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
 }
 
 impl ChatMessage {
@@ -19,6 +34,9 @@ impl ChatMessage {
         Self {
             role: role.into(),
             content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 }
@@ -64,6 +82,17 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, String> {
+        self.render_with_tools(messages, None::<&()>, add_generation_prompt)
+    }
+
+    /// [`ChatTemplate::render`] with the request's `tools` in the template's `tools` variable
+    /// (templates that know tools describe them to the model; others ignore them).
+    pub fn render_with_tools<T: Serialize>(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&T>,
+        add_generation_prompt: bool,
+    ) -> Result<String, String> {
         let mut env = Environment::new();
         env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
@@ -73,6 +102,7 @@ impl ChatTemplate {
         let t = env.get_template("chat").map_err(|e| e.to_string())?;
         t.render(context! {
             messages => messages,
+            tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
@@ -101,6 +131,36 @@ mod tests {
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         assert!(!t.render(&m, false).unwrap().ends_with("assistant\n"));
+    }
+
+    #[test]
+    fn tool_turns_parse_and_templates_see_the_tools() {
+        // An assistant turn that only called tools sends content null; a tool turn answers.
+        let m: Vec<ChatMessage> = serde_json::from_str(
+            r#"[{"role": "user", "content": "Weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1"}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]"#,
+        )
+        .unwrap();
+        assert_eq!(m[1].content, "");
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("c1"));
+        let t = ChatTemplate {
+            source: "{% for t in tools %}[{{ t.name }}]{% endfor %}{% for m in messages %}\
+                     {{ m.role }}:{{ m.content }}{% if m.tool_calls %}{{ m.tool_calls[0].id }}{% endif %};\
+                     {% endfor %}"
+                .into(),
+            bos_token: String::new(),
+            eos_token: String::new(),
+        };
+        let tools = serde_json::json!([{"name": "get_weather"}]);
+        assert_eq!(
+            t.render_with_tools(&m, Some(&tools), false).unwrap(),
+            "[get_weather]user:Weather?;assistant:c1;tool:sunny;"
+        );
+        assert_eq!(
+            t.render(&m, false).unwrap(),
+            "user:Weather?;assistant:c1;tool:sunny;"
+        );
     }
 
     #[test]

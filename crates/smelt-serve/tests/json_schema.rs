@@ -7,7 +7,7 @@
 use serde_json::Value;
 use smelt_quant::rng::{Rng, test_seed};
 use smelt_serve::json_mode::{JsonState, MAX_WHITESPACE, TokenBytes};
-use smelt_serve::json_schema::{Grammar, Json, compile};
+use smelt_serve::json_schema::{Grammar, Json, compile, compile_calls};
 
 fn schema(text: &str) -> Grammar {
     let j: Json = serde_json::from_str(text).unwrap();
@@ -526,4 +526,40 @@ fn masks_equal_trying_every_token() {
         }
     }
     assert_eq!(checked, 80);
+}
+
+#[test]
+fn forced_tool_calls_are_arrays_of_named_calls() {
+    let json = |t: &str| serde_json::from_str::<Json>(t).unwrap();
+    let weather = json(
+        r##"{"type": "object", "properties": {"city": {"$ref": "#/$defs/city"}},
+             "required": ["city"], "$defs": {"city": {"type": "string", "maxLength": 5}}}"##,
+    );
+    let g = compile_calls(&[("get_weather", Some(&weather)), ("ping", None)]).unwrap();
+    for ok in [
+        r#"[{"name":"get_weather","parameters":{"city":"Paris"}}]"#,
+        r#"[{"name":"ping","parameters":{}},{"name":"ping","parameters":{"any":[1]}}]"#,
+    ] {
+        assert!(whole(&g, ok), "{ok}");
+    }
+    for bad in [
+        "[]",
+        r#"[{"name":"get_weather","parameters":{"city":"Lisbon"}}]"#,
+        r#"[{"name":"get_weather","parameters":{}}]"#,
+        r#"[{"name":"nope","parameters":{}}]"#,
+        r#"[{"parameters":{},"name":"ping"}]"#,
+    ] {
+        assert!(!whole(&g, bad), "{bad}");
+    }
+    // Errors point into the tool's own parameters.
+    let bad = json(r#"{"type": "object", "properties": {"a": {"pattern": "x"}}}"#);
+    let e = compile_calls(&[("ping", None), ("f", Some(&bad))])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/tools/1/function/parameters/properties/a"),
+        "{e}"
+    );
+    let e = compile_calls(&[("f", Some(&json(r#"{"type": "string"}"#)))]).unwrap_err();
+    assert!(e.to_string().contains("must be an object"), "{e}");
 }

@@ -195,28 +195,99 @@ impl Grammar {
 
 /// Compiles a JSON Schema (see the module doc for the subset) into a [`Grammar`].
 pub fn compile(schema: &Json) -> Result<Grammar, SchemaError> {
-    let mut c = Compiler {
-        doc: schema,
-        g: Grammar::base(),
-        refs: HashMap::new(),
-        paths: HashMap::new(),
-        depth: 0,
-    };
+    let mut c = Compiler::new(schema, Grammar::base(), HashMap::new());
     let root = c.node(schema, "")?;
-    c.g.root = root;
-    c.g.first = first_bytes(&c.g).map_err(|(node, why)| SchemaError {
-        path: c.paths.get(&node).cloned().unwrap_or_default(),
-        why,
-    })?;
-    let mut object_only = [0u64; 4];
-    add(&mut object_only, b'{');
-    if c.g.first[root as usize] != object_only {
+    let (g, paths) = (c.g, c.paths);
+    let g = finish(g, &paths, root)?;
+    if g.first[root as usize] != only(b'{') {
         return Err(SchemaError {
             path: String::new(),
             why: "the root must be an object (as OpenAI's structured outputs require)".into(),
         });
     }
-    Ok(c.g)
+    Ok(g)
+}
+
+/// The grammar of forced tool calls (`tool_choice: "required"`, as vLLM writes them): a
+/// non-empty array of `{"name": NAME, "parameters": ARGS}`, where ARGS meets that tool's
+/// parameters schema (`None`: any object). `tools`: (name, parameters) each, the schemas'
+/// `$ref`s resolved within their own parameters; errors point at `/tools/i/function/parameters`.
+pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaError> {
+    let any_object = Json::Object(vec![("type".into(), Json::String("object".into()))]);
+    let (mut g, mut paths) = (Grammar::base(), HashMap::new());
+    let (mut calls, mut arguments) = (Vec::new(), Vec::new());
+    for (i, &(name, parameters)) in tools.iter().enumerate() {
+        let path = format!("/tools/{i}/function/parameters");
+        let doc = parameters.unwrap_or(&any_object);
+        let mut c = Compiler::new(doc, g, paths);
+        let args = c.node(doc, &path)?;
+        let name = c.literal_set(
+            vec![Json::String(name.into()).to_text().into_bytes()],
+            &path,
+        )?;
+        let name = c.push(Node::Literals { set: name }, &path)?;
+        let keys = c.literal_set(
+            vec![b"\"name\"".to_vec(), b"\"parameters\"".to_vec()],
+            &path,
+        )?;
+        let props = [name, args].map(|node| Prop {
+            node,
+            required: true,
+        });
+        calls.push(c.push(
+            Node::Object {
+                props: props.to_vec(),
+                keys,
+                extra: None,
+            },
+            &path,
+        )?);
+        (g, paths) = (c.g, c.paths);
+        arguments.push((path, args));
+    }
+    if calls.is_empty() {
+        return Err(err("/tools", "no tools"));
+    }
+    let mut c = Compiler::new(&any_object, g, paths);
+    let items = c.union(calls, "/tools")?;
+    let root = c.push(
+        Node::Array {
+            items,
+            min: 1,
+            max: u32::MAX,
+        },
+        "/tools",
+    )?;
+    let (g, paths) = (c.g, c.paths);
+    let g = finish(g, &paths, root)?;
+    // Each tool's arguments must be an object (OpenAI's `parameters` always are).
+    for (path, args) in arguments {
+        if g.first[args as usize] != only(b'{') {
+            return Err(err(&path, "a tool's parameters must be an object schema"));
+        }
+    }
+    Ok(g)
+}
+
+/// The set holding only `b`.
+fn only(b: u8) -> [u64; 4] {
+    let mut set = [0u64; 4];
+    add(&mut set, b);
+    set
+}
+
+/// Sets `g`'s root and first bytes.
+fn finish(
+    mut g: Grammar,
+    paths: &HashMap<NodeId, String>,
+    root: NodeId,
+) -> Result<Grammar, SchemaError> {
+    g.root = root;
+    g.first = first_bytes(&g).map_err(|(node, why)| SchemaError {
+        path: paths.get(&node).cloned().unwrap_or_default(),
+        why,
+    })?;
+    Ok(g)
 }
 
 /// Every node's first-byte set; `Err((node, why))` where a `$ref` loops back to itself without
@@ -335,7 +406,17 @@ fn err(path: &str, why: impl Into<String>) -> SchemaError {
     }
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    fn new(doc: &'a Json, g: Grammar, paths: HashMap<NodeId, String>) -> Self {
+        Self {
+            doc,
+            g,
+            refs: HashMap::new(),
+            paths,
+            depth: 0,
+        }
+    }
+
     fn push(&mut self, node: Node, path: &str) -> Result<NodeId, SchemaError> {
         if self.g.nodes.len() >= MAX_NODES {
             return Err(err(

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// A JSON value that keeps object members in their written order: a schema's `properties`
 /// order is the order the model writes them (serde_json's `Value` sorts keys).
@@ -99,6 +100,31 @@ impl Json {
     }
 }
 
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Json::Null => s.serialize_unit(),
+            Json::Bool(b) => s.serialize_bool(*b),
+            Json::Number(n) => n.serialize(s),
+            Json::String(t) => s.serialize_str(t),
+            Json::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Json::Object(members) => {
+                let mut map = s.serialize_map(Some(members.len()))?;
+                for (k, v) in members {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(JsonVisitor)
@@ -167,6 +193,7 @@ mod tests {
         let text = r#"{"z":1,"a":[true,null,-2.5,12345678901234567890,"é\"\n\u0001"],"m/~":{"y":{},"b":[]}}"#;
         let j: Json = serde_json::from_str(text).unwrap();
         assert_eq!(j.to_text(), text);
+        assert_eq!(serde_json::to_string(&j).unwrap(), text);
         let keys: Vec<&str> = match &j {
             Json::Object(m) => m.iter().map(|(k, _)| k.as_str()).collect(),
             _ => vec![],

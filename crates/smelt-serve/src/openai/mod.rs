@@ -18,8 +18,10 @@ use smelt_models::tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
 mod response;
+mod tools;
 
 use response::{Output, collect_response, stream_response};
+use tools::{Calls, Tool, ToolChoice};
 
 use crate::engine::{EngineHandle, GenParams, MAX_TOP_LOGPROBS, Request, SubmitError};
 use crate::json_schema::{self, Grammar, Json};
@@ -189,7 +191,8 @@ struct Common {
     response_format: Option<ResponseFormat>,
     /// vLLM's older spelling of a JSON schema constraint (a schema, or its text).
     guided_json: Option<Json>,
-    tools: Option<Vec<serde_json::Value>>,
+    tools: Option<Vec<Tool>>,
+    tool_choice: Option<ToolChoice>,
 }
 
 /// OpenAI's `response_format`.
@@ -297,6 +300,8 @@ struct Job {
     include_usage: bool,
     /// Log-probabilities asked for: `Some(k)` with k alternatives per token.
     logprobs: Option<usize>,
+    /// The answers are tool calls of this kind.
+    calls: Option<Calls>,
 }
 
 fn unix_now() -> u64 {
@@ -373,12 +378,23 @@ impl AppState {
             seed,
         };
         sampler.validate().map_err(ApiError::bad_request)?;
-        if c.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::bad_request(
-                "tools (function calling) are not supported by this server",
-            ));
+        if kind == Kind::Completion && (c.tools.is_some() || c.tool_choice.is_some()) {
+            return Err(ApiError::bad_request("tools are for chat completions"));
         }
-        let grammar = grammar(&c)?;
+        let (calls, grammar) = match tools::plan(c.tools.as_deref(), c.tool_choice.as_ref())? {
+            Some(_) if c.response_format.as_ref().is_some_and(|f| f.kind != "text") => {
+                return Err(ApiError::bad_request(
+                    "a forced tool call and a response_format cannot both hold the answer",
+                ));
+            }
+            Some(_) if c.guided_json.is_some() => {
+                return Err(ApiError::bad_request(
+                    "a forced tool call and guided_json cannot both hold the answer",
+                ));
+            }
+            Some((calls, g)) => (Some(calls), Some(g)),
+            None => (None, grammar(&c)?),
+        };
         let stop_strings = match c.stop {
             None => vec![],
             Some(OneOrMany::One(s)) => vec![s],
@@ -405,6 +421,7 @@ impl AppState {
             stream: c.stream,
             include_usage: c.stream_options.unwrap_or_default().include_usage,
             logprobs,
+            calls,
         })
     }
 
@@ -475,7 +492,7 @@ pub async fn chat_completions(
     }
     let text = state
         .template
-        .render(&b.messages, true)
+        .render_with_tools(&b.messages, b.common.tools.as_ref(), true)
         .map_err(ApiError::bad_request)?;
     let prompt = Prompt {
         tokens: state.encode(&text),
@@ -655,6 +672,7 @@ async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
             })
             .collect(),
         echo: job.prompts.into_iter().map(|p| p.echo).collect(),
+        calls: job.calls,
     };
     if job.stream {
         Ok(stream_response(out, rx, job.include_usage))

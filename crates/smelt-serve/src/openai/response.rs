@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use smelt_models::tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
+use super::tools::{Calls, tool_calls};
 use super::{ApiError, Kind};
 use crate::engine::{Event, Finish, TokenLogprob, Usage};
 
@@ -34,6 +35,8 @@ pub(super) struct Output {
     pub(super) prompt: Vec<Vec<u32>>,
     /// (prompts,) each prompt's text, put before its choices' texts (`echo`).
     pub(super) echo: Vec<Option<String>>,
+    /// The answers are tool calls of this kind (chat).
+    pub(super) calls: Option<Calls>,
 }
 
 /// A token and its log-probability (`None` for the prompt's first token, which has none).
@@ -60,6 +63,34 @@ impl Output {
     /// The text choice `c` starts with (its prompt's, with `echo`).
     fn echo(&self, c: usize) -> &str {
         self.echo[c / self.n].as_deref().unwrap_or("")
+    }
+
+    /// A chat answer's message fields and finish reason: its tool calls when it is whole
+    /// calls (with `calls`), else its text.
+    fn message(
+        &self,
+        c: usize,
+        text: &str,
+        finish: Option<Finish>,
+    ) -> (Value, Option<&'static str>) {
+        let reason = finish.map(Finish::as_str);
+        let whole = finish == Some(Finish::Stop);
+        match &self.calls {
+            Some(calls) if whole => match tool_calls(calls, text, &format!("call-{}-{c}", self.id))
+            {
+                // OpenAI ends a named function's call with "stop", others with "tool_calls".
+                Some(list) => {
+                    let reason = if *calls == Calls::Required {
+                        "tool_calls"
+                    } else {
+                        "stop"
+                    };
+                    (json!({"content": null, "tool_calls": list}), Some(reason))
+                }
+                None => (json!({"content": text}), reason),
+            },
+            _ => (json!({"content": text}), reason),
+        }
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -216,10 +247,11 @@ pub(super) async fn collect_response(
                 Kind::Completion => json!({
                     "index": i, "text": text, "finish_reason": reason, "logprobs": lp,
                 }),
-                Kind::Chat => json!({
-                    "index": i, "finish_reason": reason, "logprobs": lp,
-                    "message": {"role": "assistant", "content": text},
-                }),
+                Kind::Chat => {
+                    let (mut message, reason) = out.message(i, &text, finish[i]);
+                    message["role"] = json!("assistant");
+                    json!({"index": i, "finish_reason": reason, "logprobs": lp, "message": message})
+                }
             }
         })
         .collect();
@@ -235,6 +267,8 @@ struct ChunkStream {
     opened: Vec<bool>,
     /// (n,) characters of each choice's tokens' texts so far (for `text_offset`).
     offset: Vec<usize>,
+    /// (n,) with tool calls, each choice's text, held until it ends (then sent as calls).
+    held: Vec<String>,
     include_usage: bool,
     usage: UsageSum,
     ended: bool,
@@ -276,6 +310,10 @@ impl ChunkStream {
                 token,
                 logprob,
             } => {
+                if self.out.calls.is_some() && self.out.kind == Kind::Chat {
+                    self.held[index].push_str(&text);
+                    return;
+                }
                 if text.is_empty() && !(self.out.logprobs && token.is_some()) {
                     return;
                 }
@@ -306,9 +344,37 @@ impl ChunkStream {
                 usage,
             } => {
                 self.usage.add(index, usage);
-                self.chunk(index, None, Some(finish), Value::Null);
+                if self.out.calls.is_some() && self.out.kind == Kind::Chat {
+                    self.end_calls(index, finish);
+                } else {
+                    self.chunk(index, None, Some(finish), Value::Null);
+                }
             }
         }
+    }
+
+    /// A tool-call answer's one chunk: its calls (each with its index) or, if it is not
+    /// whole calls, its text.
+    fn end_calls(&mut self, index: usize, finish: Finish) {
+        let text = std::mem::take(&mut self.held[index]);
+        let (mut delta, reason) = self.out.message(index, &text, Some(finish));
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for (k, call) in calls.iter_mut().enumerate() {
+                call["index"] = json!(k);
+            }
+        }
+        if !self.opened[index] {
+            self.opened[index] = true;
+            delta["role"] = json!("assistant");
+        }
+        let choice =
+            json!({"index": index, "delta": delta, "finish_reason": reason, "logprobs": null});
+        let mut v = self.out.envelope(true, vec![choice], None);
+        if self.include_usage {
+            v["usage"] = Value::Null;
+        }
+        self.queue
+            .push_back(SseEvent::default().data(v.to_string()));
     }
 
     async fn next(&mut self) -> Option<SseEvent> {
@@ -358,6 +424,7 @@ pub(super) fn stream_response(
         queue: VecDeque::new(),
         opened: vec![false; n],
         offset: vec![0; n],
+        held: vec![String::new(); n],
         include_usage,
         usage,
         ended: false,
