@@ -7,7 +7,7 @@
 use serde_json::Value;
 use smelt_quant::rng::{Rng, test_seed};
 use smelt_serve::json_mode::{JsonState, MAX_WHITESPACE, TokenBytes};
-use smelt_serve::json_schema::{Grammar, Json, compile, compile_calls};
+use smelt_serve::json_schema::{Grammar, Json, compile, compile_calls, compile_choice};
 
 fn schema(text: &str) -> Grammar {
     let j: Json = serde_json::from_str(text).unwrap();
@@ -562,4 +562,29 @@ fn forced_tool_calls_are_arrays_of_named_calls() {
     );
     let e = compile_calls(&[("f", Some(&json(r#"{"type": "string"}"#)))]).unwrap_err();
     assert!(e.to_string().contains("must be an object"), "{e}");
+}
+
+#[test]
+fn choices_are_their_exact_texts() {
+    let choices = ["positive", "negative", "neutral 😐"].map(String::from);
+    let g = compile_choice(&choices).unwrap();
+    for c in &choices {
+        assert!(whole(&g, c), "{c}");
+    }
+    for bad in [
+        " positive",
+        "pos",
+        "positive.",
+        "\"positive\"",
+        "Neutral 😐",
+        "",
+    ] {
+        assert!(!whole(&g, bad), "{bad:?}");
+    }
+    // The text ends where a choice does, so a choice may not start another.
+    let e = compile_choice(&["yes".into(), "yes!".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"yes\" starts \"yes!\""), "{e}");
+    assert!(compile_choice(&[]).is_err() && compile_choice(&["".into()]).is_err());
 }

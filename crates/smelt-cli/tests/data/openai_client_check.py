@@ -2,7 +2,7 @@
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
 log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, vLLM's
 /tokenize and /detokenize, JSON mode, structured outputs (a pydantic model through the client's
-parse(), vLLM's guided_json), forced tool calls (named and required), and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+parse(), vLLM's guided_json and guided_choice), forced tool calls (named and required), and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
 
@@ -184,6 +184,17 @@ r2 = c.completions.create(model=model, prompt="The capital of France, as JSON:",
                           temperature=0, extra_body={"guided_json": _json.dumps(schema)})
 assert r2.choices[0].text == r.choices[0].text, (r2.choices[0].text, r.choices[0].text)
 
+# vLLM's guided_choice (and structured_outputs.choice): the answer is exactly one of them.
+for extra in ({"guided_choice": ["positive", "negative"]},
+              {"structured_outputs": {"choice": ["positive", "negative"]}}):
+    r = c.chat.completions.create(model=model, max_tokens=8, temperature=0, extra_body=extra,
+                                  messages=[{"role": "user", "content": "I loved this film! Sentiment?"}])
+    assert r.choices[0].message.content in ("positive", "negative"), r
+    assert r.choices[0].finish_reason == "stop", r
+r = c.completions.create(model=model, prompt="Is the sky blue? Answer:", max_tokens=8, temperature=0,
+                         extra_body={"guided_choice": ["yes", "no"]})
+assert r.choices[0].text in ("yes", "no"), r
+
 # vLLM's /tokenize and /detokenize: the same count as the usage, and back to the text.
 import json, urllib.request
 def post(path, body):
@@ -271,6 +282,8 @@ running = [l for l in urllib.request.urlopen(urllib.request.Request(
 assert running and all(l.endswith(" 0") for l in running), running
 expect(openai.BadRequestError, lambda: c.completions.create(
     model=model, prompt="x", extra_body={"response_format": {"type": "json_object"}, "guided_json": schema}))
+expect(openai.BadRequestError, lambda: c.completions.create(
+    model=model, prompt="x", extra_body={"guided_choice": ["yes", "yes!"]}))
 # A schema keyword smelt cannot hold the model to is refused, not ignored.
 try:
     c.chat.completions.create(model=model, messages=messages, response_format={

@@ -200,7 +200,8 @@ impl Reading {
         };
         let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
         let between = match top {
-            Frame::Value { .. } => true,
+            // A raw root (choices) starts at once.
+            Frame::Value { .. } => !(g.raw && self.frames.len() == 1),
             Frame::Object { phase, .. } => !matches!(phase, ObjPhase::InKey | ObjPhase::InValue),
             Frame::Array { phase, .. } => phase != ArrPhase::InValue,
             _ => false,

@@ -118,8 +118,10 @@ pub struct Grammar {
     pub literals: Vec<Vec<Vec<u8>>>,
     /// (nodes,) a 256-bit set of the bytes each node's values can start with.
     pub first: Vec<[u64; 4]>,
-    /// The top-level node (an object).
+    /// The top-level node (an object, or for calls an array, or for choices a literal set).
     pub root: NodeId,
+    /// The text is the root's bytes alone, with no whitespace before (choices).
+    pub raw: bool,
 }
 
 /// Why a schema cannot be used, with where in it.
@@ -176,6 +178,7 @@ impl Grammar {
             ],
             first: vec![],
             root: ANY_OBJECT,
+            raw: false,
         }
     }
 
@@ -266,6 +269,49 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaE
             return Err(err(&path, "a tool's parameters must be an object schema"));
         }
     }
+    Ok(g)
+}
+
+/// Most bytes of one choice.
+const MAX_CHOICE_BYTES: usize = 4096;
+
+/// The grammar of vLLM's `guided_choice`: the text is exactly one of `choices` (raw text, not
+/// JSON). None may be empty or start another, since the text ends where a choice does.
+pub fn compile_choice(choices: &[String]) -> Result<Grammar, SchemaError> {
+    let path = "/guided_choice";
+    if choices.is_empty() {
+        return Err(err(path, "no choices"));
+    }
+    for (i, a) in choices.iter().enumerate() {
+        if a.is_empty() || a.len() > MAX_CHOICE_BYTES {
+            return Err(err(
+                path,
+                format!("choice {i} is empty or over {MAX_CHOICE_BYTES} bytes"),
+            ));
+        }
+        if let Some(b) = choices
+            .iter()
+            .find(|b| *b != a && b.starts_with(a.as_str()))
+        {
+            return Err(err(
+                path,
+                format!("{a:?} starts {b:?}; the text ends where a choice does, so none may"),
+            ));
+        }
+    }
+    let mut texts: Vec<Vec<u8>> = Vec::new();
+    for c in choices {
+        if !texts.contains(&c.as_bytes().to_vec()) {
+            texts.push(c.as_bytes().to_vec());
+        }
+    }
+    let any = Json::Null;
+    let mut c = Compiler::new(&any, Grammar::base(), HashMap::new());
+    let set = c.literal_set(texts, path)?;
+    let root = c.push(Node::Literals { set }, path)?;
+    let (g, paths) = (c.g, c.paths);
+    let mut g = finish(g, &paths, root)?;
+    g.raw = true;
     Ok(g)
 }
 

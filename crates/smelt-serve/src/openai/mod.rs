@@ -191,6 +191,10 @@ struct Common {
     response_format: Option<ResponseFormat>,
     /// vLLM's older spelling of a JSON schema constraint (a schema, or its text).
     guided_json: Option<Json>,
+    /// vLLM's: the answer is exactly one of these strings.
+    guided_choice: Option<Vec<String>>,
+    /// vLLM's newer spelling of both.
+    structured_outputs: Option<StructuredOutputs>,
     tools: Option<Vec<Tool>>,
     tool_choice: Option<ToolChoice>,
 }
@@ -210,46 +214,78 @@ struct JsonSchemaFormat {
     schema: Option<Json>,
 }
 
-/// The JSON grammar of `response_format` / `guided_json`, if any: compiled once per request.
+/// vLLM's `structured_outputs` (its newer spelling of `guided_json` / `guided_choice`).
+#[derive(Deserialize)]
+struct StructuredOutputs {
+    json: Option<Json>,
+    choice: Option<Vec<String>>,
+}
+
+/// The grammar the answer is held to, if any: from `response_format`, or vLLM's `guided_json`,
+/// `guided_choice` or `structured_outputs` (at most one of them); compiled once per request.
 fn grammar(c: &Common) -> Result<Option<Arc<Grammar>>, ApiError> {
     static JSON_OBJECT: OnceLock<Arc<Grammar>> = OnceLock::new();
-    let compiled = |schema: &Json| {
-        json_schema::compile(schema)
-            .map(|g| Some(Arc::new(g)))
-            .map_err(|e| ApiError::bad_request(e.to_string()))
-    };
-    let format = c.response_format.as_ref();
-    match (format.map(|f| f.kind.as_str()), &c.guided_json) {
-        (Some("json_object" | "json_schema"), Some(_)) => Err(ApiError::bad_request(
-            "give either response_format or guided_json, not both",
-        )),
-        (None | Some("text"), None) => Ok(None),
-        (None | Some("text"), Some(Json::String(text))) => {
-            let schema: Json = serde_json::from_str(text)
-                .map_err(|e| ApiError::bad_request(format!("guided_json: {e}")))?;
-            compiled(&schema)
+    let bad = |e: json_schema::SchemaError| ApiError::bad_request(e.to_string());
+    let schema = |j: &Json| -> Result<Grammar, ApiError> {
+        match j {
+            // A schema may come as its text.
+            Json::String(text) => {
+                let parsed: Json = serde_json::from_str(text)
+                    .map_err(|e| ApiError::bad_request(format!("json schema text: {e}")))?;
+                json_schema::compile(&parsed).map_err(bad)
+            }
+            j => json_schema::compile(j).map_err(bad),
         }
-        (None | Some("text"), Some(schema)) => compiled(schema),
-        (Some("json_object"), None) => Ok(Some(
-            JSON_OBJECT
-                .get_or_init(|| Arc::new(Grammar::json_object()))
-                .clone(),
-        )),
-        (Some("json_schema"), None) => {
-            match format
-                .and_then(|f| f.json_schema.as_ref())
-                .and_then(|j| j.schema.as_ref())
-            {
-                Some(schema) => compiled(schema),
-                None => Err(ApiError::bad_request(
-                    "response_format json_schema needs json_schema.schema",
-                )),
+    };
+    let format = c.response_format.as_ref().filter(|f| f.kind != "text");
+    let so = c.structured_outputs.as_ref();
+    let given = [
+        format.is_some(),
+        c.guided_json.is_some(),
+        c.guided_choice.is_some(),
+        so.is_some_and(|s| s.json.is_some()),
+        so.is_some_and(|s| s.choice.is_some()),
+    ];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err(ApiError::bad_request(
+            "give at most one of response_format, guided_json, guided_choice, structured_outputs",
+        ));
+    }
+    let g = if let Some(f) = format {
+        match f.kind.as_str() {
+            "json_object" => {
+                return Ok(Some(
+                    JSON_OBJECT
+                        .get_or_init(|| Arc::new(Grammar::json_object()))
+                        .clone(),
+                ));
+            }
+            "json_schema" => match f.json_schema.as_ref().and_then(|j| j.schema.as_ref()) {
+                Some(j) => schema(j)?,
+                None => {
+                    return Err(ApiError::bad_request(
+                        "response_format json_schema needs json_schema.schema",
+                    ));
+                }
+            },
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "response_format {other:?} is not one of text, json_object, json_schema"
+                )));
             }
         }
-        (Some(other), _) => Err(ApiError::bad_request(format!(
-            "response_format {other:?} is not one of text, json_object, json_schema"
-        ))),
-    }
+    } else if let Some(j) = c.guided_json.as_ref().or(so.and_then(|s| s.json.as_ref())) {
+        schema(j)?
+    } else if let Some(choices) = c
+        .guided_choice
+        .as_ref()
+        .or(so.and_then(|s| s.choice.as_ref()))
+    {
+        json_schema::compile_choice(choices).map_err(bad)?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Arc::new(g)))
 }
 
 #[derive(Deserialize)]
@@ -382,14 +418,9 @@ impl AppState {
             return Err(ApiError::bad_request("tools are for chat completions"));
         }
         let (calls, grammar) = match tools::plan(c.tools.as_deref(), c.tool_choice.as_ref())? {
-            Some(_) if c.response_format.as_ref().is_some_and(|f| f.kind != "text") => {
+            Some(_) if grammar(&c)?.is_some() => {
                 return Err(ApiError::bad_request(
-                    "a forced tool call and a response_format cannot both hold the answer",
-                ));
-            }
-            Some(_) if c.guided_json.is_some() => {
-                return Err(ApiError::bad_request(
-                    "a forced tool call and guided_json cannot both hold the answer",
+                    "a forced tool call and guided decoding cannot both hold the answer",
                 ));
             }
             Some((calls, g)) => (Some(calls), Some(g)),
