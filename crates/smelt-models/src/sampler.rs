@@ -1,5 +1,6 @@
-//! Choosing the next token from logits, in llama.cpp's order: repetition penalty, top-k, top-p,
-//! min-p, temperature, then a seeded draw. Temperature ≤ 0 means greedy (after the penalty).
+//! Choosing the next token from logits, in llama.cpp's order: logit bias, repetition penalty,
+//! OpenAI's frequency and presence penalties, top-k, top-p, min-p, temperature, then a seeded
+//! draw. Temperature ≤ 0 means greedy (after the bias and penalties).
 
 /// Sampling settings; `Default` is llama.cpp's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +17,14 @@ pub struct SamplerConfig {
     pub repeat_penalty: f32,
     /// How many recent tokens the penalty looks at.
     pub repeat_last_n: usize,
+    /// OpenAI's `presence_penalty`: subtracted from the logit of every token the output
+    /// (not the prompt) already has (0 = off; −2..=2).
+    pub presence_penalty: f32,
+    /// OpenAI's `frequency_penalty`: subtracted once per time the output already has the
+    /// token (0 = off; −2..=2).
+    pub frequency_penalty: f32,
+    /// OpenAI's `logit_bias`: (token, bias) added to those logits (−100..=100).
+    pub logit_bias: Vec<(u32, f32)>,
     /// Seed of the draws.
     pub seed: u64,
 }
@@ -29,6 +38,9 @@ impl Default for SamplerConfig {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
             seed: 0,
         }
     }
@@ -61,6 +73,23 @@ impl SamplerConfig {
                 self.repeat_penalty
             ));
         }
+        for (name, v) in [
+            ("presence penalty", self.presence_penalty),
+            ("frequency penalty", self.frequency_penalty),
+        ] {
+            if !(-2.0..=2.0).contains(&v) {
+                return Err(format!("{name} {v} is outside [-2, 2]"));
+            }
+        }
+        if let Some((t, b)) = self
+            .logit_bias
+            .iter()
+            .find(|(_, b)| !(-100.0..=100.0).contains(b))
+        {
+            return Err(format!(
+                "logit bias {b} of token {t} is outside [-100, 100]"
+            ));
+        }
         Ok(())
     }
 }
@@ -81,13 +110,28 @@ pub struct Sampler {
     /// Settings.
     pub config: SamplerConfig,
     state: u64,
+    /// Where the output starts in the history (the frequency and presence penalties count
+    /// the output only).
+    output_start: usize,
 }
 
 impl Sampler {
     /// A sampler seeded from `config.seed`.
     pub fn new(config: SamplerConfig) -> Self {
         let state = config.seed;
-        Self { config, state }
+        Self {
+            config,
+            state,
+            output_start: 0,
+        }
+    }
+
+    /// The same, for a history whose first `prompt_len` tokens are the prompt.
+    pub fn with_prompt(config: SamplerConfig, prompt_len: usize) -> Self {
+        Self {
+            output_start: prompt_len,
+            ..Self::new(config)
+        }
     }
 
     /// Uniform in [0, 1) (SplitMix64).
@@ -103,10 +147,17 @@ impl Sampler {
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let c = &self.config;
         let penalised = c.repeat_penalty != 1.0 && c.repeat_last_n > 0;
-        if !penalised && c.temperature <= 0.0 {
+        let counted = c.presence_penalty != 0.0 || c.frequency_penalty != 0.0;
+        let adjusted = penalised || counted || !c.logit_bias.is_empty();
+        if !adjusted && c.temperature <= 0.0 {
             return argmax(logits); // the common greedy case needs no copy of the logits
         }
         let mut logits = logits.to_vec();
+        for &(t, b) in &c.logit_bias {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l += b;
+            }
+        }
         if penalised {
             let recent = &history[history.len().saturating_sub(c.repeat_last_n)..];
             let mut seen = std::collections::HashSet::new();
@@ -119,6 +170,17 @@ impl Sampler {
                     } else {
                         *l * c.repeat_penalty
                     };
+                }
+            }
+        }
+        if counted {
+            let mut counts = std::collections::HashMap::<u32, u32>::new();
+            for &t in &history[self.output_start.min(history.len())..] {
+                *counts.entry(t).or_default() += 1;
+            }
+            for (t, n) in counts {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
                 }
             }
         }
@@ -194,6 +256,58 @@ mod tests {
         assert_eq!(s.sample(&logits, &[1]), 2);
         // A negative logit is multiplied, pushing it further down.
         assert_eq!(s.sample(&[-1.0, -1.5], &[0]), 1);
+    }
+
+    #[test]
+    fn bias_and_openai_penalties() {
+        let logits = [1.0, 3.0, 2.0, 2.5];
+        let greedy = SamplerConfig::greedy();
+        // A bias of -100 bans a token; +2 lifts token 0 over the rest.
+        let mut s = Sampler::new(SamplerConfig {
+            logit_bias: vec![(1, -100.0), (0, 2.0), (99, 5.0)],
+            ..greedy.clone()
+        });
+        assert_eq!(s.sample(&logits, &[]), 0);
+        // Frequency: 3 - 2 x 0.3 = 2.4 < 2.5; presence alone: 3 - 0.4 = 2.6 > 2.5. Only the
+        // output counts: the prompt's (first two) tokens do not.
+        let freq = SamplerConfig {
+            frequency_penalty: 0.3,
+            ..greedy.clone()
+        };
+        assert_eq!(
+            Sampler::with_prompt(freq.clone(), 2).sample(&logits, &[1, 1, 1, 1]),
+            3
+        );
+        assert_eq!(
+            Sampler::with_prompt(freq, 3).sample(&logits, &[1, 1, 1, 1]),
+            1
+        );
+        let presence = SamplerConfig {
+            presence_penalty: 0.4,
+            ..greedy.clone()
+        };
+        assert_eq!(Sampler::new(presence.clone()).sample(&logits, &[1, 1]), 1);
+        let presence = SamplerConfig {
+            presence_penalty: 0.6,
+            ..presence
+        };
+        assert_eq!(Sampler::new(presence).sample(&logits, &[1, 1]), 3);
+        for bad in [
+            SamplerConfig {
+                presence_penalty: 2.5,
+                ..greedy.clone()
+            },
+            SamplerConfig {
+                frequency_penalty: f32::NAN,
+                ..greedy.clone()
+            },
+            SamplerConfig {
+                logit_bias: vec![(0, 101.0)],
+                ..greedy
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct GenParams {
     pub stop_strings: Vec<String>,
     /// Tokens that end the text (end of sequence / turn).
     pub stop_tokens: Vec<u32>,
+    /// Stop tokens cannot be drawn before this many tokens are out (vLLM's `min_tokens`).
+    pub min_tokens: usize,
     /// Report each token's log-probability.
     pub logprobs: bool,
     /// With `logprobs`, also the this many most likely tokens at each step (OpenAI's
@@ -367,7 +369,7 @@ impl EngineLoop {
 
     fn add(&mut self, r: Request) {
         let live = Live {
-            sampler: Sampler::new(r.params.sampler.clone()),
+            sampler: Sampler::with_prompt(r.params.sampler.clone(), r.prompt.len()),
             stream: TextStream::new(&r.params.stop_strings),
             events: r.events,
             index: r.index,
@@ -547,9 +549,20 @@ fn sample(
     json: Option<&TokenBytes>,
 ) {
     let live = &mut s.payload;
+    // Before `min_tokens`, the stop tokens are held back.
+    let held = (s.tokens.len() - s.prompt_len < live.params.min_tokens).then(|| {
+        let mut l = logits.to_vec();
+        for &t in &live.params.stop_tokens {
+            if let Some(v) = l.get_mut(t as usize) {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        l
+    });
+    let drawn_from = held.as_deref().unwrap_or(logits);
     let next = match (live.json.as_mut(), live.params.grammar.as_deref(), json) {
         (Some(state), Some(g), Some(table)) => {
-            let mut masked = logits.to_vec();
+            let mut masked = drawn_from.to_vec();
             if table.mask(g, state, &mut masked) == 0 {
                 // Not expected: every state but the end allows some byte, and some token is
                 // that byte; end the text rather than break the grammar.
@@ -561,7 +574,7 @@ fn sample(
             debug_assert!(fed, "a masked token was drawn");
             next
         }
-        _ => live.sampler.sample(logits, &s.tokens),
+        _ => live.sampler.sample(drawn_from, &s.tokens),
     };
     let now = Instant::now();
     match live.last_token {

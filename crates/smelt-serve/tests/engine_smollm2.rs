@@ -49,6 +49,7 @@ fn greedy(max_tokens: usize) -> GenParams {
         logprobs: false,
         top_logprobs: 0,
         prompt_logprobs: false,
+        min_tokens: 0,
         grammar: None,
     }
 }

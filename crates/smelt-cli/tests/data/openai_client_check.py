@@ -2,7 +2,8 @@
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
 log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, vLLM's
 /tokenize and /detokenize, JSON mode, structured outputs (a pydantic model through the client's
-parse(), vLLM's guided_json and guided_choice), forced tool calls (named and required), and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
+parse(), vLLM's guided_json and guided_choice), forced tool calls (named and required), logit_bias and the penalties, min_tokens and
+stop_token_ids, and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
 
@@ -247,6 +248,38 @@ follow = q + [{"role": "assistant", "content": None,
 r = c.chat.completions.create(model=model, messages=follow, max_tokens=8, temperature=0)
 assert r.choices[0].message.content, r
 
+# Sampling controls: logit_bias bans or forces a token; frequency/presence penalties and vLLM's
+# repetition_penalty change a repetitive greedy text; vLLM's min_tokens holds the end of turn
+# back and stop_token_ids end the text.
+tid = lambda text: post("/tokenize", {"prompt": text, "add_special_tokens": False})["tokens"][0]
+paris = c.completions.create(model=model, prompt="The capital of France is", max_tokens=4, temperature=0,
+                             logprobs=0).choices[0].logprobs.tokens
+r = c.completions.create(model=model, prompt="The capital of France is", max_tokens=4, temperature=0,
+                         logit_bias={str(tid(paris[0])): -100}, logprobs=0)
+assert r.choices[0].logprobs.tokens[0] != paris[0], (paris, r)
+banana = tid(" banana")
+r = c.completions.create(model=model, prompt="The capital of France is", max_tokens=4, temperature=0,
+                         logit_bias={str(banana): 100})
+assert r.choices[0].text.startswith(" banana"), r
+cat = "The cat sat on the mat. The cat sat on the mat. The cat"
+plain = c.completions.create(model=model, prompt=cat, max_tokens=32, temperature=0).choices[0].text
+assert "sat on the mat" in plain, plain
+for extra in ({"frequency_penalty": 1.5}, {"presence_penalty": 1.5}, {"extra_body": {"repetition_penalty": 1.5}}):
+    t = c.completions.create(model=model, prompt=cat, max_tokens=32, temperature=0, **extra).choices[0].text
+    assert t != plain, (extra, t)
+t = c.completions.create(model=model, prompt=cat, max_tokens=32, temperature=0,
+                         extra_body={"repetition_penalty": 1.5}).choices[0].text
+assert "sat on the mat" not in t, t
+short = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say OK."}],
+                                  max_tokens=64, temperature=0)
+assert short.choices[0].finish_reason == "stop" and short.usage.completion_tokens < 20, short
+held = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "Say OK."}],
+                                 max_tokens=64, temperature=0, extra_body={"min_tokens": 20})
+assert held.usage.completion_tokens >= 20, held
+r = c.completions.create(model=model, prompt="The capital of France is", max_tokens=8, temperature=0,
+                         logit_bias={str(banana): 100}, extra_body={"stop_token_ids": [banana]})
+assert r.choices[0].finish_reason == "stop" and r.choices[0].text == "", r
+
 def expect(err, fn, code=None):
     try:
         fn()
@@ -284,6 +317,9 @@ expect(openai.BadRequestError, lambda: c.completions.create(
     model=model, prompt="x", extra_body={"response_format": {"type": "json_object"}, "guided_json": schema}))
 expect(openai.BadRequestError, lambda: c.completions.create(
     model=model, prompt="x", extra_body={"guided_choice": ["yes", "yes!"]}))
+for bad in ({"logit_bias": {"abc": 1}}, {"logit_bias": {"1": 101}}, {"presence_penalty": 3},
+            {"frequency_penalty": -2.5}, {"extra_body": {"stop_token_ids": [10**9]}}):
+    expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", **bad))
 # A schema keyword smelt cannot hold the model to is refused, not ignored.
 try:
     c.chat.completions.create(model=model, messages=messages, response_format={

@@ -188,6 +188,16 @@ struct Common {
     stream_options: Option<StreamOptions>,
     #[serde(default)]
     ignore_eos: bool,
+    presence_penalty: Option<f32>,
+    frequency_penalty: Option<f32>,
+    /// Token id (as a string, OpenAI's map keys) → bias.
+    logit_bias: Option<std::collections::HashMap<String, f32>>,
+    /// vLLM's: llama.cpp's multiplicative penalty over prompt and output.
+    repetition_penalty: Option<f32>,
+    /// vLLM's: stop tokens are held back until this many tokens are out.
+    min_tokens: Option<usize>,
+    /// vLLM's: more tokens that end the text.
+    stop_token_ids: Option<Vec<u32>>,
     response_format: Option<ResponseFormat>,
     /// vLLM's older spelling of a JSON schema constraint (a schema, or its text).
     guided_json: Option<Json>,
@@ -409,11 +419,22 @@ impl AppState {
             top_k: c.top_k.filter(|&k| k > 0).unwrap_or(0) as usize,
             top_p: c.top_p.unwrap_or(1.0),
             min_p: c.min_p.unwrap_or(0.0),
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
+            // vLLM's repetition_penalty looks at the whole prompt and output.
+            repeat_penalty: c.repetition_penalty.unwrap_or(1.0),
+            repeat_last_n: usize::MAX,
+            presence_penalty: c.presence_penalty.unwrap_or(0.0),
+            frequency_penalty: c.frequency_penalty.unwrap_or(0.0),
+            logit_bias: self.token_map(c.logit_bias.as_ref())?,
             seed,
         };
         sampler.validate().map_err(ApiError::bad_request)?;
+        let vocab = self.tok.vocab_size();
+        let extra_stops = c.stop_token_ids.clone().unwrap_or_default();
+        if let Some(t) = extra_stops.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ApiError::bad_request(format!(
+                "stop_token_ids: {t} is not a token (vocabulary {vocab})"
+            )));
+        }
         if kind == Kind::Completion && (c.tools.is_some() || c.tool_choice.is_some()) {
             return Err(ApiError::bad_request("tools are for chat completions"));
         }
@@ -439,10 +460,11 @@ impl AppState {
                 sampler,
                 stop_strings,
                 stop_tokens: if c.ignore_eos {
-                    vec![]
+                    extra_stops
                 } else {
-                    self.stop_tokens.clone()
+                    [self.stop_tokens.clone(), extra_stops].concat()
                 },
+                min_tokens: c.min_tokens.unwrap_or(0),
                 logprobs: logprobs.is_some(),
                 top_logprobs: logprobs.unwrap_or(0),
                 prompt_logprobs,
@@ -454,6 +476,23 @@ impl AppState {
             logprobs,
             calls,
         })
+    }
+
+    /// OpenAI's `logit_bias` map (token ids as strings) as (token, bias) pairs.
+    fn token_map(
+        &self,
+        bias: Option<&std::collections::HashMap<String, f32>>,
+    ) -> Result<Vec<(u32, f32)>, ApiError> {
+        let vocab = self.tok.vocab_size();
+        bias.into_iter()
+            .flatten()
+            .map(|(k, &b)| match k.parse::<u32>() {
+                Ok(t) if (t as usize) < vocab => Ok((t, b)),
+                _ => Err(ApiError::bad_request(format!(
+                    "logit_bias: {k:?} is not a token id (vocabulary {vocab})"
+                ))),
+            })
+            .collect()
     }
 
     fn encode(&self, text: &str) -> Vec<u32> {
