@@ -9,8 +9,9 @@ use serde::Serialize;
 pub struct ChatMessage {
     /// "system", "user", "assistant" or "tool".
     pub role: String,
-    /// The text (an assistant turn that only calls tools sends `null`: empty here).
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// The text (an assistant turn that only calls tools sends `null`: empty here; a list of
+    /// text parts is joined with newlines, as vLLM does).
+    #[serde(default, deserialize_with = "content_text")]
     pub content: String,
     /// An assistant turn's tool calls, as the client sent them back (for templates that
     /// render them).
@@ -24,8 +25,34 @@ pub struct ChatMessage {
     pub name: Option<String>,
 }
 
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(<Option<String> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
+/// A message's `content`: text, `null`, or OpenAI's list of parts (text parts only).
+fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Content {
+        Text(String),
+        Parts(Vec<Part>),
+    }
+    #[derive(serde::Deserialize)]
+    struct Part {
+        #[serde(rename = "type")]
+        kind: String,
+        text: Option<String>,
+    }
+    match <Option<Content> as serde::Deserialize>::deserialize(d)? {
+        None => Ok(String::new()),
+        Some(Content::Text(t)) => Ok(t),
+        Some(Content::Parts(parts)) => parts
+            .into_iter()
+            .map(|p| match (p.kind.as_str(), p.text) {
+                ("text", Some(t)) => Ok(t),
+                (kind, _) => Err(serde::de::Error::custom(format!(
+                    "content part of type {kind:?}: only text parts are supported"
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|t| t.join("\n")),
+    }
 }
 
 impl ChatMessage {
@@ -143,6 +170,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m[1].content, "");
+        // OpenAI's list of text parts; other parts (images) are refused.
+        let parts: ChatMessage = serde_json::from_str(
+            r#"{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(parts.content, "a\nb");
+        let image =
+            r#"{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}"#;
+        let e = serde_json::from_str::<ChatMessage>(image)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only text parts"), "{e}");
         assert_eq!(m[2].tool_call_id.as_deref(), Some("c1"));
         let t = ChatTemplate {
             source: "{% for t in tools %}[{{ t.name }}]{% endfor %}{% for m in messages %}\

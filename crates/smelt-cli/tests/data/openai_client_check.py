@@ -32,6 +32,11 @@ r = c.chat.completions.create(model=model, messages=messages, max_tokens=12, tem
 whole = r.choices[0].message.content
 assert r.choices[0].message.role == "assistant" and whole, r
 
+# Content as a list of text parts is the same prompt as its text.
+parts = [{"role": "user", "content": [{"type": "text", "text": "What is the capital of France?"}]}]
+r = c.chat.completions.create(model=model, messages=parts, max_tokens=12, temperature=0)
+assert r.choices[0].message.content == whole, r
+
 # Streaming gives the same text, then a usage chunk, then [DONE] (the client stops there).
 stream = c.chat.completions.create(model=model, messages=messages, max_tokens=12, temperature=0,
                                    stream=True, stream_options={"include_usage": True})
