@@ -551,6 +551,16 @@ fn forced_tool_calls_are_arrays_of_named_calls() {
     ] {
         assert!(!whole(&g, bad), "{bad}");
     }
+    // Every tool of many can be called: each is a reading until the names part.
+    let names: Vec<String> = (0..64).map(|i| format!("tool{i}")).collect();
+    let many: Vec<(&str, Option<&Json>)> = names.iter().map(|n| (n.as_str(), None)).collect();
+    let g = compile_calls(&many).unwrap();
+    assert!(whole(
+        &g,
+        r#"[{"name":"tool63","parameters":{}},{"name":"tool0","parameters":{}}]"#
+    ));
+    let too_many: Vec<(&str, Option<&Json>)> = (0..65).map(|_| ("t", None)).collect();
+    assert!(compile_calls(&too_many).is_err());
     // Errors point into the tool's own parameters.
     let bad = json(r#"{"type": "object", "properties": {"a": {"pattern": "x"}}}"#);
     let e = compile_calls(&[("ping", None), ("f", Some(&bad))])

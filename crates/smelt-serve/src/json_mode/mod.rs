@@ -21,8 +21,9 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_WHITESPACE: u8 = 16;
 
 /// Most readings kept at once (alternatives of unions that start alike and have not yet
-/// parted); past it the latest are dropped, which narrows the grammar but never widens it.
-pub const MAX_READINGS: usize = 16;
+/// parted: as many as the tools of a forced call); past it the latest are dropped, which
+/// narrows the grammar but never widens it.
+pub const MAX_READINGS: usize = 64;
 
 /// How far a text is through one value of a [`Grammar`] (whose root is an object): every
 /// reading of it still alive. Candidate tokens are tried on a copy ([`JsonState::allows_with`]

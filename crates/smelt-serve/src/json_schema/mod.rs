@@ -216,6 +216,10 @@ pub fn compile(schema: &Json) -> Result<Grammar, SchemaError> {
 /// parameters schema (`None`: any object). `tools`: (name, parameters) each, the schemas'
 /// `$ref`s resolved within their own parameters; errors point at `/tools/i/function/parameters`.
 pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaError> {
+    if tools.is_empty() || tools.len() > MAX_CHOICES {
+        // Each tool is a reading of its own until the name parts them.
+        return Err(err("/tools", format!("between 1 and {MAX_CHOICES} tools")));
+    }
     let any_object = Json::Object(vec![("type".into(), Json::String("object".into()))]);
     let (mut g, mut paths) = (Grammar::base(), HashMap::new());
     let (mut calls, mut arguments) = (Vec::new(), Vec::new());
@@ -248,9 +252,7 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaE
         (g, paths) = (c.g, c.paths);
         arguments.push((path, args));
     }
-    if calls.is_empty() {
-        return Err(err("/tools", "no tools"));
-    }
+
     let mut c = Compiler::new(&any_object, g, paths);
     let items = c.union(calls, "/tools")?;
     let root = c.push(
