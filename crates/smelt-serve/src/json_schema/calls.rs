@@ -1,0 +1,112 @@
+//! Grammars that are not a user's schema: forced tool calls (`tool_choice: "required"`) and
+//! vLLM's `guided_choice`.
+
+use std::collections::HashMap;
+
+use super::{Compiler, Grammar, Json, MAX_CHOICES, Node, Prop, SchemaError, err, finish, only};
+
+/// The grammar of forced tool calls (`tool_choice: "required"`, as vLLM writes them): a
+/// non-empty array of `{"name": NAME, "parameters": ARGS}`, where ARGS meets that tool's
+/// parameters schema (`None`: any object). `tools`: (name, parameters) each, the schemas'
+/// `$ref`s resolved within their own parameters; errors point at `/tools/i/function/parameters`.
+pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaError> {
+    if tools.is_empty() || tools.len() > MAX_CHOICES {
+        // Each tool is a reading of its own until the name parts them.
+        return Err(err("/tools", format!("between 1 and {MAX_CHOICES} tools")));
+    }
+    let any_object = Json::Object(vec![("type".into(), Json::String("object".into()))]);
+    let (mut g, mut paths) = (Grammar::base(), HashMap::new());
+    let (mut calls, mut arguments) = (Vec::new(), Vec::new());
+    for (i, &(name, parameters)) in tools.iter().enumerate() {
+        let path = format!("/tools/{i}/function/parameters");
+        let doc = parameters.unwrap_or(&any_object);
+        let mut c = Compiler::new(doc, g, paths);
+        let args = c.node(doc, &path)?;
+        let name = c.literal_set(
+            vec![Json::String(name.into()).to_text().into_bytes()],
+            &path,
+        )?;
+        let name = c.push(Node::Literals { set: name }, &path)?;
+        let keys = c.literal_set(
+            vec![b"\"name\"".to_vec(), b"\"parameters\"".to_vec()],
+            &path,
+        )?;
+        let props = [name, args].map(|node| Prop {
+            node,
+            required: true,
+        });
+        calls.push(c.push(
+            Node::Object {
+                props: props.to_vec(),
+                keys,
+                extra: None,
+            },
+            &path,
+        )?);
+        (g, paths) = (c.g, c.paths);
+        arguments.push((path, args));
+    }
+
+    let mut c = Compiler::new(&any_object, g, paths);
+    let items = c.union(calls, "/tools")?;
+    let root = c.push(
+        Node::Array {
+            items,
+            min: 1,
+            max: u32::MAX,
+        },
+        "/tools",
+    )?;
+    let (g, paths) = (c.g, c.paths);
+    let g = finish(g, &paths, root)?;
+    // Each tool's arguments must be an object (OpenAI's `parameters` always are).
+    for (path, args) in arguments {
+        if g.first[args as usize] != only(b'{') {
+            return Err(err(&path, "a tool's parameters must be an object schema"));
+        }
+    }
+    Ok(g)
+}
+
+/// Most bytes of one choice.
+const MAX_CHOICE_BYTES: usize = 4096;
+
+/// The grammar of vLLM's `guided_choice`: the text is exactly one of `choices` (raw text, not
+/// JSON). None may be empty or start another, since the text ends where a choice does.
+pub fn compile_choice(choices: &[String]) -> Result<Grammar, SchemaError> {
+    let path = "/guided_choice";
+    if choices.is_empty() {
+        return Err(err(path, "no choices"));
+    }
+    for (i, a) in choices.iter().enumerate() {
+        if a.is_empty() || a.len() > MAX_CHOICE_BYTES {
+            return Err(err(
+                path,
+                format!("choice {i} is empty or over {MAX_CHOICE_BYTES} bytes"),
+            ));
+        }
+        if let Some(b) = choices
+            .iter()
+            .find(|b| *b != a && b.starts_with(a.as_str()))
+        {
+            return Err(err(
+                path,
+                format!("{a:?} starts {b:?}; the text ends where a choice does, so none may"),
+            ));
+        }
+    }
+    let mut texts: Vec<Vec<u8>> = Vec::new();
+    for c in choices {
+        if !texts.contains(&c.as_bytes().to_vec()) {
+            texts.push(c.as_bytes().to_vec());
+        }
+    }
+    let any = Json::Null;
+    let mut c = Compiler::new(&any, Grammar::base(), HashMap::new());
+    let set = c.literal_set(texts, path)?;
+    let root = c.push(Node::Literals { set }, path)?;
+    let (g, paths) = (c.g, c.paths);
+    let mut g = finish(g, &paths, root)?;
+    g.raw = true;
+    Ok(g)
+}
