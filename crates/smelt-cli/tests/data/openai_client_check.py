@@ -2,7 +2,7 @@
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
 log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, vLLM's
 /tokenize and /detokenize, JSON mode, structured outputs (a pydantic model through the client's
-parse(), vLLM's guided_json and guided_choice), forced tool calls (named and required), logit_bias and the penalties, min_tokens and
+parse(), with a union, a pattern, a date and bounds; vLLM's guided_json and guided_choice), forced tool calls (named and required), logit_bias and the penalties, min_tokens and
 stop_token_ids, and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
@@ -177,6 +177,26 @@ for seed in range(4):
     assert r.choices[0].finish_reason == "stop" and isinstance(r.choices[0].message.parsed, Pet), r
     parsed += 1
 assert parsed > 0, "no pet closed within 96 tokens"
+# Patterns, formats and bounds (pydantic's Field(pattern=...), datetime.date, ge/le): parse()
+# has pydantic check every field of the answer.
+import datetime
+
+class Booking(pydantic.BaseModel):
+    code: str = pydantic.Field(pattern=r"^[A-Z]{3}-[0-9]{3}$")
+    day: datetime.date
+    guests: int = pydantic.Field(ge=1, le=8)
+    rating: float = pydantic.Field(ge=0, le=5)
+
+booked = 0
+for seed in range(4):
+    try:
+        r = c.chat.completions.parse(model=model, messages=[{"role": "user", "content": "A hotel booking as JSON"}],
+                                     max_tokens=96, temperature=1.0, seed=seed, response_format=Booking)
+    except openai.LengthFinishReasonError:
+        continue
+    assert isinstance(r.choices[0].message.parsed, Booking), r
+    booked += 1
+assert booked > 0, "no booking closed within 96 tokens"
 # vLLM's guided_json on a legacy completion, greedy: an instance of the schema.
 schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
                                            "sure": {"type": "boolean"}}, "required": ["city", "sure"]}
@@ -329,10 +349,18 @@ for bad in ({"logit_bias": {"abc": 1}}, {"logit_bias": {"1": 101}}, {"presence_p
 try:
     c.chat.completions.create(model=model, messages=messages, response_format={
         "type": "json_schema", "json_schema": {"name": "x", "schema": {
-            "type": "object", "properties": {"id": {"type": "string", "pattern": "^[a-z]+$"}}}}})
-    raise AssertionError("a pattern was accepted")
+            "type": "object", "properties": {"n": {"type": "integer", "multipleOf": 5}}}}})
+    raise AssertionError("multipleOf was accepted")
 except openai.BadRequestError as e:
-    assert "/properties/id" in str(e) and "pattern" in str(e), e
+    assert "/properties/n" in str(e) and "multipleOf" in str(e), e
+# So is a pattern that is not a regular expression, naming where it is.
+try:
+    c.chat.completions.create(model=model, messages=messages, response_format={
+        "type": "json_schema", "json_schema": {"name": "x", "schema": {
+            "type": "object", "properties": {"id": {"type": "string", "pattern": "(?<=a)b"}}}}})
+    raise AssertionError("a look-behind was accepted")
+except openai.BadRequestError as e:
+    assert "/properties/id/pattern" in str(e), e
 # tool_choice "auto" (the default with tools) needs a model-specific parser: 400, as on vLLM
 # without --tool-call-parser; so do a function not among the tools and a choice without tools.
 expect(openai.BadRequestError, lambda: c.chat.completions.create(model=model, messages=q, tools=[weather]))

@@ -7,7 +7,9 @@
 //! model otherwise can pad forever).
 
 mod mask;
+mod number;
 mod reading;
+mod string;
 
 pub use mask::TokenBytes;
 use reading::Reading;

@@ -2,57 +2,10 @@
 //! byte by byte. Where a union's alternatives can start alike (two objects, an integer and a
 //! number), the reading forks and [`super::JsonState`] keeps every reading still alive.
 
-use super::MAX_DEPTH;
-use super::MAX_WHITESPACE;
+use super::number::NumRead;
+use super::string::{StrRead, StrStep};
+use super::{MAX_DEPTH, MAX_WHITESPACE};
 use crate::json_schema::{ANY_STRING, Grammar, Node, NodeId};
-
-/// Where a number is in `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Num {
-    Minus,
-    Zero,
-    Int,
-    Dot,
-    Frac,
-    E,
-    ESign,
-    Exp,
-}
-
-impl Num {
-    /// Whether the number may end here.
-    fn complete(self) -> bool {
-        matches!(self, Num::Zero | Num::Int | Num::Frac | Num::Exp)
-    }
-
-    /// The state after `b`, or `None` if `b` does not continue the number (an integer has
-    /// no fraction or exponent).
-    fn next(self, b: u8, integer: bool) -> Option<Num> {
-        use Num::*;
-        let n = match (self, b) {
-            (Minus, b'0') => Zero,
-            (Minus, b'1'..=b'9') => Int,
-            (Int, b'0'..=b'9') => Int,
-            (Zero | Int, b'.') => Dot,
-            (Dot | Frac, b'0'..=b'9') => Frac,
-            (Zero | Int | Frac, b'e' | b'E') => E,
-            (E, b'+' | b'-') => ESign,
-            (E | ESign | Exp, b'0'..=b'9') => Exp,
-            _ => return None,
-        };
-        (!integer || matches!(n, Zero | Int)).then_some(n)
-    }
-
-    /// The state after a number's first byte.
-    fn start(b: u8) -> Option<Num> {
-        match b {
-            b'-' => Some(Num::Minus),
-            b'0' => Some(Num::Zero),
-            b'1'..=b'9' => Some(Num::Int),
-            _ => None,
-        }
-    }
-}
 
 /// Where an object is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,29 +35,6 @@ enum ArrPhase {
     AfterValue,
 }
 
-/// Where a string's lexer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lex {
-    /// Between characters.
-    Char,
-    /// Inside a multi-byte UTF-8 character: `left` continuation bytes due, the next within
-    /// `lo..=hi` (no overlong form, surrogate or code point past U+10FFFF).
-    Utf8 { left: u8, lo: u8, hi: u8 },
-    /// After `\`.
-    Backslash,
-    /// In `\uXXXX` with `left` hex digits due; `d`: the first was D; `high`: the digits make a
-    /// high surrogate (D800–DBFF); `low`: this escape must be the low half (DC00–DFFF) of a
-    /// pair, as a lone surrogate is refused by JSON readers (serde_json, Python's `json`).
-    Hex {
-        left: u8,
-        d: bool,
-        high: bool,
-        low: bool,
-    },
-    /// After a high surrogate's escape: its low half's `\` (`at` 0), then `u` (`at` 1).
-    Pair { at: u8 },
-}
-
 /// One level of what is being read; the top of [`JsonState`]'s stack is the innermost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Frame {
@@ -122,11 +52,10 @@ enum Frame {
         count: u32,
         phase: ArrPhase,
     },
-    /// Inside a string of `node` (a [`Node::String`]) after its opening quote, `chars`
-    /// characters (code points) in.
-    Str { node: NodeId, chars: u32, lex: Lex },
-    /// Inside a number.
-    Number { num: Num, integer: bool },
+    /// Inside a string of `node` (a [`Node::String`]) after its opening quote.
+    Str { node: NodeId, read: StrRead },
+    /// Inside a number of `node` (a [`Node::Number`]).
+    Number { node: NodeId, read: NumRead },
     /// Inside one of the texts of literal set `set`: `alive` marks those still matching after
     /// `at` bytes.
     Literal { set: u16, alive: u64, at: u16 },
@@ -158,14 +87,7 @@ impl Reading {
     /// Inside a string between characters and escapes, how many more characters it may take.
     pub(super) fn string_room(&self, g: &Grammar) -> Option<u32> {
         match self.frames.last() {
-            Some(&Frame::Str {
-                node,
-                chars,
-                lex: Lex::Char,
-            }) => match g.nodes[node as usize] {
-                Node::String { max, .. } => Some(max - chars),
-                _ => None,
-            },
+            Some(Frame::Str { node, read }) => read.room(g, *node),
             _ => None,
         }
     }
@@ -239,21 +161,41 @@ impl Reading {
                     _ => false,
                 }
             }
-            Frame::Str { node, chars, lex } => self.string(g, node, chars, lex, b),
-            Frame::Number { num, integer } => match num.next(b, integer) {
-                Some(num) => {
-                    self.frames.pop();
-                    self.frames.push(Frame::Number { num, integer });
+            Frame::Str { node, read } => match read.step(g, node, b) {
+                StrStep::Close => {
+                    self.finish(None);
                     true
                 }
-                // The number ends; `b` belongs to what follows it.
-                None if num.complete() => {
-                    self.finish(None);
-                    self.step(g, b, forks)
+                StrStep::Next(read) => {
+                    self.replace_top(Frame::Str { node, read });
+                    true
                 }
-                None => false,
+                StrStep::Refuse => false,
             },
+            Frame::Number { node, read } => {
+                let Node::Number { integer, range } = &g.nodes[node as usize] else {
+                    return false;
+                };
+                match read.next(b, *integer, range.as_ref()) {
+                    Some(read) => {
+                        self.replace_top(Frame::Number { node, read });
+                        true
+                    }
+                    // The number ends; `b` belongs to what follows it.
+                    None if read.complete(range.as_ref()) => {
+                        self.finish(None);
+                        self.step(g, b, forks)
+                    }
+                    None => false,
+                }
+            }
             Frame::Literal { set, alive, at } => self.literal(g, set, alive, at, b, forks),
+        }
+    }
+
+    fn replace_top(&mut self, frame: Frame) {
+        if let Some(top) = self.frames.last_mut() {
+            *top = frame;
         }
     }
 
@@ -303,11 +245,10 @@ impl Reading {
             },
             Node::String { .. } => Frame::Str {
                 node: n,
-                chars: 0,
-                lex: Lex::Char,
+                read: StrRead::new(g, n),
             },
-            Node::Number { integer } => match Num::start(b) {
-                Some(num) => Frame::Number { num, integer },
+            Node::Number { range, .. } => match NumRead::start(b, range.as_ref()) {
+                Some(read) => Frame::Number { node: n, read },
                 None => return false,
             },
             Node::Literals { set } => {
@@ -363,8 +304,7 @@ impl Reading {
                     // Any key: a string.
                     self.frames.push(Frame::Str {
                         node: ANY_STRING,
-                        chars: 0,
-                        lex: Lex::Char,
+                        read: StrRead::new(g, ANY_STRING),
                     });
                     return true;
                 }
@@ -463,109 +403,6 @@ impl Reading {
                 alive: still,
                 at,
             };
-        }
-        true
-    }
-
-    fn string(&mut self, g: &Grammar, node: NodeId, chars: u32, lex: Lex, b: u8) -> bool {
-        let Node::String { min, max } = g.nodes[node as usize] else {
-            return false;
-        };
-        let utf8 = |left, lo, hi| (chars + 1, Lex::Utf8 { left, lo, hi });
-        let (chars, lex) = match lex {
-            Lex::Utf8 { left, lo, hi } => {
-                if !(lo..=hi).contains(&b) {
-                    return false;
-                }
-                let lex = if left == 1 {
-                    Lex::Char
-                } else {
-                    Lex::Utf8 {
-                        left: left - 1,
-                        lo: 0x80,
-                        hi: 0xbf,
-                    }
-                };
-                (chars, lex)
-            }
-            Lex::Backslash => match b {
-                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => (chars, Lex::Char),
-                b'u' => (
-                    chars,
-                    Lex::Hex {
-                        left: 4,
-                        d: false,
-                        high: false,
-                        low: false,
-                    },
-                ),
-                _ => return false,
-            },
-            Lex::Pair { at: 0 } if b == b'\\' => (chars, Lex::Pair { at: 1 }),
-            Lex::Pair { at: 1 } if b == b'u' => (
-                chars,
-                Lex::Hex {
-                    left: 4,
-                    d: false,
-                    high: false,
-                    low: true,
-                },
-            ),
-            Lex::Pair { .. } => return false,
-            Lex::Hex { left, d, high, low } => {
-                let Some(v) = (b as char).to_digit(16) else {
-                    return false;
-                };
-                let (d, high) = match left {
-                    4 if low && v != 0xd => return false,
-                    4 => (v == 0xd, false),
-                    3 if d => match v {
-                        0x8..=0xb if !low => (true, true),
-                        0xc..=0xf if low => (true, false),
-                        0x0..=0x7 if !low => (true, false),
-                        _ => return false,
-                    },
-                    _ => (d, high),
-                };
-                let lex = if left > 1 {
-                    Lex::Hex {
-                        left: left - 1,
-                        d,
-                        high,
-                        low,
-                    }
-                } else if high {
-                    Lex::Pair { at: 0 }
-                } else {
-                    Lex::Char
-                };
-                (chars, lex)
-            }
-            Lex::Char => match b {
-                b'"' => {
-                    if chars < min {
-                        return false;
-                    }
-                    self.finish(None);
-                    return true;
-                }
-                _ if chars >= max => return false,
-                b'\\' => (chars + 1, Lex::Backslash),
-                0..0x20 => return false,
-                0x20..0x80 => (chars + 1, Lex::Char),
-                // Lead bytes, and the range of the byte after each (RFC 3629's table).
-                0xc2..=0xdf => utf8(1, 0x80, 0xbf),
-                0xe0 => utf8(2, 0xa0, 0xbf),
-                0xed => utf8(2, 0x80, 0x9f),
-                0xe1..=0xef => utf8(2, 0x80, 0xbf),
-                0xf0 => utf8(3, 0x90, 0xbf),
-                0xf4 => utf8(3, 0x80, 0x8f),
-                0xf1..=0xf3 => utf8(3, 0x80, 0xbf),
-                _ => return false,
-            },
-        };
-        if let Some(top) = self.frames.last_mut() {
-            *top = Frame::Str { node, chars, lex };
         }
         true
     }

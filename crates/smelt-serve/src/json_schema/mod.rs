@@ -5,9 +5,11 @@
 //!
 //! The subset is what OpenAI's strict mode and pydantic's `model_json_schema` produce: `type`
 //! (one or a list), `properties` + `required`, `additionalProperties`, `items`, `min/maxItems`,
-//! `min/maxLength`, `enum`, `const`, `anyOf`/`oneOf`, one-element `allOf`, `nullable`, and
-//! `$ref` into `$defs`/`definitions` (recursion included). Annotations (`title`, `description`,
-//! …) are ignored. Any other keyword (`pattern`, `format`, `minimum`, …) is refused with a clear
+//! `min/maxLength`, `pattern` and the `format`s of [`pattern::format_pattern`] (DFAs over the
+//! decoded text, [`pattern`]), `minimum`/`maximum` and their exclusive forms ([`bounds`]),
+//! `enum`, `const`, `anyOf`/`oneOf`, one-element `allOf`, `nullable`, and `$ref` into
+//! `$defs`/`definitions` (recursion included). Annotations (`title`, `description`, …) are
+//! ignored. Any other keyword (`multipleOf`, `patternProperties`, …) is refused with a clear
 //! error rather than ignored: the model would not be held to it.
 //!
 //! Choices the grammar makes, as xgrammar's and OpenAI's strict mode do: an object's listed
@@ -19,10 +21,14 @@
 
 use std::collections::HashMap;
 
+pub mod bounds;
 mod calls;
+pub mod pattern;
 mod value;
 
+pub use bounds::Range;
 pub use calls::{compile_calls, compile_choice};
+use pattern::Pattern;
 pub use value::Json;
 
 /// A node's index in [`Grammar::nodes`].
@@ -51,6 +57,10 @@ pub const MAX_CHOICES: usize = 64;
 
 /// Most nodes a schema may compile to.
 pub const MAX_NODES: usize = 4096;
+
+/// Most DFA states the `pattern`s and `format`s of one schema may hold together (each one
+/// at most [`pattern::MAX_PATTERN_STATES`]); a state's row is up to 1 KiB.
+pub const MAX_PATTERN_STATES_IN_ALL: usize = 16384;
 
 /// Deepest nesting of inline subschemas.
 const MAX_SCHEMA_DEPTH: usize = 64;
@@ -84,11 +94,15 @@ pub enum Node {
         min: u32,
         /// Most characters.
         max: u32,
+        /// Index into [`Grammar::patterns`]: a pattern the decoded text must match.
+        pattern: Option<u16>,
     },
     /// A number.
     Number {
         /// No fraction or exponent.
         integer: bool,
+        /// Bounds its value must lie within.
+        range: Option<Range>,
     },
     /// One of the texts of a literal set (enum, const, true/false, null).
     Literals {
@@ -118,6 +132,8 @@ pub struct Grammar {
     pub nodes: Vec<Node>,
     /// (sets,) each a list of at most [`MAX_CHOICES`] texts.
     pub literals: Vec<Vec<Vec<u8>>>,
+    /// (patterns,) the `pattern`s and `format`s of strings, compiled.
+    pub patterns: Vec<Pattern>,
     /// (nodes,) a 256-bit set of the bytes each node's values can start with.
     pub first: Vec<[u64; 4]>,
     /// The top-level node (an object, or for calls an array, or for choices a literal set).
@@ -164,11 +180,18 @@ impl Grammar {
             Node::String {
                 min: 0,
                 max: u32::MAX,
+                pattern: None,
             },
-            Node::Number { integer: false },
+            Node::Number {
+                integer: false,
+                range: None,
+            },
             Node::Literals { set: 0 },
             Node::Literals { set: 1 },
-            Node::Number { integer: true },
+            Node::Number {
+                integer: true,
+                range: None,
+            },
         ];
         Self {
             nodes,
@@ -178,6 +201,7 @@ impl Grammar {
                 vec![b"null".to_vec()],
                 vec![],
             ],
+            patterns: vec![],
             first: vec![],
             root: ANY_OBJECT,
             raw: false,
@@ -323,6 +347,12 @@ const CONSTRAINTS: &[&str] = &[
     "maxItems",
     "minLength",
     "maxLength",
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
     "enum",
     "const",
     "anyOf",
@@ -599,8 +629,17 @@ impl<'a> Compiler<'a> {
             {
                 vec!["array"]
             }
-            None if s.get("minLength").is_some() || s.get("maxLength").is_some() => {
+            None if ["minLength", "maxLength", "pattern", "format"]
+                .iter()
+                .any(|k| s.get(k).is_some()) =>
+            {
                 vec!["string"]
+            }
+            None if ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]
+                .iter()
+                .any(|k| s.get(k).is_some()) =>
+            {
+                vec!["number"]
             }
             None => return Ok(ANY),
         };
@@ -624,10 +663,24 @@ impl<'a> Compiler<'a> {
                 }
                 "string" => {
                     let (min, max) = self.bounds(s, path, "minLength", "maxLength")?;
-                    self.push(Node::String { min, max }, path)?
+                    let pattern = self.pattern(s, path)?;
+                    if pattern.is_some() && (min, max) != (0, u32::MAX) {
+                        return Err(err(
+                            path,
+                            "pattern or format together with minLength or maxLength is not \
+                             supported: write the length into the pattern (e.g. ^.{1,20}$)",
+                        ));
+                    }
+                    self.push(Node::String { min, max, pattern }, path)?
                 }
-                "number" => NUMBER,
-                "integer" => INTEGER,
+                "number" | "integer" => {
+                    let integer = kind == "integer";
+                    match Range::of(s, integer, path)? {
+                        None if integer => INTEGER,
+                        None => NUMBER,
+                        range => self.push(Node::Number { integer, range }, path)?,
+                    }
+                }
                 "boolean" => BOOLEAN,
                 "null" => NULL,
                 other => {
@@ -639,6 +692,41 @@ impl<'a> Compiler<'a> {
             });
         }
         self.union(ids, path)
+    }
+
+    /// A string's `pattern` or `format`, compiled (one of them at most).
+    fn pattern(&mut self, s: &Json, path: &str) -> Result<Option<u16>, SchemaError> {
+        let source = match (s.get("pattern"), s.get("format")) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => return Err(err(path, "pattern together with format")),
+            (Some(Json::String(p)), None) => p.clone(),
+            (Some(_), None) => return Err(err(&format!("{path}/pattern"), "must be a string")),
+            (None, Some(Json::String(f))) => pattern::format_pattern(f).ok_or_else(|| {
+                err(
+                    &format!("{path}/format"),
+                    format!(
+                        "format {f:?} is not supported (date, time, date-time, uuid, ipv4 \
+                         and email are)"
+                    ),
+                )
+            })?,
+            (None, Some(_)) => return Err(err(&format!("{path}/format"), "must be a string")),
+        };
+        let key = if s.get("pattern").is_some() {
+            "pattern"
+        } else {
+            "format"
+        };
+        let compiled = Pattern::new(&source).map_err(|why| err(&format!("{path}/{key}"), why))?;
+        let states: usize = self.g.patterns.iter().map(Pattern::states).sum();
+        if states + compiled.states() > MAX_PATTERN_STATES_IN_ALL {
+            return Err(err(
+                path,
+                format!("the patterns need over {MAX_PATTERN_STATES_IN_ALL} states in all"),
+            ));
+        }
+        self.g.patterns.push(compiled);
+        Ok(Some((self.g.patterns.len() - 1) as u16))
     }
 
     fn bounds(&self, s: &Json, path: &str, lo: &str, hi: &str) -> Result<(u32, u32), SchemaError> {
