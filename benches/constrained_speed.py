@@ -1,6 +1,7 @@
 """Times constrained decoding on OpenAI-compatible servers: chat requests streamed in free text,
-JSON mode (response_format json_object) and a JSON schema (a pydantic-style object with an enum,
-an integer, a bounded string and an optional field). Each round sends every server and mode CONC
+JSON mode (response_format json_object), a JSON schema (a pydantic-style object with an enum,
+an integer, a bounded string and an optional field) and a schema of held values (a pattern, a
+date, integer and number bounds). Each round sends every server and mode CONC
 requests at once (temperature 0.7, 128 tokens at most, seeds 0..CONC), modes in rotating order,
 and prints the mean time between streamed tokens (first to last, so the prompt is left out: JSON
 answers are short), each mode's ratio to its own server's free text, and (with two servers) the
@@ -21,10 +22,17 @@ schema = {"type": "object", "properties": {
     "age": {"type": "integer"},
     "nickname": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
     "required": ["name", "kind", "age", "nickname"], "additionalProperties": False}
+booking = {"type": "object", "properties": {
+    "code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{3}$"},
+    "day": {"type": "string", "format": "date"},
+    "guests": {"type": "integer", "minimum": 1, "maximum": 8},
+    "rating": {"type": "number", "minimum": 0, "maximum": 5}},
+    "required": ["code", "day", "guests", "rating"], "additionalProperties": False}
 modes = {
     "free text": None,
     "json_object": {"type": "json_object"},
     "json_schema": {"type": "json_schema", "json_schema": {"name": "pet", "schema": schema}},
+    "patterns": {"type": "json_schema", "json_schema": {"name": "booking", "schema": booking}},
 }
 
 
@@ -59,7 +67,7 @@ for _, url in servers:
     batch(url, None)  # warm up
 names = list(modes)
 for r in range(rounds):
-    order = names[r % 3:] + names[:r % 3]
+    order = names[r % len(names):] + names[:r % len(names)]
     itl = {(s, m): batch(url, modes[m]) for m in order for s, url in servers}
     for s, _ in servers:
         free = itl[(s, "free text")]

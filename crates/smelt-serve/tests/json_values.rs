@@ -30,6 +30,7 @@ fn with(field: &str, text: &str) -> String {
         ("p", "0.25"),
         ("big", "1000"),
         ("neg", "-5"),
+        ("pair", "[3, true]"),
     ];
     for f in &mut fields {
         if f.0 == field {
@@ -66,6 +67,7 @@ fn patterns_formats_and_bounds_hold_exactly() {
         ("p", "0"),
         ("big", "123456789012345678901234567890"),
         ("neg", "-1000"),
+        ("pair", "[-7]"),
     ];
     for (field, text) in ok {
         assert!(whole(&g, &with(field, text)), "{field}: {text}");
@@ -98,6 +100,10 @@ fn patterns_formats_and_bounds_hold_exactly() {
         ("big", "999"),
         ("neg", "-4"),
         ("neg", "-1001"),
+        ("pair", "[]"),
+        ("pair", "[3, true, 1]"),
+        ("pair", "[true]"),
+        ("pair", "[3, 4]"),
     ];
     for (field, text) in bad {
         assert!(!whole(&g, &with(field, text)), "{field}: {text}");
@@ -229,6 +235,11 @@ fn is_values(v: &Value) -> bool {
         // serde_json reads integers past u64 as floats.
         && num("big") >= 1000.0
         && int("neg").is_some_and(|n| (-1000..=-5).contains(&n))
+        && v["pair"].as_array().is_some_and(|p| {
+            (1..=2).contains(&p.len())
+                && p[0].as_f64().is_some_and(|f| f.fract() == 0.0)
+                && p.get(1).is_none_or(Value::is_boolean)
+        })
 }
 
 #[test]
@@ -286,6 +297,14 @@ fn patterns_and_bounds_that_cannot_be_held_are_refused_with_where() {
         (
             r##"{"properties": {"a": {"type": "number", "maximum": 1e300}}}"##,
             "at /properties/a/maximum: bounds past",
+        ),
+        (
+            r##"{"properties": {"a": {"prefixItems": {"type": "integer"}}}}"##,
+            "at /properties/a/prefixItems: must be an array",
+        ),
+        (
+            r##"{"properties": {"a": {"prefixItems": [{}], "items": false, "minItems": 2}}}"##,
+            "minItems 2 is over the 1 items allowed",
         ),
     ] {
         let e = refused_schema(text);

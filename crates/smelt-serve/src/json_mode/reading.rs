@@ -139,9 +139,17 @@ impl Reading {
             Frame::Value { node } => self.value(g, node, b, forks),
             Frame::Object { node, next, phase } => self.object(g, node, next, phase, b, forks),
             Frame::Array { node, count, phase } => {
-                let Node::Array { items, min, max } = g.nodes[node as usize] else {
+                let Node::Array {
+                    items,
+                    prefix,
+                    min,
+                    max,
+                } = &g.nodes[node as usize]
+                else {
                     return false;
                 };
+                let (min, max) = (*min, *max);
+                let items = prefix.get(count as usize).copied().unwrap_or(*items);
                 let close = b == b']' && count >= min;
                 match phase {
                     _ if close && phase != ArrPhase::InValue => {

@@ -52,6 +52,7 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaE
     let root = c.push(
         Node::Array {
             items,
+            prefix: vec![],
             min: 1,
             max: u32::MAX,
         },

@@ -4,7 +4,8 @@
 //! the text a prefix of some instance of the schema.
 //!
 //! The subset is what OpenAI's strict mode and pydantic's `model_json_schema` produce: `type`
-//! (one or a list), `properties` + `required`, `additionalProperties`, `items`, `min/maxItems`,
+//! (one or a list), `properties` + `required`, `additionalProperties`, `items`, `prefixItems`
+//! (tuples; `items: false` closes them), `min/maxItems`,
 //! `min/maxLength`, `pattern` and the `format`s of [`pattern::format_pattern`] (DFAs over the
 //! decoded text, [`pattern`]), `minimum`/`maximum` and their exclusive forms ([`bounds`]),
 //! `enum`, `const`, `anyOf`/`oneOf`, one-element `allOf`, `nullable`, and `$ref` into
@@ -81,8 +82,10 @@ pub enum Node {
     },
     /// An array.
     Array {
-        /// Each item's node.
+        /// The node of each item past `prefix`.
         items: NodeId,
+        /// The nodes of the first items, in order (`prefixItems`, a tuple).
+        prefix: Vec<NodeId>,
         /// Fewest items.
         min: u32,
         /// Most items.
@@ -174,6 +177,7 @@ impl Grammar {
             },
             Node::Array {
                 items: ANY,
+                prefix: vec![],
                 min: 0,
                 max: u32::MAX,
             },
@@ -343,6 +347,7 @@ const CONSTRAINTS: &[&str] = &[
     "required",
     "additionalProperties",
     "items",
+    "prefixItems",
     "minItems",
     "maxItems",
     "minLength",
@@ -623,7 +628,7 @@ impl<'a> Compiler<'a> {
             {
                 vec!["object"]
             }
-            None if ["items", "minItems", "maxItems"]
+            None if ["items", "prefixItems", "minItems", "maxItems"]
                 .iter()
                 .any(|k| s.get(k).is_some()) =>
             {
@@ -647,20 +652,7 @@ impl<'a> Compiler<'a> {
         for kind in kinds {
             ids.push(match kind {
                 "object" => self.object(s, path)?,
-                "array" => {
-                    let items = match s.get("items") {
-                        None => ANY,
-                        Some(Json::Array(_)) => {
-                            return Err(err(
-                                &format!("{path}/items"),
-                                "tuple items are not supported",
-                            ));
-                        }
-                        Some(items) => self.node(items, &format!("{path}/items"))?,
-                    };
-                    let (min, max) = self.bounds(s, path, "minItems", "maxItems")?;
-                    self.push(Node::Array { items, min, max }, path)?
-                }
+                "array" => self.array(s, path)?,
                 "string" => {
                     let (min, max) = self.bounds(s, path, "minLength", "maxLength")?;
                     let pattern = self.pattern(s, path)?;
@@ -692,6 +684,52 @@ impl<'a> Compiler<'a> {
             });
         }
         self.union(ids, path)
+    }
+
+    /// An array: `items`, a tuple's `prefixItems` (or draft 7's `items` list), item counts.
+    fn array(&mut self, s: &Json, path: &str) -> Result<NodeId, SchemaError> {
+        let (key, tuple) = match (s.get("prefixItems"), s.get("items")) {
+            (Some(_), Some(Json::Array(_))) => {
+                return Err(err(path, "prefixItems together with a list of items"));
+            }
+            (Some(t), _) => ("prefixItems", Some(t)),
+            (None, Some(t @ Json::Array(_))) => ("items", Some(t)),
+            (None, _) => ("", None),
+        };
+        let prefix = match tuple {
+            None => vec![],
+            Some(Json::Array(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, item)| self.node(item, &format!("{path}/{key}/{i}")))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(err(&format!("{path}/{key}"), "must be an array")),
+        };
+        let (min, mut max) = self.bounds(s, path, "minItems", "maxItems")?;
+        let items = match s.get("items") {
+            None | Some(Json::Array(_)) => ANY,
+            // No items past the tuple.
+            Some(Json::Bool(false)) => {
+                max = max.min(prefix.len() as u32);
+                if min > max {
+                    return Err(err(
+                        path,
+                        format!("minItems {min} is over the {max} items allowed"),
+                    ));
+                }
+                ANY
+            }
+            Some(items) => self.node(items, &format!("{path}/items"))?,
+        };
+        self.push(
+            Node::Array {
+                items,
+                prefix,
+                min,
+                max,
+            },
+            path,
+        )
     }
 
     /// A string's `pattern` or `format`, compiled (one of them at most).

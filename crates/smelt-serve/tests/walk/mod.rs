@@ -87,8 +87,8 @@ pub fn read(text: &[u8]) -> Option<Value> {
     }
 }
 
-/// Strings held to patterns and formats, numbers to bounds, as pydantic writes `constr`,
-/// `EmailStr`-like formats, `conint` and `confloat`.
+/// Strings held to patterns and formats, numbers to bounds, and a tuple, as pydantic writes
+/// `constr`, `EmailStr`-like formats, `conint`, `confloat` and `tuple[int, bool]`.
 pub const VALUES: &str = r##"{"type": "object", "properties": {
   "zip": {"type": "string", "pattern": "^[0-9]{5}(-[0-9]{4})?$"},
   "code": {"type": "string", "pattern": "[0-9]"},
@@ -103,6 +103,8 @@ pub const VALUES: &str = r##"{"type": "object", "properties": {
   "temp": {"type": "number", "exclusiveMinimum": -273.15, "maximum": 1e3},
   "p": {"type": "number", "minimum": 0, "maximum": 1},
   "big": {"type": "integer", "minimum": 1000},
-  "neg": {"type": "integer", "maximum": -5, "minimum": -1000}
+  "neg": {"type": "integer", "maximum": -5, "minimum": -1000},
+  "pair": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}],
+           "items": false, "minItems": 1}
 }, "required": ["zip", "code", "word", "line", "day", "at", "id", "mail", "ip", "age", "temp",
-                "p", "big", "neg"]}"##;
+                "p", "big", "neg", "pair"]}"##;
