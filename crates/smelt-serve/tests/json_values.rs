@@ -30,6 +30,9 @@ fn with(field: &str, text: &str) -> String {
         ("p", "0.25"),
         ("big", "1000"),
         ("neg", "-5"),
+        ("tag", r#""ab""#),
+        ("even", r#""abab""#),
+        ("long", r#""x1y""#),
         ("pair", "[3, true]"),
     ];
     for f in &mut fields {
@@ -68,6 +71,10 @@ fn patterns_formats_and_bounds_hold_exactly() {
         ("big", "123456789012345678901234567890"),
         ("neg", "-1000"),
         ("pair", "[-7]"),
+        ("tag", r#""abcd""#),
+        ("even", r#""ababab""#),
+        ("long", r#""1bc""#),
+        ("long", r#""abcdef7""#),
     ];
     for (field, text) in ok {
         assert!(whole(&g, &with(field, text)), "{field}: {text}");
@@ -100,6 +107,13 @@ fn patterns_formats_and_bounds_hold_exactly() {
         ("big", "999"),
         ("neg", "-4"),
         ("neg", "-1001"),
+        ("tag", r#""a""#),
+        ("tag", r#""abcde""#),
+        ("tag", r#""aB""#),
+        ("even", r#""ab""#),
+        ("even", r#""abababab""#),
+        ("long", r#""12""#),
+        ("long", r#""abc""#),
         ("pair", "[]"),
         ("pair", "[3, true, 1]"),
         ("pair", "[true]"),
@@ -132,6 +146,9 @@ fn patterns_formats_and_bounds_hold_exactly() {
     refused_at("day", r#""2023-02-29""#, r#""2023-02-2"#);
     refused_at("ip", r#""256.1.1.1""#, r#""25"#);
     refused_at("zip", r#""1234a""#, r#""1234"#);
+    // Past six characters no even-length string of ab fits in seven.
+    refused_at("even", r#""abababa""#, r#""ababab"#);
+    refused_at("tag", r#""abcde""#, r#""abcd"#);
 }
 
 /// Whether `y-m-d` is a day of the Gregorian calendar.
@@ -235,6 +252,12 @@ fn is_values(v: &Value) -> bool {
         // serde_json reads integers past u64 as floats.
         && num("big") >= 1000.0
         && int("neg").is_some_and(|n| (-1000..=-5).contains(&n))
+        && matches("tag", "^[a-z]+$")
+        && (2..=4).contains(&s("tag").chars().count())
+        && matches("even", "^(ab)+$")
+        && (3..=7).contains(&s("even").chars().count())
+        && matches("long", "[0-9]")
+        && s("long").chars().count() >= 3
         && v["pair"].as_array().is_some_and(|p| {
             (1..=2).contains(&p.len())
                 && p[0].as_f64().is_some_and(|f| f.fract() == 0.0)
@@ -275,8 +298,12 @@ fn patterns_and_bounds_that_cannot_be_held_are_refused_with_where() {
             "at /properties/a/pattern",
         ),
         (
-            r##"{"properties": {"a": {"type": "string", "pattern": "^a", "maxLength": 3}}}"##,
-            "write the length into the pattern",
+            r##"{"properties": {"a": {"type": "string", "pattern": "^a{5}$", "maxLength": 3}}}"##,
+            "matches no string of its lengths",
+        ),
+        (
+            r##"{"properties": {"a": {"type": "string", "pattern": "a", "maxLength": 5000}}}"##,
+            "lengths past 4096",
         ),
         (
             r##"{"properties": {"a": {"type": "string", "format": "hostname"}}}"##,

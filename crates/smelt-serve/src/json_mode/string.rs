@@ -93,15 +93,16 @@ impl StrRead {
         let Self { chars, lex, dfa } = self;
         // The string goes on with the pattern at `dfa` and `due` continuation bytes to come.
         let go = |chars, lex, dfa, due| match pattern {
-            Some(p) if !p.alive(dfa, due) => StrStep::Refuse,
+            Some(p) if !p.fits(dfa, due, chars) => StrStep::Refuse,
             _ => StrStep::Next(Self { chars, lex, dfa }),
         };
         // `b` decodes to byte `d` of the text.
         let take = |d: u8| pattern.map_or(0, |p| p.step(dfa, d));
-        // Some byte of `bytes` (each a whole character) keeps a match reachable.
-        let any = |mut bytes: std::ops::Range<u8>, more: &[u8]| {
+        // Some byte of `bytes` (each a whole character, the escape's, already counted) keeps
+        // a match reachable.
+        let any = |chars: u32, mut bytes: std::ops::Range<u8>, more: &[u8]| {
             pattern.is_none_or(|p| {
-                let ok = |c: u8| p.alive(p.step(dfa, c), 0);
+                let ok = |c: u8| p.fits(p.step(dfa, c), 0, chars);
                 bytes.any(ok) || more.iter().any(|&c| ok(c))
             })
         };
@@ -137,7 +138,7 @@ impl StrRead {
                             high: false,
                             low: false,
                         };
-                        return match any(0..0x20, &[]) {
+                        return match any(chars, 0..0x20, &[]) {
                             true => StrStep::Next(Self { chars, lex, dfa }),
                             false => StrStep::Refuse,
                         };
@@ -185,7 +186,7 @@ impl StrRead {
                             low,
                         };
                         let upto = (first + span).min(0x20);
-                        return match any(first as u8..upto as u8, &[]) {
+                        return match any(chars, first as u8..upto as u8, &[]) {
                             true => StrStep::Next(Self { chars, lex, dfa }),
                             false => StrStep::Refuse,
                         };
@@ -224,7 +225,7 @@ impl StrRead {
                     b'"' if chars >= min && pattern.is_none_or(|p| p.ends(dfa)) => StrStep::Close,
                     b'"' => StrStep::Refuse,
                     _ if chars >= max => StrStep::Refuse,
-                    b'\\' if any(0..0x20, b"\"\\/") => StrStep::Next(Self {
+                    b'\\' if any(chars + 1, 0..0x20, b"\"\\/") => StrStep::Next(Self {
                         chars: chars + 1,
                         lex: Lex::Backslash,
                         dfa,

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 
 pub mod bounds;
 mod calls;
+mod char_graph;
 pub mod pattern;
 mod typed;
 mod value;

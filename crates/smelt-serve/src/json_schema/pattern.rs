@@ -14,6 +14,8 @@ use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::util::{primitives::StateID, start};
 use regex_automata::{Anchored, MatchKind};
 
+use super::char_graph::{CharGraph, Lengths};
+
 /// Most DFA states one pattern may have.
 pub const MAX_PATTERN_STATES: usize = 4096;
 
@@ -38,6 +40,8 @@ pub struct Pattern {
     /// (states × 4,) with `k` UTF-8 continuation bytes still due, whether some ending of the
     /// string from here matches.
     live: Vec<bool>,
+    /// With `minLength`/`maxLength`: which numbers of further characters can end in a match.
+    lengths: Option<Lengths>,
     /// The state before any character.
     pub start: u32,
 }
@@ -67,9 +71,10 @@ pub fn format_pattern(format: &str) -> Option<String> {
 }
 
 impl Pattern {
-    /// Compiles `source`; `Err` names what is wrong (syntax, a feature a DFA cannot track,
-    /// or too many states).
-    pub fn new(source: &str) -> Result<Self, String> {
+    /// Compiles `source` for a string of `min..=max` characters (`max` `u32::MAX`: no
+    /// bound); `Err` names what is wrong (syntax, a feature a DFA cannot track, too many
+    /// states, no string that fits).
+    pub fn new(source: &str, min: u32, max: u32) -> Result<Self, String> {
         let config = dense::Config::new()
             .start_kind(StartKind::Unanchored)
             .match_kind(MatchKind::LeftmostFirst)
@@ -119,73 +124,29 @@ impl Pattern {
             }
             i += 1;
         }
-        let mut p = Self {
+        let graph = CharGraph::new(&next, &classes, stride, &matched, &at_end);
+        let lengths = match (min, max) {
+            (0, u32::MAX) => None,
+            _ => Some(graph.lengths(min, max)?),
+        };
+        let p = Self {
             source: source.to_owned(),
             classes,
             stride,
             next,
             matched,
             at_end,
-            live: vec![],
+            live: graph.liveness(),
+            lengths,
             start: 0,
         };
-        p.live = p.liveness();
-        if !p.alive(0, 0) {
-            return Err(format!("pattern {source:?} matches no string"));
+        if !p.fits(0, 0, 0) {
+            return Err(match p.lengths {
+                None => format!("pattern {source:?} matches no string"),
+                Some(_) => format!("pattern {source:?} matches no string of its lengths"),
+            });
         }
         Ok(p)
-    }
-
-    /// For each (state, continuation bytes due), whether a match is reachable: backwards
-    /// from the states that accept, over whole UTF-8 characters.
-    fn liveness(&self) -> Vec<bool> {
-        let states = self.matched.len();
-        let node = |s: usize, k: usize| s * 4 + k;
-        // Reverse edges: (to node) → from nodes.
-        let mut back: Vec<Vec<u32>> = vec![Vec::new(); states * 4];
-        for s in 0..states {
-            for b in 0..=255u8 {
-                let t = self.next[s * self.stride + self.classes[b as usize] as usize] as usize;
-                let mut link = |k: usize, k2: usize| back[node(t, k2)].push(node(s, k) as u32);
-                match b {
-                    0x00..=0x7f => link(0, 0),
-                    0x80..=0xbf => (1..4).for_each(|k| link(k, k - 1)),
-                    0xc2..=0xdf => link(0, 1),
-                    0xe0..=0xef => link(0, 2),
-                    0xf0..=0xf4 => link(0, 3),
-                    _ => {}
-                }
-            }
-        }
-        for edges in &mut back {
-            edges.sort_unstable();
-            edges.dedup();
-        }
-        let mut live = vec![false; states * 4];
-        let mut queue = Vec::new();
-        for s in 0..states {
-            // A match seen on entering `s` (sticky), or one at the string's end.
-            let ks: &[usize] = if self.matched[s] {
-                &[0, 1, 2, 3]
-            } else if self.at_end[s] {
-                &[0]
-            } else {
-                &[]
-            };
-            for &k in ks {
-                live[node(s, k)] = true;
-                queue.push(node(s, k));
-            }
-        }
-        while let Some(n) = queue.pop() {
-            for &from in &back[n] {
-                if !live[from as usize] {
-                    live[from as usize] = true;
-                    queue.push(from as usize);
-                }
-            }
-        }
-        live
     }
 
     /// How many states its table holds.
@@ -210,10 +171,18 @@ impl Pattern {
             .fold(state, |s, b| self.step(s, b))
     }
 
-    /// Whether, with `due` continuation bytes of a character still to come, the string can
-    /// still end in a match.
-    pub fn alive(&self, state: u32, due: u8) -> bool {
-        state == MATCHED || self.live.get(state as usize * 4 + due as usize) == Some(&true)
+    /// Whether, `chars` characters in with `due` continuation bytes of the last still to
+    /// come, the string can still end in a match (within its lengths).
+    pub fn fits(&self, state: u32, due: u8, chars: u32) -> bool {
+        if state == MATCHED {
+            // Anything may follow a match; the lexer holds the lengths.
+            return true;
+        }
+        let node = state as usize * 4 + due as usize;
+        match &self.lengths {
+            None => self.live.get(node) == Some(&true),
+            Some(l) => node < self.live.len() && l.fits(node, chars),
+        }
     }
 
     /// Whether the string may end here.

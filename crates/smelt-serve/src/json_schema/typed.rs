@@ -47,14 +47,7 @@ impl Compiler<'_> {
                 "array" => self.array(s, path)?,
                 "string" => {
                     let (min, max) = self.bounds(s, path, "minLength", "maxLength")?;
-                    let pattern = self.pattern(s, path)?;
-                    if pattern.is_some() && (min, max) != (0, u32::MAX) {
-                        return Err(err(
-                            path,
-                            "pattern or format together with minLength or maxLength is not \
-                             supported: write the length into the pattern (e.g. ^.{1,20}$)",
-                        ));
-                    }
+                    let pattern = self.pattern(s, path, min, max)?;
                     self.push(Node::String { min, max, pattern }, path)?
                 }
                 "number" | "integer" => {
@@ -124,8 +117,15 @@ impl Compiler<'_> {
         )
     }
 
-    /// A string's `pattern` or `format`, compiled (one of them at most).
-    fn pattern(&mut self, s: &Json, path: &str) -> Result<Option<u16>, SchemaError> {
+    /// A string's `pattern` or `format` (one of them at most), compiled for its lengths
+    /// `min..=max`.
+    fn pattern(
+        &mut self,
+        s: &Json,
+        path: &str,
+        min: u32,
+        max: u32,
+    ) -> Result<Option<u16>, SchemaError> {
         let source = match (s.get("pattern"), s.get("format")) {
             (None, None) => return Ok(None),
             (Some(_), Some(_)) => return Err(err(path, "pattern together with format")),
@@ -147,7 +147,8 @@ impl Compiler<'_> {
         } else {
             "format"
         };
-        let compiled = Pattern::new(&source).map_err(|why| err(&format!("{path}/{key}"), why))?;
+        let compiled =
+            Pattern::new(&source, min, max).map_err(|why| err(&format!("{path}/{key}"), why))?;
         let states: usize = self.g.patterns.iter().map(Pattern::states).sum();
         if states + compiled.states() > MAX_PATTERN_STATES_IN_ALL {
             return Err(err(

@@ -104,7 +104,10 @@ pub const VALUES: &str = r##"{"type": "object", "properties": {
   "p": {"type": "number", "minimum": 0, "maximum": 1},
   "big": {"type": "integer", "minimum": 1000},
   "neg": {"type": "integer", "maximum": -5, "minimum": -1000},
+  "tag": {"type": "string", "pattern": "^[a-z]+$", "minLength": 2, "maxLength": 4},
+  "even": {"type": "string", "pattern": "^(ab)+$", "minLength": 3, "maxLength": 7},
+  "long": {"type": "string", "pattern": "[0-9]", "minLength": 3},
   "pair": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "boolean"}],
            "items": false, "minItems": 1}
 }, "required": ["zip", "code", "word", "line", "day", "at", "id", "mail", "ip", "age", "temp",
-                "p", "big", "neg", "pair"]}"##;
+                "p", "big", "neg", "tag", "even", "long", "pair"]}"##;
