@@ -177,8 +177,8 @@ for seed in range(4):
     assert r.choices[0].finish_reason == "stop" and isinstance(r.choices[0].message.parsed, Pet), r
     parsed += 1
 assert parsed > 0, "no pet closed within 96 tokens"
-# Patterns, formats and bounds (pydantic's Field(pattern=...), datetime.date, ge/le): parse()
-# has pydantic check every field of the answer.
+# Patterns, formats, bounds and tuples (pydantic's Field(pattern=..., min_length=...),
+# datetime.date, ge/le, tuple[int, int]): parse() has pydantic check every field of the answer.
 import datetime
 
 class Booking(pydantic.BaseModel):
@@ -186,6 +186,8 @@ class Booking(pydantic.BaseModel):
     day: datetime.date
     guests: int = pydantic.Field(ge=1, le=8)
     rating: float = pydantic.Field(ge=0, le=5)
+    tag: str = pydantic.Field(pattern=r"^[a-z]+$", min_length=2, max_length=8)
+    nights: tuple[int, int]
 
 booked = 0
 for seed in range(4):
@@ -197,6 +199,7 @@ for seed in range(4):
     assert isinstance(r.choices[0].message.parsed, Booking), r
     booked += 1
 assert booked > 0, "no booking closed within 96 tokens"
+print(f"bookings parsed and validated by pydantic: {booked} of 4", file=sys.stderr)
 # vLLM's guided_json on a legacy completion, greedy: an instance of the schema.
 schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
                                            "sure": {"type": "boolean"}}, "required": ["city", "sure"]}
