@@ -239,8 +239,8 @@ u = c.chat.completions.create(model=model, messages=messages, max_tokens=1).usag
 assert t["count"] == u.prompt_tokens, (t, u)
 
 # Forced tool calls, as vLLM serves them: a named function's arguments meet its parameters
-# schema; "required" gives one or more calls of the listed tools; streamed, the calls come in
-# one delta. The calls (content null) and a tool's answer then go back in as messages.
+# schema; "required" gives one or more calls of the listed tools; streamed, each call's
+# arguments come in pieces as they are written. The calls (content null) and a tool's answer then go back in as messages.
 weather = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city", "parameters": {
         "type": "object", "properties": {"city": {"type": "string", "maxLength": 24},
@@ -258,6 +258,11 @@ call = ch.message.tool_calls[0]
 args = json.loads(call.function.arguments)
 assert call.function.name == "get_weather" and list(args) == ["city", "unit"], call
 assert args["unit"] in ("celsius", "fahrenheit") and len(args["city"]) <= 24, args
+with c.chat.completions.stream(model=model, messages=q, tools=[weather, clock], max_tokens=48, temperature=0,
+                               tool_choice={"type": "function", "function": {"name": "get_weather"}}) as s:
+    final = s.get_final_completion()
+streamed = final.choices[0].message.tool_calls[0].function
+assert (streamed.name, streamed.arguments) == (call.function.name, call.function.arguments), final
 r = c.chat.completions.create(model=model, messages=q, tools=[weather, clock], tool_choice="required",
                               max_tokens=96, temperature=0)
 ch = r.choices[0]
@@ -265,11 +270,41 @@ assert ch.finish_reason == "tool_calls" and ch.message.tool_calls, ch
 for call in ch.message.tool_calls:
     want = {"get_weather": ["city", "unit"], "get_time": ["zone"]}[call.function.name]
     assert list(json.loads(call.function.arguments)) == want, call
+whole = [(t.function.name, t.function.arguments) for t in ch.message.tool_calls]
 stream = c.chat.completions.create(model=model, messages=q, tools=[weather, clock], tool_choice="required",
                                    max_tokens=96, temperature=0, stream=True)
 deltas = [d for chunk in stream if chunk.choices for d in chunk.choices[0].delta.tool_calls or []]
-assert [(d.function.name, d.function.arguments) for d in deltas] == \
-    [(t.function.name, t.function.arguments) for t in ch.message.tool_calls], deltas
+# Each call's id and name come once, then its arguments in pieces that add up to the whole.
+got = {}
+for d in deltas:
+    if d.id:
+        assert d.index not in got and d.function.name, d
+        got[d.index] = [d.function.name, ""]
+    assert d.index in got, d
+    got[d.index][1] += d.function.arguments or ""
+assert [tuple(got[k]) for k in sorted(got)] == whole, (got, whole)
+assert len(deltas) > 2 * len(whole), f"{len(deltas)} deltas: the arguments did not stream"
+# The client's own stream helper puts the pieces together the same way.
+with c.chat.completions.stream(model=model, messages=q, tools=[weather, clock], tool_choice="required",
+                               max_tokens=96, temperature=0) as s:
+    final = s.get_final_completion()
+assert [(t.function.name, t.function.arguments) for t in final.choices[0].message.tool_calls] == whole
+assert final.choices[0].finish_reason == "tool_calls", final
+# Cut by max_tokens, the calls begun come back with their arguments cut, streamed or not.
+# (Before the first name is whole, the text so far comes back as content.)
+begun = 0
+for limit in (8, 16, 20, 24):
+    cut = c.chat.completions.create(model=model, messages=q, tools=[weather, clock],
+                                    tool_choice="required", max_tokens=limit, temperature=0)
+    m = cut.choices[0].message
+    assert cut.choices[0].finish_reason == "length", cut
+    if m.tool_calls:
+        assert m.content is None and m.tool_calls[0].function.name == whole[0][0], cut
+        assert whole[0][1].startswith(m.tool_calls[0].function.arguments), cut
+        begun += 1
+    else:
+        assert m.content.lstrip().startswith("["), cut
+assert begun > 0, "no cut answer had begun a call"
 follow = q + [{"role": "assistant", "content": None,
                "tool_calls": [t.model_dump() for t in ch.message.tool_calls]},
               {"role": "tool", "tool_call_id": ch.message.tool_calls[0].id, "content": "18 C, sunny"}]

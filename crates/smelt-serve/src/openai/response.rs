@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use smelt_models::tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
-use super::tools::{Calls, tool_calls};
+use super::tools::{Calls, call_json, calls_so_far, tool_calls};
 use super::{ApiError, Kind};
 use crate::engine::{Event, Finish, TokenLogprob, Usage};
 
@@ -66,7 +66,8 @@ impl Output {
     }
 
     /// A chat answer's message fields and finish reason: its tool calls when it is whole
-    /// calls (with `calls`), else its text.
+    /// calls (with `calls`); cut by `max_tokens`, the calls begun (arguments cut, as OpenAI
+    /// returns them), or its text if no call's name is whole.
     fn message(
         &self,
         c: usize,
@@ -74,22 +75,31 @@ impl Output {
         finish: Option<Finish>,
     ) -> (Value, Option<&'static str>) {
         let reason = finish.map(Finish::as_str);
-        let whole = finish == Some(Finish::Stop);
-        match &self.calls {
-            Some(calls) if whole => match tool_calls(calls, text, &format!("call-{}-{c}", self.id))
-            {
-                // OpenAI ends a named function's call with "stop", others with "tool_calls".
-                Some(list) => {
-                    let reason = if *calls == Calls::Required {
-                        "tool_calls"
-                    } else {
-                        "stop"
-                    };
-                    (json!({"content": null, "tool_calls": list}), Some(reason))
+        let Some(calls) = &self.calls else {
+            return (json!({"content": text}), reason);
+        };
+        let id = format!("call-{}-{c}", self.id);
+        match tool_calls(calls, text, &id) {
+            // OpenAI ends a named function's call with "stop", others with "tool_calls".
+            Some(list) if finish == Some(Finish::Stop) => {
+                let reason = if *calls == Calls::Required {
+                    "tool_calls"
+                } else {
+                    "stop"
+                };
+                (json!({"content": null, "tool_calls": list}), Some(reason))
+            }
+            _ => {
+                let begun: Vec<Value> = calls_so_far(calls, text)
+                    .iter()
+                    .enumerate()
+                    .map(|(k, call)| call_json(&format!("{id}-{k}"), &call.name, &call.arguments))
+                    .collect();
+                match begun.is_empty() {
+                    true => (json!({"content": text}), reason),
+                    false => (json!({"content": null, "tool_calls": begun}), reason),
                 }
-                None => (json!({"content": text}), reason),
-            },
-            _ => (json!({"content": text}), reason),
+            }
         }
     }
 
@@ -267,8 +277,11 @@ struct ChunkStream {
     opened: Vec<bool>,
     /// (n,) characters of each choice's tokens' texts so far (for `text_offset`).
     offset: Vec<usize>,
-    /// (n,) with tool calls, each choice's text, held until it ends (then sent as calls).
+    /// (n,) with tool calls, each choice's text so far (its calls are read from it).
     held: Vec<String>,
+    /// (n, calls so far) with tool calls, how many bytes of each call's arguments have gone
+    /// out (its id and name went with the first piece).
+    sent: Vec<Vec<usize>>,
     include_usage: bool,
     usage: UsageSum,
     ended: bool,
@@ -312,6 +325,7 @@ impl ChunkStream {
             } => {
                 if self.out.calls.is_some() && self.out.kind == Kind::Chat {
                     self.held[index].push_str(&text);
+                    self.stream_calls(index);
                     return;
                 }
                 if text.is_empty() && !(self.out.logprobs && token.is_some()) {
@@ -353,16 +367,35 @@ impl ChunkStream {
         }
     }
 
-    /// A tool-call answer's one chunk: its calls (each with its index) or, if it is not
-    /// whole calls, its text.
-    fn end_calls(&mut self, index: usize, finish: Finish) {
-        let text = std::mem::take(&mut self.held[index]);
-        let (mut delta, reason) = self.out.message(index, &text, Some(finish));
-        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
-            for (k, call) in calls.iter_mut().enumerate() {
-                call["index"] = json!(k);
+    /// Sends what is new in a tool-call answer's calls: a call's id and name once its name
+    /// is whole, then its arguments as they grow, as OpenAI streams them.
+    fn stream_calls(&mut self, index: usize) {
+        let Some(calls) = &self.out.calls else {
+            return;
+        };
+        let mut entries = Vec::new();
+        for (k, call) in calls_so_far(calls, &self.held[index]).iter().enumerate() {
+            let sent = &mut self.sent[index];
+            if k == sent.len() {
+                sent.push(call.arguments.len());
+                let id = format!("call-{}-{index}-{k}", self.out.id);
+                let mut entry = call_json(&id, &call.name, &call.arguments);
+                entry["index"] = json!(k);
+                entries.push(entry);
+            } else if call.arguments.len() > sent[k] {
+                let piece = &call.arguments[sent[k]..];
+                entries.push(json!({"index": k, "function": {"arguments": piece}}));
+                sent[k] = call.arguments.len();
             }
         }
+        if !entries.is_empty() {
+            self.calls_chunk(index, json!({"tool_calls": entries}), None);
+        }
+    }
+
+    /// One chunk of a tool-call answer: `delta` (with the role, if first) and a finish
+    /// reason.
+    fn calls_chunk(&mut self, index: usize, mut delta: Value, reason: Option<&str>) {
         if !self.opened[index] {
             self.opened[index] = true;
             delta["role"] = json!("assistant");
@@ -375,6 +408,18 @@ impl ChunkStream {
         }
         self.queue
             .push_back(SseEvent::default().data(v.to_string()));
+    }
+
+    /// The end of a tool-call answer: its finish reason, as the whole message would have it;
+    /// an answer cut before any call's name is whole goes out as text instead.
+    fn end_calls(&mut self, index: usize, finish: Finish) {
+        let text = std::mem::take(&mut self.held[index]);
+        let (message, reason) = self.out.message(index, &text, Some(finish));
+        if self.sent[index].is_empty() {
+            self.calls_chunk(index, message, reason);
+        } else {
+            self.calls_chunk(index, json!({}), reason);
+        }
     }
 
     async fn next(&mut self) -> Option<SseEvent> {
@@ -425,6 +470,7 @@ pub(super) fn stream_response(
         opened: vec![false; n],
         offset: vec![0; n],
         held: vec![String::new(); n],
+        sent: vec![Vec::new(); n],
         include_usage,
         usage,
         ended: false,

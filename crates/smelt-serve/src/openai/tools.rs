@@ -1,7 +1,8 @@
 //! Forced tool calls, as vLLM serves them: `tool_choice` naming a function holds the answer to
 //! that function's `parameters` schema (the answer is its arguments); `"required"` holds it to
 //! a non-empty array of `{"name": ..., "parameters": ...}` over the request's tools. The
-//! answer then comes back as OpenAI's `tool_calls`. `"none"` generates text. `"auto"` (the
+//! answer then comes back as OpenAI's `tool_calls`, streamed as it is written (each call's
+//! name once whole, then its arguments in pieces). `"none"` generates text. `"auto"` (the
 //! default with tools) would need a parser for the model's own tool-call format, which smelt
 //! does not have: it is a 400, as it is on vLLM without `--tool-call-parser`. The tools also go
 //! to the chat template, for templates that describe them to the model.
@@ -125,32 +126,184 @@ pub(super) fn plan(
     }
 }
 
+/// One call read from an answer's text so far: the function's name (once whole) and its
+/// arguments' text so far.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct CallSoFar {
+    pub name: String,
+    pub arguments: String,
+}
+
+/// `text` without the whitespace outside strings (a prefix of the answer compacts to a prefix
+/// of the whole answer's compact text, so streamed pieces add up to the final arguments).
+fn compact(text: &str) -> String {
+    let (mut in_string, mut escaped) = (false, false);
+    text.chars()
+        .filter(|&c| {
+            if in_string {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => in_string = false,
+                    _ => {}
+                }
+                true
+            } else {
+                in_string = c == '"';
+                !matches!(c, ' ' | '\t' | '\n' | '\r')
+            }
+        })
+        .collect()
+}
+
+/// Where the JSON value starting at `b[i]` ends (exclusive), and whether it is whole; `b` is
+/// compact text.
+fn value_end(b: &[u8], i: usize) -> (usize, bool) {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (j, &c) in b.iter().enumerate().skip(i) {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => {
+                    in_string = false;
+                    if depth == 0 {
+                        return (j + 1, true);
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth == 0 => return (j, true),
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return (j + 1, true);
+                }
+            }
+            b',' if depth == 0 => return (j, true),
+            _ => {}
+        }
+    }
+    (b.len(), false)
+}
+
+/// The calls in an answer's `text` so far, each once its name is whole; the arguments are
+/// compact text (whitespace outside strings dropped), whole or cut.
+pub(super) fn calls_so_far(calls: &Calls, text: &str) -> Vec<CallSoFar> {
+    let c = compact(text);
+    let name = match calls {
+        Calls::Named(name) => {
+            return vec![CallSoFar {
+                name: name.clone(),
+                arguments: c,
+            }];
+        }
+        Calls::Required => "{\"name\":",
+    };
+    // The grammar writes `[{"name":"f","parameters":{...}},...]`, keys in that order.
+    let mut out = Vec::new();
+    let b = c.as_bytes();
+    let mut i = 1;
+    if b.first() != Some(&b'[') {
+        return out;
+    }
+    while c[i..].starts_with(name) {
+        i += name.len();
+        let (end, whole) = value_end(b, i);
+        let Some(f) = whole
+            .then(|| serde_json::from_str::<String>(&c[i..end]).ok())
+            .flatten()
+        else {
+            break;
+        };
+        i = end;
+        let key = ",\"parameters\":";
+        if !c[i..].starts_with(key) {
+            out.push(CallSoFar {
+                name: f,
+                arguments: String::new(),
+            });
+            break;
+        }
+        i += key.len();
+        let (end, whole) = value_end(b, i);
+        out.push(CallSoFar {
+            name: f,
+            arguments: c[i..end].to_owned(),
+        });
+        if !whole || !c[end..].starts_with("},") {
+            break;
+        }
+        i = end + 2;
+    }
+    out
+}
+
 /// The `tool_calls` entries of a finished answer `text` (ids `{id}-{k}`), or `None` if the
 /// text is not whole calls (cut by `max_tokens`).
 pub(super) fn tool_calls(calls: &Calls, text: &str, id: &str) -> Option<Vec<Value>> {
-    let call = |k: usize, name: &str, arguments: String| {
-        json!({"id": format!("{id}-{k}"), "type": "function",
-               "function": {"name": name, "arguments": arguments}})
+    let c = compact(text);
+    let whole = match calls {
+        Calls::Named(_) => serde_json::from_str::<Json>(&c).is_ok(),
+        Calls::Required => serde_json::from_str::<Vec<Json>>(&c).is_ok(),
     };
-    let parsed: Json = serde_json::from_str(text).ok()?;
-    match calls {
-        Calls::Named(name) => Some(vec![call(0, name, parsed.to_text())]),
-        Calls::Required => {
-            let Json::Array(items) = parsed else {
-                return None;
-            };
-            items
-                .iter()
-                .enumerate()
-                .map(
-                    |(k, item)| match (item.get("name"), item.get("parameters")) {
-                        (Some(Json::String(name)), Some(args)) => {
-                            Some(call(k, name, args.to_text()))
-                        }
-                        _ => None,
-                    },
-                )
-                .collect()
+    let list = calls_so_far(calls, text);
+    (whole && !list.is_empty()).then(|| {
+        list.iter()
+            .enumerate()
+            .map(|(k, call)| call_json(&format!("{id}-{k}"), &call.name, &call.arguments))
+            .collect()
+    })
+}
+
+/// One `tool_calls` entry.
+pub(super) fn call_json(id: &str, name: &str, arguments: &str) -> Value {
+    json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_grow_by_prefixes_and_names_come_whole() {
+        let text = "[ {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Pa ris\",\n \
+                    \"unit\": \"c\\\"\"}},\n {\"name\":\"ti\\u006de\",\"parameters\":{}}]";
+        let end = calls_so_far(&Calls::Required, text);
+        assert_eq!(
+            end,
+            [
+                CallSoFar {
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Pa ris","unit":"c\""}"#.into()
+                },
+                CallSoFar {
+                    name: "time".into(),
+                    arguments: "{}".into()
+                }
+            ]
+        );
+        for cut in 0..text.len() {
+            let so_far = calls_so_far(&Calls::Required, &text[..cut]);
+            assert!(so_far.len() <= end.len(), "{cut}");
+            for (a, b) in so_far.iter().zip(&end) {
+                assert_eq!(a.name, b.name, "a name before it is whole, at {cut}");
+                assert!(b.arguments.starts_with(&a.arguments), "{cut}: {a:?}");
+            }
         }
+        let ids = tool_calls(&Calls::Required, text, "x").unwrap();
+        assert_eq!(ids[1]["id"], "x-1");
+        assert_eq!(ids[1]["function"]["name"], "time");
+        assert!(tool_calls(&Calls::Required, &text[..text.len() - 1], "x").is_none());
+        let named = Calls::Named("f".into());
+        assert_eq!(
+            calls_so_far(&named, "{ \"a\" : [1, 2] }")[0].arguments,
+            r#"{"a":[1,2]}"#
+        );
     }
 }
