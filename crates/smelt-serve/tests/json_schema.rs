@@ -474,7 +474,7 @@ fn forced_tool_calls_are_arrays_of_named_calls() {
         r##"{"type": "object", "properties": {"city": {"$ref": "#/$defs/city"}},
              "required": ["city"], "$defs": {"city": {"type": "string", "maxLength": 5}}}"##,
     );
-    let g = compile_calls(&[("get_weather", Some(&weather)), ("ping", None)]).unwrap();
+    let g = compile_calls(&[("get_weather", Some(&weather)), ("ping", None)], u32::MAX).unwrap();
     for ok in [
         r#"[{"name":"get_weather","parameters":{"city":"Paris"}}]"#,
         r#"[{"name":"ping","parameters":{}},{"name":"ping","parameters":{"any":[1]}}]"#,
@@ -490,26 +490,33 @@ fn forced_tool_calls_are_arrays_of_named_calls() {
     ] {
         assert!(!whole(&g, bad), "{bad}");
     }
+    // Without parallel calls (`parallel_tool_calls: false`), one call.
+    let one = compile_calls(&[("get_weather", Some(&weather)), ("ping", None)], 1).unwrap();
+    assert!(whole(&one, r#"[{"name":"ping","parameters":{}}]"#));
+    assert!(!whole(
+        &one,
+        r#"[{"name":"ping","parameters":{}},{"name":"ping","parameters":{}}]"#
+    ));
     // Every tool of many can be called: each is a reading until the names part.
     let names: Vec<String> = (0..64).map(|i| format!("tool{i}")).collect();
     let many: Vec<(&str, Option<&Json>)> = names.iter().map(|n| (n.as_str(), None)).collect();
-    let g = compile_calls(&many).unwrap();
+    let g = compile_calls(&many, u32::MAX).unwrap();
     assert!(whole(
         &g,
         r#"[{"name":"tool63","parameters":{}},{"name":"tool0","parameters":{}}]"#
     ));
     let too_many: Vec<(&str, Option<&Json>)> = (0..65).map(|_| ("t", None)).collect();
-    assert!(compile_calls(&too_many).is_err());
+    assert!(compile_calls(&too_many, u32::MAX).is_err());
     // Errors point into the tool's own parameters.
     let bad = json(r#"{"type": "object", "properties": {"a": {"multipleOf": 2}}}"#);
-    let e = compile_calls(&[("ping", None), ("f", Some(&bad))])
+    let e = compile_calls(&[("ping", None), ("f", Some(&bad))], u32::MAX)
         .unwrap_err()
         .to_string();
     assert!(
         e.contains("/tools/1/function/parameters/properties/a"),
         "{e}"
     );
-    let e = compile_calls(&[("f", Some(&json(r#"{"type": "string"}"#)))]).unwrap_err();
+    let e = compile_calls(&[("f", Some(&json(r#"{"type": "string"}"#)))], u32::MAX).unwrap_err();
     assert!(e.to_string().contains("must be an object"), "{e}");
 }
 

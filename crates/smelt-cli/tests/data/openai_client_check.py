@@ -271,6 +271,10 @@ for call in ch.message.tool_calls:
     want = {"get_weather": ["city", "unit"], "get_time": ["zone"]}[call.function.name]
     assert list(json.loads(call.function.arguments)) == want, call
 whole = [(t.function.name, t.function.arguments) for t in ch.message.tool_calls]
+# parallel_tool_calls=False: exactly one call.
+one = c.chat.completions.create(model=model, messages=q, tools=[weather, clock], tool_choice="required",
+                                max_tokens=96, temperature=0, parallel_tool_calls=False)
+assert one.choices[0].finish_reason == "tool_calls" and len(one.choices[0].message.tool_calls) == 1, one
 stream = c.chat.completions.create(model=model, messages=q, tools=[weather, clock], tool_choice="required",
                                    max_tokens=96, temperature=0, stream=True)
 deltas = [d for chunk in stream if chunk.choices for d in chunk.choices[0].delta.tool_calls or []]

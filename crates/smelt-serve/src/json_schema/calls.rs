@@ -7,9 +7,10 @@ use super::{Compiler, Grammar, Json, MAX_CHOICES, Node, Prop, SchemaError, err, 
 
 /// The grammar of forced tool calls (`tool_choice: "required"`, as vLLM writes them): a
 /// non-empty array of `{"name": NAME, "parameters": ARGS}`, where ARGS meets that tool's
-/// parameters schema (`None`: any object). `tools`: (name, parameters) each, the schemas'
-/// `$ref`s resolved within their own parameters; errors point at `/tools/i/function/parameters`.
-pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaError> {
+/// parameters schema (`None`: any object), at most `most` calls (OpenAI's
+/// `parallel_tool_calls: false` is 1). `tools`: (name, parameters) each, the schemas' `$ref`s
+/// resolved within their own parameters; errors point at `/tools/i/function/parameters`.
+pub fn compile_calls(tools: &[(&str, Option<&Json>)], most: u32) -> Result<Grammar, SchemaError> {
     if tools.is_empty() || tools.len() > MAX_CHOICES {
         // Each tool is a reading of its own until the name parts them.
         return Err(err("/tools", format!("between 1 and {MAX_CHOICES} tools")));
@@ -54,7 +55,7 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)]) -> Result<Grammar, SchemaE
             items,
             prefix: vec![],
             min: 1,
-            max: u32::MAX,
+            max: most.max(1),
         },
         "/tools",
     )?;

@@ -207,6 +207,8 @@ struct Common {
     structured_outputs: Option<StructuredOutputs>,
     tools: Option<Vec<Tool>>,
     tool_choice: Option<ToolChoice>,
+    /// OpenAI's: `false` allows one call at most.
+    parallel_tool_calls: Option<bool>,
 }
 
 /// OpenAI's `response_format`.
@@ -438,7 +440,11 @@ impl AppState {
         if kind == Kind::Completion && (c.tools.is_some() || c.tool_choice.is_some()) {
             return Err(ApiError::bad_request("tools are for chat completions"));
         }
-        let (calls, grammar) = match tools::plan(c.tools.as_deref(), c.tool_choice.as_ref())? {
+        let (calls, grammar) = match tools::plan(
+            c.tools.as_deref(),
+            c.tool_choice.as_ref(),
+            c.parallel_tool_calls.unwrap_or(true),
+        )? {
             Some(_) if grammar(&c)?.is_some() => {
                 return Err(ApiError::bad_request(
                     "a forced tool call and guided decoding cannot both hold the answer",

@@ -57,10 +57,11 @@ pub(super) enum Calls {
 }
 
 /// What the request's `tools` and `tool_choice` ask: the calls and their grammar, or `None`
-/// for plain text.
+/// for plain text; without `parallel` (OpenAI's `parallel_tool_calls: false`), one call.
 pub(super) fn plan(
     tools: Option<&[Tool]>,
     choice: Option<&ToolChoice>,
+    parallel: bool,
 ) -> Result<Option<(Calls, Arc<Grammar>)>, ApiError> {
     let tools = tools.unwrap_or_default();
     let mode = match choice {
@@ -101,7 +102,8 @@ pub(super) fn plan(
                 .iter()
                 .map(|t| (t.function.name.as_str(), t.function.parameters.as_ref()))
                 .collect();
-            let g = json_schema::compile_calls(&list).map_err(schema_error)?;
+            let most = if parallel { u32::MAX } else { 1 };
+            let g = json_schema::compile_calls(&list, most).map_err(schema_error)?;
             Ok(Some((Calls::Required, Arc::new(g))))
         }
         ("named", Some(ToolChoice::Named { function })) => {
