@@ -563,15 +563,29 @@ fn sample(
     let next = match (live.json.as_mut(), live.params.grammar.as_deref(), json) {
         (Some(state), Some(g), Some(table)) => {
             let mut masked = drawn_from.to_vec();
-            if table.mask(g, state, &mut masked) == 0 {
+            let mut left = table.mask(g, state, &mut masked);
+            if state.may_end() {
+                // A whole-text pattern matches: the end of turn may come.
+                for &t in &live.params.stop_tokens {
+                    if let (Some(m), Some(&l)) =
+                        (masked.get_mut(t as usize), drawn_from.get(t as usize))
+                    {
+                        left += usize::from(*m == f32::NEG_INFINITY && l > f32::NEG_INFINITY);
+                        *m = l;
+                    }
+                }
+            }
+            if left == 0 {
                 // Not expected: every state but the end allows some byte, and some token is
                 // that byte; end the text rather than break the grammar.
                 live.finish = Some(Finish::Stop);
                 return;
             }
             let next = live.sampler.sample(&masked, &s.tokens);
-            let fed = state.feed(g, &table.bytes[next as usize]);
-            debug_assert!(fed, "a masked token was drawn");
+            if !live.params.stop_tokens.contains(&next) {
+                let fed = state.feed(g, &table.bytes[next as usize]);
+                debug_assert!(fed, "a masked token was drawn");
+            }
             next
         }
         _ => live.sampler.sample(drawn_from, &s.tokens),

@@ -338,3 +338,67 @@ fn patterns_and_bounds_that_cannot_be_held_are_refused_with_where() {
         assert!(e.contains(says), "{text}: {e}");
     }
 }
+
+#[test]
+fn guided_regex_holds_the_whole_text_and_ends_where_it_may() {
+    use smelt_serve::json_schema::compile_regex;
+    let g = compile_regex(r"(yes|no), because [a-z ]{3,12}\.").unwrap();
+    let feed = |text: &str| {
+        let mut s = JsonState::new(&g);
+        s.feed(&g, text.as_bytes()).then_some(s)
+    };
+    let s = feed("yes, because it is.").unwrap();
+    assert!(s.may_end() && s.done(), "nothing may follow the full stop");
+    let s = feed("no, because").unwrap();
+    assert!(!s.may_end() && !s.done());
+    assert!(feed("maybe").is_none() && feed(" yes").is_none());
+    assert!(
+        feed("yes, because it is not so, you see.").is_none(),
+        "over 12 letters"
+    );
+    let digits = compile_regex("[0-9]+").unwrap();
+    let mut s = JsonState::new(&digits);
+    assert!(!s.may_end());
+    assert!(s.feed(&digits, b"12"));
+    assert!(s.may_end() && !s.done(), "more digits may follow");
+    for bad in ["(", "a(?=b)", "x\\by"] {
+        assert!(compile_regex(bad).is_err(), "{bad}");
+    }
+    // Random texts through each grammar, stopping at random where they may: the regex
+    // crate's own matcher accepts every one as a whole.
+    let mut rng = Rng::new(test_seed());
+    let mut stopped_early = 0;
+    for source in [
+        r"(yes|no), because [a-z ]{3,12}\.",
+        r"[0-9]{3}-[0-9]{4}",
+        r"\w+@\w+\.com",
+        r"(ab|c)*d?",
+        r"日本[a-zé]*",
+        r"[^x]{2}",
+    ] {
+        let g = compile_regex(source).unwrap();
+        let whole = regex::Regex::new(&format!("^(?:{source})$")).unwrap();
+        for _ in 0..200 {
+            let mut s = JsonState::new(&g);
+            let mut text = Vec::new();
+            while !s.done() {
+                if s.may_end() && rng.next_u64().is_multiple_of(4) {
+                    stopped_early += 1;
+                    break;
+                }
+                let allowed: Vec<u8> = (0..=255u8).filter(|&b| s.allows(&g, &[b])).collect();
+                assert!(!allowed.is_empty(), "{source}: stuck after {text:?}");
+                let b = allowed[(rng.next_u64() % allowed.len() as u64) as usize];
+                assert!(s.feed(&g, &[b]));
+                text.push(b);
+                assert!(text.len() < 4096, "{source}: no end");
+            }
+            let text = String::from_utf8(text).expect("UTF-8");
+            assert!(whole.is_match(&text), "{source}: {text:?}");
+        }
+    }
+    assert!(
+        stopped_early > 100,
+        "{stopped_early} texts stopped where they could go on"
+    );
+}

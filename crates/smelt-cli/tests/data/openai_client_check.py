@@ -2,7 +2,7 @@
 shape): models, completion, chat, streaming chat with usage, stop strings, n > 1,
 log-probabilities with their alternatives (top_logprobs), echo scoring the prompt, vLLM's
 /tokenize and /detokenize, JSON mode, structured outputs (a pydantic model through the client's
-parse(), with a union, a pattern, a date and bounds; vLLM's guided_json and guided_choice), forced tool calls (named and required), logit_bias and the penalties, min_tokens and
+parse(), with a union, a pattern, a date and bounds; vLLM's guided_json, guided_choice and guided_regex), forced tool calls (named and required), logit_bias and the penalties, min_tokens and
 stop_token_ids, and the error cases. Usage: python openai_client_check.py BASE_URL API_KEY MODEL"""
 
 import sys
@@ -224,6 +224,19 @@ r = c.completions.create(model=model, prompt="Is the sky blue? Answer:", max_tok
                          extra_body={"guided_choice": ["yes", "no"]})
 assert r.choices[0].text in ("yes", "no"), r
 
+# vLLM's guided_regex (and structured_outputs.regex): the whole answer matches, and the end of
+# turn may come wherever it does (it must where nothing more could).
+import re
+for extra, pat in (({"guided_regex": r"(yes|no), because [a-z ]{3,40}\."}, r"(yes|no), because [a-z ]{3,40}\."),
+                   ({"structured_outputs": {"regex": r"[0-9]{3}-[0-9]{4}"}}, r"[0-9]{3}-[0-9]{4}")):
+    r = c.chat.completions.create(model=model, max_tokens=40, temperature=0, extra_body=extra,
+                                  messages=[{"role": "user", "content": "Is the sky blue? Say why."}])
+    assert re.fullmatch(pat, r.choices[0].message.content), r
+    assert r.choices[0].finish_reason == "stop", r
+r = c.completions.create(model=model, prompt="Count: 1 2 3 4 5 6 7 8 9 10 11 12. Number:", max_tokens=24,
+                         temperature=0, extra_body={"guided_regex": "[0-9 ]+"})
+assert re.fullmatch("[0-9 ]+", r.choices[0].text), r
+
 # vLLM's /tokenize and /detokenize: the same count as the usage, and back to the text.
 import json, urllib.request
 def post(path, body):
@@ -384,6 +397,8 @@ expect(openai.BadRequestError, lambda: c.completions.create(
     model=model, prompt="x", extra_body={"response_format": {"type": "json_object"}, "guided_json": schema}))
 expect(openai.BadRequestError, lambda: c.completions.create(
     model=model, prompt="x", extra_body={"guided_choice": ["yes", "yes!"]}))
+expect(openai.BadRequestError, lambda: c.completions.create(
+    model=model, prompt="x", extra_body={"guided_regex": "a(?=b)"}))
 for bad in ({"logit_bias": {"abc": 1}}, {"logit_bias": {"1": 101}}, {"presence_penalty": 3},
             {"frequency_penalty": -2.5}, {"extra_body": {"stop_token_ids": [10**9]}}):
     expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", **bad))

@@ -47,10 +47,17 @@ impl JsonState {
         }
     }
 
-    /// Whether the top-level object has closed. JSON's syntax is unambiguous, so the readings
-    /// (which differ only in which schema each value meets) all close it at the same byte.
+    /// Whether the text is over: the top-level value has closed (JSON's syntax is
+    /// unambiguous, so the readings, which differ only in which schema each value meets, all
+    /// close it at the same byte), or a whole-text pattern matches and nothing may follow.
     pub fn done(&self) -> bool {
-        self.readings.iter().any(Reading::closed)
+        self.readings.iter().any(Reading::must_end)
+    }
+
+    /// Whether the text may stop here (the model's end of turn is then let through): it is
+    /// over, or a whole-text pattern (`guided_regex`) matches it as it stands.
+    pub fn may_end(&self) -> bool {
+        self.readings.iter().any(Reading::may_end)
     }
 
     /// How many readings are alive.

@@ -56,6 +56,16 @@ enum Frame {
     Str { node: NodeId, read: StrRead },
     /// Inside a number of `node` (a [`Node::Number`]).
     Number { node: NodeId, read: NumRead },
+    /// Inside a whole text held to a pattern (a [`Node::Regex`] root): the pattern's state,
+    /// continuation bytes due, whether the text matches as it stands (`end`) and whether
+    /// more may follow (`more`).
+    Raw {
+        node: NodeId,
+        dfa: u32,
+        due: u8,
+        end: bool,
+        more: bool,
+    },
     /// Inside one of the texts of literal set `set`: `alive` marks those still matching after
     /// `at` bytes.
     Literal { set: u16, alive: u64, at: u16 },
@@ -82,6 +92,25 @@ impl Reading {
     /// Whether the root has closed.
     pub(super) fn closed(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// Whether the text may stop here: the root has closed, or a whole-text pattern matches
+    /// it as it stands.
+    pub(super) fn may_end(&self) -> bool {
+        self.closed() || matches!(self.frames.last(), Some(Frame::Raw { end: true, .. }))
+    }
+
+    /// Whether the text must stop here: it may, and nothing more could follow.
+    pub(super) fn must_end(&self) -> bool {
+        self.closed()
+            || matches!(
+                self.frames.last(),
+                Some(Frame::Raw {
+                    end: true,
+                    more: false,
+                    ..
+                })
+            )
     }
 
     /// Inside a string between characters and escapes, how many more characters it may take.
@@ -198,7 +227,27 @@ impl Reading {
                 }
             }
             Frame::Literal { set, alive, at } => self.literal(g, set, alive, at, b, forks),
+            Frame::Raw { node, dfa, due, .. } => self.raw(g, node, dfa, due, b),
         }
+    }
+
+    /// A byte of a whole text held to a pattern.
+    fn raw(&mut self, g: &Grammar, node: NodeId, dfa: u32, due: u8, b: u8) -> bool {
+        let Node::Regex { pattern } = g.nodes[node as usize] else {
+            return false;
+        };
+        let p = &g.patterns[pattern as usize];
+        let Some((dfa, due)) = p.continues(dfa, due, b) else {
+            return false;
+        };
+        self.replace_top(Frame::Raw {
+            node,
+            dfa,
+            due,
+            end: due == 0 && p.ends(dfa),
+            more: due > 0 || p.goes_on(dfa),
+        });
+        true
     }
 
     fn replace_top(&mut self, frame: Frame) {
@@ -266,6 +315,17 @@ impl Reading {
                     set,
                     alive: u64::MAX >> (64 - count.max(1)),
                     at: 0,
+                });
+                return self.step(g, b, forks);
+            }
+            Node::Regex { pattern } => {
+                let start = g.patterns[pattern as usize].start;
+                self.replace_top(Frame::Raw {
+                    node: n,
+                    dfa: start,
+                    due: 0,
+                    end: false,
+                    more: true,
                 });
                 return self.step(g, b, forks);
             }

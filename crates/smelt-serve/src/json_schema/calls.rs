@@ -1,8 +1,9 @@
 //! Grammars that are not a user's schema: forced tool calls (`tool_choice: "required"`) and
-//! vLLM's `guided_choice`.
+//! vLLM's `guided_choice` and `guided_regex`.
 
 use std::collections::HashMap;
 
+use super::pattern::Pattern;
 use super::{Compiler, Grammar, Json, MAX_CHOICES, Node, Prop, SchemaError, err, finish, only};
 
 /// The grammar of forced tool calls (`tool_choice: "required"`, as vLLM writes them): a
@@ -111,4 +112,18 @@ pub fn compile_choice(choices: &[String]) -> Result<Grammar, SchemaError> {
     let mut g = finish(g, &paths, root)?;
     g.raw = true;
     Ok(g)
+}
+
+/// The grammar of vLLM's `guided_regex`: the whole text (raw, not JSON) matches `source`
+/// from its start to its end. The text may stop (the model's end of turn is let through)
+/// wherever it matches, and stops by itself where nothing more could.
+pub fn compile_regex(source: &str) -> Result<Grammar, SchemaError> {
+    let path = "/guided_regex";
+    let p = Pattern::new(&format!("^(?:{source})$"), 0, u32::MAX).map_err(|why| err(path, why))?;
+    let mut g = Grammar::base();
+    g.patterns.push(p);
+    g.nodes.push(Node::Regex { pattern: 0 });
+    g.raw = true;
+    let root = (g.nodes.len() - 1) as u32;
+    finish(g, &HashMap::new(), root)
 }

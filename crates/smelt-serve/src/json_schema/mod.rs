@@ -30,7 +30,7 @@ mod typed;
 mod value;
 
 pub use bounds::Range;
-pub use calls::{compile_calls, compile_choice};
+pub use calls::{compile_calls, compile_choice, compile_regex};
 use pattern::Pattern;
 pub use value::Json;
 
@@ -113,6 +113,12 @@ pub enum Node {
     Literals {
         /// Index into [`Grammar::literals`].
         set: u16,
+    },
+    /// A whole text (raw, not JSON) that a pattern matches from start to end (vLLM's
+    /// `guided_regex`); only as a raw root.
+    Regex {
+        /// Index into [`Grammar::patterns`].
+        pattern: u16,
     },
     /// One of several nodes (read in parallel while more than one fits the text).
     Union {
@@ -301,6 +307,14 @@ fn first_bytes(g: &Grammar) -> Result<Vec<[u64; 4]>, (NodeId, String)> {
             Node::Literals { set: s } => {
                 for text in &g.literals[*s as usize] {
                     if let Some(&b) = text.first() {
+                        add(&mut set, b);
+                    }
+                }
+            }
+            Node::Regex { pattern } => {
+                let p = &g.patterns[*pattern as usize];
+                for b in 0..=255u8 {
+                    if p.continues(p.start, 0, b).is_some() {
                         add(&mut set, b);
                     }
                 }

@@ -42,6 +42,9 @@ pub struct Pattern {
     live: Vec<bool>,
     /// With `minLength`/`maxLength`: which numbers of further characters can end in a match.
     lengths: Option<Lengths>,
+    /// (states,) between characters, whether some byte can follow and still end in a match
+    /// (for a whole-text pattern, whether the text may go on).
+    goes_on: Vec<bool>,
     /// The state before any character.
     pub start: u32,
 }
@@ -129,7 +132,7 @@ impl Pattern {
             (0, u32::MAX) => None,
             _ => Some(graph.lengths(min, max)?),
         };
-        let p = Self {
+        let mut p = Self {
             source: source.to_owned(),
             classes,
             stride,
@@ -138,8 +141,12 @@ impl Pattern {
             at_end,
             live: graph.liveness(),
             lengths,
+            goes_on: vec![],
             start: 0,
         };
+        p.goes_on = (0..p.states() as u32)
+            .map(|s| (0..=255u8).any(|b| p.continues(s, 0, b).is_some()))
+            .collect();
         if !p.fits(0, 0, 0) {
             return Err(match p.lengths {
                 None => format!("pattern {source:?} matches no string"),
@@ -183,6 +190,26 @@ impl Pattern {
             None => self.live.get(node) == Some(&true),
             Some(l) => node < self.live.len() && l.fits(node, chars),
         }
+    }
+
+    /// The state and continuation bytes due after raw byte `b` of a whole text (not a JSON
+    /// string), if it is UTF-8 so far and can still end in a match.
+    pub fn continues(&self, state: u32, due: u8, b: u8) -> Option<(u32, u8)> {
+        let due = match (due, b) {
+            (0, 0x00..=0x7f) => 0,
+            (0, 0xc2..=0xdf) => 1,
+            (0, 0xe0..=0xef) => 2,
+            (0, 0xf0..=0xf4) => 3,
+            (1..=3, 0x80..=0xbf) => due - 1,
+            _ => return None,
+        };
+        let next = self.step(state, b);
+        self.fits(next, due, 0).then_some((next, due))
+    }
+
+    /// Between characters of a whole text, whether more may follow.
+    pub fn goes_on(&self, state: u32) -> bool {
+        state == MATCHED || self.goes_on.get(state as usize) == Some(&true)
     }
 
     /// Whether the string may end here.

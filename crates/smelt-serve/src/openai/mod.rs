@@ -203,6 +203,8 @@ struct Common {
     guided_json: Option<Json>,
     /// vLLM's: the answer is exactly one of these strings.
     guided_choice: Option<Vec<String>>,
+    /// vLLM's: the whole answer matches this regular expression.
+    guided_regex: Option<String>,
     /// vLLM's newer spelling of both.
     structured_outputs: Option<StructuredOutputs>,
     tools: Option<Vec<Tool>>,
@@ -226,15 +228,18 @@ struct JsonSchemaFormat {
     schema: Option<Json>,
 }
 
-/// vLLM's `structured_outputs` (its newer spelling of `guided_json` / `guided_choice`).
+/// vLLM's `structured_outputs` (its newer spelling of `guided_json` / `guided_choice` /
+/// `guided_regex`).
 #[derive(Deserialize)]
 struct StructuredOutputs {
     json: Option<Json>,
     choice: Option<Vec<String>>,
+    regex: Option<String>,
 }
 
 /// The grammar the answer is held to, if any: from `response_format`, or vLLM's `guided_json`,
-/// `guided_choice` or `structured_outputs` (at most one of them); compiled once per request.
+/// `guided_choice`, `guided_regex` or `structured_outputs` (at most one of them); compiled
+/// once per request.
 fn grammar(c: &Common) -> Result<Option<Arc<Grammar>>, ApiError> {
     static JSON_OBJECT: OnceLock<Arc<Grammar>> = OnceLock::new();
     let bad = |e: json_schema::SchemaError| ApiError::bad_request(e.to_string());
@@ -257,10 +262,13 @@ fn grammar(c: &Common) -> Result<Option<Arc<Grammar>>, ApiError> {
         c.guided_choice.is_some(),
         so.is_some_and(|s| s.json.is_some()),
         so.is_some_and(|s| s.choice.is_some()),
+        c.guided_regex.is_some(),
+        so.is_some_and(|s| s.regex.is_some()),
     ];
     if given.iter().filter(|&&g| g).count() > 1 {
         return Err(ApiError::bad_request(
-            "give at most one of response_format, guided_json, guided_choice, structured_outputs",
+            "give at most one of response_format, guided_json, guided_choice, guided_regex, \
+             structured_outputs",
         ));
     }
     let g = if let Some(f) = format {
@@ -294,6 +302,12 @@ fn grammar(c: &Common) -> Result<Option<Arc<Grammar>>, ApiError> {
         .or(so.and_then(|s| s.choice.as_ref()))
     {
         json_schema::compile_choice(choices).map_err(bad)?
+    } else if let Some(regex) = c
+        .guided_regex
+        .as_ref()
+        .or(so.and_then(|s| s.regex.as_ref()))
+    {
+        json_schema::compile_regex(regex).map_err(bad)?
     } else {
         return Ok(None);
     };
