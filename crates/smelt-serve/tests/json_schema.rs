@@ -537,10 +537,15 @@ fn choices_are_their_exact_texts() {
     ] {
         assert!(!whole(&g, bad), "{bad:?}");
     }
-    // The text ends where a choice does, so a choice may not start another.
-    let e = compile_choice(&["yes".into(), "yes!".into()])
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("\"yes\" starts \"yes!\""), "{e}");
+    // Where a choice starts another, the text may stop after the shorter or go on.
+    let g = compile_choice(&["yes".into(), "yes!".into(), "no".into()]).unwrap();
+    let mut s = JsonState::new(&g);
+    assert!(s.feed(&g, b"yes"));
+    assert!(s.may_end() && !s.done(), "yes may stop or go on");
+    assert!(s.allows(&g, b"!") && !s.allows(&g, b"?"));
+    assert!(s.feed(&g, b"!") && s.done());
+    let mut s = JsonState::new(&g);
+    assert!(s.feed(&g, b"n") && !s.may_end());
+    assert!(s.feed(&g, b"o") && s.done());
     assert!(compile_choice(&[]).is_err() && compile_choice(&["".into()]).is_err());
 }

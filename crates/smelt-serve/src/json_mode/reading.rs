@@ -67,8 +67,13 @@ enum Frame {
         more: bool,
     },
     /// Inside one of the texts of literal set `set`: `alive` marks those still matching after
-    /// `at` bytes.
-    Literal { set: u16, alive: u64, at: u16 },
+    /// `at` bytes; `whole`: one of them ends here (others go on).
+    Literal {
+        set: u16,
+        alive: u64,
+        at: u16,
+        whole: bool,
+    },
 }
 
 /// One way of reading the text so far.
@@ -97,7 +102,12 @@ impl Reading {
     /// Whether the text may stop here: the root has closed, or a whole-text pattern matches
     /// it as it stands.
     pub(super) fn may_end(&self) -> bool {
-        self.closed() || matches!(self.frames.last(), Some(Frame::Raw { end: true, .. }))
+        match self.frames.last() {
+            None | Some(Frame::Raw { end: true, .. }) => true,
+            // A raw root's choice that ends here while longer ones go on.
+            Some(Frame::Literal { whole: true, .. }) => self.frames.len() == 1,
+            _ => false,
+        }
     }
 
     /// Whether the text must stop here: it may, and nothing more could follow.
@@ -226,7 +236,7 @@ impl Reading {
                     None => false,
                 }
             }
-            Frame::Literal { set, alive, at } => self.literal(g, set, alive, at, b, forks),
+            Frame::Literal { set, alive, at, .. } => self.literal(g, set, alive, at, b, forks),
             Frame::Raw { node, dfa, due, .. } => self.raw(g, node, dfa, due, b),
         }
     }
@@ -315,6 +325,7 @@ impl Reading {
                     set,
                     alive: u64::MAX >> (64 - count.max(1)),
                     at: 0,
+                    whole: false,
                 });
                 return self.step(g, b, forks);
             }
@@ -390,6 +401,7 @@ impl Reading {
                     set: *keys,
                     alive,
                     at: 0,
+                    whole: false,
                 });
                 self.step(g, b, forks)
             }
@@ -465,11 +477,16 @@ impl Reading {
                 return true;
             }
         }
+        let whole = texts
+            .iter()
+            .enumerate()
+            .any(|(i, t)| still >> i & 1 == 1 && t.len() == at as usize);
         if let Some(top) = self.frames.last_mut() {
             *top = Frame::Literal {
                 set,
                 alive: still,
                 at,
+                whole,
             };
         }
         true

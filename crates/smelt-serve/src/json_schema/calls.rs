@@ -75,7 +75,8 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)], most: u32) -> Result<Gramm
 const MAX_CHOICE_BYTES: usize = 4096;
 
 /// The grammar of vLLM's `guided_choice`: the text is exactly one of `choices` (raw text, not
-/// JSON). None may be empty or start another, since the text ends where a choice does.
+/// JSON), none empty. Where one choice starts another (`yes`, `yes!`), the text may stop after
+/// the shorter (the end of turn is let through) or go on to the longer.
 pub fn compile_choice(choices: &[String]) -> Result<Grammar, SchemaError> {
     let path = "/guided_choice";
     if choices.is_empty() {
@@ -86,15 +87,6 @@ pub fn compile_choice(choices: &[String]) -> Result<Grammar, SchemaError> {
             return Err(err(
                 path,
                 format!("choice {i} is empty or over {MAX_CHOICE_BYTES} bytes"),
-            ));
-        }
-        if let Some(b) = choices
-            .iter()
-            .find(|b| *b != a && b.starts_with(a.as_str()))
-        {
-            return Err(err(
-                path,
-                format!("{a:?} starts {b:?}; the text ends where a choice does, so none may"),
             ));
         }
     }
