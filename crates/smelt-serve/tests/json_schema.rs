@@ -176,6 +176,18 @@ fn unsupported_or_impossible_schemas_are_refused_with_where() {
         ),
         (r##"{"type": "array"}"##, "the root must be an object"),
         (
+            r##"{"properties": {"a": {"anyOf": []}}}"##,
+            "at /properties/a: an empty anyOf",
+        ),
+        (
+            r##"{"properties": {"a": {"type": []}}}"##,
+            "at /properties/a: an empty anyOf, oneOf or type list",
+        ),
+        (
+            r##"{"properties": {"a": {"enum": ["ab", "c"], "maxLength": 1}}}"##,
+            r##"enum or const together with "maxLength""##,
+        ),
+        (
             r##"{"anyOf": [{"type": "object"}, {"type": "null"}]}"##,
             "the root must be an object",
         ),
@@ -213,10 +225,37 @@ fn unsupported_or_impossible_schemas_are_refused_with_where() {
         let e = refused_schema(text);
         assert!(e.contains(says), "{text}: {e}");
     }
+    // A literal longer than the recognizer counts is refused.
+    let long = format!(
+        r##"{{"properties": {{"a": {{"const": "{}"}}}}}}"##,
+        "x".repeat(5000)
+    );
+    assert!(refused_schema(&long).contains("over 4096 bytes"));
     // Nesting past the bound is refused, not a stack overflow.
     let deep = format!("{}{{}}{}", r#"{"items":"#.repeat(70), "}".repeat(70));
     let e = refused_schema(&format!(r##"{{"properties": {{"a": {deep}}}}}"##));
     assert!(e.contains("nested deeper"), "{e}");
+}
+
+#[test]
+fn readings_that_meet_again_are_one() {
+    // pydantic's `List[Union[int, float]]`: an integer item is read both ways, and the two
+    // readings are the same again once it closes.
+    let g = schema(
+        r##"{"type": "object", "properties": {"xs": {"type": "array", "items":
+            {"anyOf": [{"type": "integer"}, {"type": "number"}]}}}, "required": ["xs"]}"##,
+    );
+    let mut s = JsonState::new(&g);
+    assert!(s.feed(&g, b"{\"xs\": [1"));
+    assert_eq!(s.readings(), 2, "1 is read as an integer and as a number");
+    for _ in 0..100 {
+        assert!(s.feed(&g, b", 1"));
+        assert!(s.readings() <= 2, "{} readings", s.readings());
+    }
+    assert!(
+        s.feed(&g, b", 1.5]}") && s.done(),
+        "a number after 100 integers"
+    );
 }
 
 /// Pets as pydantic writes a discriminated `Union[Cat, Dog]`, an owner that is one of two
@@ -497,6 +536,9 @@ fn forced_tool_calls_are_arrays_of_named_calls() {
         &one,
         r#"[{"name":"ping","parameters":{}},{"name":"ping","parameters":{}}]"#
     ));
+    // `parameters: {}` means no parameters: any object, as OpenAI reads it.
+    let g = compile_calls(&[("f", Some(&json("{}")))], u32::MAX).unwrap();
+    assert!(whole(&g, r#"[{"name":"f","parameters":{"x":1}}]"#));
     // Every tool of many can be called: each is a reading until the names part.
     let names: Vec<String> = (0..64).map(|i| format!("tool{i}")).collect();
     let many: Vec<(&str, Option<&Json>)> = names.iter().map(|n| (n.as_str(), None)).collect();

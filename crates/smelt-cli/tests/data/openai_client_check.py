@@ -167,16 +167,21 @@ class Pet(pydantic.BaseModel):
     age: int
     nickname: Optional[str]
 
-parsed = 0
-for seed in range(4):
-    try:
-        r = c.chat.completions.parse(model=model, messages=[{"role": "user", "content": "A pet as JSON"}],
-                                     max_tokens=96, temperature=1.0, seed=seed, response_format=Pet)
-    except openai.LengthFinishReasonError:
-        continue
-    assert r.choices[0].finish_reason == "stop" and isinstance(r.choices[0].message.parsed, Pet), r
-    parsed += 1
-assert parsed > 0, "no pet closed within 96 tokens"
+def parse_four(model_cls, ask):
+    """How many of four seeds close an answer that parse() reads into `model_cls`."""
+    parsed = 0
+    for seed in range(4):
+        try:
+            r = c.chat.completions.parse(model=model, messages=[{"role": "user", "content": ask}],
+                                         max_tokens=96, temperature=1.0, seed=seed, response_format=model_cls)
+        except openai.LengthFinishReasonError:
+            continue
+        assert r.choices[0].finish_reason == "stop" and isinstance(r.choices[0].message.parsed, model_cls), r
+        parsed += 1
+    assert parsed > 0, f"no {model_cls.__name__} closed within 96 tokens"
+    return parsed
+
+parse_four(Pet, "A pet as JSON")
 # Patterns, formats, bounds and tuples (pydantic's Field(pattern=..., min_length=...),
 # datetime.date, ge/le, tuple[int, int]): parse() has pydantic check every field of the answer.
 import datetime
@@ -189,16 +194,7 @@ class Booking(pydantic.BaseModel):
     tag: str = pydantic.Field(pattern=r"^[a-z]+$", min_length=2, max_length=8)
     nights: tuple[int, int]
 
-booked = 0
-for seed in range(4):
-    try:
-        r = c.chat.completions.parse(model=model, messages=[{"role": "user", "content": "A hotel booking as JSON"}],
-                                     max_tokens=96, temperature=1.0, seed=seed, response_format=Booking)
-    except openai.LengthFinishReasonError:
-        continue
-    assert isinstance(r.choices[0].message.parsed, Booking), r
-    booked += 1
-assert booked > 0, "no booking closed within 96 tokens"
+booked = parse_four(Booking, "A hotel booking as JSON")
 print(f"bookings parsed and validated by pydantic: {booked} of 4", file=sys.stderr)
 # vLLM's guided_json on a legacy completion, greedy: an instance of the schema.
 schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 16},
@@ -403,7 +399,8 @@ expect(openai.BadRequestError, lambda: c.completions.create(
 expect(openai.BadRequestError, lambda: c.completions.create(
     model=model, prompt="x", extra_body={"guided_regex": "a(?=b)"}))
 for bad in ({"logit_bias": {"abc": 1}}, {"logit_bias": {"1": 101}}, {"presence_penalty": 3},
-            {"frequency_penalty": -2.5}, {"extra_body": {"stop_token_ids": [10**9]}}):
+            {"frequency_penalty": -2.5}, {"extra_body": {"stop_token_ids": [10**9]}},
+            {"max_tokens": 5, "extra_body": {"min_tokens": 20}}):
     expect(openai.BadRequestError, lambda: c.completions.create(model=model, prompt="x", **bad))
 # A schema keyword smelt cannot hold the model to is refused, not ignored.
 try:

@@ -86,6 +86,18 @@ impl JsonState {
         let forks = &mut self.forks;
         forks.clear();
         self.readings.retain_mut(|r| r.step(g, b, forks));
+        // Readings that have come to the same state are one (an integer read both as
+        // integer and number, once the item closes): keeping both would double every step.
+        if self.readings.len() > 1 {
+            let mut i = 1;
+            while i < self.readings.len() {
+                if self.readings[..i].contains(&self.readings[i]) {
+                    self.readings.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
         for f in forks.drain(..) {
             if self.readings.len() < MAX_READINGS && !self.readings.contains(&f) {
                 self.readings.push(f);

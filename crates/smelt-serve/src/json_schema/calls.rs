@@ -4,7 +4,16 @@
 use std::collections::HashMap;
 
 use super::pattern::Pattern;
-use super::{Compiler, Grammar, Json, MAX_CHOICES, Node, Prop, SchemaError, err, finish, only};
+use super::{
+    Compiler, Grammar, Json, MAX_CHOICES, MAX_LITERAL_BYTES, Node, Prop, SchemaError, err, finish,
+    only,
+};
+
+/// A tool's `parameters`, or `None` where it has none or they are `{}` (OpenAI and vLLM read
+/// both as "no parameters": any object).
+pub fn no_parameters(parameters: Option<&Json>) -> Option<&Json> {
+    parameters.filter(|p| !matches!(p, Json::Object(m) if m.is_empty()))
+}
 
 /// The grammar of forced tool calls (`tool_choice: "required"`, as vLLM writes them): a
 /// non-empty array of `{"name": NAME, "parameters": ARGS}`, where ARGS meets that tool's
@@ -21,7 +30,7 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)], most: u32) -> Result<Gramm
     let (mut calls, mut arguments) = (Vec::new(), Vec::new());
     for (i, &(name, parameters)) in tools.iter().enumerate() {
         let path = format!("/tools/{i}/function/parameters");
-        let doc = parameters.unwrap_or(&any_object);
+        let doc = no_parameters(parameters).unwrap_or(&any_object);
         let mut c = Compiler::new(doc, g, paths);
         let args = c.node(doc, &path)?;
         let name = c.literal_set(
@@ -71,9 +80,6 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)], most: u32) -> Result<Gramm
     Ok(g)
 }
 
-/// Most bytes of one choice.
-const MAX_CHOICE_BYTES: usize = 4096;
-
 /// The grammar of vLLM's `guided_choice`: the text is exactly one of `choices` (raw text, not
 /// JSON), none empty. Where one choice starts another (`yes`, `yes!`), the text may stop after
 /// the shorter (the end of turn is let through) or go on to the longer.
@@ -83,10 +89,10 @@ pub fn compile_choice(choices: &[String]) -> Result<Grammar, SchemaError> {
         return Err(err(path, "no choices"));
     }
     for (i, a) in choices.iter().enumerate() {
-        if a.is_empty() || a.len() > MAX_CHOICE_BYTES {
+        if a.is_empty() || a.len() > MAX_LITERAL_BYTES {
             return Err(err(
                 path,
-                format!("choice {i} is empty or over {MAX_CHOICE_BYTES} bytes"),
+                format!("choice {i} is empty or over {MAX_LITERAL_BYTES} bytes"),
             ));
         }
     }

@@ -10,8 +10,9 @@
 //! decoded text, [`pattern`]), `minimum`/`maximum` and their exclusive forms ([`bounds`]),
 //! `enum`, `const`, `anyOf`/`oneOf`, one-element `allOf`, `nullable`, and `$ref` into
 //! `$defs`/`definitions` (recursion included). Annotations (`title`, `description`, …) are
-//! ignored. Any other keyword (`multipleOf`, `patternProperties`, …) is refused with a clear
-//! error rather than ignored: the model would not be held to it.
+//! ignored. Any other keyword (`multipleOf`, `patternProperties`, …, or one that narrows an
+//! `enum`/`const`) is refused with a clear error rather than ignored: the model would not be
+//! held to it. `oneOf` is read as `anyOf`, as xgrammar reads it.
 //!
 //! Choices the grammar makes, as xgrammar's and OpenAI's strict mode do: an object's listed
 //! properties come in the schema's order, optional ones may be left out, and no unlisted one is
@@ -30,7 +31,7 @@ mod typed;
 mod value;
 
 pub use bounds::Range;
-pub use calls::{compile_calls, compile_choice, compile_regex};
+pub use calls::{compile_calls, compile_choice, compile_regex, no_parameters};
 use pattern::Pattern;
 pub use value::Json;
 
@@ -57,6 +58,10 @@ pub const INTEGER: NodeId = 7;
 /// Most values one `enum` (or merged `anyOf` of literals) and most properties one object may
 /// have: the recognizer tracks the candidates still matching in a `u64`.
 pub const MAX_CHOICES: usize = 64;
+
+/// Longest text of one literal (an `enum` or `const` value as JSON, a property name with its
+/// quotes, a choice): the recognizer counts its bytes in a `u16`.
+pub const MAX_LITERAL_BYTES: usize = 4096;
 
 /// Most nodes a schema may compile to.
 pub const MAX_NODES: usize = 4096;
@@ -439,6 +444,12 @@ impl<'a> Compiler<'a> {
         if texts.len() > MAX_CHOICES {
             return Err(err(path, format!("over {MAX_CHOICES} choices")));
         }
+        if texts.iter().any(|t| t.len() > MAX_LITERAL_BYTES) {
+            return Err(err(
+                path,
+                format!("a value or property name over {MAX_LITERAL_BYTES} bytes"),
+            ));
+        }
         if self.g.literals.len() >= u16::MAX as usize {
             return Err(err(path, "too many enums and objects"));
         }
@@ -493,6 +504,15 @@ impl<'a> Compiler<'a> {
             };
             self.reference(r, &at("$ref"))?
         } else if s.get("enum").is_some() || s.get("const").is_some() {
+            // The values are the whole answer; a keyword that narrows them is refused, not
+            // ignored.
+            let beside = ["enum", "const", "type", "nullable"];
+            if let Some(other) = constraints.iter().find(|c| !beside.contains(c)) {
+                return Err(err(
+                    path,
+                    format!("enum or const together with {other:?} is not supported"),
+                ));
+            }
             self.literals(s, path)?
         } else if let Some(alts) = s.get("anyOf").or_else(|| s.get("oneOf")) {
             let key = if s.get("anyOf").is_some() {
@@ -598,6 +618,12 @@ impl<'a> Compiler<'a> {
     /// An `anyOf`: literal alternatives merge into one set (one reading for all of them); the
     /// others stay alternatives.
     fn union(&mut self, ids: Vec<NodeId>, path: &str) -> Result<NodeId, SchemaError> {
+        if ids.is_empty() {
+            return Err(err(
+                path,
+                "an empty anyOf, oneOf or type list allows no value",
+            ));
+        }
         let mut texts: Vec<Vec<u8>> = Vec::new();
         let mut alts = Vec::new();
         let mut literal_alts = 0;

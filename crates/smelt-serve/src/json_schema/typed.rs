@@ -10,32 +10,16 @@ use super::{
 impl Compiler<'_> {
     /// A schema by its `type` (or, without one, by the keywords it has).
     pub(super) fn typed(&mut self, s: &Json, path: &str) -> Result<NodeId, SchemaError> {
+        // Without a type, the keywords say which.
+        let has = |keys: &[&str]| keys.iter().any(|k| s.get(k).is_some());
         let kinds: Vec<&str> = match s.get("type") {
             Some(Json::String(t)) => vec![t.as_str()],
             Some(Json::Array(ts)) => strings(ts, &format!("{path}/type"))?,
             Some(_) => return Err(err(&format!("{path}/type"), "must be a string or a list")),
-            None if ["properties", "required", "additionalProperties"]
-                .iter()
-                .any(|k| s.get(k).is_some()) =>
-            {
-                vec!["object"]
-            }
-            None if ["items", "prefixItems", "minItems", "maxItems"]
-                .iter()
-                .any(|k| s.get(k).is_some()) =>
-            {
-                vec!["array"]
-            }
-            None if ["minLength", "maxLength", "pattern", "format"]
-                .iter()
-                .any(|k| s.get(k).is_some()) =>
-            {
-                vec!["string"]
-            }
-            None if ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]
-                .iter()
-                .any(|k| s.get(k).is_some()) =>
-            {
+            None if has(&["properties", "required", "additionalProperties"]) => vec!["object"],
+            None if has(&["items", "prefixItems", "minItems", "maxItems"]) => vec!["array"],
+            None if has(&["minLength", "maxLength", "pattern", "format"]) => vec!["string"],
+            None if has(&["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"]) => {
                 vec!["number"]
             }
             None => return Ok(ANY),

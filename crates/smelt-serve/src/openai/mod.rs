@@ -424,6 +424,13 @@ impl AppState {
             None if kind == Kind::Completion => 16.min(room.max(1)),
             None => room.max(1),
         };
+        if let Some(m) = c.min_tokens
+            && m > max_tokens
+        {
+            return Err(ApiError::bad_request(format!(
+                "min_tokens {m} is over max_tokens {max_tokens}"
+            )));
+        }
         let seed = c.seed.unwrap_or_else(|| {
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)

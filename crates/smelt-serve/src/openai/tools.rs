@@ -114,8 +114,8 @@ pub(super) fn plan(
                 )));
             };
             let any = Json::Object(vec![("type".into(), Json::String("object".into()))]);
-            let g = json_schema::compile(t.function.parameters.as_ref().unwrap_or(&any))
-                .map_err(schema_error)?;
+            let params = json_schema::no_parameters(t.function.parameters.as_ref());
+            let g = json_schema::compile(params.unwrap_or(&any)).map_err(schema_error)?;
             Ok(Some((Calls::Named(function.name.clone()), Arc::new(g))))
         }
         ("auto", _) => Err(ApiError::bad_request(
