@@ -305,10 +305,7 @@ pub fn start(
                 last_stats: (0, 0),
                 token_bytes: None,
             };
-            // The loop runs on a pool thread, so between parallel products (sampling,
-            // bookkeeping) only the other pool threads wait for work, not this one as well:
-            // on a 2-core machine a third busy thread costs a third of the throughput.
-            rayon::scope(|_| e.run(rx))
+            e.run(rx)
         })?;
     Ok((handle, thread))
 }
@@ -330,13 +327,27 @@ struct EngineLoop {
 }
 
 impl EngineLoop {
+    /// Waits for work on the engine's own thread, then serves until idle on a pool thread.
     fn run(&mut self, mut rx: mpsc::Receiver<Request>) {
         loop {
+            match rx.blocking_recv() {
+                Some(r) => self.add(r),
+                None => return,
+            }
+            // Busy, the loop runs on a pool thread, so between parallel products (sampling,
+            // bookkeeping) only the other pool threads wait for work, not this one as well:
+            // on a 2-core machine a third busy thread costs a third of the throughput. Idle,
+            // it must not hold that thread: a forward pass outside the engine (or a second
+            // engine) would wait for it forever.
+            rayon::scope(|_| self.serve_until_idle(&mut rx));
+        }
+    }
+
+    /// Admits, schedules and steps until no sequence is left.
+    fn serve_until_idle(&mut self, rx: &mut mpsc::Receiver<Request>) {
+        loop {
             if self.sched.is_idle() {
-                match rx.blocking_recv() {
-                    Some(r) => self.add(r),
-                    None => return,
-                }
+                return;
             }
             while self.sched.waiting.len() < self.config.max_waiting {
                 match rx.try_recv() {

@@ -622,3 +622,32 @@ async fn patterned_and_bounded_output_meets_them() {
         assert_eq!(state.allows(&g, text.as_bytes()), ok, "guests {text}");
     }
 }
+
+/// An idle engine waits for requests off the compute pool: with as many idle engines as the
+/// pool has threads, a forward pass outside them still runs. (The engine loop used to wait
+/// on a pool thread, so two tests' idle engines on a 2-thread pool starved each test's own
+/// one-pass check, and the suite hung.)
+#[test]
+fn idle_engines_leave_the_compute_pool_free() {
+    let (model, tok) = smollm2();
+    let engines: Vec<_> = (0..rayon::current_num_threads())
+        .map(|_| engine::start(model.clone(), tok.clone(), config(2, 16, 4)).unwrap())
+        .collect();
+    // Let every engine thread reach its wait for a first request.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prompt = tok.encode(LINES[0], true);
+    let m = model.clone();
+    std::thread::spawn(move || {
+        let mut cache = m.new_cache(prompt.len());
+        let _ = tx.send(m.forward_batch(&prompt, &mut cache, Logits::Last).is_ok());
+    });
+    // A hang guard, not a timing check: the pass takes milliseconds.
+    let done = rx.recv_timeout(std::time::Duration::from_secs(60));
+    assert_eq!(
+        done,
+        Ok(true),
+        "a forward pass waited on a pool held by idle engines"
+    );
+    drop(engines);
+}
