@@ -8,7 +8,7 @@ mod walk;
 
 use serde_json::Value;
 use smelt_quant::rng::{Rng, test_seed};
-use smelt_serve::json_mode::{JsonState, MAX_WHITESPACE, TokenBytes};
+use smelt_serve::json_mode::{JsonState, MAX_DEPTH, MAX_WHITESPACE, TokenBytes};
 use smelt_serve::json_schema::{Grammar, Json, compile_calls, compile_choice};
 
 /// A film, as pydantic writes a model with a nested, recursive one: `$defs`, `anyOf` with
@@ -33,7 +33,7 @@ const FILM: &str = r##"{
   }, "required": ["name"]}}
 }"##;
 
-use walk::{VALUES, random_walk, read, refused_schema, schema, whole};
+use walk::{VALUES, random_walk, read, refused_schema, schema, weighted_walk, whole};
 
 #[test]
 fn instances_are_accepted_in_schema_order() {
@@ -235,6 +235,139 @@ fn unsupported_or_impossible_schemas_are_refused_with_where() {
     let deep = format!("{}{{}}{}", r#"{"items":"#.repeat(70), "}".repeat(70));
     let e = refused_schema(&format!(r##"{{"properties": {{"a": {deep}}}}}"##));
     assert!(e.contains("nested deeper"), "{e}");
+}
+
+/// Recursive schemas whose values need nested containers: `a` is one object deeper, `b` three
+/// arrays, `l` a list of two-deep arrays. Near the nesting bound, only what can still close
+/// within it may start.
+const DEEP: &str = r##"{"$ref": "#/$defs/N", "$defs": {
+  "N": {"type": "object", "properties": {"a": {"$ref": "#/$defs/N"}, "b": {"$ref": "#/$defs/D3"},
+        "l": {"type": "array", "items": {"$ref": "#/$defs/D2"}}}},
+  "D3": {"type": "array", "items": {"$ref": "#/$defs/D2"}, "minItems": 1},
+  "D2": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}, "minItems": 1},
+         "minItems": 1}}}"##;
+
+#[test]
+fn values_that_could_not_close_within_the_nesting_bound_never_start() {
+    let g = schema(DEEP);
+    // Inside k objects `{"a":` and one more `{`: that object is container k + 1 and its
+    // value's outermost container k + 2, so three arrays fit while k + 4 <= MAX_DEPTH.
+    let accepts = |text: &str| {
+        let mut s = JsonState::new(&g);
+        s.feed(&g, text.as_bytes())
+    };
+    for k in 0..MAX_DEPTH + 2 {
+        let open = format!("{}{{", r#"{"a":"#.repeat(k));
+        let closes = "}".repeat(k + 1);
+        assert_eq!(accepts(&open), k < MAX_DEPTH, "k = {k}");
+        if k >= MAX_DEPTH {
+            continue;
+        }
+        assert!(whole(&g, &format!("{open}{closes}")), "k = {k}");
+        assert_eq!(
+            accepts(&format!(r#"{open}"b""#)),
+            k + 4 <= MAX_DEPTH,
+            "b at k = {k}"
+        );
+        assert_eq!(
+            accepts(&format!(r#"{open}"a""#)),
+            k + 2 <= MAX_DEPTH,
+            "a at k = {k}"
+        );
+        assert_eq!(
+            accepts(&format!(r#"{open}"l""#)),
+            k + 2 <= MAX_DEPTH,
+            "l at k = {k}"
+        );
+        // The list may open where its items could not: then it can only close empty.
+        if k + 2 <= MAX_DEPTH {
+            let list = format!(r#"{open}"l":["#);
+            assert_eq!(
+                accepts(&format!("{list}[")),
+                k + 4 <= MAX_DEPTH,
+                "item at k = {k}"
+            );
+            assert!(
+                whole(&g, &format!("{list}]{closes}")),
+                "empty list at k = {k}"
+            );
+        }
+        if k + 4 <= MAX_DEPTH {
+            assert!(
+                whole(&g, &format!(r#"{open}"b":[[[1]]]{closes}"#)),
+                "k = {k}"
+            );
+        }
+    }
+    // Walks that favour opening (keys, `[`, `{`) reach the bound and must always find a way
+    // to close: a walk with no byte allowed fails.
+    let mut rng = Rng::new(test_seed());
+    let mut deepest = 0;
+    for _ in 0..100 {
+        let text = weighted_walk(&g, &mut rng, |b, len| match b {
+            b'a' => 1000,
+            b'"' | b'[' | b'{' | b':' => 40,
+            b'b' | b'l' | b',' => 10,
+            b'}' | b']' => 1 + len as u64 / 64,
+            _ => 2,
+        });
+        let (mut depth, mut most) = (0i32, 0i32);
+        for &b in &text {
+            depth += i32::from(matches!(b, b'{' | b'[')) - i32::from(matches!(b, b'}' | b']'));
+            most = most.max(depth);
+        }
+        deepest = deepest.max(most);
+        read(&text).expect("a walk is JSON");
+    }
+    assert!(
+        deepest >= MAX_DEPTH as i32 - 1,
+        "the walks reached only {deepest}"
+    );
+}
+
+#[test]
+fn schemas_with_no_finite_or_shallow_enough_instance_are_refused() {
+    for (text, says) in [
+        (
+            r##"{"properties": {"next": {"$ref": "#"}}, "required": ["next"]}"##,
+            "at /properties/next/$ref: no finite value meets the schema",
+        ),
+        (
+            r##"{"properties": {"a": {"$ref": "#/$defs/L"}}, "required": ["a"],
+                 "$defs": {"L": {"type": "array", "items": {"$ref": "#/$defs/L"},
+                 "minItems": 1}}}"##,
+            "no finite value",
+        ),
+        (
+            r##"{"properties": {"a": {"$ref": "#/$defs/A"}}, "required": ["a"], "$defs": {
+                 "A": {"properties": {"b": {"$ref": "#/$defs/B"}}, "required": ["b"]},
+                 "B": {"anyOf": [{"$ref": "#/$defs/A"}, {"type": "array",
+                       "items": {"$ref": "#/$defs/B"}, "minItems": 2}]}}}"##,
+            "no finite value",
+        ),
+    ] {
+        let e = refused_schema(text);
+        assert!(e.contains(says), "{text}: {e}");
+    }
+    // Required objects nested 39 deep (the innermost value `{}` may be a number): finite, but
+    // past the bound.
+    let deep = format!(
+        "{}{{}}{}",
+        r#"{"properties": {"a": "#.repeat(39),
+        r#"}, "required": ["a"]}"#.repeat(39)
+    );
+    let e = refused_schema(&deep);
+    assert!(
+        e.contains("nests 39 containers deep, over the 32 allowed"),
+        "{e}"
+    );
+    // The same recursion with a way out compiles, and the way out is taken.
+    let g = schema(
+        r##"{"properties": {"next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}},
+             "required": ["next"]}"##,
+    );
+    assert!(whole(&g, r#"{"next":{"next":null}}"#));
+    assert_eq!(g.height[g.root as usize], 1);
 }
 
 #[test]

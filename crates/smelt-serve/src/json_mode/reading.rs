@@ -2,10 +2,10 @@
 //! byte by byte. Where a union's alternatives can start alike (two objects, an integer and a
 //! number), the reading forks and [`super::JsonState`] keeps every reading still alive.
 
+use super::MAX_WHITESPACE;
 use super::number::NumRead;
 use super::string::{StrRead, StrStep};
-use super::{MAX_DEPTH, MAX_WHITESPACE};
-use crate::json_schema::{ANY_STRING, Grammar, Node, NodeId};
+use crate::json_schema::{ANY_STRING, Grammar, Node, NodeId, height};
 
 /// Where an object is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,17 +190,19 @@ impl Reading {
                 let (min, max) = (*min, *max);
                 let items = prefix.get(count as usize).copied().unwrap_or(*items);
                 let close = b == b']' && count >= min;
+                // Another item only where its shallowest instance fits below this array.
+                let more = count < max && fits(g, items, self.frames.len() + 1);
                 match phase {
                     _ if close && phase != ArrPhase::InValue => {
                         self.finish(None);
                         true
                     }
-                    ArrPhase::Open if count < max => {
+                    ArrPhase::Open if more => {
                         self.set_array_phase(ArrPhase::InValue);
                         self.frames.push(Frame::Value { node: items });
                         self.step(g, b, forks)
                     }
-                    ArrPhase::AfterValue if b == b',' && count < max => {
+                    ArrPhase::AfterValue if b == b',' && more => {
                         self.set_array_phase(ArrPhase::InValue);
                         self.frames.push(Frame::Value { node: items });
                         true
@@ -276,13 +278,16 @@ impl Reading {
     /// replaces the [`Frame::Value`] with that value's own frame.
     fn value(&mut self, g: &Grammar, node: NodeId, b: u8, forks: &mut Vec<Reading>) -> bool {
         let mut n = node;
+        let level = self.frames.len();
         while let Node::Union { alts } = &g.nodes[n as usize] {
-            let mut fits = alts.iter().filter(|&&a| g.starts(a, b));
-            let Some(&first) = fits.next() else {
+            let mut starting = alts
+                .iter()
+                .filter(|&&a| g.starts(a, b) && fits(g, a, level));
+            let Some(&first) = starting.next() else {
                 return false;
             };
             // Every other alternative `b` can start is a reading of its own.
-            for &other in fits {
+            for &other in starting {
                 let mut fork = self.clone();
                 if let Some(top) = fork.frames.last_mut() {
                     *top = Frame::Value { node: other };
@@ -293,13 +298,11 @@ impl Reading {
             }
             n = first;
         }
-        if !g.starts(n, b) {
+        // Nothing is started that could not be finished within the nesting bound.
+        if !g.starts(n, b) || !fits(g, n, level) {
             return false;
         }
         let frame = match g.nodes[n as usize] {
-            Node::Object { .. } | Node::Array { .. } if self.frames.len() > MAX_DEPTH => {
-                return false;
-            }
             Node::Object { .. } => Frame::Object {
                 node: n,
                 next: 0,
@@ -365,19 +368,33 @@ impl Reading {
             }
         };
         let rest = &props[(next as usize).min(props.len())..];
+        // The keys that may come: the next ones up to and including the first required one,
+        // less those whose value could not be finished within the nesting bound (a required
+        // one always can: this object could not have started otherwise).
+        let level = self.frames.len() + 1;
+        let upto = rest
+            .iter()
+            .position(|p| p.required)
+            .map_or(rest.len(), |i| i + 1);
+        let keys_due = rest[..upto]
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| fits(g, p.node, level))
+            .fold(0u64, |m, (i, _)| m | 1 << (next as usize + i));
+        let any_key = props.is_empty() && extra.is_some_and(|x| fits(g, x, level));
         match (phase, b) {
             (ObjPhase::Open | ObjPhase::AfterValue, b'}') if !rest.iter().any(|p| p.required) => {
                 self.finish(None);
                 true
             }
-            (ObjPhase::AfterValue, b',') if !rest.is_empty() || extra.is_some() => {
+            (ObjPhase::AfterValue, b',') if keys_due != 0 || any_key => {
                 set_phase(self, ObjPhase::Key);
                 true
             }
             (ObjPhase::Open | ObjPhase::Key, b'"') => {
                 set_phase(self, ObjPhase::InKey);
                 if props.is_empty() {
-                    if extra.is_none() {
+                    if !any_key {
                         return false;
                     }
                     // Any key: a string.
@@ -387,19 +404,12 @@ impl Reading {
                     });
                     return true;
                 }
-                // The keys that may come: the next ones up to and including the first
-                // required one.
-                let upto = rest
-                    .iter()
-                    .position(|p| p.required)
-                    .map_or(rest.len(), |i| i + 1);
-                if upto == 0 {
+                if keys_due == 0 {
                     return false;
                 }
-                let alive = (u64::MAX >> (64 - upto)) << next;
                 self.frames.push(Frame::Literal {
                     set: *keys,
-                    alive,
+                    alive: keys_due,
                     at: 0,
                     whole: false,
                 });
@@ -491,4 +501,9 @@ impl Reading {
         }
         true
     }
+}
+
+/// Whether a value of `node` may start as the `level`-th frame (see [`height::fits`]).
+fn fits(g: &Grammar, node: NodeId, level: usize) -> bool {
+    height::fits(g.height[node as usize], level)
 }

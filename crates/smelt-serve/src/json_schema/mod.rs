@@ -19,13 +19,16 @@
 //! written (`additionalProperties` applies only to objects that list no properties); `enum` and
 //! `const` values are written as serde_json writes them, compactly. The alternatives of an
 //! `anyOf` may start alike (two objects, an integer and a number): the recognizer then keeps
-//! one reading per alternative until the text tells them apart. The root must be an object.
+//! one reading per alternative until the text tells them apart. The root must be an object,
+//! with a finite instance that nests at most [`crate::json_mode::MAX_DEPTH`] containers
+//! ([`height`]); elsewhere a value starts only where its shallowest instance still fits.
 
 use std::collections::HashMap;
 
 pub mod bounds;
 mod calls;
 mod char_graph;
+pub mod height;
 pub mod pattern;
 mod typed;
 mod value;
@@ -152,6 +155,9 @@ pub struct Grammar {
     pub patterns: Vec<Pattern>,
     /// (nodes,) a 256-bit set of the bytes each node's values can start with.
     pub first: Vec<[u64; 4]>,
+    /// (nodes,) containers nested in each node's shallowest instance ([`height::heights`]):
+    /// a value starts only where that still fits the recognizer's nesting bound.
+    pub height: Vec<u32>,
     /// The top-level node (an object, or for calls an array, or for choices a literal set).
     pub root: NodeId,
     /// The text is the root's bytes alone, with no whitespace before (choices).
@@ -220,6 +226,7 @@ impl Grammar {
             ],
             patterns: vec![],
             first: vec![],
+            height: vec![],
             root: ANY_OBJECT,
             raw: false,
         }
@@ -230,6 +237,7 @@ impl Grammar {
         let mut g = Self::base();
         // The fixed nodes have no overlapping unions and no cycles without a container.
         g.first = first_bytes(&g).unwrap_or_default();
+        g.height = height::heights(&g);
         g
     }
 
@@ -261,7 +269,8 @@ fn only(b: u8) -> [u64; 4] {
     set
 }
 
-/// Sets `g`'s root and first bytes.
+/// Sets `g`'s root, first bytes and heights; refuses a root with no finite instance (or none
+/// within the nesting bound).
 fn finish(
     mut g: Grammar,
     paths: &HashMap<NodeId, String>,
@@ -272,6 +281,8 @@ fn finish(
         path: paths.get(&node).cloned().unwrap_or_default(),
         why,
     })?;
+    g.height = height::heights(&g);
+    height::check_root(&g, paths)?;
     Ok(g)
 }
 

@@ -27,6 +27,16 @@ pub fn whole(g: &Grammar, text: &str) -> bool {
 /// A random text through `g`: at each step a random byte among those allowed (bytes that end
 /// strings and containers more likely as it grows), until the object closes.
 pub fn random_walk(g: &Grammar, rng: &mut Rng) -> Vec<u8> {
+    weighted_walk(g, rng, |b, len| match b {
+        b'"' | b'}' | b']' => 1 + len as u64 / 16,
+        b' ' | b'\n' | b'\t' => 1,
+        _ => 4,
+    })
+}
+
+/// A random text through `g` whose bytes are drawn by `weight(byte, length so far)` among
+/// those allowed, until the object closes; fails if no byte is allowed before that.
+pub fn weighted_walk(g: &Grammar, rng: &mut Rng, weight: impl Fn(u8, usize) -> u64) -> Vec<u8> {
     let alphabet: Vec<u8> = (0x20..0x7f)
         .chain([
             b'\n', b'\t', 0xc3, 0xa9, 0xe6, 0x97, 0xa5, 0xf0, 0x9f, 0x98, 0x80,
@@ -40,15 +50,10 @@ pub fn random_walk(g: &Grammar, rng: &mut Rng) -> Vec<u8> {
             "no end: {}",
             String::from_utf8_lossy(&text)
         );
-        let weight = |b: u8| match b {
-            b'"' | b'}' | b']' => 1 + text.len() as u64 / 16,
-            b' ' | b'\n' | b'\t' => 1,
-            _ => 4,
-        };
         let pick_from = |bytes: &mut dyn Iterator<Item = u8>| -> Vec<(u8, u64)> {
             bytes
                 .filter(|&b| s.allows(g, &[b]))
-                .map(|b| (b, weight(b)))
+                .map(|b| (b, weight(b, text.len())))
                 .collect()
         };
         let mut allowed = pick_from(&mut alphabet.iter().copied());
