@@ -651,3 +651,40 @@ fn idle_engines_leave_the_compute_pool_free() {
     );
     drop(engines);
 }
+
+/// A forced call over 64 tools whose names share a long prefix: every tool is a reading of its
+/// own until the name parts them, and the mask there still agrees with trying every token.
+#[test]
+fn masks_over_sixty_four_tool_readings() {
+    let (_, tok) = smollm2();
+    let names: Vec<String> = (0..64)
+        .map(|i| format!("get_weather_in_city_{i}"))
+        .collect();
+    let params: Json = serde_json::from_str(
+        r#"{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}"#,
+    )
+    .unwrap();
+    let tools: Vec<(&str, Option<&Json>)> =
+        names.iter().map(|n| (n.as_str(), Some(&params))).collect();
+    let g = json_schema::compile_calls(&tools, 4).unwrap();
+    // Each text with the tools still alive after it (city_1 and city_10 to city_19 share
+    // `city_1`).
+    for (text, alive) in [
+        ("[{", 64),
+        ("[{\"name\": \"get_weather_in_", 64),
+        ("[{\"name\": \"get_weather_in_city_1", 11),
+        (
+            "[{\"name\": \"get_weather_in_city_17\", \"parameters\": {\"city\": \"Par",
+            1,
+        ),
+    ] {
+        let mut s = smelt_serve::json_mode::JsonState::new(&g);
+        assert!(s.feed(&g, text.as_bytes()));
+        assert_eq!(s.readings(), alive, "after {text:?}");
+        let (left, ms) = mask_check(&tok, &g, text);
+        eprintln!(
+            "after {text:?}: {} readings, {left} tokens left, mask {ms:.2} ms",
+            s.readings()
+        );
+    }
+}

@@ -30,12 +30,32 @@ pub const MAX_READINGS: usize = 64;
 /// How far a text is through one value of a [`Grammar`] (whose root is an object): every
 /// reading of it still alive. Candidate tokens are tried on a copy ([`JsonState::allows_with`]
 /// reuses one).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct JsonState {
     /// (readings,) at least one while the text is in the grammar.
     readings: Vec<Reading>,
     /// Readings forked by the byte being taken (kept to reuse its memory).
     forks: Vec<Reading>,
+    /// (readings,) each reading's hash and index, for merging (kept to reuse its memory).
+    keys: Vec<(u64, u32)>,
+    /// (readings,) which readings a merge drops as copies of earlier ones (kept likewise).
+    copies: Vec<bool>,
+}
+
+impl Clone for JsonState {
+    fn clone(&self) -> Self {
+        Self {
+            readings: self.readings.clone(),
+            forks: Vec::new(),
+            keys: Vec::new(),
+            copies: Vec::new(),
+        }
+    }
+
+    /// Reuses the readings' memory: a mask copies the state for each byte it tries.
+    fn clone_from(&mut self, source: &Self) {
+        self.readings.clone_from(&source.readings);
+    }
 }
 
 impl JsonState {
@@ -44,6 +64,8 @@ impl JsonState {
         Self {
             readings: vec![Reading::new(g)],
             forks: Vec::new(),
+            keys: Vec::new(),
+            copies: Vec::new(),
         }
     }
 
@@ -86,24 +108,58 @@ impl JsonState {
         let forks = &mut self.forks;
         forks.clear();
         self.readings.retain_mut(|r| r.step(g, b, forks));
-        // Readings that have come to the same state are one (an integer read both as
-        // integer and number, once the item closes): keeping both would double every step.
-        if self.readings.len() > 1 {
-            let mut i = 1;
-            while i < self.readings.len() {
-                if self.readings[..i].contains(&self.readings[i]) {
-                    self.readings.remove(i);
-                } else {
-                    i += 1;
-                }
-            }
+        // Whitespace seldom brings readings together (between values it only counts), and
+        // readings that meet stay alike, so the next other byte merges them.
+        let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+        let forked = !forks.is_empty();
+        self.readings.append(forks);
+        if self.readings.len() > 1 && (forked || !space) {
+            self.merge();
         }
-        for f in forks.drain(..) {
-            if self.readings.len() < MAX_READINGS && !self.readings.contains(&f) {
-                self.readings.push(f);
-            }
-        }
+        // Past the cap the latest forks are dropped (narrower, never wider).
+        self.readings.truncate(MAX_READINGS);
         !self.readings.is_empty()
+    }
+
+    /// Readings that have come to the same state are one (an integer read both as integer
+    /// and number, once the item closes): keeping both would double every step. The first of
+    /// each is kept. Readings are grouped by a hash of their innermost frame (where readings
+    /// of one text differ, if they do), so a forced call over 64 tools does not compare every
+    /// pair at every byte.
+    fn merge(&mut self) {
+        let hasher = foldhash::fast::FixedState::with_seed(0x5eed);
+        self.keys.clear();
+        self.keys.extend(
+            self.readings
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.key(&hasher), i as u32)),
+        );
+        self.keys.sort_unstable();
+        self.copies.clear();
+        self.copies.resize(self.readings.len(), false);
+        let mut any = false;
+        for (k, &(h, i)) in self.keys.iter().enumerate() {
+            // Earlier readings of the same hash (in index order): a match makes this one a
+            // copy. Hashes seldom collide, so this is almost always one comparison or none.
+            let copy = self.keys[..k]
+                .iter()
+                .rev()
+                .take_while(|&&(h2, _)| h2 == h)
+                .any(|&(_, j)| {
+                    !self.copies[j as usize]
+                        && self.readings[j as usize].same(&self.readings[i as usize])
+                });
+            self.copies[i as usize] = copy;
+            any |= copy;
+        }
+        if any {
+            let mut i = 0;
+            self.readings.retain(|_| {
+                i += 1;
+                !self.copies[i - 1]
+            });
+        }
     }
 
     /// Whether `bytes` may follow, without taking them.

@@ -6,7 +6,7 @@ use crate::json_schema::Range;
 use crate::json_schema::bounds::BOUNDED_DECIMALS;
 
 /// Where a number is in `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Num {
     Minus,
     Zero,
@@ -22,7 +22,7 @@ enum Num {
 const HUGE: u64 = 10_000_000_000_000_000_000;
 
 /// A number read so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct NumRead {
     num: Num,
     /// Written with a leading `-`.

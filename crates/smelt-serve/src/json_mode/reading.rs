@@ -8,7 +8,7 @@ use super::string::{StrRead, StrStep};
 use crate::json_schema::{ANY_STRING, Grammar, Node, NodeId, height};
 
 /// Where an object is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ObjPhase {
     /// After `{`: a key or `}`.
     Open,
@@ -25,7 +25,7 @@ enum ObjPhase {
 }
 
 /// Where an array is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ArrPhase {
     /// After `[`: a value or `]`.
     Open,
@@ -36,7 +36,7 @@ enum ArrPhase {
 }
 
 /// One level of what is being read; the top of [`JsonState`]'s stack is the innermost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Frame {
     /// A value of `node` is due; none of it read yet.
     Value { node: NodeId },
@@ -77,7 +77,7 @@ enum Frame {
 }
 
 /// One way of reading the text so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct Reading {
     /// (levels,) outermost first; empty once the root has closed.
     frames: Vec<Frame>,
@@ -85,7 +85,36 @@ pub(super) struct Reading {
     whitespace: u8,
 }
 
+impl Clone for Reading {
+    fn clone(&self) -> Self {
+        Self {
+            frames: self.frames.clone(),
+            whitespace: self.whitespace,
+        }
+    }
+
+    /// Reuses the frames' memory: a mask copies every reading for each byte it tries.
+    fn clone_from(&mut self, source: &Self) {
+        self.frames.clone_from(&source.frames);
+        self.whitespace = source.whitespace;
+    }
+}
+
 impl Reading {
+    /// A hash of the depth, the innermost frame and the whitespace run: what
+    /// [`Reading::same`] compares first.
+    pub(super) fn key(&self, hasher: &impl std::hash::BuildHasher) -> u64 {
+        hasher.hash_one((self.frames.len(), self.frames.last(), self.whitespace))
+    }
+
+    /// Whether two readings are in the same state, comparing the innermost frames first
+    /// (where readings of one text differ, if they do).
+    pub(super) fn same(&self, other: &Self) -> bool {
+        self.whitespace == other.whitespace
+            && self.frames.len() == other.frames.len()
+            && self.frames.iter().rev().eq(other.frames.iter().rev())
+    }
+
     /// Before any text of `g`.
     pub(super) fn new(g: &Grammar) -> Self {
         Self {

@@ -8,7 +8,7 @@ use crate::json_schema::pattern::Pattern;
 use crate::json_schema::{Grammar, Node, NodeId};
 
 /// Where a string's lexer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Lex {
     /// Between characters.
     Char,
@@ -33,7 +33,7 @@ enum Lex {
 }
 
 /// A string read so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct StrRead {
     /// Characters (code points; an escape is one) so far.
     chars: u32,
