@@ -33,6 +33,9 @@ fn openai_client_and_curl_against_smelt_serve() {
             "0",
             "--max-num-seqs",
             "4",
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "hermes",
         ])
         .env("SMELT_API_KEY", KEY)
         .stderr(Stdio::piped())
@@ -90,6 +93,54 @@ fn openai_client_and_curl_against_smelt_serve() {
         v["choices"][0]["text"].as_str().unwrap().contains("Paris"),
         "{v}"
     );
+    // vLLM's stop options on the same greedy answer: the stop string cut, kept, or not
+    // counted while it ends within the first `min_tokens` tokens.
+    let complete = |extra: &str| -> serde_json::Value {
+        let body = format!(
+            r#"{{"prompt":"The capital of France is","max_tokens":6,"temperature":0{extra}}}"#
+        );
+        let url = format!("{base}/v1/completions");
+        serde_json::from_str(&curl(&["-H", &auth, "-d", &body, &url])).unwrap()
+    };
+    let plain = complete(r#","logprobs":0"#);
+    let whole = plain["choices"][0]["text"].as_str().unwrap().to_string();
+    let at = whole.find("Paris").expect("greedy names Paris");
+    let tokens: Vec<&str> = plain["choices"][0]["logprobs"]["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    // How many tokens are out once "Paris" is whole.
+    let mut len = 0;
+    let paris_in = 1 + tokens
+        .iter()
+        .position(|t| {
+            len += t.len();
+            len >= at + 5
+        })
+        .unwrap();
+    let text = |v: &serde_json::Value| v["choices"][0]["text"].as_str().unwrap().to_string();
+    let finish = |v: &serde_json::Value| v["choices"][0]["finish_reason"].to_string();
+    let cut = complete(r#","stop":["Paris"]"#);
+    assert_eq!(
+        (text(&cut), finish(&cut)),
+        (whole[..at].to_string(), r#""stop""#.into())
+    );
+    let kept = complete(r#","stop":["Paris"],"include_stop_str_in_output":true"#);
+    assert_eq!(
+        (text(&kept), finish(&kept)),
+        (whole[..at + 5].to_string(), r#""stop""#.into())
+    );
+    let late = complete(&format!(r#","stop":["Paris"],"min_tokens":{paris_in}"#));
+    assert_eq!(text(&late), whole, "Paris ends in token {paris_in}");
+    // Fields smelt does not read are named in the log (checked below); best_of other than n
+    // and a suffix are refused.
+    complete(r#","frobnicate":1,"user":"u1""#);
+    for extra in [r#","best_of":2"#, r#","suffix":" and""#] {
+        let e = complete(extra);
+        assert!(e["error"]["message"].as_str().is_some(), "{extra}: {e}");
+    }
     let sse = curl(&[
         "-N",
         "-H",
@@ -131,4 +182,8 @@ fn openai_client_and_curl_against_smelt_serve() {
     let log = reader.join().unwrap();
     assert!(status.success(), "exit {status:?}\n{log}");
     assert!(log.contains("shutting down"), "{log}");
+    assert!(
+        log.contains("present in the request but ignored: frobnicate\n"),
+        "{log}"
+    );
 }

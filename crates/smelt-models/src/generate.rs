@@ -144,7 +144,7 @@ pub fn generate_observed(
 
 /// Turns the text of the tokens generated so far into final pieces for streaming: text that
 /// could still be the start of a stop string, or an incomplete UTF-8 character, is held back;
-/// the text is cut before the first stop string.
+/// the text is cut before the first stop string (or after it, when asked to keep it).
 #[derive(Debug, Clone)]
 pub struct TextStream {
     stop_strings: Vec<String>,
@@ -153,9 +153,23 @@ pub struct TextStream {
     text: String,
     emitted: usize,
     stopped: bool,
+    /// Keep the stop string that ends the text (vLLM's `include_stop_str_in_output`).
+    keep_stop: bool,
+    /// Stop strings ending at or before this byte do not count (the text of vLLM's
+    /// `min_tokens`).
+    floor: usize,
 }
 
 impl TextStream {
+    /// A stream that stops at any of `stop_strings` (empty ones are ignored), keeping the stop
+    /// string in the text when `keep_stop`.
+    pub fn with_stop_kept(stop_strings: &[String], keep_stop: bool) -> Self {
+        Self {
+            keep_stop,
+            ..Self::new(stop_strings)
+        }
+    }
+
     /// A stream that stops at any of `stop_strings` (empty ones are ignored).
     pub fn new(stop_strings: &[String]) -> Self {
         let stop_strings: Vec<String> = stop_strings
@@ -170,26 +184,45 @@ impl TextStream {
             text: String::new(),
             emitted: 0,
             stopped: false,
+            keep_stop: false,
+            floor: 0,
         }
     }
 
     /// Takes the full text of every token so far; returns the newly final piece and whether a
     /// stop string ended the text.
     pub fn update(&mut self, text: String) -> (String, bool) {
+        self.update_checking(text, true)
+    }
+
+    /// [`TextStream::update`], where `check_stops` false (too few tokens are out yet) makes
+    /// every stop string ending within this text not count, now or later, as vLLM's
+    /// `min_tokens` does; text is still held back as usual.
+    pub fn update_checking(&mut self, text: String, check_stops: bool) -> (String, bool) {
         if self.stopped {
             return (String::new(), true);
         }
         self.text = text;
+        if !check_stops {
+            self.floor = self.text.len();
+        }
         // A stop string that began in the emitted text would have ended inside the text of
-        // an earlier call (the hold is its length less one) and been found then.
-        let from = self.emitted;
+        // an earlier call (the hold is its length less one) and been found then. One that
+        // counts ends past the floor, so it starts at `floor + 1 - len` or later.
         let found = self
             .stop_strings
             .iter()
-            .filter_map(|s| self.text[from..].find(s.as_str()).map(|p| from + p))
+            .filter_map(|s| {
+                let mut from = self.emitted.max((self.floor + 1).saturating_sub(s.len()));
+                while from < self.text.len() && !self.text.is_char_boundary(from) {
+                    from += 1;
+                }
+                let p = from + self.text.get(from..)?.find(s.as_str())?;
+                Some((p, p + s.len()))
+            })
             .min();
-        if let Some(at) = found {
-            self.text.truncate(at);
+        if let Some((at, end)) = found {
+            self.text.truncate(if self.keep_stop { end } else { at });
             self.stopped = true;
             return (self.finish(), true);
         }
@@ -219,5 +252,80 @@ impl TextStream {
     /// The whole text so far (cut before a stop string).
     pub fn text(&self) -> &str {
         &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextStream;
+
+    /// Feeds `pieces` as successive tokens' text (the first `unchecked` without checking stop
+    /// strings); returns the pieces emitted (the rest included) and whether a stop ended it.
+    fn run(stream: &mut TextStream, pieces: &[&str], unchecked: usize) -> (Vec<String>, bool) {
+        let (mut out, mut text) = (Vec::new(), String::new());
+        for (i, p) in pieces.iter().enumerate() {
+            text.push_str(p);
+            let (piece, stopped) = stream.update_checking(text.clone(), i >= unchecked);
+            out.push(piece);
+            if stopped {
+                return (out, true);
+            }
+        }
+        out.push(stream.finish());
+        (out, false)
+    }
+
+    fn stops(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn stop_strings_cut_the_text_across_pieces_and_nothing_emitted_is_taken_back() {
+        let mut s = TextStream::new(&stops(&["END", "\n\n"]));
+        let (out, stopped) = run(&mut s, &["Hello E", "N", "D there"], 0);
+        assert!(stopped);
+        assert_eq!(out.concat(), "Hello ");
+        assert_eq!(s.text(), "Hello ");
+        // Held back while it could start a stop string, let out once it cannot.
+        let mut s = TextStream::new(&stops(&["END"]));
+        let (out, stopped) = run(&mut s, &["ab E", "Nx", "y"], 0);
+        assert!(!stopped);
+        assert_eq!(out, ["ab", " E", "N", "xy"]);
+        // The earliest stop string wins, whatever the list order.
+        let mut s = TextStream::new(&stops(&["b", "a"]));
+        assert_eq!(run(&mut s, &["xab"], 0).0.concat(), "x");
+    }
+
+    #[test]
+    fn a_kept_stop_string_ends_the_text() {
+        let mut s = TextStream::with_stop_kept(&stops(&["END"]), true);
+        let (out, stopped) = run(&mut s, &["Hello E", "ND there"], 0);
+        assert!(stopped);
+        assert_eq!(out.concat(), "Hello END");
+        assert_eq!(s.text(), "Hello END");
+    }
+
+    #[test]
+    fn stop_strings_ending_before_min_tokens_do_not_count() {
+        // Tokens 1 and 2 are not checked: "END" ends inside them; the next one counts, even
+        // where it began in the unchecked text.
+        let mut s = TextStream::new(&stops(&["END"]));
+        let (out, stopped) = run(&mut s, &["a END b E", "N", "D c"], 2);
+        assert!(stopped);
+        assert_eq!(out.concat(), "a END b ");
+        let mut s = TextStream::new(&stops(&["END"]));
+        let (out, stopped) = run(&mut s, &["END", "x", "y"], 1);
+        assert!(!stopped);
+        assert_eq!(out.concat(), "ENDxy");
+        // Past the floor, a later copy of the same stop string still counts.
+        let mut s = TextStream::new(&stops(&["END"]));
+        let (out, stopped) = run(&mut s, &["END", "END"], 1);
+        assert!(stopped);
+        assert_eq!(out.concat(), "END");
+        // Multi-byte text before the floor: the search starts on a character boundary.
+        let mut s = TextStream::new(&stops(&["éé"]));
+        let (out, stopped) = run(&mut s, &["aéé", "é"], 1);
+        assert!(stopped);
+        assert_eq!(out.concat(), "aé");
     }
 }

@@ -46,8 +46,11 @@ pub struct GenParams {
     pub stop_strings: Vec<String>,
     /// Tokens that end the text (end of sequence / turn).
     pub stop_tokens: Vec<u32>,
-    /// Stop tokens cannot be drawn before this many tokens are out (vLLM's `min_tokens`).
+    /// Stop tokens cannot be drawn, and stop strings ending in the text do not count, before
+    /// this many tokens are out (vLLM's `min_tokens`).
     pub min_tokens: usize,
+    /// Keep the stop string that ends the text (vLLM's `include_stop_str_in_output`).
+    pub keep_stop_string: bool,
     /// Report each token's log-probability.
     pub logprobs: bool,
     /// With `logprobs`, also the this many most likely tokens at each step (OpenAI's
@@ -381,7 +384,7 @@ impl EngineLoop {
     fn add(&mut self, r: Request) {
         let live = Live {
             sampler: Sampler::with_prompt(r.params.sampler.clone(), r.prompt.len()),
-            stream: TextStream::new(&r.params.stop_strings),
+            stream: TextStream::with_stop_kept(&r.params.stop_strings, r.params.keep_stop_string),
             events: r.events,
             index: r.index,
             arrival: r.arrival,
@@ -613,7 +616,12 @@ fn sample(
     }
     s.tokens.push(next);
     m.generation_tokens.inc();
-    let (text, stopped) = live.stream.update(tok.decode(&s.tokens[s.prompt_len..]));
+    // As vLLM, stop strings count once more than `min_tokens` tokens are out.
+    let generated = s.tokens.len() - s.prompt_len;
+    let (text, stopped) = live.stream.update_checking(
+        tok.decode(&s.tokens[s.prompt_len..]),
+        generated > live.params.min_tokens,
+    );
     let logprob = live
         .params
         .logprobs
@@ -624,7 +632,6 @@ fn sample(
         token: Some(next),
         logprob,
     });
-    let generated = s.tokens.len() - s.prompt_len;
     if sent.is_err() {
         live.finish = Some(Finish::Abort);
     } else if stopped || live.json.as_ref().is_some_and(|j| j.done()) {

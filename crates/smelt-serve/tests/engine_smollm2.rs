@@ -50,6 +50,7 @@ fn greedy(max_tokens: usize) -> GenParams {
         top_logprobs: 0,
         prompt_logprobs: false,
         min_tokens: 0,
+        keep_stop_string: false,
         grammar: None,
     }
 }

@@ -61,6 +61,14 @@ pub struct ServeArgs {
     /// Worker threads for the model [default: all cores].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
+    /// vLLM's switch for `tool_choice: "auto"`, accepted so its command lines work here;
+    /// --tool-call-parser alone enables it.
+    #[arg(long, requires = "tool_call_parser")]
+    pub enable_auto_tool_choice: bool,
+    /// How the model writes tool calls, so `"auto"` answers are read for them: `hermes`
+    /// (`<tool_call>` blocks: Hermes, Qwen 2.5) or `llama3_json` (Llama 3.1-3.3).
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(smelt_serve::openai::tool_parsers::ToolParser::NAMES))]
+    pub tool_call_parser: Option<String>,
 }
 
 /// Settings parsed as on the command line, for callers inside smelt (the tour).
@@ -140,6 +148,10 @@ pub fn start_engine(
         bos: l.bos,
         stop_tokens: l.stop_tokens,
         shutting_down: AtomicBool::new(false),
+        tool_parser: args
+            .tool_call_parser
+            .as_deref()
+            .and_then(smelt_serve::openai::tool_parsers::ToolParser::from_name),
         started: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

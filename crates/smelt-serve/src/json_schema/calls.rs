@@ -117,7 +117,9 @@ pub fn compile_choice(choices: &[String]) -> Result<Grammar, SchemaError> {
 /// wherever it matches, and stops by itself where nothing more could.
 pub fn compile_regex(source: &str) -> Result<Grammar, SchemaError> {
     let path = "/guided_regex";
-    let p = Pattern::new(&format!("^(?:{source})$"), 0, u32::MAX).map_err(|why| err(path, why))?;
+    let p = Pattern::new(&format!("^(?:{source})$"), 0, u32::MAX)
+        .map_err(|why| err(path, why))?
+        .for_whole_text();
     let mut g = Grammar::base();
     g.patterns.push(p);
     g.nodes.push(Node::Regex { pattern: 0 });

@@ -43,7 +43,8 @@ pub struct Pattern {
     /// With `minLength`/`maxLength`: which numbers of further characters can end in a match.
     lengths: Option<Lengths>,
     /// (states,) between characters, whether some byte can follow and still end in a match
-    /// (for a whole-text pattern, whether the text may go on).
+    /// (for a whole-text pattern, whether the text may go on); only filled by
+    /// [`Pattern::for_whole_text`], as a string's closing quote needs no such table.
     goes_on: Vec<bool>,
     /// The state before any character.
     pub start: u32,
@@ -132,7 +133,7 @@ impl Pattern {
             (0, u32::MAX) => None,
             _ => Some(graph.lengths(min, max)?),
         };
-        let mut p = Self {
+        let p = Self {
             source: source.to_owned(),
             classes,
             stride,
@@ -144,9 +145,6 @@ impl Pattern {
             goes_on: vec![],
             start: 0,
         };
-        p.goes_on = (0..p.states() as u32)
-            .map(|s| (0..=255u8).any(|b| p.continues(s, 0, b).is_some()))
-            .collect();
         if !p.fits(0, 0, 0) {
             return Err(match p.lengths {
                 None => format!("pattern {source:?} matches no string"),
@@ -207,7 +205,17 @@ impl Pattern {
         self.fits(next, due, 0).then_some((next, due))
     }
 
-    /// Between characters of a whole text, whether more may follow.
+    /// The pattern made ready to hold a whole text (vLLM's `guided_regex`): for each state,
+    /// whether the text may go on (256 steps a state).
+    pub fn for_whole_text(mut self) -> Self {
+        self.goes_on = (0..self.states() as u32)
+            .map(|s| (0..=255u8).any(|b| self.continues(s, 0, b).is_some()))
+            .collect();
+        self
+    }
+
+    /// Between characters of a whole text ([`Pattern::for_whole_text`]), whether more may
+    /// follow.
     pub fn goes_on(&self, state: u32) -> bool {
         state == MATCHED || self.goes_on.get(state as usize) == Some(&true)
     }

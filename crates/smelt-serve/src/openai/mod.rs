@@ -4,7 +4,7 @@
 //! extractor) so every malformed body gets that shape and a 400.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -17,14 +17,17 @@ use smelt_models::sampler::SamplerConfig;
 use smelt_models::tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
+mod request;
 mod response;
+pub mod tool_parsers;
 mod tools;
 
+use request::{ChatBody, Common, CompletionBody, OneOrMany, PromptInput, grammar, parse};
 use response::{Output, collect_response, stream_response};
-use tools::{Calls, Tool, ToolChoice};
+use tool_parsers::ToolParser;
+use tools::{AutoCalls, Calls, Plan};
 
 use crate::engine::{EngineHandle, GenParams, MAX_TOP_LOGPROBS, Request, SubmitError};
-use crate::json_schema::{self, Grammar, Json};
 
 /// What the handlers share.
 pub struct AppState {
@@ -46,6 +49,9 @@ pub struct AppState {
     pub shutting_down: AtomicBool,
     /// Unix time the server started (`created` of the model).
     pub started: u64,
+    /// How answers to `tool_choice: "auto"` are read for calls (`--tool-call-parser`); without
+    /// one, `"auto"` is a 400.
+    pub tool_parser: Option<ToolParser>,
 }
 
 /// An error response in OpenAI's shape.
@@ -145,199 +151,8 @@ pub fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PromptInput {
-    Text(String),
-    Texts(Vec<String>),
-    Tokens(Vec<u32>),
-    TokenLists(Vec<Vec<u32>>),
-}
-
 /// Most choices (prompts × n) one request may ask for.
 const MAX_CHOICES: usize = 64;
-
-#[derive(Deserialize, Default)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
-/// Fields both endpoints share.
-#[derive(Deserialize)]
-struct Common {
-    model: Option<String>,
-    max_tokens: Option<usize>,
-    max_completion_tokens: Option<usize>,
-    temperature: Option<f32>,
-    top_p: Option<f32>,
-    top_k: Option<i64>,
-    min_p: Option<f32>,
-    seed: Option<u64>,
-    stop: Option<OneOrMany>,
-    n: Option<usize>,
-    #[serde(default)]
-    stream: bool,
-    stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    ignore_eos: bool,
-    presence_penalty: Option<f32>,
-    frequency_penalty: Option<f32>,
-    /// Token id (as a string, OpenAI's map keys) → bias.
-    logit_bias: Option<std::collections::HashMap<String, f32>>,
-    /// vLLM's: llama.cpp's multiplicative penalty over prompt and output.
-    repetition_penalty: Option<f32>,
-    /// vLLM's: stop tokens are held back until this many tokens are out.
-    min_tokens: Option<usize>,
-    /// vLLM's: more tokens that end the text.
-    stop_token_ids: Option<Vec<u32>>,
-    response_format: Option<ResponseFormat>,
-    /// vLLM's older spelling of a JSON schema constraint (a schema, or its text).
-    guided_json: Option<Json>,
-    /// vLLM's: the answer is exactly one of these strings.
-    guided_choice: Option<Vec<String>>,
-    /// vLLM's: the whole answer matches this regular expression.
-    guided_regex: Option<String>,
-    /// vLLM's newer spelling of both.
-    structured_outputs: Option<StructuredOutputs>,
-    tools: Option<Vec<Tool>>,
-    tool_choice: Option<ToolChoice>,
-    /// OpenAI's: `false` allows one call at most.
-    parallel_tool_calls: Option<bool>,
-}
-
-/// OpenAI's `response_format`.
-#[derive(Deserialize)]
-struct ResponseFormat {
-    #[serde(rename = "type")]
-    kind: String,
-    json_schema: Option<JsonSchemaFormat>,
-}
-
-/// `response_format.json_schema`: a named schema (`strict` is accepted; smelt always holds
-/// the model to the schema).
-#[derive(Deserialize)]
-struct JsonSchemaFormat {
-    schema: Option<Json>,
-}
-
-/// vLLM's `structured_outputs` (its newer spelling of `guided_json` / `guided_choice` /
-/// `guided_regex`).
-#[derive(Deserialize)]
-struct StructuredOutputs {
-    json: Option<Json>,
-    choice: Option<Vec<String>>,
-    regex: Option<String>,
-}
-
-/// The grammar the answer is held to, if any: from `response_format`, or vLLM's `guided_json`,
-/// `guided_choice`, `guided_regex` or `structured_outputs` (at most one of them); compiled
-/// once per request.
-fn grammar(c: &Common) -> Result<Option<Arc<Grammar>>, ApiError> {
-    static JSON_OBJECT: OnceLock<Arc<Grammar>> = OnceLock::new();
-    let bad = |e: json_schema::SchemaError| ApiError::bad_request(e.to_string());
-    let schema = |j: &Json| -> Result<Grammar, ApiError> {
-        match j {
-            // A schema may come as its text.
-            Json::String(text) => {
-                let parsed: Json = serde_json::from_str(text)
-                    .map_err(|e| ApiError::bad_request(format!("json schema text: {e}")))?;
-                json_schema::compile(&parsed).map_err(bad)
-            }
-            j => json_schema::compile(j).map_err(bad),
-        }
-    };
-    let format = c.response_format.as_ref().filter(|f| f.kind != "text");
-    let so = c.structured_outputs.as_ref();
-    let given = [
-        format.is_some(),
-        c.guided_json.is_some(),
-        c.guided_choice.is_some(),
-        so.is_some_and(|s| s.json.is_some()),
-        so.is_some_and(|s| s.choice.is_some()),
-        c.guided_regex.is_some(),
-        so.is_some_and(|s| s.regex.is_some()),
-    ];
-    if given.iter().filter(|&&g| g).count() > 1 {
-        return Err(ApiError::bad_request(
-            "give at most one of response_format, guided_json, guided_choice, guided_regex, \
-             structured_outputs",
-        ));
-    }
-    let g = if let Some(f) = format {
-        match f.kind.as_str() {
-            "json_object" => {
-                return Ok(Some(
-                    JSON_OBJECT
-                        .get_or_init(|| Arc::new(Grammar::json_object()))
-                        .clone(),
-                ));
-            }
-            "json_schema" => match f.json_schema.as_ref().and_then(|j| j.schema.as_ref()) {
-                Some(j) => schema(j)?,
-                None => {
-                    return Err(ApiError::bad_request(
-                        "response_format json_schema needs json_schema.schema",
-                    ));
-                }
-            },
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "response_format {other:?} is not one of text, json_object, json_schema"
-                )));
-            }
-        }
-    } else if let Some(j) = c.guided_json.as_ref().or(so.and_then(|s| s.json.as_ref())) {
-        schema(j)?
-    } else if let Some(choices) = c
-        .guided_choice
-        .as_ref()
-        .or(so.and_then(|s| s.choice.as_ref()))
-    {
-        json_schema::compile_choice(choices).map_err(bad)?
-    } else if let Some(regex) = c
-        .guided_regex
-        .as_ref()
-        .or(so.and_then(|s| s.regex.as_ref()))
-    {
-        json_schema::compile_regex(regex).map_err(bad)?
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(Arc::new(g)))
-}
-
-#[derive(Deserialize)]
-struct CompletionBody {
-    prompt: PromptInput,
-    logprobs: Option<u32>,
-    /// Put the prompt before the completion (and, with `logprobs`, score its tokens).
-    #[serde(default)]
-    echo: bool,
-    #[serde(flatten)]
-    common: Common,
-}
-
-#[derive(Deserialize)]
-struct ChatBody {
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    logprobs: bool,
-    top_logprobs: Option<usize>,
-    #[serde(flatten)]
-    common: Common,
-}
-
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
-}
 
 /// Which endpoint a generation answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -364,6 +179,8 @@ struct Job {
     logprobs: Option<usize>,
     /// The answers are tool calls of this kind.
     calls: Option<Calls>,
+    /// The answers may hold calls in the model's format (`tool_choice: "auto"`).
+    auto: Option<AutoCalls>,
 }
 
 fn unix_now() -> u64 {
@@ -403,6 +220,13 @@ impl AppState {
         let n = c.n.unwrap_or(1);
         if !(1..=16).contains(&n) {
             return Err(ApiError::bad_request(format!("n = {n} is outside 1..=16")));
+        }
+        if let Some(b) = c.best_of
+            && b != n
+        {
+            return Err(ApiError::bad_request(format!(
+                "best_of {b} other than n ({n}) is not supported"
+            )));
         }
         if prompts.len() * n > MAX_CHOICES {
             return Err(ApiError::bad_request(format!(
@@ -461,18 +285,20 @@ impl AppState {
         if kind == Kind::Completion && (c.tools.is_some() || c.tool_choice.is_some()) {
             return Err(ApiError::bad_request("tools are for chat completions"));
         }
-        let (calls, grammar) = match tools::plan(
+        let (calls, auto, grammar) = match tools::plan(
             c.tools.as_deref(),
             c.tool_choice.as_ref(),
             c.parallel_tool_calls.unwrap_or(true),
+            self.tool_parser,
         )? {
-            Some(_) if grammar(&c)?.is_some() => {
+            Plan::Forced(..) if grammar(&c)?.is_some() => {
                 return Err(ApiError::bad_request(
                     "a forced tool call and guided decoding cannot both hold the answer",
                 ));
             }
-            Some((calls, g)) => (Some(calls), Some(g)),
-            None => (None, grammar(&c)?),
+            Plan::Forced(calls, g) => (Some(calls), None, Some(g)),
+            Plan::Auto(auto) => (None, Some(auto), grammar(&c)?),
+            Plan::Text => (None, None, grammar(&c)?),
         };
         let stop_strings = match c.stop {
             None => vec![],
@@ -492,6 +318,7 @@ impl AppState {
                     [self.stop_tokens.clone(), extra_stops].concat()
                 },
                 min_tokens: c.min_tokens.unwrap_or(0),
+                keep_stop_string: c.include_stop_str_in_output,
                 logprobs: logprobs.is_some(),
                 top_logprobs: logprobs.unwrap_or(0),
                 prompt_logprobs,
@@ -502,6 +329,7 @@ impl AppState {
             include_usage: c.stream_options.unwrap_or_default().include_usage,
             logprobs,
             calls,
+            auto,
         })
     }
 
@@ -539,6 +367,12 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     admit(&state, &headers)?;
     let b: CompletionBody = parse(&body)?;
+    b.ignored.warn("/v1/completions");
+    if b.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::bad_request(
+            "suffix (text after an insertion point) is not supported",
+        ));
+    }
     let echo = b.echo;
     let text = |t: String| Prompt {
         tokens: state.encode(&t),
@@ -584,6 +418,7 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     admit(&state, &headers)?;
     let b: ChatBody = parse(&body)?;
+    b.ignored.warn("/v1/chat/completions");
     if b.messages.is_empty() {
         return Err(ApiError::bad_request("messages is empty"));
     }
@@ -770,6 +605,7 @@ async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
             .collect(),
         echo: job.prompts.into_iter().map(|p| p.echo).collect(),
         calls: job.calls,
+        auto: job.auto,
     };
     if job.stream {
         Ok(stream_response(out, rx, job.include_usage))

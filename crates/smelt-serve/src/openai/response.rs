@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use smelt_models::tokenizer::Tokenizer;
 use tokio::sync::mpsc;
 
-use super::tools::{Calls, call_json, calls_so_far, tool_calls};
+use super::tool_parsers::{AutoStream, Piece, read_answer};
+use super::tools::{AutoCalls, Calls, call_json, calls_so_far, tool_calls};
 use super::{ApiError, Kind};
 use crate::engine::{Event, Finish, TokenLogprob, Usage};
 
@@ -37,6 +38,8 @@ pub(super) struct Output {
     pub(super) echo: Vec<Option<String>>,
     /// The answers are tool calls of this kind (chat).
     pub(super) calls: Option<Calls>,
+    /// The answers may hold calls in the model's own format (`tool_choice: "auto"`, chat).
+    pub(super) auto: Option<AutoCalls>,
 }
 
 /// A token and its log-probability (`None` for the prompt's first token, which has none).
@@ -75,32 +78,62 @@ impl Output {
         finish: Option<Finish>,
     ) -> (Value, Option<&'static str>) {
         let reason = finish.map(Finish::as_str);
+        if let Some(auto) = self.auto {
+            return self.auto_message(c, text, finish, auto);
+        }
         let Some(calls) = &self.calls else {
             return (json!({"content": text}), reason);
         };
         let id = format!("call-{}-{c}", self.id);
-        match tool_calls(calls, text, &id) {
-            // OpenAI ends a named function's call with "stop", others with "tool_calls".
-            Some(list) if finish == Some(Finish::Stop) => {
-                let reason = if *calls == Calls::Required {
-                    "tool_calls"
-                } else {
-                    "stop"
-                };
-                (json!({"content": null, "tool_calls": list}), Some(reason))
-            }
-            _ => {
-                let begun: Vec<Value> = calls_so_far(calls, text)
-                    .iter()
-                    .enumerate()
-                    .map(|(k, call)| call_json(&format!("{id}-{k}"), &call.name, &call.arguments))
-                    .collect();
-                match begun.is_empty() {
-                    true => (json!({"content": text}), reason),
-                    false => (json!({"content": null, "tool_calls": begun}), reason),
-                }
-            }
+        let (list, whole) = tool_calls(calls, text, &id);
+        if list.is_empty() {
+            return (json!({"content": text}), reason);
         }
+        let message = json!({"content": null, "tool_calls": list});
+        if whole && finish == Some(Finish::Stop) {
+            // OpenAI ends a named function's call with "stop", others with "tool_calls".
+            let reason = match calls {
+                Calls::Required => "tool_calls",
+                Calls::Named(_) => "stop",
+            };
+            return (message, Some(reason));
+        }
+        (message, reason)
+    }
+
+    /// An auto answer's message: its content and the calls it holds, if any (finish reason
+    /// `tool_calls` when it ended by itself).
+    fn auto_message(
+        &self,
+        c: usize,
+        text: &str,
+        finish: Option<Finish>,
+        auto: AutoCalls,
+    ) -> (Value, Option<&'static str>) {
+        let mut answer = read_answer(auto.parser, text);
+        if auto.one {
+            answer.calls.truncate(1);
+        }
+        if answer.calls.is_empty() {
+            return (json!({"content": text}), finish.map(Finish::as_str));
+        }
+        let list: Vec<Value> = answer
+            .calls
+            .iter()
+            .enumerate()
+            .map(|(k, call)| {
+                let id = format!("call-{}-{c}-{k}", self.id);
+                call_json(&id, &call.name, &call.arguments)
+            })
+            .collect();
+        let reason = match finish {
+            Some(Finish::Stop) => Some("tool_calls"),
+            f => f.map(Finish::as_str),
+        };
+        (
+            json!({"content": answer.content, "tool_calls": list}),
+            reason,
+        )
     }
 
     fn object(&self, chunk: bool) -> &'static str {
@@ -282,6 +315,8 @@ struct ChunkStream {
     /// (n, calls so far) with tool calls, how many bytes of each call's arguments have gone
     /// out (its id and name went with the first piece).
     sent: Vec<Vec<usize>>,
+    /// (n,) with `tool_choice: "auto"`, each choice's answer read for calls as it comes.
+    auto: Vec<AutoStream>,
     include_usage: bool,
     usage: UsageSum,
     ended: bool,
@@ -328,6 +363,11 @@ impl ChunkStream {
                     self.stream_calls(index);
                     return;
                 }
+                if !self.auto.is_empty() {
+                    let pieces = self.auto[index].push(&text);
+                    self.auto_pieces(index, pieces);
+                    return;
+                }
                 if text.is_empty() && !(self.out.logprobs && token.is_some()) {
                     return;
                 }
@@ -360,6 +400,14 @@ impl ChunkStream {
                 self.usage.add(index, usage);
                 if self.out.calls.is_some() && self.out.kind == Kind::Chat {
                     self.end_calls(index, finish);
+                } else if !self.auto.is_empty() {
+                    let pieces = self.auto[index].end();
+                    self.auto_pieces(index, pieces);
+                    let reason = match finish {
+                        Finish::Stop if self.auto[index].called() => "tool_calls",
+                        f => f.as_str(),
+                    };
+                    self.calls_chunk(index, json!({}), Some(reason));
                 } else {
                     self.chunk(index, None, Some(finish), Value::Null);
                 }
@@ -390,6 +438,28 @@ impl ChunkStream {
         }
         if !entries.is_empty() {
             self.calls_chunk(index, json!({"tool_calls": entries}), None);
+        }
+    }
+
+    /// Sends an auto answer's pieces: content as it is, each call whole (id, name and
+    /// arguments in one entry); with `parallel_tool_calls: false`, the first call only.
+    fn auto_pieces(&mut self, index: usize, pieces: Vec<Piece>) {
+        let one = self.out.auto.is_some_and(|a| a.one);
+        for piece in pieces {
+            match piece {
+                Piece::Content(text) => self.calls_chunk(index, json!({"content": text}), None),
+                Piece::Call(call) => {
+                    let k = self.sent[index].len();
+                    if one && k > 0 {
+                        continue;
+                    }
+                    self.sent[index].push(call.arguments.len());
+                    let id = format!("call-{}-{index}-{k}", self.out.id);
+                    let mut entry = call_json(&id, &call.name, &call.arguments);
+                    entry["index"] = json!(k);
+                    self.calls_chunk(index, json!({"tool_calls": [entry]}), None);
+                }
+            }
         }
     }
 
@@ -463,6 +533,10 @@ pub(super) fn stream_response(
         })
         .collect();
     let usage = UsageSum::new(&out);
+    let auto = match (out.auto, out.kind) {
+        (Some(a), Kind::Chat) => (0..n).map(|_| AutoStream::new(a.parser)).collect(),
+        _ => Vec::new(),
+    };
     let mut s = ChunkStream {
         out,
         rx,
@@ -471,6 +545,7 @@ pub(super) fn stream_response(
         offset: vec![0; n],
         held: vec![String::new(); n],
         sent: vec![Vec::new(); n],
+        auto,
         include_usage,
         usage,
         ended: false,

@@ -3,9 +3,10 @@
 //! a non-empty array of `{"name": ..., "parameters": ...}` over the request's tools. The
 //! answer then comes back as OpenAI's `tool_calls`, streamed as it is written (each call's
 //! name once whole, then its arguments in pieces). `"none"` generates text. `"auto"` (the
-//! default with tools) would need a parser for the model's own tool-call format, which smelt
-//! does not have: it is a 400, as it is on vLLM without `--tool-call-parser`. The tools also go
-//! to the chat template, for templates that describe them to the model.
+//! default with tools) lets the model choose, and its answer is read for calls in its own
+//! format ([`super::tool_parsers`]) when the server was started with `--tool-call-parser`;
+//! without one it is a 400, as on vLLM. The tools also go to the chat template, for templates
+//! that describe them to the model.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::tool_parsers::ToolParser;
 use crate::json_schema::{self, Grammar, Json};
 
 /// One of the request's `tools`.
@@ -56,13 +58,33 @@ pub(super) enum Calls {
     Required,
 }
 
-/// What the request's `tools` and `tool_choice` ask: the calls and their grammar, or `None`
-/// for plain text; without `parallel` (OpenAI's `parallel_tool_calls: false`), one call.
+/// `tool_choice: "auto"` answers: read for calls by `parser`; with `one` (OpenAI's
+/// `parallel_tool_calls: false`), only the first call is kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct AutoCalls {
+    pub parser: ToolParser,
+    pub one: bool,
+}
+
+/// What the request's `tools` and `tool_choice` ask.
+pub(super) enum Plan {
+    /// Plain text.
+    Text,
+    /// Calls the grammar holds the answer to.
+    Forced(Calls, Arc<Grammar>),
+    /// The model may call tools in its own format.
+    Auto(AutoCalls),
+}
+
+/// What the request's `tools` and `tool_choice` ask; without `parallel` (OpenAI's
+/// `parallel_tool_calls: false`), one call. `parser`: the server's `--tool-call-parser`, which
+/// `"auto"` needs.
 pub(super) fn plan(
     tools: Option<&[Tool]>,
     choice: Option<&ToolChoice>,
     parallel: bool,
-) -> Result<Option<(Calls, Arc<Grammar>)>, ApiError> {
+    parser: Option<ToolParser>,
+) -> Result<Plan, ApiError> {
     let tools = tools.unwrap_or_default();
     let mode = match choice {
         Some(ToolChoice::Mode(m)) => m.as_str(),
@@ -72,7 +94,7 @@ pub(super) fn plan(
     };
     if tools.is_empty() {
         return match mode {
-            "none" => Ok(None),
+            "none" => Ok(Plan::Text),
             _ => Err(ApiError::bad_request("tool_choice needs tools")),
         };
     }
@@ -96,7 +118,7 @@ pub(super) fn plan(
     }
     let schema_error = |e: json_schema::SchemaError| ApiError::bad_request(e.to_string());
     match (mode, choice) {
-        ("none", _) => Ok(None),
+        ("none", _) => Ok(Plan::Text),
         ("required", _) => {
             let list: Vec<(&str, Option<&Json>)> = tools
                 .iter()
@@ -104,7 +126,7 @@ pub(super) fn plan(
                 .collect();
             let most = if parallel { u32::MAX } else { 1 };
             let g = json_schema::compile_calls(&list, most).map_err(schema_error)?;
-            Ok(Some((Calls::Required, Arc::new(g))))
+            Ok(Plan::Forced(Calls::Required, Arc::new(g)))
         }
         ("named", Some(ToolChoice::Named { function })) => {
             let Some(t) = tools.iter().find(|t| t.function.name == function.name) else {
@@ -116,12 +138,22 @@ pub(super) fn plan(
             let any = Json::Object(vec![("type".into(), Json::String("object".into()))]);
             let params = json_schema::no_parameters(t.function.parameters.as_ref());
             let g = json_schema::compile(params.unwrap_or(&any)).map_err(schema_error)?;
-            Ok(Some((Calls::Named(function.name.clone()), Arc::new(g))))
+            Ok(Plan::Forced(
+                Calls::Named(function.name.clone()),
+                Arc::new(g),
+            ))
         }
-        ("auto", _) => Err(ApiError::bad_request(
-            "tool_choice \"auto\" needs a parser for this model's own tool-call format, which \
-             smelt does not have; ask for \"required\" or name a function",
-        )),
+        ("auto", _) => match parser {
+            Some(parser) => Ok(Plan::Auto(AutoCalls {
+                parser,
+                one: !parallel,
+            })),
+            None => Err(ApiError::bad_request(
+                "tool_choice \"auto\" needs the server started with --tool-call-parser (hermes \
+                 or llama3_json, the model's own tool-call format); or ask for \"required\" \
+                 or name a function",
+            )),
+        },
         (other, _) => Err(ApiError::bad_request(format!(
             "tool_choice {other:?} is not one of none, auto, required or a named function"
         ))),
@@ -246,21 +278,20 @@ pub(super) fn calls_so_far(calls: &Calls, text: &str) -> Vec<CallSoFar> {
     out
 }
 
-/// The `tool_calls` entries of a finished answer `text` (ids `{id}-{k}`), or `None` if the
-/// text is not whole calls (cut by `max_tokens`).
-pub(super) fn tool_calls(calls: &Calls, text: &str, id: &str) -> Option<Vec<Value>> {
+/// The `tool_calls` entries of the calls begun in an answer `text` (ids `{id}-{k}`), and
+/// whether the text is whole calls (not cut by `max_tokens`).
+pub(super) fn tool_calls(calls: &Calls, text: &str, id: &str) -> (Vec<Value>, bool) {
     let c = compact(text);
     let whole = match calls {
         Calls::Named(_) => serde_json::from_str::<Json>(&c).is_ok(),
         Calls::Required => serde_json::from_str::<Vec<Json>>(&c).is_ok(),
     };
-    let list = calls_so_far(calls, text);
-    (whole && !list.is_empty()).then(|| {
-        list.iter()
-            .enumerate()
-            .map(|(k, call)| call_json(&format!("{id}-{k}"), &call.name, &call.arguments))
-            .collect()
-    })
+    let list = calls_so_far(calls, text)
+        .iter()
+        .enumerate()
+        .map(|(k, call)| call_json(&format!("{id}-{k}"), &call.name, &call.arguments))
+        .collect();
+    (list, whole)
 }
 
 /// One `tool_calls` entry.
@@ -298,14 +329,38 @@ mod tests {
                 assert!(b.arguments.starts_with(&a.arguments), "{cut}: {a:?}");
             }
         }
-        let ids = tool_calls(&Calls::Required, text, "x").unwrap();
+        let (ids, whole) = tool_calls(&Calls::Required, text, "x");
+        assert!(whole);
         assert_eq!(ids[1]["id"], "x-1");
         assert_eq!(ids[1]["function"]["name"], "time");
-        assert!(tool_calls(&Calls::Required, &text[..text.len() - 1], "x").is_none());
+        assert!(!tool_calls(&Calls::Required, &text[..text.len() - 1], "x").1);
         let named = Calls::Named("f".into());
         assert_eq!(
             calls_so_far(&named, "{ \"a\" : [1, 2] }")[0].arguments,
             r#"{"a":[1,2]}"#
         );
+    }
+
+    #[test]
+    fn auto_needs_a_parser_and_then_reads_the_models_format() {
+        let tools: Vec<Tool> = serde_json::from_str(
+            r#"[{"type": "function", "function": {"name": "f", "parameters": {}}}]"#,
+        )
+        .unwrap();
+        let auto = ToolChoice::Mode("auto".into());
+        for choice in [None, Some(&auto)] {
+            let e = plan(Some(&tools), choice, true, None).err().expect("a 400");
+            assert!(e.message.contains("--tool-call-parser"), "{}", e.message);
+            match plan(Some(&tools), choice, false, Some(ToolParser::Hermes)) {
+                Ok(Plan::Auto(a)) => assert_eq!(
+                    a,
+                    AutoCalls {
+                        parser: ToolParser::Hermes,
+                        one: true
+                    }
+                ),
+                _ => panic!("auto with a parser plans auto"),
+            }
+        }
     }
 }
