@@ -134,6 +134,10 @@ fn openai_client_and_curl_against_smelt_serve() {
     );
     let late = complete(&format!(r#","stop":["Paris"],"min_tokens":{paris_in}"#));
     assert_eq!(text(&late), whole, "Paris ends in token {paris_in}");
+    // One token fewer held, and the stop string counts again.
+    let held = paris_in - 1;
+    let early = complete(&format!(r#","stop":["Paris"],"min_tokens":{held}"#));
+    assert_eq!(text(&early), whole[..at], "min_tokens {held}");
     // Fields smelt does not read are named in the log (checked below); best_of other than n
     // and a suffix are refused.
     complete(r#","frobnicate":1,"user":"u1""#);

@@ -361,6 +361,23 @@ fn schemas_with_no_finite_or_shallow_enough_instance_are_refused() {
         e.contains("nests 39 containers deep, over the 32 allowed"),
         "{e}"
     );
+    // A huge minItems is one required value, not billions (this compiled into a list of
+    // 2^32 entries, and the server ran out of memory).
+    let t = std::time::Instant::now();
+    schema(r##"{"properties": {"a": {"type": "array", "minItems": 4294967295}}}"##);
+    assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+    // A forced call's tool that could never be called is refused, naming it.
+    let endless: Json = serde_json::from_str(
+        r##"{"type": "object", "properties": {"n": {"$ref": "#"}}, "required": ["n"]}"##,
+    )
+    .unwrap();
+    let e = compile_calls(&[("ok", None), ("endless", Some(&endless))], 4)
+        .expect_err("an uncallable tool")
+        .to_string();
+    assert!(
+        e.contains("at /tools/1/function/parameters: no finite value"),
+        "{e}"
+    );
     // The same recursion with a way out compiles, and the way out is taken.
     let g = schema(
         r##"{"properties": {"next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}},

@@ -328,6 +328,13 @@ assert begun > 0, "no cut answer had begun a call"
 # it answers in text, and guided_regex makes it write a Hermes call (text first) to read.
 auto = c.chat.completions.create(model=model, messages=q, tools=[weather], max_tokens=16, temperature=0)
 assert auto.choices[0].message.tool_calls is None and auto.choices[0].message.content, auto
+# Streamed, an auto answer still carries every token's log-probability.
+lp_whole = c.chat.completions.create(model=model, messages=q, tools=[weather], max_tokens=16, temperature=0,
+                                     logprobs=True).choices[0].logprobs.content
+lp_stream = [e for ch in c.chat.completions.create(model=model, messages=q, tools=[weather], max_tokens=16,
+                                                   temperature=0, logprobs=True, stream=True)
+             if ch.choices and ch.choices[0].logprobs for e in ch.choices[0].logprobs.content]
+assert [e.token for e in lp_stream] == [e.token for e in lp_whole] and lp_whole, (lp_stream, lp_whole)
 hermes = ('Let me look\\.\\n<tool_call>\\{"name": "get_weather", "arguments": '
           '\\{"city": "Paris", "unit": "celsius"\\}\\}</tool_call>')
 auto = c.chat.completions.create(model=model, messages=q, tools=[weather], max_tokens=192, temperature=0,

@@ -71,10 +71,22 @@ pub fn compile_calls(tools: &[(&str, Option<&Json>)], most: u32) -> Result<Gramm
     )?;
     let (g, paths) = (c.g, c.paths);
     let g = finish(g, &paths, root)?;
-    // Each tool's arguments must be an object (OpenAI's `parameters` always are).
+    // Each tool's arguments must be an object (OpenAI's `parameters` always are), with an
+    // instance that fits where the arguments start (the third level: array, call, arguments);
+    // otherwise the tool could never be called, and is refused rather than silently skipped.
     for (path, args) in arguments {
         if g.first[args as usize] != only(b'{') {
             return Err(err(&path, "a tool's parameters must be an object schema"));
+        }
+        let h = g.height[args as usize];
+        if !super::height::fits(h, 3) {
+            let why = if h == super::height::NO_INSTANCE {
+                "no finite value meets the parameters: a required value refers back to itself"
+                    .to_owned()
+            } else {
+                format!("every value nests {h} containers deep, over the 30 a call's arguments may")
+            };
+            return Err(err(&path, why));
         }
     }
     Ok(g)

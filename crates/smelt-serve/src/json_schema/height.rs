@@ -66,10 +66,12 @@ pub fn heights(g: &Grammar) -> Vec<u32> {
     height
 }
 
-/// The values an instance of `node` must hold (an object's required properties, an array's
-/// first `min` items), or a union's alternatives.
+/// The distinct nodes of the values an instance of `node` must hold (an object's required
+/// properties, an array's first `min` items: the tuple's, then `items` once however many),
+/// or a union's alternatives. Heights are maxima and minima, so repeats add nothing, and a
+/// `minItems` of billions must not become a list of billions.
 fn required_values(node: &Node) -> Vec<NodeId> {
-    match node {
+    let mut v: Vec<NodeId> = match node {
         Node::Object { props, .. } => props
             .iter()
             .filter(|p| p.required)
@@ -77,12 +79,20 @@ fn required_values(node: &Node) -> Vec<NodeId> {
             .collect(),
         Node::Array {
             items, prefix, min, ..
-        } => (0..*min as usize)
-            .map(|i| prefix.get(i).copied().unwrap_or(*items))
-            .collect(),
+        } => {
+            let min = *min as usize;
+            let mut v = prefix[..min.min(prefix.len())].to_vec();
+            if min > prefix.len() {
+                v.push(*items);
+            }
+            v
+        }
         Node::Union { alts } => alts.clone(),
         _ => Vec::new(),
-    }
+    };
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// Whether a value of height `h` may start as the `level`-th frame of the recognizer's stack
@@ -114,9 +124,13 @@ pub fn check_root(
         if std::mem::replace(&mut seen[at as usize], true) {
             break;
         }
-        let next = required_values(&g.nodes[at as usize])
-            .into_iter()
-            .max_by_key(|&c| g.height[c as usize]);
+        // A container is as deep as its deepest required value, a union as its shallowest
+        // alternative.
+        let values = required_values(&g.nodes[at as usize]).into_iter();
+        let next = match g.nodes[at as usize] {
+            Node::Union { .. } => values.min_by_key(|&c| g.height[c as usize]),
+            _ => values.max_by_key(|&c| g.height[c as usize]),
+        };
         match next {
             Some(c) if g.height[c as usize] != 0 => at = c,
             _ => break,

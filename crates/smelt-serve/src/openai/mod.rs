@@ -1,7 +1,7 @@
 //! The OpenAI-compatible API: `/v1/completions`, `/v1/chat/completions` (Server-Sent Events
 //! ending in `data: [DONE]` when `stream` is set, usage with `stream_options.include_usage`),
-//! `/v1/models`; errors in OpenAI's JSON shape. Request bodies are parsed by the handlers ([`request`], not by an
-//! extractor) so every malformed body gets that shape and a 400.
+//! `/v1/models`; errors in OpenAI's JSON shape. Request bodies are parsed by the handlers
+//! ([`request`], not by an extractor) so every malformed body gets that shape and a 400.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

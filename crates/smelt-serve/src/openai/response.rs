@@ -363,11 +363,6 @@ impl ChunkStream {
                     self.stream_calls(index);
                     return;
                 }
-                if !self.auto.is_empty() {
-                    let pieces = self.auto[index].push(&text);
-                    self.auto_pieces(index, pieces);
-                    return;
-                }
                 if text.is_empty() && !(self.out.logprobs && token.is_some()) {
                     return;
                 }
@@ -379,6 +374,11 @@ impl ChunkStream {
                     }
                     _ => Value::Null,
                 };
+                if !self.auto.is_empty() {
+                    let pieces = self.auto[index].push(&text);
+                    self.auto_pieces(index, pieces, lp);
+                    return;
+                }
                 self.chunk(index, Some(text), None, lp);
             }
             Event::Prompt { index, logprobs } => {
@@ -402,12 +402,12 @@ impl ChunkStream {
                     self.end_calls(index, finish);
                 } else if !self.auto.is_empty() {
                     let pieces = self.auto[index].end();
-                    self.auto_pieces(index, pieces);
+                    self.auto_pieces(index, pieces, Value::Null);
                     let reason = match finish {
                         Finish::Stop if self.auto[index].called() => "tool_calls",
                         f => f.as_str(),
                     };
-                    self.calls_chunk(index, json!({}), Some(reason));
+                    self.calls_chunk(index, json!({}), Some(reason), Value::Null);
                 } else {
                     self.chunk(index, None, Some(finish), Value::Null);
                 }
@@ -437,17 +437,23 @@ impl ChunkStream {
             }
         }
         if !entries.is_empty() {
-            self.calls_chunk(index, json!({"tool_calls": entries}), None);
+            self.calls_chunk(index, json!({"tool_calls": entries}), None, Value::Null);
         }
     }
 
     /// Sends an auto answer's pieces: content as it is, each call whole (id, name and
-    /// arguments in one entry); with `parallel_tool_calls: false`, the first call only.
-    fn auto_pieces(&mut self, index: usize, pieces: Vec<Piece>) {
+    /// arguments in one entry); with `parallel_tool_calls: false`, the first call only. The
+    /// token's log-probabilities `lp` ride on the first chunk, or on an empty one if the
+    /// token let nothing out yet, so the stream carries every token's, as the whole answer
+    /// does.
+    fn auto_pieces(&mut self, index: usize, pieces: Vec<Piece>, mut lp: Value) {
         let one = self.out.auto.is_some_and(|a| a.one);
         for piece in pieces {
             match piece {
-                Piece::Content(text) => self.calls_chunk(index, json!({"content": text}), None),
+                Piece::Content(text) => {
+                    let lp = std::mem::take(&mut lp);
+                    self.calls_chunk(index, json!({"content": text}), None, lp);
+                }
                 Piece::Call(call) => {
                     let k = self.sent[index].len();
                     if one && k > 0 {
@@ -457,21 +463,25 @@ impl ChunkStream {
                     let id = format!("call-{}-{index}-{k}", self.out.id);
                     let mut entry = call_json(&id, &call.name, &call.arguments);
                     entry["index"] = json!(k);
-                    self.calls_chunk(index, json!({"tool_calls": [entry]}), None);
+                    let lp = std::mem::take(&mut lp);
+                    self.calls_chunk(index, json!({"tool_calls": [entry]}), None, lp);
                 }
             }
+        }
+        if !lp.is_null() {
+            self.calls_chunk(index, json!({}), None, lp);
         }
     }
 
     /// One chunk of a tool-call answer: `delta` (with the role, if first) and a finish
     /// reason.
-    fn calls_chunk(&mut self, index: usize, mut delta: Value, reason: Option<&str>) {
+    fn calls_chunk(&mut self, index: usize, mut delta: Value, reason: Option<&str>, lp: Value) {
         if !self.opened[index] {
             self.opened[index] = true;
             delta["role"] = json!("assistant");
         }
         let choice =
-            json!({"index": index, "delta": delta, "finish_reason": reason, "logprobs": null});
+            json!({"index": index, "delta": delta, "finish_reason": reason, "logprobs": lp});
         let mut v = self.out.envelope(true, vec![choice], None);
         if self.include_usage {
             v["usage"] = Value::Null;
@@ -486,9 +496,9 @@ impl ChunkStream {
         let text = std::mem::take(&mut self.held[index]);
         let (message, reason) = self.out.message(index, &text, Some(finish));
         if self.sent[index].is_empty() {
-            self.calls_chunk(index, message, reason);
+            self.calls_chunk(index, message, reason, Value::Null);
         } else {
-            self.calls_chunk(index, json!({}), reason);
+            self.calls_chunk(index, json!({}), reason, Value::Null);
         }
     }
 

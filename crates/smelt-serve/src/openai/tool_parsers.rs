@@ -7,9 +7,13 @@
 //! - `llama3_json` (Llama 3.1–3.3): the answer is one or more `{"name": ..., "parameters":
 //!   {...}}` objects (or `"arguments"`), separated by `;`, optionally after `<|python_tag|>`.
 //!
-//! What counts as calls: the calls in order while each parses; with none, the whole text is
-//! content (a model that wrote a malformed call is answered as text, as vLLM does). A call
-//! left open at the end (cut by `max_tokens`) is read if its JSON is whole. [`AutoStream`]
+//! What counts as calls: the calls in order while each parses (text between Hermes calls is
+//! skipped, as vLLM skips it); with none, the whole text is content (a model that wrote a
+//! malformed call is answered as text, as vLLM does). Unlike vLLM, a malformed later call
+//! leaves the earlier ones standing (a stream has sent them by then), and an answer cut by
+//! `max_tokens` ends with `finish_reason: length`, as OpenAI ends a cut call. A call left open
+//! at the end is read if its JSON is whole. An object needs `name` and `arguments` (or
+//! `parameters`) to be a call. [`AutoStream`]
 //! streams the same answer: content as it is written (holding back what could start a call),
 //! each call whole once it closes.
 
@@ -57,10 +61,10 @@ fn call_of(v: &Json) -> Option<CallSoFar> {
     let Some(Json::String(name)) = v.get("name") else {
         return None;
     };
-    let arguments = match v.get("arguments").or_else(|| v.get("parameters")) {
-        None => "{}".to_owned(),
-        Some(Json::String(s)) => s.clone(),
-        Some(a) => a.to_text(),
+    // An object without either is other JSON (`{"name": "Alice", "age": 30}`), not a call.
+    let arguments = match v.get("arguments").or_else(|| v.get("parameters"))? {
+        Json::String(s) => s.clone(),
+        a => a.to_text(),
     };
     Some(CallSoFar {
         name: name.clone(),
@@ -104,7 +108,10 @@ fn hermes_calls(text: &str) -> Option<(Option<String>, Vec<CallSoFar>)> {
             Some(call) => calls.push(call),
             None => break,
         }
-        rest = after.trim_start();
+        rest = match after.find(OPEN) {
+            Some(next) => &after[next..],
+            None => break,
+        };
     }
     Some((content, calls))
 }
@@ -221,7 +228,8 @@ impl AutoStream {
 
     fn hermes(&mut self, ended: bool, out: &mut Vec<Piece>) {
         if self.mode == Mode::Before {
-            match self.text.find(OPEN) {
+            // What went out holds no call's start, so the search starts there.
+            match self.text[self.sent..].find(OPEN).map(|p| p + self.sent) {
                 None if ended => return self.content_to(self.text.len(), out),
                 None => {
                     // Hold back what could start `<tool_call>`, and trailing whitespace
@@ -241,16 +249,14 @@ impl AutoStream {
             return;
         };
         loop {
-            let rest = self.text[at..].trim_start();
-            let start = self.text.len() - rest.len();
-            let Some(body) = rest.strip_prefix(OPEN) else {
-                // Text after the calls is not read (nor sent), unless it may still become a
-                // call.
-                if ended || !OPEN.starts_with(rest) {
+            // Text between and after calls is skipped (not sent).
+            let Some(start) = self.text[at..].find(OPEN).map(|p| p + at) else {
+                if ended {
                     self.mode = Mode::Over;
                 }
                 return;
             };
+            let body = &self.text[start + OPEN.len()..];
             let (inside, end) = match body.find(CLOSE) {
                 Some(e) => (&body[..e], start + OPEN.len() + e + CLOSE.len()),
                 None if ended => (body, self.text.len()),
@@ -360,11 +366,31 @@ mod tests {
                 "Hi <tool_call>{\"name\": \"a\", \"argu</tool_call>",
                 text("Hi <tool_call>{\"name\": \"a\", \"argu</tool_call>"),
             ),
-            // A malformed second call: the first stands.
+            // A malformed second call (after text): the first stands.
             (
                 Hermes,
-                "<tool_call>{\"name\": \"a\"}</tool_call><tool_call>{oops}</tool_call>",
+                "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call> and <tool_call>{oops}</tool_call>",
                 answer(None, vec![call("a", "{}")]),
+            ),
+            // Text between calls is skipped.
+            (
+                Hermes,
+                "Both.\n<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>\nNow b:\n<tool_call>{\"name\": \"b\", \"arguments\": \"{\\\"n\\\": 2}\"}</tool_call>\nDone.",
+                answer(
+                    Some("Both."),
+                    vec![call("a", "{}"), call("b", r#"{"n": 2}"#)],
+                ),
+            ),
+            // JSON with a name but no arguments is not a call.
+            (
+                Hermes,
+                "<tool_call>{\"name\": \"a\"}</tool_call>",
+                text("<tool_call>{\"name\": \"a\"}</tool_call>"),
+            ),
+            (
+                Llama3Json,
+                "{\"name\": \"Alice\", \"age\": 30}",
+                text("{\"name\": \"Alice\", \"age\": 30}"),
             ),
             (
                 Llama3Json,
