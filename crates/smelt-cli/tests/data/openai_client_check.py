@@ -350,6 +350,20 @@ fm = final.choices[0].message
 assert (fm.content, final.choices[0].finish_reason) == (m.content, "tool_calls"), final
 assert [(t.function.name, t.function.arguments) for t in fm.tool_calls] == [
     (t.function.name, t.function.arguments) for t in m.tool_calls], final
+# Two calls written; parallel_tool_calls=False keeps the first, whole and streamed.
+two_calls = hermes + '\\n<tool_call>\\{"name": "get_weather", "arguments": \\{"city": "Oslo", "unit": "celsius"\\}\\}</tool_call>'
+both = c.chat.completions.create(model=model, messages=q, tools=[weather], max_tokens=320, temperature=0,
+                                 extra_body={"guided_regex": two_calls})
+assert [json.loads(t.function.arguments)["city"] for t in both.choices[0].message.tool_calls] == ["Paris", "Oslo"], both
+first = c.chat.completions.create(model=model, messages=q, tools=[weather], max_tokens=320, temperature=0,
+                                  parallel_tool_calls=False, extra_body={"guided_regex": two_calls})
+with c.chat.completions.stream(model=model, messages=q, tools=[weather], max_tokens=320, temperature=0,
+                               parallel_tool_calls=False, extra_body={"guided_regex": two_calls}) as s:
+    first_streamed = s.get_final_completion()
+for r in (first, first_streamed):
+    calls = r.choices[0].message.tool_calls
+    assert [json.loads(t.function.arguments)["city"] for t in calls] == ["Paris"], r
+    assert r.choices[0].finish_reason == "tool_calls", r
 follow = q + [{"role": "assistant", "content": None,
                "tool_calls": [t.model_dump() for t in ch.message.tool_calls]},
               {"role": "tool", "tool_call_id": ch.message.tool_calls[0].id, "content": "18 C, sunny"}]
