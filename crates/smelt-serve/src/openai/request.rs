@@ -228,16 +228,14 @@ impl Ignored {
     /// sampling option it relies on had no effect.
     pub(super) fn warn(&self, endpoint: &str) {
         if !self.0.is_empty() {
-            let names: Vec<&str> = self.0.keys().map(String::as_str).collect();
             tracing::warn!(
                 "{endpoint}: these fields were present in the request but ignored: {}",
-                names.join(", ")
+                self.names().join(", ")
             );
         }
     }
 
     /// The ignored fields' names, in order.
-    #[cfg(test)]
     pub(super) fn names(&self) -> Vec<&str> {
         self.0.keys().map(String::as_str).collect()
     }
