@@ -5,8 +5,8 @@
 
 use smelt_gguf::{GgmlType, blocks};
 use smelt_kernels::{
-    Activations, DotFn, GEMM_MIN_TOKENS, QMatrix, TILE_WIDTHS, Variant, WEIGHT_TYPES, WeightBytes,
-    WeightType, available_variants, matmul_multi,
+    ActKinds, Activations, DotFn, GEMM_MIN_TOKENS, QMatrix, TILE_WIDTHS, Variant, WEIGHT_TYPES,
+    WeightBytes, WeightType, available_variants, matmul_multi,
 };
 
 struct Rng(u64);
@@ -74,9 +74,10 @@ fn activations(n: usize, cols: usize, ty: WeightType, rng: &mut Rng) -> Activati
     a
 }
 
-/// Row `t` of the activations as the kernel sees them (dequantized blocks, or the floats).
-fn seen_activations(a: &Activations, ty: WeightType, t: usize) -> Vec<f32> {
-    let k = ty.act_kinds();
+/// Row `t` of the activations as a kernel reading `k` sees them (dequantized blocks, or the
+/// floats): Q4_K and Q2_K as written read `q8k`, repacked they read `q8k_x4`, whose groups of
+/// 4 round differently ([`DotFn::act_kinds`]).
+fn seen_activations(a: &Activations, k: ActKinds, t: usize) -> Vec<f32> {
     if k.q8 {
         a.row_q8(t)
             .iter()
@@ -114,7 +115,7 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
             {
                 let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
                 for t in 0..9 {
-                    let x = seen_activations(&acts, ty, t);
+                    let x = seen_activations(&acts, dot.act_kinds(ty), t);
                     let mut exact: f64 =
                         wf.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
                     // The offset formats meet the block sum as ggml's q8_1 stores it (f16):
@@ -198,7 +199,7 @@ fn every_variant_matches_the_reference() {
                             let mut tile = vec![f32::NAN; nt];
                             fast.dot_tokens(m.row(r), &acts, t0, &mut tile);
                             let got = tile[t - t0];
-                            let x = seen_activations(&acts, ty, t);
+                            let x = seen_activations(&acts, reference.act_kinds(ty), t);
                             let wf = blocks::dequantize(ty.ggml(), m.row(r), cols).unwrap();
                             let norm: f32 = wf.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
                             let err = (got - want).abs() / norm.max(1e-30);
@@ -429,7 +430,7 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
                 alone.set(&x[t * cols..(t + 1) * cols], 1, cols, ty.act_kinds());
                 let mut y1 = vec![f32::NAN; rows];
                 matmul_multi(&[&m], &alone, &mut [&mut y1]);
-                let seen = seen_activations(&acts, ty, t);
+                let seen = seen_activations(&acts, reference.act_kinds(ty), t);
                 for r in 0..rows {
                     let got = y[t * rows + r];
                     assert_eq!(got.to_bits(), y1[r].to_bits(), "{ty:?} [{t}, {r}] alone");
