@@ -548,6 +548,8 @@ impl EngineLoop {
         self.last_stats = (st.queries, st.hits);
         let pre = self.sched.preemptions;
         m.preemptions.inc_by(pre - m.preemptions.get());
+        let waits = self.sched.deferred;
+        m.prefix_waits.inc_by(waits - m.prefix_waits.get());
     }
 }
 

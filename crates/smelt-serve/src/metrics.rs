@@ -1,7 +1,7 @@
 //! Prometheus metrics with vLLM's names under a `smelt:` prefix (`smelt:num_requests_running`,
 //! `smelt:time_to_first_token_seconds`, ...), so dashboards built for vLLM read them with
-//! the prefix swapped. Plus two counters vLLM lacks: KV slots allocated and left unused,
-//! summed over steps, whose ratio is the KV waste.
+//! the prefix swapped. Plus counters vLLM lacks: KV slots allocated and left unused, summed
+//! over steps, whose ratio is the KV waste; admissions put off to share a prompt prefix.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -45,6 +45,9 @@ pub struct Metrics {
     pub steps: IntCounter,
     /// Requests refused because the queue was full.
     pub rejected: IntCounter,
+    /// Admissions put off because the request's leading prompt blocks were still being
+    /// computed for a running request (it then reuses them from the prefix cache).
+    pub prefix_waits: IntCounter,
 }
 
 fn buckets(lo: f64, n: usize) -> Vec<f64> {
@@ -131,6 +134,10 @@ impl Metrics {
             ),
             steps: counter("engine_steps_total", "Engine steps run"),
             rejected: counter("requests_rejected_total", "Requests refused: queue full"),
+            prefix_waits: counter(
+                "prefix_waits_total",
+                "Admissions put off to reuse a shared prompt prefix still being computed",
+            ),
             registry,
         }
     }

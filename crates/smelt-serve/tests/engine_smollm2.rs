@@ -218,6 +218,12 @@ async fn a_thousand_requests_with_disconnects_leave_every_block_free() {
     let text = h.metrics.render();
     assert!(text.contains("smelt:gpu_cache_usage_perc 0\n"), "{text}");
     assert!(text.contains("smelt:num_requests_running 0\n"));
+    let waits = h.metrics.prefix_waits.get();
+    assert!(
+        text.contains(&format!("smelt:prefix_waits_total {waits}\n")),
+        "{text}"
+    );
+    println!("admissions put off to share a prompt prefix: {waits}");
     let aborted = h.metrics.finished.with_label_values(&["abort"]).get();
     assert!(aborted > 0, "some disconnects were seen mid-generation");
 }
