@@ -145,6 +145,28 @@ fn openai_client_and_curl_against_smelt_serve() {
         let e = complete(extra);
         assert!(e["error"]["message"].as_str().is_some(), "{extra}: {e}");
     }
+    // A completion length near usize::MAX is a 400 naming the context, not a wrapped sum.
+    for (path, body) in [
+        (
+            "completions",
+            r#"{"prompt":"Hi","max_tokens":18446744073709551612}"#,
+        ),
+        (
+            "chat/completions",
+            r#"{"messages":[{"role":"user","content":"Hi"}],"max_completion_tokens":18446744073709551611}"#,
+        ),
+    ] {
+        let e = curl(&[
+            "-w",
+            "%{http_code}",
+            "-H",
+            &auth,
+            "-d",
+            body,
+            &format!("{base}/v1/{path}"),
+        ]);
+        assert!(e.ends_with("400") && e.contains("context"), "{path}: {e}");
+    }
     let sse = curl(&[
         "-N",
         "-H",

@@ -224,7 +224,7 @@ impl EngineHandle {
                 r.params.top_logprobs
             )));
         }
-        if r.prompt.len() + r.params.max_tokens > self.max_context {
+        if r.prompt.len().saturating_add(r.params.max_tokens) > self.max_context {
             return Err(SubmitError::TooLong {
                 max: self.max_context,
                 prompt: r.prompt.len(),

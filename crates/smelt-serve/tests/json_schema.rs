@@ -235,6 +235,14 @@ fn unsupported_or_impossible_schemas_are_refused_with_where() {
     let deep = format!("{}{{}}{}", r#"{"items":"#.repeat(70), "}".repeat(70));
     let e = refused_schema(&format!(r##"{{"properties": {{"a": {deep}}}}}"##));
     assert!(e.contains("nested deeper"), "{e}");
+    // A pattern whose counted repetitions multiply out to 10⁹ NFA states is refused at once
+    // (its size limit), not built until memory runs out.
+    let t = std::time::Instant::now();
+    let e = refused_schema(
+        r##"{"properties": {"a": {"type": "string", "pattern": "^(?:(?:a{1000}){1000}){1000}$"}}}"##,
+    );
+    assert!(e.contains("pattern") && e.contains("exceeded limit"), "{e}");
+    assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
 }
 
 /// Recursive schemas whose values need nested containers: `a` is one object deeper, `b` three

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::nfa::thompson;
 use regex_automata::util::{primitives::StateID, start};
 use regex_automata::{Anchored, MatchKind};
 
@@ -84,10 +85,24 @@ impl Pattern {
             .match_kind(MatchKind::LeftmostFirst)
             .dfa_size_limit(Some(16 << 20))
             .determinize_size_limit(Some(16 << 20));
+        // The NFA too: counted repetitions are written out copy by copy, so
+        // `((a{1000}){1000}){1000}` would otherwise build 10⁹ states before the DFA's limits
+        // are ever consulted.
         let dfa = dense::Builder::new()
             .configure(config)
+            .thompson(thompson::Config::new().nfa_size_limit(Some(16 << 20)))
             .build(source)
-            .map_err(|e| format!("pattern {source:?}: {e}"))?;
+            .map_err(|e| {
+                // The builder's own message is generic ("error building NFA"); the cause
+                // says which limit or which syntax.
+                let mut msg = format!("pattern {source:?}: {e}");
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    msg.push_str(&format!(": {c}"));
+                    cause = c.source();
+                }
+                msg
+            })?;
         let first = dfa
             .start_state(&start::Config::new().anchored(Anchored::No))
             .map_err(|e| format!("pattern {source:?}: {e}"))?;
