@@ -26,8 +26,8 @@ const TEXTS: &[&str] = &[
     "   \t  \n",
 ];
 
-#[test]
-fn token_ids_equal_hugging_face_tokenizers() {
+/// SmolLM2's tokenizer, and Hugging Face's built from the same vocabulary and merges.
+fn both() -> (tokenizer::Tokenizer, tokenizers::Tokenizer) {
     let gguf = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
         .ensure_gguf(smelt_data::assets::find("smollm2-135m").unwrap())
         .unwrap();
@@ -40,7 +40,12 @@ fn token_ids_equal_hugging_face_tokenizers() {
         .collect();
     smelt_gguf::hf::write_tokenizer_files(&file.header, &tokens, tmp.path()).unwrap();
     let hf = tokenizers::Tokenizer::from_file(tmp.path().join("tokenizer.json")).unwrap();
+    (ours, hf)
+}
 
+#[test]
+fn token_ids_equal_hugging_face_tokenizers() {
+    let (ours, hf) = both();
     for text in TEXTS {
         let want: Vec<u32> = hf.encode(*text, false).unwrap().get_ids().to_vec();
         let got = ours.encode(text, true);
@@ -49,4 +54,78 @@ fn token_ids_equal_hugging_face_tokenizers() {
     }
     // Without special-token parsing, "<|im_start|>" is ordinary text.
     assert!(ours.encode("<|im_start|>", false).len() > 1);
+}
+
+/// Random texts over letters of several scripts, digits, punctuation, whitespace, emoji and
+/// special tokens, and long runs of one letter or one special token (one word of 30,000
+/// letters is merged in O(n log n); the special-token cut scans the text once per special).
+#[test]
+fn random_texts_and_long_runs_equal_hugging_face_tokenizers() {
+    let (ours, hf) = both();
+    let pool: Vec<&str> = vec![
+        "a",
+        "b",
+        "e",
+        "n",
+        "t",
+        "the",
+        " ",
+        "  ",
+        "\n",
+        "\t",
+        "ü",
+        "ß",
+        "é",
+        "я",
+        "ж",
+        "中",
+        "文",
+        "한",
+        "ا",
+        "ह",
+        "0",
+        "7",
+        "42",
+        ".",
+        ",",
+        "'",
+        "'s",
+        "!",
+        "?",
+        "(",
+        "-",
+        "😀",
+        "👩‍👧",
+        "🇩🇪",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|endoftext|>",
+        "<|im",
+        "end|>",
+    ];
+    let mut rng = smelt_quant::rng::Rng::new(smelt_quant::rng::test_seed());
+    for _ in 0..300 {
+        let n = rng.next_u64() as usize % 60;
+        let text: String = (0..n)
+            .map(|_| pool[rng.next_u64() as usize % pool.len()])
+            .collect();
+        let want: Vec<u32> = hf.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        assert_eq!(ours.encode(&text, true), want, "{text:?}");
+    }
+    for text in [
+        "a".repeat(30_000),
+        format!("x{}", "ab".repeat(15_000)),
+        "<|im_end|>".repeat(5_000),
+        " 1".repeat(10_000),
+    ] {
+        let want: Vec<u32> = hf.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        let got = ours.encode(&text, true);
+        assert!(
+            got == want,
+            "a run of {} bytes: {} tokens vs {}",
+            text.len(),
+            got.len(),
+            want.len()
+        );
+    }
 }

@@ -3,7 +3,8 @@
 //! pre-tokenizer's regexes (`tokenizer.ggml.pre`), each piece's UTF-8 bytes are mapped to
 //! GPT-2's printable byte alphabet, and merges are applied lowest rank first.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use fancy_regex::Regex;
 use smelt_gguf::Header;
@@ -14,14 +15,34 @@ use super::{TokenizerError, strings};
 const GPT2_PATTERN: &str =
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 
+/// One symbol of a word being merged: a span of the word, linked to its neighbours.
+struct Span {
+    start: usize,
+    len: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+/// A candidate merge of symbol `left` with the next one, `right`: lowest rank first, then
+/// leftmost; `len` is the pair's bytes when queued (a stale pair no longer adds up to it).
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Pair {
+    rank: usize,
+    start: usize,
+    left: usize,
+    right: usize,
+    len: usize,
+}
+
 /// A byte-level BPE tokenizer.
 pub struct BpeTokenizer {
     /// Token strings by id.
     tokens: Vec<String>,
     /// Token string → id.
     ids: HashMap<String, u32>,
-    /// (left, right) → merge rank.
-    ranks: HashMap<(String, String), usize>,
+    /// "left right" (the merge as GGUF writes it) → merge rank; byte-mapped tokens hold no
+    /// space, so the first space splits it.
+    ranks: HashMap<String, usize>,
     /// Pre-tokenizer regexes, applied in sequence.
     splitters: Vec<Regex>,
     /// Control and user-defined tokens matched literally in the input, longest first.
@@ -60,10 +81,13 @@ impl BpeTokenizer {
             .collect();
         let mut ranks = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
-            let (a, b) = m.split_once(' ').ok_or_else(|| {
-                TokenizerError::Metadata(format!("merge {rank} {m:?} has no space"))
-            })?;
-            ranks.insert((a.to_string(), b.to_string()), rank);
+            if !m.contains(' ') {
+                return Err(TokenizerError::Metadata(format!(
+                    "merge {rank} {m:?} has no space"
+                )));
+            }
+            // The first of equal merges wins, as the rank of a pair is its first line.
+            ranks.entry(m.clone()).or_insert(rank);
         }
         let pre = h
             .get("tokenizer.ggml.pre")
@@ -149,7 +173,91 @@ impl BpeTokenizer {
     }
 
     /// Merges one pre-tokenized, byte-mapped word, lowest rank first (leftmost on ties).
+    /// Symbols are linked spans of `word` and candidate pairs wait in a min-heap, so a word
+    /// of n characters takes O(n log n), not a rescan of every pair per merge (a prompt of
+    /// 100,000 letters is one word).
     fn bpe(&self, word: &str, out: &mut Vec<u32>) {
+        if let Some(&id) = self.ids.get(word) {
+            out.push(id);
+            return;
+        }
+        // (chars,) each symbol's span [start, start + len) in `word`, and its neighbours;
+        // a symbol merged into its left neighbour keeps len 0.
+        let mut syms: Vec<Span> = Vec::with_capacity(word.len());
+        for (i, (at, c)) in word.char_indices().enumerate() {
+            syms.push(Span {
+                start: at,
+                len: c.len_utf8(),
+                prev: i.checked_sub(1),
+                next: Some(i + 1),
+            });
+        }
+        if let Some(last) = syms.last_mut() {
+            last.next = None;
+        }
+        let mut key = String::new();
+        let mut heap = BinaryHeap::new();
+        let mut push = |heap: &mut BinaryHeap<Reverse<Pair>>, syms: &[Span], left: usize| {
+            let Some(right) = syms[left].next else { return };
+            let (l, r) = (&syms[left], &syms[right]);
+            key.clear();
+            key.push_str(&word[l.start..l.start + l.len]);
+            key.push(' ');
+            key.push_str(&word[r.start..r.start + r.len]);
+            if let Some(&rank) = self.ranks.get(key.as_str()) {
+                heap.push(Reverse(Pair {
+                    rank,
+                    start: l.start,
+                    left,
+                    right,
+                    len: l.len + r.len,
+                }));
+            }
+        };
+        for i in 0..syms.len() {
+            push(&mut heap, &syms, i);
+        }
+        while let Some(Reverse(p)) = heap.pop() {
+            // Stale: either side has merged since the pair was queued.
+            let (l, r) = (&syms[p.left], &syms[p.right]);
+            if l.len == 0 || r.len == 0 || l.next != Some(p.right) || l.len + r.len != p.len {
+                continue;
+            }
+            let after = syms[p.right].next;
+            syms[p.left].len = p.len;
+            syms[p.left].next = after;
+            syms[p.right].len = 0;
+            if let Some(a) = after {
+                syms[a].prev = Some(p.left);
+            }
+            if let Some(b) = syms[p.left].prev {
+                push(&mut heap, &syms, b);
+            }
+            push(&mut heap, &syms, p.left);
+        }
+        let mut at = (!syms.is_empty()).then_some(0);
+        while let Some(i) = at {
+            let s = &word[syms[i].start..syms[i].start + syms[i].len];
+            self.push_symbol(s, out);
+            at = syms[i].next;
+        }
+    }
+
+    /// The id of one merged symbol, or (not in the vocabulary) one token per character.
+    fn push_symbol(&self, s: &str, out: &mut Vec<u32>) {
+        match self.ids.get(s) {
+            Some(&id) => out.push(id),
+            None => out.extend(
+                s.chars()
+                    .filter_map(|c| self.ids.get(c.to_string().as_str()).copied()),
+            ),
+        }
+    }
+
+    /// The plain merge loop [`Self::bpe`] replaces (every pair rescanned per merge): the
+    /// reference its tests compare against.
+    #[cfg(test)]
+    fn bpe_reference(&self, word: &str, out: &mut Vec<u32>) {
         if let Some(&id) = self.ids.get(word) {
             out.push(id);
             return;
@@ -161,7 +269,7 @@ impl BpeTokenizer {
                 .enumerate()
                 .filter_map(|(i, w)| {
                     self.ranks
-                        .get(&(w[0].clone(), w[1].clone()))
+                        .get(format!("{} {}", w[0], w[1]).as_str())
                         .map(|&r| (r, i))
                 })
                 .min();
@@ -170,14 +278,7 @@ impl BpeTokenizer {
             syms.splice(i..i + 2, [merged]);
         }
         for s in syms {
-            match self.ids.get(&s) {
-                Some(&id) => out.push(id),
-                // Not in the vocabulary: fall back to one token per character.
-                None => out.extend(
-                    s.chars()
-                        .filter_map(|c| self.ids.get(&c.to_string()).copied()),
-                ),
-            }
+            self.push_symbol(&s, out);
         }
     }
 
@@ -215,5 +316,72 @@ impl BpeTokenizer {
     /// The string of one token.
     pub fn token(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smelt_quant::rng::{Rng, test_seed};
+
+    /// A toy vocabulary over "abcĠ" with random merges of existing tokens (some results left
+    /// out of the vocabulary, so the per-character fallback runs too).
+    fn toy(rng: &mut Rng) -> BpeTokenizer {
+        let mut tokens: Vec<String> = "abcĠ".chars().map(String::from).collect();
+        let mut ranks = HashMap::new();
+        let mut known = tokens.clone();
+        for _ in 0..60 {
+            let a = known[rng.next_u64() as usize % known.len()].clone();
+            let b = known[rng.next_u64() as usize % known.len()].clone();
+            let m = format!("{a} {b}");
+            if ranks.contains_key(&m) || a.len() + b.len() > 12 {
+                continue;
+            }
+            ranks.insert(m, ranks.len());
+            known.push(format!("{a}{b}"));
+            if !rng.next_u64().is_multiple_of(8) {
+                tokens.push(format!("{a}{b}"));
+            }
+        }
+        tokens.dedup();
+        let ids = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let byte_to_char = byte_alphabet();
+        BpeTokenizer {
+            tokens,
+            ids,
+            ranks,
+            splitters: Vec::new(),
+            specials: Vec::new(),
+            byte_to_char,
+            char_to_byte: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn heap_merges_equal_the_plain_merge_loop() {
+        let mut rng = Rng::new(test_seed());
+        let alphabet: Vec<char> = "abcĠ".chars().collect();
+        for _ in 0..50 {
+            let t = toy(&mut rng);
+            for _ in 0..40 {
+                let n = rng.next_u64() as usize % 80;
+                // Runs of one character now and then: equal-rank pairs that overlap.
+                let word: String = if rng.next_u64().is_multiple_of(4) {
+                    alphabet[rng.next_u64() as usize % 4].to_string().repeat(n)
+                } else {
+                    (0..n)
+                        .map(|_| alphabet[rng.next_u64() as usize % 4])
+                        .collect()
+                };
+                let (mut fast, mut plain) = (Vec::new(), Vec::new());
+                t.bpe(&word, &mut fast);
+                t.bpe_reference(&word, &mut plain);
+                assert_eq!(fast, plain, "{word:?} with merges {:?}", t.ranks);
+            }
+        }
     }
 }

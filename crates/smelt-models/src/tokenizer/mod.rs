@@ -134,34 +134,46 @@ pub(crate) fn specials_from_gguf(h: &Header) -> Result<Vec<(String, u32)>, Token
 
 /// Cuts `text` at special tokens (when `parse_special`), calling `f(Ok(plain text))` and
 /// `f(Err(special id))` in order, as llama.cpp's tokenizer does before running the model's
-/// algorithm on the plain parts.
+/// algorithm on the plain parts. Each special's next occurrence is remembered and searched
+/// for again only once the cut has passed it, so the text is scanned once per special, not
+/// once per special per cut.
 pub(crate) fn split_specials(
     text: &str,
     specials: &[(String, u32)],
     parse_special: bool,
     mut f: impl FnMut(Result<&str, u32>),
 ) {
-    let mut rest = text;
-    while !rest.is_empty() {
+    if !parse_special {
+        if !text.is_empty() {
+            f(Ok(text));
+        }
+        return;
+    }
+    // (specials,) where each special next occurs at or after `cut` (None: nowhere).
+    let mut next: Vec<Option<usize>> = specials.iter().map(|(s, _)| text.find(s)).collect();
+    let mut cut = 0;
+    while cut < text.len() {
+        for (at, (s, _)) in next.iter_mut().zip(specials) {
+            if at.is_some_and(|a| a < cut) {
+                *at = text[cut..].find(s.as_str()).map(|a| a + cut);
+            }
+        }
         // The earliest special token in what is left (the longest one at that position).
-        let hit = if parse_special {
-            specials
-                .iter()
-                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
-                .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)))
-        } else {
-            None
-        };
+        let hit = next
+            .iter()
+            .zip(specials)
+            .filter_map(|(at, (s, id))| at.map(|a| (a, s.len(), *id)))
+            .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)));
         match hit {
             Some((at, len, id)) => {
-                if at > 0 {
-                    f(Ok(&rest[..at]));
+                if at > cut {
+                    f(Ok(&text[cut..at]));
                 }
                 f(Err(id));
-                rest = &rest[at + len..];
+                cut = at + len;
             }
             None => {
-                f(Ok(rest));
+                f(Ok(&text[cut..]));
                 break;
             }
         }

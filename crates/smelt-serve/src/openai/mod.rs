@@ -366,7 +366,14 @@ pub async fn completions(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     admit(&state, &headers)?;
-    let b: CompletionBody = parse(&body)?;
+    let st = state.0.clone();
+    let job = off_runtime(move || completion_job(&st, &body)).await?;
+    run(state.0, job).await
+}
+
+/// A completion request's job: its prompts tokenized, its options checked.
+fn completion_job(state: &AppState, body: &[u8]) -> Result<Job, ApiError> {
+    let b: CompletionBody = parse(body)?;
     b.ignored.warn("/v1/completions");
     if b.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::bad_request(
@@ -406,8 +413,7 @@ pub async fn completions(
     }
     // Legacy `logprobs: k`: the chosen tokens' log-probabilities and k alternatives each.
     let lp = b.logprobs.map(|k| k as usize);
-    let job = state.job(Kind::Completion, prompts, b.common, lp)?;
-    run(state.0, job).await
+    state.job(Kind::Completion, prompts, b.common, lp)
 }
 
 /// `POST /v1/chat/completions`.
@@ -417,7 +423,14 @@ pub async fn chat_completions(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     admit(&state, &headers)?;
-    let b: ChatBody = parse(&body)?;
+    let st = state.0.clone();
+    let job = off_runtime(move || chat_job(&st, &body)).await?;
+    run(state.0, job).await
+}
+
+/// A chat request's job: its messages rendered and tokenized, its options checked.
+fn chat_job(state: &AppState, body: &[u8]) -> Result<Job, ApiError> {
+    let b: ChatBody = parse(body)?;
     b.ignored.warn("/v1/chat/completions");
     if b.messages.is_empty() {
         return Err(ApiError::bad_request("messages is empty"));
@@ -437,8 +450,23 @@ pub async fn chat_completions(
         (false, None) => None,
         (true, k) => Some(k.unwrap_or(0)),
     };
-    let job = state.job(Kind::Chat, vec![prompt], b.common, lp)?;
-    run(state.0, job).await
+    state.job(Kind::Chat, vec![prompt], b.common, lp)
+}
+
+/// Runs `f` (tokenizing, rendering, compiling a schema: work that grows with the request) on
+/// tokio's blocking pool, so a long prompt does not hold a runtime worker that other
+/// requests' streams need.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(ApiError::with(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            format!("preparing the request failed: {e}"),
+        ))
+    })
 }
 
 #[derive(Deserialize)]
@@ -489,7 +517,13 @@ pub async fn tokenize(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     admit(&state, &headers)?;
-    let b: TokenizeBody = parse(&body)?;
+    let st = state.0.clone();
+    off_runtime(move || tokenize_body(&st, &body)).await
+}
+
+/// `/tokenize`'s answer to `body`.
+fn tokenize_body(state: &AppState, body: &[u8]) -> Result<Response, ApiError> {
+    let b: TokenizeBody = parse(body)?;
     state.check_model(&b.model)?;
     let tokens = match (b.prompt, b.messages) {
         (Some(p), None) if b.add_special_tokens => state.encode(&p),
@@ -552,7 +586,7 @@ async fn run(state: Arc<AppState>, job: Job) -> Result<Response, ApiError> {
     if let Some(p) = job
         .prompts
         .iter()
-        .find(|p| p.tokens.len() + job.params.max_tokens > max)
+        .find(|p| p.tokens.len().saturating_add(job.params.max_tokens) > max)
     {
         return Err(SubmitError::TooLong {
             max,

@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use axum::body::Bytes;
 use serde::Deserialize;
 use smelt_models::chat::ChatMessage;
 
@@ -241,13 +240,14 @@ impl Ignored {
     }
 }
 
-pub(super) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
+pub(super) fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Bytes;
 
     #[test]
     fn fields_no_one_reads_are_collected_and_the_rest_are_read() {
