@@ -134,4 +134,66 @@ fn smollm2_round_trips_through_hugging_face_format() {
             assert_eq!(want.to_bits(), q.to_bits(), "{} [{i}]: {p} -> {q}", ta.name);
         }
     }
+    // Llama 3's and Qwen's tokenizer.json list their special tokens only under added_tokens:
+    // with SmolLM2's taken out of model.vocab the same tokens and types come back.
+    let edit = |name: &str, file: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&hf).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join(file)).unwrap()).unwrap();
+        f(&mut v);
+        std::fs::write(d.join(file), serde_json::to_vec(&v).unwrap()).unwrap();
+        d
+    };
+    let specials_apart = edit("hf-added", "tokenizer.json", &|v| {
+        let added: Vec<String> = v["added_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["content"].as_str().unwrap().to_string())
+            .collect();
+        assert!(added.len() > 10, "{added:?}");
+        let vocab = v["model"]["vocab"].as_object_mut().unwrap();
+        for a in &added {
+            assert!(vocab.remove(a).is_some(), "{a}");
+        }
+    });
+    let apart = dir.path().join("apart.gguf");
+    let out = run(smelt(&home)
+        .args(["gguf", "convert"])
+        .arg(&specials_apart)
+        .arg(&apart));
+    assert!(out.status.success(), "{}", text(&out));
+    let c = GgufFile::open(&apart).unwrap();
+    for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.token_type"] {
+        assert_eq!(c.header.get(key), b.header.get(key), "{key}");
+    }
+    // Bad configurations are errors that say why, not panics (exit 1, not 101).
+    for (name, file, why, f) in [
+        (
+            "hf-heads",
+            "config.json",
+            "num_attention_heads 0",
+            &(|v: &mut serde_json::Value| v["num_attention_heads"] = 0.into())
+                as &dyn Fn(&mut serde_json::Value),
+        ),
+        (
+            "hf-id",
+            "tokenizer.json",
+            "at most 16777216",
+            &|v: &mut serde_json::Value| v["model"]["vocab"]["hello"] = u64::MAX.into(),
+        ),
+    ] {
+        let d = edit(name, file, f);
+        let out = run(smelt(&home)
+            .args(["gguf", "convert"])
+            .arg(&d)
+            .arg(dir.path().join(format!("{name}.gguf"))));
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
+        assert!(text(&out).contains(why), "{name}: {}", text(&out));
+    }
 }

@@ -37,6 +37,11 @@ type Converted = (Vec<u64>, GgmlType, Vec<u8>);
 const TOKEN_NORMAL: i32 = 1;
 const TOKEN_CONTROL: i32 = 3;
 const TOKEN_USER_DEFINED: i32 = 4;
+/// Ids no token has (llama.cpp's converter names them `[PAD{id}]`).
+const TOKEN_UNUSED: i32 = 5;
+/// The largest vocabulary `convert` accepts: far above any real one (about 256k), low enough
+/// that a corrupt id cannot ask for terabytes of token strings.
+const MAX_VOCAB: u64 = 1 << 24;
 
 fn read_json(path: &Path) -> Result<Value, HfError> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
@@ -170,6 +175,13 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
     let n_head = cu("num_attention_heads")
         .ok_or_else(|| bad("num_attention_heads missing".into()))? as usize;
     let n_head_kv = cu("num_key_value_heads").unwrap_or(n_head as u64) as usize;
+    if n_head == 0 || n_head_kv == 0 || hidden % n_head != 0 || n_head % n_head_kv != 0 {
+        return Err(bad(format!(
+            "hidden_size {hidden}, num_attention_heads {n_head}, num_key_value_heads \
+             {n_head_kv}: there must be at least one head of each, the heads must split \
+             hidden_size evenly and the query heads must group evenly over the key/value heads"
+        )));
+    }
 
     // Tokenizer.
     let tj = read_json(&dir.join("tokenizer.json"))?;
@@ -180,26 +192,53 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
             path: tpath.clone(),
             why: "no model.vocab".into(),
         })?;
-    let n_vocab = vocab
+    // Added tokens (specials): Llama 3's and Qwen's files list theirs only here, outside
+    // model.vocab. (content, id, special).
+    let added: Vec<(&str, u64, bool)> = tj["added_tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| {
+            let special = a["special"].as_bool() == Some(true);
+            Some((a["content"].as_str()?, a["id"].as_u64()?, special))
+        })
+        .collect();
+    // As llama.cpp's converter: config.json's vocab_size (the embedding's rows) is the
+    // vocabulary, ids no token has are "[PAD{id}]".
+    let ids = vocab
         .values()
         .filter_map(|v| v.as_u64())
+        .chain(added.iter().map(|a| a.1));
+    let n_vocab = ids
+        .map(|m| m.saturating_add(1))
+        .chain(cu("vocab_size"))
         .max()
-        .map_or(0, |m| m as usize + 1);
+        .unwrap_or(0);
+    if n_vocab > MAX_VOCAB {
+        return Err(HfError::Invalid {
+            path: tpath,
+            why: format!(
+                "a vocabulary of {n_vocab} tokens (config.json's vocab_size or the largest \
+                 token id); at most {MAX_VOCAB} are accepted"
+            ),
+        });
+    }
+    let n_vocab = n_vocab as usize;
     let mut tokens: Vec<String> = (0..n_vocab).map(|i| format!("[PAD{i}]")).collect();
+    let mut types = vec![TOKEN_UNUSED; n_vocab];
     for (t, id) in vocab {
         if let Some(id) = id.as_u64() {
             tokens[id as usize] = t.clone();
+            types[id as usize] = TOKEN_NORMAL;
         }
     }
-    let mut types = vec![TOKEN_NORMAL; n_vocab];
-    for a in tj["added_tokens"].as_array().into_iter().flatten() {
-        if let Some(id) = a["id"].as_u64().filter(|&i| (i as usize) < n_vocab) {
-            types[id as usize] = if a["special"].as_bool() == Some(true) {
-                TOKEN_CONTROL
-            } else {
-                TOKEN_USER_DEFINED
-            };
-        }
+    for &(content, id, special) in &added {
+        tokens[id as usize] = content.to_string();
+        types[id as usize] = if special {
+            TOKEN_CONTROL
+        } else {
+            TOKEN_USER_DEFINED
+        };
     }
     let merges: Vec<MetaValue> = tj["model"]["merges"]
         .as_array()
