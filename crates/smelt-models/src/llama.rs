@@ -132,7 +132,9 @@ impl Llama {
             config.n_ff,
             config.head_dim() * config.n_head_kv,
         );
-        let mut layers = Vec::with_capacity(config.n_layer);
+        // block_count comes from the file: a huge one must meet a missing tensor, not an
+        // allocation of that many layers first.
+        let mut layers = Vec::with_capacity(config.n_layer.min(file.header.tensors.len()));
         for i in 0..config.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
             layers.push(Layer {

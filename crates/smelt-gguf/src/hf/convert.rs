@@ -175,7 +175,11 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
     let n_head = cu("num_attention_heads")
         .ok_or_else(|| bad("num_attention_heads missing".into()))? as usize;
     let n_head_kv = cu("num_key_value_heads").unwrap_or(n_head as u64) as usize;
-    if n_head == 0 || n_head_kv == 0 || hidden % n_head != 0 || n_head % n_head_kv != 0 {
+    if n_head == 0
+        || n_head_kv == 0
+        || !hidden.is_multiple_of(n_head)
+        || !n_head.is_multiple_of(n_head_kv)
+    {
         return Err(bad(format!(
             "hidden_size {hidden}, num_attention_heads {n_head}, num_key_value_heads \
              {n_head_kv}: there must be at least one head of each, the heads must split \
