@@ -259,13 +259,15 @@ impl Header {
         // info ≥ 29 bytes, so a count beyond that cannot be honest: refuse before allocating.
         c.plausible(n_kv, 13, "metadata count")?;
         let mut metadata = Vec::with_capacity(n_kv as usize);
+        // Keys seen (a set: a file of a million keys must not take 10^12 comparisons).
+        let mut keys = std::collections::HashSet::new();
         for _ in 0..n_kv {
             let key_at = c.pos as u64;
             let key = c.string("metadata key")?;
             if key.is_empty() {
                 return Err(c.invalid_at(key_at, "empty metadata key".into()));
             }
-            if metadata.iter().any(|(k, _)| *k == key) {
+            if !keys.insert(key.clone()) {
                 return Err(c.invalid_at(key_at, format!("duplicate metadata key {key:?}")));
             }
             let ty = c.meta_type()?;
