@@ -152,7 +152,8 @@ pub(crate) fn dtype_string(v: &Value) -> Result<String, String> {
     if order == ">" {
         return Err(format!("big-endian dtype >{code} is not supported"));
     }
-    if code.len() < 2 || !code[1..].chars().all(|c| c.is_ascii_digit()) {
+    // ASCII only, so the slices below (`code[1..]`, the dtype's `[2..]`) cut between bytes.
+    if code.len() < 2 || !code.is_ascii() || !code[1..].chars().all(|c| c.is_ascii_digit()) {
         return Err(format!("unsupported dtype code {code:?}"));
     }
     let order = if order == "|" { "|" } else { "<" };
