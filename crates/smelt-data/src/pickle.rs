@@ -3,8 +3,9 @@
 //!
 //! The reader never executes anything: `GLOBAL` + `REDUCE` become [`Value::Call`] nodes that the
 //! caller interprets (see [`crate::numpy::NdArray::from_value`]). Every length read from the stream is checked
-//! against the bytes that remain, so a hostile or truncated file gives an error, never a panic or
-//! an allocation larger than the input.
+//! against the bytes that remain, values nest at most 256 deep, and the copies `DUP` and the memo
+//! make are bounded by the input's size, so a hostile or truncated file gives an error, never a
+//! panic, a stack overflow or an allocation out of proportion to the input.
 //!
 //! Python mutates objects in place (`BUILD`, `APPEND`, `SETITEMS`) after they were memoized;
 //! values here are immutable trees, so a mutation of the value on top of the stack is copied
@@ -121,19 +122,32 @@ pub fn parse(data: &[u8]) -> Result<Value, PickleError> {
     Machine::new(data).run()
 }
 
-/// A stack entry. `key` is the memo key the value was last stored under: Python mutates
-/// objects in place (BUILD, APPEND, SETITEMS), so a mutation must reach the memo copy too.
+/// A stack entry: a value, the memo key it was last stored under (Python mutates objects in
+/// place: BUILD, APPEND, SETITEMS, so a mutation must reach the memo copy too), and how many
+/// levels of nesting it holds (at most one more than its true depth).
 enum Slot {
-    Value(Value, Option<u64>),
+    Value(Value, Option<u64>, u32),
     Mark,
 }
+
+/// Values nested deeper than this are refused: a deeper tree would overflow the stack when
+/// it is walked, cloned or dropped (`)` then a million `TUPLE1` is a valid pickle).
+const MAX_DEPTH: u32 = 256;
 
 struct Machine<'a> {
     data: &'a [u8],
     pos: usize,
     op_at: usize,
     stack: Vec<Slot>,
-    memo: std::collections::HashMap<u64, Value>,
+    /// Memoized values and their nesting.
+    memo: std::collections::HashMap<u64, (Value, u32)>,
+    /// The deepest nesting among the values the current opcode has popped.
+    popped: u32,
+    /// The deepest nesting any value has reached.
+    deepest: u32,
+    /// Value nodes that copies (DUP, memo puts and gets) may still make: each copy is a
+    /// deep clone, so without a bound `]` and forty DUP + TUPLE2 would ask for 2^40 nodes.
+    copy_budget: usize,
 }
 
 impl<'a> Machine<'a> {
@@ -144,6 +158,9 @@ impl<'a> Machine<'a> {
             op_at: 0,
             stack: Vec::new(),
             memo: Default::default(),
+            popped: 0,
+            deepest: 0,
+            copy_budget: 16 * data.len() + (1 << 20),
         }
     }
 
@@ -186,8 +203,37 @@ impl<'a> Machine<'a> {
         std::str::from_utf8(&rest[..end]).map_err(|_| self.bad("non-UTF-8 text line"))
     }
 
+    /// Pushes a value built from what the current opcode popped (a leaf when nothing).
     fn push(&mut self, v: Value) {
-        self.stack.push(Slot::Value(v, None));
+        self.push_with(v, None, self.popped + 1);
+    }
+
+    fn push_with(&mut self, v: Value, key: Option<u64>, depth: u32) {
+        self.deepest = self.deepest.max(depth);
+        self.stack.push(Slot::Value(v, key, depth));
+    }
+
+    /// After an in-place change of the top value from what was popped: its nesting grows to
+    /// hold it (`wrap`: the value itself went one level down, as `set_items` does).
+    fn grow_top(&mut self, wrap: bool) {
+        let (popped, extra) = (self.popped, wrap as u32);
+        if let Some(Slot::Value(_, _, d)) = self.stack.last_mut() {
+            *d = (*d + extra).max(popped + 1 + extra);
+            self.deepest = self.deepest.max(*d);
+        }
+    }
+
+    /// Charges a copy of `v` to the budget, or refuses it.
+    fn charge(&mut self, v: &Value) -> Result<(), PickleError> {
+        let n = nodes(v, self.copy_budget);
+        if n > self.copy_budget {
+            return Err(self.bad(format!(
+                "copies of memoized or duplicated values exceed {} nodes",
+                16 * self.data.len() + (1 << 20)
+            )));
+        }
+        self.copy_budget -= n;
+        Ok(())
     }
 
     fn pop(&mut self) -> Result<Value, PickleError> {
@@ -196,7 +242,10 @@ impl<'a> Machine<'a> {
 
     fn pop_keyed(&mut self) -> Result<(Value, Option<u64>), PickleError> {
         match self.stack.pop() {
-            Some(Slot::Value(v, k)) => Ok((v, k)),
+            Some(Slot::Value(v, k, d)) => {
+                self.popped = self.popped.max(d);
+                Ok((v, k))
+            }
             Some(Slot::Mark) => Err(self.bad("found a mark where a value was expected")),
             None => Err(self.bad("stack underflow")),
         }
@@ -205,7 +254,7 @@ impl<'a> Machine<'a> {
     fn top(&mut self) -> Result<&mut Value, PickleError> {
         let at = self.op_at;
         match self.stack.last_mut() {
-            Some(Slot::Value(v, _)) => Ok(v),
+            Some(Slot::Value(v, _, _)) => Ok(v),
             _ => Err(PickleError::Malformed {
                 at,
                 what: "expected a value on top of the stack".into(),
@@ -222,10 +271,15 @@ impl<'a> Machine<'a> {
             .ok_or_else(|| self.bad("no mark on the stack"))?;
         let items = self.stack.split_off(mark + 1);
         self.stack.pop();
+        for s in &items {
+            if let Slot::Value(_, _, d) = s {
+                self.popped = self.popped.max(*d);
+            }
+        }
         Ok(items
             .into_iter()
             .map(|s| match s {
-                Slot::Value(v, _) => v,
+                Slot::Value(v, _, _) => v,
                 Slot::Mark => unreachable!("rposition found the topmost mark"),
             })
             .collect())
@@ -242,33 +296,43 @@ impl<'a> Machine<'a> {
     }
 
     fn memo_put(&mut self, key: u64) -> Result<(), PickleError> {
-        let v = self.top()?.clone();
-        if let Some(Slot::Value(_, k)) = self.stack.last_mut() {
-            *k = Some(key);
-        }
-        self.memo.insert(key, v);
+        let Some(Slot::Value(v, k, d)) = self.stack.last_mut() else {
+            return Err(self.bad("expected a value on top of the stack"));
+        };
+        *k = Some(key);
+        let (v, d) = (v.clone(), *d);
+        self.charge(&v)?;
+        self.memo.insert(key, (v, d));
         Ok(())
     }
 
     /// After an in-place mutation of the top value, refreshes its memo copy.
-    fn memo_refresh(&mut self) {
-        if let Some(Slot::Value(v, Some(k))) = self.stack.last() {
-            self.memo.insert(*k, v.clone());
+    fn memo_refresh(&mut self) -> Result<(), PickleError> {
+        if let Some(Slot::Value(v, Some(k), d)) = self.stack.last() {
+            let (v, k, d) = (v.clone(), *k, *d);
+            self.charge(&v)?;
+            self.memo.insert(k, (v, d));
         }
+        Ok(())
     }
 
     fn memo_get(&mut self, key: u64) -> Result<(), PickleError> {
-        let v = self
+        let (v, d) = self
             .memo
             .get(&key)
             .cloned()
             .ok_or_else(|| self.bad(format!("memo key {key} was never stored")))?;
-        self.push(v);
+        self.charge(&v)?;
+        self.push_with(v, None, d);
         Ok(())
     }
 
     fn run(mut self) -> Result<Value, PickleError> {
         loop {
+            if self.deepest > MAX_DEPTH {
+                return Err(self.bad(format!("values nested deeper than {MAX_DEPTH}")));
+            }
+            self.popped = 0;
             self.op_at = self.pos;
             let op = self.u8()?;
             match op {
@@ -290,8 +354,12 @@ impl<'a> Machine<'a> {
                     self.pop_mark()?;
                 }
                 b'2' => {
-                    let v = self.top()?.clone();
-                    self.push(v);
+                    let Some(Slot::Value(v, _, d)) = self.stack.last() else {
+                        return Err(self.bad("DUP with no value on top"));
+                    };
+                    let (v, d) = (v.clone(), *d);
+                    self.charge(&v)?;
+                    self.push_with(v, None, d);
                 }
                 b'N' => self.push(Value::None),
                 0x88 => self.push(Value::Bool(true)),
@@ -404,7 +472,8 @@ impl<'a> Machine<'a> {
                         Value::List(l) => l.push(v),
                         _ => return Err(self.bad("APPEND to a non-list")),
                     }
-                    self.memo_refresh();
+                    self.grow_top(false);
+                    self.memo_refresh()?;
                 }
                 b'e' => {
                     let items = self.pop_mark()?;
@@ -412,7 +481,8 @@ impl<'a> Machine<'a> {
                         Value::List(l) => l.extend(items),
                         _ => return Err(self.bad("APPENDS to a non-list")),
                     }
-                    self.memo_refresh();
+                    self.grow_top(false);
+                    self.memo_refresh()?;
                 }
                 b'}' => self.push(Value::Dict(Vec::new())),
                 b'd' => {
@@ -423,14 +493,16 @@ impl<'a> Machine<'a> {
                 b's' => {
                     let v = self.pop()?;
                     let k = self.pop()?;
-                    self.set_items(vec![(k, v)])?;
-                    self.memo_refresh();
+                    let wrapped = self.set_items(vec![(k, v)])?;
+                    self.grow_top(wrapped);
+                    self.memo_refresh()?;
                 }
                 b'u' => {
                     let items = self.pop_mark()?;
                     let d = pairs(items).ok_or_else(|| self.bad("odd number of dict items"))?;
-                    self.set_items(d)?;
-                    self.memo_refresh();
+                    let wrapped = self.set_items(d)?;
+                    self.grow_top(wrapped);
+                    self.memo_refresh()?;
                 }
                 0x8f => self.push(Value::List(Vec::new())), // EMPTY_SET, kept as a list
                 0x90 => {
@@ -439,7 +511,8 @@ impl<'a> Machine<'a> {
                         Value::List(l) => l.extend(items),
                         _ => return Err(self.bad("ADDITEMS to a non-set")),
                     }
-                    self.memo_refresh();
+                    self.grow_top(false);
+                    self.memo_refresh()?;
                 }
                 0x91 => {
                     let items = self.pop_mark()?;
@@ -484,8 +557,8 @@ impl<'a> Machine<'a> {
                         obj: Box::new(obj),
                         state: Box::new(state),
                     };
-                    self.stack.push(Slot::Value(built, key));
-                    self.memo_refresh();
+                    self.push_with(built, key, self.popped + 1);
+                    self.memo_refresh()?;
                 }
                 b'Q' => {
                     let pid = self.pop()?;
@@ -516,11 +589,13 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn set_items(&mut self, items: Vec<(Value, Value)>) -> Result<(), PickleError> {
+    /// Adds `items` to the mapping on top; `Ok(true)` when that wrapped the top value one
+    /// level down (a mapping built by REDUCE).
+    fn set_items(&mut self, items: Vec<(Value, Value)>) -> Result<bool, PickleError> {
         match self.top()? {
             Value::Dict(d) => {
                 d.extend(items);
-                Ok(())
+                Ok(false)
             }
             // An OrderedDict (or other mapping) built by REDUCE: keep its items as the state.
             Value::Call { .. } | Value::Build { .. } => {
@@ -529,11 +604,39 @@ impl<'a> Machine<'a> {
                     obj: Box::new(obj),
                     state: Box::new(Value::Dict(items)),
                 };
-                Ok(())
+                Ok(true)
             }
             _ => Err(self.bad("SETITEM on a non-dict")),
         }
     }
+}
+
+/// The nodes of `v`, counting no further than just past `limit`.
+fn nodes(v: &Value, limit: usize) -> usize {
+    let mut n = 1;
+    let add = |c: &Value, n: &mut usize| {
+        if *n <= limit {
+            *n += nodes(c, limit - *n);
+        }
+    };
+    match v {
+        Value::Tuple(items) | Value::List(items) => items.iter().for_each(|c| add(c, &mut n)),
+        Value::Dict(pairs) => pairs.iter().for_each(|(k, c)| {
+            add(k, &mut n);
+            add(c, &mut n);
+        }),
+        Value::Call {
+            callable: a,
+            args: b,
+        }
+        | Value::Build { obj: a, state: b } => {
+            add(a, &mut n);
+            add(b, &mut n);
+        }
+        Value::PersistentId(a) => add(a, &mut n),
+        _ => {}
+    }
+    n
 }
 
 fn pairs(items: Vec<Value>) -> Option<Vec<(Value, Value)>> {
@@ -661,5 +764,74 @@ mod tests {
             parse(b"\x80\x02t."),
             Err(PickleError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_and_moderate_nesting_parses() {
+        // `)` then TUPLE1 n times: a tuple n + 1 levels deep.
+        let nested = |n: usize| {
+            let mut p = b"\x80\x02)".to_vec();
+            p.extend(std::iter::repeat_n(0x85u8, n));
+            p.push(b'.');
+            p
+        };
+        let mut v = parse(&nested(200)).unwrap();
+        for _ in 0..200 {
+            v = v.as_seq().unwrap()[0].clone();
+        }
+        assert_eq!(v, Value::Tuple(Vec::new()));
+        // A million levels parsed before and then overflowed the stack when dropped.
+        let e = parse(&nested(1_000_000)).unwrap_err().to_string();
+        assert!(e.contains("nested deeper than 256"), "{e}");
+        // Nesting grows in place too: 300 appends of shallow items stay shallow, 300 lists
+        // each appended into the one below are 300 deep.
+        let mut p = b"\x80\x02]".to_vec();
+        for _ in 0..300 {
+            p.extend(b"]\x85a"); // APPEND a one-list tuple
+        }
+        p.push(b'.');
+        assert!(
+            parse(&p).is_ok(),
+            "300 appends of shallow items are not deep"
+        );
+        let mut p = b"\x80\x02".to_vec();
+        p.extend(std::iter::repeat_n(b']', 300));
+        p.extend(std::iter::repeat_n(b'a', 299));
+        p.push(b'.');
+        let e = parse(&p).unwrap_err().to_string();
+        assert!(e.contains("nested deeper"), "{e}");
+    }
+
+    #[test]
+    fn copies_that_double_are_refused() {
+        // `]` then DUP + TUPLE2 forty times: 2^40 nodes from 83 bytes.
+        let mut p = b"\x80\x02]".to_vec();
+        for _ in 0..40 {
+            p.extend(b"2\x86");
+        }
+        p.push(b'.');
+        let e = parse(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("copies of memoized or duplicated values exceed"),
+            "{e}"
+        );
+        // The same through the memo: BINPUT, then BINGET twice per level.
+        let mut p = b"\x80\x02]".to_vec();
+        for _ in 0..40 {
+            p.extend(b"q\x00h\x00\x86");
+        }
+        p.push(b'.');
+        let e = parse(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("copies of memoized or duplicated values exceed"),
+            "{e}"
+        );
+        // A few doublings are fine.
+        let mut p = b"\x80\x02]".to_vec();
+        for _ in 0..8 {
+            p.extend(b"2\x86");
+        }
+        p.push(b'.');
+        assert!(parse(&p).is_ok());
     }
 }
