@@ -140,6 +140,24 @@ impl<P> Scheduler<P> {
     /// Picks this step's work: decodes first (preempting when blocks run out), then prompt
     /// chunks, then admissions, within the token budget.
     pub fn schedule(&mut self) -> Vec<Work> {
+        loop {
+            let work = self.plan();
+            // Nothing fits although sequences are running: every one is inside its prompt
+            // and the pool is full of their blocks (prompts computed side by side, as
+            // sequences scoring theirs do 128 tokens a step). Only a decode preempts in
+            // `plan`, so give way here: the newest goes back to the queue, freeing its
+            // blocks for the older ones. Each round takes one out, so this ends.
+            if work.is_empty() && !self.running.is_empty() {
+                let victim = self.running.len() - 1;
+                self.preempt(victim);
+                continue;
+            }
+            return work;
+        }
+    }
+
+    /// One planning pass of [`Self::schedule`]; empty when nothing has room.
+    fn plan(&mut self) -> Vec<Work> {
         let mut budget = self.config.max_batched_tokens;
         // (sequence id, start, end)
         let mut plan: Vec<(u64, usize, usize)> = Vec::new();
@@ -448,6 +466,56 @@ mod tests {
                 .filter(|s| s.id < 4 && s.id > 0)
                 .all(|s| s.cached_tokens == Some(48))
         );
+    }
+
+    /// Two prompts run side by side in small chunks (as sequences scoring their prompt are)
+    /// fill the pool before either is through; each fits alone. The newer gives way and both
+    /// finish, where before every step came back empty.
+    #[test]
+    fn prompts_that_fill_the_pool_together_do_not_stall() {
+        let blocks: SharedBlocks = Arc::new(Mutex::new(BlockManager::new(8)));
+        let config = SchedulerConfig {
+            max_num_seqs: 4,
+            max_batched_tokens: 16,
+            block_size: 8,
+            prefix_caching: false,
+        };
+        let mut sched: Scheduler<()> = Scheduler::new(config, blocks.clone());
+        for id in 0..2 {
+            let mut s = Seq::new(
+                id,
+                (0..48).map(|t| t + 100 * id as u32).collect(),
+                &blocks,
+                (),
+            );
+            s.max_chunk = 8;
+            s.reuse_prefix = false;
+            sched.waiting.push_back(s);
+        }
+        let mut done = Vec::new();
+        for _ in 0..100 {
+            if sched.is_idle() {
+                break;
+            }
+            let work = sched.schedule();
+            assert!(!work.is_empty(), "a step with nothing to run");
+            sched.complete(&work);
+            for w in &work {
+                let s = &mut sched.running[w.seq];
+                if w.end == s.tokens.len() {
+                    s.tokens.push(7);
+                }
+            }
+            done.extend(
+                sched
+                    .retire(|s| s.tokens.len() > s.prompt_len + 2)
+                    .iter()
+                    .map(|s| s.id),
+            );
+        }
+        assert_eq!(done, vec![0, 1]);
+        assert!(sched.preemptions > 0, "the pool was meant to fill");
+        assert_eq!(lock(&blocks).stats().used, 0);
     }
 
     /// A sequence that skips the cache (scoring its prompt) recomputes cached blocks; one

@@ -431,6 +431,53 @@ async fn prompt_scores_survive_preemption() {
     all_blocks_free(&h);
 }
 
+/// Two scored prompts of about 250 tokens, each fitting the 20-block pool (320 positions)
+/// alone, run side by side in 128-token chunks and fill it before either is through. Before
+/// the scheduler preempted in that case, the engine planned nothing, forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scored_prompts_that_fill_the_pool_together_both_finish() {
+    let (model, tok) = smollm2();
+    let (h, _t) = engine::start(model.clone(), tok.clone(), config(4, 20, 16)).unwrap();
+    let text = LINES.join(" ");
+    let prompts: Vec<Vec<u32>> = (0..2)
+        .map(|i| {
+            let mut p = tok.encode(&format!("{i} {text} {text} {text}"), true);
+            p.truncate(250);
+            p
+        })
+        .collect();
+    assert!(prompts.iter().all(|p| p.len() == 250));
+    let rxs: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let mut params = greedy(1);
+            params.prompt_logprobs = true;
+            submit(&h, p.clone(), params)
+        })
+        .collect();
+    let done = async {
+        for mut rx in rxs {
+            let mut scored = 0;
+            while let Some(ev) = rx.recv().await {
+                match ev {
+                    Event::Prompt { logprobs, .. } => scored = logprobs.len(),
+                    Event::Done { finish, .. } => assert_eq!(finish, Finish::Length),
+                    Event::Token { .. } => {}
+                }
+            }
+            assert_eq!(scored, 249);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), done)
+        .await
+        .expect("both scored prompts finish");
+    assert!(
+        h.metrics.preemptions.get() > 0,
+        "the pool was meant to fill"
+    );
+    all_blocks_free(&h);
+}
+
 /// Runs 8 seeds of `prompt` under `g` (at most `max` tokens each); checks every text stays in
 /// the grammar and has no special token; returns the texts of the objects that closed.
 async fn constrained_runs(
