@@ -167,6 +167,20 @@ fn openai_client_and_curl_against_smelt_serve() {
         ]);
         assert!(e.ends_with("400") && e.contains("context"), "{path}: {e}");
     }
+    // Stop lists are bounded: 65 strings, a 2,000-byte string, 1,025 stop token ids.
+    let many = serde_json::to_string(&vec!["x"; 65]).unwrap();
+    let long = serde_json::to_string(&vec!["y".repeat(2000)]).unwrap();
+    let ids = serde_json::to_string(&vec![1; 1025]).unwrap();
+    for (extra, says) in [
+        (format!(r#""stop":{many}"#), "at most 64"),
+        (format!(r#""stop":{long}"#), "at most 1024"),
+        (format!(r#""stop_token_ids":{ids}"#), "at most 1024"),
+    ] {
+        let body = format!(r#"{{"prompt":"Hi","max_tokens":2,{extra}}}"#);
+        let url = format!("{base}/v1/completions");
+        let e = curl(&["-w", "%{http_code}", "-H", &auth, "-d", &body, &url]);
+        assert!(e.ends_with("400") && e.contains(says), "{says}: {e}");
+    }
     let sse = curl(&[
         "-N",
         "-H",

@@ -67,9 +67,10 @@ impl SamplerConfig {
         if !(0.0..=1.0).contains(&self.min_p) {
             return Err(format!("min-p {} is outside [0, 1]", self.min_p));
         }
-        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+        // Normal, not just positive: dividing a logit by a subnormal penalty (1e-40) is +inf.
+        if !(self.repeat_penalty.is_normal() && self.repeat_penalty > 0.0) {
             return Err(format!(
-                "repeat penalty {} must be > 0",
+                "repeat penalty {} must be a normal positive number",
                 self.repeat_penalty
             ));
         }
@@ -165,11 +166,13 @@ impl Sampler {
                 if let Some(l) = logits.get_mut(t as usize)
                     && seen.insert(t)
                 {
+                    // Kept finite: an infinite logit makes every probability NaN.
                     *l = if *l > 0.0 {
                         *l / c.repeat_penalty
                     } else {
                         *l * c.repeat_penalty
-                    };
+                    }
+                    .clamp(f32::MIN, f32::MAX);
                 }
             }
         }
@@ -224,6 +227,11 @@ impl Sampler {
             idx.truncate(keep.max(1));
         }
         let p = probs(&idx, c.temperature);
+        if p.iter().any(|v| v.is_nan()) {
+            // Infinite or NaN logits (a model's overflow): no distribution to draw from; take
+            // the first candidate in logit order, not the least likely the loop would end on.
+            return idx[0];
+        }
         let mut r = self.uniform();
         for (&i, &pi) in idx.iter().zip(&p) {
             r -= pi;
@@ -390,14 +398,37 @@ mod tests {
             .validate()
             .is_err()
         );
-        assert!(
-            SamplerConfig {
-                repeat_penalty: 0.0,
-                ..SamplerConfig::default()
-            }
-            .validate()
-            .is_err()
-        );
+        for repeat_penalty in [0.0, 1e-40, f32::INFINITY, f32::NAN] {
+            assert!(
+                SamplerConfig {
+                    repeat_penalty,
+                    ..SamplerConfig::default()
+                }
+                .validate()
+                .is_err(),
+                "{repeat_penalty}"
+            );
+        }
         assert!(SamplerConfig::default().validate().is_ok());
+    }
+
+    /// Logits that overflow (a tiny penalty on a large logit, or a model's own inf/NaN) give
+    /// the most likely token, not the least likely one the draw loop would fall through to.
+    #[test]
+    fn infinite_logits_draw_the_top_candidate() {
+        let mut s = Sampler::new(SamplerConfig {
+            repeat_penalty: 1e-37,
+            ..SamplerConfig::default()
+        });
+        // 100 / 1e-37 is past f32::MAX: clamped, so token 1 stays finite and on top.
+        for _ in 0..20 {
+            assert_eq!(s.sample(&[1.0, 100.0, 2.0, -5.0], &[1]), 1);
+        }
+        let mut s = Sampler::new(SamplerConfig::default());
+        for _ in 0..20 {
+            assert_eq!(s.sample(&[0.5, f32::INFINITY, 2.0, f32::INFINITY], &[]), 1);
+            let t = s.sample(&[f32::NEG_INFINITY; 4], &[]);
+            assert!(t < 4);
+        }
     }
 }

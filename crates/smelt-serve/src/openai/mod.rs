@@ -153,6 +153,12 @@ pub fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Most choices (prompts × n) one request may ask for.
 const MAX_CHOICES: usize = 64;
+/// Most stop strings a request may give (OpenAI takes 4; evaluation harnesses a handful).
+const MAX_STOP_STRINGS: usize = 64;
+/// Longest stop string, in bytes.
+const MAX_STOP_BYTES: usize = 1024;
+/// Most `stop_token_ids` a request may give.
+const MAX_STOP_TOKENS: usize = 1024;
 
 /// Which endpoint a generation answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -277,6 +283,12 @@ impl AppState {
         sampler.validate().map_err(ApiError::bad_request)?;
         let vocab = self.tok.vocab_size();
         let extra_stops = c.stop_token_ids.clone().unwrap_or_default();
+        if extra_stops.len() > MAX_STOP_TOKENS {
+            return Err(ApiError::bad_request(format!(
+                "stop_token_ids: {} ids; at most {MAX_STOP_TOKENS}",
+                extra_stops.len()
+            )));
+        }
         if let Some(t) = extra_stops.iter().find(|&&t| t as usize >= vocab) {
             return Err(ApiError::bad_request(format!(
                 "stop_token_ids: {t} is not a token (vocabulary {vocab})"
@@ -305,6 +317,20 @@ impl AppState {
             Some(OneOrMany::One(s)) => vec![s],
             Some(OneOrMany::Many(v)) => v,
         };
+        // Every token's text is searched for each stop string, and as much text as the
+        // longest one is held back: both are bounded (OpenAI takes 4 strings).
+        if stop_strings.len() > MAX_STOP_STRINGS {
+            return Err(ApiError::bad_request(format!(
+                "stop: {} strings; at most {MAX_STOP_STRINGS}",
+                stop_strings.len()
+            )));
+        }
+        if let Some(long) = stop_strings.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+            return Err(ApiError::bad_request(format!(
+                "stop: a string of {} bytes; at most {MAX_STOP_BYTES}",
+                long.len()
+            )));
+        }
         Ok(Job {
             kind,
             prompts,
