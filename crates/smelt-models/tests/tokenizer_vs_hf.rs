@@ -111,6 +111,9 @@ fn random_texts_and_long_runs_equal_hugging_face_tokenizers() {
             .collect();
         let want: Vec<u32> = hf.encode(text.as_str(), false).unwrap().get_ids().to_vec();
         assert_eq!(ours.encode(&text, true), want, "{text:?}");
+        // Decoding is concatenative (the server appends each new token's bytes).
+        let pieces: Vec<u8> = want.iter().flat_map(|&t| ours.decode_bytes(&[t])).collect();
+        assert_eq!(String::from_utf8_lossy(&pieces), ours.decode(&want));
     }
     for text in [
         "a".repeat(30_000),

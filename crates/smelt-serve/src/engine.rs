@@ -263,6 +263,9 @@ struct Live {
     prompt_sent: bool,
     /// JSON output: how far the generated text is through [`GenParams::grammar`]'s object.
     json: Option<JsonState>,
+    /// (bytes,) the generated tokens' text, appended token by token: decoding is
+    /// concatenative, so the output is not decoded whole again at every token.
+    out_bytes: Vec<u8>,
 }
 
 /// Starts the engine thread for `model`; it runs until every handle is dropped. Fails only if
@@ -394,6 +397,7 @@ impl EngineLoop {
             prompt_lps: Vec::new(),
             prompt_sent: !r.params.prompt_logprobs,
             json: r.params.grammar.as_deref().map(JsonState::new),
+            out_bytes: Vec::new(),
             params: r.params,
         };
         self.next_id += 1;
@@ -620,8 +624,9 @@ fn sample(
     m.generation_tokens.inc();
     // As vLLM, stop strings count once more than `min_tokens` tokens are out.
     let generated = s.tokens.len() - s.prompt_len;
+    live.out_bytes.extend(tok.decode_bytes(&[next]));
     let (text, stopped) = live.stream.update_checking(
-        tok.decode(&s.tokens[s.prompt_len..]),
+        String::from_utf8_lossy(&live.out_bytes).into_owned(),
         generated > live.params.min_tokens,
     );
     let logprob = live
