@@ -18,6 +18,23 @@ fn q4_k_m_mix_of_smollm2_follows_llama_cpp_rules() {
     assert!(!refused.status.success());
     assert!(text(&refused).contains("--allow-requantize"));
     assert!(!f16.exists(), "nothing may be written on failure");
+    // The calibrated path too, before its long run (it used to calibrate first, then
+    // requantize the Q4_1 layer matrices without asking).
+    let refused = run(smelt(&home)
+        .args(["gguf", "quantize", "smollm2-135m"])
+        .arg(dir.path().join("gptq.gguf"))
+        .args(["Q4_K_M", "--method", "gptq"]));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--allow-requantize"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !text(&refused).contains("calibration:"),
+        "{}",
+        text(&refused)
+    );
 
     let out = run(smelt(&home)
         .env("SMELT_RUNS", dir.path().join("runs"))

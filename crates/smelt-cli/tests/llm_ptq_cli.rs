@@ -23,6 +23,11 @@ fn bad_settings_are_clear_errors() {
             vec!["--bits", "3", "--hf-dir", "x"],
             "do not pack into 32-bit words",
         ),
+        // Windows past the context indexed past the cache in the layer-by-layer pass.
+        (
+            vec!["--method", "gptq", "--calib", "1x100000"],
+            "do not fit the model's context",
+        ),
     ] {
         let out = run(smelt(&home).args(["llm", "quantize"]).args(&args));
         assert!(!out.status.success(), "{args:?} succeeded");

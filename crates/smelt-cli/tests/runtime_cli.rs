@@ -206,6 +206,43 @@ fn bad_settings_and_missing_files_are_clear_errors() {
     let out = run(smelt(&home).args(["run", "/nonexistent/model.gguf", "-p", "Hi"]));
     assert!(!out.status.success());
     assert!(text(&out).contains("no such file"), "{}", text(&out));
+    // --ctx 0 divided the text's length by zero; --chunks 0 blamed the text.
+    for (flag, value, says) in [
+        ("--ctx", "0", "--ctx 0: windows need at least 8 tokens"),
+        ("--chunks", "0", "--chunks 0: score at least one window"),
+    ] {
+        let out = run(smelt(&home).args([
+            "perplexity",
+            "smollm2-135m",
+            "-f",
+            "shakespeare",
+            flag,
+            value,
+        ]));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        assert!(text(&out).contains(says), "{}", text(&out));
+    }
+    // A context that fills ends the answer (length), as llama.cpp's does, not in an error:
+    // 4 prompt tokens in a context of 6 leave room for 3.
+    let out = run(smelt(&home).args([
+        "run",
+        "smollm2-135m",
+        "-p",
+        "Hello there my friend",
+        "--ctx",
+        "6",
+        "-n",
+        "20",
+        "--temp",
+        "0",
+    ]));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("generating at most 3"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("generated 3 tokens"), "{}", text(&out));
 }
 
 #[test]

@@ -218,7 +218,23 @@ pub fn plan(header: &Header, ftype: FileType) -> Vec<Option<GgmlType>> {
     let n_head = meta("attention.head_count").unwrap_or(1).max(1);
     let n_head_kv = meta("attention.head_count_kv").unwrap_or(n_head).max(1);
     let n_gqa = n_head / n_head_kv;
-    let n_layer = meta("block_count").unwrap_or(0) as i64;
+    // Without the key (llama.cpp would refuse to load such a file), the layers the tensor
+    // names number: 0 would make every layer count as one of the first and last.
+    let n_layer = meta("block_count").map(|n| n as i64).unwrap_or_else(|| {
+        header
+            .tensors
+            .iter()
+            .filter_map(|t| {
+                t.name
+                    .strip_prefix("blk.")?
+                    .split('.')
+                    .next()?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |m| m + 1)
+    });
     let tied = !header.tensors.iter().any(|t| t.name == "output.weight");
     let n_attention_wv = header
         .tensors

@@ -65,6 +65,27 @@ fn is_float(t: GgmlType) -> bool {
     matches!(t, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16)
 }
 
+/// Refuses a plan that would quantize an already quantized tensor again (lossy twice over):
+/// one whose type changes, or (`provided` says so) whose bytes are chosen anew. Checked
+/// before any work; callers that compute some tensors' bytes first (calibrated GPTQ) call it
+/// before that.
+pub fn requantize_check(
+    h: &crate::Header,
+    plan: &[Option<GgmlType>],
+    provided: impl Fn(&str) -> bool,
+) -> Result<(), QuantizeError> {
+    for (t, target) in h.tensors.iter().zip(plan) {
+        let changed = target.is_some_and(|to| to != t.ggml_type) || provided(&t.name);
+        if changed && !is_float(t.ggml_type) {
+            return Err(QuantizeError::Requantize {
+                name: t.name.clone(),
+                ty: t.ggml_type.name(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Quantizes every tensor of `src`; `progress(done, total)` is called after each tensor with
 /// source bytes. Returns the writer (not yet written) and a report per tensor.
 pub fn quantize_model(
@@ -86,6 +107,9 @@ pub fn quantize_model_with(
 ) -> Result<(GgufWriter, Vec<TensorReport>), QuantizeError> {
     let h = &src.header;
     let plan = mix::plan(h, opts.ftype);
+    if !opts.allow_requantize {
+        requantize_check(h, &plan, |name| provided.contains_key(name))?;
+    }
     let mut w = GgufWriter::new();
     if h.alignment != crate::DEFAULT_ALIGNMENT {
         w.alignment(h.alignment as u32)?;

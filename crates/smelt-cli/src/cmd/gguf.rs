@@ -195,7 +195,15 @@ fn quantize(
         .setting("method", &calibrated.method);
     let t0 = std::time::Instant::now();
     // Layer matrices chosen with calibration data (empty for plain rounding).
-    let provided = super::gguf_calibrated::layers(ctx, &path, &src, ft, threads, calibrated)?;
+    let provided = super::gguf_calibrated::layers(
+        ctx,
+        &path,
+        &src,
+        ft,
+        threads,
+        calibrated,
+        allow_requantize,
+    )?;
     let bar = if ctx.quiet {
         indicatif::ProgressBar::hidden()
     } else {

@@ -47,6 +47,7 @@ pub fn layers(
     ft: FileType,
     threads: usize,
     a: &CalibratedArgs,
+    allow_requantize: bool,
 ) -> Result<HashMap<String, Vec<u8>>> {
     match a.method.as_str() {
         "rtn" => return Ok(HashMap::new()),
@@ -61,6 +62,17 @@ pub fn layers(
     }
     let (n, len) = super::llm::parse_calib(&a.calib)?;
     let plan = smelt_gguf::mix::plan(&src.header, ft);
+    // Before the long run: the layer matrices' codes are chosen anew, so a quantized source
+    // needs --allow-requantize as plain rounding does.
+    if !allow_requantize {
+        let calibrated = |name: &str| {
+            name.starts_with("blk.")
+                && Linear::ALL
+                    .iter()
+                    .any(|w| name.ends_with(&format!(".{}", w.gguf_name())))
+        };
+        smelt_gguf::quantize::requantize_check(&src.header, &plan, calibrated)?;
+    }
     let types: HashMap<&str, GgmlType> = src
         .header
         .tensors

@@ -413,6 +413,12 @@ pub(super) fn calibration(
     len: usize,
     seed: u64,
 ) -> Result<(Vec<Vec<u32>>, usize, Vec<u32>)> {
+    let n_ctx = loaded.model.config.n_ctx;
+    if len > n_ctx {
+        bail!(
+            "--calib {n}x{len}: windows of {len} tokens do not fit the model's context of {n_ctx}"
+        );
+    }
     let asset = smelt_data::assets::find("shakespeare").expect("catalogued");
     let dir = ctx.fetcher().ensure(asset)?;
     let text =

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use smelt_models::perplexity::{PerplexityOptions, perplexity};
 
 use crate::Context;
@@ -52,6 +52,29 @@ pub fn run(ctx: &Context, args: &PerplexityArgs) -> Result<()> {
         .transpose()?;
     if let Some(r) = &mut reference {
         r.model.use_float_gemm();
+    }
+    // Checked here, before `windows` below divides by the context.
+    if args.ctx < 8 {
+        bail!("--ctx {}: windows need at least 8 tokens", args.ctx);
+    }
+    if args.chunks == Some(0) {
+        bail!("--chunks 0: score at least one window");
+    }
+    if let Some(r) = &reference {
+        // Same vocabulary size is not enough: KL compares token i with token i.
+        let key = "tokenizer.ggml.tokens";
+        if r.file.header.get(key) != l.file.header.get(key) {
+            bail!(
+                "--kl-base: the reference model's tokens differ from this model's; KL needs the same tokenizer"
+            );
+        }
+        if r.model.config.n_ctx < args.ctx {
+            bail!(
+                "--kl-base: the reference model's context is {} tokens, under --ctx {}",
+                r.model.config.n_ctx,
+                args.ctx
+            );
+        }
     }
     let text = read_text(ctx, &args.file)?;
     let bos = l.bos;

@@ -154,12 +154,6 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     drop(tokenize_span);
     let n_ctx = args.ctx.unwrap_or(prompt.len() + args.tokens);
     let mut cache = l.model.new_cache(n_ctx);
-    let opts = GenerateOptions {
-        max_tokens: args.tokens,
-        sampler: args.sampling.config(0.0),
-        stop_tokens: l.stop_tokens.clone(),
-        stop_strings: args.sampling.stop.clone(),
-    };
     anyhow::ensure!(!prompt.is_empty(), "the prompt is empty");
     anyhow::ensure!(
         prompt.len() <= cache.capacity(),
@@ -167,6 +161,22 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         prompt.len(),
         cache.capacity()
     );
+    // The last token drawn is never fed back, so a full context still yields one more. Past
+    // that the answer ends with `length`, as llama.cpp's does, not with an error.
+    let room = cache.capacity() + 1 - prompt.len();
+    if args.tokens > room {
+        eprintln!(
+            "note: the context holds {} tokens; generating at most {room} after the {}-token prompt",
+            cache.capacity(),
+            prompt.len()
+        );
+    }
+    let opts = GenerateOptions {
+        max_tokens: args.tokens.min(room),
+        sampler: args.sampling.config(0.0),
+        stop_tokens: l.stop_tokens.clone(),
+        stop_strings: args.sampling.stop.clone(),
+    };
     print!("{}", args.prompt);
     std::io::stdout().flush()?;
     let mut step = 0usize;

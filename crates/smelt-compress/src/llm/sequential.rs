@@ -180,6 +180,15 @@ where
     if len == 0 {
         return Err(ModelError::Unsupported("no calibration tokens".into()).into());
     }
+    // The layers run outside `forward`, which checks the cache's room; a window longer than
+    // the context would index past the cache's last block.
+    if len > model.config.n_ctx {
+        return Err(ModelError::Unsupported(format!(
+            "calibration windows of {len} tokens do not fit the model's context of {}",
+            model.config.n_ctx
+        ))
+        .into());
+    }
     // Per window, the (len, n_embd) hidden states entering the current layer.
     let mut xs = windows
         .iter()
