@@ -160,7 +160,7 @@ impl<'a> Machine<'a> {
             memo: Default::default(),
             popped: 0,
             deepest: 0,
-            copy_budget: 16 * data.len() + (1 << 20),
+            copy_budget: copy_limit(data.len()),
         }
     }
 
@@ -229,7 +229,7 @@ impl<'a> Machine<'a> {
         if n > self.copy_budget {
             return Err(self.bad(format!(
                 "copies of memoized or duplicated values exceed {} nodes",
-                16 * self.data.len() + (1 << 20)
+                copy_limit(self.data.len())
             )));
         }
         self.copy_budget -= n;
@@ -609,6 +609,11 @@ impl<'a> Machine<'a> {
             _ => Err(self.bad("SETITEM on a non-dict")),
         }
     }
+}
+
+/// Value nodes copies may make in all for an input of `len` bytes.
+fn copy_limit(len: usize) -> usize {
+    16 * len + (1 << 20)
 }
 
 /// The nodes of `v`, counting no further than just past `limit`.

@@ -148,33 +148,24 @@ fn deep_nesting_is_refused_and_moderate_nesting_parses() {
 
 #[test]
 fn copies_that_double_are_refused() {
-    // `]` then DUP + TUPLE2 forty times: 2^40 nodes from 83 bytes.
-    let mut p = b"\x80\x02]".to_vec();
-    for _ in 0..40 {
-        p.extend(b"2\x86");
+    // `]`, then `step` `n` times: each step doubles the tree.
+    let doubled = |step: &[u8], n: usize| {
+        let mut p = b"\x80\x02]".to_vec();
+        for _ in 0..n {
+            p.extend(step);
+        }
+        p.push(b'.');
+        parse(&p)
+    };
+    // DUP + TUPLE2, and through the memo (BINPUT, then BINGET twice): 2^40 nodes from
+    // 84 and 204 bytes.
+    for step in [&b"2\x86"[..], b"q\x00h\x00\x86"] {
+        let e = doubled(step, 40).unwrap_err().to_string();
+        assert!(
+            e.contains("copies of memoized or duplicated values exceed"),
+            "{e}"
+        );
     }
-    p.push(b'.');
-    let e = parse(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("copies of memoized or duplicated values exceed"),
-        "{e}"
-    );
-    // The same through the memo: BINPUT, then BINGET twice per level.
-    let mut p = b"\x80\x02]".to_vec();
-    for _ in 0..40 {
-        p.extend(b"q\x00h\x00\x86");
-    }
-    p.push(b'.');
-    let e = parse(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("copies of memoized or duplicated values exceed"),
-        "{e}"
-    );
     // A few doublings are fine.
-    let mut p = b"\x80\x02]".to_vec();
-    for _ in 0..8 {
-        p.extend(b"2\x86");
-    }
-    p.push(b'.');
-    assert!(parse(&p).is_ok());
+    assert!(doubled(b"2\x86", 8).is_ok());
 }
