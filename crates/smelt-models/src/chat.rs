@@ -1,7 +1,9 @@
 //! Chat prompts from the model's own template (`tokenizer.chat_template`, the Jinja source the
-//! Hugging Face tokenizer carries), rendered with minijinja; ChatML when a model has none.
+//! Hugging Face tokenizer carries), rendered with minijinja set up as `transformers` sets up
+//! jinja2 ([`crate::chat_env`]); ChatML when a model has none.
 
-use minijinja::{Environment, Error, ErrorKind, context};
+use minijinja::value::ValueKind;
+use minijinja::{Value, context};
 use serde::Serialize;
 
 /// One turn of a conversation.
@@ -14,9 +16,9 @@ pub struct ChatMessage {
     #[serde(default, deserialize_with = "content_text")]
     pub content: String,
     /// An assistant turn's tool calls, as the client sent them back (for templates that
-    /// render them).
+    /// render them), keys in the client's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<serde_json::Value>,
+    pub tool_calls: Option<Value>,
     /// A tool turn's answer is to this call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
@@ -76,6 +78,10 @@ pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + messag
 pub struct ChatTemplate {
     /// Jinja source.
     pub source: String,
+    /// The model's `tool_use` template (`tokenizer.chat_template.tool_use`: Hermes 2 Pro and
+    /// Command R ship one), which `transformers` picks instead of `source` when a request
+    /// has tools.
+    pub tool_use: Option<String>,
     /// `bos_token` as the template sees it.
     pub bos_token: String,
     /// `eos_token` as the template sees it.
@@ -97,6 +103,10 @@ impl ChatTemplate {
                 .and_then(|v| v.as_str())
                 .unwrap_or(CHATML)
                 .to_string(),
+            tool_use: h
+                .get("tokenizer.chat_template.tool_use")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
             bos_token: tok("tokenizer.ggml.bos_token_id"),
             eos_token: tok("tokenizer.ggml.eos_token_id"),
         }
@@ -120,13 +130,15 @@ impl ChatTemplate {
         tools: Option<&T>,
         add_generation_prompt: bool,
     ) -> Result<String, String> {
-        let mut env = Environment::new();
-        env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
-            Err(Error::new(ErrorKind::InvalidOperation, msg))
-        });
-        env.add_template("chat", &self.source)
+        let mut env = crate::chat_env::hf_environment();
+        let source = match (&tools, &self.tool_use) {
+            (Some(_), Some(t)) => t,
+            _ => &self.source,
+        };
+        env.add_template("chat", source)
             .map_err(|e| format!("the chat template does not parse: {e}"))?;
         let t = env.get_template("chat").map_err(|e| e.to_string())?;
+        let messages: Vec<TemplateMessage> = messages.iter().map(TemplateMessage::of).collect();
         t.render(context! {
             messages => messages,
             tools => tools,
@@ -134,8 +146,78 @@ impl ChatTemplate {
             bos_token => self.bos_token,
             eos_token => self.eos_token,
         })
-        .map_err(|e| format!("the chat template failed: {e}"))
+        .map_err(|e| format!("the chat template failed: {e:#}"))
     }
+}
+
+/// A message as templates see it: an assistant turn's tool-call `arguments`, which OpenAI
+/// clients send as JSON text, are parsed into objects, as vLLM does before rendering
+/// (tool-use templates are written for objects: `tool_call.arguments | tojson`).
+#[derive(Serialize)]
+struct TemplateMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+}
+
+impl<'a> TemplateMessage<'a> {
+    fn of(m: &'a ChatMessage) -> Self {
+        Self {
+            role: &m.role,
+            content: &m.content,
+            tool_calls: m.tool_calls.as_ref().map(parsed_arguments),
+            tool_call_id: m.tool_call_id.as_deref(),
+            name: m.name.as_deref(),
+        }
+    }
+}
+
+/// `calls` with each `function.arguments` that is JSON text replaced by its value (keys in
+/// order); anything else is left as it is.
+fn parsed_arguments(calls: &Value) -> Value {
+    let (ValueKind::Seq, Ok(items)) = (calls.kind(), calls.try_iter()) else {
+        return calls.clone();
+    };
+    items
+        .map(|call| {
+            let parsed = call
+                .get_attr("function")
+                .and_then(|f| f.get_attr("arguments"))
+                .ok()
+                .and_then(|a| serde_json::from_str::<Value>(a.as_str()?).ok());
+            match parsed {
+                Some(args) => {
+                    replace_key(&call, "function", |f| replace_key(f, "arguments", |_| args))
+                }
+                None => call,
+            }
+        })
+        .collect::<Vec<Value>>()
+        .into()
+}
+
+/// The map `m` with `key`'s value replaced by `f(old)`, keys in their order (other values
+/// are returned as they are).
+fn replace_key(m: &Value, key: &str, f: impl FnOnce(&Value) -> Value) -> Value {
+    let (ValueKind::Map, Ok(keys)) = (m.kind(), m.try_iter()) else {
+        return m.clone();
+    };
+    let mut f = Some(f);
+    let pairs: Vec<(Value, Value)> = keys
+        .map(|k| {
+            let v = m.get_item(&k).unwrap_or_default();
+            match f.take_if(|_| k.as_str() == Some(key)) {
+                Some(f) => (k, f(&v)),
+                None => (k, v),
+            }
+        })
+        .collect();
+    pairs.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -146,6 +228,7 @@ mod tests {
     fn chatml_renders_turns_and_the_generation_prompt() {
         let t = ChatTemplate {
             source: CHATML.into(),
+            tool_use: None,
             bos_token: String::new(),
             eos_token: String::new(),
         };
@@ -188,6 +271,7 @@ mod tests {
                      {{ m.role }}:{{ m.content }}{% if m.tool_calls %}{{ m.tool_calls[0].id }}{% endif %};\
                      {% endfor %}"
                 .into(),
+            tool_use: None,
             bos_token: String::new(),
             eos_token: String::new(),
         };
@@ -208,6 +292,7 @@ mod tests {
             source:
                 "{% if messages|length > 1 %}{{ raise_exception('one message only') }}{% endif %}"
                     .into(),
+            tool_use: None,
             bos_token: String::new(),
             eos_token: String::new(),
         };

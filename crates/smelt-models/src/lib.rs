@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod chat;
+mod chat_env;
 pub mod cnn;
 pub mod generate;
 pub mod kv_cache;
