@@ -11,18 +11,73 @@
 #
 # llama.cpp (the llama-cpp-python 0.3.36 sdist's vendored copy, built by
 # benches/llamacpp_native.sh, native x86-64 with AVX-512, no AMX) runs outside the repository.
-# Usage: benches/llamacpp_golden.sh [N_TOKENS]
+# q8_0_rope_freqs is the Q8_0 model with a `rope_freqs.weight` tensor added by gguf-py (how
+# llama.cpp's converter encodes Llama 3.1's `llama3` RoPE scaling): Llama 3.1's formula with
+# factor 8, low/high frequency factors 1 and 4, and an original context of 64 positions, so the
+# short prompts already turn most pairs at a scaled speed. Its factors go into the JSON.
+# Usage: benches/llamacpp_golden.sh [N_TOKENS] [KINDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs}
+py=${SMELT_TEST_PYTHON:-.venv/bin/python}
+
+# with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
+# gguf_new_metadata.py does); prints its path.
+with_rope_freqs() {
+  local out="${1%.gguf}.rope_freqs.gguf"
+  "$py" - "$1" "$out" <<'PY' || return 1
+import sys, math
+import numpy as np
+import gguf
+src, dst = sys.argv[1], sys.argv[2]
+r = gguf.GGUFReader(src)
+w = gguf.GGUFWriter(dst, "llama")
+for f in r.fields.values():
+    if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF."):
+        continue
+    t = f.types[0]
+    w.add_key_value(f.name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+base = float(r.fields["llama.rope.freq_base"].contents())
+dim = int(r.fields["llama.rope.dimension_count"].contents())
+# llama.cpp's converter (conversion/llama.py, generate_extra_tensors) in float32.
+factor, low, high, old = 8.0, 1.0, 4.0, 64.0
+freqs = (np.float32(1.0) / np.power(np.float32(base), np.arange(0, dim, 2, dtype=np.float32) / np.float32(dim))).astype(np.float32)
+ff = []
+for freq in freqs:
+    wavelen = np.float32(2 * math.pi) / freq
+    if wavelen < old / high:
+        ff.append(1.0)
+    elif wavelen > old / low:
+        ff.append(factor)
+    else:
+        smooth = (np.float32(old) / wavelen - np.float32(low)) / np.float32(high - low)
+        ff.append(np.float32(1) / ((np.float32(1) - smooth) / np.float32(factor) + smooth))
+ff = np.array(ff, dtype=np.float32)
+tensors = list(r.tensors)
+w.add_tensor_info("rope_freqs.weight", ff.shape, ff.dtype, ff.nbytes, gguf.GGMLQuantizationType.F32)
+for t in tensors:
+    w.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_ti_data_to_file()
+w.write_tensor_data(ff)
+for t in tensors:
+    w.write_tensor_data(t.data, tensor_endianess=r.endianess)
+w.close()
+open(dst + ".factors", "w").write(",".join(str(int(b)) for b in ff.view(np.uint32)))
+PY
+  echo "$out"
+}
 source benches/llamacpp_common.sh
 llamacpp_tools llama-completion
 smelt_and_scratch
 llamacpp_cc llamacpp_logits llama
 q41="${SMELT_HOME:-$HOME/.cache/smelt}/assets/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
-for kind in q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s; do
+for kind in $kinds; do
   case $kind in
     q4_1) model=$q41 ;;
+    q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
   mkdir -p "$work/$kind"
@@ -33,9 +88,9 @@ for kind in q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s; do
     echo "$tokens" > "$work/$kind/tokens.$i"
     "$work/llamacpp_logits" "$model" "$p" "$tokens" 0 "$work/$kind/logits.$i.bin" 2> /dev/null
   done
-  python3 - "$work/$kind" "crates/smelt-models/tests/data/llamacpp_${kind}_greedy.json" "$kind" "${prompts[@]}" <<'PY'
+  python3 - "$work/$kind" "crates/smelt-models/tests/data/llamacpp_${kind}_greedy.json" "$kind" "$model" "${prompts[@]}" <<'PY'
 import array, json, os, sys
-work, out, kind, prompts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+work, out, kind, model_path, prompts = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 
 def fnv1a64(data):
     h = 0xcbf29ce484222325
@@ -78,6 +133,10 @@ model = {
     "q5_k_s": "SmolLM2-135M-Instruct (DATA.md's Q4_1 GGUF) requantized to Q5_K_S by "
               "`smelt gguf quantize smollm2-135m OUT Q5_K_S --allow-requantize` (Q5_K ffn_down, "
               "Q5_1 and Q8_0 elsewhere)",
+    "q8_0_rope_freqs": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, with a "
+                       "rope_freqs.weight tensor (F32; rope_freqs holds its f32 bits) added by "
+                       "gguf-py: Llama 3.1's llama3 factors for factor 8, low/high frequency "
+                       "factors 1 and 4, original context 64",
 }[kind]
 doc = {
     "source": "llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored), built by "
@@ -89,6 +148,8 @@ doc = {
     "step": "step k holds the logits after the prompt and tokens[..k]; tokens[k] is their argmax",
     "runs": runs,
 }
+if os.path.exists(model_path + ".factors"):
+    doc["rope_freqs"] = [int(b) for b in open(model_path + ".factors").read().split(",")]
 with open(out + ".tmp", "w") as f:
     json.dump(doc, f, indent=1)
     f.write("\n")

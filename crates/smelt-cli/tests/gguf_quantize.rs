@@ -189,6 +189,58 @@ fn smollm2_round_trips_through_hugging_face_format() {
     for key in ["tokenizer.ggml.tokens", "tokenizer.ggml.token_type"] {
         assert_eq!(c.header.get(key), b.header.get(key), "{key}");
     }
+    // Hermes 2 Pro's list of named templates keeps its `tool_use` one; Llama 3.1's `llama3`
+    // RoPE scaling becomes llama.cpp's rope_freqs.weight (factors 1 for short wavelengths, 8
+    // for long ones, blended between: `hf::rope` checks the formula).
+    let named = edit("hf-named", "tokenizer_config.json", &|v| {
+        let t = v["chat_template"].clone();
+        v["chat_template"] = serde_json::json!([{"name": "default", "template": t},
+                                                {"name": "tool_use", "template": "TOOLS"}]);
+    });
+    let scaled = dir.path().join("hf-llama3");
+    std::fs::rename(&named, &scaled).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scaled.join("config.json")).unwrap()).unwrap();
+    config["rope_scaling"] = serde_json::json!({"rope_type": "llama3", "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 256});
+    std::fs::write(scaled.join("config.json"), config.to_string()).unwrap();
+    let llama3 = dir.path().join("llama3.gguf");
+    let out = run(smelt(&home)
+        .args(["gguf", "convert"])
+        .arg(&scaled)
+        .arg(&llama3));
+    assert!(out.status.success(), "{}", text(&out));
+    let c = GgufFile::open(&llama3).unwrap();
+    let s = |k: &str| c.header.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    assert_eq!(
+        s("tokenizer.chat_template"),
+        b.header
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    );
+    assert_eq!(
+        s("tokenizer.chat_template.tool_use").as_deref(),
+        Some("TOOLS")
+    );
+    let t = c
+        .header
+        .tensors
+        .iter()
+        .find(|t| t.name == "rope_freqs.weight")
+        .unwrap();
+    assert_eq!((t.ggml_type, t.dims.clone()), (GgmlType::F32, vec![32]));
+    let f = smelt_gguf::blocks::dequantize(t.ggml_type, c.tensor_data(t), 32).unwrap();
+    assert_eq!((f[0], f[31]), (1.0, 8.0));
+    assert!(f.iter().any(|&x| x > 1.0 && x < 8.0), "{f:?}");
+    // smelt runs it (the factors slow the rotation: tests/llamacpp_golden.rs holds them to
+    // llama.cpp's logits).
+    let out = run(smelt(&home)
+        .args(["run"])
+        .arg(&llama3)
+        .args(["-p", "Hello", "-n", "2"]));
+    assert!(out.status.success(), "{}", text(&out));
+
     // Bad configurations are errors that say why, not panics (exit 1, not 101).
     for (name, file, why, f) in [
         (
@@ -203,6 +255,14 @@ fn smollm2_round_trips_through_hugging_face_format() {
             "tokenizer.json",
             "at most 16777216",
             &|v: &mut serde_json::Value| v["model"]["vocab"]["hello"] = u64::MAX.into(),
+        ),
+        (
+            "hf-yarn",
+            "config.json",
+            "rope_scaling type \"yarn\" is not supported",
+            &|v: &mut serde_json::Value| {
+                v["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0})
+            },
         ),
     ] {
         let d = edit(name, file, f);

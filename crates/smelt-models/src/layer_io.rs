@@ -229,6 +229,7 @@ mod tests {
             n_rot: 8,
             base: 10000.0,
             linear_scale: 1.0,
+            freq_factors: None,
         };
         let blocks = [0u32; 4];
         let kv = BlockTable {

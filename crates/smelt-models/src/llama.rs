@@ -123,10 +123,23 @@ fn matrix(
     }
 }
 
+/// llama.cpp's per-pair RoPE frequency factors (Llama 3.1's long-context scaling).
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
 impl Llama {
     /// Loads a llama-architecture GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
-        let config = LlamaConfig::from_gguf(&file.header)?;
+        let mut config = LlamaConfig::from_gguf(&file.header)?;
+        if file.header.tensors.iter().any(|t| t.name == ROPE_FREQS) {
+            let f = load_f32(file, ROPE_FREQS, &[config.rope.n_rot / 2])?;
+            if let Some(bad) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+                return Err(ModelError::Tensor {
+                    name: ROPE_FREQS.into(),
+                    why: format!("a frequency factor of {bad} (each must be positive)"),
+                });
+            }
+            config.rope.freq_factors = Some(f);
+        }
         let (e, ff, kv) = (
             config.n_embd,
             config.n_ff,
@@ -243,6 +256,9 @@ impl Llama {
         want: Logits,
     ) -> Result<Vec<f32>, ModelError> {
         let (n, pos0) = (tokens.len(), cache.len());
+        if n == 0 {
+            return Err(ModelError::Unsupported("no tokens to run".into()));
+        }
         if pos0 + n > cache.capacity() {
             return Err(ModelError::ContextFull(cache.capacity()));
         }

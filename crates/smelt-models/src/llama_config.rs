@@ -102,6 +102,8 @@ impl LlamaConfig {
                 n_rot: u("rope.dimension_count").unwrap_or(head_dim),
                 base: f("rope.freq_base", 10000.0),
                 linear_scale,
+                // `rope_freqs.weight`, a tensor: `Llama::load` reads it.
+                freq_factors: None,
             },
             n_vocab,
         };

@@ -43,13 +43,17 @@ pub struct Rope {
     pub base: f32,
     /// Linear position scaling: positions are divided by this factor (1 = none).
     pub linear_scale: f32,
+    /// (n_rot / 2,) llama.cpp's `rope_freqs.weight`, when the model has one: pair i's angle
+    /// is divided by factor i (how llama.cpp's converter encodes Llama 3.1's `llama3`
+    /// long-context scaling).
+    pub freq_factors: Option<Vec<f32>>,
 }
 
 impl Rope {
     /// (n_pos, n_rot / 2) cos and sin for positions `pos0..pos0 + n_pos`, computed as ggml
-    /// does so the angles are the same floats: pair i's angle is `freq_scale · θ_i`, with θ
-    /// starting at the position and multiplied by `base^(−2/n_rot)` from pair to pair (not a
-    /// power per pair).
+    /// does so the angles are the same floats: pair i's angle is `freq_scale · (θ_i / f_i)`,
+    /// with θ starting at the position and multiplied by `base^(−2/n_rot)` from pair to pair
+    /// (not a power per pair), and f_i the pair's frequency factor (1 without any).
     pub fn table(&self, pos0: usize, n_pos: usize) -> (Vec<f32>, Vec<f32>) {
         let half = self.n_rot / 2;
         let (mut cos, mut sin) = (
@@ -60,8 +64,11 @@ impl Rope {
         let freq_scale = 1.0 / self.linear_scale;
         for p in pos0..pos0 + n_pos {
             let mut theta = p as f32;
-            for _ in 0..half {
-                let angle = freq_scale * theta;
+            for i in 0..half {
+                let angle = match &self.freq_factors {
+                    Some(f) => freq_scale * (theta / f[i]),
+                    None => freq_scale * theta,
+                };
                 cos.push(angle.cos());
                 sin.push(angle.sin());
                 theta *= theta_scale;
@@ -212,6 +219,7 @@ mod tests {
             n_rot,
             base: 10000.0,
             linear_scale: 1.0,
+            freq_factors: None,
         }
     }
 
@@ -257,6 +265,21 @@ mod tests {
         r.apply(&mut x, 4, &c, &s);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
         assert_eq!(&x[2..], &[5.0, 6.0]);
+    }
+
+    #[test]
+    fn frequency_factors_divide_each_pairs_angle() {
+        // Pair 0 turns by pos / 1, pair 1 by pos / 100; factors 2 and 8 slow them down.
+        let mut r = rope(RopeLayout::Normal, 4);
+        let (c0, s0) = r.table(3, 1);
+        r.freq_factors = Some(vec![2.0, 8.0]);
+        let (c, s) = r.table(3, 1);
+        for (i, want) in [3.0f32 / 2.0, 3.0 / 100.0 / 8.0].into_iter().enumerate() {
+            assert!((c[i] - want.cos()).abs() < 1e-6 && (s[i] - want.sin()).abs() < 1e-6);
+        }
+        // Factors of one change no bit.
+        r.freq_factors = Some(vec![1.0, 1.0]);
+        assert_eq!(r.table(3, 1), (c0, s0));
     }
 
     #[test]

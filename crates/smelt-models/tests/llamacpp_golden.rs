@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
-use smelt_gguf::GgufFile;
 use smelt_gguf::mix::FileType;
 use smelt_gguf::quantize::{QuantizeOptions, quantize_model};
+use smelt_gguf::{GgmlType, GgufFile, GgufWriter};
 use smelt_models::llama::{Llama, Logits};
 use smelt_models::tokenizer;
 
@@ -33,20 +33,70 @@ fn shipped_smollm2() -> GgufFile {
     GgufFile::open(path).unwrap()
 }
 
-/// [`check`] on the shipped model requantized to `ftype` by smelt's quantizer (written to a
-/// temporary directory).
-fn check_requantized(ftype: FileType, json: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let src = shipped_smollm2();
+/// The shipped model requantized to `ftype` by smelt's quantizer, to be written.
+fn requantized(ftype: FileType) -> GgufWriter {
     let opts = QuantizeOptions {
         ftype,
         allow_requantize: true,
         threads: 2,
     };
-    let (writer, _) = quantize_model(&src, opts, |_, _| {}).unwrap();
-    let path = dir.path().join(format!("SmolLM2-135M.{ftype:?}.gguf"));
+    quantize_model(&shipped_smollm2(), opts, |_, _| {})
+        .unwrap()
+        .0
+}
+
+/// `writer`'s model, written to a temporary directory and opened.
+fn written(writer: GgufWriter) -> Arc<GgufFile> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.gguf");
     writer.write(&path).unwrap();
-    check(&Arc::new(GgufFile::open(path).unwrap()), json);
+    // The mapping outlives the directory's entry.
+    Arc::new(GgufFile::open(path).unwrap())
+}
+
+/// [`check`] on the shipped model requantized to `ftype` by smelt's quantizer.
+fn check_requantized(ftype: FileType, json: &str) {
+    check(&written(requantized(ftype)), json);
+}
+
+/// Llama 3.1's RoPE scaling as llama.cpp's converter stores it: the Q8_0 model with a
+/// `rope_freqs.weight` tensor, whose factors (the golden file holds their bits) divide each
+/// pair's angle.
+#[test]
+fn rope_freqs_logits_equal_llamacpp_bit_for_bit() {
+    let json = include_str!("data/llamacpp_q8_0_rope_freqs_greedy.json");
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+    let bytes: Vec<u8> = doc["rope_freqs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| (b.as_u64().unwrap() as u32).to_le_bytes())
+        .collect();
+    let mut writer = requantized(FileType::Q8_0);
+    writer
+        .tensor(
+            "rope_freqs.weight",
+            &[bytes.len() as u64 / 4],
+            GgmlType::F32,
+            bytes,
+        )
+        .unwrap();
+    check(&written(writer), json);
+    // The factors change the logits: without them llama.cpp's first step differs.
+    let plain: serde_json::Value =
+        serde_json::from_str(include_str!("data/llamacpp_q8_0_greedy.json")).unwrap();
+    for (a, b) in plain["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(doc["runs"].as_array().unwrap())
+    {
+        assert_ne!(
+            a["steps"][0]["fnv1a64"], b["steps"][0]["fnv1a64"],
+            "{}",
+            a["prompt"]
+        );
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::names::{hf_to_gguf, permute_qk, qk_heads};
+use super::rope::RopeScaling;
 use super::{GGUF_METADATA_FILE, HfError, io_err};
 use crate::reader::{MetaType, MetaValue};
 use crate::{GgmlType, GgufWriter, Header, blocks};
@@ -156,6 +157,19 @@ fn meta_from_json(v: &Value) -> Option<MetaValue> {
     })
 }
 
+/// `tokenizer_config.json`'s `chat_template`: one template (named `default` here), or a list
+/// of `{"name", "template"}` entries (Hermes 2 Pro's `default` and `tool_use`).
+fn chat_templates(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::String(t) => vec![("default".into(), t.clone())],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|e| Some((e["name"].as_str()?.into(), e["template"].as_str()?.into())))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Builds a GGUF from a Hugging Face llama directory (config.json, *.safetensors,
 /// tokenizer.json, tokenizer_config.json; `gguf_metadata.json` if present).
 pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
@@ -186,6 +200,8 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
              hidden_size evenly and the query heads must group evenly over the key/value heads"
         )));
     }
+
+    let scaling = super::rope::rope_scaling(&config, hidden / n_head).map_err(bad)?;
 
     // Tokenizer.
     let tj = read_json(&dir.join("tokenizer.json"))?;
@@ -268,6 +284,7 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
         tokens.iter().position(|x| *x == t).map(|i| i as u32)
     };
 
+    let named_templates = chat_templates(&tc["chat_template"]);
     let mut w = GgufWriter::new();
     let werr = |e: crate::WriteError| HfError::Unsupported(e.to_string());
     let extra = read_json(&dir.join(GGUF_METADATA_FILE)).ok();
@@ -372,14 +389,40 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
         ),
         (
             "tokenizer.chat_template",
-            tc["chat_template"]
-                .as_str()
-                .map(|s| MetaValue::String(s.into())),
+            named_templates
+                .iter()
+                .find(|(name, _)| name == "default")
+                .map(|(_, t)| MetaValue::String(t.clone())),
         ),
         ("general.quantization_version", Some(MetaValue::U32(2))),
     ] {
         if let Some(v) = val {
             put(&mut w, key, v)?;
+        }
+    }
+    // The other named templates (Hermes 2 Pro's `tool_use`) and linear RoPE scaling, as
+    // llama.cpp's converter writes them (unless gguf_metadata.json has them already).
+    let kept = |key: &str| matches!(&extra, Some(Value::Object(m)) if m.contains_key(key));
+    let mut more: Vec<(String, MetaValue)> = named_templates
+        .iter()
+        .filter(|(name, _)| name != "default")
+        .map(|(name, t)| {
+            (
+                format!("tokenizer.chat_template.{name}"),
+                MetaValue::String(t.clone()),
+            )
+        })
+        .collect();
+    if let RopeScaling::Linear(factor) = scaling {
+        more.push((
+            "llama.rope.scaling.type".into(),
+            MetaValue::String("linear".into()),
+        ));
+        more.push(("llama.rope.scaling.factor".into(), MetaValue::F32(factor)));
+    }
+    for (key, v) in more {
+        if !kept(&key) {
+            put(&mut w, &key, v)?;
         }
     }
 
@@ -397,6 +440,13 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
         )));
     }
     let mut pending: BTreeMap<(i64, String), Converted> = BTreeMap::new();
+    if let RopeScaling::FreqFactors(f) = &scaling {
+        let bytes = f.iter().flat_map(|x| x.to_le_bytes()).collect();
+        pending.insert(
+            (-1, "rope_freqs.weight".into()),
+            (vec![f.len() as u64], GgmlType::F32, bytes),
+        );
+    }
     for path in &files {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| HfError::Invalid {

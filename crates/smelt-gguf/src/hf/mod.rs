@@ -6,6 +6,7 @@
 mod convert;
 pub mod export;
 pub mod names;
+mod rope;
 
 pub use convert::{OutType, convert, write_tokenizer_files};
 pub use export::{ExportDtype, export};
