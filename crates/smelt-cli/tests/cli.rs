@@ -48,6 +48,21 @@ fn usage_errors_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     assert!(!run(smelt(dir.path()).arg("fetch")).status.success());
     assert!(!run(smelt(dir.path()).arg("frobnicate")).status.success());
+    // Counts that would divide by zero or leave every range at (0, 0) are refused up front.
+    for args in [
+        &["lenet", "train", "--batch", "0"][..],
+        &["lenet", "quantize", "--calib", "0"],
+        &["lenet", "qat", "--calib", "0"],
+        &["lenet", "eval", "--batch1-images", "0"],
+    ] {
+        let out = run(smelt(dir.path()).args(args));
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("0 is not in 1.."),
+            "{args:?}: {}",
+            text(&out)
+        );
+    }
 }
 
 /// Writes an executable shell script standing in for `python3`.

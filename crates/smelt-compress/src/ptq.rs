@@ -97,6 +97,14 @@ pub fn calibrate(
     pixels: &[u8],
     observer: ActObserver,
 ) -> Result<Calibration, CnnError> {
+    let [c, h, w] = p.spec.input;
+    if pixels.len() < c * h * w {
+        // No forward pass would run: every range would be (0, 0), every scale a default.
+        return Err(CnnError::Spec(
+            p.spec.name.clone(),
+            "calibration needs at least one image".into(),
+        ));
+    }
     let n_points = quant_points(&p.spec).len();
     let mut hook = CalibrationHook {
         observers: (0..n_points).map(|_| observer.make()).collect(),

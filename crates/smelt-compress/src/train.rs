@@ -90,6 +90,12 @@ pub fn train(
     } else {
         n_all
     };
+    if cfg.batch == 0 {
+        return Err(CnnError::Spec(
+            start.spec.name.clone(),
+            "a batch of 0 images".into(),
+        ));
+    }
     if n == 0 || data.pixels.len() < n * per {
         return Err(CnnError::Spec(
             start.spec.name.clone(),

@@ -66,17 +66,19 @@ pub fn prefill(model: &Llama, cache: &mut KvCache, prompt: &[u32]) -> Result<Vec
 }
 
 /// Generates after `prompt`, calling `on_text` with each piece of final text (held back while it
-/// could still be the start of a stop string or an incomplete UTF-8 character). `decode` turns
-/// token ids into text. `cache` may already hold a prefix of `prompt`.
+/// could still be the start of a stop string or an incomplete UTF-8 character). `token_bytes`
+/// gives the bytes of token ids; the text's bytes are those of each new token appended in turn
+/// (both tokenizers decode concatenatively), so a long generation does not re-decode its whole
+/// output at every token. `cache` may already hold a prefix of `prompt`.
 pub fn generate(
     model: &Llama,
     cache: &mut KvCache,
     prompt: &[u32],
     opts: &GenerateOptions,
-    decode: &dyn Fn(&[u32]) -> String,
+    token_bytes: &dyn Fn(&[u32]) -> Vec<u8>,
     on_text: impl FnMut(&str),
 ) -> Result<Generation, ModelError> {
-    generate_observed(model, cache, prompt, opts, decode, on_text, |_, _| {})
+    generate_observed(model, cache, prompt, opts, token_bytes, on_text, |_, _| {})
 }
 
 /// [`generate`], also calling `on_step(logits, chosen)` at every sampled step (for debugging
@@ -86,7 +88,7 @@ pub fn generate_observed(
     cache: &mut KvCache,
     prompt: &[u32],
     opts: &GenerateOptions,
-    decode: &dyn Fn(&[u32]) -> String,
+    token_bytes: &dyn Fn(&[u32]) -> Vec<u8>,
     mut on_text: impl FnMut(&str),
     mut on_step: impl FnMut(&[f32], u32),
 ) -> Result<Generation, ModelError> {
@@ -97,9 +99,11 @@ pub fn generate_observed(
     drop(prefill_span);
     let mut prompt_seconds = None;
     let mut history = prompt.to_vec();
-    let mut sampler = Sampler::new(opts.sampler.clone());
+    // Presence and frequency penalties count the output only, as the server's do.
+    let mut sampler = Sampler::with_prompt(opts.sampler.clone(), prompt.len());
     let mut stream = TextStream::new(&opts.stop_strings);
     let mut tokens = Vec::new();
+    let mut out_bytes = Vec::new();
     let mut finish = FinishReason::Length;
     for i in 0..opts.max_tokens {
         let sample_span = smelt_trace::span("phase", "sample");
@@ -113,7 +117,8 @@ pub fn generate_observed(
         }
         tokens.push(next);
         history.push(next);
-        let (piece, stopped) = stream.update(decode(&tokens));
+        out_bytes.extend(token_bytes(&[next]));
+        let (piece, stopped) = stream.update(String::from_utf8_lossy(&out_bytes).into_owned());
         if !piece.is_empty() {
             on_text(&piece);
         }
@@ -121,7 +126,9 @@ pub fn generate_observed(
             finish = FinishReason::Stop;
             break;
         }
-        if i + 1 == opts.max_tokens {
+        // A full context ends the answer as `max_tokens` does (llama.cpp stops there too),
+        // keeping what was generated.
+        if i + 1 == opts.max_tokens || cache.len() >= cache.capacity() {
             break;
         }
         let _decode = smelt_trace::span("phase", "decode");
@@ -204,7 +211,12 @@ impl TextStream {
         }
         self.text = text;
         if !check_stops {
+            // A character cut by the last unchecked token (decoded as U+FFFD until its last
+            // byte comes) belongs to the token that completes it, as in vLLM's detokenizer.
             self.floor = self.text.len();
+            if self.text.ends_with('\u{fffd}') {
+                self.floor -= '\u{fffd}'.len_utf8();
+            }
         }
         // A stop string that began in the emitted text would have ended inside the text of
         // an earlier call (the hold is its length less one) and been found then. One that
@@ -327,5 +339,17 @@ mod tests {
         let (out, stopped) = run(&mut s, &["aéé", "é"], 1);
         assert!(stopped);
         assert_eq!(out.concat(), "aé");
+    }
+
+    #[test]
+    fn a_character_completed_after_min_tokens_counts_for_stop_strings() {
+        // The unchecked token ends inside "é" (lossy-decoded as U+FFFD); the next one finishes
+        // it, so a stop string ending there ends in a checked token.
+        let mut s = TextStream::new(&stops(&["é"]));
+        let (first, stopped) = s.update_checking("a\u{fffd}".to_string(), false);
+        assert!(!stopped);
+        let (second, stopped) = s.update_checking("aé".to_string(), true);
+        assert!(stopped);
+        assert_eq!(first + &second, "a");
     }
 }

@@ -292,6 +292,9 @@ impl Llama {
         seqs: &[SeqInput],
         pool: &mut KvPool,
     ) -> Result<Vec<Vec<f32>>, ModelError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tokens = Vec::new();
         let mut spans = Vec::with_capacity(seqs.len());
         for s in seqs {
@@ -555,6 +558,9 @@ impl Llama {
         let c = &self.config;
         let e = c.n_embd;
         let n = x.len() / e;
+        if n == 0 {
+            return Vec::new();
+        }
         let rows = match want {
             Logits::Last => &x[(n - 1) * e..],
             Logits::All => x,

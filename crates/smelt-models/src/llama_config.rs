@@ -117,18 +117,110 @@ impl LlamaConfig {
             || config.rope.n_rot > head_dim
             || config.rope.linear_scale.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
             || config.n_vocab == 0
+            || config.n_ff == 0
+            || config.n_ctx == 0
         {
             return Err(ModelError::Unsupported(format!(
-                "inconsistent hyper-parameters: {} layers, {} heads, {} KV heads, width {}, {} rotated dims, RoPE scale {}, vocabulary {}",
+                "inconsistent hyper-parameters: {} layers, {} heads, {} KV heads, width {}, {} rotated dims, RoPE scale {}, vocabulary {}, feed-forward width {}, context {}",
                 config.n_layer,
                 config.n_head,
                 config.n_head_kv,
                 config.n_embd,
                 config.rope.n_rot,
                 config.rope.linear_scale,
-                config.n_vocab
+                config.n_vocab,
+                config.n_ff,
+                config.n_ctx
+            )));
+        }
+        // A zero or negative epsilon turns an all-zero row into NaN; a base that is not
+        // positive turns every angle into NaN (and every logit after it).
+        if !(config.rms_eps.is_finite() && config.rms_eps >= 0.0) {
+            return Err(ModelError::Unsupported(format!(
+                "llama.attention.layer_norm_rms_epsilon is {} (it must be finite and not negative)",
+                config.rms_eps
+            )));
+        }
+        if !(config.rope.base.is_finite() && config.rope.base > 0.0) {
+            return Err(ModelError::Unsupported(format!(
+                "llama.rope.freq_base is {} (it must be positive)",
+                config.rope.base
             )));
         }
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smelt_gguf::{Header, MetaValue};
+
+    /// A small, consistent llama header with `key` set to `value`.
+    fn header_with(key: &str, value: MetaValue) -> Header {
+        let mut metadata: Vec<(String, MetaValue)> = [
+            ("general.architecture", MetaValue::String("llama".into())),
+            ("llama.block_count", MetaValue::U32(2)),
+            ("llama.context_length", MetaValue::U32(64)),
+            ("llama.embedding_length", MetaValue::U32(32)),
+            ("llama.feed_forward_length", MetaValue::U32(64)),
+            ("llama.attention.head_count", MetaValue::U32(4)),
+            ("llama.vocab_size", MetaValue::U32(100)),
+            (
+                "llama.attention.layer_norm_rms_epsilon",
+                MetaValue::F32(1e-5),
+            ),
+            ("llama.rope.freq_base", MetaValue::F32(10000.0)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        metadata.retain(|(k, _)| k != key);
+        metadata.push((key.into(), value));
+        Header {
+            version: 3,
+            metadata,
+            tensors: Vec::new(),
+            alignment: 32,
+            data_offset: 0,
+            file_len: 0,
+        }
+    }
+
+    #[test]
+    fn hyper_parameters_that_would_give_nan_or_a_panic_are_refused() {
+        let ok = LlamaConfig::from_gguf(&header_with("llama.block_count", MetaValue::U32(2)));
+        assert_eq!(ok.unwrap().head_dim(), 8);
+        for (key, value, says) in [
+            (
+                "llama.feed_forward_length",
+                MetaValue::U32(0),
+                "feed-forward width 0",
+            ),
+            ("llama.context_length", MetaValue::U32(0), "context 0"),
+            (
+                "llama.attention.layer_norm_rms_epsilon",
+                MetaValue::F32(-1e-5),
+                "layer_norm_rms_epsilon is -0.00001",
+            ),
+            (
+                "llama.attention.layer_norm_rms_epsilon",
+                MetaValue::F32(f32::NAN),
+                "layer_norm_rms_epsilon is NaN",
+            ),
+            (
+                "llama.rope.freq_base",
+                MetaValue::F32(0.0),
+                "freq_base is 0",
+            ),
+            (
+                "llama.rope.freq_base",
+                MetaValue::F32(f32::INFINITY),
+                "freq_base is inf",
+            ),
+        ] {
+            let e = LlamaConfig::from_gguf(&header_with(key, value)).unwrap_err();
+            assert!(e.to_string().contains(says), "{key}: {e}");
+        }
     }
 }

@@ -113,6 +113,16 @@ pub fn perplexity(
         )));
     }
     let vocab = model.config.n_vocab;
+    // A token past the vocabulary (text tokenized for another model) cannot be scored.
+    if let Some(&t) = tokens[..n_chunks * n_ctx]
+        .iter()
+        .find(|&&t| t as usize >= vocab)
+    {
+        return Err(ModelError::Unsupported(format!(
+            "token id {t} is past the model's vocabulary of {vocab}: the text was tokenized \
+             for another model"
+        )));
+    }
     let first = n_ctx / 2;
     let (mut nll, mut nll_sq, mut count) = (0f64, 0f64, 0usize);
     let (mut kl, mut kl_sq, mut same_top) = (0f64, 0f64, 0usize);
@@ -129,7 +139,7 @@ pub fn perplexity(
             let row = &logits[j * vocab..(j + 1) * vocab];
             let lp = log_softmax(row);
             let target = tokens[c * n_ctx + j + 1] as usize;
-            let v = -lp[target.min(vocab - 1)];
+            let v = -lp[target];
             nll += v;
             nll_sq += v * v;
             count += 1;

@@ -43,12 +43,14 @@ fn greedy_continuation_of_smollm2_is_coherent() {
         &mut cache,
         &prompt,
         &greedy(8, &[]),
-        &|ids| tok.decode(ids),
+        &|ids| tok.decode_bytes(ids),
         |p| streamed.push_str(p),
     )
     .unwrap();
     assert!(g.text.contains("Paris"), "continuation: {:?}", g.text);
     assert_eq!(streamed, g.text);
+    // The text is built from each token's bytes in turn; it equals decoding them all at once.
+    assert_eq!(g.text, tok.decode(&g.tokens));
     assert_eq!(g.finish, FinishReason::Length);
     assert_eq!(cache.len(), prompt.len() + g.tokens.len() - 1);
 
@@ -60,7 +62,7 @@ fn greedy_continuation_of_smollm2_is_coherent() {
         &mut cache,
         &prompt,
         &greedy(8, &["Paris"]),
-        &|ids| tok.decode(ids),
+        &|ids| tok.decode_bytes(ids),
         |p| streamed.push_str(p),
     )
     .unwrap();
@@ -97,7 +99,7 @@ fn full_context_and_empty_prompt_are_errors() {
     let file = smollm2();
     let model = Llama::load(&file).unwrap();
     let mut cache = model.new_cache(4);
-    let decode = |_: &[u32]| String::new();
+    let decode = |_: &[u32]| Vec::new();
     let err = generate(
         &model,
         &mut cache,
@@ -109,6 +111,31 @@ fn full_context_and_empty_prompt_are_errors() {
     assert!(matches!(err, Err(ModelError::ContextFull(4))));
     let mut cache = model.new_cache(4);
     assert!(generate(&model, &mut cache, &[], &greedy(2, &[]), &decode, |_| {}).is_err());
+    // A context that fills while generating ends the answer with `length`, keeping it: 3
+    // prompt tokens in 4 positions leave room for 2 tokens (the last needs no position).
+    let mut cache = model.new_cache(4);
+    let g = generate(
+        &model,
+        &mut cache,
+        &[1, 2, 3],
+        &greedy(10, &[]),
+        &decode,
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!((g.tokens.len(), g.finish), (2, FinishReason::Length));
+    // Perplexity of tokens past the vocabulary (another model's) is an error, not a score
+    // of the last token.
+    let opts = smelt_models::perplexity::PerplexityOptions {
+        n_ctx: 8,
+        max_chunks: None,
+        bos: None,
+    };
+    let mut tokens = vec![1u32; 8];
+    tokens[6] = model.config.n_vocab as u32;
+    let e = smelt_models::perplexity::perplexity(&model, None, &tokens, &opts, |_, _, _| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("past the model's vocabulary"), "{e}");
 }
 
 #[test]

@@ -43,7 +43,12 @@ pub fn decode_slice(format: &MiniFloat, codes: &[u8]) -> Vec<f32> {
 /// This is how FP8 weights and activations are stored in practice (one f32 scale per tensor or
 /// channel), so the format's range is used fully whatever the tensor's magnitude.
 pub fn quantize_scaled(format: &MiniFloat, xs: &[f32]) -> (Vec<u8>, f32) {
-    let amax = xs.iter().fold(0f32, |m, x| m.max(x.abs()));
+    // Over finite values: one ±inf would make the scale infinite and every code decode to
+    // NaN (0 · inf); it saturates to ±max_finite instead.
+    let amax = xs
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0f32, |m, x| m.max(x.abs()));
     let scale = if amax > 0.0 {
         amax / format.max_finite()
     } else {
@@ -54,4 +59,22 @@ pub fn quantize_scaled(format: &MiniFloat, xs: &[f32]) -> (Vec<u8>, f32) {
         .map(|&x| format.encode(x / scale, Overflow::Saturating))
         .collect();
     (codes, scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_infinity_saturates_instead_of_turning_the_tensor_into_nan() {
+        for format in [&E4M3FN, &E5M2] {
+            let (codes, scale) = quantize_scaled(format, &[1.0, f32::INFINITY, -2.0]);
+            assert_eq!(scale, 2.0 / format.max_finite());
+            let y: Vec<f32> = decode_slice(format, &codes)
+                .iter()
+                .map(|v| v * scale)
+                .collect();
+            assert_eq!(y, [1.0, 2.0, -2.0]);
+        }
+    }
 }

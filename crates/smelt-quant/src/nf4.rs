@@ -64,11 +64,19 @@ pub fn quantize(x: &[f32], block: usize) -> Nf4 {
     for (b, chunk) in x.chunks(block).enumerate() {
         let mut mm = (f32::INFINITY, f32::NEG_INFINITY);
         crate::simd::min_max(chunk, &mut mm);
-        let m = if mm.0 <= mm.1 {
+        let mut m = if mm.0 <= mm.1 {
             mm.0.abs().max(mm.1.abs())
         } else {
             0.0
         };
+        if !m.is_finite() {
+            // An infinity would make every code of the block decode to NaN (0 · inf): the
+            // absmax is taken over finite values and the infinity saturates to ±absmax.
+            m = chunk
+                .iter()
+                .filter(|v| v.is_finite())
+                .fold(0f32, |a, v| a.max(v.abs()));
+        }
         absmax.push(m);
         let inv = if m > 0.0 { 1.0 / m } else { 0.0 };
         let codes = &mut buf[..chunk.len()];
@@ -166,5 +174,13 @@ mod tests {
         let y = dequantize(&q);
         assert_eq!(y.len(), 5);
         assert_eq!((y[1], y[3], y[4]), (-2.0, 0.0, 3.0));
+    }
+
+    #[test]
+    fn an_infinity_saturates_instead_of_turning_its_block_into_nan() {
+        let x = [1.0, f32::INFINITY, -0.5, f32::NEG_INFINITY, 0.25, 2.0];
+        let y = dequantize(&quantize(&x, 64));
+        assert_eq!((y[1], y[3], y[5]), (2.0, -2.0, 2.0));
+        assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
     }
 }

@@ -12,7 +12,7 @@ pub mod crc32c;
 pub mod tensorboard;
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -39,7 +39,12 @@ struct Collector {
     threads: Mutex<Vec<(u32, String)>>,
 }
 
+/// Spans kept at most (about 100 bytes each); later ones are counted in [`dropped`], so a
+/// long `serve --trace` cannot grow without bound.
+pub const MAX_SPANS: usize = 2_000_000;
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 static COLLECTOR: OnceLock<Collector> = OnceLock::new();
 static NEXT_TID: AtomicU32 = AtomicU32::new(1);
 
@@ -93,6 +98,7 @@ pub fn take() -> (Vec<SpanEvent>, Vec<(u32, String)>) {
         return (Vec::new(), Vec::new());
     };
     let mut events = std::mem::take(&mut *lock(&c.events));
+    DROPPED.store(0, Ordering::Relaxed);
     events.sort_by(|a, b| a.start_us.total_cmp(&b.start_us));
     (events, lock(&c.threads).clone())
 }
@@ -157,8 +163,18 @@ impl Drop for Span {
             tid: TID.with(|t| *t),
             args: std::mem::take(&mut self.args),
         };
-        lock(&c.events).push(event);
+        let mut events = lock(&c.events);
+        if events.len() < MAX_SPANS {
+            events.push(event);
+        } else {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Spans left out since the last [`take`] because [`MAX_SPANS`] were already held.
+pub fn dropped() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
 }
 
 /// One row of the per-phase table.

@@ -87,7 +87,7 @@ pub fn run(ctx: &Context, args: &ChatArgs) -> Result<()> {
             &mut cache,
             &ids,
             &turn,
-            &|t| l.tok.decode(t),
+            &|t| l.tok.decode_bytes(t),
             |piece| {
                 print!("{piece}");
                 let _ = std::io::stdout().flush();

@@ -78,7 +78,7 @@ pub struct QuantizeArgs {
     #[arg(long, value_enum, default_value_t = ModelChoice::Lenet)]
     model: ModelChoice,
     /// Calibration images, drawn with --seed from the training set.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     calib: usize,
     /// Activation range observer: minmax, mse or percentile:P.
     #[arg(long, default_value = "minmax")]
@@ -107,7 +107,7 @@ pub struct QatArgs {
     #[arg(long, default_value_t = 0)]
     limit: usize,
     /// Calibration images for the starting ranges.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     calib: usize,
     /// Seed.
     #[arg(long, default_value_t = 1)]
@@ -128,7 +128,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 4)]
     epochs: usize,
     /// Images per step.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch: usize,
     /// Peak learning rate (AdamW, cosine decay).
     #[arg(long, default_value_t = 2e-3)]

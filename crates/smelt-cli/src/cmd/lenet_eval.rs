@@ -26,7 +26,7 @@ pub struct EvalArgs {
     #[arg(long, value_enum, default_value_t = ModelChoice::Lenet)]
     pub model: ModelChoice,
     /// Images timed one at a time for the batch-1 numbers.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub batch1_images: usize,
     /// Measure only these variants (comma-separated, e.g. fp32,int8-pc); the table file is
     /// then `<model>-eval-only.json`.

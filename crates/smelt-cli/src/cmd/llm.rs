@@ -344,7 +344,7 @@ impl Setup {
             &mut cache,
             &prompt,
             &opts,
-            &|ids| l.tok.decode(ids),
+            &|ids| l.tok.decode_bytes(ids),
             |_| {},
         )?;
         Ok(g.text.replace('\n', " / "))

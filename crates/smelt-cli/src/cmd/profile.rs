@@ -19,7 +19,14 @@ pub fn finish(trace: Option<&Path>, threads: usize) -> Result<()> {
     let Some(path) = trace else {
         return Ok(());
     };
+    let dropped = smelt_trace::dropped();
     let (events, thread_names) = smelt_trace::take();
+    if dropped > 0 {
+        eprintln!(
+            "trace: held the first {} spans; {dropped} later ones were left out",
+            smelt_trace::MAX_SPANS
+        );
+    }
     smelt_trace::chrome::write(path, &events, &thread_names, "smelt")
         .with_context(|| format!("writing {}", path.display()))?;
     let rows = smelt_trace::phase_table(&events);

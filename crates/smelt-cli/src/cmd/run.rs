@@ -185,7 +185,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         &mut cache,
         &prompt,
         &opts,
-        &|ids| l.tok.decode(ids),
+        &|ids| l.tok.decode_bytes(ids),
         |piece| {
             print!("{piece}");
             let _ = std::io::stdout().flush();

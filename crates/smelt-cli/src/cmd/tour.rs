@@ -167,7 +167,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         &mut cache,
         &prompt,
         &opts,
-        &|ids| tok.decode(ids),
+        &|ids| tok.decode_bytes(ids),
         |_| {},
     )?;
     let text = format!("{prompt_text}{}", g.text);
