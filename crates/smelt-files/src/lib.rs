@@ -42,6 +42,17 @@ impl AtomicFile {
 
     /// Flushes, fsyncs and renames the temporary file over the target.
     pub fn commit(self) -> io::Result<()> {
+        self.finish(false)
+    }
+
+    /// [`AtomicFile::commit`], but fails with [`io::ErrorKind::AlreadyExists`] (leaving both
+    /// files as they were) if the target exists, even when another process creates it in the
+    /// meantime: records named by the second they start in must not replace each other.
+    pub fn commit_new(self) -> io::Result<()> {
+        self.finish(true)
+    }
+
+    fn finish(self, keep_existing: bool) -> io::Result<()> {
         let tmp = self.writer.into_inner().map_err(|e| e.into_error())?;
         // Temporary files are created 0600; a finished output is an ordinary 0644 file.
         #[cfg(unix)]
@@ -51,7 +62,11 @@ impl AtomicFile {
                 .set_permissions(std::fs::Permissions::from_mode(0o644))?;
         }
         tmp.as_file().sync_all()?;
-        tmp.persist(&self.target).map_err(|e| e.error)?;
+        if keep_existing {
+            tmp.persist_noclobber(&self.target).map_err(|e| e.error)?;
+        } else {
+            tmp.persist(&self.target).map_err(|e| e.error)?;
+        }
         sync_dir(&parent_dir(&self.target));
         Ok(())
     }
@@ -71,6 +86,14 @@ pub fn write_atomic(target: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(target)?;
     f.write_all(bytes)?;
     f.commit()
+}
+
+/// Writes `bytes` to `target` atomically, failing with [`io::ErrorKind::AlreadyExists`] if
+/// `target` exists ([`AtomicFile::commit_new`]).
+pub fn write_new(target: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+    let mut f = AtomicFile::create(target)?;
+    f.write_all(bytes)?;
+    f.commit_new()
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -199,6 +222,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "stray files: {names:?}");
+    }
+
+    #[test]
+    fn a_new_file_never_replaces_an_existing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("record.json");
+        write_new(&target, b"first").unwrap();
+        let e = write_new(&target, b"second").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

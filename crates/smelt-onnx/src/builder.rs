@@ -2,7 +2,7 @@
 //! little-endian `raw_data`, and nodes with attributes. It checks only what it cannot leave to
 //! `onnx.checker` without producing a garbled file: that every initializer's data fills its shape.
 
-use crate::IR_VERSION;
+use crate::ir_version_for;
 use crate::proto::attribute_proto::AttributeType;
 use crate::proto::tensor_proto::DataType;
 use crate::proto::tensor_shape_proto::{Dimension, dimension};
@@ -163,12 +163,12 @@ impl GraphBuilder {
         &self.graph
     }
 
-    /// Wraps the graph into a model of IR version [`IR_VERSION`] importing the default ONNX
-    /// domain at version `opset`; `producer` becomes `producer_name` and this crate's version
+    /// Wraps the graph into a model importing the default ONNX domain at version `opset`, of
+    /// the IR version that opset needs ([`ir_version_for`]); `producer` becomes `producer_name` and this crate's version
     /// `producer_version`.
     pub fn finish(self, opset: i64, producer: &str) -> ModelProto {
         ModelProto {
-            ir_version: Some(IR_VERSION),
+            ir_version: Some(ir_version_for(opset)),
             producer_name: Some(producer.to_owned()),
             producer_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             graph: Some(self.graph),
@@ -346,6 +346,11 @@ mod tests {
     fn builder_fills_the_fields_onnx_needs() {
         let m = tiny();
         assert_eq!(m.ir_version(), 8);
+        // FLOAT8 and INT4 tensors come with opsets 19 and 21, which need IR 9 and 10.
+        assert_eq!(
+            [13, 18, 19, 21, 23].map(crate::ir_version_for),
+            [8, 8, 9, 10, 11]
+        );
         assert_eq!(m.producer_name(), "smelt");
         assert_eq!(m.opset_import[0].version(), 13);
         let g = m.graph.as_ref().unwrap();

@@ -36,10 +36,23 @@ pub use prost::DecodeError;
 pub use proto::ModelProto;
 pub use proto::tensor_proto::DataType;
 
-/// The ONNX IR version smelt writes: 8 (2021-07-30), which onnxruntime releases of the last
-/// years all load and which covers opsets up to 15 (13 is the first with per-axis
-/// `QuantizeLinear`/`DequantizeLinear`).
+/// The ONNX IR version smelt writes for opsets up to 18: 8 (2021-07-30), which onnxruntime
+/// releases of the last years all load (13 is the first opset with per-axis
+/// `QuantizeLinear`/`DequantizeLinear`). Later opsets need later IR versions
+/// ([`ir_version_for`]).
 pub const IR_VERSION: i64 = 8;
+
+/// The IR version a model importing the default domain at `opset` needs, as onnx's own
+/// version table pairs them (opset 19–20: IR 9 with FLOAT8; 21–22: IR 10 with INT4; 23 and
+/// later: IR 11), and never below [`IR_VERSION`].
+pub fn ir_version_for(opset: i64) -> i64 {
+    match opset {
+        ..=18 => IR_VERSION,
+        19..=20 => 9,
+        21..=22 => 10,
+        _ => 11,
+    }
+}
 
 /// Serializes a model to the bytes of an `.onnx` file.
 pub fn encode_model(model: &ModelProto) -> Vec<u8> {

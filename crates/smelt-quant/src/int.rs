@@ -128,6 +128,12 @@ pub struct QParams {
     pub qmax: i32,
 }
 
+/// `scale`, raised to the smallest normal f32 if it is below: `1 / scale` must stay finite, or
+/// every code (zero included) would come from `x · inf`.
+fn usable(scale: f32) -> f32 {
+    scale.max(f32::MIN_POSITIVE)
+}
+
 impl QParams {
     /// Parameters for the real range `[lo, hi]` (see the module docs for the formulas).
     pub fn from_range(
@@ -161,7 +167,7 @@ impl QParams {
                 };
                 let scale = if amax > 0.0 { amax / denom } else { 1.0 };
                 Ok(Self {
-                    scale,
+                    scale: usable(scale),
                     zero_point: 0,
                     qmin,
                     qmax,
@@ -170,11 +176,17 @@ impl QParams {
             Scheme::Asymmetric => {
                 let (qmin, qmax) = (format.qmin(), format.qmax());
                 let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-                let scale = if hi > lo {
-                    (hi - lo) / (qmax - qmin) as f32
-                } else {
+                let steps = (qmax - qmin) as f32;
+                let scale = if hi <= lo {
                     1.0
+                } else if (hi - lo).is_finite() {
+                    (hi - lo) / steps
+                } else {
+                    // A range wider than f32::MAX (an infinite scale would decode every code
+                    // to NaN).
+                    hi / steps - lo / steps
                 };
+                let scale = usable(scale);
                 let zp = (qmin as f32 - lo / scale).round_ties_even() as i32;
                 Ok(Self {
                     scale,
@@ -300,6 +312,22 @@ mod tests {
             signed: true,
         };
         assert!(QParams::from_range(0.0, 1.0, one_bit, Scheme::Asymmetric).is_err());
+    }
+
+    #[test]
+    fn ranges_at_the_ends_of_f32_give_finite_codes() {
+        // Wider than f32::MAX: the scale stays finite and the ends come back.
+        let p = QParams::from_range(-3e38, 3e38, INT8, Scheme::Asymmetric).unwrap();
+        assert!(p.scale.is_finite());
+        assert_eq!((p.quantize(-3e38), p.quantize(3e38)), (-128, 127));
+        assert!((p.fake_quant(3e38) / 3e38 - 1.0).abs() < 0.01);
+        // Subnormal: 1 / scale stays finite, so zero is still exactly zero.
+        let sym = Scheme::Symmetric { restricted: false };
+        for scheme in [sym, Scheme::Asymmetric] {
+            let p = QParams::from_range(-1e-44, 1e-44, INT8, scheme).unwrap();
+            assert!(p.inv_scale().is_finite());
+            assert_eq!(p.fake_quant(0.0), 0.0);
+        }
     }
 
     #[test]

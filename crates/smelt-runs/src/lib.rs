@@ -204,11 +204,13 @@ impl RunRecord {
                 format!("{stamp}-{verb}-{n}.json")
             };
             let path = dir.join(name);
-            if path.exists() {
-                continue;
+            // Two runs started in the same second race for the name: the loser takes the
+            // next one instead of replacing the winner's record.
+            match smelt_files::write_new(&path, &json) {
+                Ok(()) => return Ok(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
             }
-            smelt_files::write_atomic(&path, &json)?;
-            return Ok(path);
         }
         unreachable!("u32 range of record names exhausted")
     }

@@ -194,6 +194,11 @@ impl CnnSpec {
     pub fn shapes(&self) -> Result<Vec<Shape3>, CnnError> {
         let bad = |why: String| CnnError::Spec(self.name.clone(), why);
         let mut s = self.input;
+        if s.contains(&0) {
+            return Err(bad(format!("an empty input {s:?}")));
+        }
+        // Sizes come from files: keep every product far from overflowing.
+        let too_big = |n: Option<usize>| n.filter(|&n| n <= 1 << 32);
         let mut out = Vec::with_capacity(self.layers.len());
         for (i, layer) in self.layers.iter().enumerate() {
             s = match layer {
@@ -210,7 +215,11 @@ impl CnnSpec {
                             s[0]
                         )));
                     }
-                    let (h, w) = (s[1] + 2 * pad, s[2] + 2 * pad);
+                    let padded =
+                        |d: usize| too_big(pad.checked_mul(2).and_then(|p| d.checked_add(p)));
+                    let (Some(h), Some(w)) = (padded(s[1]), padded(s[2])) else {
+                        return Err(bad(format!("layer {i}: padding {pad} is too large")));
+                    };
                     if h < *kernel || w < *kernel || *kernel == 0 {
                         return Err(bad(format!(
                             "layer {i}: kernel {kernel} larger than {h}x{w}"
@@ -225,7 +234,13 @@ impl CnnSpec {
                     }
                     [s[0], s[1] / 2, s[2] / 2]
                 }
-                Layer::Flatten => [s[0] * s[1] * s[2], 1, 1],
+                Layer::Flatten => {
+                    let Some(n) = too_big(s[0].checked_mul(s[1]).and_then(|n| n.checked_mul(s[2])))
+                    else {
+                        return Err(bad(format!("layer {i}: {s:?} is too large to flatten")));
+                    };
+                    [n, 1, 1]
+                }
                 Layer::Linear { in_f, out_f, .. } => {
                     if s[1] != 1 || s[2] != 1 || s[0] != *in_f {
                         return Err(bad(format!("layer {i} wants {in_f} features, gets {s:?}")));
@@ -233,6 +248,9 @@ impl CnnSpec {
                     [*out_f, 1, 1]
                 }
             };
+            if s.contains(&0) {
+                return Err(bad(format!("layer {i}: an empty output {s:?}")));
+            }
             out.push(s);
         }
         Ok(out)
@@ -454,6 +472,23 @@ mod tests {
                 .to_string()
                 .contains("wants 123 features")
         );
+        // Sizes read from a file that would divide by zero or overflow are errors.
+        let mut empty = CnnSpec::lenet5();
+        empty.layers[9] = Layer::Linear {
+            name: "fc2".into(),
+            in_f: 120,
+            out_f: 0,
+        };
+        assert!(
+            empty
+                .shapes()
+                .unwrap_err()
+                .to_string()
+                .contains("empty output")
+        );
+        let mut huge = CnnSpec::lenet5();
+        huge.input = [1, usize::MAX / 2, 28];
+        assert!(huge.shapes().unwrap_err().to_string().contains("too large"));
     }
 
     #[test]
