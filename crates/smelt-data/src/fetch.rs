@@ -432,9 +432,12 @@ impl Fetcher {
                 cmd = Command::new(&self.python);
                 cmd.args(["-m", "pip", "download", "--no-deps", "--no-input"])
                     .args(["--disable-pip-version-check", "--progress-bar", "off"])
+                    // An sdist's metadata is prepared by its build backend, whose own
+                    // requirements come as wheels: `:all:` would build those from source too
+                    // (llama-cpp-python's pulls in cmake, a long C++ build).
                     .arg(match dist {
-                        Dist::Wheel => "--only-binary=:all:",
-                        Dist::Sdist => "--no-binary=:all:",
+                        Dist::Wheel => "--only-binary=:all:".to_string(),
+                        Dist::Sdist => format!("--no-binary={package}"),
                     })
                     .arg("-d")
                     .arg(dir)

@@ -135,7 +135,8 @@ impl ChatTemplate {
             (Some(_), Some(t)) => t,
             _ => &self.source,
         };
-        env.add_template("chat", source)
+        let source = crate::chat_env::without_generation_tags(source);
+        env.add_template("chat", &source)
             .map_err(|e| format!("the chat template does not parse: {e}"))?;
         let t = env.get_template("chat").map_err(|e| e.to_string())?;
         let messages: Vec<TemplateMessage> = messages.iter().map(TemplateMessage::of).collect();

@@ -21,7 +21,141 @@ pub(crate) fn hf_environment() -> Environment<'static> {
         strftime(&format, civil_now())
     });
     env.add_filter("tojson", tojson);
+    // jinja2 prints values as Python's `str()` does: True/False, None, dicts and lists in
+    // their repr (`{'type': 'function'}`), where minijinja writes true, none and JSON.
+    env.set_formatter(|out, state, value| match python_str(value) {
+        Some(text) => out.write_str(&text).map_err(Error::from),
+        None => minijinja::escape_formatter(out, state, value),
+    });
+    env.add_filter("string", |value: Value| match python_str(&value) {
+        Some(text) => Value::from(text),
+        None if value.kind() == ValueKind::String => value,
+        None => Value::from(value.to_string()),
+    });
+    // jinja2's `iterable` is false for None (templates test `tools is iterable` before
+    // `tools | length`); minijinja's iterates none as empty.
+    env.add_test("iterable", |v: Value| {
+        !matches!(
+            v.kind(),
+            ValueKind::None | ValueKind::Undefined | ValueKind::Number | ValueKind::Bool
+        ) && v.try_iter().is_ok()
+    });
     env
+}
+
+/// `source` with `transformers`' `{% generation %}` … `{% endgeneration %}` blocks (which mark
+/// the assistant's text for training masks and render their body) turned into blocks
+/// minijinja knows, whitespace control kept.
+pub(crate) fn without_generation_tags(source: &str) -> std::borrow::Cow<'_, str> {
+    if !source.contains("generation") {
+        return source.into();
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(open) = rest.find("{%") {
+        out.push_str(&rest[..open]);
+        let tag = &rest[open..];
+        let Some(close) = tag.find("%}") else {
+            out.push_str(tag);
+            return out.into();
+        };
+        let inner = &tag[2..close];
+        let (lead, body) = match inner.strip_prefix(['-', '+']) {
+            Some(b) => (&inner[..1], b),
+            None => ("", inner),
+        };
+        let (body, trail) = match body.strip_suffix(['-', '+']) {
+            Some(b) => (b, &body[b.len()..]),
+            None => (body, ""),
+        };
+        match body.trim() {
+            "generation" => out.push_str(&format!("{{%{lead} if true {trail}%}}")),
+            "endgeneration" => out.push_str(&format!("{{%{lead} endif {trail}%}}")),
+            _ => out.push_str(&tag[..close + 2]),
+        }
+        rest = &tag[close + 2..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
+/// Python's `str(value)` where it differs from minijinja's output (booleans, None, numbers
+/// that are floats, dicts and lists); `None` for values both print alike.
+fn python_str(value: &Value) -> Option<String> {
+    match value.kind() {
+        ValueKind::Bool | ValueKind::None | ValueKind::Seq | ValueKind::Map => {
+            Some(python_repr(value))
+        }
+        ValueKind::Number if !value.is_integer() => {
+            f64::try_from(value.clone()).ok().map(python_float)
+        }
+        _ => None,
+    }
+}
+
+/// Python's `repr(value)`: strings in quotes (single unless the text holds only single
+/// quotes), dicts as `{k: v, ...}`, lists as `[...]`, True/False/None.
+fn python_repr(value: &Value) -> String {
+    match value.kind() {
+        ValueKind::Bool => if value.is_true() { "True" } else { "False" }.into(),
+        ValueKind::None | ValueKind::Undefined => "None".into(),
+        ValueKind::Number if value.is_integer() => value.to_string(),
+        ValueKind::Number => f64::try_from(value.clone())
+            .map(python_float)
+            .unwrap_or_else(|_| value.to_string()),
+        ValueKind::String => python_string_repr(value.as_str().unwrap_or_default()),
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<String> = value
+                .try_iter()
+                .map(|it| it.map(|v| python_repr(&v)).collect())
+                .unwrap_or_default();
+            format!("[{}]", items.join(", "))
+        }
+        ValueKind::Map => {
+            let items: Vec<String> = value
+                .try_iter()
+                .map(|keys| {
+                    keys.map(|k| {
+                        let v = value.get_item(&k).unwrap_or_default();
+                        format!("{}: {}", python_repr(&k), python_repr(&v))
+                    })
+                    .collect()
+                })
+                .unwrap_or_default();
+            format!("{{{}}}", items.join(", "))
+        }
+        _ => value.to_string(),
+    }
+}
+
+/// `repr(s)` of a Python string: the quote Python picks, backslashes, that quote and
+/// control characters escaped.
+fn python_string_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// `tojson` as `transformers` defines it: Python's `json.dumps(x, ensure_ascii=False,
@@ -54,12 +188,14 @@ fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
         None => (", ".into(), ": ".into()),
     };
     let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
+    let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
     kwargs.assert_all_used()?;
     let style = Style {
         indent,
         item_sep,
         key_sep,
         sort_keys,
+        ensure_ascii,
     };
     let mut out = String::new();
     dump(&value, &style, 0, &mut out)?;
@@ -72,6 +208,8 @@ struct Style {
     item_sep: String,
     key_sep: String,
     sort_keys: bool,
+    /// Non-ASCII characters as `\uXXXX` escapes (UTF-16 units), as Python's default.
+    ensure_ascii: bool,
 }
 
 /// Writes `v` as Python's `json.dumps` would, at nesting `level`.
@@ -81,7 +219,7 @@ fn dump(v: &Value, style: &Style, level: usize, out: &mut String) -> Result<(), 
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number if v.is_integer() => out.push_str(&v.to_string()),
         ValueKind::Number => out.push_str(&python_float(f64::try_from(v.clone())?)),
-        ValueKind::String => out.push_str(&json_string(v.as_str().unwrap_or_default())),
+        ValueKind::String => out.push_str(&json_string(v.as_str().unwrap_or_default(), style)),
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = v.try_iter()?.collect();
             container(out, style, level, '[', ']', &items, |item, out| {
@@ -94,7 +232,7 @@ fn dump(v: &Value, style: &Style, level: usize, out: &mut String) -> Result<(), 
                 keys.sort_by_key(|k| k.to_string());
             }
             container(out, style, level, '{', '}', &keys, |key, out| {
-                out.push_str(&json_string(&key.to_string()));
+                out.push_str(&json_string(&key.to_string(), style));
                 out.push_str(&style.key_sep);
                 dump(&v.get_item(key)?, style, level + 1, out)
             })?;
@@ -144,10 +282,26 @@ fn container(
     Ok(())
 }
 
-/// A JSON string as Python writes it with `ensure_ascii=False`: quotes, backslashes and
-/// control characters escaped, everything else as is (serde_json escapes the same set).
-fn json_string(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+/// A JSON string as Python writes it: quotes, backslashes and control characters escaped
+/// (serde_json escapes the same set), and with `ensure_ascii` every other non-ASCII character
+/// as `\uxxxx` (a surrogate pair past U+FFFF).
+fn json_string(s: &str, style: &Style) -> String {
+    let text = serde_json::to_string(s).unwrap_or_default();
+    if !style.ensure_ascii || text.is_ascii() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{u:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// `repr(f)` of a Python float, as `json.dumps` writes it: the shortest digits that read
@@ -293,6 +447,38 @@ fn strftime(format: &str, (y, mo, d, wd, h, mi, s): Civil) -> Result<String, Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_blocks_become_plain_blocks() {
+        let t = "a{%- generation -%} b {% endgeneration %}{{ x }}{% if y %}generation{% endif %}";
+        assert_eq!(
+            without_generation_tags(t),
+            "a{%- if true -%} b {% endif %}{{ x }}{% if y %}generation{% endif %}"
+        );
+    }
+
+    #[test]
+    fn values_print_as_python_prints_them() {
+        let v: Value = serde_json::from_str(
+            r#"{"b": true, "n": null, "x": 1.5, "s": "it's", "q": "say \"hi\"", "l": [1, "a\n"]}"#,
+        )
+        .unwrap();
+        // Python: str({'b': True, ...}) with the keys in order.
+        assert_eq!(
+            python_repr(&v),
+            r#"{'b': True, 'n': None, 'x': 1.5, 's': "it's", 'q': 'say "hi"', 'l': [1, 'a\n']}"#
+        );
+        let env = hf_environment();
+        let out = env
+            .render_str(
+                "{{ t }} {{ f }} {{ n }} {{ 2.0 }} {{ d|string }}",
+                minijinja::context! {
+                    t => true, f => false, n => (), d => v,
+                },
+            )
+            .unwrap();
+        assert!(out.starts_with("True False None 2.0 {'b': True"), "{out}");
+    }
 
     #[test]
     fn floats_print_as_python_repr() {

@@ -1,7 +1,7 @@
-//! Real models' chat templates (`tests/data/chat_templates/`, copied from llama.cpp's
-//! collection) render in smelt exactly as `transformers` renders them with jinja2 (PyPI
-//! `jinja2`, set up as `transformers`' `_compile_jinja_template` does, after vLLM's message
-//! handling): plain turns, system prompts, tools described to the model, tool calls sent back
+//! Real models' chat templates (llama.cpp's collection, `models/templates/` of the
+//! `llamacpp-vocabs` asset: every one but the two in [`SKIPPED`]) render in smelt exactly as
+//! `transformers` renders them with jinja2 (PyPI `jinja2`, set up as `transformers`'
+//! `_compile_jinja_template` does, after vLLM's message handling): plain turns, system prompts, tools described to the model, tool calls sent back
 //! with their results, and text that needs escaping. A template that refuses a conversation
 //! (gemma has no system role) must refuse it in both.
 
@@ -31,7 +31,8 @@ const ORACLE: &str = r#"
 import json, sys
 from datetime import datetime
 import jinja2
-from jinja2.ext import loopcontrols
+from jinja2 import nodes
+from jinja2.ext import Extension, loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 def raise_exception(message):
@@ -43,7 +44,18 @@ def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
 def strftime_now(format):
     return datetime.now().strftime(format)
 
-env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+class AssistantTracker(Extension):
+    # transformers' `{% generation %}` block: renders its body (and marks it for masks).
+    tags = {"generation"}
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return nodes.CallBlock(self.call_method("_render", []), [], [], body).set_lineno(lineno)
+    def _render(self, caller):
+        return caller()
+
+env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                    extensions=[AssistantTracker, loopcontrols])
 env.filters["tojson"] = tojson
 env.globals["raise_exception"] = raise_exception
 env.globals["strftime_now"] = strftime_now
@@ -65,7 +77,11 @@ def vllm_messages(messages):
 job = json.load(sys.stdin)
 results = []
 for name, source in job["templates"]:
-    template = env.from_string(source)
+    try:
+        template = env.from_string(source)
+    except Exception as e:
+        results.extend({"ok": False, "text": f"{type(e).__name__}: {e}"} for _ in job["cases"])
+        continue
     for case in job["cases"]:
         try:
             text = template.render(messages=vllm_messages(json.loads(case["messages"])),
@@ -151,12 +167,29 @@ const CASES: &[(&str, &str, bool, bool)] = &[
     ),
 ];
 
+/// Templates left out, and why: where jinja2 itself behaves unlike what the template's
+/// authors meant (llama.cpp's own renderer follows the intent, as smelt does).
+const SKIPPED: &[(&str, &str)] = &[
+    (
+        "meetkai-functionary-medium-v3.1",
+        "jinja2's `\"...\"|safe + text` HTML-escapes `text` (Markup arithmetic), so its tool \
+         JSON comes out as &#34;name&#34;",
+    ),
+    (
+        "llama-cpp-deepseek-r1",
+        "jinja2 fails on its tools (`map` gives a generator that json.dumps refuses)",
+    ),
+];
+
 const BOS: &str = "<s>";
 const EOS: &str = "</s>";
 
 #[test]
 fn real_chat_templates_render_as_transformers_renders_them() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/chat_templates");
+    let dir = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+        .ensure(smelt_data::assets::find("llamacpp-vocabs").unwrap())
+        .unwrap()
+        .join("templates");
     let mut templates: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -165,9 +198,15 @@ fn real_chat_templates_render_as_transformers_renders_them() {
             let name = p.file_stem().unwrap().to_string_lossy().into_owned();
             (name, std::fs::read_to_string(&p).unwrap())
         })
+        .filter(|(name, _)| !SKIPPED.iter().any(|(s, _)| s == name))
         .collect();
     templates.sort();
-    assert!(templates.len() >= 9, "templates in {dir:?}");
+    // Qwen 2.5/3, Llama 3.x, Hermes, Mistral, Gemma, Phi, DeepSeek, GLM, Granite, Kimi, ...
+    assert!(
+        templates.len() >= 60,
+        "{} templates in {dir:?}",
+        templates.len()
+    );
 
     let cases: Vec<serde_json::Value> = CASES
         .iter()

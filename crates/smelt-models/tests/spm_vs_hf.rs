@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use smelt_models::tokenizer::SpmTokenizer;
+use smelt_models::tokenizer::{self, SpmTokenizer};
 
 const CORPUS: &[&str] = &[
     "Once upon a time, there was a little girl named Emma who loved to read.",
@@ -156,7 +156,12 @@ fn token_ids_equal_hugging_face_llama_tokenizer() {
     let (tokens, scores, types) = train();
     assert!(tokens.len() > 500, "trained {} tokens", tokens.len());
     let hf = hf_tokenizer(&tokens, &scores, &types);
-    let specials = vec![("</s>".to_string(), 2), ("<s>".to_string(), 1)];
+    let special = |text: &str, id| tokenizer::Special {
+        text: text.into(),
+        id,
+        control: true,
+    };
+    let specials = vec![special("</s>", 2), special("<s>", 1)];
     let ours = SpmTokenizer::new(tokens, scores, &types, specials, Some(0), true);
     let mut byte_fallbacks = 0;
     for text in TEXTS {

@@ -15,6 +15,14 @@ use super::{TokenizerError, strings};
 const GPT2_PATTERN: &str =
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
 
+/// Llama 3's pattern (its tokenizer.json's, with llama.cpp's ASCII-only spelling of the
+/// case-insensitive contractions): letters with one leading non-letter, digits in runs of up
+/// to three, punctuation with its line ends, line ends with the spaces before them.
+const LLAMA3_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Qwen 2's pattern: Llama 3's with one digit per piece.
+const QWEN2_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// One symbol of a word being merged: a span of the word, linked to its neighbours.
 struct Span {
     start: usize,
@@ -46,7 +54,7 @@ pub struct BpeTokenizer {
     /// Pre-tokenizer regexes, applied in sequence.
     splitters: Vec<Regex>,
     /// Control and user-defined tokens matched literally in the input, longest first.
-    specials: Vec<(String, u32)>,
+    specials: Vec<super::Special>,
     byte_to_char: [char; 256],
     char_to_byte: HashMap<char, u8>,
 }
@@ -93,12 +101,17 @@ impl BpeTokenizer {
             .get("tokenizer.ggml.pre")
             .and_then(|v| v.as_str())
             .unwrap_or("default");
+        // llama.cpp's names for each pattern set (`llama-vocab.cpp`).
         let patterns: Vec<&str> = match pre {
-            "smollm" | "codeshell" | "exaone" | "minerva" => vec![r"\p{N}", GPT2_PATTERN],
+            "smollm" | "codeshell" | "exaone" | "minerva" | "starcoder" | "refact"
+            | "command-r" => vec![r"\p{N}", GPT2_PATTERN],
             "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => vec![GPT2_PATTERN],
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => vec![LLAMA3_PATTERN],
+            "qwen2" | "deepseek-r1-qwen" | "stablelm2" => vec![QWEN2_PATTERN],
             other => {
                 return Err(TokenizerError::Unsupported(format!(
-                    "pre-tokenizer {other:?} is not supported yet (supported: smollm, gpt2)"
+                    "pre-tokenizer {other:?} is not supported yet (supported: gpt2, smollm, \
+                     starcoder, llama-bpe (Llama 3), qwen2 and their aliases)"
                 )));
             }
         };
@@ -294,7 +307,7 @@ impl BpeTokenizer {
             let Some(t) = self.tokens.get(id as usize) else {
                 continue;
             };
-            if self.specials.iter().any(|(_, s)| *s == id) {
+            if self.specials.iter().any(|s| s.id == id) {
                 bytes.extend(t.as_bytes());
                 continue;
             }
@@ -310,7 +323,7 @@ impl BpeTokenizer {
 
     /// Whether `id` is a control or user-defined token (matched literally, not by merges).
     pub fn is_special(&self, id: u32) -> bool {
-        self.specials.iter().any(|(_, s)| *s == id)
+        self.specials.iter().any(|s| s.id == id)
     }
 
     /// The string of one token.

@@ -111,25 +111,42 @@ pub(crate) fn strings(h: &Header, key: &str) -> Result<Vec<String>, TokenizerErr
 }
 
 /// Control and user-defined tokens (matched literally in input text), longest first.
-pub(crate) fn specials_from_gguf(h: &Header) -> Result<Vec<(String, u32)>, TokenizerError> {
+pub(crate) fn specials_from_gguf(h: &Header) -> Result<Vec<Special>, TokenizerError> {
     let tokens = strings(h, "tokenizer.ggml.tokens")?;
-    let mut specials: Vec<(String, u32)> = match h.get("tokenizer.ggml.token_type") {
+    let mut specials: Vec<Special> = match h.get("tokenizer.ggml.token_type") {
         Some(MetaValue::Array(_, types)) => types
             .iter()
             .enumerate()
-            .filter(|(_, t)| {
-                matches!(
-                    t.as_f64().map(|f| f as i64),
-                    Some(TOKEN_CONTROL | TOKEN_USER_DEFINED)
-                )
+            .filter_map(|(i, t)| {
+                let control = match t.as_f64().map(|f| f as i64) {
+                    Some(TOKEN_CONTROL) => true,
+                    Some(TOKEN_USER_DEFINED) => false,
+                    _ => return None,
+                };
+                let text = tokens.get(i).filter(|s| !s.is_empty())?.clone();
+                Some(Special {
+                    text,
+                    id: i as u32,
+                    control,
+                })
             })
-            .filter_map(|(i, _)| tokens.get(i).map(|s| (s.clone(), i as u32)))
-            .filter(|(s, _)| !s.is_empty())
             .collect(),
         _ => Vec::new(),
     };
-    specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+    specials.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.id.cmp(&b.id)));
     Ok(specials)
+}
+
+/// A token matched literally in the input rather than built by the model's algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Special {
+    /// Its text.
+    pub text: String,
+    /// Its id.
+    pub id: u32,
+    /// A control token (`<|im_end|>`), recognized only when special tokens are parsed; a
+    /// user-defined one (MPT's runs of spaces) is recognized always, as llama.cpp does.
+    pub control: bool,
 }
 
 /// Cuts `text` at special tokens (when `parse_special`), calling `f(Ok(plain text))` and
@@ -139,30 +156,35 @@ pub(crate) fn specials_from_gguf(h: &Header) -> Result<Vec<(String, u32)>, Token
 /// once per special per cut.
 pub(crate) fn split_specials(
     text: &str,
-    specials: &[(String, u32)],
+    specials: &[Special],
     parse_special: bool,
     mut f: impl FnMut(Result<&str, u32>),
 ) {
-    if !parse_special {
+    // Control tokens only when asked; user-defined ones always.
+    let specials: Vec<&Special> = specials
+        .iter()
+        .filter(|s| parse_special || !s.control)
+        .collect();
+    if specials.is_empty() {
         if !text.is_empty() {
             f(Ok(text));
         }
         return;
     }
     // (specials,) where each special next occurs at or after `cut` (None: nowhere).
-    let mut next: Vec<Option<usize>> = specials.iter().map(|(s, _)| text.find(s)).collect();
+    let mut next: Vec<Option<usize>> = specials.iter().map(|s| text.find(&s.text)).collect();
     let mut cut = 0;
     while cut < text.len() {
-        for (at, (s, _)) in next.iter_mut().zip(specials) {
+        for (at, s) in next.iter_mut().zip(&specials) {
             if at.is_some_and(|a| a < cut) {
-                *at = text[cut..].find(s.as_str()).map(|a| a + cut);
+                *at = text[cut..].find(s.text.as_str()).map(|a| a + cut);
             }
         }
         // The earliest special token in what is left (the longest one at that position).
         let hit = next
             .iter()
-            .zip(specials)
-            .filter_map(|(at, (s, id))| at.map(|a| (a, s.len(), *id)))
+            .zip(&specials)
+            .filter_map(|(at, s)| at.map(|a| (a, s.text.len(), s.id)))
             .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)));
         match hit {
             Some((at, len, id)) => {

@@ -24,7 +24,7 @@ pub struct SpmTokenizer {
     byte_tokens: [Option<u32>; 256],
     /// Token id → the byte it stands for, for byte tokens.
     token_bytes: HashMap<u32, u8>,
-    specials: Vec<(String, u32)>,
+    specials: Vec<super::Special>,
     unk: Option<u32>,
     add_space_prefix: bool,
 }
@@ -118,7 +118,7 @@ impl SpmTokenizer {
         tokens: Vec<String>,
         scores: Vec<f32>,
         types: &[i64],
-        specials: Vec<(String, u32)>,
+        specials: Vec<super::Special>,
         unk: Option<u32>,
         add_space_prefix: bool,
     ) -> Self {
@@ -261,7 +261,7 @@ impl SpmTokenizer {
             if let Some(&b) = self.token_bytes.get(&id) {
                 bytes.push(b);
             } else if let Some(t) = self.tokens.get(id as usize) {
-                if self.specials.iter().any(|(_, s)| *s == id) {
+                if self.specials.iter().any(|s| s.id == id) {
                     bytes.extend(t.as_bytes());
                 } else {
                     bytes.extend(t.replace('\u{2581}', " ").as_bytes());
@@ -273,7 +273,7 @@ impl SpmTokenizer {
 
     /// Whether `id` is a control or user-defined token (matched literally, not by merges).
     pub fn is_special(&self, id: u32) -> bool {
-        self.specials.iter().any(|(_, s)| *s == id)
+        self.specials.iter().any(|s| s.id == id)
     }
 
     /// The string of one token.
@@ -314,7 +314,11 @@ mod tests {
             tokens,
             scores,
             &types,
-            vec![("<s>".into(), 1)],
+            vec![super::super::Special {
+                text: "<s>".into(),
+                id: 1,
+                control: true,
+            }],
             Some(0),
             true,
         )

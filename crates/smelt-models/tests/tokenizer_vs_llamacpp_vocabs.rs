@@ -1,0 +1,77 @@
+//! llama.cpp's own tokenizer tests (`tests/test-tokenizer-0`) on its test vocabularies: each
+//! `ggml-vocab-NAME.gguf` comes with `.inp` (texts separated by `__ggml_vocab_test__` lines)
+//! and `.out` (the token ids Hugging Face `transformers` gives each text, one line per text,
+//! without special tokens). The vocabularies come from the `llamacpp-vocabs` asset (the
+//! llama-cpp-python 0.3.36 sdist on PyPI). Among them: Llama 3's (`llama-bpe`), Qwen 2's, GPT-2's,
+//! and the SentencePiece vocabularies of Llama 2 and Phi-3.
+
+use std::path::Path;
+
+use smelt_models::tokenizer;
+
+/// The (text, ids) pairs of one vocabulary's test files, read as test-tokenizer-0 reads them.
+fn cases(dir: &Path, name: &str) -> Vec<(String, Vec<u32>)> {
+    let read = |ext: &str| {
+        std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.{ext}"))).unwrap()
+    };
+    let raw = read("inp");
+    // Each text ends with the separator line (the file's last one too).
+    let sep = "\n__ggml_vocab_test__\n";
+    let inputs: Vec<String> = raw
+        .strip_suffix(sep)
+        .unwrap_or(&raw)
+        .split(sep)
+        .map(str::to_owned)
+        .collect();
+    let outputs: Vec<Vec<u32>> = read("out")
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(inputs.len(), outputs.len(), "{name}: tests and answers");
+    inputs.into_iter().zip(outputs).collect()
+}
+
+#[test]
+fn llamacpp_vocab_tests_give_hugging_faces_token_ids() {
+    let dir = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+        .ensure(smelt_data::assets::find("llamacpp-vocabs").unwrap())
+        .unwrap();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for name in [
+        "gpt-2",
+        "mpt",
+        "starcoder",
+        "refact",
+        "llama-bpe",
+        "qwen2",
+        "llama-spm",
+        "phi-3",
+    ] {
+        let file = smelt_gguf::GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
+        let tok = tokenizer::from_gguf(&file.header).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for (text, want) in cases(&dir, name) {
+            let got = tok.encode(&text, false);
+            checked += 1;
+            if got != want {
+                failures.push(format!("{name} {text:?}:\n  want {want:?}\n  got  {got:?}"));
+            }
+            // Byte-level BPE decodes back to the text exactly (SentencePiece adds its space
+            // prefix).
+            let spm = matches!(tok, tokenizer::Tokenizer::Spm(_));
+            if !spm && tok.decode(&got) != text {
+                failures.push(format!(
+                    "{name} {text:?}: decodes to {:?}",
+                    tok.decode(&got)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} texts differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(checked > 200, "{checked}");
+}
