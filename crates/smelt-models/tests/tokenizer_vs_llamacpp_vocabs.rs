@@ -75,3 +75,27 @@ fn llamacpp_vocab_tests_give_hugging_faces_token_ids() {
     );
     assert!(checked > 200, "{checked}");
 }
+
+/// Whether a prompt starts with BOS, as llama.cpp decides when the file does not say: yes
+/// for Llama 3 (whose vocabulary file has no `add_bos_token`) and SentencePiece, no for other
+/// byte-level vocabularies.
+#[test]
+fn bos_is_added_where_llamacpp_adds_it() {
+    let dir = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+        .ensure(smelt_data::assets::find("llamacpp-vocabs").unwrap())
+        .unwrap();
+    for (name, bos) in [
+        ("llama-bpe", Some(128000)),
+        ("llama-spm", Some(1)),
+        ("qwen2", None),
+        ("gpt-2", None),
+    ] {
+        let file = smelt_gguf::GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
+        assert_eq!(tokenizer::bos_to_add(&file.header), bos, "{name}");
+    }
+    // Llama 3's vocabulary names <|end_of_text|> (128001) as EOS; a chat turn ends with
+    // <|eot_id|> (128009), where llama.cpp stops too (in Llama 3.0's vocabulary 128008 is
+    // still a reserved token, not 3.1's <|eom_id|>).
+    let file = smelt_gguf::GgufFile::open(dir.join("ggml-vocab-llama-bpe.gguf")).unwrap();
+    assert_eq!(tokenizer::end_of_generation(&file.header), [128001, 128009]);
+}

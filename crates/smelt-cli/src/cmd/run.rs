@@ -126,12 +126,7 @@ pub fn load(ctx: &Context, model: &str, threads: Option<usize>) -> Result<Loaded
     let file = Arc::new(smelt_gguf::GgufFile::open(&path)?);
     let tok = smelt_models::tokenizer::from_gguf(&file.header)?;
     let model = Llama::load(&file).context("loading the model")?;
-    let mut stop_tokens: Vec<u32> = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
-        .iter()
-        .filter_map(|k| file.header.get(k).and_then(|v| v.as_u64()))
-        .map(|id| id as u32)
-        .collect();
-    stop_tokens.dedup();
+    let stop_tokens = smelt_models::tokenizer::end_of_generation(&file.header);
     let bos = smelt_models::tokenizer::bos_to_add(&file.header);
     Ok(Loaded {
         bos,

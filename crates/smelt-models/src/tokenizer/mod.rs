@@ -83,17 +83,61 @@ impl Tokenizer {
 }
 
 /// The BOS token to put before a prompt, if the GGUF asks for one (`add_bos_token`; llama.cpp's
-/// default is yes for SentencePiece vocabularies, no for GPT-2 ones).
+/// default is yes for SentencePiece vocabularies and Llama 3's, no for other GPT-2 ones).
 pub fn bos_to_add(h: &Header) -> Option<u32> {
     let spm = h.get("tokenizer.ggml.model").and_then(|v| v.as_str()) == Some("llama");
+    // llama.cpp's defaults when the file does not say: SentencePiece and Llama 3 add BOS.
+    let llama3 = matches!(
+        h.get("tokenizer.ggml.pre").and_then(|v| v.as_str()),
+        Some("llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral")
+    );
     let add = match h.get("tokenizer.ggml.add_bos_token") {
         Some(MetaValue::Bool(b)) => *b,
-        _ => spm,
+        _ => spm || llama3,
     };
     let bos = h
         .get("tokenizer.ggml.bos_token_id")
         .and_then(|v| v.as_u64());
     bos.filter(|_| add).map(|b| b as u32)
+}
+
+/// The tokens that end a generation, as llama.cpp's end-of-generation set: the file's EOS,
+/// EOT and EOM ids, and the tokens whose text marks the end of a turn in common chat formats
+/// (`<|eot_id|>` of Llama 3, whose base files name `<|end_of_text|>` as EOS; `<|im_end|>`,
+/// `<end_of_turn>`, ...). Sorted, without repeats.
+pub fn end_of_generation(h: &Header) -> Vec<u32> {
+    const TEXTS: &[&str] = &[
+        "<|eot_id|>",
+        "<|eom_id|>",
+        "<|im_end|>",
+        "<|end|>",
+        "<end_of_turn>",
+        "<|endoftext|>",
+        "<|end_of_text|>",
+        "<EOT>",
+        "<end_of_utterance>",
+    ];
+    let mut ids: Vec<u32> = [
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.eot_token_id",
+        "tokenizer.ggml.eom_token_id",
+    ]
+    .iter()
+    .filter_map(|k| h.get(k).and_then(|v| v.as_u64()))
+    .filter_map(|id| u32::try_from(id).ok())
+    .collect();
+    if let Ok(tokens) = strings(h, "tokenizer.ggml.tokens") {
+        ids.extend(
+            tokens
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| TEXTS.contains(&t.as_str()))
+                .map(|(i, _)| i as u32),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 pub(crate) fn strings(h: &Header, key: &str) -> Result<Vec<String>, TokenizerError> {
