@@ -33,12 +33,12 @@ pub(crate) fn hf_environment() -> Environment<'static> {
         None => Value::from(value.to_string()),
     });
     // jinja2's `iterable` is false for None (templates test `tools is iterable` before
-    // `tools | length`); minijinja's iterates none as empty.
-    env.add_test("iterable", |v: Value| {
-        !matches!(
-            v.kind(),
-            ValueKind::None | ValueKind::Undefined | ValueKind::Number | ValueKind::Bool
-        ) && v.try_iter().is_ok()
+    // `tools | length`) and true for undefined (Hermes' tool_use template reads a
+    // parameter without a `type` that way); minijinja's is the other way round.
+    env.add_test("iterable", |v: Value| match v.kind() {
+        ValueKind::Undefined => true,
+        ValueKind::None | ValueKind::Number | ValueKind::Bool => false,
+        _ => v.try_iter().is_ok(),
     });
     env
 }
@@ -47,36 +47,18 @@ pub(crate) fn hf_environment() -> Environment<'static> {
 /// the assistant's text for training masks and render their body) turned into blocks
 /// minijinja knows, whitespace control kept.
 pub(crate) fn without_generation_tags(source: &str) -> std::borrow::Cow<'_, str> {
-    if !source.contains("generation") {
-        return source.into();
-    }
-    let mut out = String::with_capacity(source.len());
-    let mut rest = source;
-    while let Some(open) = rest.find("{%") {
-        out.push_str(&rest[..open]);
-        let tag = &rest[open..];
-        let Some(close) = tag.find("%}") else {
-            out.push_str(tag);
-            return out.into();
-        };
-        let inner = &tag[2..close];
-        let (lead, body) = match inner.strip_prefix(['-', '+']) {
-            Some(b) => (&inner[..1], b),
-            None => ("", inner),
-        };
-        let (body, trail) = match body.strip_suffix(['-', '+']) {
-            Some(b) => (b, &body[b.len()..]),
-            None => (body, ""),
-        };
-        match body.trim() {
-            "generation" => out.push_str(&format!("{{%{lead} if true {trail}%}}")),
-            "endgeneration" => out.push_str(&format!("{{%{lead} endif {trail}%}}")),
-            _ => out.push_str(&tag[..close + 2]),
+    static TAG: std::sync::OnceLock<fancy_regex::Regex> = std::sync::OnceLock::new();
+    let tag = TAG.get_or_init(|| {
+        fancy_regex::Regex::new(r"\{%([-+]?)\s*(end)?generation\s*([-+]?)%\}")
+            .expect("a valid pattern")
+    });
+    tag.replace_all(source, |c: &fancy_regex::Captures<'_, str>| {
+        let (lead, trail) = (&c[1], &c[3]);
+        match c.get(2) {
+            Some(_) => format!("{{%{lead} endif {trail}%}}"),
+            None => format!("{{%{lead} if true {trail}%}}"),
         }
-        rest = &tag[close + 2..];
-    }
-    out.push_str(rest);
-    out.into()
+    })
 }
 
 /// Python's `str(value)` where it differs from minijinja's output (booleans, None, numbers
@@ -455,6 +437,12 @@ mod tests {
             without_generation_tags(t),
             "a{%- if true -%} b {% endif %}{{ x }}{% if y %}generation{% endif %}"
         );
+        // Text that only looks like a tag is left alone, and nothing panics.
+        let odd = "{{ '{%}' }}{% generation %}x{% endgeneration %}{%";
+        assert_eq!(
+            without_generation_tags(odd),
+            "{{ '{%}' }}{% if true %}x{% endif %}{%"
+        );
     }
 
     #[test]
@@ -477,7 +465,10 @@ mod tests {
                 },
             )
             .unwrap();
-        assert!(out.starts_with("True False None 2.0 {'b': True"), "{out}");
+        assert_eq!(
+            out,
+            r#"True False None 2.0 {'b': True, 'n': None, 'x': 1.5, 's': "it's", 'q': 'say "hi"', 'l': [1, 'a\n']}"#
+        );
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl LlamaConfig {
                 config.n_ctx
             )));
         }
-        // A zero or negative epsilon turns an all-zero row into NaN; a base that is not
+        // A negative or NaN epsilon turns rows into NaN (zero is allowed, as in llama.cpp); a base that is not
         // positive turns every angle into NaN (and every logit after it).
         if !(config.rms_eps.is_finite() && config.rms_eps >= 0.0) {
             return Err(ModelError::Unsupported(format!(

@@ -88,11 +88,28 @@ pub fn write_tokenizer_files(h: &Header, tokens: &[&str], dir: &Path) -> Result<
                              "normalized": false, "special": types[i] == TOKEN_CONTROL as i64}))
         .collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let pre = match h.get("tokenizer.ggml.pre").and_then(|v| v.as_str()) {
-        Some("smollm") => json!({"type": "Sequence", "pretokenizers": [
+    let pre_name = h.get("tokenizer.ggml.pre").and_then(|v| v.as_str());
+    let pre = match pre_name.map(PreTokenizer::from_gguf_name) {
+        None | Some(Some(PreTokenizer::Gpt2)) => byte_level.clone(),
+        Some(Some(PreTokenizer::DigitsApart)) => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
-        _ => byte_level.clone(),
+        Some(Some(p @ (PreTokenizer::Llama3 | PreTokenizer::Qwen2))) => {
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": p.split_regex()}, "behavior": "Isolated",
+                 "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                 "use_regex": false}]})
+        }
+        Some(None) => {
+            return Err(HfError::Unsupported(format!(
+                "exporting pre-tokenizer {:?} is not supported yet",
+                pre_name.unwrap_or_default()
+            )));
+        }
     };
+    // Llama 3 takes a word that is a token whole, merges or not (llama.cpp: `ignore_merges`).
+    let ignore_merges =
+        pre_name.and_then(PreTokenizer::from_gguf_name) == Some(PreTokenizer::Llama3);
     let vocab: serde_json::Map<String, Value> = tokens
         .iter()
         .enumerate()
@@ -103,7 +120,7 @@ pub fn write_tokenizer_files(h: &Header, tokens: &[&str], dir: &Path) -> Result<
         "normalizer": null, "pre_tokenizer": pre, "post_processor": null, "decoder": byte_level,
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
                   "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                  "ignore_merges": false, "vocab": vocab, "merges": merges},
+                  "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges},
     });
     write_json(&dir.join("tokenizer.json"), &tokenizer)?;
     let tok = |key: &str| {
@@ -155,6 +172,76 @@ fn meta_from_json(v: &Value) -> Option<MetaValue> {
         }
         _ => return None,
     })
+}
+
+/// The byte-level BPE pre-tokenizers smelt reads and writes, by llama.cpp's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PreTokenizer {
+    /// GPT-2's regex (also MPT, OLMo).
+    Gpt2,
+    /// Each digit apart, then GPT-2's regex (SmolLM2, StarCoder, Refact).
+    DigitsApart,
+    /// Llama 3's regex (digits in runs of up to three).
+    Llama3,
+    /// Qwen 2's regex (Llama 3's with one digit per piece).
+    Qwen2,
+}
+
+/// The two regexes as Hugging Face's tokenizer.json writes them.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+impl PreTokenizer {
+    /// The one llama.cpp's `tokenizer.ggml.pre` name stands for, if smelt knows it.
+    fn from_gguf_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => Self::Gpt2,
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva" => Self::DigitsApart,
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => Self::Llama3,
+            "qwen2" | "deepseek-r1-qwen" | "stablelm2" => Self::Qwen2,
+            _ => return None,
+        })
+    }
+
+    /// The name this converter writes.
+    fn gguf_name(self) -> &'static str {
+        match self {
+            Self::Gpt2 => "gpt2",
+            Self::DigitsApart => "smollm",
+            Self::Llama3 => "llama-bpe",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+
+    fn split_regex(self) -> &'static str {
+        match self {
+            Self::Qwen2 => QWEN2_SPLIT,
+            _ => LLAMA3_SPLIT,
+        }
+    }
+
+    /// Recognizes tokenizer.json's `pre_tokenizer` (`None` for anything else).
+    fn from_tokenizer_json(pre: &Value) -> Option<Self> {
+        let parts: Vec<&Value> = match pre["type"].as_str()? {
+            "Sequence" => pre["pretokenizers"].as_array()?.iter().collect(),
+            _ => vec![pre],
+        };
+        let kinds: Vec<&str> = parts.iter().filter_map(|p| p["type"].as_str()).collect();
+        let split = parts
+            .iter()
+            .find(|p| p["type"] == "Split")
+            .and_then(|p| p["pattern"]["Regex"].as_str());
+        match (kinds.as_slice(), split) {
+            (["ByteLevel"], _) if parts[0]["use_regex"] != false => Some(Self::Gpt2),
+            (["Digits", "ByteLevel"], _) if parts[0]["individual_digits"] == true => {
+                Some(Self::DigitsApart)
+            }
+            (["Split", "ByteLevel"], Some(LLAMA3_SPLIT)) => Some(Self::Llama3),
+            (["Split", "ByteLevel"], Some(QWEN2_SPLIT)) => Some(Self::Qwen2),
+            _ => None,
+        }
+    }
 }
 
 /// `tokenizer_config.json`'s `chat_template`: one template (named `default` here), or a list
@@ -323,9 +410,7 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
         ),
         (
             "llama.rope.freq_base",
-            Some(MetaValue::F32(
-                config["rope_theta"].as_f64().unwrap_or(10000.0) as f32,
-            )),
+            Some(MetaValue::F32(super::rope::rope_theta(&config) as f32)),
         ),
         (
             "llama.attention.layer_norm_rms_epsilon",
@@ -413,6 +498,17 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
             )
         })
         .collect();
+    // The pre-tokenizer, recognized from tokenizer.json (llama.cpp's converter hashes the
+    // tokenizer's output instead), and whether BOS is added.
+    if let Some(pre) = PreTokenizer::from_tokenizer_json(&tj["pre_tokenizer"]) {
+        more.push((
+            "tokenizer.ggml.pre".into(),
+            MetaValue::String(pre.gguf_name().into()),
+        ));
+    }
+    if let Some(add) = tc["add_bos_token"].as_bool() {
+        more.push(("tokenizer.ggml.add_bos_token".into(), MetaValue::Bool(add)));
+    }
     if let RopeScaling::Linear(factor) = scaling {
         more.push((
             "llama.rope.scaling.type".into(),
@@ -517,4 +613,37 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
         w.tensor(&name, &dims, ty, data).map_err(werr)?;
     }
     Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pre_tokenizers_are_recognized_in_the_tokenizer_json_they_export_to() {
+        // Each kind written as export writes it (via a header naming it) reads back the same.
+        for name in ["gpt2", "smollm", "llama-bpe", "qwen2", "starcoder"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut h = Header {
+                version: 3,
+                metadata: vec![
+                    (
+                        "tokenizer.ggml.model".into(),
+                        MetaValue::String("gpt2".into()),
+                    ),
+                    ("tokenizer.ggml.pre".into(), MetaValue::String(name.into())),
+                ],
+                tensors: Vec::new(),
+                alignment: 32,
+                data_offset: 0,
+                file_len: 0,
+            };
+            write_tokenizer_files(&h, &["a", "b"], dir.path()).unwrap();
+            let tj = read_json(&dir.path().join("tokenizer.json")).unwrap();
+            let pre = PreTokenizer::from_tokenizer_json(&tj["pre_tokenizer"]).unwrap();
+            assert_eq!(Some(pre), PreTokenizer::from_gguf_name(name), "{name}");
+            h.metadata[1].1 = MetaValue::String("falcon".into());
+            assert!(write_tokenizer_files(&h, &["a", "b"], dir.path()).is_err());
+        }
+    }
 }

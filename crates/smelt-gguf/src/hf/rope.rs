@@ -17,6 +17,16 @@ pub(super) enum RopeScaling {
     FreqFactors(Vec<f32>),
 }
 
+/// The RoPE base: `rope_theta` at the top of `config.json`, or inside the newer
+/// `rope_parameters`; 10000 when neither says.
+pub(super) fn rope_theta(config: &Value) -> f64 {
+    config
+        .get("rope_theta")
+        .or_else(|| config["rope_parameters"].get("rope_theta"))
+        .and_then(Value::as_f64)
+        .unwrap_or(10000.0)
+}
+
 /// Reads `rope_scaling` (or the newer `rope_parameters`) from `config`; `head_dim` is the
 /// rotated width per head. The error says which kind is not supported.
 pub(super) fn rope_scaling(config: &Value, head_dim: usize) -> Result<RopeScaling, String> {
@@ -41,11 +51,7 @@ pub(super) fn rope_scaling(config: &Value, head_dim: usize) -> Result<RopeScalin
             Ok(RopeScaling::Linear(factor))
         }
         "llama3" => {
-            let base = params
-                .get("rope_theta")
-                .or_else(|| config.get("rope_theta"))
-                .and_then(Value::as_f64)
-                .unwrap_or(10000.0);
+            let base = rope_theta(config);
             let factors = llama3_factors(
                 base as f32,
                 head_dim,
@@ -135,6 +141,16 @@ mod tests {
         }
         assert!(f.windows(2).all(|w| w[0] <= w[1]));
         assert!(f.iter().any(|&x| x > 1.0 && x < 8.0));
+    }
+
+    #[test]
+    fn the_base_comes_from_either_place() {
+        assert_eq!(rope_theta(&json!({"rope_theta": 5e5})), 5e5);
+        assert_eq!(
+            rope_theta(&json!({"rope_parameters": {"rope_theta": 5e5}})),
+            5e5
+        );
+        assert_eq!(rope_theta(&json!({})), 10000.0);
     }
 
     #[test]

@@ -106,7 +106,7 @@ impl BpeTokenizer {
             "smollm" | "codeshell" | "exaone" | "minerva" | "starcoder" | "refact"
             | "command-r" => vec![r"\p{N}", GPT2_PATTERN],
             "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => vec![GPT2_PATTERN],
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" => vec![LLAMA3_PATTERN],
+            p if super::is_llama3_pre(p) => vec![LLAMA3_PATTERN],
             "qwen2" | "deepseek-r1-qwen" | "stablelm2" => vec![QWEN2_PATTERN],
             other => {
                 return Err(TokenizerError::Unsupported(format!(
@@ -144,8 +144,8 @@ impl BpeTokenizer {
         self.tokens.len()
     }
 
-    /// Token ids of `text`; special tokens written literally in the text are recognized when
-    /// `parse_special` (as llama.cpp's `tokenize(..., parse_special)`).
+    /// Token ids of `text`; control tokens written literally in the text are recognized when
+    /// `parse_special`, user-defined ones always (as llama.cpp's `tokenize(..., parse_special)`).
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         super::split_specials(text, &self.specials, parse_special, |piece| match piece {

@@ -87,10 +87,10 @@ impl Tokenizer {
 pub fn bos_to_add(h: &Header) -> Option<u32> {
     let spm = h.get("tokenizer.ggml.model").and_then(|v| v.as_str()) == Some("llama");
     // llama.cpp's defaults when the file does not say: SentencePiece and Llama 3 add BOS.
-    let llama3 = matches!(
-        h.get("tokenizer.ggml.pre").and_then(|v| v.as_str()),
-        Some("llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral")
-    );
+    let llama3 = h
+        .get("tokenizer.ggml.pre")
+        .and_then(|v| v.as_str())
+        .is_some_and(is_llama3_pre);
     let add = match h.get("tokenizer.ggml.add_bos_token") {
         Some(MetaValue::Bool(b)) => *b,
         _ => spm || llama3,
@@ -138,6 +138,15 @@ pub fn end_of_generation(h: &Header) -> Vec<u32> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// Whether `pre` (`tokenizer.ggml.pre`) is one of llama.cpp's names for Llama 3's
+/// pre-tokenizer.
+pub(crate) fn is_llama3_pre(pre: &str) -> bool {
+    matches!(
+        pre,
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral"
+    )
 }
 
 pub(crate) fn strings(h: &Header, key: &str) -> Result<Vec<String>, TokenizerError> {
@@ -193,7 +202,8 @@ pub struct Special {
     pub control: bool,
 }
 
-/// Cuts `text` at special tokens (when `parse_special`), calling `f(Ok(plain text))` and
+/// Cuts `text` at special tokens (control ones only when `parse_special`, user-defined ones
+/// always), calling `f(Ok(plain text))` and
 /// `f(Err(special id))` in order, as llama.cpp's tokenizer does before running the model's
 /// algorithm on the plain parts. Each special's next occurrence is remembered and searched
 /// for again only once the cut has passed it, so the text is scanned once per special, not

@@ -157,8 +157,8 @@ impl SpmTokenizer {
         self.tokens.len()
     }
 
-    /// Token ids of `text` (no BOS); special tokens written in the text are recognized when
-    /// `parse_special`.
+    /// Token ids of `text` (no BOS); control tokens written in the text are recognized when
+    /// `parse_special`, user-defined ones always.
     pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::new();
         let mut after_special = true;
