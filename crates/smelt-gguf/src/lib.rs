@@ -11,6 +11,7 @@
 pub mod blocks;
 pub mod hf;
 pub mod mix;
+pub mod pretokenizer;
 pub mod quantize;
 mod reader;
 mod types;

@@ -81,10 +81,7 @@ fn python_repr(value: &Value) -> String {
     match value.kind() {
         ValueKind::Bool => if value.is_true() { "True" } else { "False" }.into(),
         ValueKind::None | ValueKind::Undefined => "None".into(),
-        ValueKind::Number if value.is_integer() => value.to_string(),
-        ValueKind::Number => f64::try_from(value.clone())
-            .map(python_float)
-            .unwrap_or_else(|_| value.to_string()),
+        ValueKind::Number => python_str(value).unwrap_or_else(|| value.to_string()),
         ValueKind::String => python_string_repr(value.as_str().unwrap_or_default()),
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<String> = value

@@ -8,6 +8,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 use fancy_regex::Regex;
 use smelt_gguf::Header;
+use smelt_gguf::pretokenizer::PreTokenizer;
 
 use super::{TokenizerError, strings};
 
@@ -101,16 +102,15 @@ impl BpeTokenizer {
             .get("tokenizer.ggml.pre")
             .and_then(|v| v.as_str())
             .unwrap_or("default");
-        // llama.cpp's names for each pattern set (`llama-vocab.cpp`).
-        let patterns: Vec<&str> = match pre {
-            "smollm" | "codeshell" | "exaone" | "minerva" | "starcoder" | "refact"
-            | "command-r" => vec![r"\p{N}", GPT2_PATTERN],
-            "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" => vec![GPT2_PATTERN],
-            p if super::is_llama3_pre(p) => vec![LLAMA3_PATTERN],
-            "qwen2" | "deepseek-r1-qwen" | "stablelm2" => vec![QWEN2_PATTERN],
-            other => {
+        // llama.cpp's pattern sets (`llama-vocab.cpp`), by its names for them.
+        let patterns: Vec<&str> = match PreTokenizer::from_gguf_name(pre) {
+            Some(PreTokenizer::DigitsApart) => vec![r"\p{N}", GPT2_PATTERN],
+            Some(PreTokenizer::Gpt2) => vec![GPT2_PATTERN],
+            Some(PreTokenizer::Llama3) => vec![LLAMA3_PATTERN],
+            Some(PreTokenizer::Qwen2) => vec![QWEN2_PATTERN],
+            None => {
                 return Err(TokenizerError::Unsupported(format!(
-                    "pre-tokenizer {other:?} is not supported yet (supported: gpt2, smollm, \
+                    "pre-tokenizer {pre:?} is not supported yet (supported: gpt2, smollm, \
                      starcoder, llama-bpe (Llama 3), qwen2 and their aliases)"
                 )));
             }

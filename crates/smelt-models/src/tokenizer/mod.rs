@@ -90,7 +90,8 @@ pub fn bos_to_add(h: &Header) -> Option<u32> {
     let llama3 = h
         .get("tokenizer.ggml.pre")
         .and_then(|v| v.as_str())
-        .is_some_and(is_llama3_pre);
+        .and_then(smelt_gguf::pretokenizer::PreTokenizer::from_gguf_name)
+        == Some(smelt_gguf::pretokenizer::PreTokenizer::Llama3);
     let add = match h.get("tokenizer.ggml.add_bos_token") {
         Some(MetaValue::Bool(b)) => *b,
         _ => spm || llama3,
@@ -138,15 +139,6 @@ pub fn end_of_generation(h: &Header) -> Vec<u32> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-/// Whether `pre` (`tokenizer.ggml.pre`) is one of llama.cpp's names for Llama 3's
-/// pre-tokenizer.
-pub(crate) fn is_llama3_pre(pre: &str) -> bool {
-    matches!(
-        pre,
-        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral"
-    )
 }
 
 pub(crate) fn strings(h: &Header, key: &str) -> Result<Vec<String>, TokenizerError> {
