@@ -115,6 +115,44 @@ fn flipped_byte_is_reported_and_repaired() {
     assert!(line.contains("fetched"), "{line}");
 }
 
+/// A copy fetched when the asset kept fewer files (its manifest lacks one the asset keeps
+/// now) is listed as outdated and fetched again.
+#[test]
+fn copy_with_fewer_files_than_the_asset_keeps_is_refetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    assert!(
+        run(smelt(home).args(["fetch", "ccexam-mnist-cnn"]))
+            .status
+            .success()
+    );
+    let asset = home.join("assets/ccexam-mnist-cnn");
+    let manifest_path = asset.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["files"]
+        .as_object_mut()
+        .unwrap()
+        .remove("mnist.pth")
+        .unwrap();
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    std::fs::remove_file(asset.join("mnist.pth")).unwrap();
+
+    let t = text(&run(smelt(home).arg("assets")));
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("ccexam-mnist-cnn"))
+        .unwrap();
+    assert!(line.contains("outdated"), "{t}");
+    assert!(t.contains("mnist.pth is missing"), "reason not shown: {t}");
+
+    let fixed = run(smelt(home).args(["fetch", "ccexam-mnist-cnn"]));
+    assert!(fixed.status.success());
+    let t = text(&fixed);
+    assert!(t.contains("older smelt") && t.contains("repaired"), "{t}");
+    assert!(asset.join("mnist.pth").is_file());
+}
+
 #[test]
 fn tour_runs_and_writes_a_record() {
     let home = shared_home();

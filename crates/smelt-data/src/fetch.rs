@@ -157,6 +157,9 @@ pub enum State {
     Fetched(Manifest),
     /// Present but damaged; the reason names the file.
     Corrupt(String),
+    /// Present but fetched when the asset kept fewer of its package's files; the reason
+    /// names one that is missing.
+    Outdated(String),
 }
 
 impl State {
@@ -166,6 +169,7 @@ impl State {
             State::Missing => "missing",
             State::Fetched(_) => "fetched",
             State::Corrupt(_) => "corrupt",
+            State::Outdated(_) => "outdated",
         }
     }
 }
@@ -247,6 +251,17 @@ impl Fetcher {
             Ok(m) => m,
             Err(e) => return State::Corrupt(format!("{}: {e}", manifest_path.display())),
         };
+        // A copy fetched when the asset kept fewer files (a newer smelt keeps more of the
+        // same package) is refetched. Derived assets replace their members, so only plain
+        // ones are checked.
+        if asset.derive.is_none() {
+            for k in asset.keep.iter().filter(|k| !k.ends_with('/')) {
+                let rel = k.strip_prefix(asset.strip).unwrap_or(k);
+                if !manifest.files.contains_key(rel) {
+                    return State::Outdated(format!("{rel} is missing"));
+                }
+            }
+        }
         for (rel, entry) in &manifest.files {
             let path = dir.join(rel);
             let meta = match std::fs::metadata(&path) {
@@ -332,6 +347,13 @@ impl Fetcher {
             State::Corrupt(why) => {
                 self.say(format!(
                     "{}: cached copy is corrupt ({why}); fetching it again",
+                    asset.name
+                ));
+                true
+            }
+            State::Outdated(why) => {
+                self.say(format!(
+                    "{}: cached copy was fetched by an older smelt ({why}); fetching it again",
                     asset.name
                 ));
                 true

@@ -132,3 +132,18 @@ fn random_texts_and_long_runs_equal_hugging_face_tokenizers() {
         );
     }
 }
+
+/// Every token of the vocabulary, written out as text and encoded again (49,152 more texts,
+/// among them every byte sequence the vocabulary names), as Hugging Face encodes it.
+#[test]
+fn every_tokens_text_encodes_as_hugging_face_encodes_it() {
+    let (ours, hf) = both();
+    for id in 0..ours.vocab_size() as u32 {
+        if ours.is_special(id) {
+            continue;
+        }
+        let text = ours.decode(&[id]);
+        let want: Vec<u32> = hf.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        assert_eq!(ours.encode(&text, false), want, "token {id} {text:?}");
+    }
+}

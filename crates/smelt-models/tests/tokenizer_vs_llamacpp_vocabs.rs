@@ -2,8 +2,9 @@
 //! `ggml-vocab-NAME.gguf` comes with `.inp` (texts separated by `__ggml_vocab_test__` lines)
 //! and `.out` (the token ids Hugging Face `transformers` gives each text, one line per text,
 //! without special tokens). The vocabularies come from the `llamacpp-vocabs` asset (the
-//! llama-cpp-python 0.3.36 sdist on PyPI). Among them: Llama 3's (`llama-bpe`), Qwen 2's, GPT-2's,
-//! and the SentencePiece vocabularies of Llama 2 and Phi-3.
+//! llama-cpp-python 0.3.36 sdist on PyPI). Among them: Llama 3's (`llama-bpe`), Qwen 2's and
+//! 3.5's, GPT-2's, DeepSeek's, Falcon's, Command-R's, Gemma 4's (BPE on raw UTF-8), and the
+//! SentencePiece vocabularies of Llama 2 and Phi-3.
 
 use std::path::Path;
 
@@ -47,6 +48,12 @@ fn llamacpp_vocab_tests_give_hugging_faces_token_ids() {
         "qwen2",
         "llama-spm",
         "phi-3",
+        "command-r",
+        "deepseek-llm",
+        "deepseek-coder",
+        "falcon",
+        "qwen35",
+        "gemma-4",
     ] {
         let file = smelt_gguf::GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
         let tok = tokenizer::from_gguf(&file.header).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -73,8 +80,8 @@ fn llamacpp_vocab_tests_give_hugging_faces_token_ids() {
         failures.len(),
         failures.join("\n")
     );
-    // Every test text of the eight vocabularies (the number the README gives).
-    assert_eq!(checked, 368);
+    // Every test text of the fourteen vocabularies (the number the README gives).
+    assert_eq!(checked, 648);
 }
 
 /// Whether a prompt starts with BOS, as llama.cpp decides when the file does not say: yes
@@ -90,6 +97,9 @@ fn bos_is_added_where_llamacpp_adds_it() {
         ("llama-spm", Some(1)),
         ("qwen2", None),
         ("gpt-2", None),
+        ("falcon", None),
+        // Gemma 4 always starts with BOS in llama.cpp.
+        ("gemma-4", Some(2)),
     ] {
         let file = smelt_gguf::GgufFile::open(dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap();
         assert_eq!(tokenizer::bos_to_add(&file.header), bos, "{name}");

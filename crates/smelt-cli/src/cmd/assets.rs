@@ -104,12 +104,14 @@ pub fn list(ctx: &Context) -> Result<()> {
             a.source.to_string(),
             a.license
         );
-        if let State::Corrupt(why) = state {
-            corrupt.push(format!("{}: {why}", a.name));
+        match state {
+            State::Corrupt(why) => corrupt.push(format!("corrupt: {}: {why}", a.name)),
+            State::Outdated(why) => corrupt.push(format!("outdated: {}: {why}", a.name)),
+            _ => {}
         }
     }
     for c in &corrupt {
-        println!("  corrupt: {c}  (run `smelt fetch` with this asset to repair it)");
+        println!("  {c}  (run `smelt fetch` with this asset to repair it)");
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::names::{hf_to_gguf, permute_qk, qk_heads};
 use super::rope::RopeScaling;
 use super::{GGUF_METADATA_FILE, HfError, io_err};
-use crate::pretokenizer::PreTokenizer;
+use crate::pretokenizer::{self, PreTokenizer};
 use crate::reader::{MetaType, MetaValue};
 use crate::{GgmlType, GgufWriter, Header, blocks};
 
@@ -90,27 +90,26 @@ pub fn write_tokenizer_files(h: &Header, tokens: &[&str], dir: &Path) -> Result<
         .collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     let pre_name = h.get("tokenizer.ggml.pre").and_then(|v| v.as_str());
-    let pre = match pre_name.map(PreTokenizer::from_gguf_name) {
-        None | Some(Some(PreTokenizer::Gpt2)) => byte_level.clone(),
-        Some(Some(PreTokenizer::DigitsApart)) => json!({"type": "Sequence", "pretokenizers": [
+    let pre = match pre_name.map(|n| (n, PreTokenizer::from_gguf_name(n))) {
+        None | Some((_, Some(PreTokenizer::Gpt2))) => byte_level.clone(),
+        Some((_, Some(PreTokenizer::DigitsApart))) => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
-        Some(Some(p @ (PreTokenizer::Llama3 | PreTokenizer::Qwen2))) => {
-            json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": p.split_regex()}, "behavior": "Isolated",
+        Some((name, kind)) => match kind.and_then(PreTokenizer::split_regex) {
+            Some(regex) => json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated",
                  "invert": false},
                 {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
-                 "use_regex": false}]})
-        }
-        Some(None) => {
-            return Err(HfError::Unsupported(format!(
-                "exporting pre-tokenizer {:?} is not supported yet",
-                pre_name.unwrap_or_default()
-            )));
-        }
+                 "use_regex": false}]}),
+            None => {
+                return Err(HfError::Unsupported(format!(
+                    "exporting pre-tokenizer {name:?} is not supported yet (supported: gpt2, \
+                     smollm/starcoder, llama-bpe, qwen2 and their aliases)"
+                )));
+            }
+        },
     };
     // Llama 3 takes a word that is a token whole, merges or not (llama.cpp: `ignore_merges`).
-    let ignore_merges =
-        pre_name.and_then(PreTokenizer::from_gguf_name) == Some(PreTokenizer::Llama3);
+    let ignore_merges = pre_name.is_some_and(pretokenizer::ignores_merges);
     let vocab: serde_json::Map<String, Value> = tokens
         .iter()
         .enumerate()

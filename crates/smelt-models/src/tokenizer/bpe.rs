@@ -2,6 +2,10 @@
 //! llama.cpp runs it: special tokens are split out first, the rest is pre-tokenized by the
 //! pre-tokenizer's regexes (`tokenizer.ggml.pre`), each piece's UTF-8 bytes are mapped to
 //! GPT-2's printable byte alphabet, and merges are applied lowest rank first.
+//!
+//! Gemma 4's BPE (`tokenizer.ggml.model = "gemma4"`) runs the same merges on raw UTF-8
+//! instead: spaces become `▁`, the text is cut only at line ends, and characters outside the
+//! vocabulary fall back to `<0xXX>` byte tokens.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -23,6 +27,39 @@ const LLAMA3_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL
 
 /// Qwen 2's pattern: Llama 3's with one digit per piece.
 const QWEN2_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Qwen 3.5's pattern: Qwen 2's with combining marks (`\p{M}`) kept with their letters.
+const QWEN35_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// DeepSeek LLM's letter class (Hugging Face's tokenizer.json lists the ranges of cased
+/// letters in Latin, Greek, Cyrillic, Armenian, Georgian, Cherokee and more).
+const DEEPSEEK_LLM_LETTERS: &str = r"\s?[A-Za-z\x{b5}\x{c0}-\x{d6}\x{d8}-\x{f6}\x{f8}-\x{1ba}\x{1bc}-\x{1bf}\x{1c4}-\x{293}\x{295}-\x{2af}\x{370}-\x{373}\x{376}\x{377}\x{37b}-\x{37d}\x{37f}\x{386}\x{388}-\x{38a}\x{38c}\x{38e}-\x{3a1}\x{3a3}-\x{3f5}\x{3f7}-\x{481}\x{48a}-\x{52f}\x{531}-\x{556}\x{10a0}-\x{10c5}\x{13a0}-\x{13f5}\x{13f8}-\x{13fd}\x{1c90}-\x{1cba}\x{1cbd}-\x{1cbf}\x{1d00}-\x{1d2b}\x{1d6b}-\x{1d77}\x{1d79}-\x{1d9a}\x{1e00}-\x{1f15}\x{1f18}-\x{1f1d}\x{1f20}-\x{1f45}\x{1f48}-\x{1f4d}\x{1f50}-\x{1f57}\x{1f59}\x{1f5b}\x{1f5d}\x{1f5f}-\x{1f7d}\x{1f80}-\x{1fb4}\x{1fb6}-\x{1fbc}\x{1fbe}\x{1fc2}-\x{1fc4}\x{1fc6}-\x{1fcc}\x{1fd0}-\x{1fd3}\x{1fd6}-\x{1fdb}\x{1fe0}-\x{1fec}\x{1ff2}-\x{1ff4}\x{1ff6}-\x{1ffc}\x{2102}\x{2107}\x{210a}-\x{2113}\x{2115}\x{2119}-\x{211d}\x{2124}\x{2126}\x{2128}\x{212a}-\x{212d}\x{212f}-\x{2134}\x{2139}\x{213c}-\x{213f}\x{2145}-\x{2149}\x{214e}\x{2183}\x{2184}\x{2c00}-\x{2c7b}\x{2c7e}-\x{2ce4}\x{2ceb}-\x{2cee}\x{2cf2}\x{2cf3}\x{a640}-\x{a66d}\x{a680}-\x{a69b}\x{a722}-\x{a76f}\x{a771}-\x{a787}\x{a78b}-\x{a78e}\x{ab70}-\x{abbf}\x{fb00}-\x{fb06}\x{fb13}-\x{fb17}\x{ff21}-\x{ff3a}\x{ff41}-\x{ff5a}\x{10400}-\x{1044f}\x{104b0}-\x{104d3}\x{104d8}-\x{104fb}\x{10c80}-\x{10cb2}\x{10cc0}-\x{10cf2}\x{118a0}-\x{118df}\x{1e900}-\x{1e943}]+";
+
+/// DeepSeek's runs of CJK ideographs, other scripts from U+0800, and Hangul.
+const CJK_RUNS: &str = r"[\x{4e00}-\x{9fa5}\x{800}-\x{4e00}\x{ac00}-\x{d7ff}]+";
+
+/// The regexes a pre-tokenizer applies in sequence (llama.cpp's `llama-vocab.cpp` sets).
+fn patterns(pre: PreTokenizer) -> Vec<&'static str> {
+    match pre {
+        PreTokenizer::Gpt2 => vec![GPT2_PATTERN],
+        PreTokenizer::DigitsApart => vec![r"\p{N}", GPT2_PATTERN],
+        PreTokenizer::Llama3 => vec![LLAMA3_PATTERN],
+        PreTokenizer::Qwen2 => vec![QWEN2_PATTERN],
+        PreTokenizer::Qwen35 => vec![QWEN35_PATTERN],
+        PreTokenizer::DeepseekLlm => vec![
+            r"[\r\n]",
+            DEEPSEEK_LLM_LETTERS,
+            r"\s?[!-/:-~\x{ff01}-\x{ff0f}\x{ff1a}-\x{ff5e}\x{2018}-\x{201f}\x{3000}-\x{3002}]+",
+            r"\s+$",
+            CJK_RUNS,
+            r"\p{N}+",
+        ],
+        PreTokenizer::DeepseekCoder => {
+            vec![r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", CJK_RUNS, r"\p{N}"]
+        }
+        PreTokenizer::Falcon => vec![r"[\p{P}\$\+<=>\^~\|`]+", GPT2_PATTERN, r"[0-9][0-9][0-9]"],
+    }
+}
 
 /// One symbol of a word being merged: a span of the word, linked to its neighbours.
 struct Span {
@@ -54,6 +91,15 @@ pub struct BpeTokenizer {
     ranks: HashMap<String, usize>,
     /// Pre-tokenizer regexes, applied in sequence.
     splitters: Vec<Regex>,
+    /// A word that is a token whole is taken without merging (llama.cpp's `ignore_merges`,
+    /// set for Llama 3); otherwise merges decide even then.
+    ignore_merges: bool,
+    /// GPT-2's byte alphabet (`gpt2`); false: raw UTF-8 with `▁` spaces (`gemma4`).
+    byte_level: bool,
+    /// Byte → its `<0xXX>` token, for characters outside a `gemma4` vocabulary.
+    byte_tokens: [Option<u32>; 256],
+    /// `<0xXX>` token → its byte.
+    token_bytes: HashMap<u32, u8>,
     /// Control and user-defined tokens matched literally in the input, longest first.
     specials: Vec<super::Special>,
     byte_to_char: [char; 256],
@@ -79,8 +125,9 @@ fn byte_alphabet() -> [char; 256] {
 }
 
 impl BpeTokenizer {
-    /// Builds the tokenizer from GGUF metadata.
-    pub fn from_gguf(h: &Header) -> Result<Self, TokenizerError> {
+    /// Builds the tokenizer from GGUF metadata: GPT-2's byte alphabet (`byte_level`) or Gemma
+    /// 4's raw UTF-8.
+    pub fn from_gguf(h: &Header, byte_level: bool) -> Result<Self, TokenizerError> {
         let tokens = strings(h, "tokenizer.ggml.tokens")?;
         let merges = strings(h, "tokenizer.ggml.merges")?;
         let ids = tokens
@@ -102,18 +149,20 @@ impl BpeTokenizer {
             .get("tokenizer.ggml.pre")
             .and_then(|v| v.as_str())
             .unwrap_or("default");
-        // llama.cpp's pattern sets (`llama-vocab.cpp`), by its names for them.
-        let patterns: Vec<&str> = match PreTokenizer::from_gguf_name(pre) {
-            Some(PreTokenizer::DigitsApart) => vec![r"\p{N}", GPT2_PATTERN],
-            Some(PreTokenizer::Gpt2) => vec![GPT2_PATTERN],
-            Some(PreTokenizer::Llama3) => vec![LLAMA3_PATTERN],
-            Some(PreTokenizer::Qwen2) => vec![QWEN2_PATTERN],
-            None => {
-                return Err(TokenizerError::Unsupported(format!(
-                    "pre-tokenizer {pre:?} is not supported yet (supported: gpt2, smollm, \
-                     starcoder, llama-bpe (Llama 3), qwen2 and their aliases)"
-                )));
+        // Gemma 4 cuts the text only at line ends (its merges hold no line end).
+        let patterns = if byte_level {
+            match PreTokenizer::from_gguf_name(pre) {
+                Some(kind) => patterns(kind),
+                None => {
+                    return Err(TokenizerError::Unsupported(format!(
+                        "pre-tokenizer {pre:?} is not supported yet (supported: gpt2, smollm, \
+                         starcoder, command-r, llama-bpe (Llama 3), qwen2, qwen35, \
+                         deepseek-llm, deepseek-coder, falcon and their aliases)"
+                    )));
+                }
             }
+        } else {
+            vec![r"[^\n]+|[\n]+"]
         };
         let splitters = patterns
             .into_iter()
@@ -121,6 +170,11 @@ impl BpeTokenizer {
                 Regex::new(p).map_err(|e| TokenizerError::Metadata(format!("regex {p:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let (byte_tokens, token_bytes) = if byte_level {
+            ([None; 256], HashMap::new())
+        } else {
+            super::byte_fallback_tokens(&tokens, &super::token_types(h))
+        };
         let specials = super::specials_from_gguf(h)?;
         let byte_to_char = byte_alphabet();
         let char_to_byte = byte_to_char
@@ -133,6 +187,10 @@ impl BpeTokenizer {
             ids,
             ranks,
             splitters,
+            ignore_merges: byte_level && smelt_gguf::pretokenizer::ignores_merges(pre),
+            byte_level,
+            byte_tokens,
+            token_bytes,
             specials,
             byte_to_char,
             char_to_byte,
@@ -159,7 +217,11 @@ impl BpeTokenizer {
         if text.is_empty() {
             return;
         }
-        let mut pieces = vec![text.to_string()];
+        let mut pieces = vec![if self.byte_level {
+            text.to_string()
+        } else {
+            text.replace(' ', "\u{2581}")
+        }];
         for re in &self.splitters {
             let mut next = Vec::new();
             for p in &pieces {
@@ -180,8 +242,17 @@ impl BpeTokenizer {
             pieces = next;
         }
         for p in pieces {
-            let mapped: String = p.bytes().map(|b| self.byte_to_char[b as usize]).collect();
-            self.bpe(&mapped, out);
+            if self.byte_level {
+                let mapped: String = p.bytes().map(|b| self.byte_to_char[b as usize]).collect();
+                self.bpe(&mapped, out);
+            } else if p.bytes().all(|b| b == b'\n')
+                && let Some(&id) = self.ids.get(&p)
+            {
+                // Gemma 4's runs of line ends are tokens whole (llama.cpp does so).
+                out.push(id);
+            } else {
+                self.bpe(&p, out);
+            }
         }
     }
 
@@ -190,7 +261,9 @@ impl BpeTokenizer {
     /// of n characters takes O(n log n), not a rescan of every pair per merge (a prompt of
     /// 100,000 letters is one word).
     fn bpe(&self, word: &str, out: &mut Vec<u32>) {
-        if let Some(&id) = self.ids.get(word) {
+        if self.ignore_merges
+            && let Some(&id) = self.ids.get(word)
+        {
             out.push(id);
             return;
         }
@@ -256,14 +329,16 @@ impl BpeTokenizer {
         }
     }
 
-    /// The id of one merged symbol, or (not in the vocabulary) one token per character.
+    /// The id of one merged symbol, or (not in the vocabulary) one token per character:
+    /// its byte-mapped character, or (`gemma4`) its bytes' `<0xXX>` tokens.
     fn push_symbol(&self, s: &str, out: &mut Vec<u32>) {
         match self.ids.get(s) {
             Some(&id) => out.push(id),
-            None => out.extend(
+            None if self.byte_level => out.extend(
                 s.chars()
                     .filter_map(|c| self.ids.get(c.to_string().as_str()).copied()),
             ),
+            None => out.extend(s.bytes().filter_map(|b| self.byte_tokens[b as usize])),
         }
     }
 
@@ -271,7 +346,9 @@ impl BpeTokenizer {
     /// reference its tests compare against.
     #[cfg(test)]
     fn bpe_reference(&self, word: &str, out: &mut Vec<u32>) {
-        if let Some(&id) = self.ids.get(word) {
+        if self.ignore_merges
+            && let Some(&id) = self.ids.get(word)
+        {
             out.push(id);
             return;
         }
@@ -309,6 +386,13 @@ impl BpeTokenizer {
             };
             if self.specials.iter().any(|s| s.id == id) {
                 bytes.extend(t.as_bytes());
+                continue;
+            }
+            if !self.byte_level {
+                match self.token_bytes.get(&id) {
+                    Some(&b) => bytes.push(b),
+                    None => bytes.extend(t.replace('\u{2581}', " ").as_bytes()),
+                }
                 continue;
             }
             for c in t.chars() {
@@ -368,6 +452,10 @@ mod tests {
             ids,
             ranks,
             splitters: Vec::new(),
+            ignore_merges: rng.next_u64().is_multiple_of(2),
+            byte_level: true,
+            byte_tokens: [None; 256],
+            token_bytes: HashMap::new(),
             specials: Vec::new(),
             byte_to_char,
             char_to_byte: HashMap::new(),
@@ -396,5 +484,37 @@ mod tests {
                 assert_eq!(fast, plain, "{word:?} with merges {:?}", t.ranks);
             }
         }
+    }
+
+    /// A word that is a token but not a merge result: merges decide (llama.cpp and Hugging
+    /// Face for most vocabularies), or the whole token wins with `ignore_merges` (Llama 3).
+    #[test]
+    fn ignore_merges_takes_a_whole_word_token() {
+        let tokens: Vec<String> = ["a", "b", "c", "bc", "abc"].map(String::from).into();
+        let ids = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
+        let mut t = BpeTokenizer {
+            tokens,
+            ids,
+            ranks: HashMap::from([("b c".to_string(), 0)]),
+            splitters: Vec::new(),
+            ignore_merges: false,
+            byte_level: true,
+            byte_tokens: [None; 256],
+            token_bytes: HashMap::new(),
+            specials: Vec::new(),
+            byte_to_char: byte_alphabet(),
+            char_to_byte: HashMap::new(),
+        };
+        let mut out = Vec::new();
+        t.bpe("abc", &mut out);
+        assert_eq!(out, [0, 3]);
+        t.ignore_merges = true;
+        out.clear();
+        t.bpe("abc", &mut out);
+        assert_eq!(out, [4]);
     }
 }

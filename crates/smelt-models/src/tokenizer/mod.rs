@@ -6,11 +6,15 @@ mod spm;
 pub use bpe::BpeTokenizer;
 pub use spm::SpmTokenizer;
 
+use std::collections::HashMap;
+
 use smelt_gguf::{Header, MetaValue};
 
 /// Token types of GGUF's `tokenizer.ggml.token_type` that are matched literally in input text.
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
+/// Token type of byte-fallback tokens (`<0xXX>`).
+const TOKEN_BYTE: i64 = 6;
 
 /// Why a tokenizer could not be built.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -85,17 +89,19 @@ impl Tokenizer {
 /// The BOS token to put before a prompt, if the GGUF asks for one (`add_bos_token`; llama.cpp's
 /// default is yes for SentencePiece vocabularies and Llama 3's, no for other GPT-2 ones).
 pub fn bos_to_add(h: &Header) -> Option<u32> {
-    let spm = h.get("tokenizer.ggml.model").and_then(|v| v.as_str()) == Some("llama");
-    // llama.cpp's defaults when the file does not say: SentencePiece and Llama 3 add BOS.
-    let llama3 = h
+    // llama.cpp's defaults when the file does not say: SentencePiece, Gemma 4 and Llama 3
+    // add BOS.
+    let model = h.get("tokenizer.ggml.model").and_then(|v| v.as_str());
+    let by_name = h
         .get("tokenizer.ggml.pre")
         .and_then(|v| v.as_str())
-        .and_then(smelt_gguf::pretokenizer::PreTokenizer::from_gguf_name)
-        == Some(smelt_gguf::pretokenizer::PreTokenizer::Llama3);
+        .is_some_and(smelt_gguf::pretokenizer::adds_bos_by_default);
     let add = match h.get("tokenizer.ggml.add_bos_token") {
         Some(MetaValue::Bool(b)) => *b,
-        _ => spm || llama3,
+        _ => model == Some("llama") || by_name,
     };
+    // llama.cpp adds BOS for Gemma 4 whatever the file says.
+    let add = add || model == Some("gemma4");
     let bos = h
         .get("tokenizer.ggml.bos_token_id")
         .and_then(|v| v.as_u64());
@@ -139,6 +145,40 @@ pub fn end_of_generation(h: &Header) -> Vec<u32> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// The `<0xXX>` byte-fallback tokens of a vocabulary: byte → token and token → byte. With
+/// GGUF token types, only tokens typed as bytes count; without, any token so spelled.
+pub(crate) fn byte_fallback_tokens(
+    tokens: &[String],
+    types: &[i64],
+) -> ([Option<u32>; 256], HashMap<u32, u8>) {
+    let mut byte_tokens = [None; 256];
+    let mut token_bytes = HashMap::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let is_byte = types.get(i) == Some(&TOKEN_BYTE);
+        if let Some(hex) = t.strip_prefix("<0x").and_then(|r| r.strip_suffix('>'))
+            && hex.len() == 2
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+            && (is_byte || types.is_empty())
+        {
+            byte_tokens[b as usize] = Some(i as u32);
+            token_bytes.insert(i as u32, b);
+        }
+    }
+    (byte_tokens, token_bytes)
+}
+
+/// GGUF's `tokenizer.ggml.token_type` as integers (empty when absent; a non-number reads as
+/// a normal token).
+pub(crate) fn token_types(h: &Header) -> Vec<i64> {
+    match h.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(_, v)) => v
+            .iter()
+            .map(|t| t.as_f64().map_or(1, |f| f as i64))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 pub(crate) fn strings(h: &Header, key: &str) -> Result<Vec<String>, TokenizerError> {
@@ -251,10 +291,12 @@ pub(crate) fn split_specials(
 /// Builds the tokenizer a GGUF file describes.
 pub fn from_gguf(h: &Header) -> Result<Tokenizer, TokenizerError> {
     match h.get("tokenizer.ggml.model").and_then(|v| v.as_str()) {
-        Some("gpt2") => Ok(Tokenizer::Bpe(Box::new(BpeTokenizer::from_gguf(h)?))),
+        Some("gpt2") => Ok(Tokenizer::Bpe(Box::new(BpeTokenizer::from_gguf(h, true)?))),
+        // Gemma 4: BPE over raw UTF-8 with `▁` for spaces and `<0xXX>` byte fallback.
+        Some("gemma4") => Ok(Tokenizer::Bpe(Box::new(BpeTokenizer::from_gguf(h, false)?))),
         Some("llama") => Ok(Tokenizer::Spm(Box::new(SpmTokenizer::from_gguf(h)?))),
         Some(other) => Err(TokenizerError::Unsupported(format!(
-            "tokenizer model {other:?} is not supported yet (supported: gpt2 byte-level BPE, llama SentencePiece)"
+            "tokenizer model {other:?} is not supported yet (supported: gpt2 byte-level BPE, gemma4 BPE, llama SentencePiece)"
         ))),
         None => Err(TokenizerError::Metadata(
             "tokenizer.ggml.model is missing".into(),

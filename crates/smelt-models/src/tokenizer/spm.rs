@@ -12,9 +12,6 @@ use smelt_gguf::{Header, MetaValue};
 
 use super::{TokenizerError, specials_from_gguf, strings};
 
-/// Token type of byte-fallback tokens in `tokenizer.ggml.token_type`.
-const TOKEN_BYTE: i64 = 6;
-
 /// A SentencePiece-style tokenizer.
 pub struct SpmTokenizer {
     tokens: Vec<String>,
@@ -90,13 +87,8 @@ impl SpmTokenizer {
                 ));
             }
         };
-        let types: Vec<i64> = match h.get("tokenizer.ggml.token_type") {
-            Some(MetaValue::Array(_, v)) => v
-                .iter()
-                .map(|t| t.as_f64().map_or(1, |f| f as i64))
-                .collect(),
-            _ => Vec::new(), // no types: `new` recognises byte tokens by their text
-        };
+        // No types: `new` recognises byte tokens by their text.
+        let types = super::token_types(h);
         let flag = |key: &str, default: bool| match h.get(key) {
             Some(MetaValue::Bool(b)) => *b,
             _ => default,
@@ -127,19 +119,7 @@ impl SpmTokenizer {
             .enumerate()
             .map(|(i, t)| (t.clone(), i as u32))
             .collect();
-        let mut byte_tokens = [None; 256];
-        let mut token_bytes = HashMap::new();
-        for (i, t) in tokens.iter().enumerate() {
-            let is_byte = types.get(i) == Some(&TOKEN_BYTE);
-            if let Some(hex) = t.strip_prefix("<0x").and_then(|r| r.strip_suffix('>'))
-                && hex.len() == 2
-                && let Ok(b) = u8::from_str_radix(hex, 16)
-                && (is_byte || types.is_empty())
-            {
-                byte_tokens[b as usize] = Some(i as u32);
-                token_bytes.insert(i as u32, b);
-            }
-        }
+        let (byte_tokens, token_bytes) = super::byte_fallback_tokens(&tokens, types);
         Self {
             tokens,
             scores,
