@@ -15,11 +15,15 @@
 # llama.cpp's converter encodes Llama 3.1's `llama3` RoPE scaling): Llama 3.1's formula with
 # factor 8, low/high frequency factors 1 and 4, and an original context of 64 positions, so the
 # short prompts already turn most pairs at a scaled speed. Its factors go into the JSON.
+# qwen2 and qwen3 are the Q8_0 model moved to those architectures by gguf-py (keys renamed;
+# NeoX RoPE, as llama.cpp runs them) with the tensors they add, filled by an integer formula
+# that tests/llamacpp_golden.rs repeats exactly (dyadic values, so f32 holds them exactly):
+# Qwen 2's q/k/v biases and Qwen 3's per-head q/k RMSNorm weights.
 # Usage: benches/llamacpp_golden.sh [N_TOKENS] [KINDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -69,6 +73,57 @@ open(dst + ".factors", "w").write(",".join(str(int(b)) for b in ff.view(np.uint3
 PY
   echo "$out"
 }
+# as_arch IN ARCH: IN moved to ARCH (qwen2 or qwen3) with that architecture's extra tensors;
+# prints its path.
+as_arch() {
+  local out="${1%.gguf}.$2.gguf"
+  "$py" - "$1" "$out" "$2" <<'PY' || return 1
+import sys
+import numpy as np
+import gguf
+src, dst, arch = sys.argv[1], sys.argv[2], sys.argv[3]
+r = gguf.GGUFReader(src)
+w = gguf.GGUFWriter(dst, arch)
+for f in r.fields.values():
+    if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF."):
+        continue
+    t = f.types[0]
+    name = arch + f.name[len("llama"):] if f.name.startswith("llama.") else f.name
+    w.add_key_value(name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+meta = lambda k: int(r.fields["llama." + k].contents())
+n_layer, e, n_head, n_kv = meta("block_count"), meta("embedding_length"), meta("attention.head_count"), meta("attention.head_count_kv")
+hd = e // n_head
+
+def pattern(layer, which, n, modulus, scale, base):
+    # Repeated by tests/llamacpp_golden.rs: integers, then one exact division.
+    i = np.arange(n, dtype=np.int64)
+    k = (i * 7919 + layer * 104729 + which * 31337) % modulus - modulus // 2
+    return (base + k / scale).astype(np.float32)
+
+extra = []
+for l in range(n_layer):
+    if arch == "qwen2":
+        for j, (name, n) in enumerate([("attn_q", e), ("attn_k", n_kv * hd), ("attn_v", n_kv * hd)]):
+            extra.append((f"blk.{l}.{name}.bias", pattern(l, j, n, 2001, 4096.0, 0.0)))
+    else:
+        for j, name in enumerate(["attn_q_norm", "attn_k_norm"]):
+            extra.append((f"blk.{l}.{name}.weight", pattern(l, j, hd, 257, 1024.0, 1.0)))
+tensors = list(r.tensors)
+for name, a in extra:
+    w.add_tensor_info(name, a.shape, a.dtype, a.nbytes, gguf.GGMLQuantizationType.F32)
+for t in tensors:
+    w.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_ti_data_to_file()
+for _, a in extra:
+    w.write_tensor_data(a)
+for t in tensors:
+    w.write_tensor_data(t.data, tensor_endianess=r.endianess)
+w.close()
+PY
+  echo "$out"
+}
 source benches/llamacpp_common.sh
 llamacpp_tools llama-completion
 smelt_and_scratch
@@ -78,6 +133,7 @@ for kind in $kinds; do
   case $kind in
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
+    qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
   mkdir -p "$work/$kind"
@@ -137,6 +193,14 @@ model = {
                        "rope_freqs.weight tensor (F32; rope_freqs holds its f32 bits) added by "
                        "gguf-py: Llama 3.1's llama3 factors for factor 8, low/high frequency "
                        "factors 1 and 4, original context 64",
+    "qwen2": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, moved to the qwen2 "
+             "architecture by gguf-py (llama.* keys renamed qwen2.*; llama.cpp rotates NeoX-style) "
+             "with F32 biases blk.L.attn_{q,k,v}.bias (j = 0, 1, 2), element i = "
+             "((i*7919 + L*104729 + j*31337) mod 2001 - 1000) / 4096",
+    "qwen3": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, moved to the qwen3 "
+             "architecture by gguf-py (llama.* keys renamed qwen3.*; NeoX RoPE) with F32 per-head "
+             "RMSNorm weights blk.L.attn_{q,k}_norm.weight (j = 0, 1), element i = "
+             "1 + ((i*7919 + L*104729 + j*31337) mod 257 - 128) / 1024",
 }[kind]
 doc = {
     "source": "llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored), built by "

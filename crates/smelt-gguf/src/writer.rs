@@ -91,6 +91,30 @@ impl GgufWriter {
         Ok(self)
     }
 
+    /// Rewrites every metadata entry with `f` (keys and values in place), e.g. to move a
+    /// model's keys to another architecture's prefix; the keys must stay non-empty and unique.
+    pub fn map_meta(
+        &mut self,
+        mut f: impl FnMut(&mut String, &mut MetaValue),
+    ) -> Result<&mut Self, WriteError> {
+        for (k, v) in &mut self.metadata {
+            f(k, v);
+            if k.is_empty() {
+                return Err(WriteError::Name("empty metadata key".into()));
+            }
+            check_array(k, v)?;
+        }
+        let mut keys: Vec<&str> = self.metadata.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(WriteError::Name(format!(
+                "duplicate metadata key {:?}",
+                w[0]
+            )));
+        }
+        Ok(self)
+    }
+
     /// Adds a tensor; `dims` in ggml order (innermost first), `data` already encoded as `ty`.
     pub fn tensor(
         &mut self,

@@ -196,13 +196,15 @@ impl RopeTable {
 }
 
 impl Scratch {
-    pub(crate) fn size(&mut self, n: usize, e: usize, kv: usize, ff: usize) {
+    /// Sizes the buffers for `n` rows: width `e`, all query heads `q`, all key/value heads
+    /// `kv`, feed-forward `ff`.
+    pub(crate) fn size(&mut self, n: usize, e: usize, q: usize, kv: usize, ff: usize) {
         for (b, len) in [
             (&mut self.h, n * e),
-            (&mut self.q, n * e),
+            (&mut self.q, n * q),
             (&mut self.k, n * kv),
             (&mut self.v, n * kv),
-            (&mut self.att, n * e),
+            (&mut self.att, n * q),
             (&mut self.tmp, n * e),
             (&mut self.gate, n * ff),
             (&mut self.up, n * ff),

@@ -1,6 +1,8 @@
-//! Llama-family decoder (LLaMA, SmolLM2, ...) loaded from GGUF: RMSNorm, rotary position
-//! embeddings, grouped-query attention with a KV cache, SwiGLU feed-forward, tied or untied
-//! output. Touvron et al., "LLaMA" (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`.
+//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, ...) loaded from GGUF: RMSNorm,
+//! rotary position embeddings, grouped-query attention with a KV cache, SwiGLU feed-forward,
+//! tied or untied output; Qwen 2's q/k/v biases and Qwen 3's per-head q/k RMSNorm ([`Arch`]).
+//! Touvron et al., "LLaMA" (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`,
+//! `qwen2.cpp` and `qwen3.cpp`.
 //!
 //! Weights stay in their GGUF block format (mapped, not copied) and every product runs through
 //! `smelt-kernels` with 8-bit-block activations; formats without a kernel are dequantized to f32
@@ -16,16 +18,24 @@ use smelt_trace as trace;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layer_io::kinds;
 pub use crate::layer_io::{Linear, LinearInput, NoTap, Scratch, SeqInput, Span, Tap};
-pub use crate::llama_config::{LlamaConfig, ModelError};
+pub use crate::llama_config::{Arch, LlamaConfig, ModelError};
 use crate::ops::{self, Heads};
 
 struct Layer {
     /// (n_embd,)
     attn_norm: Vec<f32>,
+    /// (q_dim, n_embd)
     wq: QMatrix,
+    /// (kv_dim, n_embd)
     wk: QMatrix,
+    /// (kv_dim, n_embd)
     wv: QMatrix,
+    /// (n_embd, q_dim)
     wo: QMatrix,
+    /// (q_dim,), (kv_dim,), (kv_dim,) biases of the q/k/v projections (Qwen 2), if any.
+    qkv_bias: Option<[Vec<f32>; 3]>,
+    /// (head_dim,) RMSNorm weights of each query head and key head (Qwen 3), if any.
+    qk_norm: Option<[Vec<f32>; 2]>,
     /// (n_embd,)
     ffn_norm: Vec<f32>,
     w_gate: QMatrix,
@@ -140,22 +150,46 @@ impl Llama {
             }
             config.rope.freq_factors = Some(f);
         }
-        let (e, ff, kv) = (
+        let (e, ff, kv, qd, hd) = (
             config.n_embd,
             config.n_ff,
             config.head_dim() * config.n_head_kv,
+            config.q_dim(),
+            config.head_dim(),
         );
+        let has = |name: &str| file.header.tensors.iter().any(|t| t.name == name);
         // block_count comes from the file: a huge one must meet a missing tensor, not an
         // allocation of that many layers first.
         let mut layers = Vec::with_capacity(config.n_layer.min(file.header.tensors.len()));
         for i in 0..config.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let b = |s: &str| format!("blk.{i}.{s}.bias");
+            // Biases: all three or none (llama.cpp reads each if present; Qwen 2 has all).
+            let qkv_bias = if has(&b("attn_q")) || has(&b("attn_k")) || has(&b("attn_v")) {
+                Some([
+                    load_f32(file, &b("attn_q"), &[qd])?,
+                    load_f32(file, &b("attn_k"), &[kv])?,
+                    load_f32(file, &b("attn_v"), &[kv])?,
+                ])
+            } else {
+                None
+            };
+            let qk_norm = if config.arch == Arch::Qwen3 {
+                Some([
+                    load_f32(file, &n("attn_q_norm"), &[hd])?,
+                    load_f32(file, &n("attn_k_norm"), &[hd])?,
+                ])
+            } else {
+                None
+            };
             layers.push(Layer {
                 attn_norm: load_f32(file, &n("attn_norm"), &[e])?,
-                wq: matrix(file, &n("attn_q"), e, e, QMatrix::new)?,
+                wq: matrix(file, &n("attn_q"), e, qd, QMatrix::new)?,
                 wk: matrix(file, &n("attn_k"), e, kv, QMatrix::new)?,
                 wv: matrix(file, &n("attn_v"), e, kv, QMatrix::new)?,
-                wo: matrix(file, &n("attn_output"), e, e, QMatrix::new)?,
+                wo: matrix(file, &n("attn_output"), qd, e, QMatrix::new)?,
+                qkv_bias,
+                qk_norm,
                 ffn_norm: load_f32(file, &n("ffn_norm"), &[e])?,
                 w_gate: matrix(file, &n("ffn_gate"), e, ff, QMatrix::new)?,
                 w_up: matrix(file, &n("ffn_up"), e, ff, QMatrix::new)?,
@@ -453,7 +487,7 @@ impl Llama {
     ) {
         let c = &self.config;
         let layer = &self.layers[l];
-        let (e, hd, ff) = (c.n_embd, c.head_dim(), c.n_ff);
+        let (e, hd, ff, qd) = (c.n_embd, c.head_dim(), c.n_ff, c.q_dim());
         let n = x.len() / e;
         let kv_dim = c.n_head_kv * hd;
         let heads = Heads {
@@ -461,7 +495,7 @@ impl Llama {
             n_head_kv: c.n_head_kv,
             head_dim: hd,
         };
-        s.size(n, e, kv_dim, ff);
+        s.size(n, e, qd, kv_dim, ff);
         let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
         // (n, n_rot / 2) rotation angles, each row at its sequence's position: built by the
         // first layer of a pass, reused by the rest.
@@ -479,6 +513,20 @@ impl Llama {
             &mut [&mut s.q, &mut s.k, &mut s.v],
         );
         drop(op);
+        if let Some([bq, bk, bv]) = &layer.qkv_bias {
+            let _op = trace::span("op", "qkv_bias");
+            for (out, bias) in [(&mut s.q, bq), (&mut s.k, bk), (&mut s.v, bv)] {
+                for row in out.chunks_exact_mut(bias.len()) {
+                    row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+                }
+            }
+        }
+        if let Some([q_norm, k_norm]) = &layer.qk_norm {
+            // Each head's row normalized on its own (llama.cpp's `Qcur_normed`).
+            let _op = trace::span("op", "qk_norm");
+            ops::rms_norm_in_place(&mut s.q, q_norm, c.rms_eps);
+            ops::rms_norm_in_place(&mut s.k, k_norm, c.rms_eps);
+        }
         tap.tensor(l, "Qcur", &s.q, n);
         tap.tensor(l, "Kcur", &s.k, n);
         tap.tensor(l, "Vcur", &s.v, n);
@@ -499,7 +547,7 @@ impl Llama {
         let op = trace::span("op", "attention");
         ops::attention(&s.q, pool, l, spans, heads, &mut s.att);
         tap.input(l, LinearInput::AttnOut, &s.att, n);
-        s.acts.set_spans(&s.att, lens, e, layer.wo.act_kinds());
+        s.acts.set_spans(&s.att, lens, qd, layer.wo.act_kinds());
         drop(op);
         let op = mm("attn_output", &[&layer.wo]);
         layer.wo.matmul(&s.acts, &mut s.tmp);
@@ -522,7 +570,7 @@ impl Llama {
         let layer = &self.layers[l];
         let (e, ff) = (c.n_embd, c.n_ff);
         let n = x.len() / e;
-        s.size(n, e, c.n_head_kv * c.head_dim(), ff);
+        s.size(n, e, c.q_dim(), c.n_head_kv * c.head_dim(), ff);
         let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
         let op = trace::span("op", "ffn_norm+quantize");
         ops::rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut s.h);

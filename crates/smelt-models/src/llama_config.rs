@@ -1,5 +1,6 @@
 //! The llama decoder's hyper-parameters, read and checked from GGUF metadata, and the errors
-//! loading or running a model can give.
+//! loading or running a model can give. Qwen 2 and Qwen 3 are llama's graph with small
+//! differences, so they share it: [`Arch`] says which.
 
 use crate::ops::{Rope, RopeLayout};
 
@@ -22,9 +23,42 @@ pub enum ModelError {
     ContextFull(usize),
 }
 
+/// The decoder families smelt runs (`general.architecture`), all llama's graph: Qwen 2 adds
+/// biases to the query, key and value projections; Qwen 3 normalizes each query and key head
+/// (RMSNorm) before RoPE, and its heads may be wider than `n_embd / n_head`. Both rotate
+/// NeoX-style (halves), where llama GGUFs rotate adjacent pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// `llama` (LLaMA 1-3, SmolLM2, Mistral, ...).
+    Llama,
+    /// `qwen2` (Qwen 1.5, Qwen 2, Qwen 2.5).
+    Qwen2,
+    /// `qwen3` (Qwen 3 dense).
+    Qwen3,
+}
+
+impl Arch {
+    /// The `general.architecture` name, also the prefix of its metadata keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+            Arch::Qwen3 => "qwen3",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        [Arch::Llama, Arch::Qwen2, Arch::Qwen3]
+            .into_iter()
+            .find(|a| a.name() == name)
+    }
+}
+
 /// Hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    /// Which of llama's variants.
+    pub arch: Arch,
     /// Transformer blocks.
     pub n_layer: usize,
     /// Model width.
@@ -35,6 +69,8 @@ pub struct LlamaConfig {
     pub n_head: usize,
     /// Key/value heads (grouped-query attention when fewer than `n_head`).
     pub n_head_kv: usize,
+    /// Width of one attention head (`attention.key_length`; `n_embd / n_head` when absent).
+    pub n_embd_head: usize,
     /// Maximum context.
     pub n_ctx: usize,
     /// RMSNorm epsilon.
@@ -48,32 +84,36 @@ pub struct LlamaConfig {
 impl LlamaConfig {
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
-        self.n_embd / self.n_head
+        self.n_embd_head
     }
 
-    /// Reads and checks the hyper-parameters of a `llama` GGUF.
+    /// Width of all query heads together (`n_embd` but for Qwen 3's wider heads).
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.n_embd_head
+    }
+
+    /// Reads and checks the hyper-parameters of a `llama`, `qwen2` or `qwen3` GGUF.
     pub fn from_gguf(h: &smelt_gguf::Header) -> Result<Self, ModelError> {
-        let arch = h
+        let name = h
             .get("general.architecture")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        if arch != "llama" {
-            return Err(ModelError::Unsupported(format!(
-                "architecture {arch:?} is not supported (supported: llama)"
-            )));
-        }
+        let arch = Arch::from_name(name).ok_or_else(|| {
+            ModelError::Unsupported(format!(
+                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3)"
+            ))
+        })?;
+        let key = |k: &str| format!("{}.{k}", arch.name());
+        let get_u = |k: &str| h.get(&key(k)).and_then(|v| v.as_u64()).map(|v| v as usize);
         let u = |k: &str| {
-            h.get(&format!("llama.{k}"))
-                .and_then(|v| v.as_u64())
-                .map(|v| v as usize)
-                .ok_or_else(|| ModelError::Unsupported(format!("llama.{k} is missing")))
+            get_u(k).ok_or_else(|| ModelError::Unsupported(format!("{} is missing", key(k))))
         };
         let f = |k: &str, d: f32| {
-            h.get(&format!("llama.{k}"))
+            h.get(&key(k))
                 .and_then(|v| v.as_f64())
                 .map_or(d, |v| v as f32)
         };
-        let linear_scale = match h.get("llama.rope.scaling.type").and_then(|v| v.as_str()) {
+        let linear_scale = match h.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
             None | Some("none") => f("rope.scale_linear", 1.0),
             Some("linear") => f("rope.scaling.factor", 1.0),
             Some(other) => {
@@ -88,17 +128,38 @@ impl LlamaConfig {
             _ => u("vocab_size")?,
         };
         let n_embd = u("embedding_length")?;
-        let head_dim = n_embd.checked_div(n_head).unwrap_or(0);
+        let head_dim = match (
+            get_u("attention.key_length"),
+            get_u("attention.value_length"),
+        ) {
+            (Some(k), Some(v)) if k != v => {
+                return Err(ModelError::Unsupported(format!(
+                    "heads of {k} key and {v} value dimensions are not supported (only equal \
+                     widths)"
+                )));
+            }
+            (Some(k), _) => k,
+            // Heads that do not tile the width are refused below (as 0).
+            (None, _) => n_embd
+                .checked_div(n_head)
+                .filter(|_| n_embd.is_multiple_of(n_head))
+                .unwrap_or(0),
+        };
         let config = LlamaConfig {
+            arch,
             n_layer: u("block_count")?,
             n_embd,
             n_ff: u("feed_forward_length")?,
             n_head,
             n_head_kv: u("attention.head_count_kv").unwrap_or(n_head),
+            n_embd_head: head_dim,
             n_ctx: u("context_length")?,
             rms_eps: f("attention.layer_norm_rms_epsilon", 1e-5),
             rope: Rope {
-                layout: RopeLayout::Normal,
+                layout: match arch {
+                    Arch::Llama => RopeLayout::Normal,
+                    Arch::Qwen2 | Arch::Qwen3 => RopeLayout::Neox,
+                },
                 n_rot: u("rope.dimension_count").unwrap_or(head_dim),
                 base: f("rope.freq_base", 10000.0),
                 linear_scale,
@@ -111,7 +172,7 @@ impl LlamaConfig {
             || config.n_head == 0
             || config.n_head_kv == 0
             || !config.n_head.is_multiple_of(config.n_head_kv)
-            || !config.n_embd.is_multiple_of(config.n_head)
+            || head_dim == 0
             || config.rope.n_rot == 0
             || !config.rope.n_rot.is_multiple_of(2)
             || config.rope.n_rot > head_dim
@@ -121,11 +182,12 @@ impl LlamaConfig {
             || config.n_ctx == 0
         {
             return Err(ModelError::Unsupported(format!(
-                "inconsistent hyper-parameters: {} layers, {} heads, {} KV heads, width {}, {} rotated dims, RoPE scale {}, vocabulary {}, feed-forward width {}, context {}",
+                "inconsistent hyper-parameters: {} layers, {} heads, {} KV heads, width {}, heads of {}, {} rotated dims, RoPE scale {}, vocabulary {}, feed-forward width {}, context {}",
                 config.n_layer,
                 config.n_head,
                 config.n_head_kv,
                 config.n_embd,
+                head_dim,
                 config.rope.n_rot,
                 config.rope.linear_scale,
                 config.n_vocab,
@@ -137,13 +199,15 @@ impl LlamaConfig {
         // positive turns every angle into NaN (and every logit after it).
         if !(config.rms_eps.is_finite() && config.rms_eps >= 0.0) {
             return Err(ModelError::Unsupported(format!(
-                "llama.attention.layer_norm_rms_epsilon is {} (it must be finite and not negative)",
+                "{} is {} (it must be finite and not negative)",
+                key("attention.layer_norm_rms_epsilon"),
                 config.rms_eps
             )));
         }
         if !(config.rope.base.is_finite() && config.rope.base > 0.0) {
             return Err(ModelError::Unsupported(format!(
-                "llama.rope.freq_base is {} (it must be positive)",
+                "{} is {} (it must be positive)",
+                key("rope.freq_base"),
                 config.rope.base
             )));
         }
@@ -222,5 +286,43 @@ mod tests {
             let e = LlamaConfig::from_gguf(&header_with(key, value)).unwrap_err();
             assert!(e.to_string().contains(says), "{key}: {e}");
         }
+    }
+
+    /// Qwen 3's keys under its own prefix, heads wider than width / heads, NeoX RoPE.
+    #[test]
+    fn qwen_keys_heads_and_rope_layout() {
+        let mut h = header_with("llama.attention.key_length", MetaValue::U32(16));
+        for (k, v) in &mut h.metadata {
+            if let Some(rest) = k.strip_prefix("llama.") {
+                *k = format!("qwen3.{rest}");
+            } else if k == "general.architecture" {
+                *v = MetaValue::String("qwen3".into());
+            }
+        }
+        let c = LlamaConfig::from_gguf(&h).unwrap();
+        assert_eq!(c.arch, Arch::Qwen3);
+        assert_eq!((c.head_dim(), c.q_dim(), c.rope.n_rot), (16, 64, 16));
+        assert_eq!(c.rope.layout, RopeLayout::Neox);
+        h.metadata
+            .push(("qwen3.attention.value_length".into(), MetaValue::U32(8)));
+        let e = LlamaConfig::from_gguf(&h).unwrap_err();
+        assert!(e.to_string().contains("heads of 16 key and 8 value"), "{e}");
+        // llama keys do not count for qwen3.
+        h.metadata
+            .retain(|(k, _)| k != "qwen3.block_count" && k != "qwen3.attention.value_length");
+        h.metadata
+            .push(("llama.block_count".into(), MetaValue::U32(2)));
+        let e = LlamaConfig::from_gguf(&h).unwrap_err();
+        assert!(
+            e.to_string().contains("qwen3.block_count is missing"),
+            "{e}"
+        );
+        // A width that heads do not tile, without key_length, is refused.
+        let e = LlamaConfig::from_gguf(&header_with(
+            "llama.attention.head_count",
+            MetaValue::U32(5),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("heads of 0"), "{e}");
     }
 }

@@ -12,15 +12,29 @@ pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let e = w.len();
     let rows = x.par_chunks_exact(e).zip(out.par_chunks_exact_mut(e));
     rows.with_min_len(16).for_each(|(xr, or)| {
-        // Squares in f32 summed in f64 in one chain, in order, as ggml does (so the scale is
-        // ggml's float, not just close to it).
-        let sum: f64 = xr.iter().map(|v| (v * v) as f64).sum();
-        let ms = (sum / e as f64) as f32;
-        let s = 1.0 / (ms + eps).sqrt();
+        let s = rms_scale(xr, eps);
         for ((o, &v), &g) in or.iter_mut().zip(xr).zip(w) {
             *o = v * s * g;
         }
     });
+}
+
+/// [`rms_norm`] of each `w.len()`-wide row of `x` in place (Qwen 3's per-head q/k norm).
+pub fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    x.par_chunks_exact_mut(w.len())
+        .with_min_len(64)
+        .for_each(|row| {
+            let s = rms_scale(row, eps);
+            row.iter_mut().zip(w).for_each(|(v, &g)| *v = *v * s * g);
+        });
+}
+
+/// `1 / sqrt(mean(x²) + eps)`: squares in f32 summed in f64 in one chain, in order, as ggml
+/// does (so the scale is ggml's float, not just close to it).
+fn rms_scale(row: &[f32], eps: f32) -> f32 {
+    let sum: f64 = row.iter().map(|v| (v * v) as f64).sum();
+    let ms = (sum / row.len() as f64) as f32;
+    1.0 / (ms + eps).sqrt()
 }
 
 /// How a head's dimensions are paired for rotation.

@@ -1,5 +1,6 @@
 //! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0,
-//! Q4_0, Q4_K_M and Q5_K_S, without flash attention.
+//! Q4_0, Q4_K_M and Q5_K_S, without flash attention; and on its Q8_0 weights run as Qwen 2
+//! (q/k/v biases) and Qwen 3 (per-head q/k RMSNorm), both with NeoX RoPE.
 //!
 //! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0,q4_k_m,q5_k_s}_greedy.json`) are
 //! llama.cpp's own logits along its greedy path for three prompts, written by
@@ -97,6 +98,92 @@ fn rope_freqs_logits_equal_llamacpp_bit_for_bit() {
             a["prompt"]
         );
     }
+}
+
+/// The Q8_0 model moved to `arch` (its `llama.*` keys renamed) with the tensors `extra` adds
+/// to each layer (called with the layer, head width, query width and key/value width), as
+/// `benches/llamacpp_golden.sh`'s `as_arch` writes it.
+fn as_arch(
+    arch: &str,
+    extra: impl Fn(&mut GgufWriter, usize, usize, usize, usize),
+) -> Arc<GgufFile> {
+    let shipped = shipped_smollm2();
+    let h = &shipped.header;
+    let meta = |k: &str| h.get(&format!("llama.{k}")).unwrap().as_u64().unwrap() as usize;
+    let (n_layer, e, n_head, n_kv) = (
+        meta("block_count"),
+        meta("embedding_length"),
+        meta("attention.head_count"),
+        meta("attention.head_count_kv"),
+    );
+    let hd = e / n_head;
+    let mut writer = requantized(FileType::Q8_0);
+    writer
+        .map_meta(|k, v| {
+            if k == "general.architecture" {
+                *v = smelt_gguf::MetaValue::String(arch.into());
+            } else if let Some(rest) = k.strip_prefix("llama.") {
+                *k = format!("{arch}.{rest}");
+            }
+        })
+        .unwrap();
+    for l in 0..n_layer {
+        extra(&mut writer, l, hd, n_head * hd, n_kv * hd);
+    }
+    written(writer)
+}
+
+/// The script's integer pattern: element i of extra tensor `which` in layer `layer`, an
+/// integer in [-modulus/2, modulus/2] divided by `scale` (a power of two: exact in f32).
+fn pattern(layer: usize, which: usize, n: usize, modulus: usize, scale: f32, base: f32) -> Vec<u8> {
+    (0..n)
+        .flat_map(|i| {
+            let k = ((i * 7919 + layer * 104_729 + which * 31_337) % modulus) as i64
+                - (modulus / 2) as i64;
+            (base + k as f32 / scale).to_le_bytes()
+        })
+        .collect()
+}
+
+/// Qwen 2: q/k/v biases and NeoX RoPE on the Q8_0 model's weights.
+#[test]
+fn qwen2_logits_equal_llamacpp_bit_for_bit() {
+    let file = as_arch("qwen2", |w, l, _, q, kv| {
+        for (j, (name, n)) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)]
+            .into_iter()
+            .enumerate()
+        {
+            let bytes = pattern(l, j, n, 2001, 4096.0, 0.0);
+            w.tensor(
+                &format!("blk.{l}.{name}.bias"),
+                &[n as u64],
+                GgmlType::F32,
+                bytes,
+            )
+            .unwrap();
+        }
+    });
+    let model = Llama::load(&file).unwrap();
+    assert_eq!(model.config.arch, smelt_models::llama::Arch::Qwen2);
+    check(&file, include_str!("data/llamacpp_qwen2_greedy.json"));
+}
+
+/// Qwen 3: per-head q/k RMSNorm and NeoX RoPE on the Q8_0 model's weights.
+#[test]
+fn qwen3_logits_equal_llamacpp_bit_for_bit() {
+    let file = as_arch("qwen3", |w, l, hd, _, _| {
+        for (j, name) in ["attn_q_norm", "attn_k_norm"].into_iter().enumerate() {
+            let bytes = pattern(l, j, hd, 257, 1024.0, 1.0);
+            w.tensor(
+                &format!("blk.{l}.{name}.weight"),
+                &[hd as u64],
+                GgmlType::F32,
+                bytes,
+            )
+            .unwrap();
+        }
+    });
+    check(&file, include_str!("data/llamacpp_qwen3_greedy.json"));
 }
 
 #[test]
