@@ -19,11 +19,14 @@
 # NeoX RoPE, as llama.cpp runs them) with the tensors they add, filled by an integer formula
 # that tests/llamacpp_golden.rs repeats exactly (dyadic values, so f32 holds them exactly):
 # Qwen 2's q/k/v biases and Qwen 3's per-head q/k RMSNorm weights.
+# qwen3_wide is a small Qwen 3 made up here (2 layers, width 64, 4 heads of 32: wider than
+# width / heads, as real Qwen 3 models are; SmolLM2's vocabulary), F32 weights from a
+# splitmix64 formula the test repeats, quantized to Q8_0 by smelt.
 # Usage: benches/llamacpp_golden.sh [N_TOKENS] [KINDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -124,6 +127,76 @@ w.close()
 PY
   echo "$out"
 }
+# qwen3_wide: the small wide-headed Qwen 3 in F32, quantized to Q8_0 by smelt; prints its path.
+qwen3_wide() {
+  local f32="$work/qwen3_wide.f32.gguf" out="$work/qwen3_wide.q8_0.gguf"
+  "$py" - "$q41" "$f32" <<'PY' || return 1
+import sys
+import numpy as np
+import gguf
+src, dst = sys.argv[1], sys.argv[2]
+r = gguf.GGUFReader(src)
+w = gguf.GGUFWriter(dst, "qwen3")
+for f in r.fields.values():
+    if f.name.startswith("tokenizer."):
+        t = f.types[0]
+        w.add_key_value(f.name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
+L, E, H, KV, HD, FF = 2, 64, 4, 2, 32, 128
+for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E),
+             ("feed_forward_length", FF), ("attention.head_count", H),
+             ("attention.head_count_kv", KV), ("attention.key_length", HD),
+             ("attention.value_length", HD), ("rope.dimension_count", HD)]:
+    w.add_uint32("qwen3." + k, v)
+w.add_float32("qwen3.rope.freq_base", 1000000.0)
+w.add_float32("qwen3.attention.layer_norm_rms_epsilon", 1e-6)
+M = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+def mix(t, n):
+    # splitmix64 of (t << 32) + i, in wrapping uint64 arithmetic (the test repeats it).
+    with np.errstate(over="ignore"):
+        z = (np.uint64(t) << np.uint64(32)) + np.arange(n, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+def matrix(t, rows, cols):
+    # (24-bit integer - 2^23) / 2^25: in [-0.25, 0.25), exact in f32.
+    k = (mix(t, rows * cols) >> np.uint64(40)).astype(np.int64) - (1 << 23)
+    return (k / float(1 << 25)).astype(np.float32).reshape(rows, cols)
+
+def norm(t, n):
+    # 1 + (8-bit integer - 128) / 1024: in [0.875, 1.125), exact in f32.
+    k = (mix(t, n) >> np.uint64(56)).astype(np.int64) - 128
+    return (1.0 + k / 1024.0).astype(np.float32)
+
+# (name, array): numpy shapes are (rows, cols), ggml's dims reversed; t counts in this order.
+tensors = [("token_embd.weight", matrix(0, n_vocab, E)), ("output_norm.weight", norm(1, E))]
+for l in range(L):
+    t = 2 + 16 * l
+    tensors += [
+        (f"blk.{l}.attn_norm.weight", norm(t, E)),
+        (f"blk.{l}.attn_q.weight", matrix(t + 1, H * HD, E)),
+        (f"blk.{l}.attn_k.weight", matrix(t + 2, KV * HD, E)),
+        (f"blk.{l}.attn_v.weight", matrix(t + 3, KV * HD, E)),
+        (f"blk.{l}.attn_output.weight", matrix(t + 4, E, H * HD)),
+        (f"blk.{l}.attn_q_norm.weight", norm(t + 5, HD)),
+        (f"blk.{l}.attn_k_norm.weight", norm(t + 6, HD)),
+        (f"blk.{l}.ffn_norm.weight", norm(t + 7, E)),
+        (f"blk.{l}.ffn_gate.weight", matrix(t + 8, FF, E)),
+        (f"blk.{l}.ffn_up.weight", matrix(t + 9, FF, E)),
+        (f"blk.{l}.ffn_down.weight", matrix(t + 10, E, FF)),
+    ]
+for name, a in tensors:
+    w.add_tensor(name, a)
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_tensors_to_file()
+w.close()
+PY
+  $smelt -q --runs-dir "$work/runs" gguf quantize "$f32" "$out" Q8_0 > /dev/null || return 1
+  echo "$out"
+}
 source benches/llamacpp_common.sh
 llamacpp_tools llama-completion
 smelt_and_scratch
@@ -134,6 +207,7 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
+    qwen3_wide) model=$(qwen3_wide) ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
   mkdir -p "$work/$kind"
@@ -201,6 +275,11 @@ model = {
              "architecture by gguf-py (llama.* keys renamed qwen3.*; NeoX RoPE) with F32 per-head "
              "RMSNorm weights blk.L.attn_{q,k}_norm.weight (j = 0, 1), element i = "
              "1 + ((i*7919 + L*104729 + j*31337) mod 257 - 128) / 1024",
+    "qwen3_wide": "a small Qwen 3 made up by benches/llamacpp_golden.sh (2 layers, width 64, "
+                  "4 query heads and 2 KV heads of 32, feed-forward 128, RoPE base 1e6, RMS "
+                  "epsilon 1e-6, SmolLM2's vocabulary, tied output): F32 weights from splitmix64 "
+                  "of (t << 32) + i for the t-th tensor (matrices (z >> 40) - 2^23 over 2^25, "
+                  "norms 1 + ((z >> 56) - 128) / 1024), quantized to Q8_0 by `smelt gguf quantize`",
 }[kind]
 doc = {
     "source": "llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored), built by "

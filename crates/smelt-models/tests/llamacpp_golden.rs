@@ -186,6 +186,107 @@ fn qwen3_logits_equal_llamacpp_bit_for_bit() {
     check(&file, include_str!("data/llamacpp_qwen3_greedy.json"));
 }
 
+/// splitmix64 of `(t << 32) + i`, as `benches/llamacpp_golden.sh`'s `qwen3_wide` computes it.
+fn mix(t: u64, i: u64) -> u64 {
+    let mut z = (t << 32)
+        .wrapping_add(i)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A small Qwen 3 whose heads (4 of 32) are wider than width / heads (64 / 4), as real Qwen 3
+/// models' are: the script's made-up model, F32 weights from [`mix`], quantized to Q8_0 by
+/// smelt's quantizer as the script quantizes it.
+#[test]
+fn wide_headed_qwen3_logits_equal_llamacpp_bit_for_bit() {
+    use smelt_gguf::MetaValue;
+    let shipped = shipped_smollm2();
+    let (l_n, e, h, kv, hd, ff) = (2usize, 64usize, 4usize, 2usize, 32usize, 128usize);
+    let mut w = GgufWriter::new();
+    w.meta("general.architecture", MetaValue::String("qwen3".into()))
+        .unwrap();
+    for (k, v) in &shipped.header.metadata {
+        if k.starts_with("tokenizer.") {
+            w.meta(k, v.clone()).unwrap();
+        }
+    }
+    for (k, v) in [
+        ("block_count", l_n),
+        ("context_length", 256),
+        ("embedding_length", e),
+        ("feed_forward_length", ff),
+        ("attention.head_count", h),
+        ("attention.head_count_kv", kv),
+        ("attention.key_length", hd),
+        ("attention.value_length", hd),
+        ("rope.dimension_count", hd),
+    ] {
+        w.meta(&format!("qwen3.{k}"), MetaValue::U32(v as u32))
+            .unwrap();
+    }
+    w.meta("qwen3.rope.freq_base", MetaValue::F32(1e6)).unwrap();
+    w.meta(
+        "qwen3.attention.layer_norm_rms_epsilon",
+        MetaValue::F32(1e-6),
+    )
+    .unwrap();
+    let n_vocab = match shipped.header.get("tokenizer.ggml.tokens") {
+        Some(MetaValue::Array(_, items)) => items.len(),
+        _ => unreachable!("SmolLM2 has a vocabulary"),
+    };
+    // (rows, cols) matrices: 24-bit integers less 2^23, over 2^25; norms 1 + (8 bits - 128)/1024.
+    let matrix = |t: u64, rows: usize, cols: usize| -> (Vec<u64>, Vec<u8>) {
+        let data = (0..(rows * cols) as u64)
+            .flat_map(|i| {
+                (((mix(t, i) >> 40) as i64 - (1 << 23)) as f32 / (1u64 << 25) as f32).to_le_bytes()
+            })
+            .collect();
+        (vec![cols as u64, rows as u64], data)
+    };
+    let norm = |t: u64, n: usize| -> (Vec<u64>, Vec<u8>) {
+        let data = (0..n as u64)
+            .flat_map(|i| (1.0 + ((mix(t, i) >> 56) as i64 - 128) as f32 / 1024.0).to_le_bytes())
+            .collect();
+        (vec![n as u64], data)
+    };
+    let mut tensors = vec![
+        ("token_embd.weight".to_string(), matrix(0, n_vocab, e)),
+        ("output_norm.weight".to_string(), norm(1, e)),
+    ];
+    for l in 0..l_n {
+        let t = 2 + 16 * l as u64;
+        let name = |s: &str| format!("blk.{l}.{s}.weight");
+        tensors.extend([
+            (name("attn_norm"), norm(t, e)),
+            (name("attn_q"), matrix(t + 1, h * hd, e)),
+            (name("attn_k"), matrix(t + 2, kv * hd, e)),
+            (name("attn_v"), matrix(t + 3, kv * hd, e)),
+            (name("attn_output"), matrix(t + 4, e, h * hd)),
+            (name("attn_q_norm"), norm(t + 5, hd)),
+            (name("attn_k_norm"), norm(t + 6, hd)),
+            (name("ffn_norm"), norm(t + 7, e)),
+            (name("ffn_gate"), matrix(t + 8, ff, e)),
+            (name("ffn_up"), matrix(t + 9, ff, e)),
+            (name("ffn_down"), matrix(t + 10, e, ff)),
+        ]);
+    }
+    for (name, (dims, data)) in tensors {
+        w.tensor(&name, &dims, GgmlType::F32, data).unwrap();
+    }
+    let f32_model = written(w);
+    let opts = QuantizeOptions {
+        ftype: FileType::Q8_0,
+        allow_requantize: false,
+        threads: 2,
+    };
+    let q8 = written(quantize_model(&f32_model, opts, |_, _| {}).unwrap().0);
+    let c = Llama::load(&q8).unwrap().config;
+    assert_eq!((c.head_dim(), c.q_dim(), c.n_embd), (32, 128, 64));
+    check(&q8, include_str!("data/llamacpp_qwen3_wide_greedy.json"));
+}
+
 #[test]
 fn q8_0_logits_equal_llamacpp_bit_for_bit() {
     check_requantized(
