@@ -16,21 +16,29 @@ use smelt_quant::rng::Rng;
 
 const VOCAB: usize = 90;
 
-fn write_tiny_llama(path: &Path, seed: u64) {
+/// A tiny random model of architecture `arch`: `llama`, or `qwen2` (with q/k/v biases).
+fn write_tiny_llama(path: &Path, seed: u64, arch: &str) {
     let (e, ff, layers) = (64u64, 128u64, 2u32);
     let mut w = GgufWriter::new();
+    let key = |k: &str| format!("{arch}.{k}");
     for (k, v) in [
-        ("general.architecture", MetaValue::String("llama".into())),
-        ("llama.block_count", MetaValue::U32(layers)),
-        ("llama.context_length", MetaValue::U32(128)),
-        ("llama.embedding_length", MetaValue::U32(e as u32)),
-        ("llama.feed_forward_length", MetaValue::U32(ff as u32)),
-        ("llama.attention.head_count", MetaValue::U32(4)),
-        ("llama.attention.head_count_kv", MetaValue::U32(2)),
-        ("llama.vocab_size", MetaValue::U32(VOCAB as u32)),
-        ("tokenizer.ggml.model", MetaValue::String("gpt2".into())),
         (
-            "tokenizer.ggml.tokens",
+            "general.architecture".to_string(),
+            MetaValue::String(arch.into()),
+        ),
+        (key("block_count"), MetaValue::U32(layers)),
+        (key("context_length"), MetaValue::U32(128)),
+        (key("embedding_length"), MetaValue::U32(e as u32)),
+        (key("feed_forward_length"), MetaValue::U32(ff as u32)),
+        (key("attention.head_count"), MetaValue::U32(4)),
+        (key("attention.head_count_kv"), MetaValue::U32(2)),
+        (key("vocab_size"), MetaValue::U32(VOCAB as u32)),
+        (
+            "tokenizer.ggml.model".into(),
+            MetaValue::String("gpt2".into()),
+        ),
+        (
+            "tokenizer.ggml.tokens".into(),
             MetaValue::Array(
                 MetaType::String,
                 (0..VOCAB)
@@ -39,11 +47,11 @@ fn write_tiny_llama(path: &Path, seed: u64) {
             ),
         ),
         (
-            "tokenizer.ggml.merges",
+            "tokenizer.ggml.merges".into(),
             MetaValue::Array(MetaType::String, vec![]),
         ),
     ] {
-        w.meta(k, v).unwrap();
+        w.meta(&k, v).unwrap();
     }
     let mut rng = Rng::new(seed);
     let mut t = |w: &mut GgufWriter, name: &str, dims: &[u64], scale: f32, offset: f32| {
@@ -79,6 +87,11 @@ fn write_tiny_llama(path: &Path, seed: u64) {
         t(&mut w, &n("ffn_gate"), &[e, ff], 0.15, 0.0);
         t(&mut w, &n("ffn_up"), &[e, ff], 0.15, 0.0);
         t(&mut w, &n("ffn_down"), &[ff, e], 0.1, 0.0);
+        if arch == "qwen2" {
+            for (name, rows) in [("attn_q", e), ("attn_k", kv), ("attn_v", kv)] {
+                t(&mut w, &format!("blk.{l}.{name}.bias"), &[rows], 0.5, 0.0);
+            }
+        }
     }
     w.write(path).unwrap();
 }
@@ -96,13 +109,13 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-/// A fresh seed (printed), a temporary directory holding a tiny model written with it, and the
-/// mapped file.
-fn tiny() -> (u64, tempfile::TempDir, Arc<GgufFile>) {
+/// A fresh seed (printed), a temporary directory holding a tiny model of architecture `arch`
+/// written with it, and the mapped file.
+fn tiny(arch: &str) -> (u64, tempfile::TempDir, Arc<GgufFile>) {
     let seed = smelt_quant::rng::test_seed();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
-    write_tiny_llama(&path, seed);
+    write_tiny_llama(&path, seed, arch);
     let file = Arc::new(GgufFile::open(&path).unwrap());
     (seed, dir, file)
 }
@@ -111,7 +124,7 @@ fn tiny() -> (u64, tempfile::TempDir, Arc<GgufFile>) {
 /// the caller did to the layers before; without it, on what the changed layers produce.
 #[test]
 fn float_inputs_calibrate_every_layer_on_the_float_model() {
-    let (seed, _dir, file) = tiny();
+    let (seed, _dir, file) = tiny("llama");
     let mut rng = Rng::new(seed ^ 2);
     let windows: Vec<Vec<u32>> = (0..3)
         .map(|_| (0..24).map(|_| rng.below(VOCAB) as u32).collect())
@@ -162,9 +175,16 @@ fn float_inputs_calibrate_every_layer_on_the_float_model() {
     }
 }
 
+/// Every method on llama and on Qwen 2, whose q/k/v biases AWQ's v → o step must scale with
+/// v (and the packed file must carry them as scaled).
 #[test]
 fn every_method_runs_end_to_end_and_packs() {
-    let (seed, dir, file) = tiny();
+    every_method_end_to_end("llama");
+    every_method_end_to_end("qwen2");
+}
+
+fn every_method_end_to_end(arch: &str) {
+    let (seed, dir, file) = tiny(arch);
     let load = || {
         let mut m = Llama::load(&file).unwrap();
         m.dequantize_to_f32().unwrap();
@@ -199,8 +219,15 @@ fn every_method_runs_end_to_end_and_packs() {
         let mut m8 = load();
         quantize_llama(&mut m8, &cfg(8, false), &windows, |_| {}).unwrap();
         let e8 = rel_err(&logits(&m8, &probe), &want);
-        eprintln!("{} 8-bit: relative logit error {e8:.2e}", method.name());
-        assert!(e8 < 0.02, "{}: 8-bit logits off by {e8}", method.name());
+        eprintln!(
+            "{arch} {} 8-bit: relative logit error {e8:.2e}",
+            method.name()
+        );
+        assert!(
+            e8 < 0.02,
+            "{arch} {}: 8-bit logits off by {e8}",
+            method.name()
+        );
 
         // 4-bit symmetric: Q4_0 blocks that load back as the same weights and norms.
         let mut m4 = load();
@@ -233,6 +260,10 @@ fn every_method_runs_end_to_end_and_packs() {
             for attn in [true, false] {
                 assert_eq!(back.norm(l, attn), m4.norm(l, attn));
             }
+            for k in [Linear::Q, Linear::K, Linear::V] {
+                assert_eq!(back.bias(l, k), m4.bias(l, k), "{arch} {l} {k:?}");
+                assert_eq!(back.bias(l, k).is_some(), arch == "qwen2");
+            }
         }
         let hf = dir.path().join(format!("{}-hf", method.name()));
         smelt_compress::llm::hf_gptq::export_hf_gptq(&file, &m4, &q, &hf).unwrap();
@@ -262,7 +293,7 @@ fn every_method_runs_end_to_end_and_packs() {
 fn smoothquant_w8a8_tames_an_outlier_channel() {
     use smelt_compress::llm::smooth::{SmoothConfig, smoothquant_llama};
     use smelt_kernels::QMatrix;
-    let (seed, _dir, file) = tiny();
+    let (seed, _dir, file) = tiny("llama");
     let load = || {
         let mut m = Llama::load(&file).unwrap();
         m.dequantize_to_f32().unwrap();

@@ -716,3 +716,45 @@ fn tail_lines(text: &str, n: usize) -> String {
         .collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy whose manifest lacks a member the asset keeps (fetched when it kept fewer) is
+    /// `Outdated`, so `ensure` fetches it again; with every member it is `Fetched`.
+    #[test]
+    fn a_copy_without_a_kept_member_is_outdated() {
+        let home = tempfile::tempdir().unwrap();
+        let old = Asset {
+            name: "toy",
+            title: "toy",
+            license: "none",
+            source: Source::Pypi {
+                package: "toy",
+                version: "1",
+                dist: Dist::Wheel,
+            },
+            download_bytes: 0,
+            pins: &[],
+            keep: &["pkg/a.txt", "pkg/dir/"],
+            strip: "pkg/",
+            derive: None,
+        };
+        let fetcher = Fetcher::new(home.path(), true);
+        let dir = fetcher.asset_dir(&old);
+        std::fs::create_dir_all(dir.join("dir")).unwrap();
+        std::fs::write(dir.join("a.txt"), b"a").unwrap();
+        std::fs::write(dir.join("dir/x.txt"), b"x").unwrap();
+        write_manifest(&old, &dir, serde_json::Value::Null).unwrap();
+        assert!(matches!(fetcher.state(&old, true), State::Fetched(_)));
+        let newer = Asset {
+            keep: &["pkg/a.txt", "pkg/dir/", "pkg/b.txt"],
+            ..old
+        };
+        match fetcher.state(&newer, false) {
+            State::Outdated(why) => assert_eq!(why, "b.txt is missing"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

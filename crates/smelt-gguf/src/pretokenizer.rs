@@ -8,6 +8,9 @@ use serde_json::Value;
 /// `llama-vocab.cpp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PreTokenizer {
+    /// llama.cpp's default (`default`, or no name): punctuation runs, GPT-2's regex, digit
+    /// runs, then digits in threes.
+    Default,
     /// GPT-2's regex (also MPT, OLMo).
     Gpt2,
     /// Each digit apart, then GPT-2's regex (SmolLM2, StarCoder, Refact, Command-R).
@@ -52,10 +55,12 @@ impl PreTokenizer {
             return Some(Self::Llama3);
         }
         Some(match name {
-            "default" | "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" | "phi-2" | "jina-es"
-            | "jina-de" | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum"
-            | "modern-bert" | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "exaone4"
-            | "trillion" | "granite-docling" => Self::Gpt2,
+            "default" => Self::Default,
+            // "gpt2" is not llama.cpp's name, but smelt's converter wrote it until 2026-11.
+            "gpt2" | "gpt-2" | "mpt" | "olmo" | "jais" | "phi-2" | "jina-es" | "jina-de"
+            | "gigachat" | "jina-v2-es" | "jina-v2-de" | "a.x-4.0" | "mellum" | "modern-bert"
+            | "jina-v1-en" | "jina-v2-code" | "roberta-bpe" | "exaone4" | "trillion"
+            | "granite-docling" => Self::Gpt2,
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva" | "minerva-7b" | "mellum2" => Self::DigitsApart,
             "dbrx" | "smaug-bpe" | "chatglm-bpe" | "glm4" | "glm5" => Self::Llama3,
@@ -69,10 +74,11 @@ impl PreTokenizer {
         })
     }
 
-    /// The name smelt's converter writes for it.
+    /// The name smelt's converter writes for it (one llama.cpp knows).
     pub fn gguf_name(self) -> &'static str {
         match self {
-            Self::Gpt2 => "gpt2",
+            Self::Default => "default",
+            Self::Gpt2 => "gpt-2",
             Self::DigitsApart => "smollm",
             Self::Llama3 => "llama-bpe",
             Self::Qwen2 => "qwen2",

@@ -11,13 +11,13 @@ use crate::ops::Rope;
 /// A decoder layer's seven weight matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Linear {
-    /// Query projection, (n_embd, n_embd).
+    /// Query projection, (q_dim, n_embd).
     Q,
     /// Key projection, (kv_dim, n_embd).
     K,
     /// Value projection, (kv_dim, n_embd).
     V,
-    /// Attention output, (n_embd, n_embd).
+    /// Attention output, (n_embd, q_dim).
     O,
     /// Feed-forward gate, (n_ff, n_embd).
     Gate,
@@ -68,7 +68,7 @@ impl Linear {
 pub enum LinearInput {
     /// The attention norm's output, read by q, k and v: (n, n_embd).
     Attn,
-    /// The attention heads' output, read by o: (n, n_embd).
+    /// The attention heads' output, read by o: (n, q_dim).
     AttnOut,
     /// The feed-forward norm's output, read by gate and up: (n, n_embd).
     Ffn,
@@ -134,13 +134,13 @@ impl Tap for NoTap {
 pub struct Scratch {
     /// (n, n_embd) normed input.
     pub(crate) h: Vec<f32>,
-    /// (n, n_embd) queries.
+    /// (n, q_dim) queries.
     pub(crate) q: Vec<f32>,
     /// (n, kv_dim) keys.
     pub(crate) k: Vec<f32>,
     /// (n, kv_dim) values.
     pub(crate) v: Vec<f32>,
-    /// (n, n_embd) attention output.
+    /// (n, q_dim) attention output.
     pub(crate) att: Vec<f32>,
     /// (n, n_embd) a product before the residual add.
     pub(crate) tmp: Vec<f32>,

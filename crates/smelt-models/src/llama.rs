@@ -137,7 +137,7 @@ fn matrix(
 const ROPE_FREQS: &str = "rope_freqs.weight";
 
 impl Llama {
-    /// Loads a llama-architecture GGUF.
+    /// Loads a llama, Qwen 2 or Qwen 3 GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
         if file.header.tensors.iter().any(|t| t.name == ROPE_FREQS) {
@@ -212,7 +212,7 @@ impl Llama {
         } else {
             None
         };
-        Ok(Self {
+        let model = Self {
             tok_embd: matrix(
                 file,
                 "token_embd.weight",
@@ -224,7 +224,45 @@ impl Llama {
             output,
             layers,
             config,
-        })
+        };
+        model.refuse_unused(file)?;
+        Ok(model)
+    }
+
+    /// A tensor the graph does not read (an output bias, a fused qkv matrix, q/k norms outside
+    /// Qwen 3, ...) would change llama.cpp's result but not smelt's: refused, as llama.cpp
+    /// refuses a file with tensors it did not load.
+    fn refuse_unused(&self, file: &GgufFile) -> Result<(), ModelError> {
+        let mut used: Vec<String> = ["token_embd.weight", "output_norm.weight", "output.weight"]
+            .map(String::from)
+            .into();
+        if self.config.rope.freq_factors.is_some() {
+            used.push(ROPE_FREQS.into());
+        }
+        for (i, y) in self.layers.iter().enumerate() {
+            let mut names = vec!["attn_norm", "ffn_norm"];
+            names.extend(
+                Linear::ALL
+                    .map(Linear::gguf_name)
+                    .map(|n| n.trim_end_matches(".weight")),
+            );
+            if y.qk_norm.is_some() {
+                names.extend(["attn_q_norm", "attn_k_norm"]);
+            }
+            used.extend(names.iter().map(|n| format!("blk.{i}.{n}.weight")));
+            if y.qkv_bias.is_some() {
+                used.extend(["attn_q", "attn_k", "attn_v"].map(|n| format!("blk.{i}.{n}.bias")));
+            }
+        }
+        match file.header.tensors.iter().find(|t| !used.contains(&t.name)) {
+            Some(t) => Err(ModelError::Unsupported(format!(
+                "tensor {} is not part of smelt's {} graph; refusing the file rather than \
+                 running it without that tensor",
+                t.name,
+                self.config.arch.name()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A KV cache for this model holding up to `n_ctx` positions.
@@ -521,15 +559,17 @@ impl Llama {
                 }
             }
         }
+        tap.tensor(l, "Qcur", &s.q, n);
+        tap.tensor(l, "Kcur", &s.k, n);
+        tap.tensor(l, "Vcur", &s.v, n);
         if let Some([q_norm, k_norm]) = &layer.qk_norm {
             // Each head's row normalized on its own (llama.cpp's `Qcur_normed`).
             let _op = trace::span("op", "qk_norm");
             ops::rms_norm_in_place(&mut s.q, q_norm, c.rms_eps);
             ops::rms_norm_in_place(&mut s.k, k_norm, c.rms_eps);
+            tap.tensor(l, "Qcur_normed", &s.q, n);
+            tap.tensor(l, "Kcur_normed", &s.k, n);
         }
-        tap.tensor(l, "Qcur", &s.q, n);
-        tap.tensor(l, "Kcur", &s.k, n);
-        tap.tensor(l, "Vcur", &s.v, n);
         let op = trace::span("op", "rope+kv_store");
         c.rope.apply(&mut s.q, hd, &s.rope.cos, &s.rope.sin);
         c.rope.apply(&mut s.k, hd, &s.rope.cos, &s.rope.sin);
@@ -694,6 +734,29 @@ impl Llama {
             &mut y.attn_norm
         } else {
             &mut y.ffn_norm
+        }
+    }
+
+    /// Layer `l`'s bias of projection `which` (q, k or v; Qwen 2), if the model has one.
+    pub fn bias(&self, l: usize, which: Linear) -> Option<&[f32]> {
+        let [q, k, v] = self.layers[l].qkv_bias.as_ref()?;
+        match which {
+            Linear::Q => Some(q),
+            Linear::K => Some(k),
+            Linear::V => Some(v),
+            _ => None,
+        }
+    }
+
+    /// [`Llama::bias`], editable: a scale divided out of v's rows must divide v's bias too
+    /// (AWQ's v → o step).
+    pub fn bias_mut(&mut self, l: usize, which: Linear) -> Option<&mut [f32]> {
+        let [q, k, v] = self.layers[l].qkv_bias.as_mut()?;
+        match which {
+            Linear::Q => Some(q),
+            Linear::K => Some(k),
+            Linear::V => Some(v),
+            _ => None,
         }
     }
 

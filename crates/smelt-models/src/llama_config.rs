@@ -54,6 +54,11 @@ impl Arch {
     }
 }
 
+/// The widest attention head accepted (real models: 64 to 256).
+const MAX_HEAD_DIM: usize = 1 << 16;
+/// The most query or key/value heads accepted.
+const MAX_HEADS: usize = 1 << 16;
+
 /// Hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
@@ -87,7 +92,8 @@ impl LlamaConfig {
         self.n_embd_head
     }
 
-    /// Width of all query heads together (`n_embd` but for Qwen 3's wider heads).
+    /// Width of all query heads together (`n_embd` unless `attention.key_length` says the
+    /// heads are wider, as Qwen 3's are).
     pub fn q_dim(&self) -> usize {
         self.n_head * self.n_embd_head
     }
@@ -128,23 +134,21 @@ impl LlamaConfig {
             _ => u("vocab_size")?,
         };
         let n_embd = u("embedding_length")?;
-        let head_dim = match (
-            get_u("attention.key_length"),
-            get_u("attention.value_length"),
-        ) {
-            (Some(k), Some(v)) if k != v => {
-                return Err(ModelError::Unsupported(format!(
-                    "heads of {k} key and {v} value dimensions are not supported (only equal \
-                     widths)"
-                )));
-            }
-            (Some(k), _) => k,
-            // Heads that do not tile the width are refused below (as 0).
-            (None, _) => n_embd
-                .checked_div(n_head)
-                .filter(|_| n_embd.is_multiple_of(n_head))
-                .unwrap_or(0),
-        };
+        // llama.cpp's defaults: both widths n_embd / n_head (0 where heads do not tile the
+        // width, refused below); smelt runs equal ones only.
+        let tiled = n_embd
+            .checked_div(n_head)
+            .filter(|_| n_embd.is_multiple_of(n_head))
+            .unwrap_or(0);
+        let key_len = get_u("attention.key_length").unwrap_or(tiled);
+        let value_len = get_u("attention.value_length").unwrap_or(tiled);
+        if key_len != value_len {
+            return Err(ModelError::Unsupported(format!(
+                "heads of {key_len} key and {value_len} value dimensions are not supported (only \
+                 equal widths)"
+            )));
+        }
+        let head_dim = key_len;
         let config = LlamaConfig {
             arch,
             n_layer: u("block_count")?,
@@ -173,6 +177,10 @@ impl LlamaConfig {
             || config.n_head_kv == 0
             || !config.n_head.is_multiple_of(config.n_head_kv)
             || head_dim == 0
+            // Bounds that keep every product of them far from overflowing.
+            || head_dim > MAX_HEAD_DIM
+            || config.n_head > MAX_HEADS
+            || config.n_head_kv > MAX_HEADS
             || config.rope.n_rot == 0
             || !config.rope.n_rot.is_multiple_of(2)
             || config.rope.n_rot > head_dim
@@ -292,6 +300,8 @@ mod tests {
     #[test]
     fn qwen_keys_heads_and_rope_layout() {
         let mut h = header_with("llama.attention.key_length", MetaValue::U32(16));
+        h.metadata
+            .push(("llama.attention.value_length".into(), MetaValue::U32(16)));
         for (k, v) in &mut h.metadata {
             if let Some(rest) = k.strip_prefix("llama.") {
                 *k = format!("qwen3.{rest}");
@@ -303,18 +313,41 @@ mod tests {
         assert_eq!(c.arch, Arch::Qwen3);
         assert_eq!((c.head_dim(), c.q_dim(), c.rope.n_rot), (16, 64, 16));
         assert_eq!(c.rope.layout, RopeLayout::Neox);
-        h.metadata
-            .push(("qwen3.attention.value_length".into(), MetaValue::U32(8)));
+        for (k, v) in &mut h.metadata {
+            if k == "qwen3.attention.value_length" {
+                *v = MetaValue::U32(8);
+            }
+        }
         let e = LlamaConfig::from_gguf(&h).unwrap_err();
         assert!(e.to_string().contains("heads of 16 key and 8 value"), "{e}");
         // llama keys do not count for qwen3.
         h.metadata
             .retain(|(k, _)| k != "qwen3.block_count" && k != "qwen3.attention.value_length");
         h.metadata
+            .push(("qwen3.attention.value_length".into(), MetaValue::U32(16)));
+        h.metadata
             .push(("llama.block_count".into(), MetaValue::U32(2)));
         let e = LlamaConfig::from_gguf(&h).unwrap_err();
         assert!(
             e.to_string().contains("qwen3.block_count is missing"),
+            "{e}"
+        );
+        // key_length alone: value heads default to width / heads, as in llama.cpp.
+        let e = LlamaConfig::from_gguf(&header_with(
+            "llama.attention.key_length",
+            MetaValue::U32(16),
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("heads of 16 key and 8 value"), "{e}");
+        // Widths whose products would overflow are refused, not wrapped.
+        let mut huge = header_with("llama.attention.key_length", MetaValue::U64(1 << 63));
+        huge.metadata.push((
+            "llama.attention.value_length".into(),
+            MetaValue::U64(1 << 63),
+        ));
+        let e = LlamaConfig::from_gguf(&huge).unwrap_err();
+        assert!(
+            e.to_string().contains("inconsistent hyper-parameters"),
             "{e}"
         );
         // A width that heads do not tile, without key_length, is refused.

@@ -134,3 +134,34 @@ fn exported_tokenizer_json_gives_the_same_ids_in_hugging_face_tokenizers() {
         }
     }
 }
+
+/// llama.cpp's default pre-tokenizer (no `tokenizer.ggml.pre`, or `default`: four regexes in
+/// turn) on GPT-2's vocabulary: smelt's ids equal Hugging Face's `tokenizers` running the
+/// tokenizer.json `export-hf` writes for it (the same regexes as Split steps), and differ from
+/// GPT-2's own pre-tokenizer on some test text (digits and punctuation split otherwise).
+#[test]
+fn default_pre_tokenizer_equals_its_exported_hugging_face_form() {
+    let dir = smelt_data::Fetcher::new(smelt_data::fetch::default_home(), true)
+        .ensure(smelt_data::assets::find("llamacpp-vocabs").unwrap())
+        .unwrap();
+    let file = smelt_gguf::GgufFile::open(dir.join("ggml-vocab-gpt-2.gguf")).unwrap();
+    let mut h = file.header.clone();
+    h.metadata.retain(|(k, _)| k != "tokenizer.ggml.pre");
+    let ours = tokenizer::from_gguf(&h).unwrap();
+    let gpt2 = tokenizer::from_gguf(&file.header).unwrap();
+    let tokens: Vec<&str> = (0..ours.vocab_size() as u32)
+        .map(|i| ours.token(i).unwrap())
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    smelt_gguf::hf::write_tokenizer_files(&h, &tokens, tmp.path()).unwrap();
+    let hf = tokenizers::Tokenizer::from_file(tmp.path().join("tokenizer.json")).unwrap();
+    let mut differ = 0;
+    for (text, _) in cases(&dir, "gpt-2") {
+        let want = hf.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+        let got = ours.encode(&text, false);
+        assert_eq!(got, want, "{text:?}");
+        differ += usize::from(got != gpt2.encode(&text, false));
+    }
+    assert!(differ > 0);
+    eprintln!("{differ} texts tokenize otherwise than with GPT-2's pre-tokenizer");
+}

@@ -260,7 +260,7 @@ impl Setup {
         let cfg = &loaded.model.config;
         let kv = cfg.head_dim() * cfg.n_head_kv;
         let layer_params = cfg.n_layer
-            * (2 * cfg.n_embd * cfg.n_embd + 2 * kv * cfg.n_embd + 3 * cfg.n_embd * cfg.n_ff);
+            * (2 * cfg.q_dim() * cfg.n_embd + 2 * kv * cfg.n_embd + 3 * cfg.n_embd * cfg.n_ff);
         eprintln!(
             "calibration: {n} windows x {len} tokens (seed {}) from {} tokens of non-tragedy plays; evaluation: {} windows of {} from {} tokens of the tragedies",
             c.seed,

@@ -462,7 +462,7 @@ pub fn awq_layer(
 
     // 1b. v → o, error on o's output. With grouped-query attention one v row feeds the same
     //     dimension of every query head in its group, so those o columns share one scale.
-    let (o_x, report_vo) = scale_v_into_o(model, stats, cfg, &mut w);
+    let (o_x, report_vo) = scale_v_into_o(model, l, stats, cfg, &mut w);
     report.alpha[3] = report_vo.0;
     report.gain[3] = report_vo.1;
 
@@ -572,10 +572,12 @@ fn share_heads(per_col: &[f32], n_head: usize, n_kv: usize, hd: usize) -> Vec<f3
 }
 
 /// The v → o pair: searches head-shared scales for o's input columns by o's output error on the
-/// sampled attention outputs, multiplies o's columns by them and divides v's rows. Returns the
-/// sample as the scaled o sees it, and (α, error gain) for the report.
+/// sampled attention outputs, multiplies o's columns by them and divides v's rows and v's bias
+/// (Qwen 2; attention weights sum to one, so the attention output is divided exactly). Returns
+/// the sample as the scaled o sees it, and (α, error gain) for the report.
 fn scale_v_into_o(
-    model: &Llama,
+    model: &mut Llama,
+    l: usize,
     stats: &LayerStats,
     cfg: &AwqConfig,
     w: &mut HashMap<Linear, (Vec<f32>, usize, usize)>,
@@ -616,6 +618,9 @@ fn scale_v_into_o(
         scale_cols(m, *oc, &s);
         let (v, _, vc) = w.get_mut(&Linear::V).expect("all seven");
         divide_rows(v, *vc, &s_v);
+        if let Some(b) = model.bias_mut(l, Linear::V) {
+            b.iter_mut().zip(&s_v).for_each(|(b, s)| *b /= s);
+        }
     }
     (
         divide_cols(x, &s),

@@ -141,7 +141,7 @@ pub fn export_hf_gptq(
         .all(|lin| lin.params.iter().all(|p| p.zero > 0));
     let failed = std::cell::RefCell::new(None);
     let replace = |gguf_name: &str, qk_heads: Option<usize>| -> Option<Vec<HfTensor>> {
-        if let Some(norm) = super::pack::layer_norm(model, gguf_name) {
+        if let Some(norm) = super::pack::layer_vector(model, gguf_name) {
             let hf = smelt_gguf::hf::names::gguf_to_hf(gguf_name)?;
             let bytes = norm
                 .iter()

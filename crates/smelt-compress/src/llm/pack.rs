@@ -8,7 +8,7 @@
 
 use half::f16;
 use smelt_gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
-use smelt_models::llama::Llama;
+use smelt_models::llama::{Linear, Llama};
 
 use super::QuantizedModel;
 use super::grid::QuantizedLinear;
@@ -44,9 +44,10 @@ pub fn to_ggml_blocks(q: &QuantizedLinear, ty: GgmlType) -> Vec<u8> {
     out
 }
 
-/// Layer `l`'s norm named `name` (`attn_norm.weight`, `ffn_norm.weight`) as `model` holds it
-/// (AWQ and SmoothQuant fold scales into them), for GGUF tensor `gguf_name`.
-pub fn layer_norm<'m>(model: &'m Llama, gguf_name: &str) -> Option<&'m [f32]> {
+/// A layer's norm (`attn_norm.weight`, `ffn_norm.weight`) or q/k/v bias (`attn_v.bias`, ...)
+/// as `model` holds it (AWQ and SmoothQuant fold scales into norms, AWQ into v's bias), for
+/// GGUF tensor `gguf_name`.
+pub fn layer_vector<'m>(model: &'m Llama, gguf_name: &str) -> Option<&'m [f32]> {
     let (l, name) = gguf_name.strip_prefix("blk.")?.split_once('.')?;
     let l: usize = l.parse().ok()?;
     if l >= model.config.n_layer {
@@ -55,6 +56,9 @@ pub fn layer_norm<'m>(model: &'m Llama, gguf_name: &str) -> Option<&'m [f32]> {
     match name {
         "attn_norm.weight" => Some(model.norm(l, true)),
         "ffn_norm.weight" => Some(model.norm(l, false)),
+        "attn_q.bias" => model.bias(l, Linear::Q),
+        "attn_k.bias" => model.bias(l, Linear::K),
+        "attn_v.bias" => model.bias(l, Linear::V),
         _ => None,
     }
 }
@@ -118,7 +122,7 @@ pub fn gguf_with(src: &GgufFile, model: &Llama, q: &QuantizedModel) -> Result<Gg
                 .1;
             Some(lin)
         });
-        if let Some(norm) = layer_norm(model, &t.name) {
+        if let Some(norm) = layer_vector(model, &t.name) {
             let bytes = norm.iter().flat_map(|v| v.to_le_bytes()).collect();
             w.tensor(&t.name, &t.dims, GgmlType::F32, bytes)
                 .map_err(e)?;

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::names::{hf_to_gguf, permute_qk, qk_heads};
+use super::names::{hf_to_gguf, permute_qk, qk_heads, qwen3_only};
 use super::rope::RopeScaling;
-use super::{GGUF_METADATA_FILE, HfError, io_err};
+use super::{ARCHITECTURES, GGUF_METADATA_FILE, HfError, io_err};
 use crate::pretokenizer::{self, PreTokenizer};
 use crate::reader::{MetaType, MetaValue};
 use crate::{GgmlType, GgufWriter, Header, blocks};
@@ -90,11 +90,28 @@ pub fn write_tokenizer_files(h: &Header, tokens: &[&str], dir: &Path) -> Result<
         .collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     let pre_name = h.get("tokenizer.ggml.pre").and_then(|v| v.as_str());
-    let pre = match pre_name.map(|n| (n, PreTokenizer::from_gguf_name(n))) {
-        None | Some((_, Some(PreTokenizer::Gpt2))) => byte_level.clone(),
-        Some((_, Some(PreTokenizer::DigitsApart))) => json!({"type": "Sequence", "pretokenizers": [
+    // No name is llama.cpp's default.
+    let pre = match pre_name.map_or(("default", Some(PreTokenizer::Default)), |n| {
+        (n, PreTokenizer::from_gguf_name(n))
+    }) {
+        (_, Some(PreTokenizer::Gpt2)) => byte_level.clone(),
+        // llama.cpp's four regexes in turn, each match and each gap a piece.
+        (_, Some(PreTokenizer::Default)) => {
+            let split = |re: &str| {
+                json!({"type": "Split", "pattern": {"Regex": re},
+                                          "behavior": "Isolated", "invert": false})
+            };
+            json!({"type": "Sequence", "pretokenizers": [
+                split(r"[\p{P}\$\+<=>\^~\|]+"),
+                split(r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"),
+                split(r"\p{N}+"),
+                split(r"[0-9][0-9][0-9]"),
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                 "use_regex": false}]})
+        }
+        (_, Some(PreTokenizer::DigitsApart)) => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level.clone()]}),
-        Some((name, kind)) => match kind.and_then(PreTokenizer::split_regex) {
+        (name, kind) => match kind.and_then(PreTokenizer::split_regex) {
             Some(regex) => json!({"type": "Sequence", "pretokenizers": [
                 {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated",
                  "invert": false},
@@ -102,8 +119,8 @@ pub fn write_tokenizer_files(h: &Header, tokens: &[&str], dir: &Path) -> Result<
                  "use_regex": false}]}),
             None => {
                 return Err(HfError::Unsupported(format!(
-                    "exporting pre-tokenizer {name:?} is not supported yet (supported: gpt2, \
-                     smollm/starcoder, llama-bpe, qwen2 and their aliases)"
+                    "exporting pre-tokenizer {name:?} is not supported yet (supported: default, \
+                     gpt-2, smollm/starcoder, llama-bpe, qwen2 and their aliases)"
                 )));
             }
         },
@@ -137,7 +154,10 @@ pub fn write_tokenizer_files(h: &Header, tokens: &[&str], dir: &Path) -> Result<
         "unk_token": tok("tokenizer.ggml.unknown_token_id"),
         "pad_token": tok("tokenizer.ggml.padding_token_id"),
         "clean_up_tokenization_spaces": false,
-        "model_max_length": h.get("llama.context_length").and_then(|v| v.as_u64()),
+        "model_max_length": h
+            .get("general.architecture")
+            .and_then(|a| h.get(&format!("{}.context_length", a.as_str()?)))
+            .and_then(|v| v.as_u64()),
     });
     if let Some(t) = h.get("tokenizer.chat_template").and_then(|v| v.as_str()) {
         cfg["chat_template"] = json!(t);
@@ -187,16 +207,18 @@ fn chat_templates(v: &Value) -> Vec<(String, String)> {
     }
 }
 
-/// Builds a GGUF from a Hugging Face llama directory (config.json, *.safetensors,
-/// tokenizer.json, tokenizer_config.json; `gguf_metadata.json` if present).
+/// Builds a GGUF from a Hugging Face llama, Qwen 2 or Qwen 3 directory (config.json,
+/// *.safetensors, tokenizer.json, tokenizer_config.json; `gguf_metadata.json` if present).
 pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
     let config = read_json(&dir.join("config.json"))?;
     let arch = config["model_type"].as_str().unwrap_or("");
-    if arch != "llama" {
+    if !ARCHITECTURES.iter().any(|(a, _)| *a == arch) {
         return Err(HfError::Unsupported(format!(
-            "convert supports llama checkpoints; model_type is {arch:?}"
+            "convert supports llama, qwen2 and qwen3 checkpoints; model_type is {arch:?}"
         )));
     }
+    // (the architecture's key `k`)
+    let ak = |k: &str| format!("{arch}.{k}");
     let cu = |k: &str| config[k].as_u64();
     let bad = |why: String| HfError::Invalid {
         path: dir.join("config.json").display().to_string(),
@@ -206,19 +228,24 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
     let n_head = cu("num_attention_heads")
         .ok_or_else(|| bad("num_attention_heads missing".into()))? as usize;
     let n_head_kv = cu("num_key_value_heads").unwrap_or(n_head as u64) as usize;
+    // Qwen 3 names its head width (wider than hidden_size / heads); others split hidden_size.
+    let head_dim = cu("head_dim").map(|d| d as usize);
     if n_head == 0
         || n_head_kv == 0
-        || !hidden.is_multiple_of(n_head)
+        || head_dim == Some(0)
+        || (head_dim.is_none() && !hidden.is_multiple_of(n_head))
         || !n_head.is_multiple_of(n_head_kv)
     {
         return Err(bad(format!(
             "hidden_size {hidden}, num_attention_heads {n_head}, num_key_value_heads \
-             {n_head_kv}: there must be at least one head of each, the heads must split \
-             hidden_size evenly and the query heads must group evenly over the key/value heads"
+             {n_head_kv}, head_dim {head_dim:?}: there must be at least one head of each, \
+             the heads must split hidden_size evenly (or head_dim be given) and the query \
+             heads must group evenly over the key/value heads"
         )));
     }
+    let head_dim = head_dim.unwrap_or(hidden / n_head);
 
-    let scaling = super::rope::rope_scaling(&config, hidden / n_head).map_err(bad)?;
+    let scaling = super::rope::rope_scaling(&config, head_dim).map_err(bad)?;
 
     // Tokenizer.
     let tj = read_json(&dir.join("tokenizer.json"))?;
@@ -305,7 +332,7 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
     let mut w = GgufWriter::new();
     let werr = |e: crate::WriteError| HfError::Unsupported(e.to_string());
     let extra = read_json(&dir.join(GGUF_METADATA_FILE)).ok();
-    w.meta("general.architecture", MetaValue::String("llama".into()))
+    w.meta("general.architecture", MetaValue::String(arch.into()))
         .map_err(werr)?;
     let put = |w: &mut GgufWriter, k: &str, v: MetaValue| w.meta(k, v).map(|_| ()).map_err(werr);
     if let Some(Value::Object(m)) = &extra {
@@ -322,51 +349,52 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
         put(&mut w, "general.name", MetaValue::String(name))?;
     }
     let u32v = |k: &str| cu(k).map(|v| MetaValue::U32(v as u32));
+    // Written as llama.cpp's converter writes them (`head_dim` as key/value lengths).
+    let head_dims = cu("head_dim").map(|d| MetaValue::U32(d as u32));
     for (key, val) in [
-        ("llama.block_count", u32v("num_hidden_layers")),
-        ("llama.context_length", u32v("max_position_embeddings")),
+        (ak("block_count"), u32v("num_hidden_layers")),
+        (ak("context_length"), u32v("max_position_embeddings")),
+        (ak("embedding_length"), Some(MetaValue::U32(hidden as u32))),
+        (ak("feed_forward_length"), u32v("intermediate_size")),
         (
-            "llama.embedding_length",
-            Some(MetaValue::U32(hidden as u32)),
-        ),
-        ("llama.feed_forward_length", u32v("intermediate_size")),
-        (
-            "llama.attention.head_count",
+            ak("attention.head_count"),
             Some(MetaValue::U32(n_head as u32)),
         ),
         (
-            "llama.attention.head_count_kv",
+            ak("attention.head_count_kv"),
             Some(MetaValue::U32(n_head_kv as u32)),
         ),
+        (ak("attention.key_length"), head_dims.clone()),
+        (ak("attention.value_length"), head_dims),
         (
-            "llama.rope.freq_base",
+            ak("rope.freq_base"),
             Some(MetaValue::F32(super::rope::rope_theta(&config) as f32)),
         ),
         (
-            "llama.attention.layer_norm_rms_epsilon",
+            ak("attention.layer_norm_rms_epsilon"),
             Some(MetaValue::F32(
                 config["rms_norm_eps"].as_f64().unwrap_or(1e-5) as f32,
             )),
         ),
         (
-            "general.file_type",
+            "general.file_type".into(),
             Some(MetaValue::U32(match out {
                 OutType::F32 => 0,
                 OutType::F16 => 1,
                 OutType::BF16 => 32,
             })),
         ),
-        ("llama.vocab_size", Some(MetaValue::U32(n_vocab as u32))),
+        (ak("vocab_size"), Some(MetaValue::U32(n_vocab as u32))),
         (
-            "llama.rope.dimension_count",
-            Some(MetaValue::U32((hidden / n_head) as u32)),
+            ak("rope.dimension_count"),
+            Some(MetaValue::U32(head_dim as u32)),
         ),
         (
-            "tokenizer.ggml.model",
+            "tokenizer.ggml.model".into(),
             Some(MetaValue::String("gpt2".into())),
         ),
         (
-            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.tokens".into(),
             Some(MetaValue::Array(
                 MetaType::String,
                 tokens
@@ -376,43 +404,46 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
             )),
         ),
         (
-            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.token_type".into(),
             Some(MetaValue::Array(
                 MetaType::I32,
                 types.iter().map(|&t| MetaValue::I32(t)).collect(),
             )),
         ),
         (
-            "tokenizer.ggml.merges",
+            "tokenizer.ggml.merges".into(),
             Some(MetaValue::Array(MetaType::String, merges)),
         ),
         (
-            "tokenizer.ggml.bos_token_id",
+            "tokenizer.ggml.bos_token_id".into(),
             id_of("bos_token").map(MetaValue::U32),
         ),
         (
-            "tokenizer.ggml.eos_token_id",
+            "tokenizer.ggml.eos_token_id".into(),
             id_of("eos_token").map(MetaValue::U32),
         ),
         (
-            "tokenizer.ggml.unknown_token_id",
+            "tokenizer.ggml.unknown_token_id".into(),
             id_of("unk_token").map(MetaValue::U32),
         ),
         (
-            "tokenizer.ggml.padding_token_id",
+            "tokenizer.ggml.padding_token_id".into(),
             id_of("pad_token").map(MetaValue::U32),
         ),
         (
-            "tokenizer.chat_template",
+            "tokenizer.chat_template".into(),
             named_templates
                 .iter()
                 .find(|(name, _)| name == "default")
                 .map(|(_, t)| MetaValue::String(t.clone())),
         ),
-        ("general.quantization_version", Some(MetaValue::U32(2))),
+        (
+            "general.quantization_version".into(),
+            Some(MetaValue::U32(2)),
+        ),
     ] {
         if let Some(v) = val {
-            put(&mut w, key, v)?;
+            put(&mut w, &key, v)?;
         }
     }
     // The other named templates (Hermes 2 Pro's `tool_use`) and linear RoPE scaling, as
@@ -440,11 +471,8 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
         more.push(("tokenizer.ggml.add_bos_token".into(), MetaValue::Bool(add)));
     }
     if let RopeScaling::Linear(factor) = scaling {
-        more.push((
-            "llama.rope.scaling.type".into(),
-            MetaValue::String("linear".into()),
-        ));
-        more.push(("llama.rope.scaling.factor".into(), MetaValue::F32(factor)));
+        more.push((ak("rope.scaling.type"), MetaValue::String("linear".into())));
+        more.push((ak("rope.scaling.factor"), MetaValue::F32(factor)));
     }
     for (key, v) in more {
         if !kept(&key) {
@@ -480,12 +508,13 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
             why: e.to_string(),
         })?;
         for (name, view) in st.tensors() {
-            let Some(gname) = hf_to_gguf(&name) else {
+            let gname = hf_to_gguf(&name).filter(|g| arch == "qwen3" || !qwen3_only(g));
+            let Some(gname) = gname else {
                 if name.ends_with("rotary_emb.inv_freq") {
                     continue;
                 }
                 return Err(HfError::Unsupported(format!(
-                    "{}: tensor {name} is not part of a llama model",
+                    "{}: tensor {name} is not part of a {arch} model",
                     path.display()
                 )));
             };
@@ -513,7 +542,7 @@ pub fn convert(dir: &Path, out: OutType) -> Result<GgufWriter, HfError> {
             };
             let shape = view.shape().to_vec();
             if let (Some(heads), [rows, cols]) =
-                (qk_heads(&gname, n_head, n_head_kv), shape.as_slice())
+                (qk_heads(arch, &gname, n_head, n_head_kv), shape.as_slice())
             {
                 if !super::names::permutable(*rows, heads) {
                     return Err(HfError::Unsupported(format!(

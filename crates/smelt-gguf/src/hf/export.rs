@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::names::{gguf_to_hf, permute_qk, qk_heads};
-use super::{GGUF_METADATA_FILE, HfError, io_err, is_derived_key};
+use super::names::{gguf_to_hf, permute_qk, qk_heads, qwen3_only};
+use super::{ARCHITECTURES, GGUF_METADATA_FILE, HfError, io_err, is_derived_key};
 use crate::reader::MetaValue;
 use crate::{GgufFile, blocks};
 
@@ -48,7 +48,8 @@ fn write_json(path: &Path, v: &Value) -> Result<(), HfError> {
     smelt_files::write_atomic(path, &bytes).map_err(io_err(path))
 }
 
-/// Writes `file` as a Hugging Face llama directory in `dir` (created if needed).
+/// Writes `file` (llama, Qwen 2 or Qwen 3) as a Hugging Face directory in `dir` (created if
+/// needed).
 pub fn export(file: &GgufFile, dir: &Path, dtype: ExportDtype) -> Result<(), HfError> {
     export_with(file, dir, dtype, &|_, _| None, None)
 }
@@ -75,15 +76,17 @@ pub fn export_with(
         .get("general.architecture")
         .and_then(|v| v.as_str())
         .unwrap_or("");
-    if arch != "llama" {
+    let Some(&(_, class)) = ARCHITECTURES.iter().find(|(a, _)| *a == arch) else {
         return Err(HfError::Unsupported(format!(
-            "export-hf supports llama-architecture models; this one is {arch:?}"
+            "export-hf supports llama, qwen2 and qwen3 models; this one is {arch:?}"
         )));
-    }
+    };
     let u = |k: &str| h.get(k).and_then(|v| v.as_u64());
     let f = |k: &str| h.get(k).and_then(|v| v.as_f64());
-    let n_head = u("llama.attention.head_count").unwrap_or(1) as usize;
-    let n_head_kv = u("llama.attention.head_count_kv").unwrap_or(n_head as u64) as usize;
+    // (the architecture's key `k`)
+    let ak = |k: &str| format!("{arch}.{k}");
+    let n_head = u(&ak("attention.head_count")).unwrap_or(1) as usize;
+    let n_head_kv = u(&ak("attention.head_count_kv")).unwrap_or(n_head as u64) as usize;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
 
     // Tensors, dequantized, with Hugging Face names, shapes and q/k row order.
@@ -94,22 +97,22 @@ pub fn export_with(
     };
     let mut tensors: Vec<HfTensor> = Vec::new();
     for t in &h.tensors {
-        let Some(name) = gguf_to_hf(&t.name) else {
+        let Some(name) = gguf_to_hf(&t.name).filter(|_| arch == "qwen3" || !qwen3_only(&t.name))
+        else {
             return Err(HfError::Unsupported(format!(
-                "tensor {} has no Hugging Face llama name",
+                "tensor {} has no Hugging Face {arch} name",
                 t.name
             )));
         };
-        if let Some(parts) = replace(&t.name, qk_heads(&t.name, n_head, n_head_kv)) {
+        let heads = qk_heads(arch, &t.name, n_head, n_head_kv);
+        if let Some(parts) = replace(&t.name, heads) {
             tensors.extend(parts);
             continue;
         }
         let mut x = blocks::dequantize(t.ggml_type, file.tensor_data(t), t.elements() as usize)
             .map_err(|e| HfError::Unsupported(format!("tensor {}: {e}", t.name)))?;
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
-        if let (Some(heads), [rows, cols]) =
-            (qk_heads(&t.name, n_head, n_head_kv), shape.as_slice())
-        {
+        if let (Some(heads), [rows, cols]) = (heads, shape.as_slice()) {
             if !super::names::permutable(*rows, heads) {
                 return Err(HfError::Unsupported(format!(
                     "tensor {}: {rows} rows do not split into {heads} heads of even width",
@@ -149,21 +152,29 @@ pub fn export_with(
         _ => Vec::new(),
     };
     let mut config = json!({
-        "architectures": ["LlamaForCausalLM"],
-        "model_type": "llama",
+        "architectures": [class],
+        "model_type": arch,
         "hidden_act": "silu",
-        "hidden_size": u("llama.embedding_length"),
-        "intermediate_size": u("llama.feed_forward_length"),
-        "num_hidden_layers": u("llama.block_count"),
+        "hidden_size": u(&ak("embedding_length")),
+        "intermediate_size": u(&ak("feed_forward_length")),
+        "num_hidden_layers": u(&ak("block_count")),
         "num_attention_heads": n_head,
         "num_key_value_heads": n_head_kv,
-        "max_position_embeddings": u("llama.context_length"),
-        "rms_norm_eps": f("llama.attention.layer_norm_rms_epsilon"),
-        "rope_theta": f("llama.rope.freq_base"),
-        "vocab_size": u("llama.vocab_size").unwrap_or(tokens.len() as u64),
+        "max_position_embeddings": u(&ak("context_length")),
+        "rms_norm_eps": f(&ak("attention.layer_norm_rms_epsilon")),
+        "rope_theta": f(&ak("rope.freq_base")),
+        "vocab_size": u(&ak("vocab_size")).unwrap_or(tokens.len() as u64),
         "tie_word_embeddings": tied,
         "torch_dtype": match dtype { ExportDtype::F32 => "float32", ExportDtype::F16 => "float16", ExportDtype::BF16 => "bfloat16" },
     });
+    // Heads wider than width / heads (Qwen 3) need `head_dim`; llama and Qwen 3 say whether
+    // q/k/v have biases (Qwen 2's always have).
+    if let Some(hd) = u(&ak("attention.key_length")) {
+        config["head_dim"] = json!(hd);
+    }
+    if arch != "qwen2" {
+        config["attention_bias"] = json!(h.tensors.iter().any(|t| t.name.ends_with("attn_q.bias")));
+    }
     for (k, key) in [
         ("bos_token_id", "tokenizer.ggml.bos_token_id"),
         ("eos_token_id", "tokenizer.ggml.eos_token_id"),

@@ -1,8 +1,9 @@
-//! Tensor names and layouts between Hugging Face llama checkpoints and GGUF.
+//! Tensor names and layouts between Hugging Face llama, Qwen 2 and Qwen 3 checkpoints and GGUF.
 //!
-//! GGUF lists dims innermost first, safetensors outermost first, so shapes are reversed. llama.cpp's
-//! converter also permutes the rows of `q_proj` and `k_proj` (per head, from HF's "rotate half"
-//! RoPE layout to interleaved pairs); exporting undoes it.
+//! GGUF lists dims innermost first, safetensors outermost first, so shapes are reversed. For
+//! llama, llama.cpp's converter also permutes the rows of `q_proj` and `k_proj` (per head, from
+//! HF's "rotate half" RoPE layout to interleaved pairs); exporting undoes it. Qwen models keep
+//! HF's layout (llama.cpp rotates them NeoX-style).
 
 /// `(GGUF suffix after "blk.N.", HF suffix after "model.layers.N.")` for per-layer tensors.
 const LAYER_NAMES: &[(&str, &str)] = &[
@@ -15,7 +16,20 @@ const LAYER_NAMES: &[(&str, &str)] = &[
     ("ffn_gate.weight", "mlp.gate_proj.weight"),
     ("ffn_up.weight", "mlp.up_proj.weight"),
     ("ffn_down.weight", "mlp.down_proj.weight"),
+    // Qwen 2's q/k/v biases (llama.cpp reads them for llama too).
+    ("attn_q.bias", "self_attn.q_proj.bias"),
+    ("attn_k.bias", "self_attn.k_proj.bias"),
+    ("attn_v.bias", "self_attn.v_proj.bias"),
+    // Qwen 3's per-head q/k norms ([`qwen3_only`]).
+    ("attn_q_norm.weight", "self_attn.q_norm.weight"),
+    ("attn_k_norm.weight", "self_attn.k_norm.weight"),
 ];
+
+/// Whether a GGUF tensor belongs to Qwen 3 alone (its q/k norms: a llama or Qwen 2 model
+/// would not use them, so converting or exporting them under that architecture is refused).
+pub fn qwen3_only(gguf_name: &str) -> bool {
+    gguf_name.ends_with("attn_q_norm.weight") || gguf_name.ends_with("attn_k_norm.weight")
+}
 
 /// `(GGUF, HF)` names of the tensors outside the layers.
 const GLOBAL_NAMES: &[(&str, &str)] = &[
@@ -74,9 +88,12 @@ pub fn permutable(rows: usize, heads: usize) -> bool {
     heads > 0 && rows.is_multiple_of(2 * heads)
 }
 
-/// Number of heads a q/k tensor is permuted with (`None` for other tensors).
-pub fn qk_heads(gguf_name: &str, n_head: usize, n_head_kv: usize) -> Option<usize> {
-    if gguf_name.ends_with("attn_q.weight") {
+/// Number of heads a q/k tensor is permuted with (`None` for other tensors, and for every
+/// tensor of an architecture other than llama).
+pub fn qk_heads(arch: &str, gguf_name: &str, n_head: usize, n_head_kv: usize) -> Option<usize> {
+    if arch != "llama" {
+        None
+    } else if gguf_name.ends_with("attn_q.weight") {
         Some(n_head)
     } else if gguf_name.ends_with("attn_k.weight") {
         Some(n_head_kv)

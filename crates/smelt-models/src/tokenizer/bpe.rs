@@ -41,6 +41,12 @@ const CJK_RUNS: &str = r"[\x{4e00}-\x{9fa5}\x{800}-\x{4e00}\x{ac00}-\x{d7ff}]+";
 /// The regexes a pre-tokenizer applies in sequence (llama.cpp's `llama-vocab.cpp` sets).
 fn patterns(pre: PreTokenizer) -> Vec<&'static str> {
     match pre {
+        PreTokenizer::Default => vec![
+            r"[\p{P}\$\+<=>\^~\|]+",
+            GPT2_PATTERN,
+            r"\p{N}+",
+            r"[0-9][0-9][0-9]",
+        ],
         PreTokenizer::Gpt2 => vec![GPT2_PATTERN],
         PreTokenizer::DigitsApart => vec![r"\p{N}", GPT2_PATTERN],
         PreTokenizer::Llama3 => vec![LLAMA3_PATTERN],
@@ -155,7 +161,7 @@ impl BpeTokenizer {
                 Some(kind) => patterns(kind),
                 None => {
                     return Err(TokenizerError::Unsupported(format!(
-                        "pre-tokenizer {pre:?} is not supported yet (supported: gpt2, smollm, \
+                        "pre-tokenizer {pre:?} is not supported yet (supported: default, gpt-2, smollm, \
                          starcoder, command-r, llama-bpe (Llama 3), qwen2, qwen35, \
                          deepseek-llm, deepseek-coder, falcon and their aliases)"
                     )));
@@ -170,10 +176,14 @@ impl BpeTokenizer {
                 Regex::new(p).map_err(|e| TokenizerError::Metadata(format!("regex {p:?}: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Encoding falls back to `<0xXX>` tokens by their text, as llama.cpp looks them up;
+        // decoding reads a token as a byte where the file types it so.
         let (byte_tokens, token_bytes) = if byte_level {
             ([None; 256], HashMap::new())
         } else {
-            super::byte_fallback_tokens(&tokens, &super::token_types(h))
+            let by_text = super::byte_fallback_tokens(&tokens, &[]).0;
+            let typed = super::byte_fallback_tokens(&tokens, &super::token_types(h)).1;
+            (by_text, typed)
         };
         let specials = super::specials_from_gguf(h)?;
         let byte_to_char = byte_alphabet();
