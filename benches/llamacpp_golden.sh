@@ -19,6 +19,9 @@
 # NeoX RoPE, as llama.cpp runs them) with the tensors they add, filled by an integer formula
 # that tests/llamacpp_golden.rs repeats exactly (dyadic values, so f32 holds them exactly):
 # Qwen 2's q/k/v biases and Qwen 3's per-head q/k RMSNorm weights.
+# phi3 is the Q8_0 model moved to Phi-3's layout: q/k/v rows stacked into one attn_qkv
+# matrix and gate/up into one ffn_up (gate first), the blocks copied as they are.
+# phi3_wide is made up the same way with heads of 96 (1/sqrt(96) is not a power of two).
 # qwen3_wide is a small Qwen 3 made up here (2 layers, width 64, 4 heads of 32: wider than
 # width / heads, as real Qwen 3 models are; SmolLM2's vocabulary), F32 weights from a
 # splitmix64 formula the test repeats, quantized to Q8_0 by smelt.
@@ -26,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -127,29 +130,78 @@ w.close()
 PY
   echo "$out"
 }
-# qwen3_wide: the small wide-headed Qwen 3 in F32, quantized to Q8_0 by smelt; prints its path.
-qwen3_wide() {
-  local f32="$work/qwen3_wide.f32.gguf" out="$work/qwen3_wide.q8_0.gguf"
-  "$py" - "$q41" "$f32" <<'PY' || return 1
+# as_phi3 IN: IN moved to phi3 with fused attn_qkv and ffn_up; prints its path.
+as_phi3() {
+  local out="${1%.gguf}.phi3.gguf"
+  "$py" - "$1" "$out" <<'PY' || return 1
 import sys
 import numpy as np
 import gguf
 src, dst = sys.argv[1], sys.argv[2]
 r = gguf.GGUFReader(src)
-w = gguf.GGUFWriter(dst, "qwen3")
+w = gguf.GGUFWriter(dst, "phi3")
+for f in r.fields.values():
+    if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF."):
+        continue
+    t = f.types[0]
+    name = "phi3" + f.name[len("llama"):] if f.name.startswith("llama.") else f.name
+    w.add_key_value(name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+by_name = {t.name: t for t in r.tensors}
+fused = {}
+out = []
+for t in r.tensors:
+    blk, _, rest = t.name.partition(".")
+    if blk == "blk":
+        l, _, suffix = rest.partition(".")
+        parts = {"attn_q.weight": ("attn_qkv.weight", ["attn_q", "attn_k", "attn_v"]),
+                 "ffn_gate.weight": ("ffn_up.weight", ["ffn_gate", "ffn_up"])}
+        if suffix in parts:
+            name, members = parts[suffix]
+            srcs = [by_name[f"blk.{l}.{m}.weight"] for m in members]
+            assert len({s.tensor_type for s in srcs}) == 1
+            out.append((f"blk.{l}.{name}", np.concatenate([s.data for s in srcs], axis=0), srcs[0].tensor_type))
+            continue
+        if suffix in ("attn_k.weight", "attn_v.weight", "ffn_up.weight"):
+            continue
+    out.append((t.name, t.data, t.tensor_type))
+for name, data, ty in out:
+    w.add_tensor_info(name, data.shape, data.dtype, data.nbytes, ty)
+w.write_header_to_file()
+w.write_kv_data_to_file()
+w.write_ti_data_to_file()
+for _, data, _ in out:
+    w.write_tensor_data(data, tensor_endianess=r.endianess)
+w.close()
+PY
+  echo "$out"
+}
+# made_up KIND: a small made-up model in F32 (qwen3_wide or phi3_wide), quantized to Q8_0 by
+# smelt; prints its path.
+made_up() {
+  local f32="$work/$1.f32.gguf" out="$work/$1.q8_0.gguf"
+  "$py" - "$q41" "$f32" "$1" <<'PY' || return 1
+import sys
+import numpy as np
+import gguf
+src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3"}[kind]
+r = gguf.GGUFReader(src)
+w = gguf.GGUFWriter(dst, arch)
 for f in r.fields.values():
     if f.name.startswith("tokenizer."):
         t = f.types[0]
         w.add_key_value(f.name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
 n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
-L, E, H, KV, HD, FF = 2, 64, 4, 2, 32, 128
+# Qwen 3: four heads of 32 at width 64; Phi-3: heads of 96 (its 1/sqrt(96) is not a power of
+# two, so scaling the queries first rounds otherwise than scaling q.k).
+L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256)}[kind]
 for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E),
              ("feed_forward_length", FF), ("attention.head_count", H),
              ("attention.head_count_kv", KV), ("attention.key_length", HD),
              ("attention.value_length", HD), ("rope.dimension_count", HD)]:
-    w.add_uint32("qwen3." + k, v)
-w.add_float32("qwen3.rope.freq_base", 1000000.0)
-w.add_float32("qwen3.attention.layer_norm_rms_epsilon", 1e-6)
+    w.add_uint32(arch + "." + k, v)
+w.add_float32(arch + ".rope.freq_base", 1000000.0)
+w.add_float32(arch + ".attention.layer_norm_rms_epsilon", 1e-6)
 M = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 def mix(t, n):
@@ -174,17 +226,22 @@ def norm(t, n):
 tensors = [("token_embd.weight", matrix(0, n_vocab, E)), ("output_norm.weight", norm(1, E))]
 for l in range(L):
     t = 2 + 16 * l
+    q, k, v = matrix(t + 1, H * HD, E), matrix(t + 2, KV * HD, E), matrix(t + 3, KV * HD, E)
+    gate, up = matrix(t + 8, FF, E), matrix(t + 9, FF, E)
+    tensors.append((f"blk.{l}.attn_norm.weight", norm(t, E)))
+    if arch == "phi3":
+        # Phi-3 stacks q/k/v rows and gate/up rows (gate first) into one matrix each.
+        tensors += [(f"blk.{l}.attn_qkv.weight", np.concatenate([q, k, v])),
+                    (f"blk.{l}.ffn_up.weight", np.concatenate([gate, up]))]
+    else:
+        tensors += [(f"blk.{l}.attn_q.weight", q), (f"blk.{l}.attn_k.weight", k),
+                    (f"blk.{l}.attn_v.weight", v),
+                    (f"blk.{l}.attn_q_norm.weight", norm(t + 5, HD)),
+                    (f"blk.{l}.attn_k_norm.weight", norm(t + 6, HD)),
+                    (f"blk.{l}.ffn_gate.weight", gate), (f"blk.{l}.ffn_up.weight", up)]
     tensors += [
-        (f"blk.{l}.attn_norm.weight", norm(t, E)),
-        (f"blk.{l}.attn_q.weight", matrix(t + 1, H * HD, E)),
-        (f"blk.{l}.attn_k.weight", matrix(t + 2, KV * HD, E)),
-        (f"blk.{l}.attn_v.weight", matrix(t + 3, KV * HD, E)),
         (f"blk.{l}.attn_output.weight", matrix(t + 4, E, H * HD)),
-        (f"blk.{l}.attn_q_norm.weight", norm(t + 5, HD)),
-        (f"blk.{l}.attn_k_norm.weight", norm(t + 6, HD)),
         (f"blk.{l}.ffn_norm.weight", norm(t + 7, E)),
-        (f"blk.{l}.ffn_gate.weight", matrix(t + 8, FF, E)),
-        (f"blk.{l}.ffn_up.weight", matrix(t + 9, FF, E)),
         (f"blk.{l}.ffn_down.weight", matrix(t + 10, E, FF)),
     ]
 for name, a in tensors:
@@ -207,7 +264,8 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
-    qwen3_wide) model=$(qwen3_wide) ;;
+    qwen3_wide|phi3_wide) model=$(made_up "$kind") ;;
+    phi3) model=$(as_phi3 "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
   mkdir -p "$work/$kind"
@@ -280,6 +338,14 @@ model = {
                   "epsilon 1e-6, SmolLM2's vocabulary, tied output): F32 weights from splitmix64 "
                   "of (t << 32) + i for the t-th tensor (matrices (z >> 40) - 2^23 over 2^25, "
                   "norms 1 + ((z >> 56) - 128) / 1024), quantized to Q8_0 by `smelt gguf quantize`",
+    "phi3_wide": "a small Phi-3 made up by benches/llamacpp_golden.sh as qwen3_wide (2 layers, "
+                 "width 192, 2 query heads and 1 KV head of 96, so 1/sqrt(96) scales the "
+                 "queries, feed-forward 256, no q/k norms), q/k/v and gate/up stacked into "
+                 "attn_qkv and ffn_up in F32 before `smelt gguf quantize` makes it Q8_0",
+    "phi3": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, moved to the phi3 "
+            "architecture by gguf-py (llama.* keys renamed phi3.*; NeoX RoPE, queries scaled "
+            "before attention) with each layer's attn_q/attn_k/attn_v blocks stacked into "
+            "attn_qkv and ffn_gate/ffn_up into ffn_up (gate rows first), bytes unchanged",
 }[kind]
 doc = {
     "source": "llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored), built by "

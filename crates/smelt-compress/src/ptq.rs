@@ -203,7 +203,7 @@ pub fn quantize_static(
                         w_scales[o]
                     } as f64;
                 (v as f64 / s)
-                    .round()
+                    .round_ties_even()
                     .clamp(i32::MIN as f64 / 2.0, i32::MAX as f64 / 2.0) as i32
             })
             .collect();

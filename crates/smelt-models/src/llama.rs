@@ -133,11 +133,63 @@ fn matrix(
     }
 }
 
+/// Consecutive row ranges of one stored matrix as matrices of their own (Phi-3's fused
+/// `attn_qkv` and gate/up `ffn_up`), each over its part of the mapped blocks. llama.cpp runs
+/// the whole matrix and takes views of the product: each row's dot product is the same, and
+/// the kernel choice that depends on the row count (ggml's repacking of rows in eights) is the
+/// same while every part is a multiple of 8 rows, as in every Phi-3 model.
+fn split_rows(
+    file: &Arc<GgufFile>,
+    name: &str,
+    cols: usize,
+    parts: &[usize],
+) -> Result<Vec<QMatrix>, ModelError> {
+    let rows: usize = parts.iter().sum();
+    let t = tensor(file, name, &[cols, rows])?;
+    let err = |why: String| ModelError::Tensor {
+        name: name.into(),
+        why,
+    };
+    let ty = WeightType::from_ggml(t.ggml_type).filter(|ty| cols.is_multiple_of(ty.block().0));
+    let Some(ty) = ty else {
+        // No kernel for the format: f32 rows.
+        let w = load_f32(file, name, &[cols, rows])?;
+        let mut at = 0;
+        return parts
+            .iter()
+            .map(|&n| {
+                let bytes = w[at * cols..(at + n) * cols]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                at += n;
+                QMatrix::new(WeightType::F32, n, cols, WeightBytes::Owned(bytes)).map_err(err)
+            })
+            .collect();
+    };
+    let bytes = file.tensor_data(t);
+    let row_bytes = bytes.len() / rows.max(1);
+    let start = bytes.as_ptr() as usize - (**file).as_ref().as_ptr() as usize;
+    let mut at = 0;
+    parts
+        .iter()
+        .map(|&n| {
+            let data = WeightBytes::Shared {
+                data: file.clone(),
+                start: start + at * row_bytes,
+                len: n * row_bytes,
+            };
+            at += n;
+            QMatrix::new(ty, n, cols, data).map_err(err)
+        })
+        .collect()
+}
+
 /// llama.cpp's per-pair RoPE frequency factors (Llama 3.1's long-context scaling).
 const ROPE_FREQS: &str = "rope_freqs.weight";
 
 impl Llama {
-    /// Loads a llama, Qwen 2 or Qwen 3 GGUF.
+    /// Loads a llama, Qwen 2, Qwen 3 or Phi-3 GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
         if file.header.tensors.iter().any(|t| t.name == ROPE_FREQS) {
@@ -182,17 +234,38 @@ impl Llama {
             } else {
                 None
             };
+            // Phi-3 stores q/k/v as one matrix and gate/up as another (gate first).
+            let (wq, wk, wv, w_gate, w_up) = if config.arch == Arch::Phi3 {
+                let [wq, wk, wv]: [QMatrix; 3] =
+                    split_rows(file, &n("attn_qkv"), e, &[qd, kv, kv])?
+                        .try_into()
+                        .ok()
+                        .expect("three parts");
+                let [w_gate, w_up]: [QMatrix; 2] = split_rows(file, &n("ffn_up"), e, &[ff, ff])?
+                    .try_into()
+                    .ok()
+                    .expect("two parts");
+                (wq, wk, wv, w_gate, w_up)
+            } else {
+                (
+                    matrix(file, &n("attn_q"), e, qd, QMatrix::new)?,
+                    matrix(file, &n("attn_k"), e, kv, QMatrix::new)?,
+                    matrix(file, &n("attn_v"), e, kv, QMatrix::new)?,
+                    matrix(file, &n("ffn_gate"), e, ff, QMatrix::new)?,
+                    matrix(file, &n("ffn_up"), e, ff, QMatrix::new)?,
+                )
+            };
             layers.push(Layer {
                 attn_norm: load_f32(file, &n("attn_norm"), &[e])?,
-                wq: matrix(file, &n("attn_q"), e, qd, QMatrix::new)?,
-                wk: matrix(file, &n("attn_k"), e, kv, QMatrix::new)?,
-                wv: matrix(file, &n("attn_v"), e, kv, QMatrix::new)?,
+                wq,
+                wk,
+                wv,
                 wo: matrix(file, &n("attn_output"), qd, e, QMatrix::new)?,
                 qkv_bias,
                 qk_norm,
                 ffn_norm: load_f32(file, &n("ffn_norm"), &[e])?,
-                w_gate: matrix(file, &n("ffn_gate"), e, ff, QMatrix::new)?,
-                w_up: matrix(file, &n("ffn_up"), e, ff, QMatrix::new)?,
+                w_gate,
+                w_up,
                 w_down: matrix(file, &n("ffn_down"), ff, e, QMatrix::new)?,
             });
         }
@@ -241,11 +314,15 @@ impl Llama {
         }
         for (i, y) in self.layers.iter().enumerate() {
             let mut names = vec!["attn_norm", "ffn_norm"];
-            names.extend(
-                Linear::ALL
-                    .map(Linear::gguf_name)
-                    .map(|n| n.trim_end_matches(".weight")),
-            );
+            if self.config.arch == Arch::Phi3 {
+                names.extend(["attn_qkv", "attn_output", "ffn_up", "ffn_down"]);
+            } else {
+                names.extend(
+                    Linear::ALL
+                        .map(Linear::gguf_name)
+                        .map(|n| n.trim_end_matches(".weight")),
+                );
+            }
             if y.qk_norm.is_some() {
                 names.extend(["attn_q_norm", "attn_k_norm"]);
             }
@@ -528,10 +605,15 @@ impl Llama {
         let (e, hd, ff, qd) = (c.n_embd, c.head_dim(), c.n_ff, c.q_dim());
         let n = x.len() / e;
         let kv_dim = c.n_head_kv * hd;
+        // Phi-3's queries are scaled before attention, which then scales by 1 (llama.cpp's
+        // order: the rounding differs from scaling q·k).
+        let q_scale = 1.0 / (hd as f32).sqrt();
+        let prescale = c.arch == Arch::Phi3;
         let heads = Heads {
             n_head: c.n_head,
             n_head_kv: c.n_head_kv,
             head_dim: hd,
+            scale: if prescale { 1.0 } else { q_scale },
         };
         s.size(n, e, qd, kv_dim, ff);
         let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
@@ -575,6 +657,9 @@ impl Llama {
         c.rope.apply(&mut s.k, hd, &s.rope.cos, &s.rope.sin);
         tap.tensor(l, "Qrope", &s.q, n);
         tap.tensor(l, "Krope", &s.k, n);
+        if prescale {
+            s.q.iter_mut().for_each(|v| *v *= q_scale);
+        }
         let mut t = 0;
         for sp in spans {
             for p in sp.pos0..sp.pos0 + sp.n {

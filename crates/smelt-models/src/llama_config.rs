@@ -25,8 +25,9 @@ pub enum ModelError {
 
 /// The decoder families smelt runs (`general.architecture`), all llama's graph: Qwen 2 adds
 /// biases to the query, key and value projections; Qwen 3 normalizes each query and key head
-/// (RMSNorm) before RoPE, and its heads may be wider than `n_embd / n_head`. Both rotate
-/// NeoX-style (halves), where llama GGUFs rotate adjacent pairs.
+/// (RMSNorm) before RoPE, and its heads may be wider than `n_embd / n_head`; Phi-3 stores q/k/v
+/// as one matrix and gate/up as another, and scales the queries before attention. All three
+/// rotate NeoX-style (halves), where llama GGUFs rotate adjacent pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// `llama` (LLaMA 1-3, SmolLM2, Mistral, ...).
@@ -35,6 +36,8 @@ pub enum Arch {
     Qwen2,
     /// `qwen3` (Qwen 3 dense).
     Qwen3,
+    /// `phi3` (Phi-3, Phi-3.5 and Phi-4 mini).
+    Phi3,
 }
 
 impl Arch {
@@ -44,11 +47,12 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Phi3 => "phi3",
         }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [Arch::Llama, Arch::Qwen2, Arch::Qwen3]
+        [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Phi3]
             .into_iter()
             .find(|a| a.name() == name)
     }
@@ -98,7 +102,7 @@ impl LlamaConfig {
         self.n_head * self.n_embd_head
     }
 
-    /// Reads and checks the hyper-parameters of a `llama`, `qwen2` or `qwen3` GGUF.
+    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3` or `phi3` GGUF.
     pub fn from_gguf(h: &smelt_gguf::Header) -> Result<Self, ModelError> {
         let name = h
             .get("general.architecture")
@@ -106,7 +110,7 @@ impl LlamaConfig {
             .unwrap_or("");
         let arch = Arch::from_name(name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3)"
+                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3, phi3)"
             ))
         })?;
         let key = |k: &str| format!("{}.{k}", arch.name());
@@ -162,7 +166,7 @@ impl LlamaConfig {
             rope: Rope {
                 layout: match arch {
                     Arch::Llama => RopeLayout::Normal,
-                    Arch::Qwen2 | Arch::Qwen3 => RopeLayout::Neox,
+                    Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => RopeLayout::Neox,
                 },
                 n_rot: u("rope.dimension_count").unwrap_or(head_dim),
                 base: f("rope.freq_base", 10000.0),

@@ -146,6 +146,9 @@ pub struct Heads {
     pub n_head_kv: usize,
     /// Width of each head.
     pub head_dim: usize,
+    /// The factor on q·k: 1/√head_dim, or 1 where the queries were scaled before (Phi-3,
+    /// as llama.cpp runs it).
+    pub scale: f32,
 }
 
 /// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
@@ -163,7 +166,7 @@ pub fn attention(
 ) {
     let hd = h.head_dim;
     let group = h.n_head / h.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = h.scale;
     let (keys, values) = pool.layer(layer);
     // (Σn,) each token's span and position.
     let tokens: Vec<(&Span, usize)> = spans

@@ -1,6 +1,7 @@
 //! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0,
 //! Q4_0, Q4_K_M and Q5_K_S, without flash attention; and on its Q8_0 weights run as Qwen 2
-//! (q/k/v biases) and Qwen 3 (per-head q/k RMSNorm), both with NeoX RoPE.
+//! (q/k/v biases), Qwen 3 (per-head q/k RMSNorm) and Phi-3 (fused matrices, queries scaled
+//! first), all with NeoX RoPE.
 //!
 //! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0,q4_k_m,q5_k_s}_greedy.json`) are
 //! llama.cpp's own logits along its greedy path for three prompts, written by
@@ -15,7 +16,9 @@ mod made_models;
 
 use std::sync::Arc;
 
-use made_models::{qwen2, qwen3, requantized, shipped_smollm2, wide_qwen3, written};
+use made_models::{
+    phi3, qwen2, qwen3, requantized, shipped_smollm2, wide_phi3, wide_qwen3, written,
+};
 use smelt_gguf::mix::FileType;
 use smelt_gguf::{GgmlType, GgufFile};
 use smelt_models::llama::{Llama, Logits};
@@ -98,6 +101,28 @@ fn wide_headed_qwen3_logits_equal_llamacpp_bit_for_bit() {
     let c = Llama::load(&q8).unwrap().config;
     assert_eq!((c.head_dim(), c.q_dim(), c.n_embd), (32, 128, 64));
     check(&q8, include_str!("data/llamacpp_qwen3_wide_greedy.json"));
+}
+
+/// Phi-3: fused q/k/v and gate/up matrices, queries scaled before attention, NeoX RoPE.
+#[test]
+fn phi3_logits_equal_llamacpp_bit_for_bit() {
+    let file = phi3();
+    assert!(
+        file.header
+            .tensors
+            .iter()
+            .any(|t| t.name == "blk.0.attn_qkv.weight")
+    );
+    check(&file, include_str!("data/llamacpp_phi3_greedy.json"));
+}
+
+/// A small Phi-3 with heads of 96 ([`made_models::wide_phi3`]): 1/√96 is not a power of two,
+/// so only scaling the queries before attention, as llama.cpp does, gives its bits.
+#[test]
+fn wide_headed_phi3_logits_equal_llamacpp_bit_for_bit() {
+    let file = wide_phi3();
+    assert_eq!(Llama::load(&file).unwrap().config.head_dim(), 96);
+    check(&file, include_str!("data/llamacpp_phi3_wide_greedy.json"));
 }
 
 #[test]

@@ -8,7 +8,7 @@
 
 use half::f16;
 use smelt_gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
-use smelt_models::llama::{Linear, Llama};
+use smelt_models::llama::{Arch, Linear, Llama};
 
 use super::QuantizedModel;
 use super::grid::QuantizedLinear;
@@ -68,6 +68,15 @@ pub fn layer_vector<'m>(model: &'m Llama, gguf_name: &str) -> Option<&'m [f32]> 
 /// norms may carry folded scales), and the quantization settings in `smelt.ptq.*` metadata.
 pub fn gguf_with(src: &GgufFile, model: &Llama, q: &QuantizedModel) -> Result<GgufWriter, String> {
     let h = &src.header;
+    if model.config.arch == Arch::Phi3 {
+        // Its q/k/v and gate/up are stored stacked: the per-matrix results would need
+        // stacking back, which is not written yet (the quantized model runs in memory).
+        return Err(
+            "writing a quantized phi3 model is not supported yet (fused q/k/v and \
+                    gate/up matrices)"
+                .into(),
+        );
+    }
     let mut w = GgufWriter::new();
     let e = |x: smelt_gguf::WriteError| x.to_string();
     if h.alignment != smelt_gguf::DEFAULT_ALIGNMENT {

@@ -140,11 +140,23 @@ pub fn mix(t: u64, i: u64) -> u64 {
 /// models' are: the script's made-up model (2 layers, SmolLM2's vocabulary), F32 weights from
 /// [`mix`], quantized to Q8_0 by smelt's quantizer as the script quantizes it.
 pub fn wide_qwen3() -> Arc<GgufFile> {
+    made_up("qwen3", (2, 64, 4, 2, 32, 128))
+}
+
+/// A small Phi-3 made up the same way, with heads of 96 (1/√96 is not a power of two, so
+/// scaling the queries first rounds otherwise than scaling q·k), q/k/v and gate/up stacked.
+pub fn wide_phi3() -> Arc<GgufFile> {
+    made_up("phi3", (2, 192, 2, 1, 96, 256))
+}
+
+/// The script's `made_up`: architecture `arch` with (layers, width, heads, KV heads, head
+/// width, feed-forward width).
+fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<GgufFile> {
     use smelt_gguf::MetaValue;
     let shipped = shipped_smollm2();
-    let (l_n, e, h, kv, hd, ff) = (2usize, 64usize, 4usize, 2usize, 32usize, 128usize);
+    let (l_n, e, h, kv, hd, ff) = dims;
     let mut w = GgufWriter::new();
-    w.meta("general.architecture", MetaValue::String("qwen3".into()))
+    w.meta("general.architecture", MetaValue::String(arch.into()))
         .unwrap();
     for (k, v) in &shipped.header.metadata {
         if k.starts_with("tokenizer.") {
@@ -162,12 +174,13 @@ pub fn wide_qwen3() -> Arc<GgufFile> {
         ("attention.value_length", hd),
         ("rope.dimension_count", hd),
     ] {
-        w.meta(&format!("qwen3.{k}"), MetaValue::U32(v as u32))
+        w.meta(&format!("{arch}.{k}"), MetaValue::U32(v as u32))
             .unwrap();
     }
-    w.meta("qwen3.rope.freq_base", MetaValue::F32(1e6)).unwrap();
+    w.meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(1e6))
+        .unwrap();
     w.meta(
-        "qwen3.attention.layer_norm_rms_epsilon",
+        &format!("{arch}.attention.layer_norm_rms_epsilon"),
         MetaValue::F32(1e-6),
     )
     .unwrap();
@@ -197,17 +210,36 @@ pub fn wide_qwen3() -> Arc<GgufFile> {
     for l in 0..l_n {
         let t = 2 + 16 * l as u64;
         let name = |s: &str| format!("blk.{l}.{s}.weight");
+        let (q, k, v) = (
+            matrix(t + 1, h * hd, e),
+            matrix(t + 2, kv * hd, e),
+            matrix(t + 3, kv * hd, e),
+        );
+        let (gate, up) = (matrix(t + 8, ff, e), matrix(t + 9, ff, e));
+        tensors.push((name("attn_norm"), norm(t, e)));
+        if arch == "phi3" {
+            // Rows stacked (row-major f32: the byte strings one after another).
+            let stack = |parts: &[&(Vec<u64>, Vec<u8>)]| {
+                let rows = parts.iter().map(|p| p.0[1]).sum();
+                let bytes = parts.iter().flat_map(|p| p.1.clone()).collect();
+                (vec![e as u64, rows], bytes)
+            };
+            tensors.push((name("attn_qkv"), stack(&[&q, &k, &v])));
+            tensors.push((name("ffn_up"), stack(&[&gate, &up])));
+        } else {
+            tensors.extend([
+                (name("attn_q"), q),
+                (name("attn_k"), k),
+                (name("attn_v"), v),
+                (name("attn_q_norm"), norm(t + 5, hd)),
+                (name("attn_k_norm"), norm(t + 6, hd)),
+                (name("ffn_gate"), gate),
+                (name("ffn_up"), up),
+            ]);
+        }
         tensors.extend([
-            (name("attn_norm"), norm(t, e)),
-            (name("attn_q"), matrix(t + 1, h * hd, e)),
-            (name("attn_k"), matrix(t + 2, kv * hd, e)),
-            (name("attn_v"), matrix(t + 3, kv * hd, e)),
             (name("attn_output"), matrix(t + 4, e, h * hd)),
-            (name("attn_q_norm"), norm(t + 5, hd)),
-            (name("attn_k_norm"), norm(t + 6, hd)),
             (name("ffn_norm"), norm(t + 7, e)),
-            (name("ffn_gate"), matrix(t + 8, ff, e)),
-            (name("ffn_up"), matrix(t + 9, ff, e)),
             (name("ffn_down"), matrix(t + 10, e, ff)),
         ]);
     }
@@ -221,4 +253,60 @@ pub fn wide_qwen3() -> Arc<GgufFile> {
         threads: 2,
     };
     written(quantize_model(&f32_model, opts, |_, _| {}).unwrap().0)
+}
+
+/// Phi-3's layout: the Q8_0 model's q/k/v rows stacked into one `attn_qkv` matrix and
+/// gate/up into one `ffn_up` (gate first), the blocks copied as they are, keys `phi3.*`
+/// (`benches/llamacpp_golden.sh`'s `as_phi3`).
+pub fn phi3() -> Arc<GgufFile> {
+    let q8 = written(requantized(FileType::Q8_0));
+    let h = &q8.header;
+    let mut w = GgufWriter::new();
+    for (k, v) in &h.metadata {
+        let k = match k.strip_prefix("llama.") {
+            Some(rest) => format!("phi3.{rest}"),
+            None => k.clone(),
+        };
+        let v = match k.as_str() {
+            "general.architecture" => smelt_gguf::MetaValue::String("phi3".into()),
+            _ => v.clone(),
+        };
+        w.meta(&k, v).unwrap();
+    }
+    let find = |name: &str| h.tensors.iter().find(|t| t.name == name).unwrap();
+    for t in &h.tensors {
+        let fused = t.name.strip_prefix("blk.").and_then(|rest| {
+            let (l, suffix) = rest.split_once('.')?;
+            match suffix {
+                "attn_q.weight" => Some((l, "attn_qkv", &["attn_q", "attn_k", "attn_v"][..])),
+                "ffn_gate.weight" => Some((l, "ffn_up", &["ffn_gate", "ffn_up"][..])),
+                _ => None,
+            }
+        });
+        if let Some((l, name, members)) = fused {
+            let parts: Vec<_> = members
+                .iter()
+                .map(|m| find(&format!("blk.{l}.{m}.weight")))
+                .collect();
+            let rows: u64 = parts.iter().map(|p| p.dims[1]).sum();
+            let bytes = parts
+                .iter()
+                .flat_map(|p| q8.tensor_data(p).to_vec())
+                .collect();
+            w.tensor(
+                &format!("blk.{l}.{name}.weight"),
+                &[t.dims[0], rows],
+                t.ggml_type,
+                bytes,
+            )
+            .unwrap();
+        } else if !["attn_k.weight", "attn_v.weight", "ffn_up.weight"]
+            .iter()
+            .any(|s| t.name.ends_with(s))
+        {
+            w.tensor(&t.name, &t.dims, t.ggml_type, q8.tensor_data(t).to_vec())
+                .unwrap();
+        }
+    }
+    written(w)
 }
