@@ -147,7 +147,6 @@ for f in r.fields.values():
     name = "phi3" + f.name[len("llama"):] if f.name.startswith("llama.") else f.name
     w.add_key_value(name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
 by_name = {t.name: t for t in r.tensors}
-fused = {}
 out = []
 for t in r.tensors:
     blk, _, rest = t.name.partition(".")

@@ -69,12 +69,15 @@ impl Hook for QatHook {
         let qmax = ((1i32 << (self.bits - 1)) - 1) as f64;
         let oc = w.dim(0)?;
         let rows = w.reshape((oc, ()))?; // [oc, k]
-        let scale = (rows
+        // Divided, not multiplied by a reciprocal, as the deployed quantizer divides: a tie
+        // is only a tie in the same floats.
+        let qmax_t = Tensor::new(qmax as f32, w.device())?.to_dtype(w.dtype())?;
+        let scale = rows
             .detach()
             .abs()?
             .max_keepdim(D::Minus1)?
             .clamp(1e-12, f64::MAX)?
-            / qmax)?; // [oc, 1]
+            .broadcast_div(&qmax_t)?; // [oc, 1]
         let q = rows.broadcast_div(&scale)?;
         let q = round_ties_even(&q)?
             .clamp(-qmax, qmax)?
@@ -91,7 +94,9 @@ impl Hook for QatHook {
         *h += self.momentum * (hi - *h);
         let a = ActQuant::from_range(if self.relu[point] { 0.0 } else { *l }, *h);
         let (s, zp) = (a.scale as f64, a.zp as f64);
-        let q = (round_ties_even(&(x / s)?)? + zp)?.clamp(0.0, 255.0)?;
+        // x / scale as `ActQuant::quantize` divides (candle's `x / f64` multiplies by 1/s).
+        let s_t = Tensor::new(a.scale, x.device())?.to_dtype(x.dtype())?;
+        let q = (round_ties_even(&x.broadcast_div(&s_t)?)? + zp)?.clamp(0.0, 255.0)?;
         let fq = ((q - zp)? * s)?;
         straight_through(x, &fq)
     }

@@ -183,3 +183,35 @@ fn qat_forward_is_fake_quant_and_backward_is_straight_through() {
     let g = grads.get(w.as_tensor()).unwrap().to_vec2::<f32>().unwrap();
     assert!(g.iter().flatten().all(|v| *v == 1.0), "STE gradient {g:?}");
 }
+
+/// QAT's activation fake quant gives the values the deployed u8 quantizer gives
+/// (`ActQuant::quantize`, then back), ties included: inputs on and next to the half-steps of
+/// a scale (76.5 / 255, about 0.3) whose reciprocal is inexact.
+#[test]
+fn qat_activation_codes_are_the_deployed_quantizers() {
+    use smelt_models::cnn::int8::ActQuant;
+    let spec = odd_spec();
+    let (lo, hi) = (0.0f32, 76.5f32);
+    let a = ActQuant::from_range(lo, hi);
+    let mut rng = Rng::new(seed());
+    let mut xs: Vec<f32> = (0..255)
+        .map(|k| (k as f32 + 0.5) * a.scale)
+        .flat_map(|v| {
+            [
+                v,
+                f32::from_bits(v.to_bits() + 1),
+                f32::from_bits(v.to_bits() - 1),
+            ]
+        })
+        .collect();
+    xs.extend(rng.normals(1000).iter().map(|v| (v.abs() * 20.0).min(hi)));
+    // The batch's extremes are the ranges, so the moving average leaves them there.
+    xs.extend([lo, hi]);
+    let mut hook = QatHook::new(&spec, 8, vec![(lo, hi); 5]);
+    let x = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
+    let got = hook.activation(0, &x).unwrap().to_vec1::<f32>().unwrap();
+    for (v, g) in xs.iter().zip(got) {
+        let want = (a.quantize(*v) as i32 - a.zp) as f32 * a.scale;
+        assert_eq!(g, want, "{v}");
+    }
+}

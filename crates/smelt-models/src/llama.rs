@@ -1,8 +1,9 @@
-//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, ...) loaded from GGUF: RMSNorm,
-//! rotary position embeddings, grouped-query attention with a KV cache, SwiGLU feed-forward,
-//! tied or untied output; Qwen 2's q/k/v biases and Qwen 3's per-head q/k RMSNorm ([`Arch`]).
-//! Touvron et al., "LLaMA" (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`,
-//! `qwen2.cpp` and `qwen3.cpp`.
+//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, Phi-3, ...) loaded from GGUF:
+//! RMSNorm, rotary position embeddings, grouped-query attention with a KV cache, SwiGLU
+//! feed-forward, tied or untied output; Qwen 2's q/k/v biases, Qwen 3's per-head q/k RMSNorm,
+//! Phi-3's stacked matrices and pre-scaled queries ([`Arch`]). Touvron et al., "LLaMA"
+//! (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`, `qwen2.cpp`, `qwen3.cpp`
+//! and `phi3.cpp`.
 //!
 //! Weights stay in their GGUF block format (mapped, not copied) and every product runs through
 //! `smelt-kernels` with 8-bit-block activations; formats without a kernel are dequantized to f32
@@ -192,7 +193,8 @@ impl Llama {
     /// Loads a llama, Qwen 2, Qwen 3 or Phi-3 GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
-        if file.header.tensors.iter().any(|t| t.name == ROPE_FREQS) {
+        // llama.cpp reads the factors for llama only (elsewhere they are an unused tensor).
+        if config.arch == Arch::Llama && file.header.tensors.iter().any(|t| t.name == ROPE_FREQS) {
             let f = load_f32(file, ROPE_FREQS, &[config.rope.n_rot / 2])?;
             if let Some(bad) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
                 return Err(ModelError::Tensor {
@@ -302,9 +304,9 @@ impl Llama {
         Ok(model)
     }
 
-    /// A tensor the graph does not read (an output bias, a fused qkv matrix, q/k norms outside
-    /// Qwen 3, ...) would change llama.cpp's result but not smelt's: refused, as llama.cpp
-    /// refuses a file with tensors it did not load.
+    /// A tensor the graph does not read (an output bias, a fused qkv matrix outside Phi-3, q/k
+    /// norms outside Qwen 3, LongRoPE factors, ...) would change llama.cpp's result but not
+    /// smelt's: refused, as llama.cpp refuses a file with tensors it did not load.
     fn refuse_unused(&self, file: &GgufFile) -> Result<(), ModelError> {
         let mut used: Vec<String> = ["token_embd.weight", "output_norm.weight", "output.weight"]
             .map(String::from)
@@ -332,6 +334,13 @@ impl Llama {
             }
         }
         match file.header.tensors.iter().find(|t| !used.contains(&t.name)) {
+            Some(t) if t.name.starts_with("rope_factors_") => {
+                Err(ModelError::Unsupported(format!(
+                    "tensor {}: LongRoPE scaling (Phi-3.5, Phi-4 mini, 128k Phi-3) is not \
+                     supported yet",
+                    t.name
+                )))
+            }
             Some(t) => Err(ModelError::Unsupported(format!(
                 "tensor {} is not part of smelt's {} graph; refusing the file rather than \
                  running it without that tensor",

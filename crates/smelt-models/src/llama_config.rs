@@ -1,5 +1,5 @@
 //! The llama decoder's hyper-parameters, read and checked from GGUF metadata, and the errors
-//! loading or running a model can give. Qwen 2 and Qwen 3 are llama's graph with small
+//! loading or running a model can give. Qwen 2, Qwen 3 and Phi-3 are llama's graph with small
 //! differences, so they share it: [`Arch`] says which.
 
 use crate::ops::{Rope, RopeLayout};
@@ -36,7 +36,8 @@ pub enum Arch {
     Qwen2,
     /// `qwen3` (Qwen 3 dense).
     Qwen3,
-    /// `phi3` (Phi-3, Phi-3.5 and Phi-4 mini).
+    /// `phi3` (Phi-3 mini/medium 4k, Phi-4; LongRoPE files such as Phi-3.5 and Phi-4 mini
+    /// are refused).
     Phi3,
 }
 
@@ -216,6 +217,21 @@ impl LlamaConfig {
                 config.rms_eps
             )));
         }
+        // llama.cpp multiplies every angle's cos and sin by this factor (YaRN, LongRoPE).
+        let attn_factor = f("rope.scaling.attn_factor", 1.0);
+        if attn_factor != 1.0 {
+            return Err(ModelError::Unsupported(format!(
+                "{} is {attn_factor}: RoPE attention factors are not supported yet",
+                key("rope.scaling.attn_factor")
+            )));
+        }
+        // llama.cpp's Phi-3 output matrix is n_embd × n_embd.
+        if arch == Arch::Phi3 && config.q_dim() != n_embd {
+            return Err(ModelError::Unsupported(format!(
+                "phi3 with {} heads of {head_dim} (width {n_embd}): the heads must span the width",
+                config.n_head
+            )));
+        }
         if !(config.rope.base.is_finite() && config.rope.base > 0.0) {
             return Err(ModelError::Unsupported(format!(
                 "{} is {} (it must be positive)",
@@ -293,6 +309,11 @@ mod tests {
                 "llama.rope.freq_base",
                 MetaValue::F32(f32::INFINITY),
                 "freq_base is inf",
+            ),
+            (
+                "llama.rope.scaling.attn_factor",
+                MetaValue::F32(1.19),
+                "RoPE attention factors are not supported",
             ),
         ] {
             let e = LlamaConfig::from_gguf(&header_with(key, value)).unwrap_err();

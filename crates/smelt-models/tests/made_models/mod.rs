@@ -288,6 +288,10 @@ pub fn phi3() -> Arc<GgufFile> {
                 .iter()
                 .map(|m| find(&format!("blk.{l}.{m}.weight")))
                 .collect();
+            assert!(
+                parts.iter().all(|p| p.ggml_type == t.ggml_type),
+                "one block type"
+            );
             let rows: u64 = parts.iter().map(|p| p.dims[1]).sum();
             let bytes = parts
                 .iter()
