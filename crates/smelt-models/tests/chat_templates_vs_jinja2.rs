@@ -5,24 +5,13 @@
 //! with their results, and text that needs escaping. A template that refuses a conversation
 //! (gemma has no system role) must refuse it in both.
 
+mod oracle;
+
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use oracle::oracle_python;
 use smelt_models::chat::{CHATML, ChatMessage, ChatTemplate};
-
-/// `$SMELT_TEST_PYTHON`, else the `.venv` that `scripts/test` creates, else `python3`.
-fn oracle_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("SMELT_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
 
 /// jinja2 as `transformers` (4.5x) compiles chat templates, and the messages as vLLM hands
 /// them over: `content` null becomes "", a list of text parts is joined with newlines, and

@@ -6,27 +6,17 @@
 //! value and metadata entry.
 
 mod made_models;
+mod oracle;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use oracle::oracle_python;
 use smelt_gguf::hf::{ExportDtype, OutType, convert, export, names};
 use smelt_gguf::{GgufFile, MetaValue, blocks};
 use smelt_models::llama::{Arch, Llama, Logits};
-
-fn oracle_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("SMELT_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
 
 /// The tensor names in a safetensors file's header.
 fn safetensors_names(path: &Path) -> Vec<String> {

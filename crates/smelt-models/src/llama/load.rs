@@ -1,0 +1,296 @@
+//! Loading a model from its GGUF: the hyper-parameters, every layer's weights (mapped in
+//! place, or split into row ranges where Phi-3 stores matrices stacked) and the check that no
+//! tensor is left unread.
+
+use std::sync::Arc;
+
+use smelt_gguf::{GgufFile, blocks};
+use smelt_kernels::{QMatrix, WeightBytes, WeightType};
+
+use super::{Arch, Layer, Linear, Llama, LlamaConfig, ModelError};
+
+fn tensor<'a>(
+    file: &'a GgufFile,
+    name: &str,
+    shape: &[usize],
+) -> Result<&'a smelt_gguf::TensorInfo, ModelError> {
+    let t = file
+        .header
+        .tensors
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ModelError::Tensor {
+            name: name.into(),
+            why: "missing".into(),
+        })?;
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+    if dims != shape {
+        return Err(ModelError::Tensor {
+            name: name.into(),
+            why: format!("dims {dims:?}, expected {shape:?}"),
+        });
+    }
+    Ok(t)
+}
+
+fn load_f32(file: &GgufFile, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
+    let t = tensor(file, name, shape)?;
+    blocks::dequantize(t.ggml_type, file.tensor_data(t), t.elements() as usize).map_err(|e| {
+        ModelError::Tensor {
+            name: name.into(),
+            why: e.to_string(),
+        }
+    })
+}
+
+/// A weight matrix as stored: its mapped blocks when a kernel reads that format, else f32.
+/// `new` wraps the blocks: [`QMatrix::new`], or [`QMatrix::new_one_row`] for the output head
+/// (its own or the tied embedding), which sees one row per sequence.
+fn matrix(
+    file: &Arc<GgufFile>,
+    name: &str,
+    cols: usize,
+    rows: usize,
+    new: fn(WeightType, usize, usize, WeightBytes) -> Result<QMatrix, String>,
+) -> Result<QMatrix, ModelError> {
+    let t = tensor(file, name, &[cols, rows])?;
+    let err = |why: String| ModelError::Tensor {
+        name: name.into(),
+        why,
+    };
+    match WeightType::from_ggml(t.ggml_type).filter(|ty| cols.is_multiple_of(ty.block().0)) {
+        Some(ty) => {
+            let bytes = file.tensor_data(t);
+            let start = bytes.as_ptr() as usize - (**file).as_ref().as_ptr() as usize;
+            let data = WeightBytes::Shared {
+                data: file.clone(),
+                start,
+                len: bytes.len(),
+            };
+            new(ty, rows, cols, data).map_err(err)
+        }
+        None => {
+            let w = load_f32(file, name, &[cols, rows])?;
+            let bytes = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            QMatrix::new(WeightType::F32, rows, cols, WeightBytes::Owned(bytes)).map_err(err)
+        }
+    }
+}
+
+/// Consecutive row ranges of one stored matrix as matrices of their own (Phi-3's fused
+/// `attn_qkv` and gate/up `ffn_up`), each over its part of the mapped blocks. llama.cpp runs
+/// the whole matrix and takes views of the product: each row's dot product is the same, and
+/// the kernel choice that depends on the row count (ggml's repacking of rows in eights) is the
+/// same while every part is a multiple of 8 rows, as in every Phi-3 model.
+fn split_rows(
+    file: &Arc<GgufFile>,
+    name: &str,
+    cols: usize,
+    parts: &[usize],
+) -> Result<Vec<QMatrix>, ModelError> {
+    let rows: usize = parts.iter().sum();
+    let t = tensor(file, name, &[cols, rows])?;
+    let err = |why: String| ModelError::Tensor {
+        name: name.into(),
+        why,
+    };
+    let ty = WeightType::from_ggml(t.ggml_type).filter(|ty| cols.is_multiple_of(ty.block().0));
+    let Some(ty) = ty else {
+        // No kernel for the format: f32 rows.
+        let w = load_f32(file, name, &[cols, rows])?;
+        let mut at = 0;
+        return parts
+            .iter()
+            .map(|&n| {
+                let bytes = w[at * cols..(at + n) * cols]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                at += n;
+                QMatrix::new(WeightType::F32, n, cols, WeightBytes::Owned(bytes)).map_err(err)
+            })
+            .collect();
+    };
+    let bytes = file.tensor_data(t);
+    let row_bytes = bytes.len() / rows.max(1);
+    let start = bytes.as_ptr() as usize - (**file).as_ref().as_ptr() as usize;
+    let mut at = 0;
+    parts
+        .iter()
+        .map(|&n| {
+            let data = WeightBytes::Shared {
+                data: file.clone(),
+                start: start + at * row_bytes,
+                len: n * row_bytes,
+            };
+            at += n;
+            QMatrix::new(ty, n, cols, data).map_err(err)
+        })
+        .collect()
+}
+
+/// llama.cpp's per-pair RoPE frequency factors (Llama 3.1's long-context scaling).
+const ROPE_FREQS: &str = "rope_freqs.weight";
+
+impl Llama {
+    /// Loads a llama, Qwen 2, Qwen 3 or Phi-3 GGUF.
+    pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
+        let mut config = LlamaConfig::from_gguf(&file.header)?;
+        // llama.cpp reads the factors for llama only (elsewhere they are an unused tensor).
+        if config.arch == Arch::Llama && file.header.tensors.iter().any(|t| t.name == ROPE_FREQS) {
+            let f = load_f32(file, ROPE_FREQS, &[config.rope.n_rot / 2])?;
+            if let Some(bad) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+                return Err(ModelError::Tensor {
+                    name: ROPE_FREQS.into(),
+                    why: format!("a frequency factor of {bad} (each must be positive)"),
+                });
+            }
+            config.rope.freq_factors = Some(f);
+        }
+        let (e, ff, kv, qd, hd) = (
+            config.n_embd,
+            config.n_ff,
+            config.head_dim() * config.n_head_kv,
+            config.q_dim(),
+            config.head_dim(),
+        );
+        let has = |name: &str| file.header.tensors.iter().any(|t| t.name == name);
+        // block_count comes from the file: a huge one must meet a missing tensor, not an
+        // allocation of that many layers first.
+        let mut layers = Vec::with_capacity(config.n_layer.min(file.header.tensors.len()));
+        for i in 0..config.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let b = |s: &str| format!("blk.{i}.{s}.bias");
+            // Biases: all three or none (llama.cpp reads each if present; Qwen 2 has all).
+            let qkv_bias = if has(&b("attn_q")) || has(&b("attn_k")) || has(&b("attn_v")) {
+                Some([
+                    load_f32(file, &b("attn_q"), &[qd])?,
+                    load_f32(file, &b("attn_k"), &[kv])?,
+                    load_f32(file, &b("attn_v"), &[kv])?,
+                ])
+            } else {
+                None
+            };
+            let qk_norm = if config.arch == Arch::Qwen3 {
+                Some([
+                    load_f32(file, &n("attn_q_norm"), &[hd])?,
+                    load_f32(file, &n("attn_k_norm"), &[hd])?,
+                ])
+            } else {
+                None
+            };
+            // Phi-3 stores q/k/v as one matrix and gate/up as another (gate first).
+            let (wq, wk, wv, w_gate, w_up) = if config.arch == Arch::Phi3 {
+                let [wq, wk, wv]: [QMatrix; 3] =
+                    split_rows(file, &n("attn_qkv"), e, &[qd, kv, kv])?
+                        .try_into()
+                        .ok()
+                        .expect("three parts");
+                let [w_gate, w_up]: [QMatrix; 2] = split_rows(file, &n("ffn_up"), e, &[ff, ff])?
+                    .try_into()
+                    .ok()
+                    .expect("two parts");
+                (wq, wk, wv, w_gate, w_up)
+            } else {
+                (
+                    matrix(file, &n("attn_q"), e, qd, QMatrix::new)?,
+                    matrix(file, &n("attn_k"), e, kv, QMatrix::new)?,
+                    matrix(file, &n("attn_v"), e, kv, QMatrix::new)?,
+                    matrix(file, &n("ffn_gate"), e, ff, QMatrix::new)?,
+                    matrix(file, &n("ffn_up"), e, ff, QMatrix::new)?,
+                )
+            };
+            layers.push(Layer {
+                attn_norm: load_f32(file, &n("attn_norm"), &[e])?,
+                wq,
+                wk,
+                wv,
+                wo: matrix(file, &n("attn_output"), qd, e, QMatrix::new)?,
+                qkv_bias,
+                qk_norm,
+                ffn_norm: load_f32(file, &n("ffn_norm"), &[e])?,
+                w_gate,
+                w_up,
+                w_down: matrix(file, &n("ffn_down"), ff, e, QMatrix::new)?,
+            });
+        }
+        let output = if file
+            .header
+            .tensors
+            .iter()
+            .any(|t| t.name == "output.weight")
+        {
+            Some(matrix(
+                file,
+                "output.weight",
+                e,
+                config.n_vocab,
+                QMatrix::new_one_row,
+            )?)
+        } else {
+            None
+        };
+        let model = Self {
+            tok_embd: matrix(
+                file,
+                "token_embd.weight",
+                e,
+                config.n_vocab,
+                QMatrix::new_one_row,
+            )?,
+            output_norm: load_f32(file, "output_norm.weight", &[e])?,
+            output,
+            layers,
+            config,
+        };
+        model.refuse_unused(file)?;
+        Ok(model)
+    }
+
+    /// A tensor the graph does not read (an output bias, a fused qkv matrix outside Phi-3, q/k
+    /// norms outside Qwen 3, LongRoPE factors, ...) would change llama.cpp's result but not
+    /// smelt's: refused, as llama.cpp refuses a file with tensors it did not load.
+    fn refuse_unused(&self, file: &GgufFile) -> Result<(), ModelError> {
+        let mut used: Vec<String> = ["token_embd.weight", "output_norm.weight", "output.weight"]
+            .map(String::from)
+            .into();
+        if self.config.rope.freq_factors.is_some() {
+            used.push(ROPE_FREQS.into());
+        }
+        for (i, y) in self.layers.iter().enumerate() {
+            let mut names = vec!["attn_norm", "ffn_norm"];
+            if self.config.arch == Arch::Phi3 {
+                names.extend(["attn_qkv", "attn_output", "ffn_up", "ffn_down"]);
+            } else {
+                names.extend(
+                    Linear::ALL
+                        .map(Linear::gguf_name)
+                        .map(|n| n.trim_end_matches(".weight")),
+                );
+            }
+            if y.qk_norm.is_some() {
+                names.extend(["attn_q_norm", "attn_k_norm"]);
+            }
+            used.extend(names.iter().map(|n| format!("blk.{i}.{n}.weight")));
+            if y.qkv_bias.is_some() {
+                used.extend(["attn_q", "attn_k", "attn_v"].map(|n| format!("blk.{i}.{n}.bias")));
+            }
+        }
+        match file.header.tensors.iter().find(|t| !used.contains(&t.name)) {
+            Some(t) if t.name.starts_with("rope_factors_") => {
+                Err(ModelError::Unsupported(format!(
+                    "tensor {}: LongRoPE scaling (Phi-3.5, Phi-4 mini, 128k Phi-3) is not \
+                     supported yet",
+                    t.name
+                )))
+            }
+            Some(t) => Err(ModelError::Unsupported(format!(
+                "tensor {} is not part of smelt's {} graph; refusing the file rather than \
+                 running it without that tensor",
+                t.name,
+                self.config.arch.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
