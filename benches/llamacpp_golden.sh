@@ -25,11 +25,16 @@
 # qwen3_wide is a small Qwen 3 made up here (2 layers, width 64, 4 heads of 32: wider than
 # width / heads, as real Qwen 3 models are; SmolLM2's vocabulary), F32 weights from a
 # splitmix64 formula the test repeats, quantized to Q8_0 by smelt.
+# gemma3 is a small Gemma 3 made up the same way (3 layers, width 128, 2 query heads and 1 KV
+# head of 256 as Gemma 3 1B's, GeGLU, q/k norms and post-norms, embeddings scaled by
+# sqrt(128)): a sliding window of 8 positions on layers 0 and 2 (pattern 2) rotating with the
+# default local base 10000, layer 1 global with base 1e6 and linear RoPE scaling 8, and final
+# logit soft-capping at 30. Run it with N_TOKENS 160 so the windows slide past whole blocks.
 # Usage: benches/llamacpp_golden.sh [N_TOKENS] [KINDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -174,7 +179,7 @@ w.close()
 PY
   echo "$out"
 }
-# made_up KIND: a small made-up model in F32 (qwen3_wide or phi3_wide), quantized to Q8_0 by
+# made_up KIND: a small made-up model in F32 (qwen3_wide, phi3_wide or gemma3), quantized to Q8_0 by
 # smelt; prints its path.
 made_up() {
   local f32="$work/$1.f32.gguf" out="$work/$1.q8_0.gguf"
@@ -183,7 +188,7 @@ import sys
 import numpy as np
 import gguf
 src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
-arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3"}[kind]
+arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3"}[kind]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, arch)
 for f in r.fields.values():
@@ -193,7 +198,8 @@ for f in r.fields.values():
 n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
 # Qwen 3: four heads of 32 at width 64; Phi-3: heads of 96 (its 1/sqrt(96) is not a power of
 # two, so scaling the queries first rounds otherwise than scaling q.k).
-L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256)}[kind]
+L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256),
+                       "gemma3": (3, 128, 2, 1, 256, 256)}[kind]
 for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E),
              ("feed_forward_length", FF), ("attention.head_count", H),
              ("attention.head_count_kv", KV), ("attention.key_length", HD),
@@ -201,6 +207,12 @@ for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E
     w.add_uint32(arch + "." + k, v)
 w.add_float32(arch + ".rope.freq_base", 1000000.0)
 w.add_float32(arch + ".attention.layer_norm_rms_epsilon", 1e-6)
+if arch == "gemma3":
+    w.add_uint32(arch + ".attention.sliding_window", 8)
+    w.add_uint32(arch + ".attention.sliding_window_pattern", 2)
+    w.add_string(arch + ".rope.scaling.type", "linear")
+    w.add_float32(arch + ".rope.scaling.factor", 8.0)
+    w.add_float32(arch + ".final_logit_softcapping", 30.0)
 M = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 def mix(t, n):
@@ -238,6 +250,9 @@ for l in range(L):
                     (f"blk.{l}.attn_q_norm.weight", norm(t + 5, HD)),
                     (f"blk.{l}.attn_k_norm.weight", norm(t + 6, HD)),
                     (f"blk.{l}.ffn_gate.weight", gate), (f"blk.{l}.ffn_up.weight", up)]
+    if arch == "gemma3":
+        tensors += [(f"blk.{l}.post_attention_norm.weight", norm(t + 11, E)),
+                    (f"blk.{l}.post_ffw_norm.weight", norm(t + 12, E))]
     tensors += [
         (f"blk.{l}.attn_output.weight", matrix(t + 4, E, H * HD)),
         (f"blk.{l}.ffn_norm.weight", norm(t + 7, E)),
@@ -263,7 +278,7 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
-    qwen3_wide|phi3_wide) model=$(made_up "$kind") ;;
+    qwen3_wide|phi3_wide|gemma3) model=$(made_up "$kind") ;;
     phi3) model=$(as_phi3 "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
@@ -341,6 +356,13 @@ model = {
                  "width 192, 2 query heads and 1 KV head of 96, so 1/sqrt(96) scales the "
                  "queries, feed-forward 256, no q/k norms), q/k/v and gate/up stacked into "
                  "attn_qkv and ffn_up in F32 before `smelt gguf quantize` makes it Q8_0",
+    "gemma3": "a small Gemma 3 made up by benches/llamacpp_golden.sh as qwen3_wide (3 layers, "
+              "width 128, 2 query heads and 1 KV head of 256, feed-forward 256, GeGLU, q/k norms, "
+              "post-attention and post-feed-forward norms 1 + ((z >> 56) - 128) / 1024 from "
+              "tensors t + 11 and t + 12, embeddings scaled by sqrt(128)); sliding window 8 with "
+              "pattern 2 (layers 0 and 2 local, RoPE base 10000 unscaled), layer 1 global (base "
+              "1e6, linear scaling 8), final logit soft-capping 30; quantized to Q8_0 by "
+              "`smelt gguf quantize`",
     "phi3": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, moved to the phi3 "
             "architecture by gguf-py (llama.* keys renamed phi3.*; NeoX RoPE, queries scaled "
             "before attention) with each layer's attn_q/attn_k/attn_v blocks stacked into "

@@ -19,7 +19,7 @@ fn main() {
         let reps = 20000;
         let t = std::time::Instant::now();
         for _ in 0..reps {
-            attend_group(&q, g, kv, n_pos, 0.125, order, &mut out);
+            attend_group(&q, g, kv, 0..n_pos, 0.125, order, &mut out);
         }
         let ns = t.elapsed().as_nanos() as f64 / reps as f64;
         println!(

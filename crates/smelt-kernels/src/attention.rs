@@ -16,6 +16,14 @@
 //! `p / 16`. The AVX2 variant (head widths that are multiples of 16, up to 128) keeps each
 //! lane's chain over positions in registers across the head's dimensions, serves the query
 //! heads of one KV head together, and computes every head exactly as the reference does.
+//!
+//! A sliding window (Gemma 3's local layers) attends positions `first..n_pos`: the positions
+//! before `first` are llama.cpp's masked ones, scores of −∞ and weights of exactly 0, so
+//! skipping them changes no sum as long as the lanes stay aligned to position 0; whole
+//! 16-position chunks (and 128-position blocks of the weighted sum) before the window are
+//! skipped, which is where the window saves work.
+
+use std::ops::Range;
 
 use half::f16;
 
@@ -168,16 +176,18 @@ fn softmax_f16_weights(scores: &mut [f32]) {
     }
 }
 
-/// Reference: `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`, summed
-/// in `order`.
+/// Reference: `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over the positions `pos`
+/// (`first..n_pos`, not empty), summed in `order` with lanes aligned to position 0.
 pub fn attend_reference(
     q: &[f32],
     kv: HeadSlabs,
-    n_pos: usize,
+    pos: Range<usize>,
     scale: f32,
     order: Order,
     out: &mut [f32],
 ) {
+    assert!(pos.start < pos.end, "attention over no positions");
+    let (first, n_pos) = (pos.start, pos.end);
     let hd = q.len();
     // (hd,) the query rounded to f16.
     let q16: Vec<f32> = q.iter().map(|&v| f16_round(v)).collect();
@@ -187,16 +197,23 @@ pub fn attend_reference(
             .map(|v| v.to_f32())
             .collect()
     };
-    // (n_pos,) scores, then weights; padded to (n_pad,) with zeros below.
+    // (n_pos,) scores (−∞ before the window, llama.cpp's mask), then weights; padded to
+    // (n_pad,) with zeros below.
     let mut w: Vec<f32> = (0..n_pos)
-        .map(|p| dot_in_order(order, &row(kv.keys, p), &q16) * scale)
+        .map(|p| {
+            if p < first {
+                f32::NEG_INFINITY
+            } else {
+                dot_in_order(order, &row(kv.keys, p), &q16) * scale
+            }
+        })
         .collect();
     softmax_f16_weights(&mut w);
     let n_pad = padded(order, n_pos);
     w.resize(n_pad, 0.0);
     // (n_pad, hd) values, zero past n_pos.
     let mut v = vec![0f32; n_pad * hd];
-    for p in 0..n_pos {
+    for p in first..n_pos {
         v[p * hd..(p + 1) * hd].copy_from_slice(&row(kv.values, p));
     }
     for (d, o) in out[..hd].iter_mut().enumerate() {
@@ -331,6 +348,7 @@ mod x86 {
         HeadSlabs,
         &[usize],
         usize,
+        usize,
         f32,
         Order,
         &mut [f32],
@@ -340,9 +358,9 @@ mod x86 {
         &mut [f32],
     );
 
-    /// `g` query heads of width `hd` (a multiple of 16, from 16 to 128) that share one KV head:
-    /// `q` and `out` are (g, hd). Each head's result is [`super::attend_reference`]'s, bit for
-    /// bit.
+    /// `g` query heads of width `hd` (a multiple of 16 from 16 to 128, or 256) that share one
+    /// KV head, over positions `first..n_pos`: `q` and `out` are (g, hd). Each head's result is
+    /// [`super::attend_reference`]'s, bit for bit.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn attend_group(
@@ -350,13 +368,14 @@ mod x86 {
         g: usize,
         hd: usize,
         kv: HeadSlabs,
+        first: usize,
         n_pos: usize,
         scale: f32,
         order: Order,
         out: &mut [f32],
     ) {
-        assert!(g > 0 && q.len() == g * hd && out.len() >= g * hd && n_pos > 0);
-        assert!(hd.is_multiple_of(16) && (16..=128).contains(&hd));
+        assert!(g > 0 && q.len() == g * hd && out.len() >= g * hd && first < n_pos);
+        assert!(super::simd_width(hd));
         assert!(n_pos.div_ceil(kv.block) <= kv.table.len());
         for (_, row, len) in kv.runs(n_pos) {
             assert!(
@@ -399,10 +418,12 @@ mod x86 {
                     96 => body::<12>,
                     112 => body::<14>,
                     128 => body::<16>,
+                    // Gemma's heads: the 32 accumulators spill, still far faster than scalar.
+                    256 => body::<32>,
                     _ => unreachable!("head widths are checked above"),
                 };
                 body(
-                    q, g, kv, &row_of, n_pos, scale, order, w, qr, kv32, lanes, out,
+                    q, g, kv, &row_of, first, n_pos, scale, order, w, qr, kv32, lanes, out,
                 );
             }
         });
@@ -418,6 +439,7 @@ mod x86 {
         g: usize,
         kv: HeadSlabs,
         row_of: &[usize],
+        first: usize,
         n_pos: usize,
         scale: f32,
         order: Order,
@@ -436,11 +458,17 @@ mod x86 {
                 let r = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
                 _mm256_storeu_ps(qr.as_mut_ptr().add(i), r);
             }
+            // The window's first 16-position chunk, and the first block of BLOCK chunks the
+            // weighted sum reads (BLOCK is a multiple of 4, so accumulator c % 4 stays aligned).
+            const BLOCK: usize = 8;
+            let c16 = first / 16 * 16;
+            let b_start = first / 16 / BLOCK * BLOCK;
             // Scores, eight positions at a time: their keys converted once into the first
             // eight rows of `kv32` for every head, then reduced together (positions past
-            // n_pos in the last eight get zero keys and unused scores).
+            // n_pos in the last eight get zero keys and unused scores; those before `first`
+            // are overwritten with −∞ below).
             let kp = kv32.as_mut_ptr();
-            for p0 in (0..n_pos).step_by(8) {
+            for p0 in (first / 8 * 8..n_pos).step_by(8) {
                 let m = 8.min(n_pos - p0);
                 for k in 0..8 {
                     if k < m {
@@ -473,16 +501,22 @@ mod x86 {
                     }
                 }
             }
-            // Softmax per head: 16-position chunks, positions past n_pos at −∞ (weight 0).
+            // Softmax per head: 16-position chunks from the window's, positions outside the
+            // window at −∞ (weight 0).
             for h in 0..g {
                 let wh = &mut w[h * n_pad..(h + 1) * n_pad];
-                let max = wh[..n_pos].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                let max = wh[first..n_pos]
+                    .iter()
+                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 wh[n_pos..].iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+                wh[c16..first]
+                    .iter_mut()
+                    .for_each(|v| *v = f32::NEG_INFINITY);
                 let maxv = _mm256_set1_ps(max);
                 let mut sum = 0f64;
                 let ptr = wh.as_mut_ptr();
                 let n16 = n_pos.div_ceil(16) * 16;
-                for c in (0..n16).step_by(16) {
+                for c in (c16..n16).step_by(16) {
                     let lo = exp8(_mm256_sub_ps(_mm256_loadu_ps(ptr.add(c)), maxv));
                     let hi = exp8(_mm256_sub_ps(_mm256_loadu_ps(ptr.add(c + 8)), maxv));
                     _mm256_storeu_ps(ptr.add(c), lo);
@@ -490,23 +524,24 @@ mod x86 {
                     sum += reduce16(lo, hi) as f64;
                 }
                 let inv = _mm256_set1_ps((1.0 / sum) as f32);
-                for c in (0..n16).step_by(8) {
+                for c in (c16..n16).step_by(8) {
                     let r = _mm256_mul_ps(_mm256_loadu_ps(ptr.add(c)), inv);
                     let r = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
                     _mm256_storeu_ps(ptr.add(c), r);
                 }
                 wh[n16..].iter_mut().for_each(|v| *v = 0.0);
+                wh[16 * b_start..c16].iter_mut().for_each(|v| *v = 0.0);
             }
             // Weighted sum. Lane l of chunk c is position 16c + l; Single keeps four chunk
             // accumulators (chunk c in c % 4), Batch one. Positions go in blocks of BLOCK
             // chunks whose values are converted once into `kv32` (L1-sized) and read by every
-            // head; each (head, accumulator, lane) chain carries over in `lanes`.
-            const BLOCK: usize = 8;
+            // head; each (head, accumulator, lane) chain carries over in `lanes`. Blocks before
+            // the window's would only add products with weight 0 to chains starting at +0.
             let n_acc = if order.chained(n_pad) { 1 } else { 4 };
             let n_chunks = n_pos.div_ceil(16);
             let vp = kv32.as_mut_ptr();
             let lp = lanes.as_mut_ptr();
-            for b0 in (0..n_chunks).step_by(BLOCK) {
+            for b0 in (b_start..n_chunks).step_by(BLOCK) {
                 let b1 = (b0 + BLOCK).min(n_chunks);
                 let (p_lo, p_hi) = (16 * b0, (16 * b1).min(n_pos));
                 for (i, &row) in row_of[p_lo..p_hi].iter().enumerate() {
@@ -519,7 +554,7 @@ mod x86 {
                         for l in 0..16 {
                             let dst = lp.add(((h * n_acc + j) * 16 + l) * hd);
                             let mut acc = [_mm256_setzero_ps(); C];
-                            if b0 > 0 {
+                            if b0 > b_start {
                                 for (i, a) in acc.iter_mut().enumerate() {
                                     *a = _mm256_loadu_ps(dst.add(8 * i));
                                 }
@@ -570,18 +605,25 @@ mod x86 {
     }
 }
 
+/// Whether the SIMD form takes heads of width `hd` (multiples of 16 up to 128, and Gemma's
+/// 256).
+fn simd_width(hd: usize) -> bool {
+    hd.is_multiple_of(16) && (16..=128).contains(&hd) || hd == 256
+}
+
 /// `out (g, head_dim) = softmax(q·Kᵀ · scale) · V` for `g` query heads, `q` (g, head_dim),
-/// that share one KV head (grouped-query attention), over positions `0..n_pos`, with variant
-/// `v` (the reference for head widths without a SIMD form, or if this CPU cannot run `v`).
-/// Each head's result equals its own [`attend_with`] call bit for bit; the group shares the
-/// conversion of the f16 keys and values.
+/// that share one KV head (grouped-query attention), over the positions `pos` (`0..n_pos`
+/// causally, `first..n_pos` in a sliding window; not empty), with variant `v` (the reference
+/// for head widths without a SIMD form, or if this CPU cannot run `v`). Each head's result
+/// equals its own [`attend_with`] call bit for bit; the group shares the conversion of the
+/// f16 keys and values.
 #[allow(clippy::too_many_arguments)]
 pub fn attend_group_with(
     v: Variant,
     q: &[f32],
     g: usize,
     kv: HeadSlabs,
-    n_pos: usize,
+    pos: Range<usize>,
     scale: f32,
     order: Order,
     out: &mut [f32],
@@ -589,18 +631,14 @@ pub fn attend_group_with(
     assert!(g > 0 && q.len().is_multiple_of(g) && out.len() >= q.len());
     let hd = q.len() / g;
     #[cfg(target_arch = "x86_64")]
-    if v != Variant::Reference
-        && available_variants().contains(&v)
-        && hd.is_multiple_of(16)
-        && (16..=128).contains(&hd)
-    {
+    if v != Variant::Reference && available_variants().contains(&v) && simd_width(hd) {
         // SAFETY: AVX2, FMA and F16C were detected; `attend_group` checks the slab bounds.
-        return unsafe { x86::attend_group(q, g, hd, kv, n_pos, scale, order, out) };
+        return unsafe { x86::attend_group(q, g, hd, kv, pos.start, pos.end, scale, order, out) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
     for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-        attend_reference(qh, kv, n_pos, scale, order, oh);
+        attend_reference(qh, kv, pos.clone(), scale, order, oh);
     }
 }
 
@@ -609,29 +647,36 @@ pub fn attend_group(
     q: &[f32],
     g: usize,
     kv: HeadSlabs,
-    n_pos: usize,
+    pos: Range<usize>,
     scale: f32,
     order: Order,
     out: &mut [f32],
 ) {
-    attend_group_with(crate::variant(), q, g, kv, n_pos, scale, order, out)
+    attend_group_with(crate::variant(), q, g, kv, pos, scale, order, out)
 }
 
-/// `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over positions `0..n_pos`, with variant `v`
+/// `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over the positions `pos`, with variant `v`
 /// (the reference for head widths without a SIMD form, or if this CPU cannot run `v`).
 pub fn attend_with(
     v: Variant,
     q: &[f32],
     kv: HeadSlabs,
-    n_pos: usize,
+    pos: Range<usize>,
     scale: f32,
     order: Order,
     out: &mut [f32],
 ) {
-    attend_group_with(v, q, 1, kv, n_pos, scale, order, out)
+    attend_group_with(v, q, 1, kv, pos, scale, order, out)
 }
 
 /// [`attend_with`] with the process's kernel variant.
-pub fn attend(q: &[f32], kv: HeadSlabs, n_pos: usize, scale: f32, order: Order, out: &mut [f32]) {
-    attend_with(crate::variant(), q, kv, n_pos, scale, order, out)
+pub fn attend(
+    q: &[f32],
+    kv: HeadSlabs,
+    pos: Range<usize>,
+    scale: f32,
+    order: Order,
+    out: &mut [f32],
+) {
+    attend_with(crate::variant(), q, kv, pos, scale, order, out)
 }

@@ -11,6 +11,7 @@ pub mod act;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod gelu;
 pub mod gpu;
 pub mod int8;
 #[cfg(target_arch = "x86_64")]

@@ -459,74 +459,93 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
 fn attention_variants_match_the_reference() {
     use smelt_kernels::attention::{HeadSlabs, Order, attend_reference, attend_with};
     let mut rng = Rng::fresh();
-    for hd in [64usize, 128, 48, 80, 40, 16, 32, 96, 112] {
-        for n_pos in [1usize, 7, 8, 16, 37, 64, 130] {
-            // Two KV heads per position; test the second.
-            let stride = 2 * hd;
-            let keys: Vec<half::f16> = (0..n_pos * stride)
-                .map(|_| half::f16::from_f32(rng.activation()))
-                .collect();
-            let values: Vec<half::f16> = (0..n_pos * stride)
-                .map(|_| half::f16::from_f32(rng.activation()))
-                .collect();
-            let q: Vec<f32> = (0..hd).map(|_| rng.activation()).collect();
-            let kv = HeadSlabs::contiguous(&keys, &values, stride, hd);
-            let scale = 1.0 / (hd as f32).sqrt();
-            for order in [Order::Single, Order::Batch] {
-                let mut want = vec![f32::NAN; hd];
-                attend_reference(&q, kv, n_pos, scale, order, &mut want);
-                // The reference is a convex combination of the value rows.
-                for (d, w) in want.iter().enumerate() {
-                    let col = (0..n_pos).map(|p| values[p * stride + hd + d].to_f32());
-                    let (lo, hi) = col.fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(v), b.max(v)));
-                    assert!(
-                        *w >= lo - 1e-3 && *w <= hi + 1e-3,
-                        "hd {hd} n {n_pos} dim {d}"
-                    );
+    for hd in [64usize, 128, 48, 80, 40, 16, 32, 96, 112, 256] {
+        for n_pos in [1usize, 7, 8, 16, 37, 64, 130, 300] {
+            // Causal, and sliding windows that start inside the first 8 positions, past a
+            // 16-position chunk, and past a 128-position block of the weighted sum.
+            for first in [0usize, 5, 21, 150, 290] {
+                if first >= n_pos {
+                    continue;
                 }
-                for &v in available_variants() {
-                    let mut got = vec![f32::NAN; hd];
-                    attend_with(v, &q, kv, n_pos, scale, order, &mut got);
-                    for (d, (a, b)) in got.iter().zip(&want).enumerate() {
-                        assert_eq!(
-                            a.to_bits(),
-                            b.to_bits(),
-                            "{} {order:?} hd {hd} n {n_pos} dim {d}: {a} vs {b}",
-                            v.name()
+                // Two KV heads per position; test the second.
+                let stride = 2 * hd;
+                let keys: Vec<half::f16> = (0..n_pos * stride)
+                    .map(|_| half::f16::from_f32(rng.activation()))
+                    .collect();
+                let values: Vec<half::f16> = (0..n_pos * stride)
+                    .map(|_| half::f16::from_f32(rng.activation()))
+                    .collect();
+                let q: Vec<f32> = (0..hd).map(|_| rng.activation()).collect();
+                let kv = HeadSlabs::contiguous(&keys, &values, stride, hd);
+                let scale = 1.0 / (hd as f32).sqrt();
+                for order in [Order::Single, Order::Batch] {
+                    let mut want = vec![f32::NAN; hd];
+                    attend_reference(&q, kv, first..n_pos, scale, order, &mut want);
+                    // The reference is the window's softmax-weighted mean of its value rows, in
+                    // f64 from the f16 inputs, up to the f16 rounding of the query and weights.
+                    let k = |p: usize, d: usize| keys[p * stride + hd + d].to_f32() as f64;
+                    let scores: Vec<f64> = (first..n_pos)
+                        .map(|p| (0..hd).map(|d| k(p, d) * q[d] as f64).sum::<f64>() * scale as f64)
+                        .collect();
+                    let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for (d, w) in want.iter().enumerate() {
+                        let exact: f64 = (first..n_pos)
+                            .map(|p| {
+                                e[p - first] / sum * values[p * stride + hd + d].to_f32() as f64
+                            })
+                            .sum();
+                        assert!(
+                            (*w as f64 - exact).abs() < 2e-2,
+                            "hd {hd} n {n_pos} first {first} dim {d}: {w} vs {exact}"
                         );
                     }
-                    // The same rows scattered over shuffled blocks of a paged cache, unused
-                    // rows poisoned: the result is the same, bit for bit.
-                    for block in [16usize, 5] {
-                        let n_blocks = n_pos.div_ceil(block) + 3;
-                        let mut table: Vec<u32> = (0..n_blocks as u32).collect();
-                        for i in (1..table.len()).rev() {
-                            table.swap(i, rng.below(i + 1));
+                    for &v in available_variants() {
+                        let mut got = vec![f32::NAN; hd];
+                        attend_with(v, &q, kv, first..n_pos, scale, order, &mut got);
+                        for (d, (a, b)) in got.iter().zip(&want).enumerate() {
+                            assert_eq!(
+                                a.to_bits(),
+                                b.to_bits(),
+                                "{} {order:?} hd {hd} n {n_pos} first {first} dim {d}: {a} vs {b}",
+                                v.name()
+                            );
                         }
-                        let mut pk = vec![half::f16::from_f32(f32::NAN); n_blocks * block * stride];
-                        let mut pv = pk.clone();
-                        let paged = HeadSlabs {
-                            keys: &[],
-                            values: &[],
-                            stride,
-                            offset: hd,
-                            block,
-                            table: &table,
-                        };
-                        for p in 0..n_pos {
-                            let (src, dst) = (p * stride, paged.row(p) * stride);
-                            pk[dst..dst + stride].copy_from_slice(&keys[src..src + stride]);
-                            pv[dst..dst + stride].copy_from_slice(&values[src..src + stride]);
-                        }
-                        let paged = HeadSlabs {
-                            keys: &pk,
-                            values: &pv,
-                            ..paged
-                        };
-                        let mut from_pages = vec![f32::NAN; hd];
-                        attend_with(v, &q, paged, n_pos, scale, order, &mut from_pages);
-                        for (a, b) in from_pages.iter().zip(&got) {
-                            assert_eq!(a.to_bits(), b.to_bits(), "{} paged {block}", v.name());
+                        // The same rows scattered over shuffled blocks of a paged cache, unused
+                        // rows poisoned: the result is the same, bit for bit.
+                        for block in [16usize, 5] {
+                            let n_blocks = n_pos.div_ceil(block) + 3;
+                            let mut table: Vec<u32> = (0..n_blocks as u32).collect();
+                            for i in (1..table.len()).rev() {
+                                table.swap(i, rng.below(i + 1));
+                            }
+                            let mut pk =
+                                vec![half::f16::from_f32(f32::NAN); n_blocks * block * stride];
+                            let mut pv = pk.clone();
+                            let paged = HeadSlabs {
+                                keys: &[],
+                                values: &[],
+                                stride,
+                                offset: hd,
+                                block,
+                                table: &table,
+                            };
+                            for p in 0..n_pos {
+                                let (src, dst) = (p * stride, paged.row(p) * stride);
+                                pk[dst..dst + stride].copy_from_slice(&keys[src..src + stride]);
+                                pv[dst..dst + stride].copy_from_slice(&values[src..src + stride]);
+                            }
+                            let paged = HeadSlabs {
+                                keys: &pk,
+                                values: &pv,
+                                ..paged
+                            };
+                            let mut from_pages = vec![f32::NAN; hd];
+                            attend_with(v, &q, paged, first..n_pos, scale, order, &mut from_pages);
+                            for (a, b) in from_pages.iter().zip(&got) {
+                                assert_eq!(a.to_bits(), b.to_bits(), "{} paged {block}", v.name());
+                            }
                         }
                     }
                 }
@@ -573,7 +592,7 @@ fn attention_orders_sum_as_ggml_does() {
 fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
     use smelt_kernels::attention::{HeadSlabs, Order, attend_group_with, attend_with};
     let mut rng = Rng::fresh();
-    for hd in [64usize, 128] {
+    for hd in [64usize, 128, 256] {
         for g in [1usize, 3, 4] {
             for n_pos in [1usize, 7, 8, 37] {
                 // Three KV heads per position, a paged cache with shuffled blocks of 5 (runs
@@ -602,13 +621,14 @@ fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
                 let q: Vec<f32> = (0..g * hd).map(|_| rng.activation()).collect();
                 let scale = 1.0 / (hd as f32).sqrt();
                 let order = Order::for_tokens(n_pos % 2 + 1);
+                let first = n_pos / 3;
                 for &v in available_variants() {
                     let mut together = vec![f32::NAN; g * hd];
-                    attend_group_with(v, &q, g, kv, n_pos, scale, order, &mut together);
+                    attend_group_with(v, &q, g, kv, first..n_pos, scale, order, &mut together);
                     for h in 0..g {
                         let mut alone = vec![f32::NAN; hd];
                         let qh = &q[h * hd..(h + 1) * hd];
-                        attend_with(v, qh, kv, n_pos, scale, order, &mut alone);
+                        attend_with(v, qh, kv, first..n_pos, scale, order, &mut alone);
                         for (d, (a, b)) in together[h * hd..].iter().zip(&alone).enumerate() {
                             assert_eq!(
                                 a.to_bits(),
@@ -664,6 +684,28 @@ fn float_gemm_path_matches_the_reference() {
                 "[{t}, {r}]: {got} vs {want}"
             );
         }
+    }
+}
+
+#[test]
+fn gelu_table_matches_the_reference() {
+    use smelt_kernels::gelu::{gelu_mul, gelu_mul_reference};
+    let mut rng = Rng::fresh();
+    // Every f16 value (the table's entries), the ±10 cut-offs, values between f16 steps, and
+    // random activations times random ups.
+    let mut gate: Vec<f32> = (0..=u16::MAX)
+        .map(|b| half::f16::from_bits(b).to_f32())
+        .filter(|x| !x.is_nan())
+        .collect();
+    gate.extend([-10.0, 10.0, -9.999, 9.999, 1e-8, -1e-8, 1.000_1, -2.000_3]);
+    gate.extend((0..5000).map(|_| rng.activation() * 4.0));
+    let up: Vec<f32> = gate.iter().map(|_| rng.activation()).collect();
+    let mut want = gate.clone();
+    gelu_mul_reference(&mut want, &up);
+    let mut got = gate.clone();
+    gelu_mul(&mut got, &up);
+    for ((x, a), b) in gate.iter().zip(&got).zip(&want) {
+        assert_eq!(a.to_bits(), b.to_bits(), "x {x}: {a} vs {b}");
     }
 }
 

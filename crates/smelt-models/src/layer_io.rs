@@ -152,6 +152,8 @@ pub struct Scratch {
     /// The rotation angles of the last pass, reused by every layer of the next pass that asks
     /// for the same positions.
     pub(crate) rope: RopeTable,
+    /// The same for local layers, which rotate with their own base (Gemma 3).
+    pub(crate) rope_swa: RopeTable,
 }
 
 /// (n, n_rot / 2) cos and sin of a pass's rows, and what they were built for: the rotation and

@@ -1,9 +1,10 @@
-//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, Phi-3, ...) loaded from GGUF:
-//! RMSNorm, rotary position embeddings, grouped-query attention with a KV cache, SwiGLU
+//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, Phi-3, Gemma 3, ...) loaded from
+//! GGUF: RMSNorm, rotary position embeddings, grouped-query attention with a KV cache, SwiGLU
 //! feed-forward, tied or untied output; Qwen 2's q/k/v biases, Qwen 3's per-head q/k RMSNorm,
-//! Phi-3's stacked matrices and pre-scaled queries ([`Arch`]). Touvron et al., "LLaMA"
-//! (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`, `qwen2.cpp`, `qwen3.cpp`
-//! and `phi3.cpp`.
+//! Phi-3's stacked matrices and pre-scaled queries, Gemma 3's post-norms, GeGLU, scaled
+//! embeddings and sliding-window layers ([`Arch`]). Touvron et al., "LLaMA"
+//! (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`, `qwen2.cpp`, `qwen3.cpp`,
+//! `phi3.cpp` and `gemma3.cpp`.
 //!
 //! Weights stay in their GGUF block format (mapped, not copied) and every product runs through
 //! `smelt-kernels` with 8-bit-block activations; formats without a kernel are dequantized to f32
@@ -17,7 +18,7 @@ use smelt_trace as trace;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layer_io::kinds;
 pub use crate::layer_io::{Linear, LinearInput, NoTap, Scratch, SeqInput, Span, Tap};
-pub use crate::llama_config::{Arch, LlamaConfig, ModelError};
+pub use crate::llama_config::{Arch, LlamaConfig, ModelError, SlidingWindow};
 use crate::ops::{self, Heads};
 
 mod load;
@@ -35,8 +36,11 @@ struct Layer {
     wo: QMatrix,
     /// (q_dim,), (kv_dim,), (kv_dim,) biases of the q/k/v projections (Qwen 2), if any.
     qkv_bias: Option<[Vec<f32>; 3]>,
-    /// (head_dim,) RMSNorm weights of each query head and key head (Qwen 3), if any.
+    /// (head_dim,) RMSNorm weights of each query head and key head (Qwen 3, Gemma 3), if any.
     qk_norm: Option<[Vec<f32>; 2]>,
+    /// (n_embd,), (n_embd,) RMSNorm weights of the attention output and of the feed-forward
+    /// output before each residual add (Gemma 3), if any.
+    post_norms: Option<[Vec<f32>; 2]>,
     /// (n_embd,)
     ffn_norm: Vec<f32>,
     w_gate: QMatrix,
@@ -222,7 +226,8 @@ impl Llama {
         Ok(out)
     }
 
-    /// The (n, n_embd) embeddings of `tokens` (ids past the vocabulary are clamped).
+    /// The (n, n_embd) embeddings of `tokens` (ids past the vocabulary are clamped), scaled
+    /// where the model scales them (Gemma 3): the first layer's input.
     pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let e = c.n_embd;
@@ -238,6 +243,9 @@ impl Llama {
                 }
             })?;
             row.copy_from_slice(&v);
+        }
+        if let Some(scale) = c.embedding_scale() {
+            x.iter_mut().for_each(|v| *v *= scale);
         }
         Ok(x)
     }
@@ -330,21 +338,31 @@ impl Llama {
         let (e, hd, ff, qd) = (c.n_embd, c.head_dim(), c.n_ff, c.q_dim());
         let n = x.len() / e;
         let kv_dim = c.n_head_kv * hd;
-        // Phi-3's queries are scaled before attention, which then scales by 1 (llama.cpp's
-        // order: the rounding differs from scaling q·k).
-        let q_scale = 1.0 / (hd as f32).sqrt();
-        let prescale = c.arch == Arch::Phi3;
+        // Phi-3's and Gemma 3's queries are scaled before attention, which then scales by 1
+        // (llama.cpp's order: the rounding differs from scaling q·k).
+        let q_scale = c.query_scale();
+        let prescale = c.prescaled_queries();
+        // A local layer (Gemma 3) sees a window of positions and rotates with its own base.
+        let (window, rope) = match &c.swa {
+            Some(w) if w.local[l] => (Some(w.window), &w.rope),
+            _ => (None, &c.rope),
+        };
         let heads = Heads {
             n_head: c.n_head,
             n_head_kv: c.n_head_kv,
             head_dim: hd,
             scale: if prescale { 1.0 } else { q_scale },
+            window,
         };
         s.size(n, e, qd, kv_dim, ff);
         let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
         // (n, n_rot / 2) rotation angles, each row at its sequence's position: built by the
         // first layer of a pass, reused by the rest.
-        s.rope.fill(&c.rope, spans);
+        let table = match window {
+            Some(_) => &mut s.rope_swa,
+            None => &mut s.rope,
+        };
+        table.fill(rope, spans);
         let op = trace::span("op", "attn_norm+quantize");
         ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Attn, &s.h, n);
@@ -378,8 +396,13 @@ impl Llama {
             tap.tensor(l, "Kcur_normed", &s.k, n);
         }
         let op = trace::span("op", "rope+kv_store");
-        c.rope.apply(&mut s.q, hd, &s.rope.cos, &s.rope.sin);
-        c.rope.apply(&mut s.k, hd, &s.rope.cos, &s.rope.sin);
+        let table = if window.is_some() {
+            &s.rope_swa
+        } else {
+            &s.rope
+        };
+        rope.apply(&mut s.q, hd, &table.cos, &table.sin);
+        rope.apply(&mut s.k, hd, &table.cos, &table.sin);
         tap.tensor(l, "Qrope", &s.q, n);
         tap.tensor(l, "Krope", &s.k, n);
         if prescale {
@@ -402,6 +425,10 @@ impl Llama {
         let op = mm("attn_output", &[&layer.wo]);
         layer.wo.matmul(&s.acts, &mut s.tmp);
         tap.tensor(l, "attn_out", &s.tmp, n);
+        if let Some([post, _]) = &layer.post_norms {
+            ops::rms_norm_in_place(&mut s.tmp, post, c.rms_eps);
+            tap.tensor(l, "attn_post_norm", &s.tmp, n);
+        }
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
         drop(op);
     }
@@ -437,8 +464,15 @@ impl Llama {
         drop(op);
         tap.tensor(l, "ffn_gate", &s.gate, n);
         tap.tensor(l, "ffn_up", &s.up, n);
-        let op = trace::span("op", "swiglu+quantize");
-        ops::swiglu(&mut s.gate, &s.up, ff);
+        let op = if c.arch == Arch::Gemma3 {
+            let op = trace::span("op", "geglu+quantize");
+            ops::geglu(&mut s.gate, &s.up);
+            op
+        } else {
+            let op = trace::span("op", "swiglu+quantize");
+            ops::swiglu(&mut s.gate, &s.up, ff);
+            op
+        };
         tap.input(l, LinearInput::FfnDown, &s.gate, n);
         s.acts
             .set_spans(&s.gate, lens, ff, layer.w_down.act_kinds());
@@ -446,6 +480,10 @@ impl Llama {
         let op = mm("ffn_down", &[&layer.w_down]);
         layer.w_down.matmul(&s.acts, &mut s.tmp);
         tap.tensor(l, "ffn_out", &s.tmp, n);
+        if let Some([_, post]) = &layer.post_norms {
+            ops::rms_norm_in_place(&mut s.tmp, post, c.rms_eps);
+            tap.tensor(l, "ffn_post_norm", &s.tmp, n);
+        }
         x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
         drop(op);
     }
@@ -484,6 +522,11 @@ impl Llama {
         // (n_out, n_vocab)
         let mut logits = vec![0f32; n_out * c.n_vocab];
         out.matmul(&acts, &mut logits);
+        if let Some(cap) = c.final_softcap {
+            // llama.cpp: scale by (float)(1 / cap), tanhf, scale by cap.
+            let inv = 1.0 / cap;
+            logits.iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
+        }
         logits
     }
 

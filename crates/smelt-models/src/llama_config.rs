@@ -1,6 +1,6 @@
 //! The llama decoder's hyper-parameters, read and checked from GGUF metadata, and the errors
-//! loading or running a model can give. Qwen 2, Qwen 3 and Phi-3 are llama's graph with small
-//! differences, so they share it: [`Arch`] says which.
+//! loading or running a model can give. Qwen 2, Qwen 3, Phi-3 and Gemma 3 are llama's graph
+//! with small differences, so they share it: [`Arch`] says which.
 
 use crate::ops::{Rope, RopeLayout};
 
@@ -27,7 +27,10 @@ pub enum ModelError {
 /// biases to the query, key and value projections; Qwen 3 normalizes each query and key head
 /// (RMSNorm) before RoPE, and its heads may be wider than `n_embd / n_head`; Phi-3 stores q/k/v
 /// as one matrix and gate/up as another, and scales the queries before attention. All three
-/// rotate NeoX-style (halves), where llama GGUFs rotate adjacent pairs.
+/// rotate NeoX-style (halves), where llama GGUFs rotate adjacent pairs. Gemma 3 adds Qwen 3's
+/// q/k norms, a norm after attention and after the feed-forward, GELU for SiLU, embeddings
+/// scaled by √n_embd, and local layers that see a sliding window of positions with their own
+/// RoPE base ([`SlidingWindow`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// `llama` (LLaMA 1-3, SmolLM2, Mistral, ...).
@@ -39,6 +42,8 @@ pub enum Arch {
     /// `phi3` (Phi-3 mini/medium 4k, Phi-4; LongRoPE files such as Phi-3.5 and Phi-4 mini
     /// are refused).
     Phi3,
+    /// `gemma3` (Gemma 3 270M, 1B, and the 4B-27B text towers).
+    Gemma3,
 }
 
 impl Arch {
@@ -49,13 +54,20 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Phi3 => "phi3",
+            Arch::Gemma3 => "gemma3",
         }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        [Arch::Llama, Arch::Qwen2, Arch::Qwen3, Arch::Phi3]
-            .into_iter()
-            .find(|a| a.name() == name)
+        [
+            Arch::Llama,
+            Arch::Qwen2,
+            Arch::Qwen3,
+            Arch::Phi3,
+            Arch::Gemma3,
+        ]
+        .into_iter()
+        .find(|a| a.name() == name)
     }
 }
 
@@ -63,6 +75,33 @@ impl Arch {
 const MAX_HEAD_DIM: usize = 1 << 16;
 /// The most query or key/value heads accepted.
 const MAX_HEADS: usize = 1 << 16;
+
+/// Gemma 3's local attention: most layers see only the last `window` positions and rotate
+/// with their own base; every `pattern`-th layer (llama.cpp's default 6) sees the whole
+/// context with the model's RoPE base and scaling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidingWindow {
+    /// Positions a local layer's query sees, its own included (`attention.sliding_window`):
+    /// llama.cpp masks key position p0 for query position p1 when `p1 − p0 ≥ window`.
+    pub window: usize,
+    /// (n_layer,) whether each layer is local (`attention.sliding_window_pattern`: a period n,
+    /// local unless `l % n == n − 1`, or one flag per layer).
+    pub local: Vec<bool>,
+    /// The local layers' rotation: base `rope.freq_base_swa` (llama.cpp's default 10000),
+    /// unscaled.
+    pub rope: Rope,
+}
+
+impl SlidingWindow {
+    /// The first position layer `l`'s query at `pos` sees (0 for a global layer).
+    pub fn first_visible(&self, l: usize, pos: usize) -> usize {
+        if self.local[l] {
+            (pos + 1).saturating_sub(self.window)
+        } else {
+            0
+        }
+    }
+}
 
 /// Hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +128,10 @@ pub struct LlamaConfig {
     pub rope: Rope,
     /// Vocabulary size.
     pub n_vocab: usize,
+    /// Local attention layers (Gemma 3 with `attention.sliding_window`), if any.
+    pub swa: Option<SlidingWindow>,
+    /// `final_logit_softcapping`: logits become `c · tanh(logit / c)` (Gemma), if set.
+    pub final_softcap: Option<f32>,
 }
 
 impl LlamaConfig {
@@ -103,7 +146,30 @@ impl LlamaConfig {
         self.n_head * self.n_embd_head
     }
 
-    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3` or `phi3` GGUF.
+    /// Whether the queries are scaled before attention, which then scales q·k by 1 (Phi-3 and
+    /// Gemma 3, as llama.cpp runs them: the rounding differs from scaling q·k).
+    pub fn prescaled_queries(&self) -> bool {
+        matches!(self.arch, Arch::Phi3 | Arch::Gemma3)
+    }
+
+    /// The factor on the queries or on q·k: 1/√head_dim, but for Gemma 3 27B (62 layers),
+    /// 1/√(n_embd / n_head), as llama.cpp (after gemma_pytorch's `query_pre_attn_scalar`).
+    pub fn query_scale(&self) -> f32 {
+        if self.arch == Arch::Gemma3 && self.n_layer == 62 {
+            1.0 / ((self.n_embd / self.n_head) as f32).sqrt()
+        } else {
+            1.0 / (self.head_dim() as f32).sqrt()
+        }
+    }
+
+    /// The factor on the token embeddings: √n_embd for Gemma 3 (in f32, as llama.cpp's
+    /// `sqrtf`), none elsewhere.
+    pub fn embedding_scale(&self) -> Option<f32> {
+        (self.arch == Arch::Gemma3).then(|| (self.n_embd as f32).sqrt())
+    }
+
+    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3`, `phi3` or
+    /// `gemma3` GGUF.
     pub fn from_gguf(h: &smelt_gguf::Header) -> Result<Self, ModelError> {
         let name = h
             .get("general.architecture")
@@ -111,7 +177,8 @@ impl LlamaConfig {
             .unwrap_or("");
         let arch = Arch::from_name(name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3, phi3)"
+                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3, phi3, \
+                 gemma3)"
             ))
         })?;
         let key = |k: &str| format!("{}.{k}", arch.name());
@@ -167,7 +234,7 @@ impl LlamaConfig {
             rope: Rope {
                 layout: match arch {
                     Arch::Llama => RopeLayout::Normal,
-                    Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 => RopeLayout::Neox,
+                    Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 | Arch::Gemma3 => RopeLayout::Neox,
                 },
                 n_rot: u("rope.dimension_count").unwrap_or(head_dim),
                 base: f("rope.freq_base", 10000.0),
@@ -176,6 +243,8 @@ impl LlamaConfig {
                 freq_factors: None,
             },
             n_vocab,
+            swa: None,
+            final_softcap: None,
         };
         if config.n_layer == 0
             || config.n_head == 0
@@ -239,8 +308,90 @@ impl LlamaConfig {
                 config.rope.base
             )));
         }
+        let mut config = config;
+        if arch == Arch::Gemma3 {
+            config.swa = sliding_window(h, &config)?;
+            config.final_softcap = h
+                .get(&key("final_logit_softcapping"))
+                .and_then(|v| v.as_f64())
+                .map(|v| v as f32)
+                .filter(|&c| c != 0.0);
+            if let Some(c) = config.final_softcap
+                && !(c.is_finite() && c > 0.0)
+            {
+                return Err(ModelError::Unsupported(format!(
+                    "{} is {c} (it must be positive)",
+                    key("final_logit_softcapping")
+                )));
+            }
+        }
         Ok(config)
     }
+}
+
+/// Gemma 3's local layers from `attention.sliding_window` (absent or 0: every layer global),
+/// `attention.sliding_window_pattern` (a period, default 6, or one flag per layer) and
+/// `rope.freq_base_swa` (default 10000), as llama.cpp reads them.
+fn sliding_window(
+    h: &smelt_gguf::Header,
+    c: &LlamaConfig,
+) -> Result<Option<SlidingWindow>, ModelError> {
+    let key = |k: &str| format!("{}.{k}", c.arch.name());
+    let window = h
+        .get(&key("attention.sliding_window"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0) as usize;
+    if window == 0 {
+        return Ok(None);
+    }
+    let pattern_key = key("attention.sliding_window_pattern");
+    let local = match h.get(&pattern_key) {
+        Some(smelt_gguf::MetaValue::Array(_, flags)) => {
+            let flags: Option<Vec<bool>> = flags
+                .iter()
+                .map(|f| match f {
+                    smelt_gguf::MetaValue::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect();
+            match flags {
+                Some(f) if f.len() == c.n_layer => f,
+                _ => {
+                    return Err(ModelError::Unsupported(format!(
+                        "{pattern_key} must hold one boolean per layer ({})",
+                        c.n_layer
+                    )));
+                }
+            }
+        }
+        Some(v) => {
+            let n = v.as_u64().ok_or_else(|| {
+                ModelError::Unsupported(format!("{pattern_key} is neither a count nor flags"))
+            })? as usize;
+            // llama.cpp: a period of 0 makes every layer local.
+            (0..c.n_layer).map(|l| n == 0 || l % n < n - 1).collect()
+        }
+        None => (0..c.n_layer).map(|l| l % 6 < 5).collect(),
+    };
+    let base = h
+        .get(&key("rope.freq_base_swa"))
+        .and_then(|v| v.as_f64())
+        .map_or(10000.0, |v| v as f32);
+    if !(base.is_finite() && base > 0.0) {
+        return Err(ModelError::Unsupported(format!(
+            "{} is {base} (it must be positive)",
+            key("rope.freq_base_swa")
+        )));
+    }
+    Ok(Some(SlidingWindow {
+        window,
+        local,
+        rope: Rope {
+            base,
+            linear_scale: 1.0,
+            ..c.rope.clone()
+        },
+    }))
 }
 
 #[cfg(test)]
@@ -382,5 +533,89 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.to_string().contains("heads of 0"), "{e}");
+    }
+
+    /// Gemma 3's local layers as llama.cpp reads them: a period (default 6, 0 = all local)
+    /// or one flag per layer, the local base, and refusals of what cannot run.
+    #[test]
+    fn gemma3_sliding_window_keys() {
+        let gemma = |extra: &[(&str, MetaValue)]| {
+            let mut h = header_with("llama.block_count", MetaValue::U32(7));
+            for (k, v) in &mut h.metadata {
+                if let Some(rest) = k.strip_prefix("llama.") {
+                    *k = format!("gemma3.{rest}");
+                } else if k == "general.architecture" {
+                    *v = MetaValue::String("gemma3".into());
+                }
+            }
+            h.metadata.extend(
+                extra
+                    .iter()
+                    .map(|(k, v)| (format!("gemma3.{k}"), v.clone())),
+            );
+            LlamaConfig::from_gguf(&h)
+        };
+        let c = gemma(&[]).unwrap();
+        assert_eq!((&c.swa, c.final_softcap), (&None, None));
+        assert_eq!(c.embedding_scale(), Some(32f32.sqrt()));
+        let w = MetaValue::U32(512);
+        let c = gemma(&[("attention.sliding_window", w.clone())]).unwrap();
+        let swa = c.swa.unwrap();
+        assert_eq!(swa.local, [true, true, true, true, true, false, true]);
+        assert_eq!(
+            (swa.window, swa.rope.base, c.rope.base),
+            (512, 10000.0, 10000.0)
+        );
+        assert_eq!(
+            (swa.first_visible(0, 600), swa.first_visible(5, 600)),
+            (89, 0)
+        );
+        let c = gemma(&[
+            ("attention.sliding_window", w.clone()),
+            ("attention.sliding_window_pattern", MetaValue::U32(0)),
+            ("rope.freq_base_swa", MetaValue::F32(5e4)),
+        ])
+        .unwrap();
+        let swa = c.swa.unwrap();
+        assert!(swa.local.iter().all(|&b| b));
+        assert_eq!(swa.rope.base, 5e4);
+        let flags = |n: usize| {
+            MetaValue::Array(
+                smelt_gguf::MetaType::Bool,
+                (0..n).map(|l| MetaValue::Bool(l % 2 == 0)).collect(),
+            )
+        };
+        let c = gemma(&[
+            ("attention.sliding_window", w.clone()),
+            ("attention.sliding_window_pattern", flags(7)),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.swa.unwrap().local,
+            [true, false, true, false, true, false, true]
+        );
+        for (extra, says) in [
+            (
+                vec![
+                    ("attention.sliding_window", w.clone()),
+                    ("attention.sliding_window_pattern", flags(6)),
+                ],
+                "one boolean per layer (7)",
+            ),
+            (
+                vec![
+                    ("attention.sliding_window", w.clone()),
+                    ("rope.freq_base_swa", MetaValue::F32(-1.0)),
+                ],
+                "freq_base_swa is -1",
+            ),
+            (
+                vec![("final_logit_softcapping", MetaValue::F32(-30.0))],
+                "final_logit_softcapping is -30",
+            ),
+        ] {
+            let e = gemma(&extra).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The non-matmul operations of a decoder layer, on batches of token rows: RMSNorm, rotary
-//! position embeddings (both GGUF layouts), causal attention over the KV cache, SwiGLU.
+//! position embeddings (both GGUF layouts), causal attention over the KV cache (whole or a
+//! sliding window), SwiGLU and GeGLU.
 
 use rayon::prelude::*;
 use smelt_kernels::attention::{self, HeadSlabs};
@@ -147,8 +148,11 @@ pub struct Heads {
     /// Width of each head.
     pub head_dim: usize,
     /// The factor on q·k: 1/√head_dim, or 1 where the queries were scaled before (Phi-3,
-    /// as llama.cpp runs it).
+    /// Gemma 3, as llama.cpp runs them).
     pub scale: f32,
+    /// The positions a query sees, its own included, in a local layer (Gemma 3's sliding
+    /// window); `None`: every earlier position.
+    pub window: Option<usize>,
 }
 
 /// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
@@ -197,13 +201,14 @@ pub fn attention(
         };
         let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
         let order = attention::Order::for_tokens(sp.n);
-        attention::attend_group(q, per_task, kv, pos + 1, scale, order, o);
+        let first = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        attention::attend_group(q, per_task, kv, first..pos + 1, scale, order, o);
     };
     // Multiply-adds (scores and weighted sum, every head): below ~256 K (one token's decode
     // step at a context of a few hundred) a parallel region costs more than it saves.
     let work: usize = spans
         .iter()
-        .map(|sp| 2 * sp.n * (sp.pos0 + sp.n) * hd * h.n_head)
+        .map(|sp| 2 * sp.n * (sp.pos0 + sp.n).min(h.window.unwrap_or(usize::MAX)) * hd * h.n_head)
         .sum();
     if work < 1 << 18 {
         out.chunks_mut(per_task * hd).enumerate().for_each(one);
@@ -224,6 +229,19 @@ pub fn swiglu(gate: &mut [f32], up: &[f32], row: usize) {
     gate.par_chunks_mut(per_chunk)
         .zip(up.par_chunks(per_chunk))
         .for_each(|(gs, us)| smelt_kernels::silu::silu_mul(gs, us, row));
+}
+
+/// `gate = GELU(gate) · up` (Gemma's GeGLU) with llama.cpp's f16 GELU table
+/// (`smelt_kernels::gelu`), in parallel chunks.
+pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    const CHUNK: usize = 1 << 14;
+    if gate.len() <= CHUNK {
+        smelt_kernels::gelu::gelu_mul(gate, up);
+        return;
+    }
+    gate.par_chunks_mut(CHUNK)
+        .zip(up.par_chunks(CHUNK))
+        .for_each(|(gs, us)| smelt_kernels::gelu::gelu_mul(gs, us));
 }
 
 #[cfg(test)]

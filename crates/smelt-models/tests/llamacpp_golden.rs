@@ -1,7 +1,7 @@
 //! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0,
 //! Q4_0, Q4_K_M and Q5_K_S, without flash attention; and on its Q8_0 weights run as Qwen 2
 //! (q/k/v biases), Qwen 3 (per-head q/k RMSNorm) and Phi-3 (fused matrices, queries scaled
-//! first), all with NeoX RoPE.
+//! first), all with NeoX RoPE; and on small made-up Qwen 3, Phi-3 and Gemma 3 models.
 //!
 //! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0,q4_k_m,q5_k_s}_greedy.json`) are
 //! llama.cpp's own logits along its greedy path for three prompts, written by
@@ -17,7 +17,7 @@ mod made_models;
 use std::sync::Arc;
 
 use made_models::{
-    phi3, qwen2, qwen3, requantized, shipped_smollm2, wide_phi3, wide_qwen3, written,
+    gemma3, phi3, qwen2, qwen3, requantized, shipped_smollm2, wide_phi3, wide_qwen3, written,
 };
 use smelt_gguf::mix::FileType;
 use smelt_gguf::{GgmlType, GgufFile};
@@ -123,6 +123,27 @@ fn wide_headed_phi3_logits_equal_llamacpp_bit_for_bit() {
     let file = wide_phi3();
     assert_eq!(Llama::load(&file).unwrap().config.head_dim(), 96);
     check(&file, include_str!("data/llamacpp_phi3_wide_greedy.json"));
+}
+
+/// A small Gemma 3 ([`made_models::gemma3`]): scaled embeddings, q/k norms, post-norms,
+/// GeGLU through ggml's f16 GELU table, heads of 256, queries scaled first, local layers that
+/// see 8 positions and rotate with their own base beside a global one scaled linearly, and
+/// soft-capped logits. 160 steps, so the windows slide past whole 128-position blocks.
+#[test]
+fn gemma3_logits_equal_llamacpp_bit_for_bit() {
+    let file = gemma3();
+    let c = Llama::load(&file).unwrap().config;
+    let swa = c.swa.as_ref().unwrap();
+    assert_eq!(
+        (swa.window, swa.local.clone()),
+        (8, vec![true, false, true])
+    );
+    assert_eq!(
+        (swa.rope.base, c.rope.base, c.rope.linear_scale),
+        (10000.0, 1e6, 8.0)
+    );
+    assert_eq!(c.final_softcap, Some(30.0));
+    check(&file, include_str!("data/llamacpp_gemma3_greedy.json"));
 }
 
 #[test]

@@ -142,13 +142,20 @@ pub fn run(ctx: &Context, command: LlmCommand) -> Result<()> {
                 );
             }
             let mut setup = Setup::new(ctx, &a.common)?;
-            // Before the long run: a phi3 result cannot be written yet.
-            if setup.loaded.model.config.arch == smelt_models::llama::Arch::Phi3
-                && (a.output.is_some() || a.hf_dir.is_some())
+            // Before the long run: a phi3 result cannot be written yet, nor a Hugging Face
+            // gemma3 (the exporter knows llama and Qwen).
+            let arch = setup.loaded.model.config.arch;
+            if arch == smelt_models::llama::Arch::Phi3 && (a.output.is_some() || a.hf_dir.is_some())
             {
                 bail!(
                     "-o/--hf-dir: writing a quantized phi3 model is not supported yet (its q/k/v \
                      and gate/up matrices are stored stacked); `smelt llm compare` measures it"
+                );
+            }
+            if arch == smelt_models::llama::Arch::Gemma3 && a.hf_dir.is_some() {
+                bail!(
+                    "--hf-dir: exporting gemma3 to Hugging Face is not supported yet (llama, \
+                     qwen2 and qwen3 are); -o writes the quantized GGUF"
                 );
             }
             let base = setup.evaluate(ctx, "base (F32)", None)?;

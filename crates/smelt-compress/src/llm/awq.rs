@@ -12,7 +12,7 @@
 //!
 //! Scaled pairs, as AutoAWQ does for llama: attention norm → q, k, v (error measured on the
 //! attention output over a few whole calibration windows); feed-forward norm → gate, up (error on
-//! the whole SwiGLU feed-forward output); v → o; up → down. AutoAWQ scales v → o only when v and
+//! the whole SwiGLU or GeGLU feed-forward output); v → o; up → down. AutoAWQ scales v → o only when v and
 //! o have the same shape (no grouped-query attention); here the o columns that one v row feeds
 //! (the same dimension of every query head in its group) share one scale, which folds into that
 //! v row. q and k are not clipped.
@@ -192,7 +192,13 @@ fn search(
     best
 }
 
-fn silu_mul(gate: &mut [f32], up: &[f32]) {
+/// The feed-forward's gated activation, `gate ← act(gate) · up`: SiLU, or GELU for Gemma 3
+/// (its GeGLU), so the search's error is the model's.
+fn glu(gelu: bool, gate: &mut [f32], up: &[f32]) {
+    if gelu {
+        smelt_kernels::gelu::gelu_mul(gate, up);
+        return;
+    }
     for (g, u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + (-*g).exp()) * u;
     }
@@ -470,9 +476,10 @@ pub fn awq_layer(
     let (x, n, e, x_mean) = input(LinearInput::Ffn);
     let ff = w[&Linear::Gate].1;
     let (down, _, _) = &w[&Linear::Down];
+    let gelu = model.config.arch == smelt_models::llama::Arch::Gemma3;
     let mlp = |g: &[f32], u: &[f32], xs: &[f32]| {
         let mut h = xwt(xs, n, g, ff, e);
-        silu_mul(&mut h, &xwt(xs, n, u, ff, e));
+        glu(gelu, &mut h, &xwt(xs, n, u, ff, e));
         xwt(&h, n, down, e, ff)
     };
     let want = mlp(&w[&Linear::Gate].0, &w[&Linear::Up].0, &x);

@@ -133,7 +133,7 @@ fn split_rows(
 const ROPE_FREQS: &str = "rope_freqs.weight";
 
 impl Llama {
-    /// Loads a llama, Qwen 2, Qwen 3 or Phi-3 GGUF.
+    /// Loads a llama, Qwen 2, Qwen 3, Phi-3 or Gemma 3 GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
         // llama.cpp reads the factors for llama only (elsewhere they are an unused tensor).
@@ -171,10 +171,18 @@ impl Llama {
             } else {
                 None
             };
-            let qk_norm = if config.arch == Arch::Qwen3 {
+            let qk_norm = if matches!(config.arch, Arch::Qwen3 | Arch::Gemma3) {
                 Some([
                     load_f32(file, &n("attn_q_norm"), &[hd])?,
                     load_f32(file, &n("attn_k_norm"), &[hd])?,
+                ])
+            } else {
+                None
+            };
+            let post_norms = if config.arch == Arch::Gemma3 {
+                Some([
+                    load_f32(file, &n("post_attention_norm"), &[e])?,
+                    load_f32(file, &n("post_ffw_norm"), &[e])?,
                 ])
             } else {
                 None
@@ -208,6 +216,7 @@ impl Llama {
                 wo: matrix(file, &n("attn_output"), qd, e, QMatrix::new)?,
                 qkv_bias,
                 qk_norm,
+                post_norms,
                 ffn_norm: load_f32(file, &n("ffn_norm"), &[e])?,
                 w_gate,
                 w_up,
@@ -270,6 +279,9 @@ impl Llama {
             }
             if y.qk_norm.is_some() {
                 names.extend(["attn_q_norm", "attn_k_norm"]);
+            }
+            if y.post_norms.is_some() {
+                names.extend(["post_attention_norm", "post_ffw_norm"]);
             }
             used.extend(names.iter().map(|n| format!("blk.{i}.{n}.weight")));
             if y.qkv_bias.is_some() {

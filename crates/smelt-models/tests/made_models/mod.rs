@@ -1,5 +1,5 @@
-//! Models the integration tests build: SmolLM2 as shipped and requantized, moved to Qwen 2
-//! and Qwen 3, and a small made-up Qwen 3 with wide heads. `benches/llamacpp_golden.sh` builds
+//! Models the integration tests build: SmolLM2 as shipped and requantized, moved to Qwen 2,
+//! Qwen 3 and Phi-3, and small made-up Qwen 3, Phi-3 and Gemma 3 models. `benches/llamacpp_golden.sh` builds
 //! the same files for llama.cpp (its `as_arch` and `qwen3_wide`), from the same formulas.
 #![allow(dead_code)]
 
@@ -149,6 +149,14 @@ pub fn wide_phi3() -> Arc<GgufFile> {
     made_up("phi3", (2, 192, 2, 1, 96, 256))
 }
 
+/// A small Gemma 3 made up the same way (3 layers, width 128, 2 heads and 1 KV head of 256,
+/// q/k norms and post-norms, GeGLU): a sliding window of 8 on layers 0 and 2 (pattern 2, the
+/// default local base), layer 1 global with base 1e6 scaled linearly by 8, final logits
+/// soft-capped at 30 (the script's `gemma3`).
+pub fn gemma3() -> Arc<GgufFile> {
+    made_up("gemma3", (3, 128, 2, 1, 256, 256))
+}
+
 /// The script's `made_up`: architecture `arch` with (layers, width, heads, KV heads, head
 /// width, feed-forward width).
 fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<GgufFile> {
@@ -184,6 +192,17 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
         MetaValue::F32(1e-6),
     )
     .unwrap();
+    if arch == "gemma3" {
+        for (k, v) in [
+            ("attention.sliding_window", MetaValue::U32(8)),
+            ("attention.sliding_window_pattern", MetaValue::U32(2)),
+            ("rope.scaling.type", MetaValue::String("linear".into())),
+            ("rope.scaling.factor", MetaValue::F32(8.0)),
+            ("final_logit_softcapping", MetaValue::F32(30.0)),
+        ] {
+            w.meta(&format!("{arch}.{k}"), v).unwrap();
+        }
+    }
     let n_vocab = match shipped.header.get("tokenizer.ggml.tokens") {
         Some(MetaValue::Array(_, items)) => items.len(),
         _ => unreachable!("SmolLM2 has a vocabulary"),
@@ -236,6 +255,10 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
                 (name("ffn_gate"), gate),
                 (name("ffn_up"), up),
             ]);
+        }
+        if arch == "gemma3" {
+            tensors.push((name("post_attention_norm"), norm(t + 11, e)));
+            tensors.push((name("post_ffw_norm"), norm(t + 12, e)));
         }
         tensors.extend([
             (name("attn_output"), matrix(t + 4, e, h * hd)),
