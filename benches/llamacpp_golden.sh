@@ -30,11 +30,14 @@
 # sqrt(128)): a sliding window of 8 positions on layers 0 and 2 (pattern 2) rotating with the
 # default local base 10000, layer 1 global with base 1e6 and linear RoPE scaling 8, and final
 # logit soft-capping at 30. Run it with N_TOKENS 160 so the windows slide past whole blocks.
+# gemma2 is the same without q/k norms, as Gemma 2 reads it: llama.cpp's defaults (pattern 2,
+# one RoPE base 10000 for all layers, logits capped at 30), a window of 8 and attention scores
+# capped at 5 (Gemma 2's 50 would barely bend these small scores).
 # Usage: benches/llamacpp_golden.sh [N_TOKENS] [KINDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -179,7 +182,7 @@ w.close()
 PY
   echo "$out"
 }
-# made_up KIND: a small made-up model in F32 (qwen3_wide, phi3_wide or gemma3), quantized to Q8_0 by
+# made_up KIND: a small made-up model in F32 (qwen3_wide, phi3_wide, gemma3 or gemma2), quantized to Q8_0 by
 # smelt; prints its path.
 made_up() {
   local f32="$work/$1.f32.gguf" out="$work/$1.q8_0.gguf"
@@ -188,7 +191,7 @@ import sys
 import numpy as np
 import gguf
 src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
-arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3"}[kind]
+arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3", "gemma2": "gemma2"}[kind]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, arch)
 for f in r.fields.values():
@@ -199,13 +202,13 @@ n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
 # Qwen 3: four heads of 32 at width 64; Phi-3: heads of 96 (its 1/sqrt(96) is not a power of
 # two, so scaling the queries first rounds otherwise than scaling q.k).
 L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256),
-                       "gemma3": (3, 128, 2, 1, 256, 256)}[kind]
+                       "gemma3": (3, 128, 2, 1, 256, 256), "gemma2": (3, 128, 2, 1, 256, 256)}[kind]
 for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E),
              ("feed_forward_length", FF), ("attention.head_count", H),
              ("attention.head_count_kv", KV), ("attention.key_length", HD),
              ("attention.value_length", HD), ("rope.dimension_count", HD)]:
     w.add_uint32(arch + "." + k, v)
-w.add_float32(arch + ".rope.freq_base", 1000000.0)
+w.add_float32(arch + ".rope.freq_base", 10000.0 if arch == "gemma2" else 1000000.0)
 w.add_float32(arch + ".attention.layer_norm_rms_epsilon", 1e-6)
 if arch == "gemma3":
     w.add_uint32(arch + ".attention.sliding_window", 8)
@@ -213,6 +216,9 @@ if arch == "gemma3":
     w.add_string(arch + ".rope.scaling.type", "linear")
     w.add_float32(arch + ".rope.scaling.factor", 8.0)
     w.add_float32(arch + ".final_logit_softcapping", 30.0)
+if arch == "gemma2":
+    w.add_uint32(arch + ".attention.sliding_window", 8)
+    w.add_float32(arch + ".attn_logit_softcapping", 5.0)
 M = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 def mix(t, n):
@@ -246,11 +252,12 @@ for l in range(L):
                     (f"blk.{l}.ffn_up.weight", np.concatenate([gate, up]))]
     else:
         tensors += [(f"blk.{l}.attn_q.weight", q), (f"blk.{l}.attn_k.weight", k),
-                    (f"blk.{l}.attn_v.weight", v),
-                    (f"blk.{l}.attn_q_norm.weight", norm(t + 5, HD)),
-                    (f"blk.{l}.attn_k_norm.weight", norm(t + 6, HD)),
-                    (f"blk.{l}.ffn_gate.weight", gate), (f"blk.{l}.ffn_up.weight", up)]
-    if arch == "gemma3":
+                    (f"blk.{l}.attn_v.weight", v)]
+        if arch != "gemma2":
+            tensors += [(f"blk.{l}.attn_q_norm.weight", norm(t + 5, HD)),
+                        (f"blk.{l}.attn_k_norm.weight", norm(t + 6, HD))]
+        tensors += [(f"blk.{l}.ffn_gate.weight", gate), (f"blk.{l}.ffn_up.weight", up)]
+    if arch in ("gemma3", "gemma2"):
         tensors += [(f"blk.{l}.post_attention_norm.weight", norm(t + 11, E)),
                     (f"blk.{l}.post_ffw_norm.weight", norm(t + 12, E))]
     tensors += [
@@ -278,7 +285,7 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
-    qwen3_wide|phi3_wide|gemma3) model=$(made_up "$kind") ;;
+    qwen3_wide|phi3_wide|gemma3|gemma2) model=$(made_up "$kind") ;;
     phi3) model=$(as_phi3 "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
@@ -363,6 +370,11 @@ model = {
               "pattern 2 (layers 0 and 2 local, RoPE base 10000 unscaled), layer 1 global (base "
               "1e6, linear scaling 8), final logit soft-capping 30; quantized to Q8_0 by "
               "`smelt gguf quantize`",
+    "gemma2": "a small Gemma 2 made up by benches/llamacpp_golden.sh as gemma3 without q/k norms "
+              "(3 layers, width 128, 2 query heads and 1 KV head of 256, feed-forward 256, GeGLU, "
+              "post-norms, embeddings scaled by sqrt(128)); llama.cpp's Gemma 2 defaults (layers 0 "
+              "and 2 local, one RoPE base 10000, final logits capped at 30) with a sliding window "
+              "of 8 and attention scores capped at 5; quantized to Q8_0 by `smelt gguf quantize`",
     "phi3": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, moved to the phi3 "
             "architecture by gguf-py (llama.* keys renamed phi3.*; NeoX RoPE, queries scaled "
             "before attention) with each layer's attn_q/attn_k/attn_v blocks stacked into "

@@ -17,7 +17,8 @@ use smelt_quant::rng::Rng;
 const VOCAB: usize = 90;
 
 /// A tiny random model of architecture `arch`: `llama`, `qwen2` (with q/k/v biases) or
-/// `gemma3` (q/k norms, post-norms, GeGLU, a sliding window of 16 on layer 0).
+/// `gemma3` (q/k norms, post-norms, GeGLU, a sliding window of 16 on layer 0) or `gemma2`
+/// (post-norms, GeGLU, a window of 16 on layer 0, soft-capped scores and logits).
 fn write_tiny_llama(path: &Path, seed: u64, arch: &str) {
     let (e, ff, layers) = (64u64, 128u64, 2u32);
     let mut w = GgufWriter::new();
@@ -54,7 +55,7 @@ fn write_tiny_llama(path: &Path, seed: u64, arch: &str) {
     ] {
         w.meta(&k, v).unwrap();
     }
-    if arch == "gemma3" {
+    if arch.starts_with("gemma") {
         w.meta(&key("attention.sliding_window"), MetaValue::U32(16))
             .unwrap();
         w.meta(&key("attention.sliding_window_pattern"), MetaValue::U32(2))
@@ -103,6 +104,8 @@ fn write_tiny_llama(path: &Path, seed: u64, arch: &str) {
             // Heads of 64 / 4.
             t(&mut w, &n("attn_q_norm"), &[16], 0.2, 1.0);
             t(&mut w, &n("attn_k_norm"), &[16], 0.2, 1.0);
+        }
+        if arch.starts_with("gemma") {
             t(&mut w, &n("post_attention_norm"), &[e], 0.2, 1.0);
             t(&mut w, &n("post_ffw_norm"), &[e], 0.2, 1.0);
         }
@@ -197,10 +200,12 @@ fn every_method_runs_end_to_end_and_packs() {
     every_method_end_to_end("qwen2");
 }
 
-/// Gemma 3: AWQ's feed-forward search runs GELU, the post-norms and sliding window ride along.
+/// Gemma 2 and 3: AWQ's feed-forward search runs GELU, the post-norms, sliding window and
+/// soft caps ride along.
 #[test]
-fn every_method_runs_end_to_end_on_gemma3() {
+fn every_method_runs_end_to_end_on_gemma() {
     every_method_end_to_end("gemma3");
+    every_method_end_to_end("gemma2");
 }
 
 fn every_method_end_to_end(arch: &str) {
@@ -287,10 +292,10 @@ fn every_method_end_to_end(arch: &str) {
         }
         let hf = dir.path().join(format!("{}-hf", method.name()));
         let exported = smelt_compress::llm::hf_gptq::export_hf_gptq(&file, &m4, &q, &hf);
-        if arch == "gemma3" {
+        if arch.starts_with("gemma") {
             // Hugging Face export knows llama and Qwen only: a clear refusal.
             let e = exported.unwrap_err();
-            assert!(e.contains("\"gemma3\""), "{e}");
+            assert!(e.contains(&format!("\"{arch}\"")), "{e}");
             continue;
         }
         exported.unwrap();

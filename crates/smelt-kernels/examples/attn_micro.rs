@@ -1,5 +1,5 @@
 //! Times the attention kernel for one KV head's group of query heads (a development aid).
-use smelt_kernels::attention::{HeadSlabs, Order, attend_group};
+use smelt_kernels::attention::{HeadSlabs, Order, Score, attend_group};
 fn main() {
     let hd = 64;
     let g = 3;
@@ -19,7 +19,7 @@ fn main() {
         let reps = 20000;
         let t = std::time::Instant::now();
         for _ in 0..reps {
-            attend_group(&q, g, kv, 0..n_pos, 0.125, order, &mut out);
+            attend_group(&q, g, kv, 0..n_pos, Score::scaled(0.125), order, &mut out);
         }
         let ns = t.elapsed().as_nanos() as f64 / reps as f64;
         println!(

@@ -21,7 +21,8 @@
 //! before `first` are llama.cpp's masked ones, scores of −∞ and weights of exactly 0, so
 //! skipping them changes no sum as long as the lanes stay aligned to position 0; whole
 //! 16-position chunks (and 128-position blocks of the weighted sum) before the window are
-//! skipped, which is where the window saves work.
+//! skipped, which is where the window saves work. Gemma 2's soft cap bends each score before
+//! the softmax ([`Score`]).
 
 use std::ops::Range;
 
@@ -76,6 +77,37 @@ impl<'a> HeadSlabs<'a> {
             let p0 = b * block;
             (p0, self.table[b] as usize * block, block.min(n_pos - p0))
         })
+    }
+}
+
+/// How a q·k dot product becomes the softmax's input, in llama.cpp's operations: with a soft
+/// cap c (Gemma 2), `c · tanh(dot · (1/c))` (`ggml_scale`, `tanhf`, `ggml_scale`), then times
+/// `scale` (the softmax's `kq_scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// The factor on the (capped) dot product: 1/√head_dim, or 1 where the queries were
+    /// scaled before.
+    pub scale: f32,
+    /// The soft cap, if any.
+    pub softcap: Option<f32>,
+}
+
+impl Score {
+    /// `dot · scale`, uncapped.
+    pub fn scaled(scale: f32) -> Self {
+        Self {
+            scale,
+            softcap: None,
+        }
+    }
+
+    /// The softmax input for dot product `dot`.
+    pub fn of(self, dot: f32) -> f32 {
+        let capped = match self.softcap {
+            Some(c) => (dot * (1.0 / c)).tanh() * c,
+            None => dot,
+        };
+        capped * self.scale
     }
 }
 
@@ -182,7 +214,7 @@ pub fn attend_reference(
     q: &[f32],
     kv: HeadSlabs,
     pos: Range<usize>,
-    scale: f32,
+    score: Score,
     order: Order,
     out: &mut [f32],
 ) {
@@ -204,7 +236,7 @@ pub fn attend_reference(
             if p < first {
                 f32::NEG_INFINITY
             } else {
-                dot_in_order(order, &row(kv.keys, p), &q16) * scale
+                score.of(dot_in_order(order, &row(kv.keys, p), &q16))
             }
         })
         .collect();
@@ -226,7 +258,7 @@ pub fn attend_reference(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{HeadSlabs, Order, f16, padded};
+    use super::{HeadSlabs, Order, Score, f16, padded};
     use crate::silu::x86::exp8;
 
     thread_local! {
@@ -349,7 +381,7 @@ mod x86 {
         &[usize],
         usize,
         usize,
-        f32,
+        Score,
         Order,
         &mut [f32],
         &mut [f32],
@@ -370,7 +402,7 @@ mod x86 {
         kv: HeadSlabs,
         first: usize,
         n_pos: usize,
-        scale: f32,
+        score: Score,
         order: Order,
         out: &mut [f32],
     ) {
@@ -423,7 +455,7 @@ mod x86 {
                     _ => unreachable!("head widths are checked above"),
                 };
                 body(
-                    q, g, kv, &row_of, first, n_pos, scale, order, w, qr, kv32, lanes, out,
+                    q, g, kv, &row_of, first, n_pos, score, order, w, qr, kv32, lanes, out,
                 );
             }
         });
@@ -441,7 +473,7 @@ mod x86 {
         row_of: &[usize],
         first: usize,
         n_pos: usize,
-        scale: f32,
+        score: Score,
         order: Order,
         w: &mut [f32],
         qr: &mut [f32],
@@ -497,7 +529,7 @@ mod x86 {
                         } else {
                             sk
                         };
-                        *wh.add(k) = sk * scale;
+                        *wh.add(k) = score.of(sk);
                     }
                 }
             }
@@ -624,7 +656,7 @@ pub fn attend_group_with(
     g: usize,
     kv: HeadSlabs,
     pos: Range<usize>,
-    scale: f32,
+    score: Score,
     order: Order,
     out: &mut [f32],
 ) {
@@ -633,12 +665,12 @@ pub fn attend_group_with(
     #[cfg(target_arch = "x86_64")]
     if v != Variant::Reference && available_variants().contains(&v) && simd_width(hd) {
         // SAFETY: AVX2, FMA and F16C were detected; `attend_group` checks the slab bounds.
-        return unsafe { x86::attend_group(q, g, hd, kv, pos.start, pos.end, scale, order, out) };
+        return unsafe { x86::attend_group(q, g, hd, kv, pos.start, pos.end, score, order, out) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
     for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-        attend_reference(qh, kv, pos.clone(), scale, order, oh);
+        attend_reference(qh, kv, pos.clone(), score, order, oh);
     }
 }
 
@@ -648,11 +680,11 @@ pub fn attend_group(
     g: usize,
     kv: HeadSlabs,
     pos: Range<usize>,
-    scale: f32,
+    score: Score,
     order: Order,
     out: &mut [f32],
 ) {
-    attend_group_with(crate::variant(), q, g, kv, pos, scale, order, out)
+    attend_group_with(crate::variant(), q, g, kv, pos, score, order, out)
 }
 
 /// `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over the positions `pos`, with variant `v`
@@ -662,11 +694,11 @@ pub fn attend_with(
     q: &[f32],
     kv: HeadSlabs,
     pos: Range<usize>,
-    scale: f32,
+    score: Score,
     order: Order,
     out: &mut [f32],
 ) {
-    attend_group_with(v, q, 1, kv, pos, scale, order, out)
+    attend_group_with(v, q, 1, kv, pos, score, order, out)
 }
 
 /// [`attend_with`] with the process's kernel variant.
@@ -674,9 +706,9 @@ pub fn attend(
     q: &[f32],
     kv: HeadSlabs,
     pos: Range<usize>,
-    scale: f32,
+    score: Score,
     order: Order,
     out: &mut [f32],
 ) {
-    attend_with(crate::variant(), q, kv, pos, scale, order, out)
+    attend_with(crate::variant(), q, kv, pos, score, order, out)
 }

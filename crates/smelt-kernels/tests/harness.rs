@@ -457,7 +457,7 @@ fn interleaved_matrices_match_the_reference_and_batching_changes_no_bit() {
 
 #[test]
 fn attention_variants_match_the_reference() {
-    use smelt_kernels::attention::{HeadSlabs, Order, attend_reference, attend_with};
+    use smelt_kernels::attention::{HeadSlabs, Order, Score, attend_reference, attend_with};
     let mut rng = Rng::fresh();
     for hd in [64usize, 128, 48, 80, 40, 16, 32, 96, 112, 256] {
         for n_pos in [1usize, 7, 8, 16, 37, 64, 130, 300] {
@@ -478,14 +478,22 @@ fn attention_variants_match_the_reference() {
                 let q: Vec<f32> = (0..hd).map(|_| rng.activation()).collect();
                 let kv = HeadSlabs::contiguous(&keys, &values, stride, hd);
                 let scale = 1.0 / (hd as f32).sqrt();
+                // Gemma 2's soft cap on every other case (2: it bends these scores).
+                let softcap = ((hd / 16 + n_pos + first) % 2 == 1).then_some(2.0f32);
+                let score = Score { scale, softcap };
                 for order in [Order::Single, Order::Batch] {
                     let mut want = vec![f32::NAN; hd];
-                    attend_reference(&q, kv, first..n_pos, scale, order, &mut want);
+                    attend_reference(&q, kv, first..n_pos, score, order, &mut want);
                     // The reference is the window's softmax-weighted mean of its value rows, in
                     // f64 from the f16 inputs, up to the f16 rounding of the query and weights.
                     let k = |p: usize, d: usize| keys[p * stride + hd + d].to_f32() as f64;
                     let scores: Vec<f64> = (first..n_pos)
-                        .map(|p| (0..hd).map(|d| k(p, d) * q[d] as f64).sum::<f64>() * scale as f64)
+                        .map(|p| {
+                            let dot: f64 = (0..hd).map(|d| k(p, d) * q[d] as f64).sum();
+                            let capped =
+                                softcap.map_or(dot, |c| c as f64 * (dot / c as f64).tanh());
+                            capped * scale as f64
+                        })
                         .collect();
                     let max = scores.iter().cloned().fold(f64::MIN, f64::max);
                     let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
@@ -503,7 +511,7 @@ fn attention_variants_match_the_reference() {
                     }
                     for &v in available_variants() {
                         let mut got = vec![f32::NAN; hd];
-                        attend_with(v, &q, kv, first..n_pos, scale, order, &mut got);
+                        attend_with(v, &q, kv, first..n_pos, score, order, &mut got);
                         for (d, (a, b)) in got.iter().zip(&want).enumerate() {
                             assert_eq!(
                                 a.to_bits(),
@@ -542,7 +550,7 @@ fn attention_variants_match_the_reference() {
                                 ..paged
                             };
                             let mut from_pages = vec![f32::NAN; hd];
-                            attend_with(v, &q, paged, first..n_pos, scale, order, &mut from_pages);
+                            attend_with(v, &q, paged, first..n_pos, score, order, &mut from_pages);
                             for (a, b) in from_pages.iter().zip(&got) {
                                 assert_eq!(a.to_bits(), b.to_bits(), "{} paged {block}", v.name());
                             }
@@ -590,7 +598,7 @@ fn attention_orders_sum_as_ggml_does() {
 
 #[test]
 fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
-    use smelt_kernels::attention::{HeadSlabs, Order, attend_group_with, attend_with};
+    use smelt_kernels::attention::{HeadSlabs, Order, Score, attend_group_with, attend_with};
     let mut rng = Rng::fresh();
     for hd in [64usize, 128, 256] {
         for g in [1usize, 3, 4] {
@@ -619,16 +627,19 @@ fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
                     table: &table,
                 };
                 let q: Vec<f32> = (0..g * hd).map(|_| rng.activation()).collect();
-                let scale = 1.0 / (hd as f32).sqrt();
+                let score = Score {
+                    scale: 1.0 / (hd as f32).sqrt(),
+                    softcap: (g == 3).then_some(2.0),
+                };
                 let order = Order::for_tokens(n_pos % 2 + 1);
                 let first = n_pos / 3;
                 for &v in available_variants() {
                     let mut together = vec![f32::NAN; g * hd];
-                    attend_group_with(v, &q, g, kv, first..n_pos, scale, order, &mut together);
+                    attend_group_with(v, &q, g, kv, first..n_pos, score, order, &mut together);
                     for h in 0..g {
                         let mut alone = vec![f32::NAN; hd];
                         let qh = &q[h * hd..(h + 1) * hd];
-                        attend_with(v, qh, kv, first..n_pos, scale, order, &mut alone);
+                        attend_with(v, qh, kv, first..n_pos, score, order, &mut alone);
                         for (d, (a, b)) in together[h * hd..].iter().zip(&alone).enumerate() {
                             assert_eq!(
                                 a.to_bits(),

@@ -1,10 +1,10 @@
 //! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, Phi-3, Gemma 3, ...) loaded from
 //! GGUF: RMSNorm, rotary position embeddings, grouped-query attention with a KV cache, SwiGLU
 //! feed-forward, tied or untied output; Qwen 2's q/k/v biases, Qwen 3's per-head q/k RMSNorm,
-//! Phi-3's stacked matrices and pre-scaled queries, Gemma 3's post-norms, GeGLU, scaled
-//! embeddings and sliding-window layers ([`Arch`]). Touvron et al., "LLaMA"
+//! Phi-3's stacked matrices and pre-scaled queries, Gemma's post-norms, GeGLU, scaled
+//! embeddings, sliding-window layers and soft caps ([`Arch`]). Touvron et al., "LLaMA"
 //! (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`, `qwen2.cpp`, `qwen3.cpp`,
-//! `phi3.cpp` and `gemma3.cpp`.
+//! `phi3.cpp`, `gemma2.cpp` and `gemma3.cpp`.
 //!
 //! Weights stay in their GGUF block format (mapped, not copied) and every product runs through
 //! `smelt-kernels` with 8-bit-block activations; formats without a kernel are dequantized to f32
@@ -353,6 +353,7 @@ impl Llama {
             head_dim: hd,
             scale: if prescale { 1.0 } else { q_scale },
             window,
+            softcap: c.attn_softcap,
         };
         s.size(n, e, qd, kv_dim, ff);
         let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
@@ -464,7 +465,7 @@ impl Llama {
         drop(op);
         tap.tensor(l, "ffn_gate", &s.gate, n);
         tap.tensor(l, "ffn_up", &s.up, n);
-        let op = if c.arch == Arch::Gemma3 {
+        let op = if c.arch.is_gemma() {
             let op = trace::span("op", "geglu+quantize");
             ops::geglu(&mut s.gate, &s.up);
             op

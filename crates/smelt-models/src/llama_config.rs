@@ -4,6 +4,11 @@
 
 use crate::ops::{Rope, RopeLayout};
 
+mod gemma;
+
+pub use gemma::SlidingWindow;
+use gemma::{number, sliding_window};
+
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -30,7 +35,8 @@ pub enum ModelError {
 /// rotate NeoX-style (halves), where llama GGUFs rotate adjacent pairs. Gemma 3 adds Qwen 3's
 /// q/k norms, a norm after attention and after the feed-forward, GELU for SiLU, embeddings
 /// scaled by √n_embd, and local layers that see a sliding window of positions with their own
-/// RoPE base ([`SlidingWindow`]).
+/// RoPE base ([`SlidingWindow`]). Gemma 2 is Gemma 3 without the q/k norms, with every other
+/// layer local and soft-capped attention scores and logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// `llama` (LLaMA 1-3, SmolLM2, Mistral, ...).
@@ -42,6 +48,8 @@ pub enum Arch {
     /// `phi3` (Phi-3 mini/medium 4k, Phi-4; LongRoPE files such as Phi-3.5 and Phi-4 mini
     /// are refused).
     Phi3,
+    /// `gemma2` (Gemma 2 2B, 9B, 27B).
+    Gemma2,
     /// `gemma3` (Gemma 3 270M, 1B, and the 4B-27B text towers).
     Gemma3,
 }
@@ -54,8 +62,14 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Phi3 => "phi3",
+            Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
         }
+    }
+
+    /// Gemma 2 or 3: scaled embeddings, post-norms, GeGLU, queries scaled first, local layers.
+    pub fn is_gemma(self) -> bool {
+        matches!(self, Arch::Gemma2 | Arch::Gemma3)
     }
 
     fn from_name(name: &str) -> Option<Self> {
@@ -64,6 +78,7 @@ impl Arch {
             Arch::Qwen2,
             Arch::Qwen3,
             Arch::Phi3,
+            Arch::Gemma2,
             Arch::Gemma3,
         ]
         .into_iter()
@@ -75,33 +90,9 @@ impl Arch {
 const MAX_HEAD_DIM: usize = 1 << 16;
 /// The most query or key/value heads accepted.
 const MAX_HEADS: usize = 1 << 16;
-
-/// Gemma 3's local attention: most layers see only the last `window` positions and rotate
-/// with their own base; every `pattern`-th layer (llama.cpp's default 6) sees the whole
-/// context with the model's RoPE base and scaling.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlidingWindow {
-    /// Positions a local layer's query sees, its own included (`attention.sliding_window`):
-    /// llama.cpp masks key position p0 for query position p1 when `p1 − p0 ≥ window`.
-    pub window: usize,
-    /// (n_layer,) whether each layer is local (`attention.sliding_window_pattern`: a period n,
-    /// local unless `l % n == n − 1`, or one flag per layer).
-    pub local: Vec<bool>,
-    /// The local layers' rotation: base `rope.freq_base_swa` (llama.cpp's default 10000),
-    /// unscaled.
-    pub rope: Rope,
-}
-
-impl SlidingWindow {
-    /// The first position layer `l`'s query at `pos` sees (0 for a global layer).
-    pub fn first_visible(&self, l: usize, pos: usize) -> usize {
-        if self.local[l] {
-            (pos + 1).saturating_sub(self.window)
-        } else {
-            0
-        }
-    }
-}
+/// The most layers accepted: llama.cpp's `LLAMA_MAX_LAYERS` (per-layer tables are built from
+/// the count before any tensor is looked at).
+const MAX_LAYERS: usize = 512;
 
 /// Hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,10 +119,14 @@ pub struct LlamaConfig {
     pub rope: Rope,
     /// Vocabulary size.
     pub n_vocab: usize,
-    /// Local attention layers (Gemma 3 with `attention.sliding_window`), if any.
+    /// Local attention layers (Gemma 2, Gemma 3 with `attention.sliding_window`), if any.
     pub swa: Option<SlidingWindow>,
-    /// `final_logit_softcapping`: logits become `c · tanh(logit / c)` (Gemma), if set.
+    /// `final_logit_softcapping`: logits become `c · tanh(logit / c)` (Gemma 2, by default
+    /// 30; Gemma 3 where set).
     pub final_softcap: Option<f32>,
+    /// `attn_logit_softcapping`: attention scores become `c · tanh(q·k / c)` before the
+    /// softmax (Gemma 2, by default 50).
+    pub attn_softcap: Option<f32>,
 }
 
 impl LlamaConfig {
@@ -147,29 +142,35 @@ impl LlamaConfig {
     }
 
     /// Whether the queries are scaled before attention, which then scales q·k by 1 (Phi-3 and
-    /// Gemma 3, as llama.cpp runs them: the rounding differs from scaling q·k).
+    /// Gemma, as llama.cpp runs them: the rounding differs from scaling q·k).
     pub fn prescaled_queries(&self) -> bool {
-        matches!(self.arch, Arch::Phi3 | Arch::Gemma3)
+        self.arch == Arch::Phi3 || self.arch.is_gemma()
     }
 
-    /// The factor on the queries or on q·k: 1/√head_dim, but for Gemma 3 27B (62 layers),
-    /// 1/√(n_embd / n_head), as llama.cpp (after gemma_pytorch's `query_pre_attn_scalar`).
+    /// The factor on the queries or on q·k: 1/√head_dim, but for the 27B Gemmas (Gemma 2's 46
+    /// layers, Gemma 3's 62), 1/√(n_embd / n_head), as llama.cpp (after gemma_pytorch's
+    /// `query_pre_attn_scalar`).
     pub fn query_scale(&self) -> f32 {
-        if self.arch == Arch::Gemma3 && self.n_layer == 62 {
+        let is_27b = match self.arch {
+            Arch::Gemma2 => self.n_layer == 46,
+            Arch::Gemma3 => self.n_layer == 62,
+            _ => false,
+        };
+        if is_27b {
             1.0 / ((self.n_embd / self.n_head) as f32).sqrt()
         } else {
             1.0 / (self.head_dim() as f32).sqrt()
         }
     }
 
-    /// The factor on the token embeddings: √n_embd for Gemma 3 (in f32, as llama.cpp's
+    /// The factor on the token embeddings: √n_embd for Gemma (in f32, as llama.cpp's
     /// `sqrtf`), none elsewhere.
     pub fn embedding_scale(&self) -> Option<f32> {
-        (self.arch == Arch::Gemma3).then(|| (self.n_embd as f32).sqrt())
+        self.arch.is_gemma().then(|| (self.n_embd as f32).sqrt())
     }
 
-    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3`, `phi3` or
-    /// `gemma3` GGUF.
+    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3`, `phi3`, `gemma2`
+    /// or `gemma3` GGUF.
     pub fn from_gguf(h: &smelt_gguf::Header) -> Result<Self, ModelError> {
         let name = h
             .get("general.architecture")
@@ -178,7 +179,7 @@ impl LlamaConfig {
         let arch = Arch::from_name(name).ok_or_else(|| {
             ModelError::Unsupported(format!(
                 "architecture {name:?} is not supported (supported: llama, qwen2, qwen3, phi3, \
-                 gemma3)"
+                 gemma2, gemma3)"
             ))
         })?;
         let key = |k: &str| format!("{}.{k}", arch.name());
@@ -234,7 +235,9 @@ impl LlamaConfig {
             rope: Rope {
                 layout: match arch {
                     Arch::Llama => RopeLayout::Normal,
-                    Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 | Arch::Gemma3 => RopeLayout::Neox,
+                    Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => {
+                        RopeLayout::Neox
+                    }
                 },
                 n_rot: u("rope.dimension_count").unwrap_or(head_dim),
                 base: f("rope.freq_base", 10000.0),
@@ -245,8 +248,10 @@ impl LlamaConfig {
             n_vocab,
             swa: None,
             final_softcap: None,
+            attn_softcap: None,
         };
         if config.n_layer == 0
+            || config.n_layer > MAX_LAYERS
             || config.n_head == 0
             || config.n_head_kv == 0
             || !config.n_head.is_multiple_of(config.n_head_kv)
@@ -309,89 +314,32 @@ impl LlamaConfig {
             )));
         }
         let mut config = config;
-        if arch == Arch::Gemma3 {
+        if arch.is_gemma() {
             config.swa = sliding_window(h, &config)?;
-            config.final_softcap = h
-                .get(&key("final_logit_softcapping"))
-                .and_then(|v| v.as_f64())
-                .map(|v| v as f32)
-                .filter(|&c| c != 0.0);
-            if let Some(c) = config.final_softcap
-                && !(c.is_finite() && c > 0.0)
-            {
-                return Err(ModelError::Unsupported(format!(
-                    "{} is {c} (it must be positive)",
-                    key("final_logit_softcapping")
-                )));
+            // Gemma 2 always caps (llama.cpp's defaults 50 and 30); Gemma 3 caps logits only
+            // where the key is set and not 0.
+            let gemma2 = arch == Arch::Gemma2;
+            let cap = |k: &str, default: f32| -> Result<Option<f32>, ModelError> {
+                let v = number(h, &key(k))?.map(|v| v as f32);
+                let v = if gemma2 {
+                    v.or(Some(default))
+                } else {
+                    v.filter(|&c| c != 0.0)
+                };
+                match v {
+                    Some(c) if !(c.is_finite() && c > 0.0) => Err(ModelError::Unsupported(
+                        format!("{} is {c} (it must be positive)", key(k)),
+                    )),
+                    v => Ok(v),
+                }
+            };
+            config.final_softcap = cap("final_logit_softcapping", 30.0)?;
+            if gemma2 {
+                config.attn_softcap = cap("attn_logit_softcapping", 50.0)?;
             }
         }
         Ok(config)
     }
-}
-
-/// Gemma 3's local layers from `attention.sliding_window` (absent or 0: every layer global),
-/// `attention.sliding_window_pattern` (a period, default 6, or one flag per layer) and
-/// `rope.freq_base_swa` (default 10000), as llama.cpp reads them.
-fn sliding_window(
-    h: &smelt_gguf::Header,
-    c: &LlamaConfig,
-) -> Result<Option<SlidingWindow>, ModelError> {
-    let key = |k: &str| format!("{}.{k}", c.arch.name());
-    let window = h
-        .get(&key("attention.sliding_window"))
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0) as usize;
-    if window == 0 {
-        return Ok(None);
-    }
-    let pattern_key = key("attention.sliding_window_pattern");
-    let local = match h.get(&pattern_key) {
-        Some(smelt_gguf::MetaValue::Array(_, flags)) => {
-            let flags: Option<Vec<bool>> = flags
-                .iter()
-                .map(|f| match f {
-                    smelt_gguf::MetaValue::Bool(b) => Some(*b),
-                    _ => None,
-                })
-                .collect();
-            match flags {
-                Some(f) if f.len() == c.n_layer => f,
-                _ => {
-                    return Err(ModelError::Unsupported(format!(
-                        "{pattern_key} must hold one boolean per layer ({})",
-                        c.n_layer
-                    )));
-                }
-            }
-        }
-        Some(v) => {
-            let n = v.as_u64().ok_or_else(|| {
-                ModelError::Unsupported(format!("{pattern_key} is neither a count nor flags"))
-            })? as usize;
-            // llama.cpp: a period of 0 makes every layer local.
-            (0..c.n_layer).map(|l| n == 0 || l % n < n - 1).collect()
-        }
-        None => (0..c.n_layer).map(|l| l % 6 < 5).collect(),
-    };
-    let base = h
-        .get(&key("rope.freq_base_swa"))
-        .and_then(|v| v.as_f64())
-        .map_or(10000.0, |v| v as f32);
-    if !(base.is_finite() && base > 0.0) {
-        return Err(ModelError::Unsupported(format!(
-            "{} is {base} (it must be positive)",
-            key("rope.freq_base_swa")
-        )));
-    }
-    Ok(Some(SlidingWindow {
-        window,
-        local,
-        rope: Rope {
-            base,
-            linear_scale: 1.0,
-            ..c.rope.clone()
-        },
-    }))
 }
 
 #[cfg(test)]
@@ -400,7 +348,7 @@ mod tests {
     use smelt_gguf::{Header, MetaValue};
 
     /// A small, consistent llama header with `key` set to `value`.
-    fn header_with(key: &str, value: MetaValue) -> Header {
+    pub(super) fn header_with(key: &str, value: MetaValue) -> Header {
         let mut metadata: Vec<(String, MetaValue)> = [
             ("general.architecture", MetaValue::String("llama".into())),
             ("llama.block_count", MetaValue::U32(2)),
@@ -441,6 +389,12 @@ mod tests {
                 "feed-forward width 0",
             ),
             ("llama.context_length", MetaValue::U32(0), "context 0"),
+            // Past llama.cpp's 512 layers (per-layer tables would be allocated first).
+            (
+                "llama.block_count",
+                MetaValue::U64(1 << 40),
+                "inconsistent hyper-parameters: 1099511627776 layers",
+            ),
             (
                 "llama.attention.layer_norm_rms_epsilon",
                 MetaValue::F32(-1e-5),
@@ -533,89 +487,5 @@ mod tests {
         ))
         .unwrap_err();
         assert!(e.to_string().contains("heads of 0"), "{e}");
-    }
-
-    /// Gemma 3's local layers as llama.cpp reads them: a period (default 6, 0 = all local)
-    /// or one flag per layer, the local base, and refusals of what cannot run.
-    #[test]
-    fn gemma3_sliding_window_keys() {
-        let gemma = |extra: &[(&str, MetaValue)]| {
-            let mut h = header_with("llama.block_count", MetaValue::U32(7));
-            for (k, v) in &mut h.metadata {
-                if let Some(rest) = k.strip_prefix("llama.") {
-                    *k = format!("gemma3.{rest}");
-                } else if k == "general.architecture" {
-                    *v = MetaValue::String("gemma3".into());
-                }
-            }
-            h.metadata.extend(
-                extra
-                    .iter()
-                    .map(|(k, v)| (format!("gemma3.{k}"), v.clone())),
-            );
-            LlamaConfig::from_gguf(&h)
-        };
-        let c = gemma(&[]).unwrap();
-        assert_eq!((&c.swa, c.final_softcap), (&None, None));
-        assert_eq!(c.embedding_scale(), Some(32f32.sqrt()));
-        let w = MetaValue::U32(512);
-        let c = gemma(&[("attention.sliding_window", w.clone())]).unwrap();
-        let swa = c.swa.unwrap();
-        assert_eq!(swa.local, [true, true, true, true, true, false, true]);
-        assert_eq!(
-            (swa.window, swa.rope.base, c.rope.base),
-            (512, 10000.0, 10000.0)
-        );
-        assert_eq!(
-            (swa.first_visible(0, 600), swa.first_visible(5, 600)),
-            (89, 0)
-        );
-        let c = gemma(&[
-            ("attention.sliding_window", w.clone()),
-            ("attention.sliding_window_pattern", MetaValue::U32(0)),
-            ("rope.freq_base_swa", MetaValue::F32(5e4)),
-        ])
-        .unwrap();
-        let swa = c.swa.unwrap();
-        assert!(swa.local.iter().all(|&b| b));
-        assert_eq!(swa.rope.base, 5e4);
-        let flags = |n: usize| {
-            MetaValue::Array(
-                smelt_gguf::MetaType::Bool,
-                (0..n).map(|l| MetaValue::Bool(l % 2 == 0)).collect(),
-            )
-        };
-        let c = gemma(&[
-            ("attention.sliding_window", w.clone()),
-            ("attention.sliding_window_pattern", flags(7)),
-        ])
-        .unwrap();
-        assert_eq!(
-            c.swa.unwrap().local,
-            [true, false, true, false, true, false, true]
-        );
-        for (extra, says) in [
-            (
-                vec![
-                    ("attention.sliding_window", w.clone()),
-                    ("attention.sliding_window_pattern", flags(6)),
-                ],
-                "one boolean per layer (7)",
-            ),
-            (
-                vec![
-                    ("attention.sliding_window", w.clone()),
-                    ("rope.freq_base_swa", MetaValue::F32(-1.0)),
-                ],
-                "freq_base_swa is -1",
-            ),
-            (
-                vec![("final_logit_softcapping", MetaValue::F32(-30.0))],
-                "final_logit_softcapping is -30",
-            ),
-        ] {
-            let e = gemma(&extra).unwrap_err();
-            assert!(e.to_string().contains(says), "{e}");
-        }
     }
 }

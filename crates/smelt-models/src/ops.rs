@@ -150,9 +150,11 @@ pub struct Heads {
     /// The factor on q·k: 1/√head_dim, or 1 where the queries were scaled before (Phi-3,
     /// Gemma 3, as llama.cpp runs them).
     pub scale: f32,
-    /// The positions a query sees, its own included, in a local layer (Gemma 3's sliding
+    /// The positions a query sees, its own included, in a local layer (Gemma's sliding
     /// window); `None`: every earlier position.
     pub window: Option<usize>,
+    /// The soft cap on q·k before the softmax (Gemma 2), if any.
+    pub softcap: Option<f32>,
 }
 
 /// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
@@ -170,7 +172,10 @@ pub fn attention(
 ) {
     let hd = h.head_dim;
     let group = h.n_head / h.n_head_kv;
-    let scale = h.scale;
+    let score = attention::Score {
+        scale: h.scale,
+        softcap: h.softcap,
+    };
     let (keys, values) = pool.layer(layer);
     // (Σn,) each token's span and position.
     let tokens: Vec<(&Span, usize)> = spans
@@ -202,7 +207,7 @@ pub fn attention(
         let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
         let order = attention::Order::for_tokens(sp.n);
         let first = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-        attention::attend_group(q, per_task, kv, first..pos + 1, scale, order, o);
+        attention::attend_group(q, per_task, kv, first..pos + 1, score, order, o);
     };
     // Multiply-adds (scores and weighted sum, every head): below ~256 K (one token's decode
     // step at a context of a few hundred) a parallel region costs more than it saves.

@@ -1,7 +1,7 @@
 //! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0,
 //! Q4_0, Q4_K_M and Q5_K_S, without flash attention; and on its Q8_0 weights run as Qwen 2
 //! (q/k/v biases), Qwen 3 (per-head q/k RMSNorm) and Phi-3 (fused matrices, queries scaled
-//! first), all with NeoX RoPE; and on small made-up Qwen 3, Phi-3 and Gemma 3 models.
+//! first), all with NeoX RoPE; and on small made-up Qwen 3, Phi-3, Gemma 2 and Gemma 3 models.
 //!
 //! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0,q4_k_m,q5_k_s}_greedy.json`) are
 //! llama.cpp's own logits along its greedy path for three prompts, written by
@@ -17,7 +17,8 @@ mod made_models;
 use std::sync::Arc;
 
 use made_models::{
-    gemma3, phi3, qwen2, qwen3, requantized, shipped_smollm2, wide_phi3, wide_qwen3, written,
+    gemma2, gemma3, phi3, qwen2, qwen3, requantized, shipped_smollm2, wide_phi3, wide_qwen3,
+    written,
 };
 use smelt_gguf::mix::FileType;
 use smelt_gguf::{GgmlType, GgufFile};
@@ -144,6 +145,22 @@ fn gemma3_logits_equal_llamacpp_bit_for_bit() {
     );
     assert_eq!(c.final_softcap, Some(30.0));
     check(&file, include_str!("data/llamacpp_gemma3_greedy.json"));
+}
+
+/// A small Gemma 2 ([`made_models::gemma2`]): Gemma 3's graph without q/k norms, llama.cpp's
+/// Gemma 2 defaults (every other layer local, one RoPE, logits capped at 30), a window of 8 and
+/// attention scores soft-capped at 5 before the softmax.
+#[test]
+fn gemma2_logits_equal_llamacpp_bit_for_bit() {
+    let file = gemma2();
+    let c = Llama::load(&file).unwrap().config;
+    let swa = c.swa.as_ref().unwrap();
+    assert_eq!(
+        (swa.window, swa.local.clone()),
+        (8, vec![true, false, true])
+    );
+    assert_eq!((c.attn_softcap, c.final_softcap), (Some(5.0), Some(30.0)));
+    check(&file, include_str!("data/llamacpp_gemma2_greedy.json"));
 }
 
 #[test]

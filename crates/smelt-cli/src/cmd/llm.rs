@@ -152,10 +152,11 @@ pub fn run(ctx: &Context, command: LlmCommand) -> Result<()> {
                      and gate/up matrices are stored stacked); `smelt llm compare` measures it"
                 );
             }
-            if arch == smelt_models::llama::Arch::Gemma3 && a.hf_dir.is_some() {
+            if arch.is_gemma() && a.hf_dir.is_some() {
                 bail!(
-                    "--hf-dir: exporting gemma3 to Hugging Face is not supported yet (llama, \
-                     qwen2 and qwen3 are); -o writes the quantized GGUF"
+                    "--hf-dir: exporting {} to Hugging Face is not supported yet (llama, \
+                     qwen2 and qwen3 are); -o writes the quantized GGUF",
+                    arch.name()
                 );
             }
             let base = setup.evaluate(ctx, "base (F32)", None)?;

@@ -476,7 +476,7 @@ pub fn awq_layer(
     let (x, n, e, x_mean) = input(LinearInput::Ffn);
     let ff = w[&Linear::Gate].1;
     let (down, _, _) = &w[&Linear::Down];
-    let gelu = model.config.arch == smelt_models::llama::Arch::Gemma3;
+    let gelu = model.config.arch.is_gemma();
     let mlp = |g: &[f32], u: &[f32], xs: &[f32]| {
         let mut h = xwt(xs, n, g, ff, e);
         glu(gelu, &mut h, &xwt(xs, n, u, ff, e));

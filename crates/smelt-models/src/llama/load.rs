@@ -133,7 +133,7 @@ fn split_rows(
 const ROPE_FREQS: &str = "rope_freqs.weight";
 
 impl Llama {
-    /// Loads a llama, Qwen 2, Qwen 3, Phi-3 or Gemma 3 GGUF.
+    /// Loads a llama, Qwen 2, Qwen 3, Phi-3, Gemma 2 or Gemma 3 GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
         // llama.cpp reads the factors for llama only (elsewhere they are an unused tensor).
@@ -179,7 +179,7 @@ impl Llama {
             } else {
                 None
             };
-            let post_norms = if config.arch == Arch::Gemma3 {
+            let post_norms = if config.arch.is_gemma() {
                 Some([
                     load_f32(file, &n("post_attention_norm"), &[e])?,
                     load_f32(file, &n("post_ffw_norm"), &[e])?,
@@ -223,11 +223,13 @@ impl Llama {
                 w_down: matrix(file, &n("ffn_down"), ff, e, QMatrix::new)?,
             });
         }
-        let output = if file
-            .header
-            .tensors
-            .iter()
-            .any(|t| t.name == "output.weight")
+        // Gemma 2 always ties the output (an `output.weight` is refused as unused).
+        let output = if config.arch != Arch::Gemma2
+            && file
+                .header
+                .tensors
+                .iter()
+                .any(|t| t.name == "output.weight")
         {
             Some(matrix(
                 file,
@@ -260,9 +262,12 @@ impl Llama {
     /// norms outside Qwen 3, LongRoPE factors, ...) would change llama.cpp's result but not
     /// smelt's: refused, as llama.cpp refuses a file with tensors it did not load.
     fn refuse_unused(&self, file: &GgufFile) -> Result<(), ModelError> {
-        let mut used: Vec<String> = ["token_embd.weight", "output_norm.weight", "output.weight"]
+        let mut used: Vec<String> = ["token_embd.weight", "output_norm.weight"]
             .map(String::from)
             .into();
+        if self.output.is_some() {
+            used.push("output.weight".into());
+        }
         if self.config.rope.freq_factors.is_some() {
             used.push(ROPE_FREQS.into());
         }

@@ -157,6 +157,13 @@ pub fn gemma3() -> Arc<GgufFile> {
     made_up("gemma3", (3, 128, 2, 1, 256, 256))
 }
 
+/// A small Gemma 2 made up the same way: Gemma 3's shapes without the q/k norms, with llama.cpp's
+/// Gemma 2 defaults (layers 0 and 2 local, one RoPE base 10000, final logits capped at 30), a
+/// window of 8 and attention scores capped at 5 (the script's `gemma2`).
+pub fn gemma2() -> Arc<GgufFile> {
+    made_up("gemma2", (3, 128, 2, 1, 256, 256))
+}
+
 /// The script's `made_up`: architecture `arch` with (layers, width, heads, KV heads, head
 /// width, feed-forward width).
 fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<GgufFile> {
@@ -185,7 +192,8 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
         w.meta(&format!("{arch}.{k}"), MetaValue::U32(v as u32))
             .unwrap();
     }
-    w.meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(1e6))
+    let base = if arch == "gemma2" { 1e4 } else { 1e6 };
+    w.meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(base))
         .unwrap();
     w.meta(
         &format!("{arch}.attention.layer_norm_rms_epsilon"),
@@ -199,6 +207,14 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
             ("rope.scaling.type", MetaValue::String("linear".into())),
             ("rope.scaling.factor", MetaValue::F32(8.0)),
             ("final_logit_softcapping", MetaValue::F32(30.0)),
+        ] {
+            w.meta(&format!("{arch}.{k}"), v).unwrap();
+        }
+    }
+    if arch == "gemma2" {
+        for (k, v) in [
+            ("attention.sliding_window", MetaValue::U32(8)),
+            ("attn_logit_softcapping", MetaValue::F32(5.0)),
         ] {
             w.meta(&format!("{arch}.{k}"), v).unwrap();
         }
@@ -250,13 +266,14 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
                 (name("attn_q"), q),
                 (name("attn_k"), k),
                 (name("attn_v"), v),
-                (name("attn_q_norm"), norm(t + 5, hd)),
-                (name("attn_k_norm"), norm(t + 6, hd)),
-                (name("ffn_gate"), gate),
-                (name("ffn_up"), up),
             ]);
+            if arch != "gemma2" {
+                tensors.push((name("attn_q_norm"), norm(t + 5, hd)));
+                tensors.push((name("attn_k_norm"), norm(t + 6, hd)));
+            }
+            tensors.extend([(name("ffn_gate"), gate), (name("ffn_up"), up)]);
         }
-        if arch == "gemma3" {
+        if arch.starts_with("gemma") {
             tensors.push((name("post_attention_norm"), norm(t + 11, e)));
             tensors.push((name("post_ffw_norm"), norm(t + 12, e)));
         }

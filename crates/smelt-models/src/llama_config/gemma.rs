@@ -1,0 +1,297 @@
+//! Gemma's hyper-parameters beyond llama's: the local (sliding-window) layers, their RoPE, and
+//! the typed reading of the optional keys that set them.
+
+use super::{Arch, LlamaConfig, ModelError};
+use crate::ops::Rope;
+
+/// Gemma's local attention: most layers see only the last `window` positions and rotate with
+/// their own base; every `pattern`-th layer (llama.cpp's default 6 for Gemma 3, 2 for Gemma 2)
+/// sees the whole context with the model's RoPE base and scaling.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlidingWindow {
+    /// Positions a local layer's query sees, its own included (`attention.sliding_window`):
+    /// llama.cpp masks key position p0 for query position p1 when `p1 − p0 ≥ window`.
+    pub window: usize,
+    /// (n_layer,) whether each layer is local (`attention.sliding_window_pattern`: a period n,
+    /// local unless `l % n == n − 1`, or one flag per layer).
+    pub local: Vec<bool>,
+    /// The local layers' rotation: base `rope.freq_base_swa` (llama.cpp's defaults: Gemma 3,
+    /// 10000 unscaled; Gemma 2, the model's base and scaling).
+    pub rope: Rope,
+}
+
+impl SlidingWindow {
+    /// The first position layer `l`'s query at `pos` sees (0 for a global layer).
+    pub fn first_visible(&self, l: usize, pos: usize) -> usize {
+        if self.local[l] {
+            (pos + 1).saturating_sub(self.window)
+        } else {
+            0
+        }
+    }
+}
+
+/// The value of metadata key `k` as a number, `None` when absent; an error when present with
+/// another type (llama.cpp throws there rather than take a default).
+pub(super) fn number(h: &smelt_gguf::Header, k: &str) -> Result<Option<f64>, ModelError> {
+    match h.get(k) {
+        None => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| ModelError::Unsupported(format!("{k} is not a number ({v:?})"))),
+    }
+}
+
+/// [`number`] for a count: a non-negative integer that fits in usize.
+fn count(h: &smelt_gguf::Header, k: &str) -> Result<Option<usize>, ModelError> {
+    match h.get(k) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ModelError::Unsupported(format!("{k} is not a non-negative integer ({v:?})"))
+            }),
+    }
+}
+
+/// Gemma's local layers, as llama.cpp reads them: `attention.sliding_window` (Gemma 3: absent
+/// or 0, every layer global; Gemma 2: default 4096), `attention.sliding_window_pattern` (a
+/// period, default 6 for Gemma 3 and 2 for Gemma 2, or one flag per layer) and
+/// `rope.freq_base_swa` (Gemma 3: default 10000, unscaled; Gemma 2: the model's base and
+/// scaling).
+pub(super) fn sliding_window(
+    h: &smelt_gguf::Header,
+    c: &LlamaConfig,
+) -> Result<Option<SlidingWindow>, ModelError> {
+    let key = |k: &str| format!("{}.{k}", c.arch.name());
+    let gemma2 = c.arch == Arch::Gemma2;
+    let window_key = key("attention.sliding_window");
+    let window = count(h, &window_key)?.unwrap_or(if gemma2 { 4096 } else { 0 });
+    if window == 0 {
+        if gemma2 {
+            // llama.cpp would mask every position (NaN rows).
+            return Err(ModelError::Unsupported(format!(
+                "{window_key} is 0 (gemma2 needs a window)"
+            )));
+        }
+        return Ok(None);
+    }
+    let pattern_key = key("attention.sliding_window_pattern");
+    let local = match h.get(&pattern_key) {
+        Some(smelt_gguf::MetaValue::Array(_, flags)) => {
+            let flags: Option<Vec<bool>> = flags
+                .iter()
+                .map(|f| match f {
+                    smelt_gguf::MetaValue::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect();
+            match flags {
+                Some(f) if f.len() == c.n_layer => f,
+                _ => {
+                    return Err(ModelError::Unsupported(format!(
+                        "{pattern_key} must hold one boolean per layer ({})",
+                        c.n_layer
+                    )));
+                }
+            }
+        }
+        Some(_) => {
+            let n = count(h, &pattern_key)?.unwrap_or(0);
+            // llama.cpp: a period of 0 makes every layer local.
+            (0..c.n_layer).map(|l| n == 0 || l % n < n - 1).collect()
+        }
+        None => {
+            let n = if gemma2 { 2 } else { 6 };
+            (0..c.n_layer).map(|l| l % n < n - 1).collect()
+        }
+    };
+    let base = number(h, &key("rope.freq_base_swa"))?
+        .map_or(if gemma2 { c.rope.base } else { 10000.0 }, |v| v as f32);
+    // llama.cpp reads local layers' own head and rotation widths for every architecture;
+    // smelt runs one width, so a file whose local widths differ is refused.
+    for (k, main) in [
+        ("attention.key_length_swa", c.head_dim()),
+        ("attention.value_length_swa", c.head_dim()),
+        ("rope.dimension_count_swa", c.rope.n_rot),
+    ] {
+        if let Some(v) = count(h, &key(k))?
+            && v != main
+        {
+            return Err(ModelError::Unsupported(format!(
+                "{} is {v}, not {main}: local layers of another width are not supported",
+                key(k)
+            )));
+        }
+    }
+    if !(base.is_finite() && base > 0.0) {
+        return Err(ModelError::Unsupported(format!(
+            "{} is {base} (it must be positive)",
+            key("rope.freq_base_swa")
+        )));
+    }
+    Ok(Some(SlidingWindow {
+        window,
+        local,
+        rope: Rope {
+            base,
+            linear_scale: if gemma2 { c.rope.linear_scale } else { 1.0 },
+            ..c.rope.clone()
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::LlamaConfig;
+    use super::super::tests::header_with;
+    use smelt_gguf::MetaValue;
+
+    /// The consistent llama header of the parent's tests with `layers` layers, moved to
+    /// architecture `arch`, with `base` and `extra` keys (names without the prefix) added.
+    fn config(
+        arch: &str,
+        layers: u32,
+        base: &[(&str, MetaValue)],
+        extra: &[(&str, MetaValue)],
+    ) -> Result<LlamaConfig, super::ModelError> {
+        let mut h = header_with("llama.block_count", MetaValue::U32(layers));
+        for (k, v) in &mut h.metadata {
+            if let Some(rest) = k.strip_prefix("llama.") {
+                *k = format!("{arch}.{rest}");
+            } else if k == "general.architecture" {
+                *v = MetaValue::String(arch.into());
+            }
+        }
+        let added = base.iter().chain(extra);
+        h.metadata
+            .extend(added.map(|(k, v)| (format!("{arch}.{k}"), v.clone())));
+        LlamaConfig::from_gguf(&h)
+    }
+
+    /// Gemma 3's local layers as llama.cpp reads them: a period (default 6, 0 = all local)
+    /// or one flag per layer, the local base, and refusals of what cannot run.
+    #[test]
+    fn gemma3_sliding_window_keys() {
+        let gemma = |extra: &[(&str, MetaValue)]| config("gemma3", 7, &[], extra);
+        let c = gemma(&[]).unwrap();
+        assert_eq!((&c.swa, c.final_softcap), (&None, None));
+        assert_eq!(c.embedding_scale(), Some(32f32.sqrt()));
+        let w = MetaValue::U32(512);
+        let c = gemma(&[("attention.sliding_window", w.clone())]).unwrap();
+        let swa = c.swa.unwrap();
+        assert_eq!(swa.local, [true, true, true, true, true, false, true]);
+        assert_eq!(
+            (swa.window, swa.rope.base, c.rope.base),
+            (512, 10000.0, 10000.0)
+        );
+        assert_eq!(
+            (swa.first_visible(0, 600), swa.first_visible(5, 600)),
+            (89, 0)
+        );
+        let c = gemma(&[
+            ("attention.sliding_window", w.clone()),
+            ("attention.sliding_window_pattern", MetaValue::U32(0)),
+            ("rope.freq_base_swa", MetaValue::F32(5e4)),
+        ])
+        .unwrap();
+        let swa = c.swa.unwrap();
+        assert!(swa.local.iter().all(|&b| b));
+        assert_eq!(swa.rope.base, 5e4);
+        let flags = |n: usize| {
+            MetaValue::Array(
+                smelt_gguf::MetaType::Bool,
+                (0..n).map(|l| MetaValue::Bool(l % 2 == 0)).collect(),
+            )
+        };
+        let c = gemma(&[
+            ("attention.sliding_window", w.clone()),
+            ("attention.sliding_window_pattern", flags(7)),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.swa.unwrap().local,
+            [true, false, true, false, true, false, true]
+        );
+        for (extra, says) in [
+            (
+                vec![
+                    ("attention.sliding_window", w.clone()),
+                    ("attention.sliding_window_pattern", flags(6)),
+                ],
+                "one boolean per layer (7)",
+            ),
+            (
+                vec![
+                    ("attention.sliding_window", w.clone()),
+                    ("rope.freq_base_swa", MetaValue::F32(-1.0)),
+                ],
+                "freq_base_swa is -1",
+            ),
+            (
+                vec![("final_logit_softcapping", MetaValue::F32(-30.0))],
+                "final_logit_softcapping is -30",
+            ),
+            (
+                vec![("attention.sliding_window", MetaValue::F32(512.0))],
+                "sliding_window is not a non-negative integer",
+            ),
+            (
+                vec![
+                    ("attention.sliding_window", w.clone()),
+                    ("rope.freq_base_swa", MetaValue::String("1e4".into())),
+                ],
+                "freq_base_swa is not a number",
+            ),
+            (
+                vec![
+                    ("attention.sliding_window", w.clone()),
+                    ("attention.key_length_swa", MetaValue::U32(4)),
+                ],
+                "key_length_swa is 4, not 8",
+            ),
+        ] {
+            let e = gemma(&extra).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
+    }
+
+    /// Gemma 2 as llama.cpp reads it: always windowed (4096, every other layer), one RoPE
+    /// for all layers, scores and logits capped (50 and 30) unless the file says otherwise.
+    #[test]
+    fn gemma2_defaults() {
+        let scaled = [("rope.scale_linear", MetaValue::F32(2.0))];
+        let gemma2 = |extra: &[(&str, MetaValue)]| config("gemma2", 4, &scaled, extra);
+        let c = gemma2(&[]).unwrap();
+        let swa = c.swa.clone().unwrap();
+        assert_eq!(
+            (swa.window, swa.local),
+            (4096, vec![true, false, true, false])
+        );
+        assert_eq!(swa.rope, c.rope);
+        assert_eq!((c.attn_softcap, c.final_softcap), (Some(50.0), Some(30.0)));
+        assert!(c.prescaled_queries());
+        let c = gemma2(&[
+            ("attn_logit_softcapping", MetaValue::F32(20.0)),
+            ("attention.sliding_window", MetaValue::U32(16)),
+        ])
+        .unwrap();
+        assert_eq!((c.attn_softcap, c.swa.unwrap().window), (Some(20.0), 16));
+        for (extra, says) in [
+            (
+                ("attn_logit_softcapping", MetaValue::F32(0.0)),
+                "attn_logit_softcapping is 0",
+            ),
+            (
+                ("attention.sliding_window", MetaValue::U32(0)),
+                "sliding_window is 0",
+            ),
+        ] {
+            let e = gemma2(&[extra]).unwrap_err();
+            assert!(e.to_string().contains(says), "{e}");
+        }
+    }
+}
