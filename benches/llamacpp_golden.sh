@@ -31,8 +31,8 @@
 # default local base 10000, layer 1 global with base 1e6 and linear RoPE scaling 8, and final
 # logit soft-capping at 30. Run it with N_TOKENS 160 so the windows slide past whole blocks.
 # gemma2 is the same without q/k norms, as Gemma 2 reads it: llama.cpp's defaults (pattern 2,
-# one RoPE base 10000 for all layers, logits capped at 30), a window of 8 and attention scores
-# capped at 5 (Gemma 2's 50 would barely bend these small scores).
+# one RoPE for all layers, here base 1e6 scaled linearly by 8, logits capped at 30), a window
+# of 8 and attention scores capped at 5 (Gemma 2's 50 would barely bend these small scores).
 # Usage: benches/llamacpp_golden.sh [N_TOKENS] [KINDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -208,7 +208,7 @@ for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E
              ("attention.head_count_kv", KV), ("attention.key_length", HD),
              ("attention.value_length", HD), ("rope.dimension_count", HD)]:
     w.add_uint32(arch + "." + k, v)
-w.add_float32(arch + ".rope.freq_base", 10000.0 if arch == "gemma2" else 1000000.0)
+w.add_float32(arch + ".rope.freq_base", 1000000.0)
 w.add_float32(arch + ".attention.layer_norm_rms_epsilon", 1e-6)
 if arch == "gemma3":
     w.add_uint32(arch + ".attention.sliding_window", 8)
@@ -219,6 +219,8 @@ if arch == "gemma3":
 if arch == "gemma2":
     w.add_uint32(arch + ".attention.sliding_window", 8)
     w.add_float32(arch + ".attn_logit_softcapping", 5.0)
+    w.add_string(arch + ".rope.scaling.type", "linear")
+    w.add_float32(arch + ".rope.scaling.factor", 8.0)
 M = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 def mix(t, n):
@@ -373,8 +375,9 @@ model = {
     "gemma2": "a small Gemma 2 made up by benches/llamacpp_golden.sh as gemma3 without q/k norms "
               "(3 layers, width 128, 2 query heads and 1 KV head of 256, feed-forward 256, GeGLU, "
               "post-norms, embeddings scaled by sqrt(128)); llama.cpp's Gemma 2 defaults (layers 0 "
-              "and 2 local, one RoPE base 10000, final logits capped at 30) with a sliding window "
-              "of 8 and attention scores capped at 5; quantized to Q8_0 by `smelt gguf quantize`",
+              "and 2 local, one RoPE for all layers, final logits capped at 30) with RoPE base 1e6 "
+              "scaled linearly by 8, a sliding window of 8 and attention scores capped at 5; "
+              "quantized to Q8_0 by `smelt gguf quantize`",
     "phi3": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, moved to the phi3 "
             "architecture by gguf-py (llama.* keys renamed phi3.*; NeoX RoPE, queries scaled "
             "before attention) with each layer's attn_q/attn_k/attn_v blocks stacked into "

@@ -1,4 +1,5 @@
-//! One attention head for one query over an f16 KV cache: `out = softmax(q·Kᵀ · scale) · V`.
+//! One attention head for one query over an f16 KV cache: `out = softmax(score(q·Kᵀ)) · V`,
+//! each score scaled and, for Gemma 2, soft-capped ([`Score`]).
 //!
 //! The arithmetic is llama.cpp's CPU path without flash attention, operation for operation, so
 //! that the results are the same floats (`docs/design.md`, "Why ggml's rounding"):
@@ -17,7 +18,7 @@
 //! lane's chain over positions in registers across the head's dimensions, serves the query
 //! heads of one KV head together, and computes every head exactly as the reference does.
 //!
-//! A sliding window (Gemma 3's local layers) attends positions `first..n_pos`: the positions
+//! A sliding window (Gemma's local layers) attends positions `first..n_pos`: the positions
 //! before `first` are llama.cpp's masked ones, scores of −∞ and weights of exactly 0, so
 //! skipping them changes no sum as long as the lanes stay aligned to position 0; whole
 //! 16-position chunks (and 128-position blocks of the weighted sum) before the window are
@@ -208,7 +209,7 @@ fn softmax_f16_weights(scores: &mut [f32]) {
     }
 }
 
-/// Reference: `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over the positions `pos`
+/// Reference: `out (head_dim,) = softmax(score(q·Kᵀ)) · V` over the positions `pos`
 /// (`first..n_pos`, not empty), summed in `order` with lanes aligned to position 0.
 pub fn attend_reference(
     q: &[f32],
@@ -643,7 +644,7 @@ fn simd_width(hd: usize) -> bool {
     hd.is_multiple_of(16) && (16..=128).contains(&hd) || hd == 256
 }
 
-/// `out (g, head_dim) = softmax(q·Kᵀ · scale) · V` for `g` query heads, `q` (g, head_dim),
+/// `out (g, head_dim) = softmax(score(q·Kᵀ)) · V` for `g` query heads, `q` (g, head_dim),
 /// that share one KV head (grouped-query attention), over the positions `pos` (`0..n_pos`
 /// causally, `first..n_pos` in a sliding window; not empty), with variant `v` (the reference
 /// for head widths without a SIMD form, or if this CPU cannot run `v`). Each head's result
@@ -687,7 +688,7 @@ pub fn attend_group(
     attend_group_with(crate::variant(), q, g, kv, pos, score, order, out)
 }
 
-/// `out (head_dim,) = softmax(q·Kᵀ · scale) · V` over the positions `pos`, with variant `v`
+/// `out (head_dim,) = softmax(score(q·Kᵀ)) · V` over the positions `pos`, with variant `v`
 /// (the reference for head widths without a SIMD form, or if this CPU cannot run `v`).
 pub fn attend_with(
     v: Variant,

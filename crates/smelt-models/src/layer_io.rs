@@ -152,7 +152,7 @@ pub struct Scratch {
     /// The rotation angles of the last pass, reused by every layer of the next pass that asks
     /// for the same positions.
     pub(crate) rope: RopeTable,
-    /// The same for local layers, which rotate with their own base (Gemma 3).
+    /// The same for local layers, which rotate with their own base (Gemma 3; Gemma 2 shares the one RoPE).
     pub(crate) rope_swa: RopeTable,
 }
 

@@ -1,4 +1,4 @@
-//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, Phi-3, Gemma 3, ...) loaded from
+//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, Phi-3, Gemma 2/3, ...) loaded from
 //! GGUF: RMSNorm, rotary position embeddings, grouped-query attention with a KV cache, SwiGLU
 //! feed-forward, tied or untied output; Qwen 2's q/k/v biases, Qwen 3's per-head q/k RMSNorm,
 //! Phi-3's stacked matrices and pre-scaled queries, Gemma's post-norms, GeGLU, scaled
@@ -39,7 +39,7 @@ struct Layer {
     /// (head_dim,) RMSNorm weights of each query head and key head (Qwen 3, Gemma 3), if any.
     qk_norm: Option<[Vec<f32>; 2]>,
     /// (n_embd,), (n_embd,) RMSNorm weights of the attention output and of the feed-forward
-    /// output before each residual add (Gemma 3), if any.
+    /// output before each residual add (Gemma), if any.
     post_norms: Option<[Vec<f32>; 2]>,
     /// (n_embd,)
     ffn_norm: Vec<f32>,
@@ -227,7 +227,7 @@ impl Llama {
     }
 
     /// The (n, n_embd) embeddings of `tokens` (ids past the vocabulary are clamped), scaled
-    /// where the model scales them (Gemma 3): the first layer's input.
+    /// where the model scales them (Gemma): the first layer's input.
     pub fn embed(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let c = &self.config;
         let e = c.n_embd;
@@ -338,11 +338,11 @@ impl Llama {
         let (e, hd, ff, qd) = (c.n_embd, c.head_dim(), c.n_ff, c.q_dim());
         let n = x.len() / e;
         let kv_dim = c.n_head_kv * hd;
-        // Phi-3's and Gemma 3's queries are scaled before attention, which then scales by 1
+        // Phi-3's and Gemma.s queries are scaled before attention, which then scales by 1
         // (llama.cpp's order: the rounding differs from scaling q·k).
         let q_scale = c.query_scale();
         let prescale = c.prescaled_queries();
-        // A local layer (Gemma 3) sees a window of positions and rotates with its own base.
+        // A local layer (Gemma) sees a window of positions and rotates with its own RoPE.
         let (window, rope) = match &c.swa {
             Some(w) if w.local[l] => (Some(w.window), &w.rope),
             _ => (None, &c.rope),

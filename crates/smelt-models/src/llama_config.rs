@@ -1,6 +1,6 @@
 //! The llama decoder's hyper-parameters, read and checked from GGUF metadata, and the errors
-//! loading or running a model can give. Qwen 2, Qwen 3, Phi-3 and Gemma 3 are llama's graph
-//! with small differences, so they share it: [`Arch`] says which.
+//! loading or running a model can give. Qwen 2, Qwen 3, Phi-3, Gemma 2 and Gemma 3 are llama's
+//! graph with small differences, so they share it: [`Arch`] says which.
 
 use crate::ops::{Rope, RopeLayout};
 
@@ -92,7 +92,21 @@ const MAX_HEAD_DIM: usize = 1 << 16;
 const MAX_HEADS: usize = 1 << 16;
 /// The most layers accepted: llama.cpp's `LLAMA_MAX_LAYERS` (per-layer tables are built from
 /// the count before any tensor is looked at).
-const MAX_LAYERS: usize = 512;
+pub(crate) const MAX_LAYERS: usize = 512;
+
+/// The linear RoPE factor the model was trained with, as llama.cpp reads it whatever the
+/// scaling type: `rope.scaling.factor`, else the older `rope.scale_linear`; 0 or absent is 1.
+/// (Gemma 2's local layers take it even where the type is `none`.)
+pub(crate) fn trained_rope_scale(h: &smelt_gguf::Header, arch: Arch) -> f32 {
+    let get = |k: &str| {
+        h.get(&format!("{}.{k}", arch.name()))
+            .and_then(|v| v.as_f64())
+    };
+    match get("rope.scaling.factor").or_else(|| get("rope.scale_linear")) {
+        Some(v) if v != 0.0 => v as f32,
+        _ => 1.0,
+    }
+}
 
 /// Hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,8 +207,9 @@ impl LlamaConfig {
                 .map_or(d, |v| v as f32)
         };
         let linear_scale = match h.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
-            None | Some("none") => f("rope.scale_linear", 1.0),
-            Some("linear") => f("rope.scaling.factor", 1.0),
+            None | Some("linear") => trained_rope_scale(h, arch),
+            // llama.cpp never scales the (global) rotation then.
+            Some("none") => 1.0,
             Some(other) => {
                 return Err(ModelError::Unsupported(format!(
                     "RoPE scaling {other:?} is not supported (supported: none, linear)"

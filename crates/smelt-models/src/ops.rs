@@ -148,7 +148,7 @@ pub struct Heads {
     /// Width of each head.
     pub head_dim: usize,
     /// The factor on q·k: 1/√head_dim, or 1 where the queries were scaled before (Phi-3,
-    /// Gemma 3, as llama.cpp runs them).
+    /// Gemma, as llama.cpp runs them).
     pub scale: f32,
     /// The positions a query sees, its own included, in a local layer (Gemma's sliding
     /// window); `None`: every earlier position.

@@ -148,8 +148,9 @@ fn gemma3_logits_equal_llamacpp_bit_for_bit() {
 }
 
 /// A small Gemma 2 ([`made_models::gemma2`]): Gemma 3's graph without q/k norms, llama.cpp's
-/// Gemma 2 defaults (every other layer local, one RoPE, logits capped at 30), a window of 8 and
-/// attention scores soft-capped at 5 before the softmax.
+/// Gemma 2 defaults (every other layer local, one RoPE for all layers — here base 1e6 scaled
+/// by 8 — logits capped at 30), a window of 8 and attention scores soft-capped at 5 before the
+/// softmax.
 #[test]
 fn gemma2_logits_equal_llamacpp_bit_for_bit() {
     let file = gemma2();
@@ -160,6 +161,7 @@ fn gemma2_logits_equal_llamacpp_bit_for_bit() {
         (8, vec![true, false, true])
     );
     assert_eq!((c.attn_softcap, c.final_softcap), (Some(5.0), Some(30.0)));
+    assert_eq!((swa.rope.base, swa.rope.linear_scale), (1e6, 8.0));
     check(&file, include_str!("data/llamacpp_gemma2_greedy.json"));
 }
 

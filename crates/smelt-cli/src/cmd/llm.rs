@@ -143,7 +143,7 @@ pub fn run(ctx: &Context, command: LlmCommand) -> Result<()> {
             }
             let mut setup = Setup::new(ctx, &a.common)?;
             // Before the long run: a phi3 result cannot be written yet, nor a Hugging Face
-            // gemma3 (the exporter knows llama and Qwen).
+            // Gemma (the exporter knows llama and Qwen).
             let arch = setup.loaded.model.config.arch;
             if arch == smelt_models::llama::Arch::Phi3 && (a.output.is_some() || a.hf_dir.is_some())
             {

@@ -192,7 +192,7 @@ fn search(
     best
 }
 
-/// The feed-forward's gated activation, `gate ← act(gate) · up`: SiLU, or GELU for Gemma 3
+/// The feed-forward's gated activation, `gate ← act(gate) · up`: SiLU, or GELU for Gemma
 /// (its GeGLU), so the search's error is the model's.
 fn glu(gelu: bool, gate: &mut [f32], up: &[f32]) {
     if gelu {

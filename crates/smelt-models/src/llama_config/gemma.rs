@@ -1,7 +1,7 @@
 //! Gemma's hyper-parameters beyond llama's: the local (sliding-window) layers, their RoPE, and
 //! the typed reading of the optional keys that set them.
 
-use super::{Arch, LlamaConfig, ModelError};
+use super::{Arch, LlamaConfig, ModelError, trained_rope_scale};
 use crate::ops::Rope;
 
 /// Gemma's local attention: most layers see only the last `window` positions and rotate with
@@ -82,19 +82,28 @@ pub(super) fn sliding_window(
     let pattern_key = key("attention.sliding_window_pattern");
     let local = match h.get(&pattern_key) {
         Some(smelt_gguf::MetaValue::Array(_, flags)) => {
+            // llama.cpp: booleans or 32-bit integers (non-zero: local), at most its 512
+            // layers; layers past the array's end are global, entries past the model's last
+            // layer unused.
+            use smelt_gguf::MetaValue as V;
             let flags: Option<Vec<bool>> = flags
                 .iter()
-                .map(|f| match f {
-                    smelt_gguf::MetaValue::Bool(b) => Some(*b),
+                .map(|f| match *f {
+                    V::Bool(b) => Some(b),
+                    V::U32(v) => Some(v != 0),
+                    V::I32(v) => Some(v != 0),
                     _ => None,
                 })
                 .collect();
             match flags {
-                Some(f) if f.len() == c.n_layer => f,
+                Some(mut f) if f.len() <= super::MAX_LAYERS => {
+                    f.resize(c.n_layer, false);
+                    f
+                }
                 _ => {
                     return Err(ModelError::Unsupported(format!(
-                        "{pattern_key} must hold one boolean per layer ({})",
-                        c.n_layer
+                        "{pattern_key} must hold at most {} booleans or 32-bit integers",
+                        super::MAX_LAYERS
                     )));
                 }
             }
@@ -133,12 +142,22 @@ pub(super) fn sliding_window(
             key("rope.freq_base_swa")
         )));
     }
+    let scale = if gemma2 {
+        trained_rope_scale(h, c.arch)
+    } else {
+        1.0
+    };
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(ModelError::Unsupported(format!(
+            "RoPE scaling factor {scale} (it must be positive)"
+        )));
+    }
     Ok(Some(SlidingWindow {
         window,
         local,
         rope: Rope {
             base,
-            linear_scale: if gemma2 { c.rope.linear_scale } else { 1.0 },
+            linear_scale: scale,
             ..c.rope.clone()
         },
     }))
@@ -216,13 +235,38 @@ mod tests {
             c.swa.unwrap().local,
             [true, false, true, false, true, false, true]
         );
+        // 32-bit integer flags, shorter than the model: the rest are global (llama.cpp).
+        let ints = MetaValue::Array(
+            smelt_gguf::MetaType::I32,
+            vec![MetaValue::I32(1), MetaValue::I32(0), MetaValue::I32(7)],
+        );
+        let c = gemma(&[
+            ("attention.sliding_window", w.clone()),
+            ("attention.sliding_window_pattern", ints),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.swa.unwrap().local,
+            [true, false, true, false, false, false, false]
+        );
+        let strings = MetaValue::Array(
+            smelt_gguf::MetaType::String,
+            vec![MetaValue::String("yes".into())],
+        );
         for (extra, says) in [
             (
                 vec![
                     ("attention.sliding_window", w.clone()),
-                    ("attention.sliding_window_pattern", flags(6)),
+                    ("attention.sliding_window_pattern", strings),
                 ],
-                "one boolean per layer (7)",
+                "at most 512 booleans or 32-bit integers",
+            ),
+            (
+                vec![
+                    ("attention.sliding_window", w.clone()),
+                    ("attention.sliding_window_pattern", flags(513)),
+                ],
+                "at most 512 booleans or 32-bit integers",
             ),
             (
                 vec![
@@ -272,7 +316,13 @@ mod tests {
             (4096, vec![true, false, true, false])
         );
         assert_eq!(swa.rope, c.rope);
+        assert_eq!(c.rope.linear_scale, 2.0);
         assert_eq!((c.attn_softcap, c.final_softcap), (Some(50.0), Some(30.0)));
+        // Scaling type `none`: llama.cpp leaves the global layers unscaled but the local ones
+        // keep the trained factor.
+        let c = gemma2(&[("rope.scaling.type", MetaValue::String("none".into()))]).unwrap();
+        let local = c.swa.as_ref().unwrap().rope.linear_scale;
+        assert_eq!((c.rope.linear_scale, local), (1.0, 2.0));
         assert!(c.prescaled_queries());
         let c = gemma2(&[
             ("attn_logit_softcapping", MetaValue::F32(20.0)),

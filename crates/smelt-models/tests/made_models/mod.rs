@@ -158,8 +158,9 @@ pub fn gemma3() -> Arc<GgufFile> {
 }
 
 /// A small Gemma 2 made up the same way: Gemma 3's shapes without the q/k norms, with llama.cpp's
-/// Gemma 2 defaults (layers 0 and 2 local, one RoPE base 10000, final logits capped at 30), a
-/// window of 8 and attention scores capped at 5 (the script's `gemma2`).
+/// Gemma 2 defaults (layers 0 and 2 local, one RoPE for all layers, final logits capped at 30),
+/// RoPE base 1e6 scaled linearly by 8, a window of 8 and attention scores capped at 5 (the
+/// script's `gemma2`).
 pub fn gemma2() -> Arc<GgufFile> {
     made_up("gemma2", (3, 128, 2, 1, 256, 256))
 }
@@ -192,8 +193,7 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
         w.meta(&format!("{arch}.{k}"), MetaValue::U32(v as u32))
             .unwrap();
     }
-    let base = if arch == "gemma2" { 1e4 } else { 1e6 };
-    w.meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(base))
+    w.meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(1e6))
         .unwrap();
     w.meta(
         &format!("{arch}.attention.layer_norm_rms_epsilon"),
@@ -215,6 +215,8 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
         for (k, v) in [
             ("attention.sliding_window", MetaValue::U32(8)),
             ("attn_logit_softcapping", MetaValue::F32(5.0)),
+            ("rope.scaling.type", MetaValue::String("linear".into())),
+            ("rope.scaling.factor", MetaValue::F32(8.0)),
         ] {
             w.meta(&format!("{arch}.{k}"), v).unwrap();
         }
