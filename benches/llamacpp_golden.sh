@@ -48,14 +48,12 @@ with_rope_freqs() {
 import sys, math
 import numpy as np
 import gguf
+sys.path.insert(0, "benches")
+from gguf_fields import copy_fields
 src, dst = sys.argv[1], sys.argv[2]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, "llama")
-for f in r.fields.values():
-    if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF."):
-        continue
-    t = f.types[0]
-    w.add_key_value(f.name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+copy_fields(r, w)
 base = float(r.fields["llama.rope.freq_base"].contents())
 dim = int(r.fields["llama.rope.dimension_count"].contents())
 # llama.cpp's converter (conversion/llama.py, generate_extra_tensors) in float32.
@@ -95,15 +93,12 @@ as_arch() {
 import sys
 import numpy as np
 import gguf
+sys.path.insert(0, "benches")
+from gguf_fields import copy_fields
 src, dst, arch = sys.argv[1], sys.argv[2], sys.argv[3]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, arch)
-for f in r.fields.values():
-    if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF."):
-        continue
-    t = f.types[0]
-    name = arch + f.name[len("llama"):] if f.name.startswith("llama.") else f.name
-    w.add_key_value(name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+copy_fields(r, w, arch=arch)
 meta = lambda k: int(r.fields["llama." + k].contents())
 n_layer, e, n_head, n_kv = meta("block_count"), meta("embedding_length"), meta("attention.head_count"), meta("attention.head_count_kv")
 hd = e // n_head
@@ -145,15 +140,12 @@ as_phi3() {
 import sys
 import numpy as np
 import gguf
+sys.path.insert(0, "benches")
+from gguf_fields import copy_fields
 src, dst = sys.argv[1], sys.argv[2]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, "phi3")
-for f in r.fields.values():
-    if f.name == gguf.Keys.General.ARCHITECTURE or f.name.startswith("GGUF."):
-        continue
-    t = f.types[0]
-    name = "phi3" + f.name[len("llama"):] if f.name.startswith("llama.") else f.name
-    w.add_key_value(name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+copy_fields(r, w, arch="phi3")
 by_name = {t.name: t for t in r.tensors}
 out = []
 for t in r.tensors:
@@ -190,14 +182,13 @@ made_up() {
 import sys
 import numpy as np
 import gguf
+sys.path.insert(0, "benches")
+from gguf_fields import copy_fields
 src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
 arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3", "gemma2": "gemma2"}[kind]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, arch)
-for f in r.fields.values():
-    if f.name.startswith("tokenizer."):
-        t = f.types[0]
-        w.add_key_value(f.name, f.contents(), t, sub_type=f.types[-1] if t == gguf.GGUFValueType.ARRAY else None)
+copy_fields(r, w, only="tokenizer.")
 n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
 # Qwen 3: four heads of 32 at width 64; Phi-3: heads of 96 (its 1/sqrt(96) is not a power of
 # two, so scaling the queries first rounds otherwise than scaling q.k).
