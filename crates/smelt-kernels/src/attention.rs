@@ -22,8 +22,7 @@
 //! before `first` are llama.cpp's masked ones, scores of −∞ and weights of exactly 0, so
 //! skipping them changes no sum as long as the lanes stay aligned to position 0; whole
 //! 16-position chunks (and 128-position blocks of the weighted sum) before the window are
-//! skipped, which is where the window saves work. Gemma 2's soft cap bends each score before
-//! the softmax ([`Score`]).
+//! skipped, which is where the window saves work.
 
 use std::ops::Range;
 
@@ -93,6 +92,12 @@ pub struct Score {
     pub softcap: Option<f32>,
 }
 
+/// `c · tanh(x · (1/c))` as llama.cpp computes a soft cap (`ggml_scale` by the f32 `1/c`,
+/// `tanhf`, `ggml_scale` by c): Gemma 2's attention scores, Gemma's final logits.
+pub fn softcap(x: f32, c: f32) -> f32 {
+    (x * (1.0 / c)).tanh() * c
+}
+
 impl Score {
     /// `dot · scale`, uncapped.
     pub fn scaled(scale: f32) -> Self {
@@ -105,7 +110,7 @@ impl Score {
     /// The softmax input for dot product `dot`.
     pub fn of(self, dot: f32) -> f32 {
         let capped = match self.softcap {
-            Some(c) => (dot * (1.0 / c)).tanh() * c,
+            Some(c) => softcap(dot, c),
             None => dot,
         };
         capped * self.scale

@@ -152,7 +152,8 @@ pub struct Scratch {
     /// The rotation angles of the last pass, reused by every layer of the next pass that asks
     /// for the same positions.
     pub(crate) rope: RopeTable,
-    /// The same for local layers, which rotate with their own base (Gemma 3; Gemma 2 shares the one RoPE).
+    /// The same for local layers, which rotate with their own base (Gemma 3; Gemma 2's share
+    /// the global rotation).
     pub(crate) rope_swa: RopeTable,
 }
 

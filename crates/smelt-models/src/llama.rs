@@ -338,7 +338,7 @@ impl Llama {
         let (e, hd, ff, qd) = (c.n_embd, c.head_dim(), c.n_ff, c.q_dim());
         let n = x.len() / e;
         let kv_dim = c.n_head_kv * hd;
-        // Phi-3's and Gemma.s queries are scaled before attention, which then scales by 1
+        // Phi-3's and Gemma's queries are scaled before attention, which then scales by 1
         // (llama.cpp's order: the rounding differs from scaling q·k).
         let q_scale = c.query_scale();
         let prescale = c.prescaled_queries();
@@ -524,9 +524,9 @@ impl Llama {
         let mut logits = vec![0f32; n_out * c.n_vocab];
         out.matmul(&acts, &mut logits);
         if let Some(cap) = c.final_softcap {
-            // llama.cpp: scale by (float)(1 / cap), tanhf, scale by cap.
-            let inv = 1.0 / cap;
-            logits.iter_mut().for_each(|v| *v = (*v * inv).tanh() * cap);
+            logits
+                .iter_mut()
+                .for_each(|v| *v = smelt_kernels::attention::softcap(*v, cap));
         }
         logits
     }

@@ -157,6 +157,13 @@ pub struct Heads {
     pub softcap: Option<f32>,
 }
 
+/// The first position a query at `pos` sees: 0, or in a sliding window of `window` positions
+/// (its own included) `pos + 1 − window`, as llama.cpp masks key p0 for query p1 when
+/// `p1 − p0 ≥ window`.
+pub fn first_visible(window: Option<usize>, pos: usize) -> usize {
+    window.map_or(0, |w| (pos + 1).saturating_sub(w))
+}
+
 /// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
 /// `pos0..pos0 + n`, one after another in `q`) whose keys and values are already in `pool`
 /// (layer `layer`), read through each span's block table: `q` and `out` are
@@ -206,7 +213,7 @@ pub fn attention(
         };
         let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
         let order = attention::Order::for_tokens(sp.n);
-        let first = h.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+        let first = first_visible(h.window, pos);
         attention::attend_group(q, per_task, kv, first..pos + 1, score, order, o);
     };
     // Multiply-adds (scores and weighted sum, every head): below ~256 K (one token's decode

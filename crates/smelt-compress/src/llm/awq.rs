@@ -12,10 +12,10 @@
 //!
 //! Scaled pairs, as AutoAWQ does for llama: attention norm → q, k, v (error measured on the
 //! attention output over a few whole calibration windows); feed-forward norm → gate, up (error on
-//! the whole SwiGLU or GeGLU feed-forward output); v → o; up → down. AutoAWQ scales v → o only when v and
-//! o have the same shape (no grouped-query attention); here the o columns that one v row feeds
-//! (the same dimension of every query head in its group) share one scale, which folds into that
-//! v row. q and k are not clipped.
+//! the whole SwiGLU or GeGLU feed-forward output); v → o; up → down. AutoAWQ scales v → o only
+//! when v and o have the same shape (no grouped-query attention); here the o columns that one v
+//! row feeds (the same dimension of every query head in its group) share one scale, which folds
+//! into that v row. q and k are not clipped.
 
 use std::collections::HashMap;
 

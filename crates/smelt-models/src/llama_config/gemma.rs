@@ -20,17 +20,6 @@ pub struct SlidingWindow {
     pub rope: Rope,
 }
 
-impl SlidingWindow {
-    /// The first position layer `l`'s query at `pos` sees (0 for a global layer).
-    pub fn first_visible(&self, l: usize, pos: usize) -> usize {
-        if self.local[l] {
-            (pos + 1).saturating_sub(self.window)
-        } else {
-            0
-        }
-    }
-}
-
 /// The value of metadata key `k` as a number, `None` when absent; an error when present with
 /// another type (llama.cpp throws there rather than take a default).
 pub(super) fn number(h: &smelt_gguf::Header, k: &str) -> Result<Option<f64>, ModelError> {
@@ -207,10 +196,8 @@ mod tests {
             (swa.window, swa.rope.base, c.rope.base),
             (512, 10000.0, 10000.0)
         );
-        assert_eq!(
-            (swa.first_visible(0, 600), swa.first_visible(5, 600)),
-            (89, 0)
-        );
+        let first = |l: usize| crate::ops::first_visible(swa.local[l].then_some(swa.window), 600);
+        assert_eq!((first(0), first(5)), (89, 0));
         let c = gemma(&[
             ("attention.sliding_window", w.clone()),
             ("attention.sliding_window_pattern", MetaValue::U32(0)),
