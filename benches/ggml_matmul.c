@@ -16,9 +16,10 @@
 //     (y = x[..n_tokens][..cols] · Wᵀ).
 // The 32-block formats have 544 columns (17 blocks: an odd count, which vec_dot kernels that
 // pair blocks treat apart) with 13 rows and 576 (SmolLM2's width) otherwise; the 256-block
-// ones 512.
+// ones 512; F32 (copied by ggml_quantize_chunk) 540, 520 and 528.
 //
-// Usage: ggml_matmul THREADS OUT.bin
+// Usage: ggml_matmul THREADS OUT.bin [TYPE...]   (ggml type names; default: the twelve block
+// formats below, without f32)
 #include "ggml.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -82,8 +83,8 @@ static int repack_supported(ggml_backend_dev_t dev, ggml_backend_buffer_type_t b
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s THREADS OUT.bin\n", argv[0]);
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s THREADS OUT.bin [TYPE...]\n", argv[0]);
     return 2;
   }
   int threads = atoi(argv[1]);
@@ -103,20 +104,36 @@ int main(int argc, char **argv) {
   fwrite(x, 4, MAX_TOKENS * MAX_COLS, out);
   static float xc[MAX_TOKENS * MAX_COLS];  // (MAX_TOKENS, cols): x's first cols of each row
 
-  const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
-                                  GGML_TYPE_Q8_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K,
-                                  GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL};
+  enum ggml_type types[GGML_TYPE_COUNT] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0,
+                                           GGML_TYPE_Q5_1, GGML_TYPE_Q8_0, GGML_TYPE_Q4_K,
+                                           GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_Q2_K,
+                                           GGML_TYPE_Q3_K, GGML_TYPE_IQ4_XS, GGML_TYPE_IQ4_NL};
+  int n_types = 12;
+  if (argc > 3) {
+    n_types = 0;
+    for (int a = 3; a < argc && n_types < GGML_TYPE_COUNT; a++) {
+      int found = -1;
+      for (int t = 0; t < GGML_TYPE_COUNT; t++)
+        if (ggml_type_name((enum ggml_type) t) && strcmp(ggml_type_name((enum ggml_type) t), argv[a]) == 0) found = t;
+      if (found < 0) { fprintf(stderr, "unknown ggml type %s\n", argv[a]); return 2; }
+      types[n_types++] = (enum ggml_type) found;
+    }
+  }
   // As written; repacked by ggml; and interleaved by smelt too (three 16-row groups).
   const int row_counts[] = {13, 24, 48};
   const int token_counts[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 17};
-  const int n_types = sizeof types / sizeof *types, n_rows = sizeof row_counts / sizeof *row_counts;
+  const int n_rows = sizeof row_counts / sizeof *row_counts;
   const int n_runs = sizeof token_counts / sizeof *token_counts;
   put_u32(out, n_types * n_rows);
   for (int ti = 0; ti < n_types; ti++) {
     for (int ri = 0; ri < n_rows; ri++) {
       enum ggml_type type = types[ti];
       int rows = row_counts[ri];
-      int cols = ggml_blck_size(type) != 32 ? 512 : rows % 2 ? 544 : 576;
+      // F32: 540, 520 and 528 columns leave 28, 8 and 16 values past the last 64 (the
+      // leftovers of ggml_vec_dot_f32, vectorized by 16 and 8 with a scalar tail), and only
+      // 528 is whole 16s (what llamafile's sgemm takes).
+      int cols = type == GGML_TYPE_F32 ? (rows == 13 ? 540 : rows == 24 ? 520 : 528)
+               : ggml_blck_size(type) != 32 ? 512 : rows % 2 ? 544 : 576;
       for (int t = 0; t < MAX_TOKENS; t++)
         memcpy(xc + t * cols, x + t * MAX_COLS, sizeof(float) * cols);
       float *wf = malloc(sizeof(float) * rows * cols);  // (rows, cols)

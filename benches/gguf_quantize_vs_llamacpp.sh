@@ -5,7 +5,9 @@
 #
 # llama.cpp is built outside the repository from the PyPI sdist of llama-cpp-python (its vendored
 # sources), into $SMELT_HOME/anchors; nothing of it is committed. Needs cmake and a C++ compiler.
-# Usage: benches/gguf_quantize_vs_llamacpp.sh [MIX] [REPEATS]
+# SOURCE, if given, is quantized instead of SmolLM2 in F16 (e.g. the F32 Mixtral-style model of
+# benches/llamacpp_golden.sh, to check the 8-expert rules and 3-D expert tensors).
+# Usage: benches/gguf_quantize_vs_llamacpp.sh [MIX] [REPEATS] [SOURCE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mix=${1:-Q4_K_M}
@@ -32,7 +34,11 @@ cargo build --release -q
 smelt=target/release/smelt
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-$smelt -q gguf quantize smollm2-135m "$work/f16.gguf" F16 --allow-requantize > /dev/null
+if [ -n "${3:-}" ]; then
+  cp "$3" "$work/f16.gguf"
+else
+  $smelt -q gguf quantize smollm2-135m "$work/f16.gguf" F16 --allow-requantize > /dev/null
+fi
 threads=$(nproc)
 best_smelt=999999; best_llama=999999
 for i in $(seq "$reps"); do

@@ -37,7 +37,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2 qwen3moe mixtral}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -174,8 +174,9 @@ w.close()
 PY
   echo "$out"
 }
-# made_up KIND: a small made-up model in F32 (qwen3_wide, phi3_wide, gemma3 or gemma2), quantized to Q8_0 by
-# smelt; prints its path.
+# made_up KIND: a small made-up model in F32 (qwen3_wide, phi3_wide, gemma3, gemma2, qwen3moe or
+# mixtral), quantized to Q8_0 by smelt (but the routers, which llama.cpp's mixes keep in F32);
+# prints its path.
 made_up() {
   local f32="$work/$1.f32.gguf" out="$work/$1.q8_0.gguf"
   "$py" - "$q41" "$f32" "$1" <<'PY' || return 1
@@ -185,7 +186,8 @@ import gguf
 sys.path.insert(0, "benches")
 from gguf_fields import copy_fields
 src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
-arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3", "gemma2": "gemma2"}[kind]
+arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3", "gemma2": "gemma2",
+        "qwen3moe": "qwen3moe", "mixtral": "llama"}[kind]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, arch)
 copy_fields(r, w, only="tokenizer.")
@@ -193,7 +195,10 @@ n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
 # Qwen 3: four heads of 32 at width 64; Phi-3: heads of 96 (its 1/sqrt(96) is not a power of
 # two, so scaling the queries first rounds otherwise than scaling q.k).
 L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256),
-                       "gemma3": (3, 128, 2, 1, 256, 256), "gemma2": (3, 128, 2, 1, 256, 256)}[kind]
+                       "gemma3": (3, 128, 2, 1, 256, 256), "gemma2": (3, 128, 2, 1, 256, 256),
+                       "qwen3moe": (2, 128, 4, 2, 32, 64), "mixtral": (2, 128, 4, 2, 32, 64)}[kind]
+# Experts per layer and per token; each expert as wide as FF.
+NX, USED = {"qwen3moe": (20, 4), "mixtral": (8, 2)}.get(kind, (1, 0))
 for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E),
              ("feed_forward_length", FF), ("attention.head_count", H),
              ("attention.head_count_kv", KV), ("attention.key_length", HD),
@@ -201,6 +206,11 @@ for k, v in [("block_count", L), ("context_length", 256), ("embedding_length", E
     w.add_uint32(arch + "." + k, v)
 w.add_float32(arch + ".rope.freq_base", 1000000.0)
 w.add_float32(arch + ".attention.layer_norm_rms_epsilon", 1e-6)
+if USED:
+    w.add_uint32(arch + ".expert_count", NX)
+    w.add_uint32(arch + ".expert_used_count", USED)
+    if arch == "qwen3moe":
+        w.add_uint32(arch + ".expert_feed_forward_length", FF)
 if arch == "gemma3":
     w.add_uint32(arch + ".attention.sliding_window", 8)
     w.add_uint32(arch + ".attention.sliding_window_pattern", 2)
@@ -237,7 +247,8 @@ tensors = [("token_embd.weight", matrix(0, n_vocab, E)), ("output_norm.weight", 
 for l in range(L):
     t = 2 + 16 * l
     q, k, v = matrix(t + 1, H * HD, E), matrix(t + 2, KV * HD, E), matrix(t + 3, KV * HD, E)
-    gate, up = matrix(t + 8, FF, E), matrix(t + 9, FF, E)
+    # Experts: matrices t + 8, t + 9, t + 10 stacked, numpy (experts, rows, cols); router t + 13.
+    gate, up = matrix(t + 8, NX * FF, E), matrix(t + 9, NX * FF, E)
     tensors.append((f"blk.{l}.attn_norm.weight", norm(t, E)))
     if arch == "phi3":
         # Phi-3 stacks q/k/v rows and gate/up rows (gate first) into one matrix each.
@@ -246,18 +257,25 @@ for l in range(L):
     else:
         tensors += [(f"blk.{l}.attn_q.weight", q), (f"blk.{l}.attn_k.weight", k),
                     (f"blk.{l}.attn_v.weight", v)]
-        if arch != "gemma2":
+        if arch in ("qwen3", "qwen3moe", "gemma3"):
             tensors += [(f"blk.{l}.attn_q_norm.weight", norm(t + 5, HD)),
                         (f"blk.{l}.attn_k_norm.weight", norm(t + 6, HD))]
-        tensors += [(f"blk.{l}.ffn_gate.weight", gate), (f"blk.{l}.ffn_up.weight", up)]
+        if USED:
+            tensors += [(f"blk.{l}.ffn_gate_exps.weight", gate.reshape(NX, FF, E)),
+                        (f"blk.{l}.ffn_up_exps.weight", up.reshape(NX, FF, E)),
+                        (f"blk.{l}.ffn_down_exps.weight", matrix(t + 10, NX * E, FF).reshape(NX, E, FF)),
+                        (f"blk.{l}.ffn_gate_inp.weight", matrix(t + 13, NX, E))]
+        else:
+            tensors += [(f"blk.{l}.ffn_gate.weight", gate), (f"blk.{l}.ffn_up.weight", up)]
     if arch in ("gemma3", "gemma2"):
         tensors += [(f"blk.{l}.post_attention_norm.weight", norm(t + 11, E)),
                     (f"blk.{l}.post_ffw_norm.weight", norm(t + 12, E))]
     tensors += [
         (f"blk.{l}.attn_output.weight", matrix(t + 4, E, H * HD)),
         (f"blk.{l}.ffn_norm.weight", norm(t + 7, E)),
-        (f"blk.{l}.ffn_down.weight", matrix(t + 10, E, FF)),
     ]
+    if not USED:
+        tensors.append((f"blk.{l}.ffn_down.weight", matrix(t + 10, E, FF)))
 for name, a in tensors:
     w.add_tensor(name, a)
 w.write_header_to_file()
@@ -278,7 +296,7 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
-    qwen3_wide|phi3_wide|gemma3|gemma2) model=$(made_up "$kind") ;;
+    qwen3_wide|phi3_wide|gemma3|gemma2|qwen3moe|mixtral) model=$(made_up "$kind") ;;
     phi3) model=$(as_phi3 "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
@@ -369,6 +387,15 @@ model = {
               "and 2 local, one RoPE for all layers, final logits capped at 30) with RoPE base 1e6 "
               "scaled linearly by 8, a sliding window of 8 and attention scores capped at 5; "
               "quantized to Q8_0 by `smelt gguf quantize`",
+    "qwen3moe": "a small Qwen 3 MoE made up by benches/llamacpp_golden.sh as qwen3_wide (2 "
+                "layers, width 128, 4 query heads and 2 KV heads of 32, q/k norms, RoPE base 1e6) "
+                "with 20 experts of width 64 per layer and 4 per token: ffn_{gate,up,down}_exps "
+                "from tensors t + 8, t + 9, t + 10 stacked (experts, rows, cols), router "
+                "ffn_gate_inp from t + 13; quantized to Q8_0 by `smelt gguf quantize`, which "
+                "keeps the routers in F32 as llama.cpp's mixes do",
+    "mixtral": "a small Mixtral-style model made up as qwen3moe but with architecture llama "
+               "(adjacent-pair RoPE, no q/k norms) and 8 experts of width 64 per layer, 2 per "
+               "token; Q8_0 experts, F32 routers",
     "phi3": "SmolLM2 requantized to Q8_0 as in llamacpp_q8_0_greedy.json, moved to the phi3 "
             "architecture by gguf-py (llama.* keys renamed phi3.*; NeoX RoPE, queries scaled "
             "before attention) with each layer's attn_q/attn_k/attn_v blocks stacked into "

@@ -3,7 +3,8 @@
 # greedy path, with SmolLM2 quantized to Q8_0 by smelt. For each decode call (the prompt, then
 # each token) it compares every layer's tensors under llama.cpp's graph names (attn_norm, Qcur,
 # Kcur, Vcur, Qrope and Krope (llama.cpp's roped Qcur/Kcur), kqv_out, attn_out, ffn_norm,
-# ffn_gate, ffn_up, ffn_swiglu, ffn_out) and the last row's logits, and prints how many are
+# ffn_gate, ffn_up, ffn_swiglu, ffn_out; for a mixture of experts ffn_moe_logits, ffn_moe_probs
+# and ffn_moe_out) and the last row's logits, and prints how many are
 # bit-identical and the first that is not. llama.cpp's side is benches/llamacpp_dump.c (its
 # eval callback); smelt's is crates/smelt-models/examples/dump_taps.rs.
 #
@@ -56,7 +57,8 @@ def parse(path, llama):
     return steps
 
 order = ["attn_norm", "Qcur", "Kcur", "Vcur", "Qrope", "Krope", "kqv_out", "attn_out",
-         "ffn_norm", "ffn_gate", "ffn_up", "ffn_swiglu", "ffn_out"]
+         "ffn_norm", "ffn_gate", "ffn_up", "ffn_swiglu", "ffn_out", "ffn_moe_logits",
+         "ffn_moe_probs", "ffn_moe_out"]
 llama, ours = parse(f"{work}/llama.bin", True), parse(f"{work}/smelt.bin", False)
 total_same = total = 0
 for s, (a, b) in enumerate(zip(llama, ours)):

@@ -1,6 +1,6 @@
 //! llama.cpp's quantization mixes ("file types" such as Q4_K_M): which ggml type each tensor of
 //! a llama-style model gets. Follows `llama_tensor_get_type` in llama.cpp's `src/llama-quant.cpp`
-//! for dense (non-MoE, non-Falcon) models without an importance matrix:
+//! for non-Falcon models without an importance matrix:
 //!
 //! - only tensors with 2+ dims whose name ends in `weight` (not `_norm.weight`, not
 //!   `ffn_gate_inp`, position or token-type embeddings) are quantized; the rest are copied;
@@ -8,6 +8,8 @@
 //!   the mix is Q8_0 or its row length does not fit the block;
 //! - attention-V tensors and `ffn_down` get more bits on some layers (`use_more_bits`: the first
 //!   and last eighth of the layers and every third in between), `attn_output` on Q2_K/Q3_K_M;
+//! - with 8 experts (Mixtral's count), attention K and V get Q8_0 and `attn_output` Q5_K on the
+//!   k-quant and IQ4 mixes; an expert tensor's layer is read from its name;
 //! - a type whose block does not divide the row length falls back (Q4_K→Q5_0, Q5_K→Q5_1,
 //!   Q6_K→Q8_0, Q2_K/Q3_K→Q4_0), and F16 if even that does not fit.
 
@@ -189,15 +191,15 @@ fn fallback(ty: GgmlType, ncols: u64) -> GgmlType {
     }
 }
 
+/// The N of a `blk.N.` tensor name.
+fn block_number(name: &str) -> Option<i64> {
+    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
+}
+
 /// Tensor indices in llama.cpp's processing (and output) order: by block number (tensors outside
 /// `blk.N.` first), then by name. The layer counters of the mix rules follow this order.
 pub fn llama_order(header: &Header) -> Vec<usize> {
-    let layer = |name: &str| -> i64 {
-        name.strip_prefix("blk.")
-            .and_then(|r| r.split('.').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(-1)
-    };
+    let layer = |name: &str| block_number(name).unwrap_or(-1);
     let mut idx: Vec<usize> = (0..header.tensors.len()).collect();
     idx.sort_by(|&a, &b| {
         let (ta, tb) = (&header.tensors[a].name, &header.tensors[b].name);
@@ -218,6 +220,7 @@ pub fn plan(header: &Header, ftype: FileType) -> Vec<Option<GgmlType>> {
     let n_head = meta("attention.head_count").unwrap_or(1).max(1);
     let n_head_kv = meta("attention.head_count_kv").unwrap_or(n_head).max(1);
     let n_gqa = n_head / n_head_kv;
+    let n_expert = meta("expert_count").unwrap_or(0);
     // Without the key (llama.cpp would refuse to load such a file), the layers the tensor
     // names number: 0 would make every layer count as one of the first and last.
     let n_layer = meta("block_count").map(|n| n as i64).unwrap_or_else(|| {
@@ -286,9 +289,24 @@ pub fn plan(header: &Header, ftype: FileType) -> Vec<Option<GgmlType>> {
                     F::Q4_K_S if i_attention_wv < 4 => ty = GgmlType::Q5_K,
                     _ => {}
                 }
+                // "for the 8-expert model, bumping this to Q8_0 trades just ~128MB"
+                if n_expert == 8 {
+                    ty = GgmlType::Q8_0;
+                }
                 i_attention_wv += 1;
+            } else if cat == Category::AttnK {
+                if n_expert == 8 {
+                    ty = GgmlType::Q8_0;
+                }
             } else if cat == Category::FfnDown {
-                let (i, n) = (i_ffn_down, n_layer);
+                // With experts llama.cpp reads the layer from the name (their tensors need
+                // not come in layer order).
+                let i = if n_expert > 1 {
+                    block_number(&t.name).unwrap_or(i_ffn_down)
+                } else {
+                    i_ffn_down
+                };
+                let n = n_layer;
                 match ftype {
                     F::Q2_K => ty = GgmlType::Q3_K,
                     F::Q3_K_M => {
@@ -307,6 +325,12 @@ pub fn plan(header: &Header, ftype: FileType) -> Vec<Option<GgmlType>> {
                 i_ffn_down += 1;
             } else if cat == Category::AttnOutput {
                 match ftype {
+                    F::Q2_K | F::Q3_K_M | F::IQ4_NL | F::Q4_K_S | F::Q4_K_M | F::IQ4_XS
+                        if n_expert == 8 =>
+                    {
+                        ty = GgmlType::Q5_K
+                    }
+                    _ if n_expert == 8 => {}
                     F::Q2_K => ty = GgmlType::Q3_K,
                     F::Q3_K_M => ty = GgmlType::Q4_K,
                     _ => {}
@@ -338,6 +362,87 @@ mod tests {
         assert_eq!(fallback(GgmlType::Q6_K, 576), GgmlType::Q8_0);
         assert_eq!(fallback(GgmlType::Q4_K, 1536), GgmlType::Q4_K);
         assert_eq!(fallback(GgmlType::Q4_0, 40), GgmlType::F16);
+    }
+
+    /// Mixtral's count of 8 experts: attention K and V get Q8_0, `attn_output` Q5_K, and the
+    /// expert tensors' layer comes from their names (checked against llama-quantize on a made-up
+    /// 8-expert model by `benches/gguf_quantize_vs_llamacpp.sh MIX 1 SOURCE`).
+    #[test]
+    fn eight_experts_take_llama_cpp_s_moe_rules() {
+        use crate::MetaValue;
+        use crate::reader::{Header, TensorInfo};
+        let header = |experts: u32| {
+            let mut tensors = Vec::new();
+            for l in 0..4 {
+                for (name, dims) in [
+                    ("attn_k", vec![256, 256]),
+                    ("attn_v", vec![256, 256]),
+                    ("attn_output", vec![256, 256]),
+                    ("ffn_down_exps", vec![256, 256, experts as u64]),
+                    ("ffn_gate_inp", vec![256, experts as u64]),
+                ] {
+                    tensors.push(TensorInfo {
+                        name: format!("blk.{l}.{name}.weight"),
+                        dims,
+                        ggml_type: GgmlType::F32,
+                        offset: 0,
+                        size: 0,
+                    });
+                }
+            }
+            Header {
+                version: 3,
+                metadata: vec![
+                    (
+                        "general.architecture".into(),
+                        MetaValue::String("llama".into()),
+                    ),
+                    ("llama.block_count".into(), MetaValue::U32(4)),
+                    ("llama.expert_count".into(), MetaValue::U32(experts)),
+                ],
+                tensors,
+                alignment: 32,
+                data_offset: 0,
+                file_len: 0,
+            }
+        };
+        let types = |experts: u32, ftype: FileType| -> Vec<(String, Option<GgmlType>)> {
+            let h = header(experts);
+            let names = h.tensors.iter().map(|t| t.name.clone());
+            names.zip(plan(&h, ftype)).collect()
+        };
+        let get = |v: &[(String, Option<GgmlType>)], name: &str| {
+            v.iter().find(|(n, _)| n == name).unwrap().1
+        };
+        let moe = types(8, FileType::Q4_K_M);
+        assert_eq!(get(&moe, "blk.1.attn_k.weight"), Some(GgmlType::Q8_0));
+        assert_eq!(get(&moe, "blk.1.attn_v.weight"), Some(GgmlType::Q8_0));
+        assert_eq!(get(&moe, "blk.1.attn_output.weight"), Some(GgmlType::Q5_K));
+        // use_more_bits(3, 4): the last layer's down experts get Q6_K, the second's Q4_K.
+        assert_eq!(
+            get(&moe, "blk.3.ffn_down_exps.weight"),
+            Some(GgmlType::Q6_K)
+        );
+        assert_eq!(
+            get(&moe, "blk.1.ffn_down_exps.weight"),
+            Some(GgmlType::Q4_K)
+        );
+        // The router is never quantized.
+        assert_eq!(get(&moe, "blk.1.ffn_gate_inp.weight"), None);
+        // Q2_K with 8 experts: attn_output Q5_K, not Q3_K.
+        let q2 = types(8, FileType::Q2_K);
+        assert_eq!(get(&q2, "blk.0.attn_output.weight"), Some(GgmlType::Q5_K));
+        // Other counts keep the dense rules.
+        let other = types(4, FileType::Q4_K_M);
+        assert_eq!(get(&other, "blk.1.attn_k.weight"), Some(GgmlType::Q4_K));
+        assert_eq!(
+            get(&other, "blk.1.attn_output.weight"),
+            Some(GgmlType::Q4_K)
+        );
+        assert_eq!(
+            get(&types(4, FileType::Q2_K), "blk.0.attn_output.weight"),
+            Some(GgmlType::Q3_K)
+        );
     }
 
     #[test]

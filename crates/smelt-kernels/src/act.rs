@@ -239,8 +239,8 @@ pub enum KBatch {
     /// rows or more goes through the tiled matmul, a
     /// smaller one through `vec_dot`.
     Tiled8,
-    /// IQ4_NL not repacked: a sequence of 2 rows or more goes through llamafile's sgemm, a
-    /// token alone through `vec_dot`.
+    /// IQ4_NL not repacked, and F32: a sequence of 2 rows or more goes through llamafile's
+    /// sgemm, a token alone through `vec_dot`.
     Several,
 }
 

@@ -22,6 +22,7 @@ mod kdecode;
 mod matmul;
 pub mod reference;
 pub mod silu;
+pub mod softmax;
 pub mod w8a8;
 
 use std::sync::OnceLock;
@@ -310,8 +311,11 @@ pub fn tile_width(remaining: usize) -> usize {
 /// (n = `acts.len()`). Taking many rows per call keeps the per-call set-up off the hot path.
 #[derive(Clone, Copy)]
 pub enum DotFn {
-    /// Float weights × f32 activations.
+    /// F16 weights × f32 activations.
     F32(RowsKernel<f32>),
+    /// F32 weights × f32 activations: the kernel for a token alone (`ggml_vec_dot_f32`'s
+    /// order), the one for rows of a sequence of 2 or more (llamafile's tinyBLAS).
+    F32Split(RowsKernel<f32>, RowsKernel<f32>),
     /// 32-block weights × [`BlockQ8x32`] activations; with a kernel for pre-paired 8-token
     /// tiles where the variant has one.
     Q8(RowsKernel<BlockQ8x32>, Option<PairedKernel>),
@@ -396,7 +400,7 @@ impl DotFn {
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::Avx2 && available_variants().contains(&Variant::Avx2) {
             return match ty {
-                W::F32 => Self::F32(avx2::dot_f32),
+                W::F32 => Self::F32Split(avx2::dot_f32, avx2::dot_f32_chain),
                 W::F16 => Self::F32(avx2::dot_f16),
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0, None),
                 W::IQ4NL => Self::Q8(avx2::dot_iq4_nl, None),
@@ -415,7 +419,7 @@ impl DotFn {
         let _ = variant;
         use reference::tile;
         match ty {
-            W::F32 => Self::F32(tile::f32),
+            W::F32 => Self::F32Split(tile::f32, tile::f32_chain),
             W::F16 => Self::F32(tile::f16),
             W::Q4_0 => Self::Q8(tile::q4_0, None),
             W::IQ4NL => Self::Q8(tile::iq4_nl, None),
@@ -530,6 +534,17 @@ impl DotFn {
                         std::array::from_fn(|i| acts.row_f32(t0 + i.min(nt - 1)));
                     f(w_rows, row_bytes, &rows[..nt], out)
                 }
+                Self::F32Split(alone, batch) => {
+                    assert!(self.run(acts, t0, nt) >= nt, "a tile mixes orders");
+                    let rows: [&[f32]; MAX_TILE_TOKENS] =
+                        std::array::from_fn(|i| acts.row_f32(t0 + i.min(nt - 1)));
+                    let f = if acts.k_batch(t0, KBatch::Several) {
+                        batch
+                    } else {
+                        alone
+                    };
+                    f(w_rows, row_bytes, &rows[..nt], out)
+                }
                 Self::Q8(_, Some(paired))
                     if nt == 8
                         && t0.is_multiple_of(8)
@@ -570,7 +585,7 @@ impl DotFn {
     pub fn run(self, acts: &Activations, t0: usize, max: usize) -> usize {
         match self {
             Self::Q8K(_, _, rule) => acts.k_run(t0, max, rule),
-            Self::Q8Split(..) => acts.k_run(t0, max, KBatch::Several),
+            Self::Q8Split(..) | Self::F32Split(..) => acts.k_run(t0, max, KBatch::Several),
             _ => max.min(acts.n - t0),
         }
     }

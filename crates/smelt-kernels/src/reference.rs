@@ -26,12 +26,58 @@ pub(crate) fn f16_at(b: &[u8]) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
 }
 
-/// Σ wᵢ·xᵢ for f32 weights, summed in order.
-pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
+/// The f32 weights of a row's bytes.
+fn f32s(w: &[u8]) -> impl Iterator<Item = f32> + '_ {
     w.chunks_exact(4)
-        .zip(x)
-        .map(|(b, &v)| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) * v)
-        .sum()
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Σ wᵢ·xᵢ for f32 weights as ggml's `ggml_vec_dot_f32` sums them (AVX-512 build), which
+/// llama.cpp runs for a token alone: four 16-lane FMA accumulators over each 64 values, added
+/// as (a0 + a2) + (a1 + a3) and reduced as `_mm512_reduce_add_ps`; the `n % 64` leftovers then
+/// added to that in f32, in order, the products of the first multiple of 8 rounded before
+/// the add and those of the last `n % 8` fused (GCC vectorizes the leftover loop's products 16
+/// and 8 at a time and contracts its scalar tail into FMAs; read from the built library).
+pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
+    let w: Vec<f32> = f32s(w).take(x.len()).collect();
+    let x = &x[..w.len()];
+    let n = w.len();
+    let np = n / 64 * 64;
+    let mut acc = [[0f32; 16]; 4];
+    for i in (0..np).step_by(64) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (l, v) in a.iter_mut().enumerate() {
+                let k = i + 16 * j + l;
+                *v = w[k].mul_add(x[k], *v);
+            }
+        }
+    }
+    let a: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    let mut sum = crate::attention::reduce16(&a);
+    let rounded = np + (n - np) / 8 * 8;
+    for k in np..rounded {
+        sum += w[k] * x[k];
+    }
+    for k in rounded..n {
+        sum = w[k].mul_add(x[k], sum);
+    }
+    sum
+}
+
+/// Σ wᵢ·xᵢ for f32 weights as llamafile's `tinyBLAS` sums them, which llama.cpp runs for a
+/// sequence of two tokens or more: one 16-lane FMA chain over the row, reduced as
+/// `_mm512_reduce_add_ps`; a row whose length is not a multiple of 16, which tinyBLAS
+/// declines, as `ggml_vec_dot_f32` ([`dot_f32`]).
+pub fn dot_f32_chain(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(w.len() / 4);
+    if !n.is_multiple_of(16) {
+        return dot_f32(w, x);
+    }
+    let mut acc = [0f32; 16];
+    for (i, wv) in f32s(w).take(n).enumerate() {
+        acc[i % 16] = wv.mul_add(x[i], acc[i % 16]);
+    }
+    crate::attention::reduce16(&acc)
 }
 
 /// Σ wᵢ·xᵢ for f16 weights, summed in order.
@@ -583,6 +629,7 @@ pub mod tile {
 
     tiles!(
         f32 = dot_f32: f32,
+        f32_chain = dot_f32_chain: f32,
         f16 = dot_f16: f32,
         q4_0 = dot_q4_0: BlockQ8x32,
         q4_0_lanes = dot_q4_0_lanes: BlockQ8x32,

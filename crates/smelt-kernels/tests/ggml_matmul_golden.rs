@@ -3,7 +3,8 @@
 //! 32-block formats 544 columns with 13 rows, an odd number of blocks, and 576 otherwise; 512
 //! for the 256-block ones).
 //!
-//! The golden data (`data/ggml_matmul.bin`) is ggml's output: `benches/ggml_matmul.c`, built
+//! The golden data (`data/ggml_matmul.bin`, and `data/ggml_matmul_f32.bin` for F32 weights with
+//! 540, 520 and 528 columns) is ggml's output: `benches/ggml_matmul.c`, built
 //! against llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored; x86-64 with AVX-512, no
 //! AMX), quantizes random weights with `ggml_quantize_chunk`, places them as llama.cpp's loader
 //! does (repacked where the CPU device takes them so: Q4_0, Q4_K, Q2_K and IQ4_NL with rows a
@@ -50,8 +51,8 @@ struct Case {
 
 /// The activations x (max_tokens, max_cols), their width, and the cases (whose activations are
 /// the first `cols` of each row).
-fn golden() -> (Vec<f32>, usize, Vec<Case>) {
-    let mut c = Cursor(include_bytes!("data/ggml_matmul.bin"));
+fn golden(bytes: &[u8]) -> (Vec<f32>, usize, Vec<Case>) {
+    let mut c = Cursor(bytes);
     assert_eq!(c.take(4), b"SMGM");
     assert_eq!(c.u32(), 2, "layout version");
     let (cols, max_tokens) = (c.u32(), c.u32());
@@ -86,7 +87,19 @@ fn golden() -> (Vec<f32>, usize, Vec<Case>) {
 
 #[test]
 fn products_equal_ggml_bit_for_bit_for_every_shape_and_batch() {
-    let (x, max_cols, cases) = golden();
+    check(include_bytes!("data/ggml_matmul.bin"));
+}
+
+/// F32 weights: `ggml_vec_dot_f32` for one token (four 16-lane accumulators, then the leftovers
+/// past the last 64: 28, 8 or 16 of them here), llamafile's sgemm for 2 or more when the row is
+/// whole 16s (528 columns), `ggml_vec_dot_f32` again when it is not (540, 520).
+#[test]
+fn f32_products_equal_ggml_bit_for_bit() {
+    check(include_bytes!("data/ggml_matmul_f32.bin"));
+}
+
+fn check(bytes: &[u8]) {
+    let (x, max_cols, cases) = golden(bytes);
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in &cases {

@@ -144,8 +144,10 @@ fn reference_equals_float64_dot_of_dequantized_operands() {
     }
 }
 
-/// The formats every variant sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`).
-const GGML_ORDER: [WeightType; 12] = [
+/// The formats every variant sums in ggml's order (`reference::dot_q8_0`, `dot_q4_1`,
+/// `dot_f32`).
+const GGML_ORDER: [WeightType; 13] = [
+    WeightType::F32,
     WeightType::IQ4NL,
     WeightType::Q4K,
     WeightType::Q5K,

@@ -1,9 +1,10 @@
-//! Llama-family decoder (LLaMA, SmolLM2, Qwen 2/2.5, Qwen 3, Phi-3, Gemma 2/3, ...) loaded from
-//! GGUF: RMSNorm, rotary position embeddings, grouped-query attention with a KV cache, SwiGLU
-//! feed-forward, tied or untied output; Qwen 2's q/k/v biases, Qwen 3's per-head q/k RMSNorm,
-//! Phi-3's stacked matrices and pre-scaled queries, Gemma's post-norms, GeGLU, scaled
-//! embeddings, sliding-window layers and soft caps ([`Arch`]). Touvron et al., "LLaMA"
-//! (arXiv:2302.13971); reference: llama.cpp's `src/models/llama.cpp`, `qwen2.cpp`, `qwen3.cpp`,
+//! Llama-family decoder (LLaMA, SmolLM2, Mixtral, Qwen 2/2.5, Qwen 3 dense and MoE, Phi-3,
+//! Gemma 2/3, ...) loaded from GGUF: RMSNorm, rotary position embeddings, grouped-query
+//! attention with a KV cache, SwiGLU feed-forward or a mixture of SwiGLU experts, tied or
+//! untied output; Qwen 2's q/k/v biases, Qwen 3's per-head q/k RMSNorm, Phi-3's stacked
+//! matrices and pre-scaled queries, Gemma's post-norms, GeGLU, scaled embeddings,
+//! sliding-window layers and soft caps ([`Arch`]). Touvron et al., "LLaMA" (arXiv:2302.13971);
+//! reference: llama.cpp's `src/models/llama.cpp`, `qwen2.cpp`, `qwen3.cpp`, `qwen3moe.cpp`,
 //! `phi3.cpp`, `gemma2.cpp` and `gemma3.cpp`.
 //!
 //! Weights stay in their GGUF block format (mapped, not copied) and every product runs through
@@ -18,10 +19,11 @@ use smelt_trace as trace;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layer_io::kinds;
 pub use crate::layer_io::{Linear, LinearInput, NoTap, Scratch, SeqInput, Span, Tap};
-pub use crate::llama_config::{Arch, LlamaConfig, ModelError, SlidingWindow};
+pub use crate::llama_config::{Arch, Experts, LlamaConfig, ModelError, SlidingWindow};
 use crate::ops::{self, Heads};
 
 mod load;
+mod moe;
 
 struct Layer {
     /// (n_embd,)
@@ -43,9 +45,22 @@ struct Layer {
     post_norms: Option<[Vec<f32>; 2]>,
     /// (n_embd,)
     ffn_norm: Vec<f32>,
-    w_gate: QMatrix,
-    w_up: QMatrix,
-    w_down: QMatrix,
+    ffn: Ffn,
+}
+
+/// A layer's feed-forward: one gated block, or a mixture of experts.
+// One per layer, built once: the dense variant's size costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum Ffn {
+    Dense {
+        /// (n_ff, n_embd)
+        gate: QMatrix,
+        /// (n_ff, n_embd)
+        up: QMatrix,
+        /// (n_embd, n_ff)
+        down: QMatrix,
+    },
+    Experts(Box<moe::MoeFfn>),
 }
 
 /// Which logits a forward pass returns.
@@ -81,27 +96,32 @@ impl Llama {
         self.output.as_ref().unwrap_or(&self.tok_embd)
     }
 
-    /// Weight bytes read to generate one token (every layer matrix and the output; one
-    /// embedding row is negligible).
+    /// Weight bytes read to generate one token (every layer matrix, only the experts a token
+    /// runs of a mixture, and the output; one embedding row is negligible).
     pub fn weight_bytes_per_token(&self) -> usize {
         let layers: usize = self
             .layers
             .iter()
             .map(|l| {
-                [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]
+                let attn: usize = [&l.wq, &l.wk, &l.wv, &l.wo]
                     .iter()
                     .map(|m| m.nbytes())
-                    .sum::<usize>()
+                    .sum();
+                attn + match &l.ffn {
+                    Ffn::Dense { gate, up, down } => gate.nbytes() + up.nbytes() + down.nbytes(),
+                    Ffn::Experts(x) => x.bytes_per_token(),
+                }
             })
             .sum();
         layers + self.output_matrix().nbytes()
     }
 
-    /// Counts of weight matrices by kernel format, e.g. `[("Q5_0", 166), ...]`.
+    /// Counts of weight matrices by kernel format, e.g. `[("Q5_0", 166), ...]` (each expert's
+    /// matrices count one by one).
     pub fn weight_formats(&self) -> Vec<(String, usize)> {
         let mut m = std::collections::BTreeMap::new();
         for l in &self.layers {
-            for w in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+            for w in l.matrices() {
                 *m.entry(w.type_name()).or_insert(0) += 1;
             }
         }
@@ -335,7 +355,7 @@ impl Llama {
     ) {
         let c = &self.config;
         let layer = &self.layers[l];
-        let (e, hd, ff, qd) = (c.n_embd, c.head_dim(), c.n_ff, c.q_dim());
+        let (e, hd, ff, qd) = (c.n_embd, c.head_dim(), c.ffn_width(), c.q_dim());
         let n = x.len() / e;
         let kv_dim = c.n_head_kv * hd;
         // Phi-3's and Gemma's queries are scaled before attention, which then scales by 1
@@ -446,22 +466,57 @@ impl Llama {
     ) {
         let c = &self.config;
         let layer = &self.layers[l];
-        let (e, ff) = (c.n_embd, c.n_ff);
+        let (e, ff) = (c.n_embd, c.ffn_width());
         let n = x.len() / e;
         s.size(n, e, c.q_dim(), c.n_head_kv * c.head_dim(), ff);
-        let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
         let op = trace::span("op", "ffn_norm+quantize");
         ops::rms_norm(x, &layer.ffn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Ffn, &s.h, n);
-        s.acts
-            .set_spans(&s.h, lens, e, kinds(&[&layer.w_gate, &layer.w_up]));
+        if let Ffn::Dense { gate, up, .. } = &layer.ffn {
+            s.acts.set_spans(&s.h, lens, e, kinds(&[gate, up]));
+        }
         drop(op);
-        let op = mm("gate+up", &[&layer.w_gate, &layer.w_up]);
-        matmul_multi(
-            &[&layer.w_gate, &layer.w_up],
-            &s.acts,
-            &mut [&mut s.gate, &mut s.up],
-        );
+        match &layer.ffn {
+            Ffn::Dense { gate, up, down } => self.dense_ffn(l, [gate, up, down], lens, s, tap),
+            Ffn::Experts(moe) => moe.forward(
+                l,
+                &s.h,
+                lens,
+                &mut s.acts,
+                &mut s.gate,
+                &mut s.up,
+                &mut s.tmp,
+                tap,
+            ),
+        }
+        // (A mixture's output is `ffn_moe_out`; llama.cpp's llama graph names the sum after the
+        // residual add `ffn_out` there.)
+        if matches!(layer.ffn, Ffn::Dense { .. }) {
+            tap.tensor(l, "ffn_out", &s.tmp, n);
+        }
+        if let Some([_, post]) = &layer.post_norms {
+            ops::rms_norm_in_place(&mut s.tmp, post, c.rms_eps);
+            tap.tensor(l, "ffn_post_norm", &s.tmp, n);
+        }
+        x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
+    }
+
+    /// A gated feed-forward block (gate, up, down) on the normed rows in `s.h`, already in
+    /// `s.acts`, into `s.tmp`.
+    fn dense_ffn(
+        &self,
+        l: usize,
+        [gate, up, down]: [&QMatrix; 3],
+        lens: &[usize],
+        s: &mut Scratch,
+        tap: &mut dyn Tap,
+    ) {
+        let c = &self.config;
+        let (e, ff) = (c.n_embd, c.n_ff);
+        let n = s.h.len() / e;
+        let mm = |name, mats: &[&QMatrix]| matmul_span(name, mats, n);
+        let op = mm("gate+up", &[gate, up]);
+        matmul_multi(&[gate, up], &s.acts, &mut [&mut s.gate, &mut s.up]);
         drop(op);
         tap.tensor(l, "ffn_gate", &s.gate, n);
         tap.tensor(l, "ffn_up", &s.up, n);
@@ -475,18 +530,10 @@ impl Llama {
             op
         };
         tap.input(l, LinearInput::FfnDown, &s.gate, n);
-        s.acts
-            .set_spans(&s.gate, lens, ff, layer.w_down.act_kinds());
+        s.acts.set_spans(&s.gate, lens, ff, down.act_kinds());
         drop(op);
-        let op = mm("ffn_down", &[&layer.w_down]);
-        layer.w_down.matmul(&s.acts, &mut s.tmp);
-        tap.tensor(l, "ffn_out", &s.tmp, n);
-        if let Some([_, post]) = &layer.post_norms {
-            ops::rms_norm_in_place(&mut s.tmp, post, c.rms_eps);
-            tap.tensor(l, "ffn_post_norm", &s.tmp, n);
-        }
-        x.iter_mut().zip(&s.tmp).for_each(|(a, b)| *a += b);
-        drop(op);
+        let _op = mm("ffn_down", &[down]);
+        down.matmul(&s.acts, &mut s.tmp);
     }
 
     /// Final norm and output projection of the (n, n_embd) stream `x`: (n_vocab,) logits of
@@ -532,17 +579,29 @@ impl Llama {
     }
 
     /// Layer `l`'s weight matrix `which`.
+    ///
+    /// # Panics
+    ///
+    /// For the feed-forward matrices of a mixture of experts, which has no single gate, up or
+    /// down ([`Llama::is_moe`]; post-training quantization refuses such models in
+    /// [`Llama::dequantize_to_f32`]).
     pub fn linear(&self, l: usize, which: Linear) -> &QMatrix {
         let y = &self.layers[l];
-        match which {
-            Linear::Q => &y.wq,
-            Linear::K => &y.wk,
-            Linear::V => &y.wv,
-            Linear::O => &y.wo,
-            Linear::Gate => &y.w_gate,
-            Linear::Up => &y.w_up,
-            Linear::Down => &y.w_down,
+        match (which, &y.ffn) {
+            (Linear::Q, _) => &y.wq,
+            (Linear::K, _) => &y.wk,
+            (Linear::V, _) => &y.wv,
+            (Linear::O, _) => &y.wo,
+            (Linear::Gate, Ffn::Dense { gate, .. }) => gate,
+            (Linear::Up, Ffn::Dense { up, .. }) => up,
+            (Linear::Down, Ffn::Dense { down, .. }) => down,
+            (_, Ffn::Experts(_)) => panic!("layer {l} is a mixture of experts: no {which:?}"),
         }
+    }
+
+    /// Whether the feed-forward blocks are mixtures of experts (Mixtral, Qwen 3 MoE).
+    pub fn is_moe(&self) -> bool {
+        self.config.moe.is_some()
     }
 
     /// Replaces layer `l`'s matrix `which` (e.g. with a quantized one) of the same shape.
@@ -563,14 +622,15 @@ impl Llama {
 
     fn linear_mut(&mut self, l: usize, which: Linear) -> &mut QMatrix {
         let y = &mut self.layers[l];
-        match which {
-            Linear::Q => &mut y.wq,
-            Linear::K => &mut y.wk,
-            Linear::V => &mut y.wv,
-            Linear::O => &mut y.wo,
-            Linear::Gate => &mut y.w_gate,
-            Linear::Up => &mut y.w_up,
-            Linear::Down => &mut y.w_down,
+        match (which, &mut y.ffn) {
+            (Linear::Q, _) => &mut y.wq,
+            (Linear::K, _) => &mut y.wk,
+            (Linear::V, _) => &mut y.wv,
+            (Linear::O, _) => &mut y.wo,
+            (Linear::Gate, Ffn::Dense { gate, .. }) => gate,
+            (Linear::Up, Ffn::Dense { up, .. }) => up,
+            (Linear::Down, Ffn::Dense { down, .. }) => down,
+            (_, Ffn::Experts(_)) => panic!("layer {l} is a mixture of experts: no {which:?}"),
         }
     }
 
@@ -615,8 +675,18 @@ impl Llama {
     }
 
     /// Replaces every weight matrix with its values dequantized to F32, with the GEMM path on:
-    /// the "full precision" base that post-training quantization starts from.
+    /// the "full precision" base that post-training quantization starts from. Refused for a
+    /// mixture of experts, whose quantization smelt's PTQ methods do not handle yet.
     pub fn dequantize_to_f32(&mut self) -> Result<(), ModelError> {
+        if let Some(m) = self.config.moe {
+            return Err(ModelError::Unsupported(format!(
+                "{} has {} experts per layer: post-training quantization (RTN, GPTQ, AWQ, \
+                 SmoothQuant, calibrated mixes) handles dense feed-forwards only so far; \
+                 `smelt gguf quantize` with a plain mix rounds the experts as llama.cpp does",
+                self.config.arch.name(),
+                m.count
+            )));
+        }
         let conv = |m: &mut QMatrix, name: &str| -> Result<(), ModelError> {
             let mut f = QMatrix::from_f32(m.rows, m.cols, &m.to_f32()).map_err(|why| {
                 ModelError::Tensor {
@@ -647,14 +717,32 @@ impl Llama {
     /// [`QMatrix::set_float_gemm`]): faster prompt processing, no batch invariance.
     pub fn use_float_gemm(&mut self) {
         let take = |m: &mut QMatrix| m.set_float_gemm(true);
-        for l in 0..self.layers.len() {
-            for which in Linear::ALL {
-                take(self.linear_mut(l, which));
-            }
+        for y in &mut self.layers {
+            y.matrices_mut().for_each(take);
         }
         take(&mut self.tok_embd);
         if let Some(o) = &mut self.output {
             take(o);
+        }
+    }
+}
+
+impl Layer {
+    /// Every weight matrix of the layer (a mixture's router and experts one by one).
+    fn matrices(&self) -> Box<dyn Iterator<Item = &QMatrix> + '_> {
+        let attn = [&self.wq, &self.wk, &self.wv, &self.wo].into_iter();
+        match &self.ffn {
+            Ffn::Dense { gate, up, down } => Box::new(attn.chain([gate, up, down])),
+            Ffn::Experts(x) => Box::new(attn.chain(x.matrices())),
+        }
+    }
+
+    /// [`Layer::matrices`], editable.
+    fn matrices_mut(&mut self) -> Box<dyn Iterator<Item = &mut QMatrix> + '_> {
+        let attn = [&mut self.wq, &mut self.wk, &mut self.wv, &mut self.wo].into_iter();
+        match &mut self.ffn {
+            Ffn::Dense { gate, up, down } => Box::new(attn.chain([gate, up, down])),
+            Ffn::Experts(x) => Box::new(attn.chain(x.matrices_mut())),
         }
     }
 }

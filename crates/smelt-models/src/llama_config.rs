@@ -1,11 +1,14 @@
 //! The llama decoder's hyper-parameters, read and checked from GGUF metadata, and the errors
-//! loading or running a model can give. Qwen 2, Qwen 3, Phi-3, Gemma 2 and Gemma 3 are llama's
-//! graph with small differences, so they share it: [`Arch`] says which.
+//! loading or running a model can give. Qwen 2, Qwen 3 (dense and MoE), Phi-3, Gemma 2 and
+//! Gemma 3 are llama's graph with small differences, so they share it: [`Arch`] says which, and
+//! [`Experts`] whether the feed-forward is a mixture of experts (Mixtral, Qwen 3 MoE).
 
 use crate::ops::{Rope, RopeLayout};
 
+mod experts;
 mod gemma;
 
+pub use experts::Experts;
 pub use gemma::SlidingWindow;
 use gemma::{number, sliding_window};
 
@@ -36,7 +39,8 @@ pub enum ModelError {
 /// q/k norms, a norm after attention and after the feed-forward, GELU for SiLU, embeddings
 /// scaled by √n_embd, and local layers that see a sliding window of positions with their own
 /// RoPE base ([`SlidingWindow`]). Gemma 2 is Gemma 3 without the q/k norms, with every other
-/// layer local and soft-capped attention scores and logits.
+/// layer local and soft-capped attention scores and logits. Qwen 3 MoE is Qwen 3 with a
+/// mixture of experts in every layer; `llama` files with experts are Mixtral's layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arch {
     /// `llama` (LLaMA 1-3, SmolLM2, Mistral, ...).
@@ -45,6 +49,8 @@ pub enum Arch {
     Qwen2,
     /// `qwen3` (Qwen 3 dense).
     Qwen3,
+    /// `qwen3moe` (Qwen 3 30B-A3B, 235B-A22B): Qwen 3's attention, experts in every layer.
+    Qwen3Moe,
     /// `phi3` (Phi-3 mini/medium 4k, Phi-4; LongRoPE files such as Phi-3.5 and Phi-4 mini
     /// are refused).
     Phi3,
@@ -61,6 +67,7 @@ impl Arch {
             Arch::Llama => "llama",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Qwen3Moe => "qwen3moe",
             Arch::Phi3 => "phi3",
             Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
@@ -72,11 +79,17 @@ impl Arch {
         matches!(self, Arch::Gemma2 | Arch::Gemma3)
     }
 
+    /// Qwen 3, dense or MoE: per-head q/k RMSNorm before RoPE.
+    pub fn is_qwen3(self) -> bool {
+        matches!(self, Arch::Qwen3 | Arch::Qwen3Moe)
+    }
+
     fn from_name(name: &str) -> Option<Self> {
         [
             Arch::Llama,
             Arch::Qwen2,
             Arch::Qwen3,
+            Arch::Qwen3Moe,
             Arch::Phi3,
             Arch::Gemma2,
             Arch::Gemma3,
@@ -141,6 +154,9 @@ pub struct LlamaConfig {
     /// `attn_logit_softcapping`: attention scores become `c · tanh(q·k / c)` before the
     /// softmax (Gemma 2, by default 50).
     pub attn_softcap: Option<f32>,
+    /// The mixture of experts that replaces every layer's feed-forward (Mixtral, Qwen 3 MoE),
+    /// if any.
+    pub moe: Option<Experts>,
 }
 
 impl LlamaConfig {
@@ -153,6 +169,11 @@ impl LlamaConfig {
     /// heads are wider, as Qwen 3's are).
     pub fn q_dim(&self) -> usize {
         self.n_head * self.n_embd_head
+    }
+
+    /// Width of the feed-forward block a token runs: `n_ff`, or one expert's width.
+    pub fn ffn_width(&self) -> usize {
+        self.moe.map_or(self.n_ff, |m| m.n_ff)
     }
 
     /// Whether the queries are scaled before attention, which then scales q·k by 1 (Phi-3 and
@@ -183,8 +204,8 @@ impl LlamaConfig {
         self.arch.is_gemma().then(|| (self.n_embd as f32).sqrt())
     }
 
-    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3`, `phi3`, `gemma2`
-    /// or `gemma3` GGUF.
+    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3`, `qwen3moe`,
+    /// `phi3`, `gemma2` or `gemma3` GGUF.
     pub fn from_gguf(h: &smelt_gguf::Header) -> Result<Self, ModelError> {
         let name = h
             .get("general.architecture")
@@ -192,8 +213,8 @@ impl LlamaConfig {
             .unwrap_or("");
         let arch = Arch::from_name(name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3, phi3, \
-                 gemma2, gemma3)"
+                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3, \
+                 qwen3moe, phi3, gemma2, gemma3)"
             ))
         })?;
         let key = |k: &str| format!("{}.{k}", arch.name());
@@ -250,9 +271,12 @@ impl LlamaConfig {
             rope: Rope {
                 layout: match arch {
                     Arch::Llama => RopeLayout::Normal,
-                    Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => {
-                        RopeLayout::Neox
-                    }
+                    Arch::Qwen2
+                    | Arch::Qwen3
+                    | Arch::Qwen3Moe
+                    | Arch::Phi3
+                    | Arch::Gemma2
+                    | Arch::Gemma3 => RopeLayout::Neox,
                 },
                 n_rot: u("rope.dimension_count").unwrap_or(head_dim),
                 base: f("rope.freq_base", 10000.0),
@@ -264,6 +288,7 @@ impl LlamaConfig {
             swa: None,
             final_softcap: None,
             attn_softcap: None,
+            moe: None,
         };
         if config.n_layer == 0
             || config.n_layer > MAX_LAYERS
@@ -329,6 +354,7 @@ impl LlamaConfig {
             )));
         }
         let mut config = config;
+        config.moe = experts::experts(h, &config)?;
         if arch.is_gemma() {
             config.swa = sliding_window(h, &config)?;
             // Gemma 2 always caps (llama.cpp's defaults 50 and 30); Gemma 3 caps logits only

@@ -1,7 +1,8 @@
 //! smelt's logits equal llama.cpp's bit for bit on SmolLM2 as shipped (Q4_1) and in Q8_0, Q5_0,
 //! Q4_0, Q4_K_M and Q5_K_S, without flash attention; and on its Q8_0 weights run as Qwen 2
 //! (q/k/v biases), Qwen 3 (per-head q/k RMSNorm) and Phi-3 (fused matrices, queries scaled
-//! first), all with NeoX RoPE; and on small made-up Qwen 3, Phi-3, Gemma 2 and Gemma 3 models.
+//! first), all with NeoX RoPE; and on small made-up Qwen 3, Phi-3, Gemma 2, Gemma 3, Qwen 3 MoE
+//! and Mixtral-style models.
 //!
 //! The golden data (`data/llamacpp_{q4_1,q8_0,q5_0,q4_0,q4_k_m,q5_k_s}_greedy.json`) are
 //! llama.cpp's own logits along its greedy path for three prompts, written by
@@ -17,12 +18,12 @@ mod made_models;
 use std::sync::Arc;
 
 use made_models::{
-    gemma2, gemma3, phi3, qwen2, qwen3, requantized, shipped_smollm2, wide_phi3, wide_qwen3,
-    written,
+    gemma2, gemma3, mixtral, phi3, qwen2, qwen3, qwen3moe, requantized, shipped_smollm2, wide_phi3,
+    wide_qwen3, written,
 };
 use smelt_gguf::mix::FileType;
 use smelt_gguf::{GgmlType, GgufFile};
-use smelt_models::llama::{Llama, Logits};
+use smelt_models::llama::{Arch, Experts, Llama, Logits};
 use smelt_models::tokenizer;
 
 fn fnv1a64(row: &[f32]) -> u64 {
@@ -163,6 +164,36 @@ fn gemma2_logits_equal_llamacpp_bit_for_bit() {
     assert_eq!((c.attn_softcap, c.final_softcap), (Some(5.0), Some(30.0)));
     assert_eq!((swa.rope.base, swa.rope.linear_scale), (1e6, 8.0));
     check(&file, include_str!("data/llamacpp_gemma2_greedy.json"));
+}
+
+/// A small Qwen 3 MoE ([`made_models::qwen3moe`]): 20 experts per layer, 4 per token, chosen
+/// by an F32 router through ggml's softmax (16 values by its vectorized e^x, 4 by `expf`),
+/// weights normalized to sum 1, Q8_0 experts each multiplying only the rows routed to it.
+#[test]
+fn qwen3moe_logits_equal_llamacpp_bit_for_bit() {
+    let file = qwen3moe();
+    let model = Llama::load(&file).unwrap();
+    assert_eq!(model.config.arch, Arch::Qwen3Moe);
+    assert_eq!(
+        model.config.moe,
+        Some(Experts {
+            count: 20,
+            used: 4,
+            n_ff: 64
+        })
+    );
+    check(&file, include_str!("data/llamacpp_qwen3moe_greedy.json"));
+}
+
+/// A small Mixtral-style `llama` with 8 experts, 2 per token (the router's softmax all by
+/// `expf`), F32 router, Q8_0 experts.
+#[test]
+fn mixtral_logits_equal_llamacpp_bit_for_bit() {
+    let file = mixtral();
+    let model = Llama::load(&file).unwrap();
+    assert_eq!(model.config.arch, Arch::Llama);
+    assert_eq!(model.config.moe.map(|m| (m.count, m.used)), Some((8, 2)));
+    check(&file, include_str!("data/llamacpp_mixtral_greedy.json"));
 }
 
 #[test]

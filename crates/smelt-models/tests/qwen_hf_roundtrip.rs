@@ -73,7 +73,9 @@ fn round_trip(file: &Arc<GgufFile>, arch: Arch, dir: &Path) {
         Arch::Llama => "LlamaForCausalLM",
         Arch::Qwen2 => "Qwen2ForCausalLM",
         Arch::Qwen3 => "Qwen3ForCausalLM",
-        Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => unreachable!("export-hf refuses these"),
+        Arch::Qwen3Moe | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => {
+            unreachable!("export-hf refuses these")
+        }
     };
     assert_eq!(config["architectures"][0], class);
     let model = Llama::load(file).unwrap();

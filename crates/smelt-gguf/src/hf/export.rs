@@ -85,6 +85,12 @@ pub fn export_with(
     let f = |k: &str| h.get(k).and_then(|v| v.as_f64());
     // (the architecture's key `k`)
     let ak = |k: &str| format!("{arch}.{k}");
+    if let Some(n) = u(&ak("expert_count")).filter(|&n| n > 0) {
+        return Err(HfError::Unsupported(format!(
+            "export-hf: this {arch} model has {n} experts per layer (Mixtral's layout); \
+             mixtures of experts are not exported yet"
+        )));
+    }
     let n_head = u(&ak("attention.head_count")).unwrap_or(1) as usize;
     let n_head_kv = u(&ak("attention.head_count_kv")).unwrap_or(n_head as u64) as usize;
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;

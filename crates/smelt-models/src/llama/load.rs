@@ -1,13 +1,14 @@
 //! Loading a model from its GGUF: the hyper-parameters, every layer's weights (mapped in
-//! place, or split into row ranges where Phi-3 stores matrices stacked) and the check that no
-//! tensor is left unread.
+//! place, or split into row ranges where Phi-3 stores matrices stacked and a mixture stores
+//! its experts) and the check that no tensor is left unread.
 
 use std::sync::Arc;
 
 use smelt_gguf::{GgufFile, blocks};
 use smelt_kernels::{QMatrix, WeightBytes, WeightType};
 
-use super::{Arch, Layer, Linear, Llama, LlamaConfig, ModelError};
+use super::moe::MoeFfn;
+use super::{Arch, Experts, Ffn, Layer, Linear, Llama, LlamaConfig, ModelError};
 
 fn tensor<'a>(
     file: &'a GgufFile,
@@ -77,19 +78,28 @@ fn matrix(
     }
 }
 
-/// Consecutive row ranges of one stored matrix as matrices of their own (Phi-3's fused
-/// `attn_qkv` and gate/up `ffn_up`), each over its part of the mapped blocks. llama.cpp runs
-/// the whole matrix and takes views of the product: each row's dot product is the same, and
-/// the kernel choice that depends on the row count (ggml's repacking of rows in eights) is the
-/// same while every part is a multiple of 8 rows, as in every Phi-3 model.
+/// Consecutive row ranges of one stored tensor of `shape` (`[cols, rows...]`, the rows
+/// `parts` add up to) as matrices of their own, each over its part of the mapped blocks, made
+/// by `new`: Phi-3's fused `attn_qkv` and gate/up `ffn_up` (llama.cpp runs the whole matrix and
+/// takes views of the product: each row's dot product is the same, and the kernel choice that
+/// depends on the row count, ggml's repacking of rows in eights, is the same while every part
+/// is a multiple of 8 rows, as in every Phi-3 model), and a mixture's stacked experts (ggml
+/// decides the repacking by one expert's row count, as here).
 fn split_rows(
     file: &Arc<GgufFile>,
     name: &str,
-    cols: usize,
+    shape: &[usize],
     parts: &[usize],
+    new: fn(WeightType, usize, usize, WeightBytes) -> Result<QMatrix, String>,
 ) -> Result<Vec<QMatrix>, ModelError> {
+    let cols = shape[0];
     let rows: usize = parts.iter().sum();
-    let t = tensor(file, name, &[cols, rows])?;
+    debug_assert_eq!(
+        rows,
+        shape[1..].iter().product::<usize>(),
+        "parts cover the rows"
+    );
+    let t = tensor(file, name, shape)?;
     let err = |why: String| ModelError::Tensor {
         name: name.into(),
         why,
@@ -97,7 +107,7 @@ fn split_rows(
     let ty = WeightType::from_ggml(t.ggml_type).filter(|ty| cols.is_multiple_of(ty.block().0));
     let Some(ty) = ty else {
         // No kernel for the format: f32 rows.
-        let w = load_f32(file, name, &[cols, rows])?;
+        let w = load_f32(file, name, shape)?;
         let mut at = 0;
         return parts
             .iter()
@@ -124,16 +134,41 @@ fn split_rows(
                 len: n * row_bytes,
             };
             at += n;
-            QMatrix::new(ty, n, cols, data).map_err(err)
+            new(ty, n, cols, data).map_err(err)
         })
         .collect()
+}
+
+/// Layer `l`'s mixture of experts: the router and the three stacked expert tensors, each
+/// expert a view of its rows. The experts take [`QMatrix::new_one_row`]: every row they see
+/// is its own one-token product (see `moe.rs`), so k-quant batch copies would be unused.
+fn experts(file: &Arc<GgufFile>, l: usize, e: usize, x: Experts) -> Result<MoeFfn, ModelError> {
+    let n = |s: &str| format!("blk.{l}.{s}.weight");
+    let (count, ff) = (x.count, x.n_ff);
+    let stack = |name: &str, cols: usize, rows: usize| {
+        split_rows(
+            file,
+            &n(name),
+            &[cols, rows, count],
+            &vec![rows; count],
+            QMatrix::new_one_row,
+        )
+    };
+    Ok(MoeFfn {
+        router: matrix(file, &n("ffn_gate_inp"), e, count, QMatrix::new)?,
+        gate: stack("ffn_gate_exps", e, ff)?,
+        up: stack("ffn_up_exps", e, ff)?,
+        down: stack("ffn_down_exps", ff, e)?,
+        used: x.used,
+    })
 }
 
 /// llama.cpp's per-pair RoPE frequency factors (Llama 3.1's long-context scaling).
 const ROPE_FREQS: &str = "rope_freqs.weight";
 
 impl Llama {
-    /// Loads a llama, Qwen 2, Qwen 3, Phi-3, Gemma 2 or Gemma 3 GGUF.
+    /// Loads a llama (with or without experts), Qwen 2, Qwen 3, Qwen 3 MoE, Phi-3, Gemma 2 or
+    /// Gemma 3 GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
         // llama.cpp reads the factors for llama only (elsewhere they are an unused tensor).
@@ -171,7 +206,7 @@ impl Llama {
             } else {
                 None
             };
-            let qk_norm = if matches!(config.arch, Arch::Qwen3 | Arch::Gemma3) {
+            let qk_norm = if config.arch.is_qwen3() || config.arch == Arch::Gemma3 {
                 Some([
                     load_f32(file, &n("attn_q_norm"), &[hd])?,
                     load_f32(file, &n("attn_k_norm"), &[hd])?,
@@ -188,24 +223,38 @@ impl Llama {
                 None
             };
             // Phi-3 stores q/k/v as one matrix and gate/up as another (gate first).
-            let (wq, wk, wv, w_gate, w_up) = if config.arch == Arch::Phi3 {
-                let [wq, wk, wv]: [QMatrix; 3] =
-                    split_rows(file, &n("attn_qkv"), e, &[qd, kv, kv])?
+            let (wq, wk, wv, ffn) = if config.arch == Arch::Phi3 {
+                let [wq, wk, wv]: [QMatrix; 3] = split_rows(
+                    file,
+                    &n("attn_qkv"),
+                    &[e, qd + 2 * kv],
+                    &[qd, kv, kv],
+                    QMatrix::new,
+                )?
+                .try_into()
+                .ok()
+                .expect("three parts");
+                let [gate, up]: [QMatrix; 2] =
+                    split_rows(file, &n("ffn_up"), &[e, 2 * ff], &[ff, ff], QMatrix::new)?
                         .try_into()
                         .ok()
-                        .expect("three parts");
-                let [w_gate, w_up]: [QMatrix; 2] = split_rows(file, &n("ffn_up"), e, &[ff, ff])?
-                    .try_into()
-                    .ok()
-                    .expect("two parts");
-                (wq, wk, wv, w_gate, w_up)
+                        .expect("two parts");
+                let down = matrix(file, &n("ffn_down"), ff, e, QMatrix::new)?;
+                (wq, wk, wv, Ffn::Dense { gate, up, down })
             } else {
+                let ffn = match config.moe {
+                    Some(x) => Ffn::Experts(Box::new(experts(file, i, e, x)?)),
+                    None => Ffn::Dense {
+                        gate: matrix(file, &n("ffn_gate"), e, ff, QMatrix::new)?,
+                        up: matrix(file, &n("ffn_up"), e, ff, QMatrix::new)?,
+                        down: matrix(file, &n("ffn_down"), ff, e, QMatrix::new)?,
+                    },
+                };
                 (
                     matrix(file, &n("attn_q"), e, qd, QMatrix::new)?,
                     matrix(file, &n("attn_k"), e, kv, QMatrix::new)?,
                     matrix(file, &n("attn_v"), e, kv, QMatrix::new)?,
-                    matrix(file, &n("ffn_gate"), e, ff, QMatrix::new)?,
-                    matrix(file, &n("ffn_up"), e, ff, QMatrix::new)?,
+                    ffn,
                 )
             };
             layers.push(Layer {
@@ -218,9 +267,7 @@ impl Llama {
                 qk_norm,
                 post_norms,
                 ffn_norm: load_f32(file, &n("ffn_norm"), &[e])?,
-                w_gate,
-                w_up,
-                w_down: matrix(file, &n("ffn_down"), ff, e, QMatrix::new)?,
+                ffn,
             });
         }
         // Gemma 2 always ties the output (an `output.weight` is refused as unused).
@@ -276,11 +323,18 @@ impl Llama {
             if self.config.arch == Arch::Phi3 {
                 names.extend(["attn_qkv", "attn_output", "ffn_up", "ffn_down"]);
             } else {
+                let attn = &Linear::ALL[..4];
                 names.extend(
-                    Linear::ALL
-                        .map(Linear::gguf_name)
-                        .map(|n| n.trim_end_matches(".weight")),
+                    attn.iter()
+                        .map(|w| w.gguf_name().trim_end_matches(".weight")),
                 );
+                names.extend(match y.ffn {
+                    Ffn::Dense { .. } => ["ffn_gate", "ffn_up", "ffn_down"],
+                    Ffn::Experts(_) => ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"],
+                });
+                if matches!(y.ffn, Ffn::Experts(_)) {
+                    names.push("ffn_gate_inp");
+                }
             }
             if y.qk_norm.is_some() {
                 names.extend(["attn_q_norm", "attn_k_norm"]);

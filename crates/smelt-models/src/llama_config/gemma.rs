@@ -33,7 +33,7 @@ pub(super) fn number(h: &smelt_gguf::Header, k: &str) -> Result<Option<f64>, Mod
 }
 
 /// [`number`] for a count: a non-negative integer that fits in usize.
-fn count(h: &smelt_gguf::Header, k: &str) -> Result<Option<usize>, ModelError> {
+pub(super) fn count(h: &smelt_gguf::Header, k: &str) -> Result<Option<usize>, ModelError> {
     match h.get(k) {
         None => Ok(None),
         Some(v) => v

@@ -1,5 +1,6 @@
 //! Models the integration tests build: SmolLM2 as shipped and requantized, moved to Qwen 2,
-//! Qwen 3 and Phi-3, and small made-up Qwen 3, Phi-3 and Gemma 3 models. `benches/llamacpp_golden.sh` builds
+//! Qwen 3 and Phi-3, and small made-up Qwen 3, Phi-3, Gemma 2 and 3, Qwen 3 MoE and
+//! Mixtral-style models. `benches/llamacpp_golden.sh` builds
 //! the same files for llama.cpp (its `as_arch` and `qwen3_wide`), from the same formulas.
 #![allow(dead_code)]
 
@@ -165,9 +166,34 @@ pub fn gemma2() -> Arc<GgufFile> {
     made_up("gemma2", (3, 128, 2, 1, 256, 256))
 }
 
+/// A small Qwen 3 MoE made up the same way (2 layers, width 128, 4 query heads and 2 KV heads
+/// of 32, q/k norms): 20 experts of width 64 per layer, 4 per token (the router's softmax
+/// takes 16 values through ggml's vectorized e^x and 4 through `expf`); the router stays F32,
+/// as llama.cpp's quantizer leaves `ffn_gate_inp` (the script's `qwen3moe`).
+pub fn qwen3moe() -> Arc<GgufFile> {
+    made_up_moe("qwen3moe", (2, 128, 4, 2, 32, 64), Some((20, 4)))
+}
+
+/// A small Mixtral-style model made up the same way: architecture `llama` (adjacent-pair RoPE,
+/// no q/k norms) with 8 experts of width 64 per layer, 2 per token, F32 router (the script's
+/// `mixtral`).
+pub fn mixtral() -> Arc<GgufFile> {
+    made_up_moe("llama", (2, 128, 4, 2, 32, 64), Some((8, 2)))
+}
+
 /// The script's `made_up`: architecture `arch` with (layers, width, heads, KV heads, head
 /// width, feed-forward width).
 fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<GgufFile> {
+    made_up_moe(arch, dims, None)
+}
+
+/// [`made_up`] with (experts, experts per token) in place of the dense feed-forward, each
+/// expert as wide as the feed-forward.
+fn made_up_moe(
+    arch: &str,
+    dims: (usize, usize, usize, usize, usize, usize),
+    experts: Option<(usize, usize)>,
+) -> Arc<GgufFile> {
     use smelt_gguf::MetaValue;
     let shipped = shipped_smollm2();
     let (l_n, e, h, kv, hd, ff) = dims;
@@ -195,6 +221,18 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
     }
     w.meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(1e6))
         .unwrap();
+    if let Some((count, used)) = experts {
+        for (k, v) in [
+            ("expert_count", count),
+            ("expert_used_count", used),
+            ("expert_feed_forward_length", ff),
+        ] {
+            if k != "expert_feed_forward_length" || arch == "qwen3moe" {
+                w.meta(&format!("{arch}.{k}"), MetaValue::U32(v as u32))
+                    .unwrap();
+            }
+        }
+    }
     w.meta(
         &format!("{arch}.attention.layer_norm_rms_epsilon"),
         MetaValue::F32(1e-6),
@@ -252,7 +290,10 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
             matrix(t + 2, kv * hd, e),
             matrix(t + 3, kv * hd, e),
         );
-        let (gate, up) = (matrix(t + 8, ff, e), matrix(t + 9, ff, e));
+        // Experts: matrix t + 8, t + 9, t + 10 stacked (count · rows, cols), stored as
+        // (cols, rows, count); the router is t + 13.
+        let n_x = experts.map_or(1, |x| x.0);
+        let (gate, up) = (matrix(t + 8, n_x * ff, e), matrix(t + 9, n_x * ff, e));
         tensors.push((name("attn_norm"), norm(t, e)));
         if arch == "phi3" {
             // Rows stacked (row-major f32: the byte strings one after another).
@@ -269,11 +310,23 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
                 (name("attn_k"), k),
                 (name("attn_v"), v),
             ]);
-            if arch != "gemma2" {
+            if matches!(arch, "qwen3" | "qwen3moe" | "gemma3") {
                 tensors.push((name("attn_q_norm"), norm(t + 5, hd)));
                 tensors.push((name("attn_k_norm"), norm(t + 6, hd)));
             }
-            tensors.extend([(name("ffn_gate"), gate), (name("ffn_up"), up)]);
+            if experts.is_some() {
+                let dims3 = |m: (Vec<u64>, Vec<u8>), rows: usize| {
+                    (vec![m.0[0], rows as u64, n_x as u64], m.1)
+                };
+                tensors.extend([
+                    (name("ffn_gate_exps"), dims3(gate, ff)),
+                    (name("ffn_up_exps"), dims3(up, ff)),
+                    (name("ffn_down_exps"), dims3(matrix(t + 10, n_x * e, ff), e)),
+                    (name("ffn_gate_inp"), matrix(t + 13, n_x, e)),
+                ]);
+            } else {
+                tensors.extend([(name("ffn_gate"), gate), (name("ffn_up"), up)]);
+            }
         }
         if arch.starts_with("gemma") {
             tensors.push((name("post_attention_norm"), norm(t + 11, e)));
@@ -282,8 +335,10 @@ fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<
         tensors.extend([
             (name("attn_output"), matrix(t + 4, e, h * hd)),
             (name("ffn_norm"), norm(t + 7, e)),
-            (name("ffn_down"), matrix(t + 10, e, ff)),
         ]);
+        if experts.is_none() {
+            tensors.push((name("ffn_down"), matrix(t + 10, e, ff)));
+        }
     }
     for (name, (dims, data)) in tensors {
         w.tensor(&name, &dims, GgmlType::F32, data).unwrap();
