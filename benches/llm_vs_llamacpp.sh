@@ -7,7 +7,10 @@
 #
 # llama.cpp is built outside the repository by benches/llamacpp_native.sh (native, no AMX).
 #
-# Usage: benches/llm_vs_llamacpp.sh [ROUNDS] [THREADS] [PROMPT] [GEN] [TYPES]
+# EXTRA, comma-separated GGUF paths, are benchmarked after them (e.g. a made-up mixture of experts
+# from benches/made_model.py: see docs/design.md, "Mixtures of experts").
+#
+# Usage: benches/llm_vs_llamacpp.sh [ROUNDS] [THREADS] [PROMPT] [GEN] [TYPES] [EXTRA]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -15,6 +18,7 @@ threads=${2:-2}
 n_prompt=${3:-512}
 n_gen=${4:-128}
 types=${5:-Q8_0,Q4_K_M}
+extra=${6:-}
 source benches/llamacpp_common.sh
 llamacpp_tools llama-bench
 llama_bench="$bin/llama-bench"
@@ -24,6 +28,9 @@ models=("$q4_1")
 for t in ${types//,/ }; do
   $smelt -q --runs-dir "$work/runs" gguf quantize "$q4_1" "$work/SmolLM2-135M.$t.gguf" "$t" --allow-requantize > /dev/null
   models+=("$work/SmolLM2-135M.$t.gguf")
+done
+for m in ${extra//,/ }; do
+  models+=("$m")
 done
 results="$work/results.jsonl"
 for model in "${models[@]}"; do

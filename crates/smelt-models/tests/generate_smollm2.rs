@@ -1,6 +1,8 @@
 //! The reference llama decoder on the real SmolLM2: a greedy continuation is coherent English
 //! that starts the way the model is known to continue, and errors are clear.
 
+mod made_models;
+
 use smelt_models::generate::{FinishReason, GenerateOptions, generate};
 use smelt_models::llama::{Llama, Logits, ModelError};
 use smelt_models::sampler::SamplerConfig;
@@ -147,6 +149,7 @@ fn sequences_batched_through_a_paged_pool_match_each_run_alone() {
     let model = Llama::load(&file).unwrap();
     let c = &model.config;
     let block = 16;
+    let kv_dim = c.n_head_kv * c.head_dim();
     let prompts: Vec<Vec<u32>> = [
         "To be, or not to be",
         "Now is the winter of our discontent made glorious summer by this sun of York",
@@ -155,57 +158,8 @@ fn sequences_batched_through_a_paged_pool_match_each_run_alone() {
     .iter()
     .map(|p| tok.encode(p, true))
     .collect();
-    // Each sequence gets 3 blocks, scattered over the pool in a shuffled order.
-    let n_blocks = 3 * prompts.len() + 2;
-    let mut order: Vec<u32> = (0..n_blocks as u32).collect();
-    order.reverse();
-    order.swap(1, 5);
-    let tables: Vec<Vec<u32>> = (0..prompts.len())
-        .map(|i| order[3 * i..3 * i + 3].to_vec())
-        .collect();
-    let kv_dim = c.n_head_kv * c.head_dim();
-    let steps = 6;
-    // Greedy decode of every sequence, `together` in one pass per step or each on its own.
-    let run = |together: bool| -> Vec<Vec<Vec<f32>>> {
-        let mut pool = KvPool::new(c.n_layer, n_blocks, block, kv_dim);
-        let mut seqs: Vec<Vec<u32>> = prompts.clone();
-        let mut pos: Vec<usize> = vec![0; prompts.len()];
-        let mut logits: Vec<Vec<Vec<f32>>> = vec![vec![]; prompts.len()];
-        for _ in 0..steps {
-            let inputs: Vec<SeqInput> = (0..seqs.len())
-                .map(|i| SeqInput {
-                    tokens: &seqs[i][pos[i]..],
-                    pos0: pos[i],
-                    kv: BlockTable {
-                        table: &tables[i],
-                        block,
-                    },
-                    want: Logits::Last,
-                })
-                .collect();
-            let out: Vec<Vec<f32>> = if together {
-                model.forward_seqs(&inputs, &mut pool).unwrap()
-            } else {
-                inputs
-                    .iter()
-                    .map(|s| model.forward_seqs(&[*s], &mut pool).unwrap().remove(0))
-                    .collect()
-            };
-            for (i, l) in out.into_iter().enumerate() {
-                pos[i] = seqs[i].len();
-                seqs[i].push(smelt_models::sampler::argmax(&l));
-                logits[i].push(l);
-            }
-        }
-        logits
-    };
-    let (alone, together) = (run(false), run(true));
-    for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
-        for (step, (x, y)) in a.iter().zip(b).enumerate() {
-            let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
-            assert!(same, "sequence {i} step {step}: batched logits differ");
-        }
-    }
+    made_models::assert_batched_equals_alone(&model, &prompts);
+    let alone = made_models::paged_greedy(&model, &prompts, 1, false);
     // The contiguous single-sequence cache gives the same logits as the paged pool.
     let mut cache = model.new_cache(64);
     let first = model

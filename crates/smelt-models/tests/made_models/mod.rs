@@ -411,3 +411,71 @@ pub fn phi3() -> Arc<GgufFile> {
     }
     written(w)
 }
+
+/// Greedy decoding of every prompt for `steps` steps through a paged pool (each sequence in 3
+/// blocks of 16, scattered over the pool), the sequences either `together` in one
+/// `forward_seqs` pass per step or each in its own: every step's logits per sequence.
+pub fn paged_greedy(
+    model: &smelt_models::llama::Llama,
+    prompts: &[Vec<u32>],
+    steps: usize,
+    together: bool,
+) -> Vec<Vec<Vec<f32>>> {
+    use smelt_models::kv_cache::{BlockTable, KvPool};
+    use smelt_models::llama::{Logits, SeqInput};
+    let c = &model.config;
+    let block = 16;
+    let n_blocks = 3 * prompts.len() + 2;
+    let mut order: Vec<u32> = (0..n_blocks as u32).collect();
+    order.reverse();
+    order.swap(1, 5);
+    let tables: Vec<Vec<u32>> = (0..prompts.len())
+        .map(|i| order[3 * i..3 * i + 3].to_vec())
+        .collect();
+    let kv_dim = c.n_head_kv * c.head_dim();
+    let mut pool = KvPool::new(c.n_layer, n_blocks, block, kv_dim);
+    let mut seqs: Vec<Vec<u32>> = prompts.to_vec();
+    let mut pos: Vec<usize> = vec![0; prompts.len()];
+    let mut logits: Vec<Vec<Vec<f32>>> = vec![vec![]; prompts.len()];
+    for _ in 0..steps {
+        let inputs: Vec<SeqInput> = (0..seqs.len())
+            .map(|i| SeqInput {
+                tokens: &seqs[i][pos[i]..],
+                pos0: pos[i],
+                kv: BlockTable {
+                    table: &tables[i],
+                    block,
+                },
+                want: Logits::Last,
+            })
+            .collect();
+        let out: Vec<Vec<f32>> = if together {
+            model.forward_seqs(&inputs, &mut pool).unwrap()
+        } else {
+            inputs
+                .iter()
+                .map(|s| model.forward_seqs(&[*s], &mut pool).unwrap().remove(0))
+                .collect()
+        };
+        for (i, l) in out.into_iter().enumerate() {
+            pos[i] = seqs[i].len();
+            seqs[i].push(smelt_models::sampler::argmax(&l));
+            logits[i].push(l);
+        }
+    }
+    logits
+}
+
+/// Asserts that [`paged_greedy`] gives the same logits, bit for bit, batched and alone.
+pub fn assert_batched_equals_alone(model: &smelt_models::llama::Llama, prompts: &[Vec<u32>]) {
+    let (alone, together) = (
+        paged_greedy(model, prompts, 6, false),
+        paged_greedy(model, prompts, 6, true),
+    );
+    for (i, (a, b)) in alone.iter().zip(&together).enumerate() {
+        for (step, (x, y)) in a.iter().zip(b).enumerate() {
+            let same = x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits());
+            assert!(same, "sequence {i} step {step}: batched logits differ");
+        }
+    }
+}
