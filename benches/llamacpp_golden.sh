@@ -37,7 +37,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2 qwen3moe mixtral}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2 qwen3moe mixtral qwen3moe_q4_k_m}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -178,9 +178,11 @@ PY
 # mixtral), quantized to Q8_0 by smelt (but the routers, which llama.cpp's mixes keep in F32);
 # prints its path.
 made_up() {
-  local f32="$work/$1.f32.gguf" out="$work/$1.q8_0.gguf"
+  local mix=Q8_0
+  [ "$1" = qwen3moe_q4_k_m ] && mix=Q4_K_M
+  local f32="$work/$1.f32.gguf" out="$work/$1.$mix.gguf"
   "$py" benches/made_model.py "$q41" "$f32" "$1" || return 1
-  $smelt -q --runs-dir "$work/runs" gguf quantize "$f32" "$out" Q8_0 > /dev/null || return 1
+  $smelt -q --runs-dir "$work/runs" gguf quantize "$f32" "$out" "$mix" > /dev/null || return 1
   echo "$out"
 }
 source benches/llamacpp_common.sh
@@ -193,7 +195,7 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
-    qwen3_wide|phi3_wide|gemma3|gemma2|qwen3moe|mixtral) model=$(made_up "$kind") ;;
+    qwen3_wide|phi3_wide|gemma3|gemma2|qwen3moe|mixtral|qwen3moe_q4_k_m) model=$(made_up "$kind") ;;
     phi3) model=$(as_phi3 "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
@@ -284,12 +286,17 @@ model = {
               "and 2 local, one RoPE for all layers, final logits capped at 30) with RoPE base 1e6 "
               "scaled linearly by 8, a sliding window of 8 and attention scores capped at 5; "
               "quantized to Q8_0 by `smelt gguf quantize`",
-    "qwen3moe": "a small Qwen 3 MoE made up by benches/llamacpp_golden.sh as qwen3_wide (2 "
+    "qwen3moe": "a small Qwen 3 MoE made up by benches/made_model.py the way qwen3_wide is (2 "
                 "layers, width 128, 4 query heads and 2 KV heads of 32, q/k norms, RoPE base 1e6) "
                 "with 20 experts of width 64 per layer and 4 per token: ffn_{gate,up,down}_exps "
                 "from tensors t + 8, t + 9, t + 10 stacked (experts, rows, cols), router "
                 "ffn_gate_inp from t + 13; quantized to Q8_0 by `smelt gguf quantize`, which "
                 "keeps the routers in F32 as llama.cpp's mixes do",
+    "qwen3moe_q4_k_m": "a small Qwen 3 MoE made up as qwen3moe (2 layers, width 256, 4 query "
+                       "heads and 2 KV heads of 64, 16 experts of width 256, 4 per token) and "
+                       "quantized to Q4_K_M by `smelt gguf quantize` (Q4_K experts, which llama.cpp "
+                       "repacks, Q6_K down experts and V on the layers llama.cpp's rule picks; F32 "
+                       "routers)",
     "mixtral": "a small Mixtral-style model made up as qwen3moe but with architecture llama "
                "(adjacent-pair RoPE, no q/k norms) and 8 experts of width 64 per layer, 2 per "
                "token; Q8_0 experts, F32 routers",

@@ -17,7 +17,7 @@ rounds=${1:-5}
 threads=${2:-2}
 n_prompt=${3:-512}
 n_gen=${4:-128}
-types=${5:-Q8_0,Q4_K_M}
+types=${5-Q8_0,Q4_K_M}
 extra=${6:-}
 source benches/llamacpp_common.sh
 llamacpp_tools llama-bench

@@ -4,7 +4,8 @@ the t-th tensor (matrices (z >> 40) - 2^23 over 2^25, norms 1 + ((z >> 56) - 128
 exact in f32), which crates/smelt-models/tests/made_models/mod.rs repeats bit for bit.
 
 Usage: made_model.py SMOLLM2.gguf OUT.gguf KIND [L,E,H,KV,HD,FF[,EXPERTS,USED]]
-KIND: qwen3_wide, phi3_wide, gemma3, gemma2, qwen3moe or mixtral. The optional dims (layers,
+KIND: qwen3_wide, phi3_wide, gemma3, gemma2, qwen3moe, mixtral or qwen3moe_q4_k_m (rows of 256
+for the k-quants). The optional dims (layers,
 width, heads, KV heads, head width, feed-forward or expert width, experts per layer and per
 token) replace the kind's own and raise the context to 4096 (benchmark-size models).
 """
@@ -16,7 +17,7 @@ from gguf_fields import copy_fields
 src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
 dims = [int(v) for v in sys.argv[4].split(",")] if len(sys.argv) > 4 else None
 arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3", "gemma2": "gemma2",
-        "qwen3moe": "qwen3moe", "mixtral": "llama"}[kind]
+        "qwen3moe": "qwen3moe", "mixtral": "llama", "qwen3moe_q4_k_m": "qwen3moe"}[kind]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, arch)
 copy_fields(r, w, only="tokenizer.")
@@ -25,9 +26,10 @@ n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
 # two, so scaling the queries first rounds otherwise than scaling q.k).
 L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256),
                        "gemma3": (3, 128, 2, 1, 256, 256), "gemma2": (3, 128, 2, 1, 256, 256),
-                       "qwen3moe": (2, 128, 4, 2, 32, 64), "mixtral": (2, 128, 4, 2, 32, 64)}[kind]
+                       "qwen3moe": (2, 128, 4, 2, 32, 64), "mixtral": (2, 128, 4, 2, 32, 64),
+                       "qwen3moe_q4_k_m": (2, 256, 4, 2, 64, 256)}[kind]
 # Experts per layer and per token; each expert as wide as FF.
-NX, USED = {"qwen3moe": (20, 4), "mixtral": (8, 2)}.get(kind, (1, 0))
+NX, USED = {"qwen3moe": (20, 4), "mixtral": (8, 2), "qwen3moe_q4_k_m": (16, 4)}.get(kind, (1, 0))
 CTX = 256
 if dims:
     L, E, H, KV, HD, FF = dims[:6]

@@ -345,7 +345,13 @@ unsafe fn dot_f32_vec_row(w: &[u8], x: &[f32]) -> f32 {
 
 #[inline(always)]
 unsafe fn tile_f32_vec<const T: usize>(w: &[u8], x: [&[f32]; T]) -> [f32; T] {
-    unsafe { std::array::from_fn(|t| dot_f32_vec_row(w, x[t])) }
+    // A plain loop, not `array::from_fn`: its closure would not inherit the caller's target
+    // features, and the intrinsics would become calls.
+    let mut out = [0f32; T];
+    for (o, xt) in out.iter_mut().zip(x) {
+        *o = unsafe { dot_f32_vec_row(w, xt) };
+    }
+    out
 }
 
 /// F32 weights × a tile of f32 rows, each as `ggml_vec_dot_f32` sums it (a token alone).

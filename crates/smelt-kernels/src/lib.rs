@@ -30,7 +30,7 @@ use std::sync::OnceLock;
 use smelt_gguf::GgmlType;
 
 pub use act::{ActKinds, Activations, BlockQ8K, BlockQ8x32, KBatch, PairedQ8x32};
-pub use matmul::{GEMM_MIN_TOKENS, QMatrix, WeightBytes, matmul_multi};
+pub use matmul::{GEMM_MIN_TOKENS, QMatrix, WeightBytes, matmul_each, matmul_multi};
 
 /// Weight formats that have a direct kernel (others are dequantized to f32 at load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

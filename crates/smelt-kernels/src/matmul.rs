@@ -306,10 +306,18 @@ unsafe impl Sync for OutPtr {}
 /// `outs[m] (n, rows_m) = acts (n, cols) · W_mᵀ` for every matrix, in one parallel region.
 /// `acts` must hold the block forms the matrices need (see [`QMatrix::act_kinds`]).
 pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32]]) {
-    assert_eq!(mats.len(), outs.len(), "one output per matrix");
-    let n = acts.n;
-    assert!(acts.f32.len() >= n * acts.cols, "activations are (n, cols)");
-    for (w, o) in mats.iter().zip(outs.iter()) {
+    let jobs: Vec<(&QMatrix, &Activations)> = mats.iter().map(|&w| (w, acts)).collect();
+    matmul_each(&jobs, outs);
+}
+
+/// `outs[m] (n_m, rows_m) = acts_m (n_m, cols_m) · W_mᵀ` for every (matrix, activations)
+/// pair, in one parallel region: products with inputs of their own (a mixture's experts, each
+/// on the rows routed to it) without a fork and join per product.
+pub fn matmul_each(jobs: &[(&QMatrix, &Activations)], outs: &mut [&mut [f32]]) {
+    assert_eq!(jobs.len(), outs.len(), "one output per matrix");
+    for (&(w, acts), o) in jobs.iter().zip(outs.iter()) {
+        let n = acts.n;
+        assert!(acts.f32.len() >= n * acts.cols, "activations are (n, cols)");
         assert_eq!(w.cols, acts.cols, "input width");
         assert!(o.len() >= n * w.rows, "output is (n, rows)");
         let k = w.act_kinds();
@@ -332,16 +340,17 @@ pub fn matmul_multi(mats: &[&QMatrix], acts: &Activations, outs: &mut [&mut [f32
     }
     let ptrs: Vec<OutPtr> = outs.iter_mut().map(|o| OutPtr(o.as_mut_ptr())).collect();
     // Tasks [first[m], first[m + 1]) cover matrix m, `per[m]` rows each.
-    let per: Vec<usize> = mats.iter().map(|w| task_rows(w.rows)).collect();
-    let mut first = Vec::with_capacity(mats.len() + 1);
+    let per: Vec<usize> = jobs.iter().map(|(w, _)| task_rows(w.rows)).collect();
+    let mut first = Vec::with_capacity(jobs.len() + 1);
     first.push(0usize);
-    for (w, &p) in mats.iter().zip(&per) {
+    for ((w, _), &p) in jobs.iter().zip(&per) {
         first.push(first.last().unwrap() + w.rows.div_ceil(p));
     }
     let total = *first.last().unwrap();
     (0..total).into_par_iter().for_each(|task| {
         let m = first.partition_point(|&f| f <= task) - 1;
-        let (w, out) = (mats[m], ptrs[m]);
+        let ((w, acts), out) = (jobs[m], ptrs[m]);
+        let n = acts.n;
         let start = (task - first[m]) * per[m];
         let end = (start + per[m]).min(w.rows);
         if let Some(q) = &w.int8 {

@@ -39,27 +39,27 @@ fn f32s(w: &[u8]) -> impl Iterator<Item = f32> + '_ {
 /// the add and those of the last `n % 8` fused (GCC vectorizes the leftover loop's products 16
 /// and 8 at a time and contracts its scalar tail into FMAs; read from the built library).
 pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
-    let w: Vec<f32> = f32s(w).take(x.len()).collect();
-    let x = &x[..w.len()];
-    let n = w.len();
+    let n = x.len().min(w.len() / 4);
+    // Weight k, read in place (no copy of the row).
+    let wk = |k: usize| f32::from_le_bytes([w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]]);
     let np = n / 64 * 64;
     let mut acc = [[0f32; 16]; 4];
     for i in (0..np).step_by(64) {
         for (j, a) in acc.iter_mut().enumerate() {
             for (l, v) in a.iter_mut().enumerate() {
                 let k = i + 16 * j + l;
-                *v = w[k].mul_add(x[k], *v);
+                *v = wk(k).mul_add(x[k], *v);
             }
         }
     }
     let a: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
     let mut sum = crate::attention::reduce16(&a);
     let rounded = np + (n - np) / 8 * 8;
-    for k in np..rounded {
-        sum += w[k] * x[k];
+    for (k, &xk) in x.iter().enumerate().take(rounded).skip(np) {
+        sum += wk(k) * xk;
     }
-    for k in rounded..n {
-        sum = w[k].mul_add(x[k], sum);
+    for (k, &xk) in x.iter().enumerate().take(n).skip(rounded) {
+        sum = wk(k).mul_add(xk, sum);
     }
     sum
 }

@@ -604,8 +604,26 @@ impl Llama {
         self.config.moe.is_some()
     }
 
+    /// An error for a mixture of experts, which the post-training quantization methods (they
+    /// read and replace [`Llama::linear`]'s seven matrices per layer) do not handle yet.
+    pub fn dense_ffn_only(&self) -> Result<(), ModelError> {
+        match self.config.moe {
+            Some(m) => Err(ModelError::Unsupported(format!(
+                "{} has {} experts per layer: post-training quantization (RTN, GPTQ, AWQ, \
+                 SmoothQuant, calibrated mixes) handles dense feed-forwards only so far; \
+                 `smelt gguf quantize` with a plain mix rounds the experts as llama.cpp does",
+                self.config.arch.name(),
+                m.count
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Replaces layer `l`'s matrix `which` (e.g. with a quantized one) of the same shape.
     pub fn set_linear(&mut self, l: usize, which: Linear, m: QMatrix) -> Result<(), ModelError> {
+        if matches!(which, Linear::Gate | Linear::Up | Linear::Down) {
+            self.dense_ffn_only()?;
+        }
         let old = self.linear(l, which);
         if (old.rows, old.cols) != (m.rows, m.cols) {
             return Err(ModelError::Tensor {
@@ -678,15 +696,7 @@ impl Llama {
     /// the "full precision" base that post-training quantization starts from. Refused for a
     /// mixture of experts, whose quantization smelt's PTQ methods do not handle yet.
     pub fn dequantize_to_f32(&mut self) -> Result<(), ModelError> {
-        if let Some(m) = self.config.moe {
-            return Err(ModelError::Unsupported(format!(
-                "{} has {} experts per layer: post-training quantization (RTN, GPTQ, AWQ, \
-                 SmoothQuant, calibrated mixes) handles dense feed-forwards only so far; \
-                 `smelt gguf quantize` with a plain mix rounds the experts as llama.cpp does",
-                self.config.arch.name(),
-                m.count
-            )));
-        }
+        self.dense_ffn_only()?;
         let conv = |m: &mut QMatrix, name: &str| -> Result<(), ModelError> {
             let mut f = QMatrix::from_f32(m.rows, m.cols, &m.to_f32()).map_err(|why| {
                 ModelError::Tensor {

@@ -18,8 +18,8 @@ mod made_models;
 use std::sync::Arc;
 
 use made_models::{
-    gemma2, gemma3, mixtral, phi3, qwen2, qwen3, qwen3moe, requantized, shipped_smollm2, wide_phi3,
-    wide_qwen3, written,
+    gemma2, gemma3, mixtral, phi3, qwen2, qwen3, qwen3moe, qwen3moe_q4_k_m, requantized,
+    shipped_smollm2, wide_phi3, wide_qwen3, written,
 };
 use smelt_gguf::mix::FileType;
 use smelt_gguf::{GgmlType, GgufFile};
@@ -183,6 +183,25 @@ fn qwen3moe_logits_equal_llamacpp_bit_for_bit() {
         })
     );
     check(&file, include_str!("data/llamacpp_qwen3moe_greedy.json"));
+}
+
+/// The same in Q4_K_M at rows of 256 ([`made_models::qwen3moe_q4_k_m`]): Q4_K experts, which
+/// llama.cpp repacks and multiplies by one gemv per routed token, Q6_K and Q5_0 elsewhere.
+#[test]
+fn qwen3moe_q4_k_m_logits_equal_llamacpp_bit_for_bit() {
+    let file = qwen3moe_q4_k_m();
+    let kinds: Vec<_> = file
+        .header
+        .tensors
+        .iter()
+        .filter(|t| t.name.contains("_exps"))
+        .map(|t| t.ggml_type)
+        .collect();
+    assert!(kinds.contains(&GgmlType::Q4_K) && kinds.contains(&GgmlType::Q6_K));
+    check(
+        &file,
+        include_str!("data/llamacpp_qwen3moe_q4_k_m_greedy.json"),
+    );
 }
 
 /// A small Mixtral-style `llama` with 8 experts, 2 per token (the router's softmax all by

@@ -393,6 +393,7 @@ pub fn awq_layer(
     stats: &LayerStats,
     cfg: &AwqConfig,
 ) -> Result<(HashMap<Linear, QuantizedLinear>, AwqLayerReport), String> {
+    model.dense_ffn_only().map_err(|e| e.to_string())?;
     let grid = cfg.grid;
     let mut w: HashMap<Linear, (Vec<f32>, usize, usize)> = Linear::ALL
         .iter()

@@ -163,6 +163,7 @@ pub fn gptq_ggml_llama(
     cfg: &GgmlGptqConfig,
     mut progress: impl FnMut(usize),
 ) -> Result<HashMap<String, Vec<u8>>, PtqError> {
+    model.dense_ffn_only()?;
     let mut out = HashMap::new();
     let capture = Capture {
         hessian: true,

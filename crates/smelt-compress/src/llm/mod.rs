@@ -166,6 +166,7 @@ pub fn quantize_llama(
     mut progress: impl FnMut(usize),
 ) -> Result<QuantizedModel, PtqError> {
     cfg.grid.validate().map_err(PtqError::Config)?;
+    model.dense_ffn_only()?;
     let mut layers = Vec::with_capacity(model.config.n_layer);
     match cfg.method {
         Method::Rtn => {

@@ -166,6 +166,7 @@ pub fn smoothquant_llama(
             "SmoothQuant alpha {a}: must be in [0, 1]"
         )));
     }
+    model.dense_ffn_only()?;
     let mut report = SmoothReport::default();
     calibrate_sequential(
         model,

@@ -10,9 +10,12 @@
 //! (spans of 1): llama.cpp's `mul_mat_id` takes one `vec_dot` per (row, token) for matrices
 //! it does not repack and one `gemv` per token for those it does, and those are the one-token
 //! sums smelt's kernels reproduce. The experts are views of the three stacked tensors
-//! (`ffn_{gate,up,down}_exps`: expert e is rows `e·rows .. (e+1)·rows`), mapped, not copied.
+//! (`ffn_{gate,up,down}_exps`: expert e is rows `e·rows .. (e+1)·rows`), kept as dense
+//! matrices are: mapped, except that on AVX-512 VNNI the 32-block formats get the 16-row
+//! interleaved copy every such matrix gets (as llama.cpp repacks at load).
 
-use smelt_kernels::{Activations, QMatrix, matmul_multi};
+use rayon::prelude::*;
+use smelt_kernels::{Activations, QMatrix, matmul_each};
 use smelt_trace as trace;
 
 use crate::layer_io::{Tap, kinds};
@@ -72,7 +75,8 @@ impl MoeFfn {
 
     /// `out (n, n_embd) = MoE(h)` for the (n, n_embd) normed rows `h`, `lens[i]` of them from
     /// sequence i (the router's product sums as llama.cpp's for each sequence's batch).
-    /// `gate` and `up` are scratch of at least (n · used, n_ff).
+    /// `gate` and `up` are scratch, resized to (n · used, n_ff). The active experts' gate and
+    /// up products run in one parallel region, their down products in another.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn forward(
         &self,
@@ -112,48 +116,109 @@ impl MoeFfn {
         }
         drop(op);
         let _op = trace::span("op", "moe_experts");
-        // (n, used, n_embd) each slot's weighted expert output.
-        let mut slots = vec![0f32; n * self.used * e];
-        // (m, n_embd) the rows routed to one expert, then its (m, n_embd) output.
-        let mut x = Vec::new();
-        let mut y = Vec::new();
-        for (xi, rows) in rows_of.iter().enumerate() {
-            if rows.is_empty() {
-                continue;
+        let active: Vec<usize> = (0..count).filter(|&x| !rows_of[x].is_empty()).collect();
+        let ff = self.gate[0].rows;
+        // Row offsets of each active expert's rows in the stacked buffers below.
+        let mut at = Vec::with_capacity(active.len() + 1);
+        at.push(0);
+        for &x in &active {
+            at.push(at.last().copied().unwrap_or(0) + rows_of[x].len());
+        }
+        let m_all = at.last().copied().unwrap_or(0);
+        // Each active expert's routed rows, quantized as one-token products (spans of 1).
+        let mut x_acts: Vec<Activations> = active
+            .par_iter()
+            .map(|&x| {
+                // (m, n_embd) the rows routed to expert x.
+                let rows: Vec<f32> = rows_of[x]
+                    .iter()
+                    .flat_map(|&(t, _)| h[t * e..(t + 1) * e].iter().copied())
+                    .collect();
+                let mut a = Activations::new();
+                a.set_spans(
+                    &rows,
+                    &vec![1; rows_of[x].len()],
+                    e,
+                    kinds(&[&self.gate[x], &self.up[x]]),
+                );
+                a
+            })
+            .collect();
+        // (m_all, n_ff) gate, then SwiGLU's output, and up: every active expert's rows stacked.
+        gate.resize(m_all * ff, 0.0);
+        up.resize(m_all * ff, 0.0);
+        {
+            let mut jobs = Vec::with_capacity(2 * active.len());
+            let mut outs: Vec<&mut [f32]> = Vec::with_capacity(2 * active.len());
+            let mut g_rest = &mut gate[..];
+            let mut u_rest = &mut up[..];
+            for (i, &x) in active.iter().enumerate() {
+                let m = at[i + 1] - at[i];
+                let (g, gr) = std::mem::take(&mut g_rest).split_at_mut(m * ff);
+                let (u, ur) = std::mem::take(&mut u_rest).split_at_mut(m * ff);
+                (g_rest, u_rest) = (gr, ur);
+                jobs.push((&self.gate[x], &x_acts[i]));
+                jobs.push((&self.up[x], &x_acts[i]));
+                outs.push(g);
+                outs.push(u);
             }
-            let m = rows.len();
-            let (wg, wu, wd) = (&self.gate[xi], &self.up[xi], &self.down[xi]);
-            let ff = wg.rows;
-            x.clear();
-            for &(t, _) in rows {
-                x.extend_from_slice(&h[t * e..(t + 1) * e]);
+            matmul_each(&jobs, &mut outs);
+        }
+        ops::swiglu(&mut gate[..m_all * ff], &up[..m_all * ff], ff);
+        x_acts
+            .par_iter_mut()
+            .zip(&active)
+            .enumerate()
+            .for_each(|(i, (a, &x))| {
+                let rows = &gate[at[i] * ff..at[i + 1] * ff];
+                a.set_spans(
+                    rows,
+                    &vec![1; rows.len() / ff],
+                    ff,
+                    self.down[x].act_kinds(),
+                );
+            });
+        // (m_all, n_embd) every active expert's output rows, stacked.
+        let mut y = vec![0f32; m_all * e];
+        {
+            let jobs: Vec<(&QMatrix, &Activations)> = active
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (&self.down[x], &x_acts[i]))
+                .collect();
+            let mut outs: Vec<&mut [f32]> = Vec::with_capacity(active.len());
+            let mut rest = &mut y[..];
+            for i in 0..active.len() {
+                let (o, r) = std::mem::take(&mut rest).split_at_mut((at[i + 1] - at[i]) * e);
+                outs.push(o);
+                rest = r;
             }
-            let ones = vec![1; m];
-            acts.set_spans(&x, &ones, e, kinds(&[wg, wu]));
-            gate.resize(m * ff, 0.0);
-            up.resize(m * ff, 0.0);
-            matmul_multi(&[wg, wu], acts, &mut [&mut gate[..], &mut up[..]]);
-            ops::swiglu(&mut gate[..m * ff], &up[..m * ff], ff);
-            acts.set_spans(&gate[..m * ff], &ones, ff, wd.act_kinds());
-            y.resize(m * e, 0.0);
-            wd.matmul(acts, &mut y);
-            for (r, &(t, j)) in rows.iter().enumerate() {
-                let w = routes[t][j].1;
-                let dst = &mut slots[(t * self.used + j) * e..][..e];
-                dst.iter_mut()
-                    .zip(&y[r * e..(r + 1) * e])
-                    .for_each(|(d, &v)| *d = v * w);
+            matmul_each(&jobs, &mut outs);
+        }
+        // (n, used) where each slot's expert output sits among the stacked rows of `y`.
+        let mut pos = vec![0usize; n * self.used];
+        for (i, &x) in active.iter().enumerate() {
+            for (r, &(t, j)) in rows_of[x].iter().enumerate() {
+                pos[t * self.used + j] = at[i] + r;
             }
         }
-        // Slots added in order: ((s0 + s1) + s2) + ...
-        for (t, o) in out.chunks_exact_mut(e).enumerate().take(n) {
-            let first = &slots[t * self.used * e..][..e];
-            o.copy_from_slice(first);
-            for j in 1..self.used {
-                let s = &slots[(t * self.used + j) * e..][..e];
-                o.iter_mut().zip(s).for_each(|(a, &b)| *a += b);
-            }
-        }
+        // Each slot's output times its weight (rounded, as ggml_mul), the slots added in
+        // order: ((s0 + s1) + s2) + ...
+        let used = self.used;
+        out[..n * e]
+            .par_chunks_mut(e)
+            .with_min_len(16)
+            .enumerate()
+            .for_each(|(t, o)| {
+                for (j, &(_, w)) in routes[t].iter().enumerate() {
+                    let src = &y[pos[t * used + j] * e..][..e];
+                    if j == 0 {
+                        o.iter_mut().zip(src).for_each(|(a, &v)| *a = v * w);
+                    } else {
+                        o.iter_mut().zip(src).for_each(|(a, &v)| *a += v * w);
+                    }
+                }
+            });
         tap.tensor(l, "ffn_moe_out", &out[..n * e], n);
     }
 }

@@ -7,6 +7,9 @@ use super::{Arch, LlamaConfig, ModelError};
 
 /// llama.cpp's `LLAMA_MAX_EXPERTS`.
 const MAX_EXPERTS: usize = 1024;
+/// The widest expert accepted (real ones: 512 to 14,336), so that the stacked tensors' row
+/// counts cannot overflow.
+const MAX_EXPERT_WIDTH: usize = 1 << 24;
 
 /// A layer's mixture of experts: a router (`ffn_gate_inp`, (count, n_embd)) scores every
 /// expert per token, the `used` best (softmax, then top-k) run their SwiGLU feed-forward of
@@ -55,9 +58,9 @@ pub(super) fn experts(
             c.arch.name()
         )));
     }
-    if used == 0 || used > n || n > MAX_EXPERTS {
+    if used == 0 || used > n || !(2..=MAX_EXPERTS).contains(&n) {
         return Err(ModelError::Unsupported(format!(
-            "{used} of {n} experts per token (at least 1, at most the count, which is at most \
+            "{used} of {n} experts per token (at least 1, at most the count, which is 2 to \
              {MAX_EXPERTS})"
         )));
     }
@@ -73,11 +76,11 @@ pub(super) fn experts(
             .unwrap_or(c.n_ff / used),
         _ => c.n_ff,
     };
-    if n_ff == 0 {
+    if n_ff == 0 || n_ff > MAX_EXPERT_WIDTH {
         return Err(ModelError::Unsupported(format!(
-            "experts of width 0 ({} of {})",
+            "experts of width {n_ff} (at least 1, at most {MAX_EXPERT_WIDTH}; {} or {})",
             key("expert_feed_forward_length"),
-            c.n_ff
+            key("feed_forward_length")
         )));
     }
     Ok(Some(Experts {
@@ -182,6 +185,21 @@ mod tests {
                     ("llama.expert_group_count", MetaValue::U32(4)),
                 ],
                 "grouped expert routing",
+            ),
+            (
+                vec![
+                    ("llama.expert_count", MetaValue::U32(1)),
+                    ("llama.expert_used_count", MetaValue::U32(1)),
+                ],
+                "1 of 1 experts",
+            ),
+            (
+                vec![
+                    ("llama.expert_count", MetaValue::U32(8)),
+                    ("llama.expert_used_count", MetaValue::U32(2)),
+                    ("llama.expert_feed_forward_length", MetaValue::U64(1 << 62)),
+                ],
+                "experts of width 4611686018427387904",
             ),
         ] {
             let e = qwen(&pairs).unwrap_err();

@@ -171,28 +171,51 @@ pub fn gemma2() -> Arc<GgufFile> {
 /// takes 16 values through ggml's vectorized e^x and 4 through `expf`); the router stays F32,
 /// as llama.cpp's quantizer leaves `ffn_gate_inp` (the script's `qwen3moe`).
 pub fn qwen3moe() -> Arc<GgufFile> {
-    made_up_moe("qwen3moe", (2, 128, 4, 2, 32, 64), Some((20, 4)))
+    made_up_moe(
+        "qwen3moe",
+        (2, 128, 4, 2, 32, 64),
+        Some((20, 4)),
+        FileType::Q8_0,
+    )
+}
+
+/// A small Qwen 3 MoE with rows of 256 (2 layers, 4 query heads and 2 KV heads of 64, 16
+/// experts of width 256, 4 per token) quantized to Q4_K_M: Q4_K experts, which llama.cpp
+/// repacks, Q6_K down experts and V where its rule says (the script's `qwen3moe_q4_k_m`).
+pub fn qwen3moe_q4_k_m() -> Arc<GgufFile> {
+    made_up_moe(
+        "qwen3moe",
+        (2, 256, 4, 2, 64, 256),
+        Some((16, 4)),
+        FileType::Q4_K_M,
+    )
 }
 
 /// A small Mixtral-style model made up the same way: architecture `llama` (adjacent-pair RoPE,
 /// no q/k norms) with 8 experts of width 64 per layer, 2 per token, F32 router (the script's
 /// `mixtral`).
 pub fn mixtral() -> Arc<GgufFile> {
-    made_up_moe("llama", (2, 128, 4, 2, 32, 64), Some((8, 2)))
+    made_up_moe(
+        "llama",
+        (2, 128, 4, 2, 32, 64),
+        Some((8, 2)),
+        FileType::Q8_0,
+    )
 }
 
 /// The script's `made_up`: architecture `arch` with (layers, width, heads, KV heads, head
 /// width, feed-forward width).
 fn made_up(arch: &str, dims: (usize, usize, usize, usize, usize, usize)) -> Arc<GgufFile> {
-    made_up_moe(arch, dims, None)
+    made_up_moe(arch, dims, None, FileType::Q8_0)
 }
 
 /// [`made_up`] with (experts, experts per token) in place of the dense feed-forward, each
-/// expert as wide as the feed-forward.
+/// expert as wide as the feed-forward, quantized to `ftype`.
 fn made_up_moe(
     arch: &str,
     dims: (usize, usize, usize, usize, usize, usize),
     experts: Option<(usize, usize)>,
+    ftype: FileType,
 ) -> Arc<GgufFile> {
     use smelt_gguf::MetaValue;
     let shipped = shipped_smollm2();
@@ -345,7 +368,7 @@ fn made_up_moe(
     }
     let f32_model = written(w);
     let opts = QuantizeOptions {
-        ftype: FileType::Q8_0,
+        ftype,
         allow_requantize: false,
         threads: 2,
     };
