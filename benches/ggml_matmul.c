@@ -16,7 +16,7 @@
 //     (y = x[..n_tokens][..cols] · Wᵀ).
 // The 32-block formats have 544 columns (17 blocks: an odd count, which vec_dot kernels that
 // pair blocks treat apart) with 13 rows and 576 (SmolLM2's width) otherwise; the 256-block
-// ones 512; F32 (copied by ggml_quantize_chunk) 540, 520 and 528.
+// ones 512; F32 (copied by ggml_quantize_chunk) 528, 540 and 528.
 //
 // Usage: ggml_matmul THREADS OUT.bin [TYPE...]   (ggml type names; default: the twelve block
 // formats below, without f32)
@@ -129,10 +129,11 @@ int main(int argc, char **argv) {
     for (int ri = 0; ri < n_rows; ri++) {
       enum ggml_type type = types[ti];
       int rows = row_counts[ri];
-      // F32: 540, 520 and 528 columns leave 28, 8 and 16 values past the last 64 (the
-      // leftovers of ggml_vec_dot_f32, vectorized by 16 and 8 with a scalar tail), and only
-      // 528 is whole 16s (what llamafile's sgemm takes).
-      int cols = type == GGML_TYPE_F32 ? (rows == 13 ? 540 : rows == 24 ? 520 : 528)
+      // F32: 528 columns with 13 rows, 540 with 24 and 528 with 48. llamafile's sgemm takes
+      // rows that are whole 4s of columns that are whole 16s (48 x 528 only); otherwise
+      // ggml_vec_dot_f32, whose leftovers past the last 64 (16 and 28 here) it vectorizes by
+      // 16 and 8 and ends with a scalar tail.
+      int cols = type == GGML_TYPE_F32 ? (rows == 24 ? 540 : 528)
                : ggml_blck_size(type) != 32 ? 512 : rows % 2 ? 544 : 576;
       for (int t = 0; t < MAX_TOKENS; t++)
         memcpy(xc + t * cols, x + t * MAX_COLS, sizeof(float) * cols);

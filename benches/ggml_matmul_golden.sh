@@ -2,7 +2,7 @@
 # Writes crates/smelt-kernels/tests/data/ggml_matmul.bin (or, with `f32`, ggml_matmul_f32.bin):
 # ggml's own quantized matrix products
 # (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL with 544 or 576 columns; Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
-# IQ4_XS with 512; F32 with 540, 520 or 528; 13, 24 and 48 rows;
+# IQ4_XS with 512; F32 with 528 or 540; 13, 24 and 48 rows;
 # batches of 1 to 17 tokens), for tests/ggml_matmul_golden.rs. The layout is at the top of
 # benches/ggml_matmul.c, which does the work against the ggml libraries that
 # benches/llamacpp_native.sh builds outside the repository (llama-cpp-python 0.3.36's vendored

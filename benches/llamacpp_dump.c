@@ -20,6 +20,7 @@ static FILE *out;
 static const char *wanted[] = {"attn_norm-", "Qcur-", "Kcur-", "Vcur-", "kqv_out-", "attn_out-",
                                "ffn_norm-", "ffn_gate-", "ffn_up-", "ffn_swiglu-", "ffn_out-",
                                "ffn_moe_logits-", "ffn_moe_probs-", "ffn_moe_out-",
+                               "ffn_shexp-",
                                "result_output", NULL};
 
 static void record(const char *name, const int64_t ne[4], const float *data, size_t n) {

@@ -37,7 +37,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2 qwen3moe mixtral qwen3moe_q4_k_m}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2 qwen3moe mixtral qwen3moe_q4_k_m qwen2moe}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -195,7 +195,7 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
-    qwen3_wide|phi3_wide|gemma3|gemma2|qwen3moe|mixtral|qwen3moe_q4_k_m) model=$(made_up "$kind") ;;
+    qwen3_wide|phi3_wide|gemma3|gemma2|qwen3moe|mixtral|qwen3moe_q4_k_m|qwen2moe) model=$(made_up "$kind") ;;
     phi3) model=$(as_phi3 "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
@@ -297,6 +297,11 @@ model = {
                        "quantized to Q4_K_M by `smelt gguf quantize` (Q4_K experts, which llama.cpp "
                        "repacks, Q6_K down experts and V on the layers llama.cpp's rule picks; F32 "
                        "routers)",
+    "qwen2moe": "a small Qwen 2 MoE made up as qwen3moe (2 layers, width 128, 4 query heads and "
+                "2 KV heads of 32, no q/k norms, RoPE base 1e6) with 12 experts of width 64 per "
+                "layer, 4 per token, weights not renormalized, and a shared expert of width 96 "
+                "(ffn_{gate,up,down}_shexp from tensors t + 5, t + 6, t + 11, its sigmoid gate's "
+                "(128,) F32 weights ffn_gate_inp_shexp from t + 12); Q8_0 but the F32 routers",
     "mixtral": "a small Mixtral-style model made up as qwen3moe but with architecture llama "
                "(adjacent-pair RoPE, no q/k norms) and 8 experts of width 64 per layer, 2 per "
                "token; Q8_0 experts, F32 routers",

@@ -4,8 +4,8 @@ the t-th tensor (matrices (z >> 40) - 2^23 over 2^25, norms 1 + ((z >> 56) - 128
 exact in f32), which crates/smelt-models/tests/made_models/mod.rs repeats bit for bit.
 
 Usage: made_model.py SMOLLM2.gguf OUT.gguf KIND [L,E,H,KV,HD,FF[,EXPERTS,USED]]
-KIND: qwen3_wide, phi3_wide, gemma3, gemma2, qwen3moe, mixtral or qwen3moe_q4_k_m (rows of 256
-for the k-quants). The optional dims (layers,
+KIND: qwen3_wide, phi3_wide, gemma3, gemma2, qwen3moe, mixtral, qwen3moe_q4_k_m (rows of 256
+for the k-quants) or qwen2moe (with a shared expert). The optional dims (layers,
 width, heads, KV heads, head width, feed-forward or expert width, experts per layer and per
 token) replace the kind's own and raise the context to 4096 (benchmark-size models).
 """
@@ -17,7 +17,8 @@ from gguf_fields import copy_fields
 src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
 dims = [int(v) for v in sys.argv[4].split(",")] if len(sys.argv) > 4 else None
 arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3", "gemma2": "gemma2",
-        "qwen3moe": "qwen3moe", "mixtral": "llama", "qwen3moe_q4_k_m": "qwen3moe"}[kind]
+        "qwen3moe": "qwen3moe", "mixtral": "llama", "qwen3moe_q4_k_m": "qwen3moe",
+        "qwen2moe": "qwen2moe"}[kind]
 r = gguf.GGUFReader(src)
 w = gguf.GGUFWriter(dst, arch)
 copy_fields(r, w, only="tokenizer.")
@@ -27,9 +28,14 @@ n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
 L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256),
                        "gemma3": (3, 128, 2, 1, 256, 256), "gemma2": (3, 128, 2, 1, 256, 256),
                        "qwen3moe": (2, 128, 4, 2, 32, 64), "mixtral": (2, 128, 4, 2, 32, 64),
-                       "qwen3moe_q4_k_m": (2, 256, 4, 2, 64, 256)}[kind]
+                       "qwen3moe_q4_k_m": (2, 256, 4, 2, 64, 256),
+                       "qwen2moe": (2, 128, 4, 2, 32, 64)}[kind]
 # Experts per layer and per token; each expert as wide as FF.
-NX, USED = {"qwen3moe": (20, 4), "mixtral": (8, 2), "qwen3moe_q4_k_m": (16, 4)}.get(kind, (1, 0))
+NX, USED = {"qwen3moe": (20, 4), "mixtral": (8, 2), "qwen3moe_q4_k_m": (16, 4),
+            "qwen2moe": (12, 4)}.get(kind, (1, 0))
+# Qwen 2 MoE's shared expert: width 96, gate, up and down from tensors t + 5, t + 6, t + 11,
+# the gate's (E,) weights from t + 12.
+SFF = 96 if arch == "qwen2moe" else 0
 CTX = 256
 if dims:
     L, E, H, KV, HD, FF = dims[:6]
@@ -46,8 +52,10 @@ w.add_float32(arch + ".attention.layer_norm_rms_epsilon", 1e-6)
 if USED:
     w.add_uint32(arch + ".expert_count", NX)
     w.add_uint32(arch + ".expert_used_count", USED)
-    if arch == "qwen3moe":
+    if arch in ("qwen3moe", "qwen2moe"):
         w.add_uint32(arch + ".expert_feed_forward_length", FF)
+    if SFF:
+        w.add_uint32(arch + ".expert_shared_feed_forward_length", SFF)
 if arch == "gemma3":
     w.add_uint32(arch + ".attention.sliding_window", 8)
     w.add_uint32(arch + ".attention.sliding_window_pattern", 2)
@@ -102,6 +110,11 @@ for l in range(L):
                         (f"blk.{l}.ffn_up_exps.weight", up.reshape(NX, FF, E)),
                         (f"blk.{l}.ffn_down_exps.weight", matrix(t + 10, NX * E, FF).reshape(NX, E, FF)),
                         (f"blk.{l}.ffn_gate_inp.weight", matrix(t + 13, NX, E))]
+            if SFF:
+                tensors += [(f"blk.{l}.ffn_gate_shexp.weight", matrix(t + 5, SFF, E)),
+                            (f"blk.{l}.ffn_up_shexp.weight", matrix(t + 6, SFF, E)),
+                            (f"blk.{l}.ffn_down_shexp.weight", matrix(t + 11, E, SFF)),
+                            (f"blk.{l}.ffn_gate_inp_shexp.weight", matrix(t + 12, 1, E).reshape(E))]
         else:
             tensors += [(f"blk.{l}.ffn_gate.weight", gate), (f"blk.{l}.ffn_up.weight", up)]
     if arch in ("gemma3", "gemma2"):
@@ -113,6 +126,9 @@ for l in range(L):
     ]
     if not USED:
         tensors.append((f"blk.{l}.ffn_down.weight", matrix(t + 10, E, FF)))
+# llama.cpp's Qwen 2 MoE needs its own output matrix (tensor 2 + 16 L).
+if arch == "qwen2moe":
+    tensors.append(("output.weight", matrix(2 + 16 * L, n_vocab, E)))
 for name, a in tensors:
     w.add_tensor(name, a)
 w.write_header_to_file()

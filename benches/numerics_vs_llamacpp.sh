@@ -58,7 +58,7 @@ def parse(path, llama):
 
 order = ["attn_norm", "Qcur", "Kcur", "Vcur", "Qrope", "Krope", "kqv_out", "attn_out",
          "ffn_norm", "ffn_gate", "ffn_up", "ffn_swiglu", "ffn_out", "ffn_moe_logits",
-         "ffn_moe_probs", "ffn_moe_out"]
+         "ffn_moe_probs", "ffn_moe_out", "ffn_shexp"]
 llama, ours = parse(f"{work}/llama.bin", True), parse(f"{work}/smelt.bin", False)
 total_same = total = 0
 for s, (a, b) in enumerate(zip(llama, ours)):

@@ -311,10 +311,12 @@ pub fn tile_width(remaining: usize) -> usize {
 /// (n = `acts.len()`). Taking many rows per call keeps the per-call set-up off the hot path.
 #[derive(Clone, Copy)]
 pub enum DotFn {
-    /// F16 weights × f32 activations.
+    /// F16 weights, and F32 ones of a row count that is not whole 4s (`ggml_vec_dot_f32` for
+    /// every token), × f32 activations.
     F32(RowsKernel<f32>),
     /// F32 weights × f32 activations: the kernel for a token alone (`ggml_vec_dot_f32`'s
-    /// order), the one for rows of a sequence of 2 or more (llamafile's tinyBLAS).
+    /// order), the one for rows of a sequence of 2 or more (llamafile's tinyBLAS, which takes
+    /// matrices of whole 4s of rows).
     F32Split(RowsKernel<f32>, RowsKernel<f32>),
     /// 32-block weights × [`BlockQ8x32`] activations; with a kernel for pre-paired 8-token
     /// tiles where the variant has one.
@@ -400,7 +402,11 @@ impl DotFn {
         #[cfg(target_arch = "x86_64")]
         if variant == Variant::Avx2 && available_variants().contains(&Variant::Avx2) {
             return match ty {
-                W::F32 => Self::F32Split(avx2::dot_f32, avx2::dot_f32_chain),
+                // llamafile's sgemm takes F32 rows only in whole 4s.
+                W::F32 if rows.is_multiple_of(4) => {
+                    Self::F32Split(avx2::dot_f32, avx2::dot_f32_chain)
+                }
+                W::F32 => Self::F32(avx2::dot_f32),
                 W::F16 => Self::F32(avx2::dot_f16),
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0, None),
                 W::IQ4NL => Self::Q8(avx2::dot_iq4_nl, None),
@@ -419,7 +425,8 @@ impl DotFn {
         let _ = variant;
         use reference::tile;
         match ty {
-            W::F32 => Self::F32Split(tile::f32, tile::f32_chain),
+            W::F32 if rows.is_multiple_of(4) => Self::F32Split(tile::f32, tile::f32_chain),
+            W::F32 => Self::F32(tile::f32),
             W::F16 => Self::F32(tile::f16),
             W::Q4_0 => Self::Q8(tile::q4_0, None),
             W::IQ4NL => Self::Q8(tile::iq4_nl, None),

@@ -3,8 +3,8 @@
 //! 32-block formats 544 columns with 13 rows, an odd number of blocks, and 576 otherwise; 512
 //! for the 256-block ones).
 //!
-//! The golden data (`data/ggml_matmul.bin`, and `data/ggml_matmul_f32.bin` for F32 weights with
-//! 540, 520 and 528 columns) is ggml's output: `benches/ggml_matmul.c`, built
+//! The golden data (`data/ggml_matmul.bin`, and `data/ggml_matmul_f32.bin` for F32 weights of
+//! 13 × 528, 24 × 540 and 48 × 528) is ggml's output: `benches/ggml_matmul.c`, built
 //! against llama.cpp from the llama-cpp-python 0.3.36 sdist (vendored; x86-64 with AVX-512, no
 //! AMX), quantizes random weights with `ggml_quantize_chunk`, places them as llama.cpp's loader
 //! does (repacked where the CPU device takes them so: Q4_0, Q4_K, Q2_K and IQ4_NL with rows a
@@ -91,8 +91,9 @@ fn products_equal_ggml_bit_for_bit_for_every_shape_and_batch() {
 }
 
 /// F32 weights: `ggml_vec_dot_f32` for one token (four 16-lane accumulators, then the leftovers
-/// past the last 64: 28, 8 or 16 of them here), llamafile's sgemm for 2 or more when the row is
-/// whole 16s (528 columns), `ggml_vec_dot_f32` again when it is not (540, 520).
+/// past the last 64: 16 or 28 of them here), llamafile's sgemm for 2 or more when the matrix
+/// is whole 4s of rows of whole 16s (48 × 528), `ggml_vec_dot_f32` again when it is not
+/// (13 × 528, 24 × 540).
 #[test]
 fn f32_products_equal_ggml_bit_for_bit() {
     check(include_bytes!("data/ggml_matmul_f32.bin"));

@@ -51,6 +51,9 @@ pub enum Arch {
     Qwen3,
     /// `qwen3moe` (Qwen 3 30B-A3B, 235B-A22B): Qwen 3's attention, experts in every layer.
     Qwen3Moe,
+    /// `qwen2moe` (Qwen 1.5 MoE A2.7B, Qwen 2 57B-A14B): Qwen 2's attention, experts whose
+    /// weights are not renormalized, and a shared expert behind a sigmoid gate.
+    Qwen2Moe,
     /// `phi3` (Phi-3 mini/medium 4k, Phi-4; LongRoPE files such as Phi-3.5 and Phi-4 mini
     /// are refused).
     Phi3,
@@ -68,6 +71,7 @@ impl Arch {
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
             Arch::Qwen3Moe => "qwen3moe",
+            Arch::Qwen2Moe => "qwen2moe",
             Arch::Phi3 => "phi3",
             Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
@@ -90,6 +94,7 @@ impl Arch {
             Arch::Qwen2,
             Arch::Qwen3,
             Arch::Qwen3Moe,
+            Arch::Qwen2Moe,
             Arch::Phi3,
             Arch::Gemma2,
             Arch::Gemma3,
@@ -204,8 +209,8 @@ impl LlamaConfig {
         self.arch.is_gemma().then(|| (self.n_embd as f32).sqrt())
     }
 
-    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen3`, `qwen3moe`,
-    /// `phi3`, `gemma2` or `gemma3` GGUF.
+    /// Reads and checks the hyper-parameters of a `llama`, `qwen2`, `qwen2moe`, `qwen3`,
+    /// `qwen3moe`, `phi3`, `gemma2` or `gemma3` GGUF.
     pub fn from_gguf(h: &smelt_gguf::Header) -> Result<Self, ModelError> {
         let name = h
             .get("general.architecture")
@@ -213,8 +218,8 @@ impl LlamaConfig {
             .unwrap_or("");
         let arch = Arch::from_name(name).ok_or_else(|| {
             ModelError::Unsupported(format!(
-                "architecture {name:?} is not supported (supported: llama, qwen2, qwen3, \
-                 qwen3moe, phi3, gemma2, gemma3)"
+                "architecture {name:?} is not supported (supported: llama, qwen2, qwen2moe, \
+                 qwen3, qwen3moe, phi3, gemma2, gemma3)"
             ))
         })?;
         let key = |k: &str| format!("{}.{k}", arch.name());
@@ -274,6 +279,7 @@ impl LlamaConfig {
                     Arch::Qwen2
                     | Arch::Qwen3
                     | Arch::Qwen3Moe
+                    | Arch::Qwen2Moe
                     | Arch::Phi3
                     | Arch::Gemma2
                     | Arch::Gemma3 => RopeLayout::Neox,

@@ -18,7 +18,7 @@ mod made_models;
 use std::sync::Arc;
 
 use made_models::{
-    gemma2, gemma3, mixtral, phi3, qwen2, qwen3, qwen3moe, qwen3moe_q4_k_m, requantized,
+    gemma2, gemma3, mixtral, phi3, qwen2, qwen2moe, qwen3, qwen3moe, qwen3moe_q4_k_m, requantized,
     shipped_smollm2, wide_phi3, wide_qwen3, written,
 };
 use smelt_gguf::mix::FileType;
@@ -179,7 +179,9 @@ fn qwen3moe_logits_equal_llamacpp_bit_for_bit() {
         Some(Experts {
             count: 20,
             used: 4,
-            n_ff: 64
+            n_ff: 64,
+            normalized: true,
+            shared_ff: None,
         })
     );
     check(&file, include_str!("data/llamacpp_qwen3moe_greedy.json"));
@@ -202,6 +204,22 @@ fn qwen3moe_q4_k_m_logits_equal_llamacpp_bit_for_bit() {
         &file,
         include_str!("data/llamacpp_qwen3moe_q4_k_m_greedy.json"),
     );
+}
+
+/// A small Qwen 2 MoE ([`made_models::qwen2moe`]): 12 experts, 4 per token, weights left as
+/// the probabilities, and a shared expert of width 96 whose output is scaled by
+/// `silu(g) / g` of its own gate before it joins the routed experts' sum.
+#[test]
+fn qwen2moe_logits_equal_llamacpp_bit_for_bit() {
+    let file = qwen2moe();
+    let model = Llama::load(&file).unwrap();
+    assert_eq!(model.config.arch, Arch::Qwen2Moe);
+    let m = model.config.moe.unwrap();
+    assert_eq!(
+        (m.count, m.used, m.normalized, m.shared_ff),
+        (12, 4, false, Some(96))
+    );
+    check(&file, include_str!("data/llamacpp_qwen2moe_greedy.json"));
 }
 
 /// A small Mixtral-style `llama` with 8 experts, 2 per token (the router's softmax all by

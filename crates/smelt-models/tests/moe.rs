@@ -7,7 +7,7 @@ mod made_models;
 
 use std::sync::Arc;
 
-use made_models::{mixtral, qwen3moe, written};
+use made_models::{mixtral, qwen2moe, qwen3moe, written};
 use smelt_gguf::{GgufFile, GgufWriter};
 use smelt_models::llama::{Llama, ModelError};
 use smelt_models::tokenizer;
@@ -26,7 +26,7 @@ fn prompts(file: &GgufFile) -> Vec<Vec<u32>> {
 
 #[test]
 fn batched_sequences_equal_each_alone() {
-    for file in [qwen3moe(), mixtral()] {
+    for file in [qwen3moe(), mixtral(), qwen2moe()] {
         let model = Llama::load(&file).unwrap();
         made_models::assert_batched_equals_alone(&model, &prompts(&file));
     }

@@ -73,7 +73,7 @@ fn round_trip(file: &Arc<GgufFile>, arch: Arch, dir: &Path) {
         Arch::Llama => "LlamaForCausalLM",
         Arch::Qwen2 => "Qwen2ForCausalLM",
         Arch::Qwen3 => "Qwen3ForCausalLM",
-        Arch::Qwen3Moe | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => {
+        Arch::Qwen3Moe | Arch::Qwen2Moe | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => {
             unreachable!("export-hf refuses these")
         }
     };

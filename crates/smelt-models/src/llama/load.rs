@@ -7,7 +7,7 @@ use std::sync::Arc;
 use smelt_gguf::{GgufFile, blocks};
 use smelt_kernels::{QMatrix, WeightBytes, WeightType};
 
-use super::moe::MoeFfn;
+use super::moe::{MoeFfn, SharedExpert};
 use super::{Arch, Experts, Ffn, Layer, Linear, Llama, LlamaConfig, ModelError};
 
 fn tensor<'a>(
@@ -154,12 +154,34 @@ fn experts(file: &Arc<GgufFile>, l: usize, e: usize, x: Experts) -> Result<MoeFf
             QMatrix::new_one_row,
         )
     };
+    let shared =
+        match x.shared_ff {
+            Some(sff) => {
+                // A one-dimensional (n_embd,) tensor: one row.
+                let g = load_f32(file, &n("ffn_gate_inp_shexp"), &[e])?;
+                let bytes = g.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let gate_inp = QMatrix::new(WeightType::F32, 1, e, WeightBytes::Owned(bytes))
+                    .map_err(|why| ModelError::Tensor {
+                        name: n("ffn_gate_inp_shexp"),
+                        why,
+                    })?;
+                Some(SharedExpert {
+                    gate_inp,
+                    gate: matrix(file, &n("ffn_gate_shexp"), e, sff, QMatrix::new)?,
+                    up: matrix(file, &n("ffn_up_shexp"), e, sff, QMatrix::new)?,
+                    down: matrix(file, &n("ffn_down_shexp"), sff, e, QMatrix::new)?,
+                })
+            }
+            None => None,
+        };
     Ok(MoeFfn {
         router: matrix(file, &n("ffn_gate_inp"), e, count, QMatrix::new)?,
         gate: stack("ffn_gate_exps", e, ff)?,
         up: stack("ffn_up_exps", e, ff)?,
         down: stack("ffn_down_exps", ff, e)?,
         used: x.used,
+        normalize: x.normalized,
+        shared,
     })
 }
 
@@ -167,8 +189,8 @@ fn experts(file: &Arc<GgufFile>, l: usize, e: usize, x: Experts) -> Result<MoeFf
 const ROPE_FREQS: &str = "rope_freqs.weight";
 
 impl Llama {
-    /// Loads a llama (with or without experts), Qwen 2, Qwen 3, Qwen 3 MoE, Phi-3, Gemma 2 or
-    /// Gemma 3 GGUF.
+    /// Loads a llama (with or without experts), Qwen 2, Qwen 2 MoE, Qwen 3, Qwen 3 MoE, Phi-3,
+    /// Gemma 2 or Gemma 3 GGUF.
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
         // llama.cpp reads the factors for llama only (elsewhere they are an unused tensor).
@@ -332,8 +354,16 @@ impl Llama {
                     Ffn::Dense { .. } => ["ffn_gate", "ffn_up", "ffn_down"],
                     Ffn::Experts(_) => ["ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"],
                 });
-                if matches!(y.ffn, Ffn::Experts(_)) {
+                if let Ffn::Experts(x) = &y.ffn {
                     names.push("ffn_gate_inp");
+                    if x.shared.is_some() {
+                        names.extend([
+                            "ffn_gate_inp_shexp",
+                            "ffn_gate_shexp",
+                            "ffn_up_shexp",
+                            "ffn_down_shexp",
+                        ]);
+                    }
                 }
             }
             if y.qk_norm.is_some() {

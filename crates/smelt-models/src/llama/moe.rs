@@ -1,10 +1,12 @@
-//! The mixture-of-experts feed-forward (Mixtral as `llama`, Qwen 3 MoE), as llama.cpp's
-//! `build_moe_ffn` runs it with softmax gating and normalized weights: the router's logits
-//! (n, count) go through ggml's softmax ([`smelt_kernels::softmax`]); each token takes its
-//! `used` most probable experts in descending order (ggml's `argsort`, which leaves ties to
-//! `std::sort`; here the lower index first); their probabilities, divided by their sum (added
-//! in f64, clamped below at f16's smallest normal 2^−14), weight the experts' SwiGLU outputs,
-//! which are then added in that order in f32.
+//! The mixture-of-experts feed-forward (Mixtral as `llama`, Qwen 3 MoE, Qwen 2 MoE), as
+//! llama.cpp's `build_moe_ffn` runs it with softmax gating: the router's logits (n, count) go
+//! through ggml's softmax ([`smelt_kernels::softmax`]); each token takes its `used` most
+//! probable experts in descending order (ggml's `argsort`, which leaves ties to `std::sort`;
+//! here the lower index first); their probabilities, divided by their sum (added in f64,
+//! clamped below at f16's smallest normal 2^−14) unless the model keeps them (Qwen 2 MoE),
+//! weight the experts' SwiGLU outputs, which are then added in that order in f32. Qwen 2 MoE
+//! then adds a shared expert (a dense SwiGLU block) times a sigmoid gate computed as llama.cpp
+//! computes it, `silu(g) / g` with `silu(g) = g / (1 + expf(−g))`.
 //!
 //! Each expert multiplies only the rows routed to it. Every row is its own one-token batch
 //! (spans of 1): llama.cpp's `mul_mat_id` takes one `vec_dot` per (row, token) for matrices
@@ -33,14 +35,34 @@ pub(super) struct MoeFfn {
     pub(super) down: Vec<QMatrix>,
     /// Experts per token.
     pub(super) used: usize,
+    /// Whether the chosen experts' weights are divided by their sum.
+    pub(super) normalize: bool,
+    /// The shared expert (Qwen 2 MoE), if any.
+    pub(super) shared: Option<SharedExpert>,
 }
 
-/// A token's experts, most probable first, and their normalized weights.
-pub(crate) fn route(probs: &[f32], used: usize) -> Vec<(usize, f32)> {
+/// A dense SwiGLU block every token runs beside its routed experts, scaled by a sigmoid gate.
+pub(super) struct SharedExpert {
+    /// (1, n_embd) the gate's weights (`ffn_gate_inp_shexp`).
+    pub(super) gate_inp: QMatrix,
+    /// (shared_ff, n_embd)
+    pub(super) gate: QMatrix,
+    /// (shared_ff, n_embd)
+    pub(super) up: QMatrix,
+    /// (n_embd, shared_ff)
+    pub(super) down: QMatrix,
+}
+
+/// A token's experts, most probable first, and their weights: the probabilities, divided by
+/// their sum where `normalize`.
+pub(crate) fn route(probs: &[f32], used: usize, normalize: bool) -> Vec<(usize, f32)> {
     let mut order: Vec<usize> = (0..probs.len()).collect();
     // Descending; `sort_by` is stable, so equal probabilities keep the lower index first.
     order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
     order.truncate(used);
+    if !normalize {
+        return order.into_iter().map(|e| (e, probs[e])).collect();
+    }
     let sum = order.iter().map(|&e| probs[e] as f64).sum::<f64>() as f32;
     // ggml_clamp(sum, 6.103515625e-5, INFINITY) is MAX(MIN(x, max), min), which turns a NaN
     // into +∞ as f32::min/max do (`clamp` would keep the NaN).
@@ -54,7 +76,13 @@ impl MoeFfn {
     /// matrices are the same size).
     pub(super) fn bytes_per_token(&self) -> usize {
         let one = self.gate[0].nbytes() + self.up[0].nbytes() + self.down[0].nbytes();
-        self.router.nbytes() + self.used * one
+        let shared: usize = self
+            .shared
+            .iter()
+            .flat_map(|s| s.matrices())
+            .map(|m| m.nbytes())
+            .sum();
+        self.router.nbytes() + self.used * one + shared
     }
 
     /// Every matrix, the router first.
@@ -63,14 +91,20 @@ impl MoeFfn {
             .chain(&self.gate)
             .chain(&self.up)
             .chain(&self.down)
+            .chain(self.shared.iter().flat_map(|s| s.matrices()))
     }
 
     /// Every matrix, editable.
     pub(super) fn matrices_mut(&mut self) -> impl Iterator<Item = &mut QMatrix> {
+        let shared = self
+            .shared
+            .iter_mut()
+            .flat_map(|s| [&mut s.gate_inp, &mut s.gate, &mut s.up, &mut s.down]);
         std::iter::once(&mut self.router)
             .chain(&mut self.gate)
             .chain(&mut self.up)
             .chain(&mut self.down)
+            .chain(shared)
     }
 
     /// `out (n, n_embd) = MoE(h)` for the (n, n_embd) normed rows `h`, `lens[i]` of them from
@@ -105,7 +139,7 @@ impl MoeFfn {
         // (n, used) each token's (expert, weight), most probable first.
         let routes: Vec<Vec<(usize, f32)>> = probs
             .chunks_exact(count)
-            .map(|p| route(p, self.used))
+            .map(|p| route(p, self.used, self.normalize))
             .collect();
         // Per expert, the (token, slot) pairs routed to it, in token order.
         let mut rows_of: Vec<Vec<(usize, usize)>> = vec![Vec::new(); count];
@@ -220,6 +254,56 @@ impl MoeFfn {
                 }
             });
         tap.tensor(l, "ffn_moe_out", &out[..n * e], n);
+        if let Some(sh) = &self.shared {
+            sh.add(l, h, lens, acts, gate, up, &mut out[..n * e], tap);
+        }
+    }
+}
+
+impl SharedExpert {
+    fn matrices(&self) -> [&QMatrix; 4] {
+        [&self.gate_inp, &self.gate, &self.up, &self.down]
+    }
+
+    /// `out += SwiGLU(h) · σ(g)` for the (n, n_embd) rows `h` (products summed per sequence,
+    /// `lens`), with σ(g) = silu(g) / g as ggml computes it for a row of one value.
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &self,
+        l: usize,
+        h: &[f32],
+        lens: &[usize],
+        acts: &mut Activations,
+        gate: &mut Vec<f32>,
+        up: &mut Vec<f32>,
+        out: &mut [f32],
+        tap: &mut dyn Tap,
+    ) {
+        let _op = trace::span("op", "moe_shared_expert");
+        let e = self.gate_inp.cols;
+        let n = h.len() / e;
+        let ff = self.gate.rows;
+        acts.set_spans(h, lens, e, kinds(&[&self.gate_inp, &self.gate, &self.up]));
+        // (n, 1) the gate's logits.
+        let mut g = vec![0f32; n];
+        gate.resize(n * ff, 0.0);
+        up.resize(n * ff, 0.0);
+        smelt_kernels::matmul_multi(
+            &[&self.gate_inp, &self.gate, &self.up],
+            acts,
+            &mut [&mut g, &mut gate[..], &mut up[..]],
+        );
+        ops::swiglu(gate, up, ff);
+        acts.set_spans(gate, lens, ff, self.down.act_kinds());
+        // (n, n_embd) the shared expert's output.
+        let mut y = vec![0f32; n * e];
+        self.down.matmul(acts, &mut y);
+        tap.tensor(l, "ffn_shexp", &y, n);
+        for ((o, ys), &gt) in out.chunks_exact_mut(e).zip(y.chunks_exact(e)).zip(&g) {
+            let sigma = gt / (1.0 + (-gt).exp()) / gt;
+            o.iter_mut().zip(ys).for_each(|(a, &v)| *a += v * sigma);
+        }
+        tap.tensor(l, "ffn_out", out, n);
     }
 }
 
@@ -230,18 +314,20 @@ mod tests {
     #[test]
     fn routes_take_the_most_probable_and_normalize() {
         let p = [0.1f32, 0.4, 0.2, 0.3];
-        let r = route(&p, 2);
+        let r = route(&p, 2, true);
         assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![1, 3]);
         let s = (0.4f32 as f64 + 0.3f32 as f64) as f32;
         assert_eq!(r[0].1, 0.4 / s);
         assert_eq!(r[1].1, 0.3 / s);
         // Ties: the lower index first.
-        let r = route(&[0.25, 0.25, 0.25, 0.25], 3);
+        let r = route(&[0.25, 0.25, 0.25, 0.25], 3, true);
         assert_eq!(r.iter().map(|x| x.0).collect::<Vec<_>>(), vec![0, 1, 2]);
         // Tiny probabilities are divided by the clamp, not by their sum.
-        let r = route(&[1e-6, 1.0 - 2e-6, 1e-6], 1);
+        let r = route(&[1e-6, 1.0 - 2e-6, 1e-6], 1, true);
         assert_eq!(r[0].0, 1);
-        let r = route(&[1e-6, 0.0, 2e-6], 2);
+        let r = route(&[1e-6, 0.0, 2e-6], 2, true);
         assert_eq!(r[0], (2, 2e-6 / 6.103_515_6e-5));
+        // Qwen 2 MoE keeps the probabilities.
+        assert_eq!(route(&p, 2, false), vec![(1, 0.4), (3, 0.3)]);
     }
 }

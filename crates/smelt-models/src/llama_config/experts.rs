@@ -1,6 +1,6 @@
 //! Mixture-of-experts hyper-parameters: how many experts each layer's feed-forward has, how many
 //! a token is routed to, and how wide each is, read as llama.cpp reads them for `llama` files
-//! with experts (Mixtral's layout) and for `qwen3moe`.
+//! with experts (Mixtral's layout), `qwen3moe` and `qwen2moe`.
 
 use super::gemma::count;
 use super::{Arch, LlamaConfig, ModelError};
@@ -13,9 +13,9 @@ const MAX_EXPERT_WIDTH: usize = 1 << 24;
 
 /// A layer's mixture of experts: a router (`ffn_gate_inp`, (count, n_embd)) scores every
 /// expert per token, the `used` best (softmax, then top-k) run their SwiGLU feed-forward of
-/// width `n_ff`, and their outputs are summed weighted by the top-k probabilities normalized to
-/// sum to 1 (llama.cpp's `build_moe_ffn` with softmax gating and `norm_w`, as it runs Mixtral
-/// and Qwen 3 MoE).
+/// width `n_ff`, and their outputs are summed weighted by the top-k probabilities, normalized to
+/// sum to 1 where `normalized` (llama.cpp's `build_moe_ffn` with softmax gating and `norm_w`
+/// for Mixtral and Qwen 3 MoE; Qwen 2 MoE keeps the probabilities and adds a shared expert).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Experts {
     /// Experts per layer (`expert_count`).
@@ -25,6 +25,11 @@ pub struct Experts {
     /// Feed-forward width of one expert: `expert_feed_forward_length` for Qwen 3 MoE (default
     /// `feed_forward_length / used`, as llama.cpp), `feed_forward_length` for llama.
     pub n_ff: usize,
+    /// Whether the chosen experts' weights are divided by their sum (all but Qwen 2 MoE).
+    pub normalized: bool,
+    /// Width of the shared expert every token also runs, behind a sigmoid gate
+    /// (`expert_shared_feed_forward_length`, default `feed_forward_length`; Qwen 2 MoE).
+    pub shared_ff: Option<usize>,
 }
 
 /// The experts `c`'s file describes, if any: an error for architectures whose experts smelt
@@ -36,9 +41,11 @@ pub(super) fn experts(
     let key = |k: &str| format!("{}.{k}", c.arch.name());
     let n = count(h, &key("expert_count"))?.unwrap_or(0);
     let used = count(h, &key("expert_used_count"))?.unwrap_or(0);
-    if c.arch == Arch::Qwen3Moe && (n == 0 || used == 0) {
+    let moe_arch = matches!(c.arch, Arch::Qwen3Moe | Arch::Qwen2Moe);
+    if moe_arch && (n == 0 || used == 0) {
         return Err(ModelError::Unsupported(format!(
-            "qwen3moe needs {} and {} above 0 (they are {n} and {used})",
+            "{} needs {} and {} above 0 (they are {n} and {used})",
+            c.arch.name(),
             key("expert_count"),
             key("expert_used_count")
         )));
@@ -52,9 +59,10 @@ pub(super) fn experts(
         }
         return Ok(None);
     }
-    if !matches!(c.arch, Arch::Llama | Arch::Qwen3Moe) {
+    if !moe_arch && c.arch != Arch::Llama {
         return Err(ModelError::Unsupported(format!(
-            "{} with {n} experts: mixtures of experts run for llama (Mixtral) and qwen3moe only",
+            "{} with {n} experts: mixtures of experts run for llama (Mixtral), qwen3moe and \
+             qwen2moe only",
             c.arch.name()
         )));
     }
@@ -70,23 +78,37 @@ pub(super) fn experts(
             key("expert_group_count")
         )));
     }
-    let n_ff = match c.arch {
-        Arch::Qwen3Moe => count(h, &key("expert_feed_forward_length"))?
+    let n_ff = if moe_arch {
+        count(h, &key("expert_feed_forward_length"))?
             .filter(|&w| w != 0)
-            .unwrap_or(c.n_ff / used),
-        _ => c.n_ff,
+            .unwrap_or(c.n_ff / used)
+    } else {
+        c.n_ff
     };
-    if n_ff == 0 || n_ff > MAX_EXPERT_WIDTH {
-        return Err(ModelError::Unsupported(format!(
-            "experts of width {n_ff} (at least 1, at most {MAX_EXPERT_WIDTH}; {} or {})",
-            key("expert_feed_forward_length"),
-            key("feed_forward_length")
-        )));
+    let shared_ff = match c.arch {
+        Arch::Qwen2Moe => Some(
+            count(h, &key("expert_shared_feed_forward_length"))?
+                .filter(|&w| w != 0)
+                .unwrap_or(c.n_ff),
+        ),
+        _ => None,
+    };
+    for w in std::iter::once(n_ff).chain(shared_ff) {
+        if w == 0 || w > MAX_EXPERT_WIDTH {
+            return Err(ModelError::Unsupported(format!(
+                "experts of width {w} (at least 1, at most {MAX_EXPERT_WIDTH}; {}, {} or {})",
+                key("expert_feed_forward_length"),
+                key("expert_shared_feed_forward_length"),
+                key("feed_forward_length")
+            )));
+        }
     }
     Ok(Some(Experts {
         count: n,
         used,
         n_ff,
+        normalized: c.arch != Arch::Qwen2Moe,
+        shared_ff,
     }))
 }
 
@@ -117,7 +139,9 @@ mod tests {
             Some(Experts {
                 count: 8,
                 used: 2,
-                n_ff: 64
+                n_ff: 64,
+                normalized: true,
+                shared_ff: None,
             })
         );
         let dense = header_with("llama.expert_count", MetaValue::U32(0));
@@ -205,6 +229,33 @@ mod tests {
             let e = qwen(&pairs).unwrap_err();
             assert!(e.to_string().contains(says), "{e}");
         }
+    }
+
+    #[test]
+    fn qwen2moe_keeps_the_weights_and_has_a_shared_expert() {
+        let mut h = with(&[
+            ("llama.expert_count", MetaValue::U32(60)),
+            ("llama.expert_used_count", MetaValue::U32(4)),
+            ("llama.expert_feed_forward_length", MetaValue::U32(1408)),
+        ]);
+        for (k, v) in &mut h.metadata {
+            if let Some(rest) = k.strip_prefix("llama.") {
+                *k = format!("qwen2moe.{rest}");
+            } else if k == "general.architecture" {
+                *v = MetaValue::String("qwen2moe".into());
+            }
+        }
+        let c = LlamaConfig::from_gguf(&h).unwrap();
+        let m = c.moe.unwrap();
+        // Without expert_shared_feed_forward_length the shared expert is feed_forward_length
+        // wide, as in llama.cpp.
+        assert_eq!((m.normalized, m.shared_ff, m.n_ff), (false, Some(64), 1408));
+        h.metadata.push((
+            "qwen2moe.expert_shared_feed_forward_length".into(),
+            MetaValue::U32(5632),
+        ));
+        let m = LlamaConfig::from_gguf(&h).unwrap().moe.unwrap();
+        assert_eq!(m.shared_ff, Some(5632));
     }
 
     #[test]

@@ -191,6 +191,18 @@ pub fn qwen3moe_q4_k_m() -> Arc<GgufFile> {
     )
 }
 
+/// A small Qwen 2 MoE made up the same way (Qwen 3 MoE's shapes without q/k norms): 12
+/// experts of width 64, 4 per token, weights not renormalized, and a shared expert of width 96
+/// behind a sigmoid gate (the script's `qwen2moe`).
+pub fn qwen2moe() -> Arc<GgufFile> {
+    made_up_moe(
+        "qwen2moe",
+        (2, 128, 4, 2, 32, 64),
+        Some((12, 4)),
+        FileType::Q8_0,
+    )
+}
+
 /// A small Mixtral-style model made up the same way: architecture `llama` (adjacent-pair RoPE,
 /// no q/k norms) with 8 experts of width 64 per layer, 2 per token, F32 router (the script's
 /// `mixtral`).
@@ -244,13 +256,21 @@ fn made_up_moe(
     }
     w.meta(&format!("{arch}.rope.freq_base"), MetaValue::F32(1e6))
         .unwrap();
+    // Qwen 2 MoE's shared expert width.
+    let sff = if arch == "qwen2moe" { 96 } else { 0 };
     if let Some((count, used)) = experts {
         for (k, v) in [
             ("expert_count", count),
             ("expert_used_count", used),
             ("expert_feed_forward_length", ff),
+            ("expert_shared_feed_forward_length", sff),
         ] {
-            if k != "expert_feed_forward_length" || arch == "qwen3moe" {
+            let arch_only = match k {
+                "expert_feed_forward_length" => matches!(arch, "qwen3moe" | "qwen2moe"),
+                "expert_shared_feed_forward_length" => sff > 0,
+                _ => true,
+            };
+            if arch_only {
                 w.meta(&format!("{arch}.{k}"), MetaValue::U32(v as u32))
                     .unwrap();
             }
@@ -347,6 +367,15 @@ fn made_up_moe(
                     (name("ffn_down_exps"), dims3(matrix(t + 10, n_x * e, ff), e)),
                     (name("ffn_gate_inp"), matrix(t + 13, n_x, e)),
                 ]);
+                if sff > 0 {
+                    let (_, gate_inp) = matrix(t + 12, 1, e);
+                    tensors.extend([
+                        (name("ffn_gate_shexp"), matrix(t + 5, sff, e)),
+                        (name("ffn_up_shexp"), matrix(t + 6, sff, e)),
+                        (name("ffn_down_shexp"), matrix(t + 11, e, sff)),
+                        (name("ffn_gate_inp_shexp"), (vec![e as u64], gate_inp)),
+                    ]);
+                }
             } else {
                 tensors.extend([(name("ffn_gate"), gate), (name("ffn_up"), up)]);
             }
@@ -362,6 +391,13 @@ fn made_up_moe(
         if experts.is_none() {
             tensors.push((name("ffn_down"), matrix(t + 10, e, ff)));
         }
+    }
+    // llama.cpp's Qwen 2 MoE needs its own output matrix (tensor 2 + 16 L).
+    if arch == "qwen2moe" {
+        tensors.push((
+            "output.weight".into(),
+            matrix(2 + 16 * l_n as u64, n_vocab, e),
+        ));
     }
     for (name, (dims, data)) in tensors {
         w.tensor(&name, &dims, GgmlType::F32, data).unwrap();
