@@ -9,7 +9,7 @@
 # llama.cpp, x86-64 with AVX-512, no AMX). 2 threads; 1, 2 and 4 give the same bytes.
 # The two files come from different builds: ggml_matmul.bin was written on 2026-11-28 on a
 # machine whose `-march=native` build this machine's (Xeon with AVX512-FP16 and AMX, AMX off)
-# does not reproduce in two places: Q4_K rows quantized otherwise by ggml_quantize_chunk, and one
+# does not reproduce in two places: one Q4_K matrix quantized otherwise by ggml_quantize_chunk, and one
 # IQ4_NL one-token product of 13 (the compiler's handling of vec_dot's scalar tail), where smelt
 # keeps the first build's bits; ggml_matmul_f32.bin was written here on 2026-11-29.
 # Usage: benches/ggml_matmul_golden.sh [f32]

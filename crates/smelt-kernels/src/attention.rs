@@ -155,31 +155,41 @@ pub fn reduce16(a: &[f32; 16]) -> f32 {
     (t4[0] + t4[2]) + (t4[1] + t4[3])
 }
 
+/// `Σ x_k·y_k` over `k < n` (a multiple of 16) as llamafile's `tinyBLAS` sums it: one 16-lane
+/// FMA chain, then [`reduce16`]. `xy(k)` gives the k-th pair.
+pub(crate) fn chain16(n: usize, xy: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let mut acc = [0f32; 16];
+    for k in 0..n {
+        let (x, y) = xy(k);
+        acc[k % 16] = x.mul_add(y, acc[k % 16]);
+    }
+    reduce16(&acc)
+}
+
+/// `Σ x_k·y_k` over `k < np` (a multiple of 64) as ggml's AVX-512 `vec_dot` for f16 and f32
+/// sums it: four 16-lane FMA accumulators over each 64, added as (a0 + a2) + (a1 + a3), then
+/// [`reduce16`]. The callers add the leftovers past `np` their own way.
+pub(crate) fn four_lanes64(np: usize, xy: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let mut acc = [[0f32; 16]; 4];
+    for k in 0..np {
+        let (x, y) = xy(k);
+        let s = &mut acc[k % 64 / 16][k % 16];
+        *s = x.mul_add(y, *s);
+    }
+    let a0: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    reduce16(&a0)
+}
+
 /// `Σ x·y` in `order`'s summation order (see the module docs).
 pub fn dot_in_order(order: Order, x: &[f32], y: &[f32]) -> f32 {
     assert_eq!(x.len(), y.len(), "dot of unequal lengths");
     let n = x.len();
+    let xy = |k: usize| (x[k], y[k]);
     if order.chained(n) {
-        let mut acc = [0f32; 16];
-        for (xc, yc) in x.chunks_exact(16).zip(y.chunks_exact(16)) {
-            for l in 0..16 {
-                acc[l] = xc[l].mul_add(yc[l], acc[l]);
-            }
-        }
-        return reduce16(&acc);
+        return chain16(n, xy);
     }
     let np = n - n % 64;
-    let mut acc = [[0f32; 16]; 4];
-    for i in (0..np).step_by(64) {
-        for (j, a) in acc.iter_mut().enumerate() {
-            for (l, s) in a.iter_mut().enumerate() {
-                let k = i + 16 * j + l;
-                *s = x[k].mul_add(y[k], *s);
-            }
-        }
-    }
-    let a0: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
-    let mut sum = reduce16(&a0) as f64;
+    let mut sum = four_lanes64(np, xy) as f64;
     for k in np..n {
         sum += (x[k] * y[k]) as f64;
     }

@@ -26,10 +26,9 @@ pub(crate) fn f16_at(b: &[u8]) -> f32 {
     half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
 }
 
-/// The f32 weights of a row's bytes.
-fn f32s(w: &[u8]) -> impl Iterator<Item = f32> + '_ {
-    w.chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+/// Weight k of a row of f32 bytes, read in place.
+fn f32_at(w: &[u8], k: usize) -> f32 {
+    f32::from_le_bytes([w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]])
 }
 
 /// Σ wᵢ·xᵢ for f32 weights as ggml's `ggml_vec_dot_f32` sums them (AVX-512 build), which
@@ -40,20 +39,9 @@ fn f32s(w: &[u8]) -> impl Iterator<Item = f32> + '_ {
 /// and 8 at a time and contracts its scalar tail into FMAs; read from the built library).
 pub fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
     let n = x.len().min(w.len() / 4);
-    // Weight k, read in place (no copy of the row).
-    let wk = |k: usize| f32::from_le_bytes([w[4 * k], w[4 * k + 1], w[4 * k + 2], w[4 * k + 3]]);
+    let wk = |k: usize| f32_at(w, k);
     let np = n / 64 * 64;
-    let mut acc = [[0f32; 16]; 4];
-    for i in (0..np).step_by(64) {
-        for (j, a) in acc.iter_mut().enumerate() {
-            for (l, v) in a.iter_mut().enumerate() {
-                let k = i + 16 * j + l;
-                *v = wk(k).mul_add(x[k], *v);
-            }
-        }
-    }
-    let a: [f32; 16] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
-    let mut sum = crate::attention::reduce16(&a);
+    let mut sum = crate::attention::four_lanes64(np, |k| (wk(k), x[k]));
     let rounded = np + (n - np) / 8 * 8;
     for (k, &xk) in x.iter().enumerate().take(rounded).skip(np) {
         sum += wk(k) * xk;
@@ -73,11 +61,7 @@ pub fn dot_f32_chain(w: &[u8], x: &[f32]) -> f32 {
     if !n.is_multiple_of(16) {
         return dot_f32(w, x);
     }
-    let mut acc = [0f32; 16];
-    for (i, wv) in f32s(w).take(n).enumerate() {
-        acc[i % 16] = wv.mul_add(x[i], acc[i % 16]);
-    }
-    crate::attention::reduce16(&acc)
+    crate::attention::chain16(n, |k| (f32_at(w, k), x[k]))
 }
 
 /// Σ wᵢ·xᵢ for f16 weights, summed in order.

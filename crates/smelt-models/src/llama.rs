@@ -478,16 +478,14 @@ impl Llama {
         drop(op);
         match &layer.ffn {
             Ffn::Dense { gate, up, down } => self.dense_ffn(l, [gate, up, down], lens, s, tap),
-            Ffn::Experts(moe) => moe.forward(
-                l,
-                &s.h,
-                lens,
-                &mut s.acts,
-                &mut s.gate,
-                &mut s.up,
-                &mut s.tmp,
-                tap,
-            ),
+            Ffn::Experts(moe) => {
+                let scratch = moe::MoeScratch {
+                    acts: &mut s.acts,
+                    gate: &mut s.gate,
+                    up: &mut s.up,
+                };
+                moe.forward(l, &s.h, lens, scratch, &mut s.tmp, tap)
+            }
         }
         // (A mixture's output is `ffn_moe_out`; llama.cpp's llama graph names the sum after the
         // residual add `ffn_out` there.)

@@ -53,6 +53,14 @@ pub(super) struct SharedExpert {
     pub(super) down: QMatrix,
 }
 
+/// The caller's reusable buffers a mixture runs in: the activations and the (rows, n_ff)
+/// gate and up products.
+pub(super) struct MoeScratch<'s> {
+    pub(super) acts: &'s mut Activations,
+    pub(super) gate: &'s mut Vec<f32>,
+    pub(super) up: &'s mut Vec<f32>,
+}
+
 /// A token's experts, most probable first, and their weights: the probabilities, divided by
 /// their sum where `normalize`.
 pub(crate) fn route(probs: &[f32], used: usize, normalize: bool) -> Vec<(usize, f32)> {
@@ -109,20 +117,18 @@ impl MoeFfn {
 
     /// `out (n, n_embd) = MoE(h)` for the (n, n_embd) normed rows `h`, `lens[i]` of them from
     /// sequence i (the router's product sums as llama.cpp's for each sequence's batch).
-    /// `gate` and `up` are scratch, resized to (n · used, n_ff). The active experts' gate and
-    /// up products run in one parallel region, their down products in another.
-    #[allow(clippy::too_many_arguments)]
+    /// `s.gate` and `s.up` are resized to (n · used, n_ff). The active experts' gate and up
+    /// products run in one parallel region, their down products in another.
     pub(super) fn forward(
         &self,
         l: usize,
         h: &[f32],
         lens: &[usize],
-        acts: &mut Activations,
-        gate: &mut Vec<f32>,
-        up: &mut Vec<f32>,
+        s: MoeScratch,
         out: &mut [f32],
         tap: &mut dyn Tap,
     ) {
+        let MoeScratch { acts, gate, up } = s;
         let e = self.router.cols;
         let n = h.len() / e;
         let count = self.router.rows;
@@ -255,7 +261,8 @@ impl MoeFfn {
             });
         tap.tensor(l, "ffn_moe_out", &out[..n * e], n);
         if let Some(sh) = &self.shared {
-            sh.add(l, h, lens, acts, gate, up, &mut out[..n * e], tap);
+            let s = MoeScratch { acts, gate, up };
+            sh.add(l, h, lens, s, &mut out[..n * e], tap);
         }
     }
 }
@@ -267,18 +274,16 @@ impl SharedExpert {
 
     /// `out += SwiGLU(h) · σ(g)` for the (n, n_embd) rows `h` (products summed per sequence,
     /// `lens`), with σ(g) = silu(g) / g as ggml computes it for a row of one value.
-    #[allow(clippy::too_many_arguments)]
     fn add(
         &self,
         l: usize,
         h: &[f32],
         lens: &[usize],
-        acts: &mut Activations,
-        gate: &mut Vec<f32>,
-        up: &mut Vec<f32>,
+        s: MoeScratch,
         out: &mut [f32],
         tap: &mut dyn Tap,
     ) {
+        let MoeScratch { acts, gate, up } = s;
         let _op = trace::span("op", "moe_shared_expert");
         let e = self.gate_inp.cols;
         let n = h.len() / e;
