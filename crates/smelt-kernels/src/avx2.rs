@@ -824,6 +824,10 @@ pub(crate) use ktiled::{
     dot_q4_k_tiled_vnni512, dot_q5_k_tiled_vnni512, dot_q6_k_tiled_vnni512,
 };
 
+#[path = "avx512_klanes.rs"]
+mod klanes512;
+pub(crate) use klanes512::{dot_q4_k_vnni512, dot_q5_k_vnni512, dot_q6_k_vnni512};
+
 #[path = "avx2_kquant.rs"]
 mod kquant;
 pub(crate) use kquant::{

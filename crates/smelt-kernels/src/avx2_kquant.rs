@@ -12,7 +12,7 @@ use crate::act::BlockQ8K;
 /// The eight 6-bit scales and eight 6-bit mins of a Q4_K/Q5_K super-block as bytes, unpacked
 /// with word operations (the layout `scale_min_k4` reads one at a time).
 #[inline(always)]
-unsafe fn k4_scales_mins(p: *const u8) -> ([u8; 8], [u8; 8]) {
+pub(super) unsafe fn k4_scales_mins(p: *const u8) -> ([u8; 8], [u8; 8]) {
     unsafe {
         let w = |i: usize| std::ptr::read_unaligned(p.add(4 * i) as *const u32);
         let (w0, w1, w2) = (w(0), w(1), w(2));
@@ -28,7 +28,7 @@ unsafe fn k4_scales_mins(p: *const u8) -> ([u8; 8], [u8; 8]) {
 
 /// The (16,) i16 vector with each of 8 values repeated twice (for `madd` against bsums).
 #[inline(always)]
-unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
+pub(super) unsafe fn pairs_i16(v: [u8; 8]) -> __m256i {
     unsafe {
         let x = _mm_cvtepu8_epi16(_mm_loadl_epi64(v.as_ptr() as *const __m128i));
         let lo = _mm_unpacklo_epi16(x, x);

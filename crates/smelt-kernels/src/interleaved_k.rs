@@ -7,9 +7,10 @@
 //! time, as `interleaved.rs` does for the 32-block formats, so one `vpdpbusd` against a
 //! token's four activation bytes (broadcast from memory) adds four codes of 16 rows into one
 //! lane per row; a 16-weight group's sum is then scaled by the 16 rows' group scales with one
-//! `vpmulld`, and the float work runs on 16 rows at once. The row-at-a-time kernels keep the
-//! one-token orders (ggml's eight lanes; repacked Q4_K's and Q2_K's gemv) and read the file's
-//! own bytes.
+//! `vpmulld`, and the float work runs on 16 rows at once. Repacked Q4_K's and Q2_K's gemv (one
+//! token, and a batch's leftover rows) scale only whole super-blocks' sums too, so the copy
+//! serves those rows as well; the one-token order of the other formats (ggml's eight lanes)
+//! stays with the row-at-a-time kernels, which read the file's own bytes.
 //!
 //! Layout of a group of 16 rows, super-block by super-block ([`block_bytes`] each):
 //! - codes: (64, 16, 4) bytes: dword k of each row's 256 unsigned codes u (w = d·sc·(u − bias)
@@ -130,6 +131,9 @@ mod order {
     pub const GEMM_64: u8 = 1;
     /// Repacked Q2_K's gemm: the same per 128 weights.
     pub const GEMM_128: u8 = 2;
+    /// Repacked Q4_K's and Q2_K's gemv (one token, and the rows a batch leaves over after its
+    /// groups of 4): the same per super-block.
+    pub const GEMV: u8 = 3;
 }
 
 /// One group of 16 rows against `T` tokens; token t's 16 results go to `out + t · ld`.
@@ -205,6 +209,7 @@ unsafe fn group<
                 let span_end = match ORDER {
                     GEMM_64 => g % 4 == 3,
                     GEMM_128 => g % 8 == 7,
+                    GEMV => g == 15,
                     _ => false,
                 };
                 if span_end {
@@ -316,6 +321,7 @@ kgroup_kernel!(tiled_bias32, 32, false, TILED, BYTES); // Q6_K
 kgroup_kernel!(tiled_bias128, 128, false, TILED, TABLE); // IQ4_XS
 kgroup_kernel!(gemm_64, 0, true, GEMM_64, NIBBLES); // Q4_K
 kgroup_kernel!(gemm_128, 0, true, GEMM_128, NIBBLES); // Q2_K
+kgroup_kernel!(gemv_nibbles, 0, true, GEMV, NIBBLES); // Q4_K, Q2_K
 
 /// Bytes of interleaved k-quant copies alive in this process, against [`budget`].
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
@@ -354,9 +360,21 @@ impl Drop for Reserved {
     }
 }
 
-/// A matrix's interleaved copy: the groups, their kernel, the bytes of one group of 16 rows,
-/// and its share of the budget.
-pub(crate) type KGroups = (Lines, KGroupKernel, usize, Reserved);
+/// A matrix's interleaved copy and the kernels that read it.
+pub(crate) struct KGroups {
+    /// (rows / 16, super-blocks per row, [`block_bytes`]) the interleaved groups.
+    pub lines: Lines,
+    /// The rows of a batch, in llama.cpp's batch order for the matrix.
+    pub batch: KGroupKernel,
+    /// The other rows (a token alone, a batch's leftovers), where the copy can sum them in
+    /// llama.cpp's order for those (repacked Q4_K's and Q2_K's gemv); else the row kernels
+    /// take them from the file's bytes.
+    pub alone: Option<KGroupKernel>,
+    /// Bytes of one group of 16 rows.
+    pub group_bytes: usize,
+    /// The copy's share of the budget.
+    _reserved: Reserved,
+}
 
 /// The interleaved copy of a `ty` matrix and the kernel for the rows of a batch, when `ty` is
 /// a k-quant, the rows come in whole groups of 16 and the budget has room. Such a matrix is
@@ -373,21 +391,22 @@ pub(crate) fn interleave(
         return None;
     }
     debug_assert!(!matches!(ty, W::Q4K | W::Q2K) || crate::ggml_repacks(ty, rows));
-    let kernel: KGroupKernel = match ty {
-        W::Q4K => gemm_64,
-        W::Q2K => gemm_128,
-        W::Q5K => tiled_mins,
-        W::Q3K => tiled_bias4,
-        W::Q6K => tiled_bias32,
-        W::IQ4XS => tiled_bias128,
+    let (batch, alone): (KGroupKernel, Option<KGroupKernel>) = match ty {
+        W::Q4K => (gemm_64, Some(gemv_nibbles)),
+        W::Q2K => (gemm_128, Some(gemv_nibbles)),
+        W::Q5K => (tiled_mins, None),
+        W::Q3K => (tiled_bias4, None),
+        W::Q6K => (tiled_bias32, None),
+        W::IQ4XS => (tiled_bias128, None),
         _ => return None,
     };
     let group_bytes = row_bytes / ty.block().1 * block_bytes(codes_of(ty));
     let reserved = Reserved::take(rows / GROUP * group_bytes)?;
-    Some((
-        repack(ty, src, rows, row_bytes),
-        kernel,
+    Some(KGroups {
+        lines: repack(ty, src, rows, row_bytes),
+        batch,
+        alone,
         group_bytes,
-        reserved,
-    ))
+        _reserved: reserved,
+    })
 }

@@ -384,8 +384,17 @@ impl DotFn {
                 // In ggml's order the 32-block formats have no paired kernel ([`ggml_sums`]).
                 W::Q4_0 => Self::Q8(avx2::dot_q4_0_vnni512, fast(avx2::dot_q4_0_paired)),
                 W::IQ4NL => Self::Q8(avx2::dot_iq4_nl_vnni512, None),
-                W::Q5K => Self::Q8K(avx2::dot_q5_k, avx2::dot_q5_k_tiled_vnni512, KBatch::Tiled8),
-                W::Q6K => Self::Q8K(avx2::dot_q6_k, avx2::dot_q6_k_tiled_vnni512, KBatch::Tiled8),
+                W::Q4K => Self::Q8K(avx2::dot_q4_k_vnni512, avx2::dot_q4_k_x4, KBatch::Groups4),
+                W::Q5K => Self::Q8K(
+                    avx2::dot_q5_k_vnni512,
+                    avx2::dot_q5_k_tiled_vnni512,
+                    KBatch::Tiled8,
+                ),
+                W::Q6K => Self::Q8K(
+                    avx2::dot_q6_k_vnni512,
+                    avx2::dot_q6_k_tiled_vnni512,
+                    KBatch::Tiled8,
+                ),
                 W::Q3K => Self::Q8K(avx2::dot_q3_k, avx2::dot_q3_k_tiled_vnni512, KBatch::Tiled8),
                 W::IQ4XS => Self::Q8K(
                     avx2::dot_iq4_xs,

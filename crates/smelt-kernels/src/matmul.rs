@@ -289,6 +289,20 @@ impl QMatrix {
         }
     }
 
+    /// Bytes one token's product reads: the 16-row k-quant copy where that serves single
+    /// tokens (Q4_K and Q2_K, 0.66 bytes per weight against the file's 0.56 and 0.33), else
+    /// [`QMatrix::nbytes`] (the 32-block copies are the file's size). Decode's bandwidth
+    /// figures count these.
+    pub fn one_token_bytes(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(copy) = &self.kgroups
+            && copy.alone.is_some()
+        {
+            return copy.lines.bytes().len();
+        }
+        self.nbytes()
+    }
+
     /// `out (n, rows) = acts (n, cols) · Wᵀ`.
     pub fn matmul(&self, acts: &Activations, out: &mut [f32]) {
         matmul_multi(&[self], acts, &mut [out]);
@@ -395,15 +409,19 @@ pub fn matmul_each(jobs: &[(&QMatrix, &Activations)], outs: &mut [&mut [f32]]) {
             while t0 < n {
                 let nt = tile_width(w.dot.run(acts, t0, MAX_TILE_TOKENS));
                 #[cfg(target_arch = "x86_64")]
-                if let Some((packed, kernel, group_bytes, _)) = &w.kgroups
+                if let Some(copy) = &w.kgroups
                     && let DotFn::Q8K(_, _, rule) = w.dot
-                    && acts.k_batch(t0, rule)
+                    && let Some(kernel) = if acts.k_batch(t0, rule) {
+                        Some(copy.batch)
+                    } else {
+                        copy.alone
+                    }
                 {
                     use crate::interleaved::GROUP;
                     // Whole groups: the matrix's rows are, and so are TILE and the task bounds.
                     assert!(r0.is_multiple_of(GROUP) && r1.is_multiple_of(GROUP));
-                    let groups =
-                        &packed.bytes()[r0 / GROUP * group_bytes..r1 / GROUP * group_bytes];
+                    let gb = copy.group_bytes;
+                    let groups = &copy.lines.bytes()[r0 / GROUP * gb..r1 / GROUP * gb];
                     let tile: [&[crate::BlockQ8K]; MAX_TILE_TOKENS] =
                         std::array::from_fn(|i| acts.row_q8k_for(t0 + i.min(nt - 1), rule));
                     // SAFETY: the kernel was chosen after detecting its CPU features; rows
@@ -412,7 +430,7 @@ pub fn matmul_each(jobs: &[(&QMatrix, &Activations)], outs: &mut [&mut [f32]]) {
                     // writes rows start..end.
                     unsafe {
                         let dst = out.0.add(t0 * w.rows + r0);
-                        kernel(groups, *group_bytes, &tile[..nt], dst, w.rows)
+                        kernel(groups, gb, &tile[..nt], dst, w.rows)
                     };
                     t0 += nt;
                     continue;

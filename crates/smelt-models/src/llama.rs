@@ -105,15 +105,17 @@ impl Llama {
             .map(|l| {
                 let attn: usize = [&l.wq, &l.wk, &l.wv, &l.wo]
                     .iter()
-                    .map(|m| m.nbytes())
+                    .map(|m| m.one_token_bytes())
                     .sum();
                 attn + match &l.ffn {
-                    Ffn::Dense { gate, up, down } => gate.nbytes() + up.nbytes() + down.nbytes(),
+                    Ffn::Dense { gate, up, down } => {
+                        gate.one_token_bytes() + up.one_token_bytes() + down.one_token_bytes()
+                    }
                     Ffn::Experts(x) => x.bytes_per_token(),
                 }
             })
             .sum();
-        layers + self.output_matrix().nbytes()
+        layers + self.output_matrix().one_token_bytes()
     }
 
     /// Counts of weight matrices by kernel format, e.g. `[("Q5_0", 166), ...]` (each expert's
@@ -768,7 +770,16 @@ fn matmul_span(name: &'static str, mats: &[&QMatrix], n: usize) -> trace::Span {
     if !trace::enabled() {
         return span;
     }
-    let bytes: usize = mats.iter().map(|m| m.nbytes()).sum();
+    let bytes: usize = mats
+        .iter()
+        .map(|m| {
+            if n == 1 {
+                m.one_token_bytes()
+            } else {
+                m.nbytes()
+            }
+        })
+        .sum();
     let flops: usize = mats.iter().map(|m| 2 * m.rows * m.cols * n).sum();
     span.arg("bytes", bytes as f64).arg("flops", flops as f64)
 }

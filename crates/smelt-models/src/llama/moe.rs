@@ -83,14 +83,16 @@ impl MoeFfn {
     /// Weight bytes one token reads: the router and `used` experts (each expert's three
     /// matrices are the same size).
     pub(super) fn bytes_per_token(&self) -> usize {
-        let one = self.gate[0].nbytes() + self.up[0].nbytes() + self.down[0].nbytes();
+        let one = self.gate[0].one_token_bytes()
+            + self.up[0].one_token_bytes()
+            + self.down[0].one_token_bytes();
         let shared: usize = self
             .shared
             .iter()
             .flat_map(|s| s.matrices())
-            .map(|m| m.nbytes())
+            .map(|m| m.one_token_bytes())
             .sum();
-        self.router.nbytes() + self.used * one + shared
+        self.router.one_token_bytes() + self.used * one + shared
     }
 
     /// Every matrix, the router first.
