@@ -1,14 +1,15 @@
-// Speed of ggml's one-token matrix products (the decode hot path), for benches/gemv_vs_ggml.sh.
+// Speed of ggml's matrix products for one token (the decode hot path) or a few, for
+// benches/gemv_vs_ggml.sh.
 //
 // For each weight type it quantizes random weights (ROWS, COLS) with ggml_quantize_chunk, places
 // them as llama.cpp's model loader does (the CPU "repack" buffer when the CPU device runs the
-// product from there, else a plain CPU buffer) and times ggml_mul_mat of one token on the CPU
-// backend: the best of ROUNDS batches of REPS graph computes (each compute also quantizes the
-// token's activations, as a model's does). One JSON line per type:
+// product from there, else a plain CPU buffer) and times ggml_mul_mat of TOKENS tokens on the
+// CPU backend: the best of ROUNDS batches of REPS graph computes (each compute also quantizes
+// the activations, as a model's does). One JSON line per type, time per row and token:
 //   {"type": "q4_K", "repacked": 1, "ns_per_row": 58.1}
 // Built against the llama.cpp that benches/llamacpp_native.sh builds; nothing of it is copied.
 //
-// Usage: ggml_gemv_speed THREADS ROWS COLS REPS ROUNDS TYPE...   (ggml type names)
+// Usage: ggml_gemv_speed THREADS ROWS COLS TOKENS REPS ROUNDS TYPE...   (ggml type names)
 #include "ggml.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -68,25 +69,25 @@ static int repack_supported(ggml_backend_dev_t dev, ggml_backend_buffer_type_t b
 }
 
 int main(int argc, char **argv) {
-  if (argc < 7) {
-    fprintf(stderr, "usage: %s THREADS ROWS COLS REPS ROUNDS TYPE...\n", argv[0]);
+  if (argc < 8) {
+    fprintf(stderr, "usage: %s THREADS ROWS COLS TOKENS REPS ROUNDS TYPE...\n", argv[0]);
     return 2;
   }
   int threads = atoi(argv[1]), rows = atoi(argv[2]), cols = atoi(argv[3]);
-  int reps = atoi(argv[4]), rounds = atoi(argv[5]);
-  if (threads < 1 || rows < 1 || cols < 1 || reps < 1 || rounds < 1) {
-    fprintf(stderr, "THREADS, ROWS, COLS, REPS and ROUNDS must be positive\n");
+  int tokens = atoi(argv[4]), reps = atoi(argv[5]), rounds = atoi(argv[6]);
+  if (threads < 1 || rows < 1 || cols < 1 || tokens < 1 || reps < 1 || rounds < 1) {
+    fprintf(stderr, "THREADS, ROWS, COLS, TOKENS, REPS and ROUNDS must be positive\n");
     return 2;
   }
   ggml_backend_t backend = ggml_backend_cpu_init();
   ggml_backend_cpu_set_n_threads(backend, threads);
   ggml_backend_dev_t dev = ggml_backend_get_device(backend);
   ggml_backend_buffer_type_t repack = repack_buft(dev);
-  float *x = malloc(sizeof(float) * cols);  // (1, cols)
-  for (int i = 0; i < cols; i++) x[i] = uniform() + uniform() + uniform() + uniform();
+  float *x = malloc(sizeof(float) * tokens * cols);  // (tokens, cols)
+  for (int i = 0; i < tokens * cols; i++) x[i] = uniform() + uniform() + uniform() + uniform();
   float *wf = malloc(sizeof(float) * rows * cols);  // (rows, cols)
   for (size_t i = 0; i < (size_t) rows * cols; i++) wf[i] = uniform();
-  for (int a = 6; a < argc; a++) {
+  for (int a = 7; a < argc; a++) {
     int type = -1;
     for (int t = 0; t < GGML_TYPE_COUNT; t++)
       if (ggml_type_name((enum ggml_type) t) && strcmp(ggml_type_name((enum ggml_type) t), argv[a]) == 0) type = t;
@@ -104,13 +105,13 @@ int main(int argc, char **argv) {
     ggml_backend_tensor_set(w, wq, 0, n_bytes);
     struct ggml_init_params gp = {ggml_tensor_overhead() * 8 + ggml_graph_overhead(), NULL, true};
     struct ggml_context *gctx = ggml_init(gp);
-    struct ggml_tensor *xt = ggml_new_tensor_2d(gctx, GGML_TYPE_F32, cols, 1);
+    struct ggml_tensor *xt = ggml_new_tensor_2d(gctx, GGML_TYPE_F32, cols, tokens);
     struct ggml_tensor *y = ggml_mul_mat(gctx, w, xt);
     struct ggml_cgraph *gf = ggml_new_graph(gctx);
     ggml_build_forward_expand(gf, y);
     ggml_gallocr_t galloc = ggml_gallocr_new(ggml_backend_cpu_buffer_type());
     if (!ggml_gallocr_alloc_graph(galloc, gf)) { fprintf(stderr, "graph allocation failed\n"); return 1; }
-    ggml_backend_tensor_set(xt, x, 0, sizeof(float) * cols);
+    ggml_backend_tensor_set(xt, x, 0, sizeof(float) * tokens * cols);
     double best = 1e30;
     for (int r = 0; r < rounds; r++) {
       double t0 = now_s();
@@ -123,7 +124,7 @@ int main(int argc, char **argv) {
       if (t < best) best = t;
     }
     printf("{\"type\": \"%s\", \"repacked\": %d, \"ns_per_row\": %.3f}\n", argv[a], repacked,
-           best * 1e9 / rows);
+           best * 1e9 / rows / tokens);
     fflush(stdout);
     ggml_gallocr_free(galloc);
     ggml_free(gctx);

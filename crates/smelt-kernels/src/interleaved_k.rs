@@ -141,6 +141,7 @@ mod order {
 unsafe fn group<
     const BIAS: i32,
     const MINS: bool,
+    const PAIRS: bool,
     const ORDER: u8,
     const CODES: u8,
     const T: usize,
@@ -169,32 +170,44 @@ unsafe fn group<
             let dmin = _mm512_loadu_ps(p.add(cb + 576) as *const f32);
             // (T,) per-row integer sums S and M of the current span.
             let (mut s, mut m) = ([_mm512_setzero_si512(); T], [_mm512_setzero_si512(); T]);
-            for g in 0..16 {
-                let codes: [__m512i; 4] = if CODES == codes::BYTES {
-                    std::array::from_fn(|i| _mm512_loadu_si512(p.add((4 * g + i) * 64) as *const _))
-                } else {
-                    let x0 = _mm512_loadu_si512(p.add(2 * g * 64) as *const _);
-                    let x1 = _mm512_loadu_si512(p.add((2 * g + 1) * 64) as *const _);
-                    let c = [
-                        _mm512_and_si512(x0, low),
-                        _mm512_and_si512(x1, low),
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(x0), low),
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(x1), low),
-                    ];
-                    if CODES == codes::TABLE {
-                        c.map(|i| _mm512_shuffle_epi8(table, i))
-                    } else {
-                        c
+            // Scales that cover 32 weights (PAIRS) scale two groups' sums at once.
+            let step = if PAIRS { 2 } else { 1 };
+            for g in (0..16).step_by(step) {
+                // (step · 4,) code vectors: dword i of group g + i / 4, 16 rows. (Loops, not
+                // closures: a closure does not inherit the entry point's target features.)
+                let mut codes = [_mm512_setzero_si512(); 8];
+                for h in 0..step {
+                    let q = &mut codes[4 * h..4 * h + 4];
+                    let gg = g + h;
+                    if CODES == codes::BYTES {
+                        for (i, c) in q.iter_mut().enumerate() {
+                            *c = _mm512_loadu_si512(p.add((4 * gg + i) * 64) as *const _);
+                        }
+                        continue;
                     }
-                };
+                    let x0 = _mm512_loadu_si512(p.add(2 * gg * 64) as *const _);
+                    let x1 = _mm512_loadu_si512(p.add((2 * gg + 1) * 64) as *const _);
+                    q[0] = _mm512_and_si512(x0, low);
+                    q[1] = _mm512_and_si512(x1, low);
+                    q[2] = _mm512_and_si512(_mm512_srli_epi16::<4>(x0), low);
+                    q[3] = _mm512_and_si512(_mm512_srli_epi16::<4>(x1), low);
+                    if CODES == codes::TABLE {
+                        for c in q.iter_mut() {
+                            *c = _mm512_shuffle_epi8(table, *c);
+                        }
+                    }
+                }
                 let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(cb + 16 * g) as *const _));
                 let mn =
                     _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(cb + 256 + 16 * g) as *const _));
                 for t in 0..T {
                     let y = a[t].get_unchecked(b);
-                    let bsum = *y.bsums.get_unchecked(g) as i32;
+                    let mut bsum = *y.bsums.get_unchecked(g) as i32;
+                    if PAIRS {
+                        bsum += *y.bsums.get_unchecked(g + 1) as i32;
+                    }
                     let mut tg = _mm512_set1_epi32(-BIAS * bsum);
-                    for (i, code) in codes.iter().enumerate() {
+                    for (i, code) in codes[..4 * step].iter().enumerate() {
                         let y4 = std::ptr::read_unaligned(
                             y.qs.as_ptr().add(16 * g + 4 * i) as *const i32
                         );
@@ -206,6 +219,8 @@ unsafe fn group<
                         m[t] = _mm512_add_epi32(m[t], mb);
                     }
                 }
+                // The last group taken.
+                let g = g + step - 1;
                 let span_end = match ORDER {
                     GEMM_64 => g % 4 == 3,
                     GEMM_128 => g % 8 == 7,
@@ -253,7 +268,13 @@ pub(crate) type KGroupKernel = unsafe fn(&[u8], usize, &[&[BlockQ8K]], *mut f32,
 
 /// The tile through [`group`], at most 4 tokens a call (the accumulators stay in registers).
 #[inline(always)]
-unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8, const CODES: u8>(
+unsafe fn rows<
+    const BIAS: i32,
+    const MINS: bool,
+    const PAIRS: bool,
+    const ORDER: u8,
+    const CODES: u8,
+>(
     w: &[u8],
     group_bytes: usize,
     a: &[&[BlockQ8K]],
@@ -280,12 +301,15 @@ unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8, const CODES: 
             // `out` at (token, row) of the tile.
             unsafe {
                 match left {
-                    1 => group::<BIAS, MINS, ORDER, CODES, 1>(gw, &[a[t]], o, ld),
-                    2 => group::<BIAS, MINS, ORDER, CODES, 2>(gw, &[a[t], a[t + 1]], o, ld),
-                    3 => {
-                        group::<BIAS, MINS, ORDER, CODES, 3>(gw, &[a[t], a[t + 1], a[t + 2]], o, ld)
-                    }
-                    _ => group::<BIAS, MINS, ORDER, CODES, 4>(
+                    1 => group::<BIAS, MINS, PAIRS, ORDER, CODES, 1>(gw, &[a[t]], o, ld),
+                    2 => group::<BIAS, MINS, PAIRS, ORDER, CODES, 2>(gw, &[a[t], a[t + 1]], o, ld),
+                    3 => group::<BIAS, MINS, PAIRS, ORDER, CODES, 3>(
+                        gw,
+                        &[a[t], a[t + 1], a[t + 2]],
+                        o,
+                        ld,
+                    ),
+                    _ => group::<BIAS, MINS, PAIRS, ORDER, CODES, 4>(
                         gw,
                         &[a[t], a[t + 1], a[t + 2], a[t + 3]],
                         o,
@@ -299,11 +323,11 @@ unsafe fn rows<const BIAS: i32, const MINS: bool, const ORDER: u8, const CODES: 
 }
 
 macro_rules! kgroup_kernel {
-    ($name:ident, $bias:literal, $mins:literal, $order:ident, $codes:ident) => {
+    ($name:ident, $bias:literal, $mins:literal, $pairs:literal, $order:ident, $codes:ident) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
         unsafe fn $name(w: &[u8], group_bytes: usize, a: &[&[BlockQ8K]], out: *mut f32, ld: usize) {
             unsafe {
-                rows::<$bias, $mins, { order::$order }, { codes::$codes }>(
+                rows::<$bias, $mins, $pairs, { order::$order }, { codes::$codes }>(
                     w,
                     group_bytes,
                     a,
@@ -315,13 +339,15 @@ macro_rules! kgroup_kernel {
     };
 }
 
-kgroup_kernel!(tiled_mins, 0, true, TILED, BYTES); // Q5_K
-kgroup_kernel!(tiled_bias4, 4, false, TILED, NIBBLES); // Q3_K
-kgroup_kernel!(tiled_bias32, 32, false, TILED, BYTES); // Q6_K
-kgroup_kernel!(tiled_bias128, 128, false, TILED, TABLE); // IQ4_XS
-kgroup_kernel!(gemm_64, 0, true, GEMM_64, NIBBLES); // Q4_K
-kgroup_kernel!(gemm_128, 0, true, GEMM_128, NIBBLES); // Q2_K
-kgroup_kernel!(gemv_nibbles, 0, true, GEMV, NIBBLES); // Q4_K, Q2_K
+// Kernel, BIAS, MINS, PAIRS (scales per 32 weights), order, codes.
+kgroup_kernel!(tiled_mins, 0, true, true, TILED, BYTES); // Q5_K
+kgroup_kernel!(tiled_bias4, 4, false, false, TILED, NIBBLES); // Q3_K
+kgroup_kernel!(tiled_bias32, 32, false, false, TILED, BYTES); // Q6_K
+kgroup_kernel!(tiled_bias128, 128, false, true, TILED, TABLE); // IQ4_XS
+kgroup_kernel!(gemm_64, 0, true, true, GEMM_64, NIBBLES); // Q4_K
+kgroup_kernel!(gemm_128, 0, true, false, GEMM_128, NIBBLES); // Q2_K
+kgroup_kernel!(gemv_q4_k, 0, true, true, GEMV, NIBBLES); // Q4_K
+kgroup_kernel!(gemv_q2_k, 0, true, false, GEMV, NIBBLES); // Q2_K
 
 /// Bytes of interleaved k-quant copies alive in this process, against [`budget`].
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
@@ -392,8 +418,8 @@ pub(crate) fn interleave(
     }
     debug_assert!(!matches!(ty, W::Q4K | W::Q2K) || crate::ggml_repacks(ty, rows));
     let (batch, alone): (KGroupKernel, Option<KGroupKernel>) = match ty {
-        W::Q4K => (gemm_64, Some(gemv_nibbles)),
-        W::Q2K => (gemm_128, Some(gemv_nibbles)),
+        W::Q4K => (gemm_64, Some(gemv_q4_k)),
+        W::Q2K => (gemm_128, Some(gemv_q2_k)),
         W::Q5K => (tiled_mins, None),
         W::Q3K => (tiled_bias4, None),
         W::Q6K => (tiled_bias32, None),
