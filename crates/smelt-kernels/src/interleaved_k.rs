@@ -18,11 +18,14 @@
 //!   IQ4_XS, whose codes are 16 table values) keep them as nibbles instead, half the bytes:
 //!   (32, 16, 4), where dwords 4g + i and 4g + i + 2 (i = 0, 1) of a 16-weight group g share
 //!   one 64-byte line, the first in the low nibbles; IQ4_XS keeps the table index;
-//! - scales: (16, 16) i8, 16-weight group g of each row; mins: (16, 16) u8;
+//! - scales: (G, 16) i8, group g of each row; mins: (G, 16) u8, where a group is 16 weights
+//!   (G = 16), or 32 for the formats whose scales and mins cover 32 (Q4_K, Q5_K, IQ4_XS: G = 8,
+//!   so a copy of Q4_K takes 152 bytes per row and super-block against the file's 144);
 //! - d, dmin: (16,) f32 each.
 //!
-//! The copy takes 0.66 bytes per weight (nibbles) or 1.16 (Q5_K, Q6_K) besides the file's own
-//! bytes (which single tokens still read); the copies of a process stay within a budget
+//! The copy takes 0.59 bytes per weight (Q4_K, IQ4_XS), 0.66 (Q2_K, Q3_K), 1.09 (Q5_K) or 1.16
+//! (Q6_K) besides the file's own bytes (which single tokens of the formats other than Q4_K and
+//! Q2_K still read); the copies of a process stay within a budget
 //! (`SMELT_INTERLEAVE_BUDGET_MB`, default 1024), and `SMELT_NO_INTERLEAVE` switches them off.
 
 use std::arch::x86_64::*;
@@ -56,9 +59,19 @@ const fn code_bytes(codes: u8) -> usize {
     }
 }
 
+/// Scale groups per super-block: 8 where scales and mins cover 32 weights (`pairs`), else 16.
+const fn scale_groups(pairs: bool) -> usize {
+    if pairs { 8 } else { 16 }
+}
+
 /// Bytes of one super-block of a 16-row group: codes, scales, mins, d, dmin.
-const fn block_bytes(codes: u8) -> usize {
-    code_bytes(codes) + 2 * 256 + 2 * 64
+const fn block_bytes(codes: u8, pairs: bool) -> usize {
+    code_bytes(codes) + 2 * 16 * scale_groups(pairs) + 2 * 64
+}
+
+/// Whether `ty`'s scales (and mins) cover 32 weights.
+fn pairs_of(ty: WeightType) -> bool {
+    matches!(ty, WeightType::Q4K | WeightType::Q5K | WeightType::IQ4XS)
 }
 
 /// How `ty`'s copy keeps its codes.
@@ -74,8 +87,12 @@ fn codes_of(ty: WeightType) -> u8 {
 fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Lines {
     let bb = ty.block().1;
     let nb = row_bytes / bb;
-    let kind = codes_of(ty);
-    let (cb, blk) = (code_bytes(kind), block_bytes(kind));
+    let (kind, pairs) = (codes_of(ty), pairs_of(ty));
+    let (cb, blk, ng) = (
+        code_bytes(kind),
+        block_bytes(kind, pairs),
+        scale_groups(pairs),
+    );
     // The nibble that stands for code u.
     let nibble = |u: u8| -> u8 {
         match kind {
@@ -111,12 +128,17 @@ fn repack(ty: WeightType, src: &[u8], rows: usize, row_bytes: usize) -> Lines {
                             dst[line * 64 + r * 4 + e] |= nibble(u) << shift;
                         }
                     }
-                    for grp in 0..16 {
-                        dst[cb + grp * GROUP + r] = x.sc[grp] as u8;
-                        dst[cb + 256 + grp * GROUP + r] = x.m[grp];
+                    for k in 0..ng {
+                        let grp = k * 16 / ng;
+                        debug_assert!(
+                            !pairs || (x.sc[grp], x.m[grp]) == (x.sc[grp + 1], x.m[grp + 1])
+                        );
+                        dst[cb + k * GROUP + r] = x.sc[grp] as u8;
+                        dst[cb + 16 * ng + k * GROUP + r] = x.m[grp];
                     }
-                    dst[cb + 512 + 4 * r..][..4].copy_from_slice(&x.d.to_le_bytes());
-                    dst[cb + 576 + 4 * r..][..4].copy_from_slice(&x.dmin.to_le_bytes());
+                    let dd = cb + 32 * ng;
+                    dst[dd + 4 * r..][..4].copy_from_slice(&x.d.to_le_bytes());
+                    dst[dd + 64 + 4 * r..][..4].copy_from_slice(&x.dmin.to_le_bytes());
                 }
             }
         });
@@ -152,7 +174,11 @@ unsafe fn group<
     ld: usize,
 ) {
     use order::*;
-    let (cb, blk) = (code_bytes(CODES), block_bytes(CODES));
+    let (cb, blk, ng) = (
+        code_bytes(CODES),
+        block_bytes(CODES, PAIRS),
+        scale_groups(PAIRS),
+    );
     unsafe {
         let nb = w.len() / blk;
         let low = _mm512_set1_epi8(0x0f);
@@ -166,8 +192,8 @@ unsafe fn group<
                     _mm_prefetch::<_MM_HINT_T0>(ahead.add(line) as *const i8);
                 }
             }
-            let d = _mm512_loadu_ps(p.add(cb + 512) as *const f32);
-            let dmin = _mm512_loadu_ps(p.add(cb + 576) as *const f32);
+            let d = _mm512_loadu_ps(p.add(cb + 32 * ng) as *const f32);
+            let dmin = _mm512_loadu_ps(p.add(cb + 32 * ng + 64) as *const f32);
             // (T,) per-row integer sums S and M of the current span.
             let (mut s, mut m) = ([_mm512_setzero_si512(); T], [_mm512_setzero_si512(); T]);
             // Scales that cover 32 weights (PAIRS) scale two groups' sums at once.
@@ -197,9 +223,11 @@ unsafe fn group<
                         }
                     }
                 }
-                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(cb + 16 * g) as *const _));
+                // The scale group of group g.
+                let k = g / step;
+                let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(cb + 16 * k) as *const _));
                 let mn =
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(cb + 256 + 16 * g) as *const _));
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(cb + 16 * ng + 16 * k) as *const _));
                 for t in 0..T {
                     let y = a[t].get_unchecked(b);
                     let mut bsum = *y.bsums.get_unchecked(g) as i32;
@@ -286,9 +314,9 @@ unsafe fn rows<
             && group_bytes > 0
             && w.len().is_multiple_of(group_bytes)
             && ld >= w.len() / group_bytes * GROUP
-            && group_bytes.is_multiple_of(block_bytes(CODES))
+            && group_bytes.is_multiple_of(block_bytes(CODES, PAIRS))
             && a.iter()
-                .all(|r| r.len() >= group_bytes / block_bytes(CODES)),
+                .all(|r| r.len() >= group_bytes / block_bytes(CODES, PAIRS)),
         "interleaved k-quant tile shape"
     );
     for (g, gw) in w.chunks_exact(group_bytes).enumerate() {
@@ -426,7 +454,7 @@ pub(crate) fn interleave(
         W::IQ4XS => (tiled_bias128, None),
         _ => return None,
     };
-    let group_bytes = row_bytes / ty.block().1 * block_bytes(codes_of(ty));
+    let group_bytes = row_bytes / ty.block().1 * block_bytes(codes_of(ty), pairs_of(ty));
     let reserved = Reserved::take(rows / GROUP * group_bytes)?;
     Some(KGroups {
         lines: repack(ty, src, rows, row_bytes),

@@ -98,7 +98,7 @@ impl QMatrix {
 
     /// [`QMatrix::new`] for a matrix that mostly sees one row at a time, such as a model's
     /// output head (run on each sequence's last position): a k-quant one gets no 16-row copy
-    /// for batch rows, whose memory (0.66–1.16 bytes per weight; a 128k-token vocabulary
+    /// for batch rows, whose memory (0.59–1.16 bytes per weight; a 128k-token vocabulary
     /// × 2048 is 262M weights) the rare batch (perplexity) would not repay. Same bits either
     /// way.
     pub fn new_one_row(
@@ -290,7 +290,7 @@ impl QMatrix {
     }
 
     /// Bytes one token's product reads: the 16-row k-quant copy where that serves single
-    /// tokens (Q4_K and Q2_K, 0.66 bytes per weight against the file's 0.56 and 0.33), else
+    /// tokens (Q4_K: 0.59 bytes per weight against the file's 0.56; Q2_K: 0.66 against 0.33), else
     /// [`QMatrix::nbytes`] (the 32-block copies are the file's size). Decode's bandwidth
     /// figures count these.
     pub fn one_token_bytes(&self) -> usize {
