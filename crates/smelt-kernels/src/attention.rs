@@ -301,8 +301,12 @@ pub fn attend_group_with(
     let hd = q.len() / g;
     #[cfg(target_arch = "x86_64")]
     if v != Variant::Reference && available_variants().contains(&v) && simd_width(hd) {
-        // SAFETY: AVX2, FMA and F16C were detected; `attend_group` checks the slab bounds.
-        return unsafe { x86::attend_group(q, g, hd, kv, pos.start, pos.end, score, order, out) };
+        // SAFETY: AVX2, FMA and F16C were detected (and AVX-512 for `wide`); `attend_group`
+        // checks the slab bounds.
+        let wide = v == Variant::Avx512Vnni;
+        return unsafe {
+            x86::attend_group(q, g, hd, kv, pos.start, pos.end, score, order, wide, out)
+        };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;

@@ -128,6 +128,7 @@ type Body = unsafe fn(
     usize,
     Score,
     Order,
+    bool,
     &mut [f32],
     &mut [f32],
     &mut [f32],
@@ -149,6 +150,7 @@ pub(super) unsafe fn attend_group(
     n_pos: usize,
     score: Score,
     order: Order,
+    wide: bool,
     out: &mut [f32],
 ) {
     assert!(g > 0 && q.len() == g * hd && out.len() >= g * hd && first < n_pos);
@@ -198,7 +200,7 @@ pub(super) unsafe fn attend_group(
                 _ => unreachable!("head widths are checked above"),
             };
             body(
-                q, g, kv, &row_of, first, n_pos, score, order, w, qr, kv32, lanes, out,
+                q, g, kv, &row_of, first, n_pos, score, order, wide, w, qr, kv32, lanes, out,
             );
         }
     });
@@ -218,6 +220,7 @@ unsafe fn body<const C: usize>(
     n_pos: usize,
     score: Score,
     order: Order,
+    wide: bool,
     w: &mut [f32],
     qr: &mut [f32],
     kv32: &mut [f32],
@@ -238,12 +241,21 @@ unsafe fn body<const C: usize>(
         const BLOCK: usize = 8;
         let c16 = first / 16 * 16;
         let b_start = first / 16 / BLOCK * BLOCK;
-        // Scores, eight positions at a time: their keys converted once into the first
-        // eight rows of `kv32` for every head, then reduced together (positions past
-        // n_pos in the last eight get zero keys and unused scores; those before `first`
-        // are overwritten with −∞ below).
+        // Scores, eight positions at a time (16 with AVX-512: `scores16`): their keys
+        // converted once into the first eight rows of `kv32` for every head, then reduced
+        // together (positions past n_pos in the last eight get zero keys and unused scores;
+        // those before `first` are overwritten with −∞ below).
         let kp = kv32.as_mut_ptr();
+        let wide_scores = wide && (order.chained(hd) || hd.is_multiple_of(64));
+        if wide_scores {
+            scores_wide(
+                hd, qr, g, kv, row_of, first, n_pos, score, order, w, n_pad, kv32,
+            );
+        }
         for p0 in (first / 8 * 8..n_pos).step_by(8) {
+            if wide_scores {
+                break;
+            }
             let m = 8.min(n_pos - p0);
             for k in 0..8 {
                 if k < m {
@@ -314,6 +326,18 @@ unsafe fn body<const C: usize>(
         // the window's would only add products with weight 0 to chains starting at +0.
         let n_acc = if order.chained(n_pad) { 1 } else { 4 };
         let n_chunks = n_pos.div_ceil(16);
+        if wide {
+            let sums = WeightedSums {
+                g,
+                hd,
+                n_pos,
+                n_pad,
+                n_acc,
+                b_start,
+                block: BLOCK,
+            };
+            return weighted_wide(sums, kv, row_of, w, kv32, lanes, out);
+        }
         let vp = kv32.as_mut_ptr();
         let lp = lanes.as_mut_ptr();
         for b0 in (b_start..n_chunks).step_by(BLOCK) {
@@ -373,6 +397,322 @@ unsafe fn body<const C: usize>(
                 let t4: [__m256; 4] = std::array::from_fn(|k| _mm256_add_ps(t8[k], t8[k + 4]));
                 let r = _mm256_add_ps(_mm256_add_ps(t4[0], t4[2]), _mm256_add_ps(t4[1], t4[3]));
                 _mm256_storeu_ps(oh.add(i), r);
+            }
+        }
+    }
+}
+
+/// [`scores16`] for head width `hd` (16 to 128 in steps of 16, or 256).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn scores_wide(
+    hd: usize,
+    qr: &[f32],
+    g: usize,
+    kv: HeadSlabs,
+    row_of: &[usize],
+    first: usize,
+    n_pos: usize,
+    score: Score,
+    order: Order,
+    w: &mut [f32],
+    n_pad: usize,
+    kbuf: &mut [f32],
+) {
+    type Scores = unsafe fn(
+        &[f32],
+        usize,
+        HeadSlabs,
+        &[usize],
+        usize,
+        usize,
+        Score,
+        Order,
+        &mut [f32],
+        usize,
+        &mut [f32],
+    );
+    let f: Scores = match hd {
+        16 => scores16::<1>,
+        32 => scores16::<2>,
+        48 => scores16::<3>,
+        64 => scores16::<4>,
+        80 => scores16::<5>,
+        96 => scores16::<6>,
+        112 => scores16::<7>,
+        128 => scores16::<8>,
+        256 => scores16::<16>,
+        _ => unreachable!("head widths are checked by attend_group"),
+    };
+    // SAFETY: the caller detected AVX-512 (`wide`) and sized the buffers (`attend_group`).
+    unsafe {
+        f(
+            qr, g, kv, row_of, first, n_pos, score, order, w, n_pad, kbuf,
+        )
+    }
+}
+
+/// The scores of positions `first / 16 · 16..n_pos` for `g` heads, 16 positions at a time
+/// with AVX-512, into `w` (g, n_pad): the same sums as the eight-position loop of [`body`]
+/// (one 16-lane chain per score in the `Batch` order; four 16-lane accumulators over each 64
+/// values in the `Single` order, for widths without leftovers), each key held in one row of
+/// `kbuf` and each head's query in registers. Sixteen [`super::reduce16`] trees run at once
+/// through [`reduce16_x16`].
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+unsafe fn scores16<const C4: usize>(
+    qr: &[f32],
+    g: usize,
+    kv: HeadSlabs,
+    row_of: &[usize],
+    first: usize,
+    n_pos: usize,
+    score: Score,
+    order: Order,
+    w: &mut [f32],
+    n_pad: usize,
+    kbuf: &mut [f32],
+) {
+    let hd = 16 * C4;
+    let chained = order.chained(hd);
+    debug_assert!(chained || hd.is_multiple_of(64));
+    assert!(qr.len() >= g * hd && kbuf.len() >= 16 * hd && w.len() >= g * n_pad);
+    assert!(row_of.len() >= n_pos && n_pad >= n_pos);
+    unsafe {
+        let kp = kbuf.as_mut_ptr();
+        for p0 in (first / 16 * 16..n_pos).step_by(16) {
+            let m = 16.min(n_pos - p0);
+            for k in 0..16 {
+                let dst = kp.add(k * hd);
+                for j in 0..C4 {
+                    let v = if k < m {
+                        let src = kv.keys.as_ptr().add(row_of[p0 + k] * kv.stride + kv.offset);
+                        _mm512_cvtph_ps(_mm256_loadu_si256(src.add(16 * j) as *const __m256i))
+                    } else {
+                        _mm512_setzero_ps()
+                    };
+                    _mm512_storeu_ps(dst.add(16 * j), v);
+                }
+            }
+            for h in 0..g {
+                let qh = qr.as_ptr().add(h * hd);
+                let mut qv = [_mm512_setzero_ps(); C4];
+                for (j, v) in qv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_ps(qh.add(16 * j));
+                }
+                let mut t = [_mm512_setzero_ps(); 16];
+                for (k, tk) in t.iter_mut().enumerate() {
+                    let kr = kp.add(k * hd);
+                    if chained {
+                        let mut acc = _mm512_setzero_ps();
+                        for (j, &qj) in qv.iter().enumerate() {
+                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(kr.add(16 * j)), qj, acc);
+                        }
+                        *tk = acc;
+                    } else {
+                        let mut a = [_mm512_setzero_ps(); 4];
+                        for (j, &qj) in qv.iter().enumerate() {
+                            a[j % 4] =
+                                _mm512_fmadd_ps(_mm512_loadu_ps(kr.add(16 * j)), qj, a[j % 4]);
+                        }
+                        *tk = _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]));
+                    }
+                }
+                let mut s = [0f32; 16];
+                _mm512_storeu_ps(s.as_mut_ptr(), reduce16_x16(t));
+                let wh = w.as_mut_ptr().add(h * n_pad + p0);
+                for (k, &sk) in s.iter().enumerate().take(m) {
+                    *wh.add(k) = score.of(sk);
+                }
+            }
+        }
+    }
+}
+
+/// Sixteen [`super::reduce16`]s at once: item k's 16 lanes in `t[k]`, its sum in lane k of the
+/// result. Each level of the tree (lane i plus lane i + 8, then i + 4, i + 2, i + 1) adds two
+/// items' halves in one vertical add after two shuffles; the last level leaves item 4e + L in
+/// lane 4L + e, which one permutation puts back.
+#[inline(always)]
+unsafe fn reduce16_x16(t: [__m512; 16]) -> __m512 {
+    unsafe {
+        // Level 1: (lanes 0..8 of a | of b) + (lanes 8..16 of a | of b).
+        let mut w = [_mm512_setzero_ps(); 8];
+        for (m, wm) in w.iter_mut().enumerate() {
+            let (a, b) = (t[2 * m], t[2 * m + 1]);
+            *wm = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(a, b),
+                _mm512_shuffle_f32x4::<0xee>(a, b),
+            );
+        }
+        // Level 2: 128-bit lane L of z[n] holds item 4n + L's four partial sums.
+        let mut z = [_mm512_setzero_ps(); 4];
+        for (n, zn) in z.iter_mut().enumerate() {
+            let (a, b) = (w[2 * n], w[2 * n + 1]);
+            *zn = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(a, b),
+                _mm512_shuffle_f32x4::<0xdd>(a, b),
+            );
+        }
+        // Level 3: lane L of r[o] holds items 8o + L and 8o + 4 + L, two sums each.
+        let mut r = [_mm512_setzero_ps(); 2];
+        for (o, ro) in r.iter_mut().enumerate() {
+            let (a, b) = (z[2 * o], z[2 * o + 1]);
+            *ro = _mm512_add_ps(
+                _mm512_shuffle_ps::<0x44>(a, b),
+                _mm512_shuffle_ps::<0xee>(a, b),
+            );
+        }
+        // Level 4: lane 4L + e holds item 4e + L.
+        let f = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x88>(r[0], r[1]),
+            _mm512_shuffle_ps::<0xdd>(r[0], r[1]),
+        );
+        let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        _mm512_permutexvar_ps(idx, f)
+    }
+}
+
+/// The shape of [`body`]'s weighted sum, for [`weighted16`].
+#[derive(Clone, Copy)]
+struct WeightedSums {
+    /// Query heads.
+    g: usize,
+    /// Head width.
+    hd: usize,
+    /// Positions.
+    n_pos: usize,
+    /// Weights per head in `w` (padded).
+    n_pad: usize,
+    /// Chunk accumulators per lane: 1 (`Batch`) or 4 (`Single`).
+    n_acc: usize,
+    /// First block of chunks read.
+    b_start: usize,
+    /// Chunks per block.
+    block: usize,
+}
+
+/// [`weighted16`] for the head width.
+#[inline(always)]
+unsafe fn weighted_wide(
+    sums: WeightedSums,
+    kv: HeadSlabs,
+    row_of: &[usize],
+    w: &[f32],
+    vbuf: &mut [f32],
+    lanes: &mut [f32],
+    out: &mut [f32],
+) {
+    type Weighted =
+        unsafe fn(WeightedSums, HeadSlabs, &[usize], &[f32], &mut [f32], &mut [f32], &mut [f32]);
+    let f: Weighted = match sums.hd {
+        16 => weighted16::<1>,
+        32 => weighted16::<2>,
+        48 => weighted16::<3>,
+        64 => weighted16::<4>,
+        80 => weighted16::<5>,
+        96 => weighted16::<6>,
+        112 => weighted16::<7>,
+        128 => weighted16::<8>,
+        256 => weighted16::<16>,
+        _ => unreachable!("head widths are checked by attend_group"),
+    };
+    // SAFETY: the caller detected AVX-512 (`wide`) and sized the buffers (`attend_group`).
+    unsafe { f(sums, kv, row_of, w, vbuf, lanes, out) }
+}
+
+/// [`body`]'s weighted sum with AVX-512: the same chains (lane l of chunk c is position
+/// 16c + l; each (head, accumulator, lane) chain over the positions in order, carried across
+/// blocks in `lanes`), each value row held in 16-wide registers, then the same combination of
+/// accumulators and lanes per output value.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
+unsafe fn weighted16<const C4: usize>(
+    sums: WeightedSums,
+    kv: HeadSlabs,
+    row_of: &[usize],
+    w: &[f32],
+    vbuf: &mut [f32],
+    lanes: &mut [f32],
+    out: &mut [f32],
+) {
+    let WeightedSums {
+        g,
+        hd,
+        n_pos,
+        n_pad,
+        n_acc,
+        b_start,
+        block,
+    } = sums;
+    assert!(hd == 16 * C4 && vbuf.len() >= 16 * block * hd && w.len() >= g * n_pad);
+    assert!(lanes.len() >= g * n_acc * 16 * hd && out.len() >= g * hd && row_of.len() >= n_pos);
+    let n_chunks = n_pos.div_ceil(16);
+    unsafe {
+        let vp = vbuf.as_mut_ptr();
+        let lp = lanes.as_mut_ptr();
+        for b0 in (b_start..n_chunks).step_by(block) {
+            let b1 = (b0 + block).min(n_chunks);
+            let (p_lo, p_hi) = (16 * b0, (16 * b1).min(n_pos));
+            for (i, &row) in row_of[p_lo..p_hi].iter().enumerate() {
+                let src = kv.values.as_ptr().add(row * kv.stride + kv.offset);
+                for j in 0..C4 {
+                    let v = _mm512_cvtph_ps(_mm256_loadu_si256(src.add(16 * j) as *const __m256i));
+                    _mm512_storeu_ps(vp.add(i * hd + 16 * j), v);
+                }
+            }
+            for h in 0..g {
+                let wh = w.as_ptr().add(h * n_pad);
+                for j in 0..n_acc {
+                    for l in 0..16 {
+                        let dst = lp.add(((h * n_acc + j) * 16 + l) * hd);
+                        let mut acc = [_mm512_setzero_ps(); C4];
+                        if b0 > b_start {
+                            for (i, a) in acc.iter_mut().enumerate() {
+                                *a = _mm512_loadu_ps(dst.add(16 * i));
+                            }
+                        }
+                        // The block size is a multiple of 4, so its first chunk is ≡ 0.
+                        let mut c = b0 + j;
+                        while c < b1 && 16 * c + l < n_pos {
+                            let p = 16 * c + l;
+                            let wv = _mm512_set1_ps(*wh.add(p));
+                            let src = vp.add((p - p_lo) * hd);
+                            for (i, a) in acc.iter_mut().enumerate() {
+                                *a = _mm512_fmadd_ps(_mm512_loadu_ps(src.add(16 * i)), wv, *a);
+                            }
+                            c += n_acc;
+                        }
+                        for (i, a) in acc.iter().enumerate() {
+                            _mm512_storeu_ps(dst.add(16 * i), *a);
+                        }
+                    }
+                }
+            }
+        }
+        for h in 0..g {
+            let lp = lp.add(h * n_acc * 16 * hd);
+            let oh = out.as_mut_ptr().add(h * hd);
+            for i in (0..hd).step_by(16) {
+                // Per lane: the chunk accumulators combined as ggml does, then the 16 lanes.
+                let mut a = [_mm512_setzero_ps(); 16];
+                for (l, al) in a.iter_mut().enumerate() {
+                    let at = |j: usize| _mm512_loadu_ps(lp.add((j * 16 + l) * hd + i));
+                    *al = if n_acc == 1 {
+                        at(0)
+                    } else {
+                        _mm512_add_ps(_mm512_add_ps(at(0), at(2)), _mm512_add_ps(at(1), at(3)))
+                    };
+                }
+                let mut t8 = [_mm512_setzero_ps(); 8];
+                for (k, t) in t8.iter_mut().enumerate() {
+                    *t = _mm512_add_ps(a[k], a[k + 8]);
+                }
+                let mut t4 = [_mm512_setzero_ps(); 4];
+                for (k, t) in t4.iter_mut().enumerate() {
+                    *t = _mm512_add_ps(t8[k], t8[k + 4]);
+                }
+                let r = _mm512_add_ps(_mm512_add_ps(t4[0], t4[2]), _mm512_add_ps(t4[1], t4[3]));
+                _mm512_storeu_ps(oh.add(i), r);
             }
         }
     }

@@ -164,6 +164,18 @@ pub fn first_visible(window: Option<usize>, pos: usize) -> usize {
     window.map_or(0, |w| (pos + 1).saturating_sub(w))
 }
 
+/// Largest head-by-head copy of the rows a call's prompts attend ([`attention`]), keys and
+/// values together, in bytes; past it (contexts of many thousand positions) the tasks read
+/// the cache itself, with the same results.
+const HEAD_ROWS_MAX_BYTES: usize = 64 << 20;
+
+thread_local! {
+    /// (rows · kv_dim) f16 keys and values copied head by head by [`attention`], kept
+    /// between calls so that a prompt's layers reuse one allocation.
+    static HEAD_ROWS: std::cell::RefCell<(Vec<half::f16>, Vec<half::f16>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
 /// `pos0..pos0 + n`, one after another in `q`) whose keys and values are already in `pool`
 /// (layer `layer`), read through each span's block table: `q` and `out` are
@@ -184,11 +196,53 @@ pub fn attention(
         softcap: h.softcap,
     };
     let (keys, values) = pool.layer(layer);
-    // (Σn,) each token's span and position.
-    let tokens: Vec<(&Span, usize)> = spans
+    let kv_dim = pool.kv_dim();
+    // (Σn,) each token's span (by index) and position.
+    let tokens: Vec<(usize, usize)> = spans
         .iter()
-        .flat_map(|sp| (sp.pos0..sp.pos0 + sp.n).map(move |p| (sp, p)))
+        .enumerate()
+        .flat_map(|(i, sp)| (sp.pos0..sp.pos0 + sp.n).map(move |p| (i, p)))
         .collect();
+    // Prompts (spans of 2 new tokens or more) read a copy of their rows head by head:
+    // (n_head_kv, n_pos, head_dim) per span, keys and values, from `copy_at[span]` on. The
+    // cache's rows are kv_dim apart, a power of two in bytes for most models, so one head's
+    // rows fall into few cache sets and evict each other long before the cache is full; the
+    // copy's are contiguous, and a thread's run of tasks (head by head, below) finds its
+    // head's rows in its cache query after query. The same values, so the same results.
+    let mut copy_at = Vec::with_capacity(spans.len());
+    let mut copied = 0;
+    for sp in spans {
+        let n_pos = sp.pos0 + sp.n;
+        if sp.n >= 2 && (copied + n_pos) * kv_dim * 4 <= HEAD_ROWS_MAX_BYTES {
+            copy_at.push(Some(copied * kv_dim));
+            copied += n_pos;
+        } else {
+            copy_at.push(None);
+        }
+    }
+    let (mut k_heads, mut v_heads) = HEAD_ROWS.with(|c| c.take());
+    if copied > 0 {
+        // Sized, not cleared: every element is written below.
+        for buf in [&mut k_heads, &mut v_heads] {
+            buf.resize(copied * kv_dim, half::f16::ZERO);
+        }
+        for (sp, at) in spans.iter().zip(&copy_at) {
+            let Some(at) = *at else { continue };
+            let n_pos = sp.pos0 + sp.n;
+            let len = n_pos * kv_dim;
+            for (slab, dst) in [(keys, &mut k_heads), (values, &mut v_heads)] {
+                dst[at..at + len]
+                    .par_chunks_exact_mut(n_pos * hd)
+                    .enumerate()
+                    .for_each(|(head, d)| {
+                        for (p, row) in d.chunks_exact_mut(hd).enumerate() {
+                            let src = sp.kv.row(p) * kv_dim + head * hd;
+                            row.copy_from_slice(&slab[src..src + hd]);
+                        }
+                    });
+            }
+        }
+    }
     // Tasks: (token, KV head) pairs, each serving the KV head's `group` query heads at once
     // (they share the keys' and values' f16 conversion); per query head when that would
     // leave too few tasks to spread over the threads. Either way each head's result is the
@@ -201,15 +255,24 @@ pub fn attention(
     };
     let tasks_per_token = h.n_head / per_task;
     let one = |(task, o): (usize, &mut [f32])| {
-        let (sp, pos) = tokens[task / tasks_per_token];
+        let (span, pos) = tokens[task / tasks_per_token];
+        let sp = &spans[span];
         let head = (task % tasks_per_token) * per_task;
-        let kv = HeadSlabs {
-            keys,
-            values,
-            stride: pool.kv_dim(),
-            offset: (head / group) * hd,
-            block: sp.kv.block,
-            table: sp.kv.table,
+        let kv_head = head / group;
+        let kv = match copy_at[span] {
+            Some(at) => {
+                let n_pos = sp.pos0 + sp.n;
+                let r = at + kv_head * n_pos * hd..at + (kv_head + 1) * n_pos * hd;
+                HeadSlabs::contiguous(&k_heads[r.clone()], &v_heads[r], hd, 0)
+            }
+            None => HeadSlabs {
+                keys,
+                values,
+                stride: kv_dim,
+                offset: kv_head * hd,
+                block: sp.kv.block,
+                table: sp.kv.table,
+            },
         };
         let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
         let order = attention::Order::for_tokens(sp.n);
@@ -225,8 +288,14 @@ pub fn attention(
     if work < 1 << 18 {
         out.chunks_mut(per_task * hd).enumerate().for_each(one);
     } else {
-        out.par_chunks_mut(per_task * hd).enumerate().for_each(one);
+        // Head by head (then token by token), so that a thread's run of tasks stays on one
+        // KV head.
+        let mut tasks: Vec<(usize, &mut [f32])> =
+            out.chunks_mut(per_task * hd).enumerate().collect();
+        tasks.sort_by_key(|&(task, _)| (task % tasks_per_token, task / tasks_per_token));
+        tasks.into_par_iter().for_each(one);
     }
+    HEAD_ROWS.with(|c| c.replace((k_heads, v_heads)));
 }
 
 /// `gate = SiLU(gate) · up` for rows of `row` values (n_ff), in parallel chunks of whole rows
