@@ -234,13 +234,15 @@ unsafe fn group<
                     if PAIRS {
                         bsum += *y.bsums.get_unchecked(g + 1) as i32;
                     }
-                    let mut tg = _mm512_set1_epi32(-BIAS * bsum);
+                    // Two chains of `vpdpbusd` (even and odd code dwords), half as long.
+                    let mut tg = [_mm512_set1_epi32(-BIAS * bsum), _mm512_setzero_si512()];
                     for (i, code) in codes[..4 * step].iter().enumerate() {
                         let y4 = std::ptr::read_unaligned(
                             y.qs.as_ptr().add(16 * g + 4 * i) as *const i32
                         );
-                        tg = _mm512_dpbusd_epi32(tg, *code, _mm512_set1_epi32(y4));
+                        tg[i % 2] = _mm512_dpbusd_epi32(tg[i % 2], *code, _mm512_set1_epi32(y4));
                     }
+                    let tg = _mm512_add_epi32(tg[0], tg[1]);
                     s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(tg, sc));
                     if MINS {
                         let mb = _mm512_mullo_epi32(mn, _mm512_set1_epi32(bsum));
