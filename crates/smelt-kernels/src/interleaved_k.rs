@@ -226,8 +226,22 @@ unsafe fn group<
                 // The scale group of group g.
                 let k = g / step;
                 let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(cb + 16 * k) as *const _));
-                let mn =
-                    _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(cb + 16 * ng + 16 * k) as *const _));
+                // Mins two scale groups at a time (k − 1 and k, at odd k): i16 lane pairs
+                // (m_{k−1}, m_k) of each row, so one `vpdpwssd` per token adds both groups'
+                // m·Σy. The spans end after odd k, so M is whole at every span's end.
+                let mins_now = MINS && k % 2 == 1;
+                let mn_pairs = if mins_now {
+                    let mins = p.add(cb + 16 * ng);
+                    let prev = _mm_loadu_si128(mins.add(16 * (k - 1)) as *const _);
+                    let this = _mm_loadu_si128(mins.add(16 * k) as *const _);
+                    let rows = _mm256_set_m128i(
+                        _mm_unpackhi_epi8(prev, this),
+                        _mm_unpacklo_epi8(prev, this),
+                    );
+                    _mm512_cvtepu8_epi16(rows)
+                } else {
+                    _mm512_setzero_si512()
+                };
                 for t in 0..T {
                     let y = a[t].get_unchecked(b);
                     let mut bsum = *y.bsums.get_unchecked(g) as i32;
@@ -244,9 +258,15 @@ unsafe fn group<
                     }
                     let tg = _mm512_add_epi32(tg[0], tg[1]);
                     s[t] = _mm512_add_epi32(s[t], _mm512_mullo_epi32(tg, sc));
-                    if MINS {
-                        let mb = _mm512_mullo_epi32(mn, _mm512_set1_epi32(bsum));
-                        m[t] = _mm512_add_epi32(m[t], mb);
+                    if mins_now {
+                        // Σy over scale group k − 1 (the groups just before g).
+                        let mut before = 0i32;
+                        for j in g - step..g {
+                            before += *y.bsums.get_unchecked(j) as i32;
+                        }
+                        // Both sums are below 2^13 in magnitude (32 bytes of at most 128).
+                        let both = (before as u16 as u32 | (bsum as u16 as u32) << 16) as i32;
+                        m[t] = _mm512_dpwssd_epi32(m[t], mn_pairs, _mm512_set1_epi32(both));
                     }
                 }
                 // The last group taken.

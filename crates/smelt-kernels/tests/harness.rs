@@ -506,8 +506,12 @@ fn attention_variants_match_the_reference() {
                                 e[p - first] / sum * values[p * stride + hd + d].to_f32() as f64
                             })
                             .sum();
+                        // 2 % of the value, or 0.02 near zero: the f16 weights carry relative
+                        // errors up to 2^-11 each and the f16 query shifts every score, so a
+                        // mean of the 8x outlier values (near 18) once missed by 0.023 against
+                        // a fixed 0.02 (SMELT_SEED=1795989410055812679).
                         assert!(
-                            (*w as f64 - exact).abs() < 2e-2,
+                            (*w as f64 - exact).abs() < 2e-2 * exact.abs().max(1.0),
                             "hd {hd} n {n_pos} first {first} dim {d}: {w} vs {exact}"
                         );
                     }
