@@ -55,66 +55,34 @@ unsafe fn both_halves(p: *const u8) -> __m512i {
 /// `ternarylogic` immediate for bitwise `a ? b : c`.
 const SELECT: i32 = 0xca;
 
-struct Q4K;
-struct Q5K;
+/// Q4_K (`FIVE` false) and Q5_K: the same scales, mins and `d`; Q5_K's codes have a fifth bit.
+struct Q45<const FIVE: bool>;
+type Q4K = Q45<false>;
+type Q5K = Q45<true>;
 struct Q6K;
 
-impl Lanes for Q4K {
-    const BYTES: usize = 144;
+impl<const FIVE: bool> Lanes for Q45<FIVE> {
+    const BYTES: usize = if FIVE { 176 } else { 144 };
     const BIAS32: bool = false;
     const MINS: bool = true;
     #[inline(always)]
     unsafe fn codes(b: *const u8) -> [__m512i; 4] {
         unsafe {
-            // qs[32k..32k + 32]: low nibbles weights 64k.., high nibbles 64k + 32...
-            let (m4, nib) = (_mm512_set1_epi8(0x0f), halves(0, 4));
-            // (Loops, not closures: a closure does not inherit the target features.)
-            let mut z = [_mm512_setzero_si512(); 4];
-            for (k, zk) in z.iter_mut().enumerate() {
-                let qs = both_halves(b.add(16 + 32 * k));
-                *zk = _mm512_and_si512(_mm512_srlv_epi16(qs, nib), m4);
-            }
-            z
-        }
-    }
-    #[inline(always)]
-    unsafe fn scales(b: *const u8) -> __m256i {
-        unsafe { k45_scales(b) }
-    }
-    #[inline(always)]
-    unsafe fn mins(b: *const u8) -> __m256i {
-        unsafe { pairs_i16(k4_scales_mins(b.add(4)).1) }
-    }
-    #[inline(always)]
-    unsafe fn d(b: *const u8) -> (f32, f32) {
-        unsafe { (f16_at(b), f16_at(b.add(2))) }
-    }
-}
-
-/// Q4_K's and Q5_K's 6-bit sub-block scales, each for both of its 16-weight groups.
-#[inline(always)]
-unsafe fn k45_scales(b: *const u8) -> __m256i {
-    unsafe {
-        let sc = k4_scales_mins(b.add(4)).0;
-        let x = _mm_loadl_epi64(sc.as_ptr() as *const __m128i);
-        _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x, x))
-    }
-}
-
-impl Lanes for Q5K {
-    const BYTES: usize = 176;
-    const BIAS32: bool = false;
-    const MINS: bool = true;
-    #[inline(always)]
-    unsafe fn codes(b: *const u8) -> [__m512i; 4] {
-        unsafe {
+            // qs[32k..32k + 32] (after Q5_K's 32 bytes of fifth bits): low nibbles weights
+            // 64k.., high nibbles 64k + 32...
             let (m4, bit4, nib) = (_mm512_set1_epi8(0x0f), _mm512_set1_epi8(0x10), halves(0, 4));
             // Weight 32j + l's fifth bit is bit j of qh[l]; moved to bit 4: vector k's halves
             // take bits 2k and 2k + 1 (left shifts for k < 2, right ones after).
             let qh = both_halves(b.add(16));
+            // (Loops, not closures: a closure does not inherit the target features.)
             let mut z = [_mm512_setzero_si512(); 4];
             for (k, zk) in z.iter_mut().enumerate() {
-                let qs = both_halves(b.add(48 + 32 * k));
+                let qs = both_halves(b.add(if FIVE { 48 } else { 16 } + 32 * k));
+                let codes = _mm512_srlv_epi16(qs, nib);
+                if !FIVE {
+                    *zk = _mm512_and_si512(codes, m4);
+                    continue;
+                }
                 let (lo, hi) = (2 * k as i16 - 4, 2 * k as i16 - 3);
                 let fifth = if k < 2 {
                     _mm512_sllv_epi16(qh, halves(-lo, -hi))
@@ -122,14 +90,19 @@ impl Lanes for Q5K {
                     _mm512_srlv_epi16(qh, halves(lo, hi))
                 };
                 let fifth = _mm512_and_si512(fifth, bit4);
-                *zk = _mm512_ternarylogic_epi32::<SELECT>(m4, _mm512_srlv_epi16(qs, nib), fifth);
+                *zk = _mm512_ternarylogic_epi32::<SELECT>(m4, codes, fifth);
             }
             z
         }
     }
     #[inline(always)]
     unsafe fn scales(b: *const u8) -> __m256i {
-        unsafe { k45_scales(b) }
+        // The 6-bit sub-block scales, each for both of its 16-weight groups.
+        unsafe {
+            let sc = k4_scales_mins(b.add(4)).0;
+            let x = _mm_loadl_epi64(sc.as_ptr() as *const __m128i);
+            _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(x, x))
+        }
     }
     #[inline(always)]
     unsafe fn mins(b: *const u8) -> __m256i {
