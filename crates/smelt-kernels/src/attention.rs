@@ -18,6 +18,11 @@
 //! lane's chain over positions in registers across the head's dimensions, serves the query
 //! heads of one KV head together, and computes every head exactly as the reference does.
 //!
+//! A prompt's consecutive tokens attend prefixes of the same keys and values: [`attend_rows`]
+//! serves several query rows, each over its own positions, converting and loading each key
+//! and value once for all of them; a row's extra terms (positions past its own end) have
+//! weight +0 and change no chain.
+//!
 //! A sliding window (Gemma's local layers) attends positions `first..n_pos`: the positions
 //! before `first` are llama.cpp's masked ones, scores of −∞ and weights of exactly 0, so
 //! skipping them changes no sum as long as the lanes stay aligned to position 0; whole
@@ -297,21 +302,68 @@ pub fn attend_group_with(
     order: Order,
     out: &mut [f32],
 ) {
+    attend_any(v, q, g, std::slice::from_ref(&pos), kv, score, order, out)
+}
+
+/// `out (rows, head_dim) = softmax(score(q·Kᵀ)) · V` for query rows `q` (rows, head_dim) that
+/// share one KV head, row r over the positions `ranges[r]` (rows = `ranges.len()`, none
+/// empty), with variant `v`. A prompt's consecutive tokens are such rows: each reads a
+/// prefix of the same keys and values, and together they convert and load each key and value
+/// once. Each row's result equals its own [`attend_with`] call bit for bit.
+pub fn attend_rows_with(
+    v: Variant,
+    q: &[f32],
+    ranges: &[Range<usize>],
+    kv: HeadSlabs,
+    score: Score,
+    order: Order,
+    out: &mut [f32],
+) {
+    attend_any(v, q, ranges.len(), ranges, kv, score, order, out)
+}
+
+/// [`attend_rows_with`] with the process's kernel variant.
+pub fn attend_rows(
+    q: &[f32],
+    ranges: &[Range<usize>],
+    kv: HeadSlabs,
+    score: Score,
+    order: Order,
+    out: &mut [f32],
+) {
+    attend_rows_with(crate::variant(), q, ranges, kv, score, order, out)
+}
+
+/// `g` rows over `ranges` (one per row, or one for all).
+#[allow(clippy::too_many_arguments)]
+fn attend_any(
+    v: Variant,
+    q: &[f32],
+    g: usize,
+    ranges: &[Range<usize>],
+    kv: HeadSlabs,
+    score: Score,
+    order: Order,
+    out: &mut [f32],
+) {
     assert!(g > 0 && q.len().is_multiple_of(g) && out.len() >= q.len());
+    assert!(
+        ranges.len() == 1 || ranges.len() == g,
+        "one range, or one per row"
+    );
     let hd = q.len() / g;
     #[cfg(target_arch = "x86_64")]
     if v != Variant::Reference && available_variants().contains(&v) && simd_width(hd) {
         // SAFETY: AVX2, FMA and F16C were detected (and AVX-512 for `wide`); `attend_group`
         // checks the slab bounds.
         let wide = v == Variant::Avx512Vnni;
-        return unsafe {
-            x86::attend_group(q, g, hd, kv, pos.start, pos.end, score, order, wide, out)
-        };
+        return unsafe { x86::attend_group(q, g, hd, kv, ranges, score, order, wide, out) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
-    for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)) {
-        attend_reference(qh, kv, pos.clone(), score, order, oh);
+    for (r, (qh, oh)) in q.chunks_exact(hd).zip(out.chunks_exact_mut(hd)).enumerate() {
+        let pos = ranges[if ranges.len() == 1 { 0 } else { r }].clone();
+        attend_reference(qh, kv, pos, score, order, oh);
     }
 }
 

@@ -662,6 +662,59 @@ fn grouped_query_heads_equal_their_separate_calls_bit_for_bit() {
 }
 
 #[test]
+fn rows_over_their_own_positions_equal_their_separate_calls_bit_for_bit() {
+    use smelt_kernels::attention::{HeadSlabs, Order, Score, attend_rows_with, attend_with};
+    let mut rng = Rng::fresh();
+    for hd in [48usize, 64, 128, 256] {
+        // A prompt's tokens: `t` consecutive positions ending at n_pos, `g` heads each, rows
+        // token-major; some with a sliding window (each row's own first position).
+        for (t, g, n_pos, window) in [
+            (4usize, 2usize, 300usize, None),
+            (3, 4, 37, None),
+            (8, 1, 129, Some(50usize)),
+            (5, 3, 17, Some(6)),
+            (2, 2, 2, None),
+        ] {
+            let stride = 2 * hd;
+            let keys: Vec<half::f16> = (0..n_pos * stride)
+                .map(|_| half::f16::from_f32(rng.activation()))
+                .collect();
+            let values: Vec<half::f16> = (0..n_pos * stride)
+                .map(|_| half::f16::from_f32(rng.activation() * 3.0))
+                .collect();
+            let kv = HeadSlabs::contiguous(&keys, &values, stride, hd);
+            let ranges: Vec<std::ops::Range<usize>> = (0..t * g)
+                .map(|r| {
+                    let end = n_pos - t + 1 + r / g;
+                    window.map_or(0, |w| end.saturating_sub(w))..end
+                })
+                .collect();
+            let q: Vec<f32> = (0..t * g * hd).map(|_| rng.activation()).collect();
+            let score = Score::scaled(1.0 / (hd as f32).sqrt());
+            for order in [Order::Batch, Order::Single] {
+                for &v in available_variants() {
+                    let mut together = vec![f32::NAN; t * g * hd];
+                    attend_rows_with(v, &q, &ranges, kv, score, order, &mut together);
+                    for (r, range) in ranges.iter().enumerate() {
+                        let mut alone = vec![f32::NAN; hd];
+                        let qr = &q[r * hd..(r + 1) * hd];
+                        attend_with(v, qr, kv, range.clone(), score, order, &mut alone);
+                        for (d, (a, b)) in together[r * hd..].iter().zip(&alone).enumerate() {
+                            assert_eq!(
+                                a.to_bits(),
+                                b.to_bits(),
+                                "{} hd {hd} t {t} g {g} n {n_pos} {order:?} row {r} dim {d}",
+                                v.name()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn wrong_sizes_are_rejected() {
     let err = QMatrix::new(WeightType::Q4K, 2, 300, WeightBytes::Owned(vec![0; 288]))
         .err()

@@ -176,6 +176,28 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
+/// Query rows one attention task serves ([`attention`]): up to this many (a span's
+/// consecutive new tokens times their KV head's query heads; at least one token) share
+/// every key and value the task converts and loads. 32 rows of 2048 weights and 16 lanes of
+/// 64 sums take 384 KB, within a core's L2.
+const ROWS_PER_TASK: usize = 32;
+
+/// One task of [`attention`]: `n_tok` tokens (from index `tok0` of the call's tokens, all of
+/// one span) for the query heads from `head0` on (all of one KV head's).
+struct Task {
+    tok0: usize,
+    n_tok: usize,
+    head0: usize,
+}
+
+thread_local! {
+    /// A task's gathered query rows (rows, head_dim) and their position ranges (rows,).
+    static TASK_ROWS: std::cell::RefCell<(Vec<f32>, Vec<std::ops::Range<usize>>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    /// (Σn · n_head, head_dim) the tasks' rows, task by task, before they go to `out`.
+    static TILED_OUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Causal attention for the new tokens of each span (a sequence's `n` tokens at positions
 /// `pos0..pos0 + n`, one after another in `q`) whose keys and values are already in `pool`
 /// (layer `layer`), read through each span's block table: `q` and `out` are
@@ -243,22 +265,40 @@ pub fn attention(
             }
         }
     }
-    // Tasks: (token, KV head) pairs, each serving the KV head's `group` query heads at once
-    // (they share the keys' and values' f16 conversion); per query head when that would
-    // leave too few tasks to spread over the threads. Either way each head's result is the
-    // same, bit for bit.
+    // Tasks: (tokens, KV head) pairs, each serving the KV head's `group` query heads for
+    // consecutive tokens of a span at once (they share the keys' and
+    // values' f16 conversion and loads); one token, or one query head, per task when that
+    // would leave too few tasks to spread over the threads. Either way each row's result is
+    // the same, bit for bit.
     let threads = rayon::current_num_threads();
-    let per_task = if tokens.len() * h.n_head_kv >= 2 * threads {
-        group
+    let tokens_per_task = (ROWS_PER_TASK / group).max(1);
+    let tiles: usize = spans.iter().map(|sp| sp.n.div_ceil(tokens_per_task)).sum();
+    let (tile, per_task) = if tiles * h.n_head_kv >= 2 * threads {
+        (tokens_per_task, group)
+    } else if tokens.len() * h.n_head_kv >= 2 * threads {
+        (1, group)
     } else {
-        1
+        (1, 1)
     };
-    let tasks_per_token = h.n_head / per_task;
-    let one = |(task, o): (usize, &mut [f32])| {
-        let (span, pos) = tokens[task / tasks_per_token];
+    // (tasks,) in `out`'s order when tile is 1 (each task's rows are one piece of it).
+    let mut tasks = Vec::with_capacity(tokens.len().div_ceil(tile) * h.n_head / per_task);
+    let mut tok0 = 0;
+    for sp in spans {
+        for t0 in (0..sp.n).step_by(tile) {
+            for head0 in (0..h.n_head).step_by(per_task) {
+                tasks.push(Task {
+                    tok0: tok0 + t0,
+                    n_tok: tile.min(sp.n - t0),
+                    head0,
+                });
+            }
+        }
+        tok0 += sp.n;
+    }
+    let one = |(task, o): (&Task, &mut [f32])| {
+        let (span, _) = tokens[task.tok0];
         let sp = &spans[span];
-        let head = (task % tasks_per_token) * per_task;
-        let kv_head = head / group;
+        let kv_head = task.head0 / group;
         let kv = match copy_at[span] {
             Some(at) => {
                 let n_pos = sp.pos0 + sp.n;
@@ -274,10 +314,28 @@ pub fn attention(
                 table: sp.kv.table,
             },
         };
-        let q = &q[task * per_task * hd..(task + 1) * per_task * hd];
         let order = attention::Order::for_tokens(sp.n);
-        let first = first_visible(h.window, pos);
-        attention::attend_group(q, per_task, kv, first..pos + 1, score, order, o);
+        let row_q = |t: usize| {
+            let at = (task.tok0 + t) * h.n_head * hd + task.head0 * hd;
+            &q[at..at + per_task * hd]
+        };
+        let range = |t: usize| {
+            let pos = tokens[task.tok0 + t].1;
+            first_visible(h.window, pos)..pos + 1
+        };
+        if task.n_tok == 1 {
+            return attention::attend_group(row_q(0), per_task, kv, range(0), score, order, o);
+        }
+        TASK_ROWS.with(|c| {
+            let (rows_q, ranges) = &mut *c.borrow_mut();
+            rows_q.clear();
+            ranges.clear();
+            for t in 0..task.n_tok {
+                rows_q.extend_from_slice(row_q(t));
+                ranges.extend(std::iter::repeat_n(range(t), per_task));
+            }
+            attention::attend_rows(rows_q, ranges, kv, score, order, o);
+        });
     };
     // Multiply-adds (scores and weighted sum, every head): below ~256 K (one token's decode
     // step at a context of a few hundred) a parallel region costs more than it saves.
@@ -285,15 +343,41 @@ pub fn attention(
         .iter()
         .map(|sp| 2 * sp.n * (sp.pos0 + sp.n).min(h.window.unwrap_or(usize::MAX)) * hd * h.n_head)
         .sum();
-    if work < 1 << 18 {
-        out.chunks_mut(per_task * hd).enumerate().for_each(one);
-    } else {
+    let rows_of = |t: &Task| t.n_tok * per_task * hd;
+    if tile == 1 && work < 1 << 18 {
+        tasks
+            .iter()
+            .zip(out.chunks_mut(per_task * hd))
+            .for_each(one);
+    } else if tile == 1 {
         // Head by head (then token by token), so that a thread's run of tasks stays on one
         // KV head.
-        let mut tasks: Vec<(usize, &mut [f32])> =
-            out.chunks_mut(per_task * hd).enumerate().collect();
-        tasks.sort_by_key(|&(task, _)| (task % tasks_per_token, task / tasks_per_token));
-        tasks.into_par_iter().for_each(one);
+        let mut pairs: Vec<_> = tasks.iter().zip(out.chunks_mut(per_task * hd)).collect();
+        pairs.sort_by_key(|(t, _)| (t.head0, t.tok0));
+        pairs.into_par_iter().for_each(one);
+    } else {
+        // Each task's rows (token-major) into its own piece of `tiled`, then to `out`.
+        let mut tiled = TILED_OUT.with(|c| c.take());
+        tiled.resize(out.len(), 0.0);
+        let mut rest = &mut tiled[..];
+        let mut pairs = Vec::with_capacity(tasks.len());
+        for t in &tasks {
+            let (piece, tail) = rest.split_at_mut(rows_of(t));
+            pairs.push((t, piece));
+            rest = tail;
+        }
+        pairs.sort_by_key(|(t, _)| (t.head0, t.tok0));
+        pairs.into_par_iter().for_each(one);
+        let mut at = 0;
+        for t in &tasks {
+            for i in 0..t.n_tok {
+                let dst = (t.tok0 + i) * h.n_head * hd + t.head0 * hd;
+                let n = per_task * hd;
+                out[dst..dst + n].copy_from_slice(&tiled[at..at + n]);
+                at += n;
+            }
+        }
+        TILED_OUT.with(|c| c.replace(tiled));
     }
     HEAD_ROWS.with(|c| c.replace((k_heads, v_heads)));
 }
@@ -404,5 +488,84 @@ mod tests {
         rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
         let r = (12.5f32).sqrt();
         assert!((out[0] - 3.0 / r).abs() < 1e-6 && (out[1] - 8.0 / r).abs() < 1e-6);
+    }
+
+    #[test]
+    fn attention_tasks_give_each_token_the_reference_bits() {
+        use crate::kv_cache::BlockTable;
+        // A prompt (37 tokens after 5 cached, paged, shuffled blocks) and a decode step of
+        // another sequence in one call; 4 query heads over 2 KV heads of 64.
+        let (hd, n_head, n_kv, block) = (64, 4, 2, 8);
+        let kv_dim = n_kv * hd;
+        let mut pool = KvPool::new(1, 8, block, kv_dim);
+        let mut seed = 0x9e37_79b9u32;
+        let mut val = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1 << 23) as f32 - 1.0
+        };
+        for row in 0..8 * block {
+            let k: Vec<f32> = (0..kv_dim).map(|_| val()).collect();
+            let v: Vec<f32> = (0..kv_dim).map(|_| 2.0 * val()).collect();
+            pool.store(0, row, &k, &v);
+        }
+        let tables: [&[u32]; 2] = [&[3, 0, 5, 1, 6, 2], &[4, 7]];
+        let spans = [(5, 37, tables[0]), (9, 1, tables[1])].map(|(pos0, n, table)| Span {
+            n,
+            pos0,
+            kv: BlockTable { table, block },
+        });
+        let q: Vec<f32> = (0..38 * n_head * hd).map(|_| 4.0 * val()).collect();
+        for window in [None, Some(9)] {
+            let h = Heads {
+                n_head,
+                n_head_kv: n_kv,
+                head_dim: hd,
+                scale: 0.125,
+                window,
+                softcap: None,
+            };
+            let (keys, values) = pool.layer(0);
+            let mut want = vec![0f32; q.len()];
+            let tokens = spans
+                .iter()
+                .flat_map(|sp| (sp.pos0..sp.pos0 + sp.n).map(move |p| (sp, p)));
+            for (t, (sp, pos)) in tokens.enumerate() {
+                for head in 0..n_head {
+                    let kv = HeadSlabs {
+                        keys,
+                        values,
+                        stride: kv_dim,
+                        offset: head / 2 * hd,
+                        block,
+                        table: sp.kv.table,
+                    };
+                    let at = (t * n_head + head) * hd;
+                    attention::attend_reference(
+                        &q[at..at + hd],
+                        kv,
+                        first_visible(window, pos)..pos + 1,
+                        attention::Score::scaled(0.125),
+                        attention::Order::for_tokens(sp.n),
+                        &mut want[at..at + hd],
+                    );
+                }
+            }
+            // One thread and two: tasks of several tokens; 64: a task per token and head.
+            for threads in [1, 2, 64] {
+                let pool_threads = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let mut out = vec![f32::NAN; q.len()];
+                pool_threads.install(|| attention(&q, &pool, 0, &spans, h, &mut out));
+                for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{window:?} {threads} threads [{i}]"
+                    );
+                }
+            }
+        }
     }
 }
