@@ -710,7 +710,9 @@ pub(crate) use ktiled::{
 
 #[path = "avx512_klanes.rs"]
 mod klanes512;
-pub(crate) use klanes512::{dot_q4_k_vnni512, dot_q5_k_vnni512, dot_q6_k_vnni512};
+pub(crate) use klanes512::{
+    dot_iq4_xs_vnni512, dot_q3_k_vnni512, dot_q4_k_vnni512, dot_q5_k_vnni512, dot_q6_k_vnni512,
+};
 
 #[path = "avx2_kquant.rs"]
 mod kquant;

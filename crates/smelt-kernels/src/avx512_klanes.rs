@@ -1,8 +1,8 @@
 //! AVX-512 VNNI k-quant products in llama.cpp's one-token orders, read from the file's own
 //! bytes (the output head, a mixture's experts and matrices past the copy budget have no
-//! 16-row copy): ggml's `vec_dot` for Q5_K and Q6_K (eight i32 lanes per super-block, one FMA
-//! per lane by `d_y·d`, `hsum_float_8` at the end) and repacked Q4_K's gemv (the super-block's
-//! S and M in two chains).
+//! 16-row copy): ggml's `vec_dot` for Q3_K, Q5_K, Q6_K and IQ4_XS (eight i32 lanes per
+//! super-block, one FMA per lane by `d_y·d`, `hsum_float_8` at the end) and repacked Q4_K's
+//! gemv (the super-block's S and M in two chains).
 //!
 //! Only exact integers enter the floats, so they may be formed any way. ggml's lane l of a
 //! super-block is Σ over its eight 32-weight vectors v of `scale(v, l) · Σ q·y` over bytes
@@ -30,6 +30,10 @@ trait Lanes {
     const BIAS32: bool;
     /// Whether the weights have mins (`− dmin·m` per 32 weights).
     const MINS: bool;
+    /// Whether the codes are signed (Q3_K, IQ4_XS): their magnitudes then meet the
+    /// activations with the codes' signs (`vpmaddubsw` takes unsigned × signed), as ggml's
+    /// `sign_epi8` trick does.
+    const SIGNED: bool = false;
     /// (4,) code vectors of the block at `b`: vector k holds weights 64k..64k + 64.
     unsafe fn codes(b: *const u8) -> [__m512i; 4];
     /// (16,) i16: the scale of each 16-weight group.
@@ -152,6 +156,132 @@ impl Lanes for Q6K {
     }
 }
 
+/// Q3_K: 3-bit codes − 4 (−4..3), 16-weight groups with 6-bit scales − 32.
+struct Q3K;
+/// IQ4_XS: IQ4_NL's table values, 32-weight sub-blocks with 6-bit scales − 32.
+struct Iq4Xs;
+
+impl Lanes for Q3K {
+    const BYTES: usize = 110;
+    const BIAS32: bool = false;
+    const MINS: bool = false;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn codes(b: *const u8) -> [__m512i; 4] {
+        unsafe {
+            // Weight 128j + 32c + l: bits 2c of qs[32j + l], its high bit bit 4j + c of
+            // hmask[l]. Vector k holds c-blocks 2k and 2k + 1: j = k / 2, c = 2(k % 2) + half;
+            // their high bits are bits 2k and 2k + 1.
+            let (m3, one, four) = (
+                _mm512_set1_epi8(3),
+                _mm512_set1_epi8(1),
+                _mm512_set1_epi8(4),
+            );
+            let hmask = both_halves(b);
+            let mut z = [_mm512_setzero_si512(); 4];
+            for (k, zk) in z.iter_mut().enumerate() {
+                let qs = both_halves(b.add(32 + 32 * (k / 2)));
+                let c = 4 * (k % 2) as i16;
+                let low = _mm512_and_si512(_mm512_srlv_epi16(qs, halves(c, c + 2)), m3);
+                let k2 = 2 * k as i16;
+                let high = _mm512_and_si512(_mm512_srlv_epi16(hmask, halves(k2, k2 + 1)), one);
+                let u = _mm512_or_si512(low, _mm512_slli_epi16::<2>(high));
+                *zk = _mm512_sub_epi8(u, four);
+            }
+            z
+        }
+    }
+    #[inline(always)]
+    unsafe fn scales(b: *const u8) -> __m256i {
+        // Group j: low nibble of byte j (j < 8) or high nibble of byte j − 8, bits 2(j / 4)
+        // of byte 8 + j % 4 above them; minus 32.
+        unsafe {
+            let s = _mm_loadl_epi64(b.add(96) as *const __m128i);
+            let m4 = _mm_set1_epi8(0x0f);
+            let low = _mm_unpacklo_epi64(
+                _mm_and_si128(s, m4),
+                _mm_and_si128(_mm_srli_epi16(s, 4), m4),
+            );
+            let h = _mm_set1_epi32(std::ptr::read_unaligned(b.add(104) as *const i32));
+            let high = _mm_and_si128(
+                _mm_srlv_epi32(h, _mm_setr_epi32(0, 2, 4, 6)),
+                _mm_set1_epi8(3),
+            );
+            let sc = _mm_sub_epi8(
+                _mm_or_si128(low, _mm_slli_epi16(high, 4)),
+                _mm_set1_epi8(32),
+            );
+            _mm256_cvtepi8_epi16(sc)
+        }
+    }
+    #[inline(always)]
+    unsafe fn mins(_: *const u8) -> __m256i {
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn d(b: *const u8) -> (f32, f32) {
+        unsafe { (f16_at(b.add(108)), 0.0) }
+    }
+}
+
+impl Lanes for Iq4Xs {
+    const BYTES: usize = 136;
+    const BIAS32: bool = false;
+    const MINS: bool = false;
+    const SIGNED: bool = true;
+    #[inline(always)]
+    unsafe fn codes(b: *const u8) -> [__m512i; 4] {
+        unsafe {
+            // Sub-block c: the low nibbles of its 16 bytes (at 8 + 16c), then the high ones,
+            // each looked up in the table (in every 128-bit quarter).
+            let table = smelt_gguf::blocks::iq4_nl::KVALUES;
+            let table = _mm512_broadcast_i32x4(_mm_loadu_si128(table.as_ptr() as *const __m128i));
+            let shifts: [i16; 32] = std::array::from_fn(|j| if j / 8 % 2 == 1 { 4 } else { 0 });
+            let shifts = _mm512_loadu_si512(shifts.as_ptr() as *const _);
+            let m4 = _mm512_set1_epi8(0x0f);
+            let mut z = [_mm512_setzero_si512(); 4];
+            for (k, zk) in z.iter_mut().enumerate() {
+                // Quarters: sub-block 2k's bytes twice, then 2k + 1's twice.
+                let x =
+                    _mm512_castsi256_si512(_mm256_loadu_si256(b.add(8 + 32 * k) as *const __m256i));
+                let x = _mm512_shuffle_i64x2::<0x50>(x, x);
+                let idx = _mm512_and_si512(_mm512_srlv_epi16(x, shifts), m4);
+                *zk = _mm512_shuffle_epi8(table, idx);
+            }
+            z
+        }
+    }
+    #[inline(always)]
+    unsafe fn scales(b: *const u8) -> __m256i {
+        // Sub-block i: nibble i % 2 of byte 4 + i / 2, bits 2i of the u16 at 2 above it;
+        // minus 32; each for both of its 16-weight groups.
+        unsafe {
+            let l = _mm_cvtsi32_si128(std::ptr::read_unaligned(b.add(4) as *const i32));
+            let m4 = _mm_set1_epi8(0x0f);
+            let low = _mm_unpacklo_epi8(
+                _mm_and_si128(l, m4),
+                _mm_and_si128(_mm_srli_epi16(l, 4), m4),
+            );
+            let h = _mm_set1_epi16(std::ptr::read_unaligned(b.add(2) as *const i16));
+            let high = _mm_srlv_epi16(h, _mm_setr_epi16(0, 2, 4, 6, 8, 10, 12, 14));
+            let high = _mm_slli_epi16(_mm_and_si128(high, _mm_set1_epi16(3)), 4);
+            let sc = _mm_sub_epi16(
+                _mm_or_si128(_mm_cvtepu8_epi16(low), high),
+                _mm_set1_epi16(32),
+            );
+            _mm256_set_m128i(_mm_unpackhi_epi16(sc, sc), _mm_unpacklo_epi16(sc, sc))
+        }
+    }
+    #[inline(always)]
+    unsafe fn mins(_: *const u8) -> __m256i {
+        unsafe { _mm256_setzero_si256() }
+    }
+    #[inline(always)]
+    unsafe fn d(b: *const u8) -> (f32, f32) {
+        unsafe { (f16_at(b), 0.0) }
+    }
+}
+
 /// The orders ([`tile_lanes`]'s `GEMV`): false for `vec_dot`'s eight lanes, true for
 /// repacked Q4_K's gemv.
 const VEC_DOT: bool = false;
@@ -180,7 +310,15 @@ unsafe fn tile_lanes<F: Lanes, const ORDER: bool, const T: usize>(
         let (mut acc, mut mins) = ([0f32; T], [0f32; T]);
         for i in 0..nb {
             let b = w.as_ptr().add(i * F::BYTES);
-            let z = F::codes(b);
+            let mut z = F::codes(b);
+            // Signed codes: their magnitudes, and where they are negative (to negate y).
+            let mut neg = [0 as __mmask64; 4];
+            if F::SIGNED {
+                for (zk, nk) in z.iter_mut().zip(&mut neg) {
+                    *nk = _mm512_movepi8_mask(*zk);
+                    *zk = _mm512_abs_epi8(*zk);
+                }
+            }
             // (16,) i16 group scales, (16,) i16 mins for the block sums.
             let sc16 = F::scales(b);
             let mut sc = [_mm512_setzero_si512(); 4];
@@ -195,7 +333,10 @@ unsafe fn tile_lanes<F: Lanes, const ORDER: bool, const T: usize>(
                 // scale (u·y pairs stay within i16: |u| < 64).
                 let mut s = _mm512_setzero_si512();
                 for (k, (&zk, &sk)) in z.iter().zip(&sc).enumerate() {
-                    let yk = _mm512_loadu_si512(y.qs.as_ptr().add(64 * k) as *const _);
+                    let mut yk = _mm512_loadu_si512(y.qs.as_ptr().add(64 * k) as *const _);
+                    if F::SIGNED {
+                        yk = _mm512_mask_sub_epi8(yk, neg[k], _mm512_setzero_si512(), yk);
+                    }
                     let pairs = _mm512_maddubs_epi16(zk, yk);
                     s = _mm512_add_epi32(s, _mm512_madd_epi16(pairs, sk));
                 }
@@ -238,4 +379,8 @@ k_entries! {
     dot_q5_k_vnni512 = tile_lanes::<Q5K, VEC_DOT>;
     /// Q6_K × a tile of 256-block rows, as ggml's `vec_dot` sums.
     dot_q6_k_vnni512 = tile_lanes::<Q6K, VEC_DOT>;
+    /// Q3_K × a tile of 256-block rows, as ggml's `vec_dot` sums.
+    dot_q3_k_vnni512 = tile_lanes::<Q3K, VEC_DOT>;
+    /// IQ4_XS × a tile of 256-block rows, as ggml's `vec_dot` sums.
+    dot_iq4_xs_vnni512 = tile_lanes::<Iq4Xs, VEC_DOT>;
 }

@@ -395,9 +395,13 @@ impl DotFn {
                     avx2::dot_q6_k_tiled_vnni512,
                     KBatch::Tiled8,
                 ),
-                W::Q3K => Self::Q8K(avx2::dot_q3_k, avx2::dot_q3_k_tiled_vnni512, KBatch::Tiled8),
+                W::Q3K => Self::Q8K(
+                    avx2::dot_q3_k_vnni512,
+                    avx2::dot_q3_k_tiled_vnni512,
+                    KBatch::Tiled8,
+                ),
                 W::IQ4XS => Self::Q8K(
-                    avx2::dot_iq4_xs,
+                    avx2::dot_iq4_xs_vnni512,
                     avx2::dot_iq4_xs_tiled_vnni512,
                     KBatch::Tiled8,
                 ),
