@@ -6,38 +6,39 @@ use std::arch::x86_64::*;
 use std::ops::Range;
 
 use super::super::{HeadSlabs, Order, Score};
+use super::{mask_row, zero_row};
 use crate::silu::x86::exp16;
 
+/// What [`scores16`] scores: `g` rows over positions `first..n_pos` (the union of theirs),
+/// each row's scores `n_pad` apart in `w`.
+#[derive(Clone, Copy)]
+pub(super) struct ScoreSpan {
+    /// Query rows.
+    pub g: usize,
+    /// First position scored (rounded down to its 16-position chunk by [`scores16`]).
+    pub first: usize,
+    /// One past the last position.
+    pub n_pos: usize,
+    /// Weights per row in `w` (padded).
+    pub n_pad: usize,
+    /// How a dot product becomes a score.
+    pub score: Score,
+    /// The products' summation order.
+    pub order: Order,
+}
+
 /// [`scores16`] for head width `hd` (16 to 128 in steps of 16, or 256).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) unsafe fn scores_wide(
     hd: usize,
+    span: ScoreSpan,
     qr: &[f32],
-    g: usize,
     kv: HeadSlabs,
     row_of: &[usize],
-    first: usize,
-    n_pos: usize,
-    score: Score,
-    order: Order,
     w: &mut [f32],
-    n_pad: usize,
     kbuf: &mut [f32],
 ) {
-    type Scores = unsafe fn(
-        &[f32],
-        usize,
-        HeadSlabs,
-        &[usize],
-        usize,
-        usize,
-        Score,
-        Order,
-        &mut [f32],
-        usize,
-        &mut [f32],
-    );
+    type Scores = unsafe fn(ScoreSpan, &[f32], HeadSlabs, &[usize], &mut [f32], &mut [f32]);
     let f: Scores = match hd {
         16 => scores16::<1>,
         32 => scores16::<2>,
@@ -51,11 +52,7 @@ pub(super) unsafe fn scores_wide(
         _ => unreachable!("head widths are checked by attend_group"),
     };
     // SAFETY: the caller detected AVX-512 (`wide`) and sized the buffers (`attend_group`).
-    unsafe {
-        f(
-            qr, g, kv, row_of, first, n_pos, score, order, w, n_pad, kbuf,
-        )
-    }
+    unsafe { f(span, qr, kv, row_of, w, kbuf) }
 }
 
 /// The scores of positions `first / 16 · 16..n_pos` for `g` heads, 16 positions at a time
@@ -64,21 +61,23 @@ pub(super) unsafe fn scores_wide(
 /// values in the `Single` order, for widths without leftovers), each key held in one row of
 /// `kbuf` and each head's query in registers. Sixteen [`super::reduce16`] trees run at once
 /// through [`reduce16_x16`].
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
 unsafe fn scores16<const C4: usize>(
+    span: ScoreSpan,
     qr: &[f32],
-    g: usize,
     kv: HeadSlabs,
     row_of: &[usize],
-    first: usize,
-    n_pos: usize,
-    score: Score,
-    order: Order,
     w: &mut [f32],
-    n_pad: usize,
     kbuf: &mut [f32],
 ) {
+    let ScoreSpan {
+        g,
+        first,
+        n_pos,
+        n_pad,
+        score,
+        order,
+    } = span;
     let hd = 16 * C4;
     let chained = order.chained(hd);
     debug_assert!(chained || hd.is_multiple_of(64));
@@ -183,14 +182,8 @@ unsafe fn reduce16_x16(t: [__m512; 16]) -> __m512 {
 /// ([`crate::silu::x86::exp16`]), chunk sums (one [`super::super::reduce16`] tree each,
 /// added in f64 in order) and rounding.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl")]
-pub(super) unsafe fn softmax_wide(
-    wh: &mut [f32],
-    Range {
-        start: first,
-        end: n_pos,
-    }: Range<usize>,
-    zero_from: usize,
-) {
+pub(super) unsafe fn softmax_wide(wh: &mut [f32], pos: Range<usize>, zero_from: usize) {
+    let (first, n_pos) = (pos.start, pos.end);
     let c16 = first / 16 * 16;
     let n16 = n_pos.div_ceil(16) * 16;
     assert!(zero_from <= c16 && n16 <= wh.len());
@@ -204,17 +197,7 @@ pub(super) unsafe fn softmax_wide(
         }
         let mut lanes = [0f32; 16];
         _mm512_storeu_ps(lanes.as_mut_ptr(), m16);
-        let max = wh[p..n_pos]
-            .iter()
-            .chain(&lanes)
-            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        wh[n_pos..n16]
-            .iter_mut()
-            .for_each(|v| *v = f32::NEG_INFINITY);
-        wh[c16..first]
-            .iter_mut()
-            .for_each(|v| *v = f32::NEG_INFINITY);
-        let maxv = _mm512_set1_ps(max);
+        let maxv = _mm512_set1_ps(mask_row(wh, first..n_pos, p, &lanes));
         let mut sum = 0f64;
         for c in (c16..n16).step_by(16) {
             let e = exp16(_mm512_sub_ps(_mm512_loadu_ps(ptr.add(c)), maxv));
@@ -236,8 +219,7 @@ pub(super) unsafe fn softmax_wide(
             _mm512_storeu_ps(ptr.add(c), r);
         }
     }
-    wh[n16..].iter_mut().for_each(|v| *v = 0.0);
-    wh[zero_from..c16].iter_mut().for_each(|v| *v = 0.0);
+    zero_row(wh, first..n_pos, zero_from);
 }
 
 /// The shape of [`body`]'s weighted sum, for [`weighted16`].

@@ -10,7 +10,7 @@ use crate::silu::x86::exp8;
 
 #[path = "attention_avx512.rs"]
 mod avx512;
-use avx512::{WeightedSums, scores_wide, softmax_wide, weighted_wide};
+use avx512::{ScoreSpan, WeightedSums, scores_wide, softmax_wide, weighted_wide};
 
 thread_local! {
     /// (weights (rows, n_pad), rounded queries (rows, hd), keys or values converted (128, hd),
@@ -129,14 +129,8 @@ unsafe fn add_leftovers(reduced: f32, x: *const f32, y: *const f32, hd: usize) -
 /// (weights 0) from the chunk of `first` on, and exact zeros from `zero_from` (a chunk
 /// boundary at or before it) and past the last chunk.
 #[inline(always)]
-unsafe fn softmax_row(
-    wh: &mut [f32],
-    Range {
-        start: first,
-        end: n_pos,
-    }: Range<usize>,
-    zero_from: usize,
-) {
+unsafe fn softmax_row(wh: &mut [f32], pos: Range<usize>, zero_from: usize) {
+    let (first, n_pos) = (pos.start, pos.end);
     unsafe {
         let c16 = first / 16 * 16;
         let n16 = n_pos.div_ceil(16) * 16;
@@ -150,17 +144,7 @@ unsafe fn softmax_row(
         }
         let mut lanes = [0f32; 8];
         _mm256_storeu_ps(lanes.as_mut_ptr(), m8);
-        let max = wh[p..n_pos]
-            .iter()
-            .chain(&lanes)
-            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        wh[n_pos..n16]
-            .iter_mut()
-            .for_each(|v| *v = f32::NEG_INFINITY);
-        wh[c16..first]
-            .iter_mut()
-            .for_each(|v| *v = f32::NEG_INFINITY);
-        let maxv = _mm256_set1_ps(max);
+        let maxv = _mm256_set1_ps(mask_row(wh, first..n_pos, p, &lanes));
         let mut sum = 0f64;
         for c in (c16..n16).step_by(16) {
             let lo = exp8(_mm256_sub_ps(_mm256_loadu_ps(ptr.add(c)), maxv));
@@ -175,9 +159,37 @@ unsafe fn softmax_row(
             let r = _mm256_cvtph_ps(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(r));
             _mm256_storeu_ps(ptr.add(c), r);
         }
-        wh[n16..].iter_mut().for_each(|v| *v = 0.0);
-        wh[zero_from..c16].iter_mut().for_each(|v| *v = 0.0);
     }
+    zero_row(wh, first..n_pos, zero_from);
+}
+
+/// A row's maximum over `first..n_pos` (the SIMD loop's `lanes` over `first..p`, then the
+/// rest), and its scores set to −∞ outside `first..n_pos` within its 16-position chunks.
+pub(super) fn mask_row(wh: &mut [f32], pos: Range<usize>, p: usize, lanes: &[f32]) -> f32 {
+    let (first, n_pos) = (pos.start, pos.end);
+    let (c16, n16) = (first / 16 * 16, n_pos.div_ceil(16) * 16);
+    let max = wh[p..n_pos]
+        .iter()
+        .chain(lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    wh[n_pos..n16]
+        .iter_mut()
+        .for_each(|v| *v = f32::NEG_INFINITY);
+    wh[c16..first]
+        .iter_mut()
+        .for_each(|v| *v = f32::NEG_INFINITY);
+    max
+}
+
+/// A row's weights set to exact zeros past its last chunk and from `zero_from` to its first.
+pub(super) fn zero_row(wh: &mut [f32], pos: Range<usize>, zero_from: usize) {
+    let (first, n_pos) = (pos.start, pos.end);
+    wh[n_pos.div_ceil(16) * 16..]
+        .iter_mut()
+        .for_each(|v| *v = 0.0);
+    wh[zero_from..first / 16 * 16]
+        .iter_mut()
+        .for_each(|v| *v = 0.0);
 }
 
 /// [`body`]'s signature, for one width.
@@ -319,9 +331,15 @@ unsafe fn body<const C: usize>(
         let kp = kv32.as_mut_ptr();
         let wide_scores = wide && (order.chained(hd) || hd.is_multiple_of(64));
         if wide_scores {
-            scores_wide(
-                hd, qr, g, kv, row_of, first, n_pos, score, order, w, n_pad, kv32,
-            );
+            let span = ScoreSpan {
+                g,
+                first,
+                n_pos,
+                n_pad,
+                score,
+                order,
+            };
+            scores_wide(hd, span, qr, kv, row_of, w, kv32);
         }
         for p0 in (first / 8 * 8..n_pos).step_by(8) {
             if wide_scores {

@@ -27,9 +27,9 @@ trait Lanes {
     const BYTES: usize;
     /// Q6_K: the codes are q + 32, and 32·sc·Σy comes off each lane as ggml takes it off
     /// (lane l: groups 2l and 2l + 1 of the block sums).
-    const BIAS32: bool;
+    const BIAS32: bool = false;
     /// Whether the weights have mins (`− dmin·m` per 32 weights).
-    const MINS: bool;
+    const MINS: bool = false;
     /// Whether the codes are signed (Q3_K, IQ4_XS): their magnitudes then meet the
     /// activations with the codes' signs (`vpmaddubsw` takes unsigned × signed), as ggml's
     /// `sign_epi8` trick does.
@@ -38,8 +38,12 @@ trait Lanes {
     unsafe fn codes(b: *const u8) -> [__m512i; 4];
     /// (16,) i16: the scale of each 16-weight group.
     unsafe fn scales(b: *const u8) -> __m256i;
-    /// (16,) i16: each 32-weight sub-block's min twice (for `madd` against the block sums).
-    unsafe fn mins(b: *const u8) -> __m256i;
+    /// (16,) i16: each 32-weight sub-block's min twice (for `madd` against the block sums);
+    /// zeros for formats without mins.
+    #[inline(always)]
+    unsafe fn mins(_: *const u8) -> __m256i {
+        unsafe { _mm256_setzero_si256() }
+    }
     /// The super-block's scale and min scale.
     unsafe fn d(b: *const u8) -> (f32, f32);
 }
@@ -121,7 +125,6 @@ impl<const FIVE: bool> Lanes for Q45<FIVE> {
 impl Lanes for Q6K {
     const BYTES: usize = 210;
     const BIAS32: bool = true;
-    const MINS: bool = false;
     #[inline(always)]
     unsafe fn codes(b: *const u8) -> [__m512i; 4] {
         unsafe {
@@ -147,10 +150,6 @@ impl Lanes for Q6K {
         unsafe { _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i)) }
     }
     #[inline(always)]
-    unsafe fn mins(_: *const u8) -> __m256i {
-        unsafe { _mm256_setzero_si256() }
-    }
-    #[inline(always)]
     unsafe fn d(b: *const u8) -> (f32, f32) {
         unsafe { (f16_at(b.add(208)), 0.0) }
     }
@@ -163,8 +162,6 @@ struct Iq4Xs;
 
 impl Lanes for Q3K {
     const BYTES: usize = 110;
-    const BIAS32: bool = false;
-    const MINS: bool = false;
     const SIGNED: bool = true;
     #[inline(always)]
     unsafe fn codes(b: *const u8) -> [__m512i; 4] {
@@ -215,10 +212,6 @@ impl Lanes for Q3K {
         }
     }
     #[inline(always)]
-    unsafe fn mins(_: *const u8) -> __m256i {
-        unsafe { _mm256_setzero_si256() }
-    }
-    #[inline(always)]
     unsafe fn d(b: *const u8) -> (f32, f32) {
         unsafe { (f16_at(b.add(108)), 0.0) }
     }
@@ -226,8 +219,6 @@ impl Lanes for Q3K {
 
 impl Lanes for Iq4Xs {
     const BYTES: usize = 136;
-    const BIAS32: bool = false;
-    const MINS: bool = false;
     const SIGNED: bool = true;
     #[inline(always)]
     unsafe fn codes(b: *const u8) -> [__m512i; 4] {
@@ -271,10 +262,6 @@ impl Lanes for Iq4Xs {
             );
             _mm256_set_m128i(_mm_unpackhi_epi16(sc, sc), _mm_unpacklo_epi16(sc, sc))
         }
-    }
-    #[inline(always)]
-    unsafe fn mins(_: *const u8) -> __m256i {
-        unsafe { _mm256_setzero_si256() }
     }
     #[inline(always)]
     unsafe fn d(b: *const u8) -> (f32, f32) {
