@@ -22,6 +22,9 @@
 # phi3 is the Q8_0 model moved to Phi-3's layout: q/k/v rows stacked into one attn_qkv
 # matrix and gate/up into one ffn_up (gate first), the blocks copied as they are.
 # phi3_wide is made up the same way with heads of 96 (1/sqrt(96) is not a power of two).
+# phi3_longrope is phi3_wide with Phi-3.5's LongRoPE (an attention factor on cos and sin, long
+# and short frequency factors, an original context of 64, so llama.cpp's context takes the
+# long ones).
 # qwen3_wide is a small Qwen 3 made up here (2 layers, width 64, 4 heads of 32: wider than
 # width / heads, as real Qwen 3 models are; SmolLM2's vocabulary), F32 weights from a
 # splitmix64 formula the test repeats, quantized to Q8_0 by smelt.
@@ -37,7 +40,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-64}
-kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide gemma3 gemma2 qwen3moe mixtral qwen3moe_q4_k_m qwen2moe}
+kinds=${2:-q8_0 q5_0 q4_0 q4_1 q4_k_m q5_k_s q8_0_rope_freqs qwen2 qwen3 qwen3_wide phi3 phi3_wide phi3_longrope gemma3 gemma2 qwen3moe mixtral qwen3moe_q4_k_m qwen2moe}
 py=${SMELT_TEST_PYTHON:-.venv/bin/python}
 
 # with_rope_freqs IN: IN with rope_freqs.weight added (gguf-py copies everything else as
@@ -195,7 +198,7 @@ for kind in $kinds; do
     q4_1) model=$q41 ;;
     q8_0_rope_freqs) model=$(with_rope_freqs "$(smelt_requantized Q8_0)") ;;
     qwen2|qwen3) model=$(as_arch "$(smelt_requantized Q8_0)" "$kind") ;;
-    qwen3_wide|phi3_wide|gemma3|gemma2|qwen3moe|mixtral|qwen3moe_q4_k_m|qwen2moe) model=$(made_up "$kind") ;;
+    qwen3_wide|phi3_wide|phi3_longrope|gemma3|gemma2|qwen3moe|mixtral|qwen3moe_q4_k_m|qwen2moe) model=$(made_up "$kind") ;;
     phi3) model=$(as_phi3 "$(smelt_requantized Q8_0)") ;;
     *) model=$(smelt_requantized "${kind^^}") ;;
   esac
@@ -273,6 +276,11 @@ model = {
                  "width 192, 2 query heads and 1 KV head of 96, so 1/sqrt(96) scales the "
                  "queries, feed-forward 256, no q/k norms), q/k/v and gate/up stacked into "
                  "attn_qkv and ffn_up in F32 before `smelt gguf quantize` makes it Q8_0",
+    "phi3_longrope": "phi3_wide with LongRoPE as Phi-3.5's GGUF files carry it: "
+                     "phi3.rope.scaling.attn_factor 1.1902381, "
+                     "phi3.rope.scaling.original_context_length 64 (llamacpp_logits's 1024-position "
+                     "context takes the long factors), rope_factors_long.weight 1 + i/2 and "
+                     "rope_factors_short.weight 1 + i/64 (i < 48, F32, kept F32 by the quantizer)",
     "gemma3": "a small Gemma 3 made up by benches/llamacpp_golden.sh as qwen3_wide (3 layers, "
               "width 128, 2 query heads and 1 KV head of 256, feed-forward 256, GeGLU, q/k norms, "
               "post-attention and post-feed-forward norms 1 + ((z >> 56) - 128) / 1024 from "

@@ -4,7 +4,7 @@ the t-th tensor (matrices (z >> 40) - 2^23 over 2^25, norms 1 + ((z >> 56) - 128
 exact in f32), which crates/smelt-models/tests/made_models/mod.rs repeats bit for bit.
 
 Usage: made_model.py SMOLLM2.gguf OUT.gguf KIND [L,E,H,KV,HD,FF[,EXPERTS,USED]]
-KIND: qwen3_wide, phi3_wide, gemma3, gemma2, qwen3moe, mixtral, qwen3moe_q4_k_m (rows of 256
+KIND: qwen3_wide, phi3_wide, phi3_longrope (with LongRoPE), gemma3, gemma2, qwen3moe, mixtral, qwen3moe_q4_k_m (rows of 256
 for the k-quants) or qwen2moe (with a shared expert). The optional dims (layers,
 width, heads, KV heads, head width, feed-forward or expert width, experts per layer and per
 token) replace the kind's own and raise the context to 4096 (benchmark-size models).
@@ -16,7 +16,7 @@ sys.path.insert(0, "benches")
 from gguf_fields import copy_fields
 src, dst, kind = sys.argv[1], sys.argv[2], sys.argv[3]
 dims = [int(v) for v in sys.argv[4].split(",")] if len(sys.argv) > 4 else None
-arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "gemma3": "gemma3", "gemma2": "gemma2",
+arch = {"qwen3_wide": "qwen3", "phi3_wide": "phi3", "phi3_longrope": "phi3", "gemma3": "gemma3", "gemma2": "gemma2",
         "qwen3moe": "qwen3moe", "mixtral": "llama", "qwen3moe_q4_k_m": "qwen3moe",
         "qwen2moe": "qwen2moe"}[kind]
 r = gguf.GGUFReader(src)
@@ -26,6 +26,7 @@ n_vocab = len(r.fields["tokenizer.ggml.tokens"].contents())
 # Qwen 3: four heads of 32 at width 64; Phi-3: heads of 96 (its 1/sqrt(96) is not a power of
 # two, so scaling the queries first rounds otherwise than scaling q.k).
 L, E, H, KV, HD, FF = {"qwen3_wide": (2, 64, 4, 2, 32, 128), "phi3_wide": (2, 192, 2, 1, 96, 256),
+                       "phi3_longrope": (2, 192, 2, 1, 96, 256),
                        "gemma3": (3, 128, 2, 1, 256, 256), "gemma2": (3, 128, 2, 1, 256, 256),
                        "qwen3moe": (2, 128, 4, 2, 32, 64), "mixtral": (2, 128, 4, 2, 32, 64),
                        "qwen3moe_q4_k_m": (2, 256, 4, 2, 64, 256),
@@ -56,6 +57,11 @@ if USED:
         w.add_uint32(arch + ".expert_feed_forward_length", FF)
     if SFF:
         w.add_uint32(arch + ".expert_shared_feed_forward_length", SFF)
+if kind == "phi3_longrope":
+    # Phi-3.5's LongRoPE: its attention factor, a small original context (so llama.cpp's
+    # 1024-position context takes the long factors) and two factor sets, below.
+    w.add_float32(arch + ".rope.scaling.attn_factor", 1.1902381)
+    w.add_uint32(arch + ".rope.scaling.original_context_length", 64)
 if arch == "gemma3":
     w.add_uint32(arch + ".attention.sliding_window", 8)
     w.add_uint32(arch + ".attention.sliding_window_pattern", 2)
@@ -129,6 +135,10 @@ for l in range(L):
 # llama.cpp's Qwen 2 MoE needs its own output matrix (tensor 2 + 16 L).
 if arch == "qwen2moe":
     tensors.append(("output.weight", matrix(2 + 16 * L, n_vocab, E)))
+if kind == "phi3_longrope":
+    i = np.arange(HD // 2, dtype=np.float32)
+    tensors += [("rope_factors_long.weight", (1 + i * np.float32(0.5)).astype(np.float32)),
+                ("rope_factors_short.weight", (1 + i / np.float32(64)).astype(np.float32))]
 for name, a in tensors:
     w.add_tensor(name, a)
 w.write_header_to_file()

@@ -16,6 +16,8 @@ pub struct KvPool {
     kv_dim: usize,
     block: usize,
     n_blocks: usize,
+    /// The most positions one sequence may hold (what llama.cpp calls `n_ctx_seq`).
+    seq_ctx: usize,
 }
 
 impl KvPool {
@@ -29,7 +31,20 @@ impl KvPool {
             kv_dim,
             block,
             n_blocks,
+            seq_ctx: rows,
         }
+    }
+
+    /// This pool with sequences of at most `n` positions (a server's per-sequence limit; the
+    /// whole pool by default). LongRoPE chooses its factors by it ([`crate::ops::Rope::for_context`]).
+    pub fn with_seq_ctx(mut self, n: usize) -> Self {
+        self.seq_ctx = n;
+        self
+    }
+
+    /// The most positions one sequence may hold.
+    pub fn seq_ctx(&self) -> usize {
+        self.seq_ctx
     }
 
     /// Bytes of keys and values per block (all layers) for a model's shape.

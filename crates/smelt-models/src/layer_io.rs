@@ -235,6 +235,8 @@ mod tests {
             base: 10000.0,
             linear_scale: 1.0,
             freq_factors: None,
+            long_rope: None,
+            attn_factor: 1.0,
         };
         let blocks = [0u32; 4];
         let kv = BlockTable {

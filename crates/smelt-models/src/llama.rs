@@ -385,7 +385,7 @@ impl Llama {
             Some(_) => &mut s.rope_swa,
             None => &mut s.rope,
         };
-        table.fill(rope, spans);
+        table.fill(&rope.for_context(pool.seq_ctx()), spans);
         let op = trace::span("op", "attn_norm+quantize");
         ops::rms_norm(x, &layer.attn_norm, c.rms_eps, &mut s.h);
         tap.input(l, LinearInput::Attn, &s.h, n);

@@ -54,8 +54,7 @@ pub enum Arch {
     /// `qwen2moe` (Qwen 1.5 MoE A2.7B, Qwen 2 57B-A14B): Qwen 2's attention, experts whose
     /// weights are not renormalized, and a shared expert behind a sigmoid gate.
     Qwen2Moe,
-    /// `phi3` (Phi-3 mini/medium 4k, Phi-4; LongRoPE files such as Phi-3.5 and Phi-4 mini
-    /// are refused).
+    /// `phi3` (Phi-3 mini/medium, Phi-3.5 mini and Phi-4 mini with LongRoPE, Phi-4).
     Phi3,
     /// `gemma2` (Gemma 2 2B, 9B, 27B).
     Gemma2,
@@ -287,8 +286,11 @@ impl LlamaConfig {
                 n_rot: u("rope.dimension_count").unwrap_or(head_dim),
                 base: f("rope.freq_base", 10000.0),
                 linear_scale,
-                // `rope_freqs.weight`, a tensor: `Llama::load` reads it.
+                // `rope_freqs.weight`, `rope_factors_{long,short}.weight`: tensors that
+                // `Llama::load` reads.
                 freq_factors: None,
+                long_rope: None,
+                attn_factor: f("rope.scaling.attn_factor", 1.0),
             },
             n_vocab,
             swa: None,
@@ -337,11 +339,18 @@ impl LlamaConfig {
                 config.rms_eps
             )));
         }
-        // llama.cpp multiplies every angle's cos and sin by this factor (YaRN, LongRoPE).
-        let attn_factor = f("rope.scaling.attn_factor", 1.0);
-        if attn_factor != 1.0 {
+        // llama.cpp multiplies every angle's cos and sin by this factor (LongRoPE's magnitude
+        // scaling): smelt does so for the architectures whose LongRoPE it runs.
+        let attn_factor = config.rope.attn_factor;
+        if !(attn_factor.is_finite() && attn_factor > 0.0) {
             return Err(ModelError::Unsupported(format!(
-                "{} is {attn_factor}: RoPE attention factors are not supported yet",
+                "{} is {attn_factor} (it must be positive)",
+                key("rope.scaling.attn_factor")
+            )));
+        }
+        if attn_factor != 1.0 && !matches!(arch, Arch::Phi3 | Arch::Llama) {
+            return Err(ModelError::Unsupported(format!(
+                "{} is {attn_factor}: RoPE attention factors are supported for phi3 and llama",
                 key("rope.scaling.attn_factor")
             )));
         }
@@ -464,8 +473,8 @@ mod tests {
             ),
             (
                 "llama.rope.scaling.attn_factor",
-                MetaValue::F32(1.19),
-                "RoPE attention factors are not supported",
+                MetaValue::F32(0.0),
+                "attn_factor is 0 (it must be positive)",
             ),
         ] {
             let e = LlamaConfig::from_gguf(&header_with(key, value)).unwrap_err();

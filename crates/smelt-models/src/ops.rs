@@ -62,13 +62,52 @@ pub struct Rope {
     /// is divided by factor i (how llama.cpp's converter encodes Llama 3.1's `llama3`
     /// long-context scaling).
     pub freq_factors: Option<Vec<f32>>,
+    /// LongRoPE (Phi-3.5, Phi-4 mini, 128k Phi-3): two sets of frequency factors, of which a
+    /// sequence's context picks one ([`Rope::for_context`]).
+    pub long_rope: Option<LongRope>,
+    /// The factor on every angle's cos and sin (`rope.scaling.attn_factor`, LongRoPE's
+    /// magnitude scaling; 1 = none), as ggml's `rope_yarn` applies it.
+    pub attn_factor: f32,
+}
+
+/// LongRoPE's frequency factors (`rope_factors_long.weight`, `rope_factors_short.weight`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongRope {
+    /// (n_rot / 2,) for contexts past `original_ctx`.
+    pub long: Vec<f32>,
+    /// (n_rot / 2,) for contexts up to `original_ctx`.
+    pub short: Vec<f32>,
+    /// `rope.scaling.original_context_length` (else the training context).
+    pub original_ctx: usize,
 }
 
 impl Rope {
+    /// The rotation for a sequence that may hold `n_ctx_seq` positions: with LongRoPE the long
+    /// factors if that is more than the original context, else the short ones, as llama.cpp
+    /// chooses by its context size (`llama_model::get_rope_factors`); otherwise this one.
+    pub fn for_context(&self, n_ctx_seq: usize) -> std::borrow::Cow<'_, Rope> {
+        match &self.long_rope {
+            Some(lr) => {
+                let f = if n_ctx_seq > lr.original_ctx {
+                    &lr.long
+                } else {
+                    &lr.short
+                };
+                std::borrow::Cow::Owned(Rope {
+                    freq_factors: Some(f.clone()),
+                    long_rope: None,
+                    ..self.clone()
+                })
+            }
+            None => std::borrow::Cow::Borrowed(self),
+        }
+    }
+
     /// (n_pos, n_rot / 2) cos and sin for positions `pos0..pos0 + n_pos`, computed as ggml
     /// does so the angles are the same floats: pair i's angle is `freq_scale · (θ_i / f_i)`,
     /// with θ starting at the position and multiplied by `base^(−2/n_rot)` from pair to pair
-    /// (not a power per pair), and f_i the pair's frequency factor (1 without any).
+    /// (not a power per pair), and f_i the pair's frequency factor (1 without any); cos and
+    /// sin then times the attention factor.
     pub fn table(&self, pos0: usize, n_pos: usize) -> (Vec<f32>, Vec<f32>) {
         let half = self.n_rot / 2;
         let (mut cos, mut sin) = (
@@ -84,8 +123,8 @@ impl Rope {
                     Some(f) => freq_scale * (theta / f[i]),
                     None => freq_scale * theta,
                 };
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                cos.push(angle.cos() * self.attn_factor);
+                sin.push(angle.sin() * self.attn_factor);
                 theta *= theta_scale;
             }
         }
@@ -420,6 +459,8 @@ mod tests {
             base: 10000.0,
             linear_scale: 1.0,
             freq_factors: None,
+            long_rope: None,
+            attn_factor: 1.0,
         }
     }
 
@@ -488,6 +529,31 @@ mod tests {
         rms_norm(&[3.0, 4.0], &[1.0, 2.0], 0.0, &mut out);
         let r = (12.5f32).sqrt();
         assert!((out[0] - 3.0 / r).abs() < 1e-6 && (out[1] - 8.0 / r).abs() < 1e-6);
+    }
+
+    #[test]
+    fn long_rope_takes_its_factors_by_the_context_and_scales_cos_and_sin() {
+        let mut r = rope(RopeLayout::Neox, 4);
+        r.attn_factor = 1.25;
+        r.long_rope = Some(LongRope {
+            long: vec![4.0, 8.0],
+            short: vec![1.0, 2.0],
+            original_ctx: 64,
+        });
+        let with = |f: Vec<f32>| Rope {
+            freq_factors: Some(f),
+            long_rope: None,
+            ..r.clone()
+        };
+        // Up to the original context the short factors, past it the long ones.
+        assert_eq!(*r.for_context(64), with(vec![1.0, 2.0]));
+        assert_eq!(*r.for_context(65), with(vec![4.0, 8.0]));
+        let (c, s) = r.for_context(65).table(3, 1);
+        let angle0 = 3.0f32 / 4.0;
+        assert_eq!((c[0], s[0]), (angle0.cos() * 1.25, angle0.sin() * 1.25));
+        // Without LongRoPE the rotation is the model's own.
+        let plain = rope(RopeLayout::Neox, 4);
+        assert_eq!(*plain.for_context(1 << 20), plain);
     }
 
     #[test]

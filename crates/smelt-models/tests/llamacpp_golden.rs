@@ -18,8 +18,8 @@ mod made_models;
 use std::sync::Arc;
 
 use made_models::{
-    gemma2, gemma3, mixtral, phi3, qwen2, qwen2moe, qwen3, qwen3moe, qwen3moe_q4_k_m, requantized,
-    shipped_smollm2, wide_phi3, wide_qwen3, written,
+    edited, gemma2, gemma3, longrope_phi3, mixtral, phi3, qwen2, qwen2moe, qwen3, qwen3moe,
+    qwen3moe_q4_k_m, requantized, shipped_smollm2, wide_phi3, wide_qwen3, written,
 };
 use smelt_gguf::mix::FileType;
 use smelt_gguf::{GgmlType, GgufFile};
@@ -32,6 +32,20 @@ fn fnv1a64(row: &[f32]) -> u64 {
         .fold(0xcbf2_9ce4_8422_2325, |h, b| {
             (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
         })
+}
+
+/// Asserts that two golden files' runs (the same prompts) differ at their first step: what
+/// one model adds to the other changes llama.cpp's logits from the start.
+fn first_steps_differ(without: &str, with: &str) {
+    let parse = |j: &str| serde_json::from_str::<serde_json::Value>(j).unwrap();
+    let (a, b) = (parse(without), parse(with));
+    let (a, b) = (a["runs"].as_array().unwrap(), b["runs"].as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(b) {
+        assert_eq!(a["prompt"], b["prompt"]);
+        let first = |r: &serde_json::Value| r["steps"][0]["fnv1a64"].clone();
+        assert_ne!(first(a), first(b), "{}", a["prompt"]);
+    }
 }
 
 /// [`check`] on the shipped model requantized to `ftype` by smelt's quantizer.
@@ -63,20 +77,7 @@ fn rope_freqs_logits_equal_llamacpp_bit_for_bit() {
         .unwrap();
     check(&written(writer), json);
     // The factors change the logits: without them llama.cpp's first step differs.
-    let plain: serde_json::Value =
-        serde_json::from_str(include_str!("data/llamacpp_q8_0_greedy.json")).unwrap();
-    for (a, b) in plain["runs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(doc["runs"].as_array().unwrap())
-    {
-        assert_ne!(
-            a["steps"][0]["fnv1a64"], b["steps"][0]["fnv1a64"],
-            "{}",
-            a["prompt"]
-        );
-    }
+    first_steps_differ(include_str!("data/llamacpp_q8_0_greedy.json"), json);
 }
 
 /// Qwen 2: q/k/v biases and NeoX RoPE on the Q8_0 model's weights.
@@ -125,6 +126,28 @@ fn wide_headed_phi3_logits_equal_llamacpp_bit_for_bit() {
     let file = wide_phi3();
     assert_eq!(Llama::load(&file).unwrap().config.head_dim(), 96);
     check(&file, include_str!("data/llamacpp_phi3_wide_greedy.json"));
+}
+
+/// Phi-3.5's LongRoPE ([`made_models::longrope_phi3`]): an attention factor on every cos and
+/// sin, and the long frequency factors, since the sequence's context (prompt + tokens, as
+/// llama.cpp's 1024) is past the original 64 positions.
+#[test]
+fn longrope_phi3_logits_equal_llamacpp_bit_for_bit() {
+    let file = longrope_phi3();
+    let c = Llama::load(&file).unwrap().config;
+    let lr = c.rope.long_rope.as_ref().unwrap();
+    assert_eq!((lr.original_ctx, c.rope.attn_factor), (64, 1.190_238_1));
+    let json = include_str!("data/llamacpp_phi3_longrope_greedy.json");
+    check(&file, json);
+    // LongRoPE changes the logits: the same weights without it give other first steps.
+    first_steps_differ(include_str!("data/llamacpp_phi3_wide_greedy.json"), json);
+    // One set alone is an error that names the missing one, not a silent half.
+    let half = edited(&file, "rope_factors_short.weight", None);
+    let e = Llama::load(&half).err().unwrap().to_string();
+    assert!(
+        e.contains("rope_factors_short.weight") && e.contains("both"),
+        "{e}"
+    );
 }
 
 /// A small Gemma 3 ([`made_models::gemma3`]): scaled embeddings, q/k norms, post-norms,

@@ -5,10 +5,8 @@
 
 mod made_models;
 
-use std::sync::Arc;
-
-use made_models::{mixtral, qwen2moe, qwen3moe, written};
-use smelt_gguf::{GgufFile, GgufWriter};
+use made_models::{edited, mixtral, qwen2moe, qwen3moe};
+use smelt_gguf::GgufFile;
 use smelt_models::llama::{Llama, ModelError};
 use smelt_models::tokenizer;
 
@@ -64,24 +62,6 @@ fn post_training_quantization_is_refused() {
         e.to_string().contains("llama has 8 experts per layer"),
         "{e}"
     );
-}
-
-/// `file` with one tensor's dims replaced, or the tensor left out (`None`).
-fn edited(file: &GgufFile, name: &str, dims: Option<Vec<u64>>) -> Arc<GgufFile> {
-    let mut w = GgufWriter::new();
-    for (k, v) in &file.header.metadata {
-        w.meta(k, v.clone()).unwrap();
-    }
-    for t in &file.header.tensors {
-        if t.name != name {
-            w.tensor(&t.name, &t.dims, t.ggml_type, file.tensor_data(t).to_vec())
-                .unwrap();
-        } else if let Some(d) = &dims {
-            w.tensor(&t.name, d, t.ggml_type, file.tensor_data(t).to_vec())
-                .unwrap();
-        }
-    }
-    written(w)
 }
 
 #[test]

@@ -299,7 +299,8 @@ pub fn start(
                     config.n_blocks,
                     config.sched.block_size,
                     model.config.n_head_kv * model.config.head_dim(),
-                ),
+                )
+                .with_seq_ctx(max_context),
                 sched: Scheduler::new(config.sched, blocks.clone()),
                 model,
                 tok,

@@ -33,7 +33,8 @@ pub(crate) fn time_batched_decode(
         c.n_ctx
     );
     let per_seq = len.div_ceil(BLOCK);
-    let mut pool = KvPool::new(c.n_layer, b * per_seq, BLOCK, c.n_head_kv * c.head_dim());
+    let mut pool = KvPool::new(c.n_layer, b * per_seq, BLOCK, c.n_head_kv * c.head_dim())
+        .with_seq_ctx(per_seq * BLOCK);
     // (b, per_seq) each sequence's own run of physical blocks.
     let tables: Vec<Vec<u32>> = (0..b)
         .map(|s| ((s * per_seq) as u32..((s + 1) * per_seq) as u32).collect())

@@ -9,6 +9,7 @@ use smelt_kernels::{QMatrix, WeightBytes, WeightType};
 
 use super::moe::{MoeFfn, SharedExpert};
 use super::{Arch, Experts, Ffn, Layer, Linear, Llama, LlamaConfig, ModelError};
+use crate::ops::LongRope;
 
 fn tensor<'a>(
     file: &'a GgufFile,
@@ -187,6 +188,21 @@ fn experts(file: &Arc<GgufFile>, l: usize, e: usize, x: Experts) -> Result<MoeFf
 
 /// llama.cpp's per-pair RoPE frequency factors (Llama 3.1's long-context scaling).
 const ROPE_FREQS: &str = "rope_freqs.weight";
+/// LongRoPE's two sets of factors (Phi-3.5, Phi-4 mini, 128k Phi-3).
+const ROPE_LONG: &str = "rope_factors_long.weight";
+const ROPE_SHORT: &str = "rope_factors_short.weight";
+
+/// Frequency factors `name` (n_rot / 2,), each positive and finite.
+fn rope_factors(file: &GgufFile, name: &str, n_rot: usize) -> Result<Vec<f32>, ModelError> {
+    let f = load_f32(file, name, &[n_rot / 2])?;
+    match f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+        Some(bad) => Err(ModelError::Tensor {
+            name: name.into(),
+            why: format!("a frequency factor of {bad} (each must be positive)"),
+        }),
+        None => Ok(f),
+    }
+}
 
 impl Llama {
     /// Loads a llama (with or without experts), Qwen 2, Qwen 2 MoE, Qwen 3, Qwen 3 MoE, Phi-3,
@@ -194,15 +210,38 @@ impl Llama {
     pub fn load(file: &Arc<GgufFile>) -> Result<Self, ModelError> {
         let mut config = LlamaConfig::from_gguf(&file.header)?;
         // llama.cpp reads the factors for llama only (elsewhere they are an unused tensor).
-        if config.arch == Arch::Llama && file.header.tensors.iter().any(|t| t.name == ROPE_FREQS) {
-            let f = load_f32(file, ROPE_FREQS, &[config.rope.n_rot / 2])?;
-            if let Some(bad) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+        let present = |name: &str| file.header.tensors.iter().any(|t| t.name == name);
+        if config.arch == Arch::Llama && present(ROPE_FREQS) {
+            config.rope.freq_factors = Some(rope_factors(file, ROPE_FREQS, config.rope.n_rot)?);
+        }
+        // LongRoPE (llama.cpp reads both sets for phi3 and llama; `rope_freqs` wins over
+        // them): the long factors for contexts past the original one, else the short.
+        let long_rope =
+            matches!(config.arch, Arch::Phi3 | Arch::Llama) && config.rope.freq_factors.is_none();
+        if long_rope && (present(ROPE_LONG) || present(ROPE_SHORT)) {
+            let missing = [ROPE_LONG, ROPE_SHORT].into_iter().find(|n| !present(n));
+            if let Some(name) = missing {
                 return Err(ModelError::Tensor {
-                    name: ROPE_FREQS.into(),
-                    why: format!("a frequency factor of {bad} (each must be positive)"),
+                    name: name.into(),
+                    why: "LongRoPE needs both factor sets, long and short".into(),
                 });
             }
-            config.rope.freq_factors = Some(f);
+            let key = format!(
+                "{}.rope.scaling.original_context_length",
+                config.arch.name()
+            );
+            let original_ctx = match file.header.get(&key).and_then(|v| v.as_u64()) {
+                Some(0) => {
+                    return Err(ModelError::Unsupported(format!("{key} is 0")));
+                }
+                Some(n) => n as usize,
+                None => config.n_ctx,
+            };
+            config.rope.long_rope = Some(LongRope {
+                long: rope_factors(file, ROPE_LONG, config.rope.n_rot)?,
+                short: rope_factors(file, ROPE_SHORT, config.rope.n_rot)?,
+                original_ctx,
+            });
         }
         let (e, ff, kv, qd, hd) = (
             config.n_embd,
@@ -340,6 +379,9 @@ impl Llama {
         if self.config.rope.freq_factors.is_some() {
             used.push(ROPE_FREQS.into());
         }
+        if self.config.rope.long_rope.is_some() {
+            used.extend([ROPE_LONG.into(), ROPE_SHORT.into()]);
+        }
         for (i, y) in self.layers.iter().enumerate() {
             let mut names = vec!["attn_norm", "ffn_norm"];
             if self.config.arch == Arch::Phi3 {
@@ -378,13 +420,6 @@ impl Llama {
             }
         }
         match file.header.tensors.iter().find(|t| !used.contains(&t.name)) {
-            Some(t) if t.name.starts_with("rope_factors_") => {
-                Err(ModelError::Unsupported(format!(
-                    "tensor {}: LongRoPE scaling (Phi-3.5, Phi-4 mini, 128k Phi-3) is not \
-                     supported yet",
-                    t.name
-                )))
-            }
             Some(t) => Err(ModelError::Unsupported(format!(
                 "tensor {} is not part of smelt's {} graph; refusing the file rather than \
                  running it without that tensor",

@@ -72,6 +72,24 @@ pub fn as_arch(
     written(writer)
 }
 
+/// `file` with one tensor's dims replaced, or the tensor left out (`None`).
+pub fn edited(file: &GgufFile, name: &str, dims: Option<Vec<u64>>) -> Arc<GgufFile> {
+    let mut w = GgufWriter::new();
+    for (k, v) in &file.header.metadata {
+        w.meta(k, v.clone()).unwrap();
+    }
+    for t in &file.header.tensors {
+        if t.name != name {
+            w.tensor(&t.name, &t.dims, t.ggml_type, file.tensor_data(t).to_vec())
+                .unwrap();
+        } else if let Some(d) = &dims {
+            w.tensor(&t.name, d, t.ggml_type, file.tensor_data(t).to_vec())
+                .unwrap();
+        }
+    }
+    written(w)
+}
+
 /// The script's integer pattern: element i of extra tensor `which` in layer `layer`, an
 /// integer in [-modulus/2, modulus/2] divided by `scale` (a power of two: exact in f32).
 pub fn pattern(
@@ -148,6 +166,13 @@ pub fn wide_qwen3() -> Arc<GgufFile> {
 /// scaling the queries first rounds otherwise than scaling q·k), q/k/v and gate/up stacked.
 pub fn wide_phi3() -> Arc<GgufFile> {
     made_up("phi3", (2, 192, 2, 1, 96, 256))
+}
+
+/// [`wide_phi3`] with LongRoPE as Phi-3.5's GGUF files carry it: an attention factor of
+/// 1.1902381 on every cos and sin, an original context of 64 positions, and two sets of 48
+/// frequency factors, long 1 + i/2 and short 1 + i/64 (the script's `phi3_longrope`).
+pub fn longrope_phi3() -> Arc<GgufFile> {
+    made_up("phi3_longrope", (2, 192, 2, 1, 96, 256))
 }
 
 /// A small Gemma 3 made up the same way (3 layers, width 128, 2 heads and 1 KV head of 256,
@@ -232,6 +257,10 @@ fn made_up_moe(
     use smelt_gguf::MetaValue;
     let shipped = shipped_smollm2();
     let (l_n, e, h, kv, hd, ff) = dims;
+    let (arch, long_rope) = match arch {
+        "phi3_longrope" => ("phi3", true),
+        other => (other, false),
+    };
     let mut w = GgufWriter::new();
     w.meta("general.architecture", MetaValue::String(arch.into()))
         .unwrap();
@@ -301,6 +330,18 @@ fn made_up_moe(
         ] {
             w.meta(&format!("{arch}.{k}"), v).unwrap();
         }
+    }
+    if long_rope {
+        w.meta(
+            &format!("{arch}.rope.scaling.attn_factor"),
+            MetaValue::F32(1.190_238_1),
+        )
+        .unwrap();
+        w.meta(
+            &format!("{arch}.rope.scaling.original_context_length"),
+            MetaValue::U32(64),
+        )
+        .unwrap();
     }
     let n_vocab = match shipped.header.get("tokenizer.ggml.tokens") {
         Some(MetaValue::Array(_, items)) => items.len(),
@@ -398,6 +439,16 @@ fn made_up_moe(
             "output.weight".into(),
             matrix(2 + 16 * l_n as u64, n_vocab, e),
         ));
+    }
+    if long_rope {
+        let factors = |step: f32| -> (Vec<u64>, Vec<u8>) {
+            let data = (0..hd / 2)
+                .flat_map(|i| (1.0 + i as f32 * step).to_le_bytes())
+                .collect();
+            (vec![hd as u64 / 2], data)
+        };
+        tensors.push(("rope_factors_long.weight".into(), factors(0.5)));
+        tensors.push(("rope_factors_short.weight".into(), factors(1.0 / 64.0)));
     }
     for (name, (dims, data)) in tensors {
         w.tensor(&name, &dims, GgmlType::F32, data).unwrap();
