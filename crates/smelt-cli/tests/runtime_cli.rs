@@ -129,6 +129,33 @@ fn bench_prints_both_tests_and_the_bandwidth_line() {
     assert!(out.status.success(), "{all}");
     assert!(all.contains("| pp16 |") && all.contains("| tg4 |"), "{all}");
     assert!(all.contains("memory read bandwidth measured now"), "{all}");
+    // At a depth, llama-bench's names; past the context, a clear error.
+    let at = |depth: &str| {
+        run(smelt(&home).args([
+            "bench",
+            "smollm2-135m",
+            "-p",
+            "8",
+            "-n",
+            "2",
+            "-d",
+            depth,
+            "-r",
+            "1",
+            "-t",
+            "2",
+        ]))
+    };
+    let out = at("40");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains("| pp8 @ d40 |") && all.contains("| tg2 @ d40 |"),
+        "{all}"
+    );
+    let out = at("8190");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("do not fit"), "{}", text(&out));
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, ensure};
+use smelt_models::kv_cache::KvCache;
 use smelt_models::llama::{Llama, Logits};
 
 use crate::Context;
@@ -22,6 +23,10 @@ pub struct ModelBenchArgs {
     /// Tokens per generation test (0 skips it).
     #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
     pub n_gen: usize,
+    /// Positions already in each test's context before it is timed (llama-bench's `-d`):
+    /// `pp512 @ d2048` is 512 prompt tokens after 2048, `tg128 @ d2048` 128 generated ones.
+    #[arg(short = 'd', long = "n-depth", default_value_t = 0)]
+    pub depth: usize,
     /// Worker threads [default: all cores].
     #[arg(short = 't', long)]
     pub threads: Option<usize>,
@@ -67,23 +72,53 @@ pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-/// Seconds to process `n` random prompt tokens in one fresh context (batches of 512).
-pub(crate) fn time_prompt(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
-    let mut cache = model.new_cache(n);
-    let tokens: Vec<u32> = (0..n).map(|_| rng.below(model.config.n_vocab)).collect();
-    let t = Instant::now();
-    for chunk in tokens.chunks(smelt_models::generate::PROMPT_BATCH) {
-        model.forward_batch(chunk, &mut cache, Logits::Last)?;
-    }
-    Ok(t.elapsed().as_secs_f64())
+/// A fresh context for `depth + n` positions holding `depth` random tokens (untimed).
+fn context_at(model: &Llama, depth: usize, n: usize, rng: &mut Xorshift) -> Result<KvCache> {
+    let mut cache = model.new_cache(depth + n);
+    ensure!(
+        depth + n <= cache.capacity(),
+        "{depth} + {n} positions do not fit the model's {}-position context",
+        cache.capacity()
+    );
+    prompt(model, depth, &mut cache, rng)?;
+    Ok(cache)
 }
 
-/// Seconds to generate `n` tokens one at a time from an empty context.
-pub(crate) fn time_generate(model: &Llama, n: usize, rng: &mut Xorshift) -> Result<f64> {
-    let mut cache = model.new_cache(n);
+/// Runs `n` random prompt tokens through `cache` in batches of 512.
+fn prompt(model: &Llama, n: usize, cache: &mut KvCache, rng: &mut Xorshift) -> Result<()> {
+    let tokens: Vec<u32> = (0..n).map(|_| rng.below(model.config.n_vocab)).collect();
+    for chunk in tokens.chunks(smelt_models::generate::PROMPT_BATCH) {
+        model.forward_batch(chunk, cache, Logits::Last)?;
+    }
+    Ok(())
+}
+
+/// llama-bench's two tests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Test {
+    /// `n` random prompt tokens in batches of 512.
+    Prompt,
+    /// `n` tokens generated one at a time.
+    Generate,
+}
+
+/// Seconds `test` takes for `n` tokens in a fresh context after `depth` others.
+pub(crate) fn time_test(
+    model: &Llama,
+    test: Test,
+    n: usize,
+    depth: usize,
+    rng: &mut Xorshift,
+) -> Result<f64> {
+    let mut cache = context_at(model, depth, n, rng)?;
     let t = Instant::now();
-    for _ in 0..n {
-        model.forward(rng.below(model.config.n_vocab), &mut cache)?;
+    match test {
+        Test::Prompt => prompt(model, n, &mut cache, rng)?,
+        Test::Generate => {
+            for _ in 0..n {
+                model.forward(rng.below(model.config.n_vocab), &mut cache)?;
+            }
+        }
     }
     Ok(t.elapsed().as_secs_f64())
 }
@@ -91,10 +126,10 @@ pub(crate) fn time_generate(model: &Llama, n: usize, rng: &mut Xorshift) -> Resu
 /// One warm-up and one timed run of each test: (prompt tokens/s, generation tokens/s).
 pub fn quick(model: &Llama, n_prompt: usize, n_gen: usize) -> Result<(f64, f64)> {
     let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
-    time_prompt(model, n_prompt, &mut rng)?;
-    let pp = n_prompt as f64 / time_prompt(model, n_prompt, &mut rng)?;
-    time_generate(model, n_gen, &mut rng)?;
-    let tg = n_gen as f64 / time_generate(model, n_gen, &mut rng)?;
+    time_test(model, Test::Prompt, n_prompt, 0, &mut rng)?;
+    let pp = n_prompt as f64 / time_test(model, Test::Prompt, n_prompt, 0, &mut rng)?;
+    time_test(model, Test::Generate, n_gen, 0, &mut rng)?;
+    let tg = n_gen as f64 / time_test(model, Test::Generate, n_gen, 0, &mut rng)?;
     Ok((pp, tg))
 }
 
@@ -172,29 +207,34 @@ pub fn run(ctx: &Context, args: &ModelBenchArgs) -> Result<()> {
         return super::profile::finish(args.trace.as_deref(), threads);
     }
     let mut rows = Vec::new();
-    for (test, n) in [("pp", args.n_prompt), ("tg", args.n_gen)] {
+    let depth = args.depth;
+    record.setting("depth", depth);
+    for (test, n, kind) in [
+        ("pp", args.n_prompt, Test::Prompt),
+        ("tg", args.n_gen, Test::Generate),
+    ] {
         if n == 0 {
             continue;
         }
-        let once = |rng: &mut Xorshift| {
-            if test == "pp" {
-                time_prompt(&model, n, rng)
-            } else {
-                time_generate(&model, n, rng)
-            }
+        let once = |rng: &mut Xorshift| time_test(&model, kind, n, depth, rng);
+        // llama-bench's names: "pp512", or "pp512 @ d2048" after 2048 positions.
+        let name = match depth {
+            0 => format!("{test}{n}"),
+            d => format!("{test}{n} @ d{d}"),
         };
         once(&mut rng)?; // warm-up, as llama-bench does
         super::profile::start(args.trace.as_deref());
         let mut rates = Vec::with_capacity(args.reps);
         for _ in 0..args.reps {
-            let _rep = smelt_trace::span_owned("phase", || format!("{test}{n}"));
+            let _rep = smelt_trace::span_owned("phase", || name.clone());
             rates.push(n as f64 / once(&mut rng)?);
         }
         smelt_trace::pause();
         let (m, sd) = mean_sd(&rates);
-        rows.push((format!("{test}{n}"), m, sd));
-        record.metric(&format!("{test}{n}_tokens_per_s"), m);
-        record.metric(&format!("{test}{n}_sd"), sd);
+        let key = name.replace(" @ ", "_");
+        record.metric(&format!("{key}_tokens_per_s"), m);
+        record.metric(&format!("{key}_sd"), sd);
+        rows.push((name, m, sd));
     }
     let weight_bytes = model.weight_bytes_per_token();
     let bw = super::bench::read_bandwidth_gbs(threads);

@@ -10,7 +10,7 @@ use serde::Serialize;
 use smelt_compress::llm::smooth::{SmoothConfig, smoothquant_llama};
 use smelt_models::llama::Llama;
 
-use super::bench_model::{Xorshift, mean_sd, time_generate, time_prompt};
+use super::bench_model::{Test, Xorshift, mean_sd, time_test};
 use super::llm::{Common, Row, Setup, fresh_base, write_atomic};
 use crate::Context;
 
@@ -221,8 +221,8 @@ fn race(ctx: &Context, models: &[(&str, &Llama, f64)], a: &SmoothArgs) -> Result
     for rep in 0..=a.reps {
         for (i, (_, m, _)) in models.iter().enumerate() {
             let mut rng = Xorshift(0x2545_f491_4f6c_dd1d ^ rep as u64);
-            let p = a.n_prompt as f64 / time_prompt(m, a.n_prompt, &mut rng)?;
-            let g = a.n_gen as f64 / time_generate(m, a.n_gen, &mut rng)?;
+            let p = a.n_prompt as f64 / time_test(m, Test::Prompt, a.n_prompt, 0, &mut rng)?;
+            let g = a.n_gen as f64 / time_test(m, Test::Generate, a.n_gen, 0, &mut rng)?;
             // Repetition 0 warms up.
             if rep > 0 {
                 pp[i].push(p);
